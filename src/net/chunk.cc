@@ -1,0 +1,43 @@
+// Slabs are 2 MiB-aligned blocks carved into chunks; headers live apart so that a
+// chunk's data is exactly chunk_size bytes for the kernel's provided buffers.
+#include "net/chunk.hh"
+
+#include <cstdlib>
+
+namespace sr::net {
+
+chunk_pool::chunk_pool(size_t chunk_size, size_t initial_count) : _size(chunk_size) {
+  grow(initial_count);
+}
+
+chunk_pool::~chunk_pool() {
+  for (auto* s : _slabs) std::free(s);
+  for (auto* h : _headers) delete[] h;
+}
+
+void chunk_pool::grow(size_t count) {
+  if (count == 0) count = 64;
+  auto* slab = static_cast<std::byte*>(std::aligned_alloc(4096, count * _size));
+  auto* headers = new chunk[count];
+  _slabs.push_back(slab);
+  _headers.push_back(headers);
+  for (size_t i = 0; i < count; ++i) {
+    headers[i].data = slab + i * _size;
+    headers[i].next_free = _free;
+    _free = &headers[i];
+  }
+  _free_count += count;
+  _total += count;
+}
+
+chunk* chunk_pool::get() {
+  if (!_free) grow(_total / 2 + 64);
+  chunk* c = _free;
+  _free = c->next_free;
+  --_free_count;
+  c->refs = 1;
+  c->next_free = nullptr;
+  return c;
+}
+
+}  // namespace sr::net

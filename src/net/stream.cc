@@ -1,0 +1,145 @@
+// Close protocol: shutdown(2) ends the multishot recv (its final CQE has no F_MORE),
+// the send in flight completes or fails, then IORING_OP_CLOSE; on_closed() runs
+// once nothing references the object.
+#include "net/stream.hh"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace sr::net {
+
+stream::stream(core::shard& sh, buffer_ring& br, chunk_pool& pool, int fd)
+    : _shard(sh), _br(br), _pool(pool), _fd(fd) {
+  _recv_op.self = this;
+  _send_op.self = this;
+  _close_op.self = this;
+}
+
+stream::~stream() = default;
+
+void stream::start_recv() {
+  if (_recv_armed || _closing) return;
+  io_uring_sqe* s = _shard.sqe(&_recv_op);
+  io_uring_prep_recv_multishot(s, _fd, nullptr, 0, 0);
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = _br.group_id();
+  _recv_armed = true;
+  _recv_starved = false;
+  ++_inflight;
+}
+
+void stream::resume_recv_if_starved() {
+  if (_recv_starved && !_closing && !_eof) start_recv();
+}
+
+void stream::on_recv(int res, unsigned flags) {
+  bool more = flags & IORING_CQE_F_MORE;
+  if (!more) {
+    _recv_armed = false;
+    --_inflight;
+  }
+  if (res > 0) {
+    chunk* c = _br.take(uint16_t(flags >> IORING_CQE_BUFFER_SHIFT));
+    if (_closing) {
+      _pool.release(c);
+    } else {
+      on_data(c, size_t(res));
+    }
+    if (!more && !_closing && !_eof) start_recv();
+  } else if (res == -ENOBUFS) {
+    // The ring ran dry; the server re-arms starved streams after refilling.
+    _recv_starved = true;
+  } else if (res == 0 || res < 0) {
+    if (!_eof && !_closing) {
+      _eof = true;
+      on_eof(res);
+    }
+  }
+  maybe_finish();
+}
+
+void stream::flush() {
+  if (_send_inflight || _close_submitted) return;
+  if (_wire_off >= _wire.size()) {
+    _wire.clear();
+    _wire_off = 0;
+    if (_out.empty()) return;
+    prepare_wire(_out, _wire);
+    _out.clear();
+    if (_wire.empty()) return;
+  }
+  io_uring_sqe* s = _shard.sqe(&_send_op);
+  io_uring_prep_send(s, _fd, _wire.data() + _wire_off, _wire.size() - _wire_off, MSG_NOSIGNAL);
+  _send_inflight = true;
+  ++_inflight;
+}
+
+void stream::on_send(int res, unsigned) {
+  _send_inflight = false;
+  --_inflight;
+  if (res < 0) {
+    _wire.clear();
+    _wire_off = 0;
+    _out.clear();
+    if (!_closing) close(true);
+  } else {
+    _wire_off += size_t(res);
+    if (_wire_off >= _wire.size() && _out.empty()) {
+      _wire.clear();
+      _wire_off = 0;
+      if (!_closing) on_drained();
+    }
+    flush();
+  }
+  maybe_finish();
+}
+
+void stream::close(bool abort) {
+  if (abort) {
+    _out.clear();
+  }
+  if (!_closing) {
+    _closing = true;
+    flush();
+  }
+  maybe_finish();
+}
+
+void stream::unhold() {
+  --_inflight;
+  maybe_finish();
+}
+
+void stream::maybe_finish() {
+  if (!_closing) return;
+  bool output_pending = _send_inflight || !_out.empty() || _wire_off < _wire.size();
+  if (output_pending && !_eof) return;  // graceful: let the last replies go out
+  if (_recv_armed) {
+    // Ends the multishot recv; its last CQE arrives without F_MORE.
+    ::shutdown(_fd, SHUT_RDWR);
+    if (_send_inflight) return;
+    return;
+  }
+  if (_send_inflight) return;
+  if (_inflight > 0) return;
+  if (!_close_submitted) {
+    _close_submitted = true;
+    io_uring_sqe* s = _shard.sqe(&_close_op);
+    io_uring_prep_close(s, _fd);
+    ++_inflight;
+    return;
+  }
+}
+
+void stream::on_close(int, unsigned) {
+  --_inflight;
+  _fd = -1;
+  if (!_closed_notified) {
+    _closed_notified = true;
+    on_closed();  // may delete this
+  }
+}
+
+}  // namespace sr::net
