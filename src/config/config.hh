@@ -4,7 +4,10 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/cidr.hh"
@@ -42,6 +45,7 @@ struct listen_entry {
   listen_tls tls = listen_tls::starttls;
   bool require_tls = false;
   std::vector<cidr> allow_relay_from{*cidr::parse("127.0.0.0/8"), *cidr::parse("::1/128")};
+  int line = 0;                    // where its [[listen]] header was written
 };
 
 // Inbound limits (not in DESIGN.md §4's example; named after Postfix's smtpd_* knobs).
@@ -80,6 +84,7 @@ struct outbound_section {
 struct route_entry {
   std::string domain;    // exact, ".suffix" or "*"
   std::string next_hop;  // "[ip]:port" or "host:port"
+  int line = 0;          // where it was written, for later diagnostics
 };
 
 struct mta_sts_section {
@@ -132,6 +137,15 @@ struct config {
   fallback_section fallback;
   audit_section audit;
   admin_section admin;
+  // Where each key was written: dotted path ("listen[0].address") -> line. Keys left at
+  // their default are absent. Lets later checks (files, bind) name the line too.
+  std::map<std::string, int, std::less<>> lines;
+
+  // Return the line where `key` was written, or 0 when it took its default.
+  int line_of(std::string_view key) const {
+    auto it = lines.find(key);
+    return it == lines.end() ? 0 : it->second;
+  }
 };
 
 // Load and validate `path`. The error text is "FILE:LINE: KEY: what is wrong".
@@ -146,5 +160,8 @@ const char* to_string(listen_tls t);
 const char* to_string(tls_policy p);
 const char* to_string(verify_mode v);
 const char* to_string(tls_version v);
+
+// Render the effective config (defaults filled in) as TOML that parse() accepts again.
+std::string dump(const config& cfg);
 
 }  // namespace sr::config

@@ -1,0 +1,795 @@
+// Strict TOML -> config: every table and key is read against the schema written out below
+// (DESIGN.md §4 plus [limits]); anything left over is an unknown key. All problems are
+// collected and the one written first in the file is reported as "FILE:LINE: KEY: message".
+// toml++ is used header-only with TOML_EXCEPTIONS=0 and never leaves this file.
+#include "config/config.hh"
+
+#include <sys/un.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <utility>
+
+namespace sr::config {
+namespace {
+
+constexpr int64_t u32_max = std::numeric_limits<uint32_t>::max();
+constexpr duration no_max = duration::max();
+
+struct problem {
+  uint32_t line;
+  std::string text;
+};
+
+const char* type_name(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::string: return "string";
+    case toml::node_type::integer: return "integer";
+    case toml::node_type::floating_point: return "float";
+    case toml::node_type::boolean: return "boolean";
+    case toml::node_type::date: return "date";
+    case toml::node_type::time: return "time";
+    case toml::node_type::date_time: return "date-time";
+    case toml::node_type::array: return "array";
+    case toml::node_type::table: return "table";
+    default: return "nothing";
+  }
+}
+
+uint32_t line_of(const toml::node& n) { return n.source().begin.line; }
+
+std::string quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+// Owns the problem list and the key -> line record of one parse.
+class loader {
+ public:
+  loader(std::string file, config& cfg) : _file(std::move(file)), _cfg(cfg) {}
+
+  void fail(uint32_t line, std::string_view key, std::string_view msg) {
+    _problems.push_back({line, _file + ":" + std::to_string(line) + ": " + std::string(key) +
+                                   ": " + std::string(msg)});
+  }
+  void note(const std::string& key, uint32_t line) { _cfg.lines[key] = int(line); }
+  bool failed() const { return !_problems.empty(); }
+  // Return the problem written first in the file (discovery order breaks ties).
+  std::string first() const {
+    auto it = std::min_element(_problems.begin(), _problems.end(),
+                               [](const problem& a, const problem& b) { return a.line < b.line; });
+    return it->text;
+  }
+  config& cfg() { return _cfg; }
+
+ private:
+  std::string _file;
+  config& _cfg;
+  std::vector<problem> _problems;
+};
+
+// Reads the keys of one table; whatever is not taken is reported by reject_unknown().
+class table_reader {
+ public:
+  table_reader(loader& l, const toml::table& t, std::string path)
+      : _l(l), _t(t), _path(std::move(path)) {}
+
+  std::string path(std::string_view key) const {
+    return _path.empty() ? std::string(key) : _path + "." + std::string(key);
+  }
+  const std::string& path() const { return _path; }
+  uint32_t line() const { return std::max<uint32_t>(1, line_of(_t)); }
+  bool has(std::string_view key) const { return _t.contains(key); }
+  loader& owner() { return _l; }
+
+  // Return the node of `key` (nullptr when absent), marking the key as known.
+  const toml::node* take(std::string_view key) {
+    _taken.emplace(key);
+    const toml::node* n = _t.get(key);
+    if (n) _l.note(path(key), line_of(*n));
+    return n;
+  }
+
+  // Line of `key`'s value, or of the table when the key is absent.
+  uint32_t line_of_key(std::string_view key) const {
+    const toml::node* n = _t.get(key);
+    return n ? line_of(*n) : line();
+  }
+
+  void fail(std::string_view key, std::string_view msg) { _l.fail(line_of_key(key), path(key), msg); }
+
+  void reject_unknown() {
+    for (auto&& [k, v] : _t) {
+      if (_taken.count(std::string(k.str()))) continue;
+      uint32_t ln = k.source().begin.line ? k.source().begin.line : line_of(v);
+      _l.fail(ln, path(k.str()), v.is_table() ? "unknown table" : "unknown key");
+    }
+  }
+
+  // Typed reads: false when absent or invalid (the problem is recorded); `out` keeps its
+  // default unless the value is valid.
+  bool read(std::string_view key, std::string& out) {
+    const toml::node* n = take(key);
+    if (!n) return false;
+    return string_of(*n, path(key), out);
+  }
+
+  bool read(std::string_view key, bool& out) {
+    const toml::node* n = take(key);
+    if (!n) return false;
+    if (auto* b = n->as_boolean()) {
+      out = b->get();
+      return true;
+    }
+    mistyped(*n, path(key), "a boolean");
+    return false;
+  }
+
+  bool read(std::string_view key, unsigned& out, int64_t lo, int64_t hi) {
+    int64_t v = 0;
+    if (!read_int(key, v, lo, hi)) return false;
+    out = unsigned(v);
+    return true;
+  }
+
+  bool read_int(std::string_view key, int64_t& out, int64_t lo, int64_t hi) {
+    const toml::node* n = take(key);
+    if (!n) return false;
+    auto* i = n->as_integer();
+    if (!i) {
+      mistyped(*n, path(key), "an integer");
+      return false;
+    }
+    int64_t v = i->get();
+    if (v < lo || v > hi) {
+      std::string msg = hi == u32_max ? "must be at least " + std::to_string(lo)
+                                      : "must be between " + std::to_string(lo) + " and " +
+                                            std::to_string(hi);
+      _l.fail(line_of(*n), path(key), msg + ", got " + std::to_string(v));
+      return false;
+    }
+    out = v;
+    return true;
+  }
+
+  bool read_duration(std::string_view key, duration& out, duration lo, duration hi = no_max) {
+    const toml::node* n = take(key);
+    if (!n) return false;
+    return duration_of(*n, path(key), out, lo, hi);
+  }
+
+  template <typename E>
+  bool read_enum(std::string_view key, E& out,
+                 std::initializer_list<std::pair<const char*, E>> names) {
+    std::string s;
+    if (!read(key, s)) return false;
+    for (auto& [name, value] : names)
+      if (s == name) {
+        out = value;
+        return true;
+      }
+    std::string msg = "must be one of ";
+    bool first = true;
+    for (auto& [name, value] : names) {
+      msg += (first ? "" : ", ") + quoted(name);
+      first = false;
+    }
+    _l.fail(line_of_key(key), path(key), msg + "; got " + quoted(s));
+    return false;
+  }
+
+  // Read an array of strings; `each` validates one element (path, line, text) and returns false
+  // after recording a problem.
+  template <typename F>
+  bool read_array(std::string_view key, F&& each) {
+    const toml::node* n = take(key);
+    if (!n) return false;
+    auto* a = n->as_array();
+    if (!a) {
+      mistyped(*n, path(key), "an array");
+      return false;
+    }
+    bool ok = true;
+    for (size_t i = 0; i < a->size(); ++i) {
+      const toml::node& e = *a->get(i);
+      std::string p = path(key) + "[" + std::to_string(i) + "]";
+      ok = each(p, e) && ok;
+    }
+    return ok;
+  }
+
+  bool string_of(const toml::node& n, const std::string& p, std::string& out) {
+    if (auto* s = n.as_string()) {
+      out = s->get();
+      return true;
+    }
+    mistyped(n, p, "a string");
+    return false;
+  }
+
+  bool duration_of(const toml::node& n, const std::string& p, duration& out, duration lo,
+                   duration hi) {
+    std::string s;
+    if (!n.as_string()) {
+      mistyped(n, p, "a duration string such as \"10s\"");
+      return false;
+    }
+    s = n.as_string()->get();
+    auto d = parse_duration(s);
+    if (!d) {
+      _l.fail(line_of(n), p,
+              "bad duration " + quoted(s) + " (a whole number and ms, s, m, h or d, e.g. \"10s\")");
+      return false;
+    }
+    if (*d < lo) {
+      _l.fail(line_of(n), p,
+              lo == duration(1) ? "must be greater than 0"
+                                : "must be at least " + format_duration(lo) + ", got " + quoted(s));
+      return false;
+    }
+    if (*d > hi) {
+      _l.fail(line_of(n), p, "must be at most " + format_duration(hi) + ", got " + quoted(s));
+      return false;
+    }
+    out = *d;
+    return true;
+  }
+
+  void mistyped(const toml::node& n, const std::string& p, std::string_view want) {
+    _l.fail(line_of(n), p, "expected " + std::string(want) + ", got " + type_name(n.type()));
+  }
+
+ private:
+  loader& _l;
+  const toml::table& _t;
+  std::string _path;
+  std::set<std::string, std::less<>> _taken;
+};
+
+// Lower-case `d` in place and check it is an exact domain, a ".suffix" or (when allowed) "*".
+std::optional<std::string> check_domain(std::string& d, bool allow_star) {
+  if (d.empty()) return "must not be empty";
+  if (d == "*") {
+    if (allow_star) return std::nullopt;
+    return std::string("\"*\" is not allowed here (outbound.default_policy covers every domain)");
+  }
+  for (char& c : d) {
+    if (static_cast<unsigned char>(c) >= 0x80)
+      return "not an ASCII domain " + quoted(d) + " (write the A-label form, xn--...)";
+    if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+  }
+  std::string_view name = d;
+  if (name[0] == '.') name.remove_prefix(1);
+  auto bad = [&] { return "not a domain name: " + quoted(d); };
+  if (name.empty() || name.size() > 253 || name.back() == '.') return bad();
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('.', start);
+    if (end == std::string_view::npos) end = name.size();
+    std::string_view label = name.substr(start, end - start);
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
+      return bad();
+    for (char c : label)
+      if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_')) return bad();
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+// Parse an "ip:port" endpoint with a non-zero port (names are not allowed: nothing resolves them).
+std::optional<std::string> check_endpoint(std::string_view text, sockaddr_storage* out,
+                                          socklen_t* len) {
+  socklen_t l = 0;
+  auto ss = parse_endpoint(text, &l);
+  if (!ss)
+    return "expected an address \"ip:port\" or \"[ipv6]:port\" (not a host name), got " +
+           quoted(text);
+  auto port = ss->ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&*ss)->sin_port
+                                       : reinterpret_cast<sockaddr_in6*>(&*ss)->sin6_port;
+  if (port == 0) return "port must be between 1 and 65535, got " + quoted(text);
+  if (out) *out = *ss;
+  if (len) *len = l;
+  return std::nullopt;
+}
+
+bool same_endpoint(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) {
+    auto& x = reinterpret_cast<const sockaddr_in&>(a);
+    auto& y = reinterpret_cast<const sockaddr_in&>(b);
+    return x.sin_port == y.sin_port && x.sin_addr.s_addr == y.sin_addr.s_addr;
+  }
+  auto& x = reinterpret_cast<const sockaddr_in6&>(a);
+  auto& y = reinterpret_cast<const sockaddr_in6&>(b);
+  return x.sin6_port == y.sin6_port &&
+         std::memcmp(&x.sin6_addr, &y.sin6_addr, sizeof x.sin6_addr) == 0;
+}
+
+// "[ip]:port" (no DNS) or "host:port" (A/AAAA, no MX).
+std::optional<std::string> check_next_hop(std::string_view text) {
+  std::string err = "expected \"[ip]:port\" or \"host:port\", got " + quoted(text);
+  if (!text.empty() && text[0] == '[') {
+    if (check_endpoint(text, nullptr, nullptr)) return err;
+    return std::nullopt;
+  }
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return err;
+  std::string host(text.substr(0, colon));
+  if (host.front() == '.' || check_domain(host, false)) return err;
+  std::string_view port = text.substr(colon + 1);
+  unsigned p = 0;
+  auto [e, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (ec != std::errc() || e != port.data() + port.size() || p == 0 || p > 65535) return err;
+  return std::nullopt;
+}
+
+// "123", "512K", "50M", "1G" (binary multiples) -> bytes.
+std::optional<uint64_t> parse_size(std::string_view s) {
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || p == s.data()) return std::nullopt;
+  std::string_view unit(p, s.data() + s.size() - p);
+  int shift = 0;
+  if (unit.empty()) shift = 0;
+  else if (unit == "K" || unit == "k") shift = 10;
+  else if (unit == "M" || unit == "m") shift = 20;
+  else if (unit == "G" || unit == "g") shift = 30;
+  else return std::nullopt;
+  if (n > (uint64_t(1) << 40)) return std::nullopt;
+  return n << shift;
+}
+
+const std::initializer_list<std::pair<const char*, tls_version>> version_names = {
+    {"1.0", tls_version::v1_0}, {"1.1", tls_version::v1_1}, {"1.2", tls_version::v1_2},
+    {"1.3", tls_version::v1_3}};
+const std::initializer_list<std::pair<const char*, tls_policy>> policy_names = {
+    {"opportunistic", tls_policy::opportunistic},
+    {"forced", tls_policy::forced},
+    {"exclusive", tls_policy::exclusive}};
+
+// Take an optional section `key` from the root; nullptr (after recording) when it is not a table.
+const toml::table* section(table_reader& root, std::string_view key) {
+  const toml::node* n = root.take(key);
+  if (!n) return nullptr;
+  if (auto* t = n->as_table()) return t;
+  root.mistyped(*n, std::string(key), "a table ([" + std::string(key) + "])");
+  return nullptr;
+}
+
+// Take an optional array of tables `key` ([[key]]); calls `each(reader, index)` per entry.
+template <typename F>
+void entries(table_reader& root, std::string_view key, F&& each) {
+  const toml::node* n = root.take(key);
+  if (!n) return;
+  auto* a = n->as_array();
+  if (!a) {
+    root.mistyped(*n, std::string(key), "an array of tables ([[" + std::string(key) + "]])");
+    return;
+  }
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::node& e = *a->get(i);
+    std::string p = std::string(key) + "[" + std::to_string(i) + "]";
+    auto* t = e.as_table();
+    if (!t) {
+      root.mistyped(e, p, "a table");
+      continue;
+    }
+    table_reader r(root.owner(), *t, p);
+    r.owner().note(p, r.line());
+    each(r, i);
+    r.reject_unknown();
+  }
+}
+
+void read_server(loader& l, table_reader& root) {
+  server_section& s = l.cfg().server;
+  const toml::table* t = section(root, "server");
+  bool hostname_set = false;
+  if (t) {
+    table_reader r(l, *t, "server");
+    if (r.read("hostname", s.hostname)) {
+      hostname_set = true;
+      std::string h = s.hostname;
+      if (h.empty() || h[0] == '.' || check_domain(h, false))
+        r.fail("hostname", "not a host name: " + quoted(s.hostname));
+    }
+    r.read("shards", s.shards, 0, 1024);
+    if (r.read("state_dir", s.state_dir) && s.state_dir.empty())
+      r.fail("state_dir", "must not be empty");
+    r.read_duration("drain_timeout", s.drain_timeout, duration(0));
+    r.reject_unknown();
+  }
+  if (!hostname_set) {
+    char buf[256] = {};
+    if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') std::strcpy(buf, "localhost");
+    s.hostname = buf;
+  }
+}
+
+void read_tls(loader& l, table_reader& root) {
+  tls_section& s = l.cfg().tls;
+  const toml::table* t = section(root, "tls");
+  if (!t) return;
+  table_reader r(l, *t, "tls");
+  r.read("cert_file", s.cert_file);
+  r.read("key_file", s.key_file);
+  r.read("ca_file", s.ca_file);
+  r.read_enum("min_version", s.min_version, version_names);
+  r.read("min_cipher_bits", s.min_cipher_bits, 0, 256);
+  r.reject_unknown();
+}
+
+void read_listen(loader& l, table_reader& root) {
+  config& cfg = l.cfg();
+  entries(root, "listen", [&](table_reader& r, size_t) {
+    listen_entry e;
+    e.line = int(r.line());
+    if (!r.has("address")) {
+      l.fail(r.line(), r.path("address"), "missing (every [[listen]] needs an address)");
+      r.take("address");
+    } else if (r.read("address", e.address)) {
+      if (auto err = check_endpoint(e.address, &e.addr, &e.addr_len)) {
+        r.fail("address", *err);
+      } else {
+        for (size_t j = 0; j < cfg.listen.size(); ++j)
+          if (cfg.listen[j].addr_len && same_endpoint(cfg.listen[j].addr, e.addr))
+            r.fail("address", "same address as listen[" + std::to_string(j) + "] (line " +
+                                  std::to_string(cfg.listen[j].line) + ")");
+      }
+    }
+    r.read_enum("mode", e.mode,
+                {{"relay", listen_mode::relay}, {"submission", listen_mode::submission}});
+    r.read_enum("tls", e.tls,
+                {{"none", listen_tls::none},
+                 {"starttls", listen_tls::starttls},
+                 {"implicit", listen_tls::implicit}});
+    if (r.read("require_tls", e.require_tls) && e.require_tls && e.tls == listen_tls::none)
+      r.fail("require_tls", "needs tls = \"starttls\" or \"implicit\" (with tls = \"none\" no "
+                            "client could ever send)");
+    if (r.has("allow_relay_from")) {
+      std::vector<cidr> nets;
+      bool ok = r.read_array("allow_relay_from", [&](const std::string& p, const toml::node& n) {
+        std::string s;
+        if (!r.string_of(n, p, s)) return false;
+        auto c = cidr::parse(s);
+        if (!c) {
+          l.fail(line_of(n), p, "not a network: " + quoted(s) + " (e.g. \"10.0.0.0/8\", \"::1\")");
+          return false;
+        }
+        nets.push_back(*c);
+        return true;
+      });
+      if (ok) e.allow_relay_from = std::move(nets);
+      if (e.mode == listen_mode::submission)
+        r.fail("allow_relay_from", "only for mode = \"relay\" (submission relays after AUTH)");
+    }
+    cfg.listen.push_back(std::move(e));
+  });
+}
+
+void read_limits(loader& l, table_reader& root) {
+  limits_section& s = l.cfg().limits;
+  const toml::table* t = section(root, "limits");
+  if (!t) return;
+  table_reader r(l, *t, "limits");
+  if (const toml::node* n = r.take("max_message_size")) {
+    std::optional<uint64_t> v;
+    if (auto* i = n->as_integer()) {
+      if (i->get() >= 0) v = uint64_t(i->get());
+    } else if (auto* str = n->as_string()) {
+      v = parse_size(str->get());
+      if (!v)
+        l.fail(line_of(*n), "limits.max_message_size",
+               "bad size " + quoted(str->get()) + " (bytes, or a number with K, M or G)");
+    } else {
+      r.mistyped(*n, "limits.max_message_size", "an integer or a size string such as \"50M\"");
+    }
+    constexpr uint64_t cap = uint64_t(2) << 30;
+    if (v && (*v == 0 || *v > cap))
+      l.fail(line_of(*n), "limits.max_message_size",
+             "must be between 1 byte and 2G, got " + std::to_string(*v));
+    else if (v)
+      s.max_message_size = *v;
+  }
+  r.read("max_recipients", s.max_recipients, 1, u32_max);
+  r.read("max_errors", s.max_errors, 1, u32_max);
+  r.read("max_conns_per_ip", s.max_conns_per_ip, 0, u32_max);
+  r.read("max_connections", s.max_connections, 1, u32_max);
+  r.read_duration("idle_timeout", s.idle_timeout, duration(1));
+  r.read_duration("command_timeout", s.command_timeout, duration(1));
+  r.read_duration("data_timeout", s.data_timeout, duration(1));
+  // The group-commit window delays every 250: beyond a second it is a typo, not a tuning.
+  r.read_duration("commit_interval", s.commit_interval, duration(0), std::chrono::seconds(1));
+  r.reject_unknown();
+}
+
+void read_auth(loader& l, table_reader& root) {
+  const toml::table* t = section(root, "auth");
+  if (!t) return;
+  table_reader r(l, *t, "auth");
+  r.read("users_file", l.cfg().auth.users_file);
+  r.reject_unknown();
+}
+
+void read_dns(loader& l, table_reader& root) {
+  const toml::table* t = section(root, "dns");
+  if (!t) return;
+  table_reader r(l, *t, "dns");
+  std::vector<std::string> out;
+  if (r.read_array("resolvers", [&](const std::string& p, const toml::node& n) {
+        std::string s;
+        if (!r.string_of(n, p, s)) return false;
+        if (auto err = check_endpoint(s, nullptr, nullptr)) {
+          l.fail(line_of(n), p, *err);
+          return false;
+        }
+        out.push_back(std::move(s));
+        return true;
+      }))
+    l.cfg().dns.resolvers = std::move(out);
+  r.reject_unknown();
+}
+
+void read_outbound(loader& l, table_reader& root) {
+  outbound_section& s = l.cfg().outbound;
+  const toml::table* t = section(root, "outbound");
+  if (!t) return;
+  table_reader r(l, *t, "outbound");
+  r.read("smtp_port", s.smtp_port, 1, 65535);
+  r.read_enum("default_policy", s.default_policy, policy_names);
+  r.read_duration("connect_timeout", s.connect_timeout, duration(1));
+  r.read("max_conns_per_domain", s.max_conns_per_domain, 1, u32_max);
+  r.read("messages_per_conn", s.messages_per_conn, 1, u32_max);
+  std::vector<duration> retry;
+  if (r.read_array("retry", [&](const std::string& p, const toml::node& n) {
+        duration d{};
+        if (!r.duration_of(n, p, d, duration(1), no_max)) return false;
+        retry.push_back(d);
+        return true;
+      })) {
+    if (retry.empty())
+      r.fail("retry", "must not be empty (at least one interval, e.g. [\"5m\"])");
+    else
+      s.retry = std::move(retry);
+  }
+  r.read_duration("max_queue_age", s.max_queue_age, duration(1));
+  r.reject_unknown();
+}
+
+void read_routes(loader& l, table_reader& root) {
+  config& cfg = l.cfg();
+  entries(root, "route", [&](table_reader& r, size_t) {
+    route_entry e;
+    e.line = int(r.line());
+    bool domain_ok = false;
+    if (!r.has("domain")) {
+      l.fail(r.line(), r.path("domain"), "missing (every [[route]] needs a domain)");
+      r.take("domain");
+    } else if (r.read("domain", e.domain)) {
+      if (auto err = check_domain(e.domain, true)) r.fail("domain", *err);
+      else domain_ok = true;
+    }
+    if (!r.has("next_hop")) {
+      l.fail(r.line(), r.path("next_hop"), "missing (every [[route]] needs a next_hop)");
+      r.take("next_hop");
+    } else if (r.read("next_hop", e.next_hop)) {
+      if (auto err = check_next_hop(e.next_hop)) r.fail("next_hop", *err);
+    }
+    if (domain_ok)
+      for (size_t j = 0; j < cfg.routes.size(); ++j)
+        if (cfg.routes[j].domain == e.domain)
+          r.fail("domain", "duplicate of route[" + std::to_string(j) + "] (line " +
+                               std::to_string(cfg.routes[j].line) + ")");
+    cfg.routes.push_back(std::move(e));
+  });
+}
+
+void read_mta_sts(loader& l, table_reader& root) {
+  const toml::table* t = section(root, "mta_sts");
+  if (!t) return;
+  table_reader r(l, *t, "mta_sts");
+  r.read("enabled", l.cfg().mta_sts.enabled);
+  r.read("https_port", l.cfg().mta_sts.https_port, 1, 65535);
+  r.reject_unknown();
+}
+
+void read_policies(loader& l, table_reader& root) {
+  config& cfg = l.cfg();
+  entries(root, "policy", [&](table_reader& r, size_t) {
+    policy_entry e;
+    e.line = int(r.line());
+    bool domain_ok = false;
+    if (!r.has("domain")) {
+      l.fail(r.line(), r.path("domain"), "missing (every [[policy]] needs a domain)");
+      r.take("domain");
+    } else if (r.read("domain", e.domain)) {
+      if (auto err = check_domain(e.domain, false)) r.fail("domain", *err);
+      else domain_ok = true;
+    }
+    r.read_enum("tls", e.tls, policy_names);
+    r.read_enum("verify", e.verify,
+                {{"none", verify_mode::none}, {"ca", verify_mode::ca}, {"dane", verify_mode::dane}});
+    if (r.has("fallback")) {
+      std::vector<std::string> fb;
+      bool ok = r.read_array("fallback", [&](const std::string& p, const toml::node& n) {
+        std::string s;
+        if (!r.string_of(n, p, s)) return false;
+        if (s != "pgp" && s != "smime" && s != "escrow" && s != "defer") {
+          l.fail(line_of(n), p, "must be one of \"pgp\", \"smime\", \"escrow\", \"defer\"; got " +
+                                    quoted(s));
+          return false;
+        }
+        if (std::find(fb.begin(), fb.end(), s) != fb.end()) {
+          l.fail(line_of(n), p, "duplicate " + quoted(s));
+          return false;
+        }
+        if (!fb.empty() && (fb.back() == "escrow" || fb.back() == "defer")) {
+          l.fail(line_of(n), p, "never reached: " + quoted(fb.back()) + " before it always ends "
+                                "the fallback");
+          return false;
+        }
+        fb.push_back(std::move(s));
+        return true;
+      });
+      if (ok && fb.empty()) r.fail("fallback", "must not be empty");
+      else if (ok) e.fallback = std::move(fb);
+    }
+    r.read_duration("fallback_after", e.fallback_after, duration(0));
+    r.read("notify_sender", e.notify_sender);
+    r.read_enum("min_version", e.min_version, version_names);
+    r.read("min_cipher_bits", e.min_cipher_bits, 0, 256);
+
+    // DESIGN.md §1: these keys belong to the policies that can refuse plaintext; written on
+    // any other they would silently do nothing, so they are errors (presence, not value).
+    const char* tls_name = to_string(e.tls);
+    auto only_for = [&](const char* key, const char* which) {
+      r.fail(key, std::string("only for ") + which + " (this policy has tls = " +
+                      quoted(tls_name) + ")");
+    };
+    if (e.tls == tls_policy::opportunistic) {
+      for (const char* key : {"verify", "fallback", "fallback_after"})
+        if (r.has(key)) only_for(key, "tls = \"forced\" or \"exclusive\"");
+    } else if (e.tls == tls_policy::exclusive && r.has("fallback")) {
+      only_for("fallback", "tls = \"forced\" (exclusive drops the message)");
+    }
+    if (e.tls != tls_policy::exclusive && r.has("notify_sender"))
+      only_for("notify_sender", "tls = \"exclusive\"");
+
+    if (domain_ok)
+      for (size_t j = 0; j < cfg.policies.size(); ++j)
+        if (cfg.policies[j].domain == e.domain)
+          r.fail("domain", "duplicate of policy[" + std::to_string(j) + "] (line " +
+                               std::to_string(cfg.policies[j].line) + ")");
+    cfg.policies.push_back(std::move(e));
+  });
+}
+
+void read_optional_endpoint(table_reader& r, std::string_view key, std::string& out) {
+  if (r.read(key, out) && !out.empty())
+    if (auto err = check_endpoint(out, nullptr, nullptr))
+      r.fail(key, *err + " (or \"\" for off)");
+}
+
+void read_fallback(loader& l, table_reader& root) {
+  fallback_section& s = l.cfg().fallback;
+  const toml::table* t = section(root, "fallback");
+  if (!t) return;
+  table_reader r(l, *t, "fallback");
+  r.read("spawn", s.spawn);
+  if (r.read("socket", s.socket)) {
+    if (s.socket.empty()) r.fail("socket", "must not be empty");
+    else if (s.socket.size() >= sizeof(sockaddr_un{}.sun_path))
+      r.fail("socket", "longer than " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
+                           " bytes (the limit of a unix socket path)");
+  }
+  read_optional_endpoint(r, "portal_listen", s.portal_listen);
+  if (r.read("portal_url", s.portal_url)) {
+    std::string_view u = s.portal_url;
+    if (!(u.starts_with("https://") || u.starts_with("http://")) ||
+        u.find_first_not_of('/', u.find("//") + 2) == std::string_view::npos)
+      r.fail("portal_url", "expected an http(s):// URL, got " + quoted(u));
+    while (s.portal_url.size() > 1 && s.portal_url.back() == '/') s.portal_url.pop_back();
+  }
+  r.read_duration("escrow_expiry", s.escrow_expiry, duration(1));
+  r.read("pgp_home", s.pgp_home);
+  r.read("smime_dir", s.smime_dir);
+  r.reject_unknown();
+}
+
+void read_audit(loader& l, table_reader& root) {
+  const toml::table* t = section(root, "audit");
+  if (!t) return;
+  table_reader r(l, *t, "audit");
+  if (r.read("file", l.cfg().audit.file) && l.cfg().audit.file.empty())
+    r.fail("file", "must not be empty (every delivery attempt is audited)");
+  r.reject_unknown();
+}
+
+void read_admin(loader& l, table_reader& root) {
+  const toml::table* t = section(root, "admin");
+  if (!t) return;
+  table_reader r(l, *t, "admin");
+  read_optional_endpoint(r, "listen", l.cfg().admin.listen);
+  r.reject_unknown();
+}
+
+// Checks that span sections: two sockets on one address, submission without users.
+void cross_check(loader& l, const toml::table& doc) {
+  config& cfg = l.cfg();
+  if (cfg.listen.empty()) {
+    const toml::node* n = doc.get("listen");
+    l.fail(n ? line_of(*n) : std::max<uint32_t>(1, line_of(doc)), "listen",
+           "at least one [[listen]] table is required");
+  }
+  auto clash = [&](const char* key, const std::string& value) {
+    sockaddr_storage ss{};
+    if (value.empty() || check_endpoint(value, &ss, nullptr)) return;
+    for (size_t i = 0; i < cfg.listen.size(); ++i)
+      if (cfg.listen[i].addr_len && same_endpoint(cfg.listen[i].addr, ss)) {
+        int ln = cfg.line_of(key);
+        l.fail(uint32_t(ln ? ln : 1), key,
+               "same address as listen[" + std::to_string(i) + "] (line " +
+                   std::to_string(cfg.listen[i].line) + ")");
+      }
+  };
+  clash("admin.listen", cfg.admin.listen);
+  clash("fallback.portal_listen", cfg.fallback.portal_listen);
+  if (cfg.auth.users_file.empty())
+    for (size_t i = 0; i < cfg.listen.size(); ++i)
+      if (cfg.listen[i].mode == listen_mode::submission) {
+        int ln = cfg.line_of("auth.users_file");
+        l.fail(uint32_t(ln ? ln : 1), "auth.users_file",
+               "must be set: listen[" + std::to_string(i) + "] is a submission listener");
+        break;
+      }
+}
+
+}  // namespace
+
+result<config> parse(std::string_view text, const std::string& name) {
+  toml::parse_result parsed = toml::parse(text, std::string_view(name));
+  if (!parsed) {
+    const toml::parse_error& e = parsed.error();
+    return error{name + ":" + std::to_string(std::max<uint32_t>(1, e.source().begin.line)) +
+                 ": " + std::string(e.description())};
+  }
+  const toml::table& doc = parsed.table();
+  config cfg;
+  cfg.source_file = name;
+  loader l(name, cfg);
+  table_reader root(l, doc, "");
+  read_server(l, root);
+  read_tls(l, root);
+  read_listen(l, root);
+  read_limits(l, root);
+  read_auth(l, root);
+  read_dns(l, root);
+  read_outbound(l, root);
+  read_routes(l, root);
+  read_mta_sts(l, root);
+  read_policies(l, root);
+  read_fallback(l, root);
+  read_audit(l, root);
+  read_admin(l, root);
+  root.reject_unknown();
+  cross_check(l, doc);
+  if (l.failed()) return error{l.first()};
+  return cfg;
+}
+
+result<config> load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return error{path + ": cannot read: " + std::strerror(errno)};
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return error{path + ": cannot read: " + std::strerror(errno)};
+  return parse(text.str(), path);
+}
+
+}  // namespace sr::config

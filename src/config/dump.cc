@@ -1,0 +1,189 @@
+// The effective config back as TOML (`sealrelay --check-config -v`), in DESIGN.md §4 order,
+// with every default written out. parse(dump(c)) yields the same config again.
+#include <cstdio>
+
+#include "config/config.hh"
+
+namespace sr::config {
+
+const char* to_string(listen_mode m) {
+  switch (m) {
+    case listen_mode::relay: return "relay";
+    case listen_mode::submission: return "submission";
+  }
+  return "?";
+}
+
+const char* to_string(listen_tls t) {
+  switch (t) {
+    case listen_tls::none: return "none";
+    case listen_tls::starttls: return "starttls";
+    case listen_tls::implicit: return "implicit";
+  }
+  return "?";
+}
+
+const char* to_string(tls_policy p) {
+  switch (p) {
+    case tls_policy::opportunistic: return "opportunistic";
+    case tls_policy::forced: return "forced";
+    case tls_policy::exclusive: return "exclusive";
+  }
+  return "?";
+}
+
+const char* to_string(verify_mode v) {
+  switch (v) {
+    case verify_mode::none: return "none";
+    case verify_mode::ca: return "ca";
+    case verify_mode::dane: return "dane";
+  }
+  return "?";
+}
+
+const char* to_string(tls_version v) {
+  switch (v) {
+    case tls_version::v1_0: return "1.0";
+    case tls_version::v1_1: return "1.1";
+    case tls_version::v1_2: return "1.2";
+    case tls_version::v1_3: return "1.3";
+  }
+  return "?";
+}
+
+namespace {
+
+// A TOML basic string: quotes, backslashes and control characters escaped.
+std::string q(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", u);
+      out += buf;
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string q(duration d) { return q(format_duration(d)); }
+
+template <typename T, typename F>
+std::string list(const std::vector<T>& v, F&& each) {
+  std::string out = "[";
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + each(v[i]);
+  return out + "]";
+}
+
+void kv(std::string& out, const char* key, const std::string& value) {
+  out += key;
+  out += " = ";
+  out += value;
+  out += '\n';
+}
+
+std::string b(bool v) { return v ? "true" : "false"; }
+std::string n(uint64_t v) { return std::to_string(v); }
+
+}  // namespace
+
+std::string dump(const config& c) {
+  std::string o = "# effective configuration of " + c.source_file + "\n\n[server]\n";
+  kv(o, "hostname", q(c.server.hostname));
+  kv(o, "shards", n(c.server.shards));
+  kv(o, "state_dir", q(c.server.state_dir));
+  kv(o, "drain_timeout", q(c.server.drain_timeout));
+
+  o += "\n[tls]\n";
+  kv(o, "cert_file", q(c.tls.cert_file));
+  kv(o, "key_file", q(c.tls.key_file));
+  kv(o, "ca_file", q(c.tls.ca_file));
+  kv(o, "min_version", q(to_string(c.tls.min_version)));
+  kv(o, "min_cipher_bits", n(c.tls.min_cipher_bits));
+
+  for (const auto& l : c.listen) {
+    o += "\n[[listen]]\n";
+    kv(o, "address", q(l.address));
+    kv(o, "mode", q(to_string(l.mode)));
+    kv(o, "tls", q(to_string(l.tls)));
+    kv(o, "require_tls", b(l.require_tls));
+    if (l.mode == listen_mode::relay)  // parse() rejects it on submission listeners
+      kv(o, "allow_relay_from", list(l.allow_relay_from, [](const cidr& x) { return q(x.to_string()); }));
+  }
+
+  o += "\n[limits]\n";
+  kv(o, "max_message_size", n(c.limits.max_message_size));
+  kv(o, "max_recipients", n(c.limits.max_recipients));
+  kv(o, "max_errors", n(c.limits.max_errors));
+  kv(o, "max_conns_per_ip", n(c.limits.max_conns_per_ip));
+  kv(o, "max_connections", n(c.limits.max_connections));
+  kv(o, "idle_timeout", q(c.limits.idle_timeout));
+  kv(o, "command_timeout", q(c.limits.command_timeout));
+  kv(o, "data_timeout", q(c.limits.data_timeout));
+  kv(o, "commit_interval", q(c.limits.commit_interval));
+
+  o += "\n[auth]\n";
+  kv(o, "users_file", q(c.auth.users_file));
+
+  o += "\n[dns]\n";
+  kv(o, "resolvers", list(c.dns.resolvers, [](const std::string& s) { return q(s); }));
+
+  o += "\n[outbound]\n";
+  kv(o, "smtp_port", n(c.outbound.smtp_port));
+  kv(o, "default_policy", q(to_string(c.outbound.default_policy)));
+  kv(o, "connect_timeout", q(c.outbound.connect_timeout));
+  kv(o, "max_conns_per_domain", n(c.outbound.max_conns_per_domain));
+  kv(o, "messages_per_conn", n(c.outbound.messages_per_conn));
+  kv(o, "retry", list(c.outbound.retry, [](duration d) { return q(d); }));
+  kv(o, "max_queue_age", q(c.outbound.max_queue_age));
+
+  for (const auto& r : c.routes) {
+    o += "\n[[route]]\n";
+    kv(o, "domain", q(r.domain));
+    kv(o, "next_hop", q(r.next_hop));
+  }
+
+  o += "\n[mta_sts]\n";
+  kv(o, "enabled", b(c.mta_sts.enabled));
+  kv(o, "https_port", n(c.mta_sts.https_port));
+
+  for (const auto& p : c.policies) {
+    o += "\n[[policy]]\n";
+    kv(o, "domain", q(p.domain));
+    kv(o, "tls", q(to_string(p.tls)));
+    // Keys that belong to other policy kinds are left out: parse() would reject them.
+    if (p.tls != tls_policy::opportunistic) {
+      kv(o, "verify", q(to_string(p.verify)));
+      if (p.tls == tls_policy::forced)
+        kv(o, "fallback", list(p.fallback, [](const std::string& s) { return q(s); }));
+      kv(o, "fallback_after", q(p.fallback_after));
+    }
+    if (p.tls == tls_policy::exclusive) kv(o, "notify_sender", b(p.notify_sender));
+    kv(o, "min_version", q(to_string(p.min_version)));
+    kv(o, "min_cipher_bits", n(p.min_cipher_bits));
+  }
+
+  o += "\n[fallback]\n";
+  kv(o, "spawn", b(c.fallback.spawn));
+  kv(o, "socket", q(c.fallback.socket));
+  kv(o, "portal_listen", q(c.fallback.portal_listen));
+  kv(o, "portal_url", q(c.fallback.portal_url));
+  kv(o, "escrow_expiry", q(c.fallback.escrow_expiry));
+  kv(o, "pgp_home", q(c.fallback.pgp_home));
+  kv(o, "smime_dir", q(c.fallback.smime_dir));
+
+  o += "\n[audit]\n";
+  kv(o, "file", q(c.audit.file));
+
+  o += "\n[admin]\n";
+  kv(o, "listen", q(c.admin.listen));
+  return o;
+}
+
+}  // namespace sr::config

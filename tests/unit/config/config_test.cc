@@ -1,0 +1,642 @@
+// The strict config loader: defaults, every section of DESIGN.md §4 (+ [limits]), and the
+// exact "FILE:LINE: KEY: message" text for each class of error. Test documents are built
+// line by line so that each expected line number can be read off the source.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+
+#include "config/config.hh"
+
+using namespace std::chrono_literals;
+using namespace sr::config;
+
+namespace {
+
+// Join lines with '\n': element i is line i + 1.
+std::string doc(std::initializer_list<std::string_view> lines) {
+  std::string out;
+  for (auto l : lines) {
+    out += l;
+    out += '\n';
+  }
+  return out;
+}
+
+// The error text of parsing `text` as "t.toml", or "<ok>".
+std::string err_of(const std::string& text) {
+  auto r = parse(text, "t.toml");
+  return r ? "<ok>" : r.err();
+}
+
+// A document whose first two lines are one valid listener, followed by `rest` (line 3 on).
+std::string with_listener(std::initializer_list<std::string_view> rest) {
+  return doc({"[[listen]]", "address = \"127.0.0.1:2525\""}) + doc(rest);
+}
+
+uint16_t port_of(const sockaddr_storage& ss) {
+  return ntohs(reinterpret_cast<const sockaddr_in&>(ss).sin_port);
+}
+
+class temp_dir {
+ public:
+  temp_dir() {
+    const char* base = std::getenv("TMPDIR");
+    _path = std::string(base && *base ? base : "/tmp") + "/sr-config-test-XXXXXX";
+    if (!mkdtemp(_path.data())) _path.clear();
+  }
+  ~temp_dir() {
+    if (!_path.empty()) std::system(("rm -rf '" + _path + "'").c_str());
+  }
+  std::string write(const std::string& name, const std::string& text) const {
+    std::string p = _path + "/" + name;
+    std::ofstream(p) << text;
+    return p;
+  }
+  const std::string& path() const { return _path; }
+
+ private:
+  std::string _path;
+};
+
+}  // namespace
+
+TEST(config, minimal_config_takes_every_default) {
+  auto r = parse(doc({"[[listen]]", "address = \"127.0.0.1:2525\""}), "t.toml");
+  ASSERT_TRUE(r) << r.err();
+  const config& c = *r;
+  EXPECT_EQ(c.source_file, "t.toml");
+
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  EXPECT_EQ(c.server.hostname, host);
+  EXPECT_EQ(c.server.shards, 0u);
+  EXPECT_EQ(c.server.state_dir, "var");
+  EXPECT_EQ(c.server.drain_timeout, 10s);
+
+  EXPECT_EQ(c.tls.cert_file, "conf/tls/relay.crt");
+  EXPECT_EQ(c.tls.key_file, "conf/tls/relay.key");
+  EXPECT_EQ(c.tls.ca_file, "/etc/ssl/certs/ca-certificates.crt");
+  EXPECT_EQ(c.tls.min_version, tls_version::v1_2);
+  EXPECT_EQ(c.tls.min_cipher_bits, 128u);
+
+  ASSERT_EQ(c.listen.size(), 1u);
+  const listen_entry& l = c.listen[0];
+  EXPECT_EQ(l.address, "127.0.0.1:2525");
+  EXPECT_EQ(l.addr.ss_family, AF_INET);
+  EXPECT_EQ(l.addr_len, sizeof(sockaddr_in));
+  EXPECT_EQ(port_of(l.addr), 2525);
+  EXPECT_EQ(l.mode, listen_mode::relay);
+  EXPECT_EQ(l.tls, listen_tls::starttls);
+  EXPECT_FALSE(l.require_tls);
+  ASSERT_EQ(l.allow_relay_from.size(), 2u);
+  EXPECT_EQ(l.allow_relay_from[0].to_string(), "127.0.0.0/8");
+  EXPECT_EQ(l.allow_relay_from[1].to_string(), "::1/128");
+  EXPECT_EQ(l.line, 1);
+
+  EXPECT_EQ(c.limits.max_message_size, 50ull << 20);
+  EXPECT_EQ(c.limits.max_recipients, 1000u);
+  EXPECT_EQ(c.limits.max_errors, 20u);
+  EXPECT_EQ(c.limits.max_conns_per_ip, 1000u);
+  EXPECT_EQ(c.limits.max_connections, 20000u);
+  EXPECT_EQ(c.limits.idle_timeout, 5min);
+  EXPECT_EQ(c.limits.command_timeout, 1min);
+  EXPECT_EQ(c.limits.data_timeout, 10min);
+  EXPECT_EQ(c.limits.commit_interval, 2ms);
+
+  EXPECT_EQ(c.auth.users_file, "conf/users");
+  EXPECT_TRUE(c.dns.resolvers.empty());
+
+  EXPECT_EQ(c.outbound.smtp_port, 25u);
+  EXPECT_EQ(c.outbound.default_policy, tls_policy::opportunistic);
+  EXPECT_EQ(c.outbound.connect_timeout, 30s);
+  EXPECT_EQ(c.outbound.max_conns_per_domain, 16u);
+  EXPECT_EQ(c.outbound.messages_per_conn, 100u);
+  EXPECT_EQ(c.outbound.retry, (std::vector<sr::duration>{1min, 5min, 15min, 1h, 4h}));
+  EXPECT_EQ(c.outbound.max_queue_age, 120h);
+
+  EXPECT_TRUE(c.routes.empty());
+  EXPECT_TRUE(c.mta_sts.enabled);
+  EXPECT_EQ(c.mta_sts.https_port, 443u);
+  EXPECT_TRUE(c.policies.empty());
+
+  EXPECT_TRUE(c.fallback.spawn);
+  EXPECT_EQ(c.fallback.socket, "var/fallback.sock");
+  EXPECT_EQ(c.fallback.portal_listen, "127.0.0.1:8443");
+  EXPECT_EQ(c.fallback.portal_url, "https://localhost:8443");
+  EXPECT_EQ(c.fallback.escrow_expiry, 720h);
+  EXPECT_EQ(c.fallback.pgp_home, "conf/keys/gnupg");
+  EXPECT_EQ(c.fallback.smime_dir, "conf/keys/smime");
+  EXPECT_EQ(c.audit.file, "var/audit.jsonl");
+  EXPECT_EQ(c.admin.listen, "127.0.0.1:9025");
+
+  // Only what was written has a line; defaults have none.
+  EXPECT_EQ(c.line_of("listen[0].address"), 2);
+  EXPECT_EQ(c.line_of("server.hostname"), 0);
+}
+
+TEST(config, every_section_is_parsed) {
+  auto r = parse(doc({
+                     "[server]",                                      // 1
+                     "hostname = \"mx.example.org\"",                 // 2
+                     "shards = 4",                                    // 3
+                     "state_dir = \"/srv/relay\"",                    // 4
+                     "drain_timeout = \"30s\"",                       // 5
+                     "[tls]",                                         // 6
+                     "cert_file = \"a.crt\"",                         // 7
+                     "key_file = \"a.key\"",                          // 8
+                     "ca_file = \"\"",                                // 9
+                     "min_version = \"1.3\"",                         // 10
+                     "min_cipher_bits = 256",                         // 11
+                     "[[listen]]",                                    // 12
+                     "address = \"127.0.0.1:2525\"",                  // 13
+                     "mode = \"relay\"",                              // 14
+                     "tls = \"none\"",                                // 15
+                     "allow_relay_from = [\"10.0.0.0/8\", \"::1\"]",  // 16
+                     "[[listen]]",                                    // 17
+                     "address = \"[::1]:587\"",                       // 18
+                     "mode = \"submission\"",                         // 19
+                     "tls = \"starttls\"",                            // 20
+                     "require_tls = true",                            // 21
+                     "[[listen]]",                                    // 22
+                     "address = \"127.0.0.1:4650\"",                  // 23
+                     "tls = \"implicit\"",                            // 24
+                     "[limits]",                                      // 25
+                     "max_message_size = \"10M\"",                    // 26
+                     "max_recipients = 50",                           // 27
+                     "max_errors = 3",                                // 28
+                     "max_conns_per_ip = 0",                          // 29
+                     "max_connections = 100",                         // 30
+                     "idle_timeout = \"30s\"",                        // 31
+                     "command_timeout = \"10s\"",                     // 32
+                     "data_timeout = \"2m\"",                         // 33
+                     "commit_interval = \"0ms\"",                     // 34
+                     "[auth]",                                        // 35
+                     "users_file = \"/etc/relay/users\"",             // 36
+                     "[dns]",                                         // 37
+                     "resolvers = [\"127.0.0.1:5353\", \"[::1]:53\"]",  // 38
+                     "[outbound]",                                    // 39
+                     "smtp_port = 2526",                              // 40
+                     "default_policy = \"forced\"",                   // 41
+                     "connect_timeout = \"5s\"",                      // 42
+                     "max_conns_per_domain = 2",                      // 43
+                     "messages_per_conn = 7",                         // 44
+                     "retry = [\"10s\", \"1m\"]",                     // 45
+                     "max_queue_age = \"1d\"",                        // 46
+                     "[[route]]",                                     // 47
+                     "domain = \"Partner.Example\"",                  // 48
+                     "next_hop = \"[10.0.0.5]:2525\"",                // 49
+                     "[[route]]",                                     // 50
+                     "domain = \"*\"",                                // 51
+                     "next_hop = \"smarthost.example:587\"",          // 52
+                     "[mta_sts]",                                     // 53
+                     "enabled = false",                               // 54
+                     "https_port = 8443",                             // 55
+                     "[[policy]]",                                    // 56
+                     "domain = \"Bank.Example\"",                     // 57
+                     "tls = \"forced\"",                              // 58
+                     "verify = \"ca\"",                               // 59
+                     "fallback = [\"smime\", \"defer\"]",             // 60
+                     "fallback_after = \"1h\"",                       // 61
+                     "min_version = \"1.3\"",                         // 62
+                     "min_cipher_bits = 256",                         // 63
+                     "[[policy]]",                                    // 64
+                     "domain = \".news.example\"",                    // 65
+                     "tls = \"exclusive\"",                           // 66
+                     "verify = \"dane\"",                             // 67
+                     "notify_sender = true",                          // 68
+                     "[[policy]]",                                    // 69
+                     "domain = \"legacy.example\"",                   // 70
+                     "tls = \"opportunistic\"",                       // 71
+                     "[fallback]",                                    // 72
+                     "spawn = false",                                 // 73
+                     "socket = \"/run/fb.sock\"",                     // 74
+                     "portal_listen = \"\"",                          // 75
+                     "portal_url = \"https://portal.example/\"",      // 76
+                     "escrow_expiry = \"7d\"",                        // 77
+                     "pgp_home = \"k/gpg\"",                          // 78
+                     "smime_dir = \"k/smime\"",                       // 79
+                     "[audit]",                                       // 80
+                     "file = \"/var/log/relay/audit.jsonl\"",         // 81
+                     "[admin]",                                       // 82
+                     "listen = \"\"",                                 // 83
+                 }),
+                 "full.toml");
+  ASSERT_TRUE(r) << r.err();
+  const config& c = *r;
+  EXPECT_EQ(c.server.hostname, "mx.example.org");
+  EXPECT_EQ(c.server.shards, 4u);
+  EXPECT_EQ(c.server.state_dir, "/srv/relay");
+  EXPECT_EQ(c.server.drain_timeout, 30s);
+
+  EXPECT_EQ(c.tls.cert_file, "a.crt");
+  EXPECT_EQ(c.tls.key_file, "a.key");
+  EXPECT_EQ(c.tls.ca_file, "");
+  EXPECT_EQ(c.tls.min_version, tls_version::v1_3);
+  EXPECT_EQ(c.tls.min_cipher_bits, 256u);
+
+  ASSERT_EQ(c.listen.size(), 3u);
+  EXPECT_EQ(c.listen[0].tls, listen_tls::none);
+  ASSERT_EQ(c.listen[0].allow_relay_from.size(), 2u);
+  EXPECT_EQ(c.listen[0].allow_relay_from[0].to_string(), "10.0.0.0/8");
+  EXPECT_EQ(c.listen[0].allow_relay_from[1].to_string(), "::1/128");
+  EXPECT_EQ(c.listen[1].address, "[::1]:587");
+  EXPECT_EQ(c.listen[1].addr.ss_family, AF_INET6);
+  EXPECT_EQ(c.listen[1].addr_len, sizeof(sockaddr_in6));
+  EXPECT_EQ(c.listen[1].mode, listen_mode::submission);
+  EXPECT_EQ(c.listen[1].tls, listen_tls::starttls);
+  EXPECT_TRUE(c.listen[1].require_tls);
+  EXPECT_EQ(c.listen[1].line, 17);
+  EXPECT_EQ(c.listen[2].tls, listen_tls::implicit);
+  EXPECT_EQ(c.listen[2].mode, listen_mode::relay);
+  EXPECT_EQ(port_of(c.listen[2].addr), 4650);
+
+  EXPECT_EQ(c.limits.max_message_size, 10ull << 20);
+  EXPECT_EQ(c.limits.max_recipients, 50u);
+  EXPECT_EQ(c.limits.max_errors, 3u);
+  EXPECT_EQ(c.limits.max_conns_per_ip, 0u);
+  EXPECT_EQ(c.limits.max_connections, 100u);
+  EXPECT_EQ(c.limits.idle_timeout, 30s);
+  EXPECT_EQ(c.limits.command_timeout, 10s);
+  EXPECT_EQ(c.limits.data_timeout, 2min);
+  EXPECT_EQ(c.limits.commit_interval, 0ms);
+
+  EXPECT_EQ(c.auth.users_file, "/etc/relay/users");
+  EXPECT_EQ(c.dns.resolvers, (std::vector<std::string>{"127.0.0.1:5353", "[::1]:53"}));
+
+  EXPECT_EQ(c.outbound.smtp_port, 2526u);
+  EXPECT_EQ(c.outbound.default_policy, tls_policy::forced);
+  EXPECT_EQ(c.outbound.connect_timeout, 5s);
+  EXPECT_EQ(c.outbound.max_conns_per_domain, 2u);
+  EXPECT_EQ(c.outbound.messages_per_conn, 7u);
+  EXPECT_EQ(c.outbound.retry, (std::vector<sr::duration>{10s, 1min}));
+  EXPECT_EQ(c.outbound.max_queue_age, 24h);
+
+  ASSERT_EQ(c.routes.size(), 2u);
+  EXPECT_EQ(c.routes[0].domain, "partner.example");  // lower-cased
+  EXPECT_EQ(c.routes[0].next_hop, "[10.0.0.5]:2525");
+  EXPECT_EQ(c.routes[0].line, 47);
+  EXPECT_EQ(c.routes[1].domain, "*");
+  EXPECT_EQ(c.routes[1].next_hop, "smarthost.example:587");
+
+  EXPECT_FALSE(c.mta_sts.enabled);
+  EXPECT_EQ(c.mta_sts.https_port, 8443u);
+
+  ASSERT_EQ(c.policies.size(), 3u);
+  const policy_entry& bank = c.policies[0];
+  EXPECT_EQ(bank.domain, "bank.example");
+  EXPECT_EQ(bank.tls, tls_policy::forced);
+  EXPECT_EQ(bank.verify, verify_mode::ca);
+  EXPECT_EQ(bank.fallback, (std::vector<std::string>{"smime", "defer"}));
+  EXPECT_EQ(bank.fallback_after, 1h);
+  EXPECT_EQ(bank.min_version, tls_version::v1_3);
+  EXPECT_EQ(bank.min_cipher_bits, 256u);
+  EXPECT_EQ(bank.line, 56);
+  const policy_entry& news = c.policies[1];
+  EXPECT_EQ(news.domain, ".news.example");
+  EXPECT_EQ(news.tls, tls_policy::exclusive);
+  EXPECT_EQ(news.verify, verify_mode::dane);
+  EXPECT_TRUE(news.notify_sender);
+  EXPECT_EQ(news.fallback_after, 0s);
+  EXPECT_EQ(c.policies[2].tls, tls_policy::opportunistic);
+  EXPECT_EQ(c.policies[2].verify, verify_mode::none);
+
+  EXPECT_FALSE(c.fallback.spawn);
+  EXPECT_EQ(c.fallback.socket, "/run/fb.sock");
+  EXPECT_EQ(c.fallback.portal_listen, "");
+  EXPECT_EQ(c.fallback.portal_url, "https://portal.example");  // trailing '/' dropped
+  EXPECT_EQ(c.fallback.escrow_expiry, 168h);
+  EXPECT_EQ(c.fallback.pgp_home, "k/gpg");
+  EXPECT_EQ(c.fallback.smime_dir, "k/smime");
+  EXPECT_EQ(c.audit.file, "/var/log/relay/audit.jsonl");
+  EXPECT_EQ(c.admin.listen, "");
+
+  EXPECT_EQ(c.line_of("policy[1].notify_sender"), 68);
+  EXPECT_EQ(c.line_of("admin.listen"), 83);
+
+  // The dump is TOML that parses back to the same effective config.
+  auto again = parse(dump(c), "dump.toml");
+  ASSERT_TRUE(again) << again.err() << "\n" << dump(c);
+  auto body = [](const std::string& d) { return d.substr(d.find('\n')); };  // past "# ... of FILE"
+  EXPECT_EQ(body(dump(*again)), body(dump(c)));
+  EXPECT_EQ(again->policies[0].fallback, bank.fallback);
+  EXPECT_EQ(again->listen[1].addr_len, sizeof(sockaddr_in6));
+}
+
+TEST(config, max_message_size_takes_bytes_or_suffixed_strings) {
+  auto size_of = [](std::string_view v) -> uint64_t {
+    auto r = parse(with_listener({"[limits]", "max_message_size = " + std::string(v)}), "t.toml");
+    return r ? r->limits.max_message_size : 0;
+  };
+  EXPECT_EQ(size_of("1000"), 1000u);
+  EXPECT_EQ(size_of("\"1000\""), 1000u);
+  EXPECT_EQ(size_of("\"512K\""), 512u << 10);
+  EXPECT_EQ(size_of("\"50M\""), 50u << 20);
+  EXPECT_EQ(size_of("\"2G\""), 2ull << 30);
+}
+
+TEST(config, domains_accept_exact_suffix_and_star_for_routes) {
+  auto r = parse(with_listener({"[[policy]]", "domain = \".EXAMPLE.com\"",  //
+                                "[[policy]]", "domain = \"example.com\"",   //
+                                "[[route]]", "domain = \"*\"", "next_hop = \"[::1]:25\""}),
+                 "t.toml");
+  ASSERT_TRUE(r) << r.err();
+  EXPECT_EQ(r->policies[0].domain, ".example.com");  // suffix and exact are different keys
+  EXPECT_EQ(r->policies[1].domain, "example.com");
+  EXPECT_EQ(r->policies[1].tls, tls_policy::forced);  // the struct default
+}
+
+struct error_case {
+  const char* name;
+  std::string text;
+  std::string expected;
+};
+
+// Each class of error, with the exact text the operator sees.
+TEST(config, errors_name_file_line_and_key) {
+  const error_case cases[] = {
+      // TOML syntax: toml++'s own description, with our file and its line.
+      {"syntax", doc({"[server]", "shards = ", "[tls]"}),
+       "t.toml:2: Error while parsing key-value pair: expected value, saw '\\n'"},
+      // Unknown keys and tables, at every level.
+      {"unknown table", with_listener({"[limit]", "max_errors = 3"}), "t.toml:3: limit: unknown table"},
+      {"unknown root key", doc({"shards = 4", "[[listen]]", "address = \"127.0.0.1:25\""}),
+       "t.toml:1: shards: unknown key"},
+      {"unknown key in table", with_listener({"[server]", "shard = 4"}),
+       "t.toml:4: server.shard: unknown key"},
+      {"unknown sub-table", with_listener({"[server.extra]", "a = 1"}),
+       "t.toml:3: server.extra: unknown table"},
+      {"unknown key in second listen", with_listener({"[[listen]]", "address = \"127.0.0.1:2526\"",
+                                                      "tsl = \"none\""}),
+       "t.toml:5: listen[1].tsl: unknown key"},
+      {"unknown key in policy", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                               "tls = \"forced\"", "fallbacks = [\"escrow\"]"}),
+       "t.toml:6: policy[0].fallbacks: unknown key"},
+      {"unknown key in route", with_listener({"[[route]]", "domain = \"a.example\"",
+                                              "next_hop = \"[10.0.0.1]:25\"", "port = 25"}),
+       "t.toml:6: route[0].port: unknown key"},
+      {"unknown key in inline listen", doc({"listen = [ { address = \"127.0.0.1:25\", x = 1 } ]"}),
+       "t.toml:1: listen[0].x: unknown key"},
+      // Wrong types.
+      {"string for integer", with_listener({"[server]", "shards = \"4\""}),
+       "t.toml:4: server.shards: expected an integer, got string"},
+      {"bool for enum", with_listener({"[[listen]]", "address = \"127.0.0.1:2526\"", "tls = true"}),
+       "t.toml:5: listen[1].tls: expected a string, got boolean"},
+      {"integer for duration", with_listener({"[limits]", "idle_timeout = 30"}),
+       "t.toml:4: limits.idle_timeout: expected a duration string such as \"10s\", got integer"},
+      {"table for array of tables", doc({"[listen]", "address = \"127.0.0.1:25\""}),
+       "t.toml:1: listen: expected an array of tables ([[listen]]), got table"},
+      {"array of tables for table", with_listener({"[[server]]", "shards = 1"}),
+       "t.toml:3: server: expected a table ([server]), got array"},
+      {"element type", with_listener({"[dns]", "resolvers = [\"127.0.0.1:53\",", "  53]"}),
+       "t.toml:5: dns.resolvers[1]: expected a string, got integer"},
+      {"float for integer", with_listener({"[outbound]", "smtp_port = 25.0"}),
+       "t.toml:4: outbound.smtp_port: expected an integer, got float"},
+      // Bad values.
+      {"shards range", with_listener({"[server]", "shards = 2000"}),
+       "t.toml:4: server.shards: must be between 0 and 1024, got 2000"},
+      {"port range", with_listener({"[mta_sts]", "https_port = 70000"}),
+       "t.toml:4: mta_sts.https_port: must be between 1 and 65535, got 70000"},
+      {"min_cipher_bits range", with_listener({"[tls]", "min_cipher_bits = 512"}),
+       "t.toml:4: tls.min_cipher_bits: must be between 0 and 256, got 512"},
+      {"count minimum", with_listener({"[limits]", "max_recipients = 0"}),
+       "t.toml:4: limits.max_recipients: must be at least 1, got 0"},
+      {"host name as listen address", doc({"[[listen]]", "address = \"localhost:2525\""}),
+       "t.toml:2: listen[0].address: expected an address \"ip:port\" or \"[ipv6]:port\" (not a host "
+       "name), got \"localhost:2525\""},
+      {"listen port 0", doc({"[[listen]]", "address = \"127.0.0.1:0\""}),
+       "t.toml:2: listen[0].address: port must be between 1 and 65535, got \"127.0.0.1:0\""},
+      {"mode", with_listener({"[[listen]]", "address = \"127.0.0.1:2526\"", "mode = \"smtp\""}),
+       "t.toml:5: listen[1].mode: must be one of \"relay\", \"submission\"; got \"smtp\""},
+      {"listen tls", doc({"[[listen]]", "address = \"127.0.0.1:25\"", "tls = \"ssl\""}),
+       "t.toml:3: listen[0].tls: must be one of \"none\", \"starttls\", \"implicit\"; got \"ssl\""},
+      {"cidr", doc({"[[listen]]", "address = \"127.0.0.1:25\"",
+                    "allow_relay_from = [\"10.0.0.0/8\", \"10.0.0.0/33\"]"}),
+       "t.toml:3: listen[0].allow_relay_from[1]: not a network: \"10.0.0.0/33\" (e.g. "
+       "\"10.0.0.0/8\", \"::1\")"},
+      {"duration", with_listener({"[server]", "drain_timeout = \"10 s\""}),
+       "t.toml:4: server.drain_timeout: bad duration \"10 s\" (a whole number and ms, s, m, h or d, "
+       "e.g. \"10s\")"},
+      {"duration must be positive", with_listener({"[outbound]", "connect_timeout = \"0s\""}),
+       "t.toml:4: outbound.connect_timeout: must be greater than 0"},
+      {"retry element", with_listener({"[outbound]", "retry = [", "  \"1m\",", "  \"5m\",",
+                                       "  \"soon\",", "]"}),
+       "t.toml:7: outbound.retry[2]: bad duration \"soon\" (a whole number and ms, s, m, h or d, "
+       "e.g. \"10s\")"},
+      {"retry empty", with_listener({"[outbound]", "retry = []"}),
+       "t.toml:4: outbound.retry: must not be empty (at least one interval, e.g. [\"5m\"])"},
+      {"commit_interval cap", with_listener({"[limits]", "commit_interval = \"5s\""}),
+       "t.toml:4: limits.commit_interval: must be at most 1s, got \"5s\""},
+      {"size suffix", with_listener({"[limits]", "max_message_size = \"50X\""}),
+       "t.toml:4: limits.max_message_size: bad size \"50X\" (bytes, or a number with K, M or G)"},
+      {"size zero", with_listener({"[limits]", "max_message_size = 0"}),
+       "t.toml:4: limits.max_message_size: must be between 1 byte and 2G, got 0"},
+      {"min_version", with_listener({"[tls]", "min_version = \"1.4\""}),
+       "t.toml:4: tls.min_version: must be one of \"1.0\", \"1.1\", \"1.2\", \"1.3\"; got \"1.4\""},
+      {"policy min_version", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                            "min_version = 1.2"}),
+       "t.toml:5: policy[0].min_version: expected a string, got float"},
+      {"resolver without port", with_listener({"[dns]", "resolvers = [\"9.9.9.9\"]"}),
+       "t.toml:4: dns.resolvers[0]: expected an address \"ip:port\" or \"[ipv6]:port\" (not a host "
+       "name), got \"9.9.9.9\""},
+      {"admin listen name", with_listener({"[admin]", "listen = \"localhost:9025\""}),
+       "t.toml:4: admin.listen: expected an address \"ip:port\" or \"[ipv6]:port\" (not a host "
+       "name), got \"localhost:9025\" (or \"\" for off)"},
+      {"portal listen", with_listener({"[fallback]", "portal_listen = \"8443\""}),
+       "t.toml:4: fallback.portal_listen: expected an address \"ip:port\" or \"[ipv6]:port\" (not a "
+       "host name), got \"8443\" (or \"\" for off)"},
+      {"portal url", with_listener({"[fallback]", "portal_url = \"localhost:8443\""}),
+       "t.toml:4: fallback.portal_url: expected an http(s):// URL, got \"localhost:8443\""},
+      {"hostname", with_listener({"[server]", "hostname = \"relay example\""}),
+       "t.toml:4: server.hostname: not a host name: \"relay example\""},
+      {"require_tls without tls", doc({"[[listen]]", "address = \"127.0.0.1:25\"", "tls = \"none\"",
+                                       "require_tls = true"}),
+       "t.toml:4: listen[0].require_tls: needs tls = \"starttls\" or \"implicit\" (with tls = "
+       "\"none\" no client could ever send)"},
+      {"relay networks on submission", doc({"[[listen]]", "address = \"127.0.0.1:587\"",
+                                            "mode = \"submission\"", "allow_relay_from = []"}),
+       "t.toml:4: listen[0].allow_relay_from: only for mode = \"relay\" (submission relays after "
+       "AUTH)"},
+      {"duplicate listen address", with_listener({"[[listen]]", "address = \"[127.0.0.1]:2525\""}),
+       "t.toml:4: listen[1].address: same address as listen[0] (line 1)"},
+      {"admin on a listener", with_listener({"[admin]", "listen = \"127.0.0.1:2525\""}),
+       "t.toml:4: admin.listen: same address as listen[0] (line 1)"},
+      {"submission without users", doc({"[auth]", "users_file = \"\"", "[[listen]]",
+                                        "address = \"127.0.0.1:587\"", "mode = \"submission\""}),
+       "t.toml:2: auth.users_file: must be set: listen[0] is a submission listener"},
+      // Missing required things: the line of the table they belong to.
+      {"no listener", doc({"[server]", "shards = 1"}),
+       "t.toml:1: listen: at least one [[listen]] table is required"},
+      {"listener without address", with_listener({"", "[[listen]]", "mode = \"relay\""}),
+       "t.toml:4: listen[1].address: missing (every [[listen]] needs an address)"},
+      {"policy without domain", with_listener({"[[policy]]", "tls = \"forced\""}),
+       "t.toml:3: policy[0].domain: missing (every [[policy]] needs a domain)"},
+      {"route without next_hop", with_listener({"[[route]]", "domain = \"a.example\""}),
+       "t.toml:3: route[0].next_hop: missing (every [[route]] needs a next_hop)"},
+      // Policies.
+      {"policy domain syntax", with_listener({"[[policy]]", "domain = \"bank..example\""}),
+       "t.toml:4: policy[0].domain: not a domain name: \"bank..example\""},
+      {"policy domain star", with_listener({"[[policy]]", "domain = \"*\""}),
+       "t.toml:4: policy[0].domain: \"*\" is not allowed here (outbound.default_policy covers every "
+       "domain)"},
+      {"policy domain empty", with_listener({"[[policy]]", "domain = \"\""}),
+       "t.toml:4: policy[0].domain: must not be empty"},
+      {"duplicate policy domain", with_listener({"[[policy]]", "domain = \"bank.example\"", "",
+                                                 "[[policy]]", "domain = \"BANK.example\""}),
+       "t.toml:7: policy[1].domain: duplicate of policy[0] (line 3)"},
+      {"policy tls", with_listener({"[[policy]]", "domain = \"a.example\"", "tls = \"required\""}),
+       "t.toml:5: policy[0].tls: must be one of \"opportunistic\", \"forced\", \"exclusive\"; got "
+       "\"required\""},
+      {"verify", with_listener({"[[policy]]", "domain = \"a.example\"", "verify = \"strict\""}),
+       "t.toml:5: policy[0].verify: must be one of \"none\", \"ca\", \"dane\"; got \"strict\""},
+      {"opportunistic with verify", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                                   "tls = \"opportunistic\"", "verify = \"none\""}),
+       "t.toml:6: policy[0].verify: only for tls = \"forced\" or \"exclusive\" (this policy has tls "
+       "= \"opportunistic\")"},
+      {"opportunistic with fallback", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                                     "fallback = [\"escrow\"]",
+                                                     "tls = \"opportunistic\""}),
+       "t.toml:5: policy[0].fallback: only for tls = \"forced\" or \"exclusive\" (this policy has "
+       "tls = \"opportunistic\")"},
+      {"opportunistic with fallback_after", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                                           "tls = \"opportunistic\"",
+                                                           "fallback_after = \"0s\""}),
+       "t.toml:6: policy[0].fallback_after: only for tls = \"forced\" or \"exclusive\" (this policy "
+       "has tls = \"opportunistic\")"},
+      {"exclusive with fallback", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                                 "tls = \"exclusive\"", "fallback = [\"escrow\"]"}),
+       "t.toml:6: policy[0].fallback: only for tls = \"forced\" (exclusive drops the message) (this "
+       "policy has tls = \"exclusive\")"},
+      {"notify_sender on forced", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                                 "notify_sender = false"}),
+       "t.toml:5: policy[0].notify_sender: only for tls = \"exclusive\" (this policy has tls = "
+       "\"forced\")"},
+      {"fallback entry", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                        "fallback = [\"pgp\", \"fax\"]"}),
+       "t.toml:5: policy[0].fallback[1]: must be one of \"pgp\", \"smime\", \"escrow\", \"defer\"; "
+       "got \"fax\""},
+      {"fallback duplicate", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                            "fallback = [\"pgp\", \"pgp\"]"}),
+       "t.toml:5: policy[0].fallback[1]: duplicate \"pgp\""},
+      {"fallback after escrow", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                               "fallback = [\"escrow\", \"pgp\"]"}),
+       "t.toml:5: policy[0].fallback[1]: never reached: \"escrow\" before it always ends the "
+       "fallback"},
+      {"fallback empty", with_listener({"[[policy]]", "domain = \"a.example\"", "fallback = []"}),
+       "t.toml:5: policy[0].fallback: must not be empty"},
+      // Routes.
+      {"route domain", with_listener({"[[route]]", "domain = \"-bad.example\"",
+                                      "next_hop = \"[10.0.0.1]:25\""}),
+       "t.toml:4: route[0].domain: not a domain name: \"-bad.example\""},
+      {"route next_hop without port", with_listener({"[[route]]", "domain = \"a.example\"",
+                                                     "next_hop = \"smarthost.example\""}),
+       "t.toml:5: route[0].next_hop: expected \"[ip]:port\" or \"host:port\", got "
+       "\"smarthost.example\""},
+      {"route next_hop bad ip", with_listener({"[[route]]", "domain = \"a.example\"",
+                                               "next_hop = \"[10.0.0.300]:25\""}),
+       "t.toml:5: route[0].next_hop: expected \"[ip]:port\" or \"host:port\", got "
+       "\"[10.0.0.300]:25\""},
+      {"duplicate route domain", with_listener({"[[route]]", "domain = \".a.example\"",
+                                                "next_hop = \"[10.0.0.1]:25\"", "[[route]]",
+                                                "domain = \".A.example\"",
+                                                "next_hop = \"[10.0.0.2]:25\""}),
+       "t.toml:7: route[1].domain: duplicate of route[0] (line 3)"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(err_of(c.text), c.expected) << c.name << "\n" << c.text;
+}
+
+TEST(config, reports_the_first_problem_in_the_file) {
+  // Three problems; the one on the lowest line wins whatever order they are checked in.
+  std::string text = doc({"[admin]", "listen = \"x\"", "[server]", "bogus = 1", "[[listen]]",
+                          "address = \"127.0.0.1:25\""});
+  EXPECT_EQ(err_of(text),
+            "t.toml:2: admin.listen: expected an address \"ip:port\" or \"[ipv6]:port\" (not a host "
+            "name), got \"x\" (or \"\" for off)");
+}
+
+TEST(config, load_reads_a_file_and_names_it) {
+  temp_dir dir;
+  ASSERT_FALSE(dir.path().empty());
+  std::string good = dir.write("good.toml", doc({"[[listen]]", "address = \"127.0.0.1:2525\""}));
+  auto r = load(good);
+  ASSERT_TRUE(r) << r.err();
+  EXPECT_EQ(r->source_file, good);
+
+  std::string bad = dir.write("bad.toml", doc({"[[listen]]", "address = \"127.0.0.1:2525\"",
+                                               "color = \"blue\""}));
+  auto b = load(bad);
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.err(), bad + ":3: listen[0].color: unknown key");
+
+  auto missing = load(dir.path() + "/none.toml");
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.err(), dir.path() + "/none.toml: cannot read: No such file or directory");
+}
+
+TEST(config, check_files_loads_certificate_key_and_ca) {
+  temp_dir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  std::string crt = dir.write("relay.crt", pem);
+  std::string key = dir.write("relay.key", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+  std::string ca = dir.write("ca.crt", pem);
+  std::string junk = dir.write("junk.crt", "not a certificate\n");
+  auto cfg_with = [&](const std::string& cert, const std::string& k, const std::string& c,
+                      const char* listen_tls) {
+    auto r = parse(doc({"[tls]",                                 // 1
+                        "cert_file = \"" + cert + "\"",          // 2
+                        "key_file = \"" + k + "\"",              // 3
+                        "ca_file = \"" + c + "\"",               // 4
+                        "[[listen]]",                            // 5
+                        "address = \"127.0.0.1:2525\"",          // 6
+                        "tls = \"" + std::string(listen_tls) + "\""}),
+                   "t.toml");
+    EXPECT_TRUE(r) << r.err();
+    return *r;
+  };
+  EXPECT_TRUE(check_files(cfg_with(crt, key, ca, "starttls")));
+  EXPECT_TRUE(check_files(cfg_with(crt, key, "", "implicit")));  // no CA file: nothing to check
+
+  std::string nope = dir.path() + "/nope.crt";
+  auto s = check_files(cfg_with(nope, key, ca, "starttls"));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "t.toml:2: tls.cert_file: cannot read " + nope + ": No such file or directory");
+
+  s = check_files(cfg_with(crt, junk, ca, "implicit"));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "t.toml:3: tls.key_file: " + junk + " holds no PEM block (\"-----BEGIN\")");
+
+  s = check_files(cfg_with(crt, key, dir.path(), "starttls"));  // a directory is not a CA file
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "t.toml:4: tls.ca_file: cannot read " + dir.path() + ": Is a directory");
+
+  // Without a TLS listener the certificate and key are not needed, the CA file still is.
+  EXPECT_TRUE(check_files(cfg_with(nope, nope, ca, "none")));
+  s = check_files(cfg_with(nope, nope, nope, "none"));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "t.toml:4: tls.ca_file: cannot read " + nope + ": No such file or directory");
+
+  // A default that was never written is named without a line.
+  auto r = parse(doc({"[[listen]]", "address = \"127.0.0.1:2525\"", "[tls]", "ca_file = \"\"",
+                      "cert_file = \"" + nope + "\""}),
+                 "t.toml");
+  ASSERT_TRUE(r) << r.err();
+  r->tls.cert_file = crt;
+  r->tls.key_file = nope;
+  s = check_files(*r);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "t.toml: tls.key_file: cannot read " + nope + ": No such file or directory");
+}
+
+TEST(config, enum_names_round_trip) {
+  EXPECT_STREQ(to_string(listen_mode::submission), "submission");
+  EXPECT_STREQ(to_string(listen_tls::implicit), "implicit");
+  EXPECT_STREQ(to_string(tls_policy::exclusive), "exclusive");
+  EXPECT_STREQ(to_string(verify_mode::dane), "dane");
+  EXPECT_STREQ(to_string(tls_version::v1_0), "1.0");
+}
