@@ -1,0 +1,94 @@
+// `sealrelay --check-config` and start-up with a bad config: exit 2 and a message that
+// names the file, the line and the key (DESIGN.md §3); a good config exits 0.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "harness.hh"
+
+namespace sr::integ {
+namespace {
+
+// Write `text` as a config file in `dir` and return its path.
+std::string write_config(const temp_dir& dir, const std::string& name, const std::string& text) {
+  auto path = (dir.path() / name).string();
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* const listen_block =
+    "[[listen]]\n"
+    "address = \"127.0.0.1:1\"\n"
+    "tls = \"none\"\n";
+
+TEST(CheckConfig, GeneratedTestConfigIsValid) {
+  relay r;   // writes its config but is not started
+  auto res = run({relay_binary(), "--check-config", "-c", r.config_path().string()}, 30s, r.dir());
+  EXPECT_EQ(res.exit_code, 0) << res.output;
+}
+
+TEST(CheckConfig, UnknownKeyNamesFileLineAndKey) {
+  temp_dir d;
+  auto path = write_config(d, "bad.toml",
+                           std::string("[server]\n"            // line 1
+                                       "hostname = \"x\"\n"     // line 2
+                                       "bogus_knob = 1\n")      // line 3
+                               + listen_block);
+  auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
+  EXPECT_EQ(res.exit_code, 2) << res.output;
+  EXPECT_NE(res.output.find(path + ":3:"), std::string::npos) << res.output;
+  EXPECT_NE(res.output.find("bogus_knob"), std::string::npos) << res.output;
+}
+
+TEST(CheckConfig, BadLimitValueNamesFileLineAndKey) {
+  temp_dir d;
+  auto path = write_config(d, "bad.toml",
+                           std::string(listen_block) +     // lines 1-3
+                               "\n"                        // line 4
+                               "[limits]\n"                // line 5
+                               "max_recipients = 10\n"     // line 6
+                               "idle_timeout = \"soon\"\n");  // line 7
+  auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
+  EXPECT_EQ(res.exit_code, 2) << res.output;
+  EXPECT_NE(res.output.find(path + ":7:"), std::string::npos) << res.output;
+  EXPECT_NE(res.output.find("idle_timeout"), std::string::npos) << res.output;
+}
+
+TEST(CheckConfig, WrongTypeNamesFileLineAndKey) {
+  temp_dir d;
+  auto path = write_config(d, "bad.toml",
+                           std::string(listen_block) +     // lines 1-3
+                               "[limits]\n"                // line 4
+                               "max_errors = \"many\"\n");  // line 5
+  auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
+  EXPECT_EQ(res.exit_code, 2) << res.output;
+  EXPECT_NE(res.output.find(path + ":5:"), std::string::npos) << res.output;
+  EXPECT_NE(res.output.find("max_errors"), std::string::npos) << res.output;
+}
+
+TEST(CheckConfig, DaemonRefusesToStartOnBadConfig) {
+  temp_dir d;
+  auto path = write_config(d, "bad.toml",
+                           std::string(listen_block) +  // lines 1-3
+                               "[server]\n"             // line 4
+                               "shards = -3\n");        // line 5
+  auto res = run({relay_binary(), "-c", path}, 30s, d.path());
+  EXPECT_EQ(res.exit_code, 2) << res.output;
+  EXPECT_NE(res.output.find(path + ":5:"), std::string::npos) << res.output;
+  EXPECT_NE(res.output.find("shards"), std::string::npos) << res.output;
+}
+
+TEST(CheckConfig, MissingCertificateFileIsReported) {
+  temp_dir d;
+  auto path = write_config(d, "bad.toml",
+                           "[tls]\n"                                    // line 1
+                           "cert_file = \"/nonexistent/relay.crt\"\n"   // line 2
+                           "key_file = \"/nonexistent/relay.key\"\n" +
+                               std::string(listen_block));
+  auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
+  EXPECT_EQ(res.exit_code, 2) << res.output;
+  EXPECT_NE(res.output.find("cert_file"), std::string::npos) << res.output;
+}
+
+}  // namespace
+}  // namespace sr::integ

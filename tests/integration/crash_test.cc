@@ -1,0 +1,127 @@
+// Durability: every message that got a 250 survives kill -9 and a restart (the spool is
+// recovered, a half-received message is not), and SIGTERM drains: an open transaction
+// finishes with its 250 while new connections are refused, then the daemon exits 0.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <set>
+
+#include "harness.hh"
+
+namespace sr::integ {
+namespace {
+
+TEST(Crash, EveryAcknowledgedMessageSurvivesKill9AndRestart) {
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  constexpr int connections = 5, per_connection = 10;   // 50 messages
+  std::set<std::string> ids;
+  std::vector<raw_client> clients(connections);
+  for (auto& c : clients) ASSERT_TRUE(open_session(c, r.port()));
+  for (int i = 0; i < per_connection; ++i) {
+    for (int k = 0; k < connections; ++k) {
+      std::string n = std::to_string(k) + "-" + std::to_string(i);
+      auto rep = send_message(clients[k], "s" + n + "@example.org", {"t" + n + "@example.net"},
+                              "Subject: crash " + n + "\r\n\r\ncrash-test body " + n + "\r\n");
+      ASSERT_TRUE(rep) << "no reply for message " << n;
+      auto id = queued_id(*rep);
+      ASSERT_TRUE(id) << *rep;
+      ids.insert(*id);
+    }
+  }
+  ASSERT_EQ(ids.size(), size_t(connections * per_connection)) << "queue ids are not unique";
+
+  // A message in the middle of DATA when the process dies must not come back.
+  raw_client partial;
+  ASSERT_TRUE(open_session(partial, r.port()));
+  ASSERT_TRUE(partial.command("MAIL FROM:<partial@example.org>"));
+  ASSERT_TRUE(partial.command("RCPT TO:<partial@example.net>"));
+  auto data = partial.command("DATA");
+  ASSERT_TRUE(data);
+  ASSERT_EQ(reply_code(*data), 354);
+  ASSERT_TRUE(partial.send("Subject: partial\r\n\r\n" + std::string(30000, 'p') + "\r\n"));
+
+  r.kill9();
+  ASSERT_TRUE(r.start()) << "restart after kill -9 failed: " << r.error();
+  ASSERT_EQ(r.stop(), 0) << r.log();
+
+  std::string raw;
+  auto q = r.list_queue(&raw);
+  ASSERT_TRUE(q) << raw;
+  std::set<std::string> listed;
+  for (const auto& m : *q) listed.insert(m.id);
+  std::vector<std::string> lost;
+  std::set_difference(ids.begin(), ids.end(), listed.begin(), listed.end(), std::back_inserter(lost));
+  EXPECT_TRUE(lost.empty()) << lost.size() << " acknowledged messages lost, e.g. " << lost.front();
+  EXPECT_EQ(q->size(), ids.size()) << "unexpected extra messages:\n" << raw;
+  for (const auto& m : *q) EXPECT_NE(m.from, "partial@example.org") << "half-received message recovered";
+}
+
+TEST(Shutdown, SigtermLetsOpenTransactionFinishAndRefusesNewConnections) {
+  relay_options o;
+  o.drain_timeout = "20s";
+  relay r(o);
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  ASSERT_TRUE(c.command("MAIL FROM:<drain@example.org>"));
+  ASSERT_TRUE(c.command("RCPT TO:<t@example.net>"));
+  auto data = c.command("DATA");
+  ASSERT_TRUE(data);
+  ASSERT_EQ(reply_code(*data), 354);
+  ASSERT_TRUE(c.send("Subject: drain\r\n\r\nfirst half\r\n"));
+
+  r.signal(SIGTERM);
+  // Wait until the relay stops accepting: refused, or greeted with 421.
+  bool refused = false;
+  for (auto until = clock::now() + 10s; !refused && clock::now() < until;) {
+    raw_client probe;
+    if (!probe.connect(r.port(), 1s)) {
+      refused = true;
+      break;
+    }
+    auto g = probe.read_reply(2s);
+    if (!g || reply_code(*g) == 421) {
+      refused = true;
+      break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_TRUE(refused) << "new connections still greeted after SIGTERM";
+
+  ASSERT_TRUE(c.send("second half\r\n.\r\n"));
+  auto done = c.read_reply(15s);
+  ASSERT_TRUE(done) << "no reply to the final dot during drain; log:\n" << r.log();
+  auto id = queued_id(*done);
+  ASSERT_TRUE(id) << *done;
+  c.send("QUIT\r\n");
+  c.read_until_eof(10s);
+  EXPECT_TRUE(c.eof());
+
+  auto code = r.wait_exit(25s);
+  ASSERT_TRUE(code) << "daemon still running after drain";
+  EXPECT_EQ(*code, 0) << r.log();
+  auto q = r.list_queue();
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->size(), 1u);
+  EXPECT_EQ((*q)[0].id, *id);
+}
+
+TEST(Shutdown, SigtermWithIdleSessionsExitsPromptly) {
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  r.signal(SIGTERM);
+  // An idle session is closed at once with 421 (no transaction to wait for).
+  auto bye = c.read_reply(15s);
+  ASSERT_TRUE(bye);
+  EXPECT_EQ(reply_code(*bye), 421) << *bye;
+  auto code = r.wait_exit(15s);
+  ASSERT_TRUE(code);
+  EXPECT_EQ(*code, 0) << r.log();
+}
+
+}  // namespace
+}  // namespace sr::integ

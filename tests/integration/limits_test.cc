@@ -1,0 +1,260 @@
+// Every bad-input limit of issue 2 point 4 against the real daemon: each gets its SMTP
+// reply code, the session survives where it should (the next command works), and
+// nothing rejected reaches the spool.
+#include <gtest/gtest.h>
+
+#include "harness.hh"
+
+namespace sr::integ {
+namespace {
+
+relay_options with_limits(std::vector<std::string> limits) {
+  relay_options o;
+  o.limits = std::move(limits);
+  return o;
+}
+
+// Stop the relay and return the number of spooled messages (-1 when listing fails).
+int spooled_after_stop(relay& r) {
+  if (r.stop() != 0) return -1;
+  auto q = r.list_queue();
+  return q ? static_cast<int>(q->size()) : -1;
+}
+
+TEST(Limits, RelayDeniedForClientOutsideAllowRelayFrom) {
+  relay_options o;
+  o.listeners = {listener{.allow_relay_from = R"(["10.0.0.0/8", "192.0.2.0/24"])"}};
+  relay r(o);
+  ASSERT_TRUE(r.start()) << r.error();
+  auto res = r.swaks({"--from", "s@example.org", "--to", "t@example.net"});
+  EXPECT_NE(res.exit_code, 0) << res.output;
+  EXPECT_NE(res.output.find("554 5.7.1"), std::string::npos) << res.output;
+
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  auto mail = c.command("MAIL FROM:<s@example.org>");
+  ASSERT_TRUE(mail);
+  EXPECT_EQ(reply_code(*mail), 250) << *mail;
+  auto rcpt = c.command("RCPT TO:<t@example.net>");
+  ASSERT_TRUE(rcpt);
+  EXPECT_TRUE(starts_with(*rcpt, "554 5.7.1")) << *rcpt;
+  c.close();
+  EXPECT_EQ(spooled_after_stop(r), 0) << r.log();
+}
+
+TEST(Limits, CommandOver512OctetsIsRejectedAndSessionGoesOn) {
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  auto longcmd = c.command("MAIL FROM:<" + std::string(600, 'a') + "@example.org>");
+  ASSERT_TRUE(longcmd);
+  EXPECT_TRUE(starts_with(*longcmd, "500 5.5.2")) << *longcmd;
+
+  // A line far beyond any buffer: one reply, then the session still works.
+  ASSERT_TRUE(c.send(std::string(20000, 'A') + "\r\nNOOP\r\n"));
+  auto huge = c.read_reply();
+  ASSERT_TRUE(huge);
+  EXPECT_TRUE(starts_with(*huge, "500 5.5.2")) << *huge;
+  auto noop = c.read_reply();
+  ASSERT_TRUE(noop);
+  EXPECT_EQ(reply_code(*noop), 250) << *noop;
+
+  auto ok = send_message(c, "s@example.org", {"t@example.net"}, "Subject: after\r\n\r\nfine\r\n");
+  ASSERT_TRUE(ok);
+  EXPECT_TRUE(queued_id(*ok)) << *ok;
+}
+
+TEST(Limits, DataLineOver1000OctetsRejectsTheMessage) {
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  ASSERT_TRUE(c.command("MAIL FROM:<s@example.org>"));
+  ASSERT_TRUE(c.command("RCPT TO:<t@example.net>"));
+  auto data = c.command("DATA");
+  ASSERT_TRUE(data);
+  ASSERT_EQ(reply_code(*data), 354) << *data;
+  ASSERT_TRUE(c.send("Subject: long line\r\n\r\n" + std::string(1200, 'x') + "\r\nshort\r\n.\r\nRSET\r\nQUIT\r\n"));
+  auto replies = c.read_until_eof();
+  ASSERT_EQ(replies.size(), 3u);
+  EXPECT_TRUE(starts_with(replies[0], "500 5.5.2")) << replies[0];
+  EXPECT_EQ(reply_code(replies[1]), 250) << replies[1];
+  EXPECT_EQ(reply_code(replies[2]), 221) << replies[2];
+  EXPECT_EQ(spooled_after_stop(r), 0) << r.log();
+}
+
+TEST(Limits, MessageOverSizeDeclaredWithSizeParameter) {
+  relay r(with_limits({"max_message_size = 10000"}));
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  std::string ehlo;
+  ASSERT_TRUE(open_session(c, r.port(), &ehlo));
+  EXPECT_NE(ehlo.find("SIZE 10000"), std::string::npos) << ehlo;
+  auto mail = c.command("MAIL FROM:<s@example.org> SIZE=20000");
+  ASSERT_TRUE(mail);
+  EXPECT_TRUE(starts_with(*mail, "552 5.3.4")) << *mail;
+  auto fits = c.command("MAIL FROM:<s@example.org> SIZE=5000");
+  ASSERT_TRUE(fits);
+  EXPECT_EQ(reply_code(*fits), 250) << *fits;
+}
+
+TEST(Limits, MessageOverSizeByContent) {
+  relay r(with_limits({"max_message_size = 10000"}));
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  std::string body = "Subject: big\r\n\r\n";
+  while (body.size() < 20000) body += std::string(98, 'b') + "\r\n";
+  auto big = send_message(c, "s@example.org", {"t@example.net"}, body);
+  ASSERT_TRUE(big);
+  EXPECT_TRUE(starts_with(*big, "552 5.3.4")) << *big;
+  // The session goes on and a small message is still accepted.
+  auto small = send_message(c, "s@example.org", {"t@example.net"}, "Subject: small\r\n\r\nok\r\n");
+  ASSERT_TRUE(small);
+  auto id = queued_id(*small);
+  ASSERT_TRUE(id) << *small;
+  c.close();
+  ASSERT_EQ(r.stop(), 0) << r.log();
+  auto q = r.list_queue();
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->size(), 1u);
+  EXPECT_EQ((*q)[0].id, *id);
+}
+
+TEST(Limits, TooManyRecipients) {
+  relay r(with_limits({"max_recipients = 3"}));
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  ASSERT_TRUE(c.command("MAIL FROM:<s@example.org>"));
+  for (int i = 1; i <= 3; ++i) {
+    auto ok = c.command("RCPT TO:<r" + std::to_string(i) + "@example.net>");
+    ASSERT_TRUE(ok);
+    EXPECT_EQ(reply_code(*ok), 250) << *ok;
+  }
+  auto over = c.command("RCPT TO:<r4@example.net>");
+  ASSERT_TRUE(over);
+  EXPECT_TRUE(starts_with(*over, "452 4.5.3")) << *over;
+  auto data = c.command("DATA");
+  ASSERT_TRUE(data);
+  ASSERT_EQ(reply_code(*data), 354) << *data;
+  ASSERT_TRUE(c.send("Subject: three\r\n\r\nbody\r\n.\r\n"));
+  auto done = c.read_reply();
+  ASSERT_TRUE(done);
+  auto id = queued_id(*done);
+  ASSERT_TRUE(id) << *done;
+  c.close();
+  ASSERT_EQ(r.stop(), 0) << r.log();
+  auto q = r.list_queue();
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->size(), 1u);
+  EXPECT_EQ((*q)[0].rcpts.size(), 3u);
+}
+
+TEST(Limits, CommandsOutOfSequence) {
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(c.connect(r.port()));
+  auto greeting = c.read_reply();
+  ASSERT_TRUE(greeting);
+  ASSERT_EQ(reply_code(*greeting), 220);
+  auto mail = c.command("MAIL FROM:<s@example.org>");
+  ASSERT_TRUE(mail);
+  EXPECT_EQ(reply_code(*mail), 503) << "MAIL before EHLO: " << *mail;
+  auto ehlo = c.command("EHLO client.test");
+  ASSERT_TRUE(ehlo);
+  ASSERT_EQ(reply_code(*ehlo), 250);
+  auto rcpt = c.command("RCPT TO:<t@example.net>");
+  ASSERT_TRUE(rcpt);
+  EXPECT_EQ(reply_code(*rcpt), 503) << "RCPT before MAIL: " << *rcpt;
+  ASSERT_TRUE(c.command("MAIL FROM:<s@example.org>"));
+  auto data = c.command("DATA");
+  ASSERT_TRUE(data);
+  EXPECT_TRUE(reply_code(*data) == 503 || reply_code(*data) == 554) << "DATA before RCPT: " << *data;
+}
+
+TEST(Limits, UnknownCommandsUpToMaxErrorsThenClose) {
+  relay r(with_limits({"max_errors = 3"}));
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  int errors = 0;
+  std::optional<std::string> last;
+  for (int i = 0; i < 10; ++i) {
+    last = c.command("XYZZY " + std::to_string(i));
+    ASSERT_TRUE(last) << "no reply to unknown command " << i;
+    if (reply_code(*last) == 421) break;
+    EXPECT_EQ(reply_code(*last) / 100, 5) << *last;
+    ++errors;
+  }
+  ASSERT_TRUE(last);
+  EXPECT_EQ(reply_code(*last), 421) << *last;
+  EXPECT_GE(errors, 2);
+  EXPECT_LE(errors, 3);
+  auto tail = c.read_until_eof();
+  EXPECT_TRUE(tail.empty());
+  EXPECT_TRUE(c.eof()) << "connection still open after 421";
+}
+
+TEST(Limits, VrfyAndExpnAreRefused) {
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  auto vrfy = c.command("VRFY postmaster");
+  ASSERT_TRUE(vrfy);
+  EXPECT_EQ(reply_code(*vrfy), 502) << *vrfy;
+  auto expn = c.command("EXPN staff");
+  ASSERT_TRUE(expn);
+  EXPECT_EQ(reply_code(*expn), 502) << *expn;
+  auto noop = c.command("NOOP");
+  ASSERT_TRUE(noop);
+  EXPECT_EQ(reply_code(*noop), 250) << *noop;
+}
+
+TEST(Limits, PerIpConnectionCap) {
+  relay r(with_limits({"max_conns_per_ip = 2"}));
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c1, c2, c3;
+  ASSERT_TRUE(open_session(c1, r.port()));
+  ASSERT_TRUE(open_session(c2, r.port()));
+  ASSERT_TRUE(c3.connect(r.port()));
+  auto refused = c3.read_reply();
+  ASSERT_TRUE(refused) << "third connection got no reply";
+  EXPECT_TRUE(starts_with(*refused, "421")) << *refused;
+  c3.read_until_eof();
+  EXPECT_TRUE(c3.eof());
+
+  // Once one session ends, a new connection is served again (the close is asynchronous
+  // on the relay's side, so poll until it is counted).
+  ASSERT_TRUE(c1.send("QUIT\r\n"));
+  c1.read_until_eof();
+  bool served = false;
+  for (auto until = clock::now() + 5s; !served && clock::now() < until;) {
+    raw_client c4;
+    ASSERT_TRUE(c4.connect(r.port()));
+    auto g = c4.read_reply();
+    served = g && reply_code(*g) == 220;
+    if (!served) std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_TRUE(served);
+}
+
+TEST(Limits, TotalConnectionCap) {
+  relay r(with_limits({"max_conns_per_ip = 0", "max_connections = 2"}));
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c1, c2, c3;
+  ASSERT_TRUE(open_session(c1, r.port()));
+  ASSERT_TRUE(open_session(c2, r.port()));
+  ASSERT_TRUE(c3.connect(r.port()));
+  auto refused = c3.read_reply();
+  ASSERT_TRUE(refused) << "third connection got no reply";
+  EXPECT_TRUE(starts_with(*refused, "421 4.3.2")) << *refused;
+  c3.read_until_eof();
+  EXPECT_TRUE(c3.eof());
+}
+
+}  // namespace
+}  // namespace sr::integ
