@@ -1,0 +1,664 @@
+// Spool partition: recovery scan, staging, group-commit batches, failure repair,
+// segment roll and reclamation of segments whose messages are all finished.
+// Invariant: records only ever follow complete, durable records in a segment; a failed
+// batch is cut off (ftruncate) or its segment abandoned before anything is appended.
+#include "spool/partition.hh"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "spool/crc32c.hh"
+#include "util/log.hh"
+
+namespace sr::spool {
+namespace {
+
+constexpr uint64_t max_piece_bytes = 1ull << 30;  // stay far below the kernel's per-call cap
+
+sr::error sys_error(const std::string& what, const std::string& path, int err) {
+  return sr::error{what + " " + path + ": " + std::strerror(err)};
+}
+
+// Parse "seg-<16 hex>.log"; false for any other name.
+bool parse_segment_name(const char* name, uint64_t& seq) {
+  if (std::strlen(name) != 24 || std::strncmp(name, "seg-", 4) != 0 ||
+      std::strcmp(name + 20, ".log") != 0)
+    return false;
+  uint64_t v = 0;
+  for (int i = 4; i < 20; ++i) {
+    char c = name[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return false;
+    v = (v << 4) | unsigned(d);
+  }
+  seq = v;
+  return true;
+}
+
+bool parse_hex(std::string_view s, uint64_t& v) {
+  v = 0;
+  for (char c : s) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return false;
+    v = (v << 4) | unsigned(d);
+  }
+  return !s.empty();
+}
+
+bool read_full(int fd, void* buf, size_t len, uint64_t off) {
+  auto p = static_cast<char*>(buf);
+  while (len) {
+    ssize_t n = ::pread(fd, p, len, off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    len -= n;
+    off += n;
+  }
+  return true;
+}
+
+int fsync_path(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  int r = ::fsync(fd) ? -errno : 0;
+  ::close(fd);
+  return r;
+}
+
+// Everything a scan of one partition learns.
+struct scan_state {
+  struct msg {
+    recovered_message m;
+    uint64_t seq;
+    std::vector<bool> done;
+  };
+  std::vector<msg> msgs;
+  std::unordered_map<std::string, size_t> by_id;
+  std::map<uint64_t, std::vector<uint64_t>> refs;  // every scanned segment, with its DONE targets
+  uint64_t discarded = 0;
+  std::string max_id;  // largest queue id of this shard seen in any record
+};
+
+void add_unique(std::vector<uint64_t>& v, uint64_t x) {
+  auto it = std::lower_bound(v.begin(), v.end(), x);
+  if (it == v.end() || *it != x) v.insert(it, x);
+}
+
+void note_id(scan_state& st, unsigned shard, const std::string& id) {
+  uint64_t s;
+  if (id.size() == queue_id_len && parse_hex(id.substr(8, 2), s) && s == shard && id > st.max_id)
+    st.max_id = id;
+}
+
+// Scan one segment; on the first bad record, cut it there when `repair`, else stop.
+sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, bool repair,
+                        scan_state& st, std::vector<std::byte>& buf) {
+  int fd = ::open(path.c_str(), (repair ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return sys_error("cannot open spool segment", path, errno);
+  struct stat sb;
+  if (::fstat(fd, &sb) != 0) {
+    int e = errno;
+    ::close(fd);
+    return sys_error("cannot stat spool segment", path, e);
+  }
+  const uint64_t size = uint64_t(sb.st_size);
+  st.refs[seq];
+  uint64_t pos = 0;
+  const char* why = nullptr;
+  while (pos < size) {
+    std::byte hb[header_size];
+    if (size - pos < header_size) {
+      why = "incomplete header";
+      break;
+    }
+    if (!read_full(fd, hb, header_size, pos)) {
+      why = "read error";
+      break;
+    }
+    record_header h = decode_header(hb);
+    if (!header_plausible(h)) {
+      why = "bad header";
+      break;
+    }
+    if (h.payload_len > size - pos - header_size) {
+      why = "incomplete record";
+      break;
+    }
+    buf.resize(h.payload_len);
+    if (!read_full(fd, buf.data(), h.payload_len, pos + header_size)) {
+      why = "read error";
+      break;
+    }
+    if (crc32c(buf.data(), buf.size()) != h.crc) {
+      why = "checksum mismatch";
+      break;
+    }
+    std::span<const std::byte> payload(buf.data(), buf.size());
+    if (h.type == record_type::message) {
+      scan_state::msg m;
+      size_t env_len;
+      if (!decode_envelope(payload, m.m.meta, env_len)) {
+        why = "malformed envelope";
+        break;
+      }
+      note_id(st, shard, m.m.meta.queue_id);
+      if (st.by_id.contains(m.m.meta.queue_id)) {
+        SR_WARN("spool %s: duplicate queue id %s at offset %llu ignored", path.c_str(),
+                m.m.meta.queue_id.c_str(), (unsigned long long)pos);
+      } else {
+        m.m.shard = shard;
+        m.m.segment = path;
+        m.m.offset = pos + header_size + env_len;
+        m.m.length = h.payload_len - env_len;
+        m.seq = seq;
+        m.done.assign(m.m.meta.rcpts.size(), false);
+        st.by_id.emplace(m.m.meta.queue_id, st.msgs.size());
+        st.msgs.push_back(std::move(m));
+      }
+    } else {
+      done_record d;
+      if (!decode_done(payload, d)) {
+        why = "malformed done record";
+        break;
+      }
+      note_id(st, shard, d.queue_id);
+      auto it = st.by_id.find(d.queue_id);
+      if (it != st.by_id.end()) {  // else its message's segment is already gone
+        auto& m = st.msgs[it->second];
+        if (d.all) {
+          m.done.assign(m.done.size(), true);
+        } else {
+          for (uint32_t i : d.indices)
+            if (i < m.done.size()) m.done[i] = true;
+        }
+        add_unique(st.refs[seq], m.seq);
+      }
+    }
+    pos += header_size + h.payload_len;
+  }
+  if (why) {
+    st.discarded += size - pos;
+    if (repair) {
+      SR_WARN("spool %s: %s at offset %llu, discarding %llu bytes", path.c_str(), why,
+              (unsigned long long)pos, (unsigned long long)(size - pos));
+      if (::ftruncate(fd, off_t(pos)) != 0 || ::fdatasync(fd) != 0) {
+        int e = errno;
+        ::close(fd);
+        return sys_error("cannot truncate spool segment", path, e);
+      }
+    } else {
+      SR_WARN("spool %s: %s at offset %llu, ignoring the last %llu bytes", path.c_str(), why,
+              (unsigned long long)pos, (unsigned long long)(size - pos));
+    }
+  }
+  ::close(fd);
+  return {};
+}
+
+// Scan every segment of a partition directory in sequence order.
+sr::status scan_partition(const std::string& dir, unsigned shard, bool repair, scan_state& st) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return sys_error("cannot read spool directory", dir, errno);
+  std::vector<uint64_t> seqs;
+  while (dirent* e = ::readdir(d)) {
+    uint64_t seq;
+    if (parse_segment_name(e->d_name, seq)) seqs.push_back(seq);
+  }
+  ::closedir(d);
+  std::sort(seqs.begin(), seqs.end());
+  std::vector<std::byte> buf;
+  for (uint64_t seq : seqs) {
+    char name[32];
+    std::snprintf(name, sizeof name, "seg-%016llX.log", (unsigned long long)seq);
+    sr::status s = scan_segment(dir + "/" + name, seq, shard, repair, st, buf);
+    if (!s) return s;
+  }
+  return {};
+}
+
+// Move the messages with pending recipients out of a scan, in log order.
+void collect_pending(scan_state& st, std::vector<recovered_message>& out) {
+  for (auto& m : st.msgs) {
+    bool pending = false;
+    m.m.done_rcpts.clear();
+    for (uint32_t i = 0; i < m.done.size(); ++i) {
+      if (m.done[i])
+        m.m.done_rcpts.push_back(i);
+      else
+        pending = true;
+    }
+    if (pending) out.push_back(std::move(m.m));
+  }
+}
+
+}  // namespace
+
+void batch::reset() {
+  fd = -1;
+  error = 0;
+  offset = size = 0;
+  pieces.clear();
+  _buf.clear();
+  _refs.clear();
+  _iov.clear();
+  _entries.clear();
+  _done_targets.clear();
+  _seq = 0;
+}
+
+std::string partition::partition_dir(const std::string& state_dir, unsigned shard) {
+  return state_dir + "/spool/" + std::to_string(shard);
+}
+
+std::string partition::segment_path(uint64_t seq) const {
+  char name[32];
+  std::snprintf(name, sizeof name, "/seg-%016llX.log", (unsigned long long)seq);
+  return _dir + name;
+}
+
+partition::partition(std::string dir, unsigned shard, uint64_t segment_limit)
+    : _dir(std::move(dir)), _shard(shard), _limit(segment_limit) {}
+
+partition::~partition() {
+  if (_fd >= 0) ::close(_fd);
+  if (_dir_fd >= 0) ::close(_dir_fd);  // also releases the flock
+}
+
+sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_dir,
+                                                       unsigned shard, recovered_set* out,
+                                                       uint64_t segment_limit) {
+  if (shard > 0xFF) return sr::error{"spool: shard " + std::to_string(shard) + " exceeds 255"};
+  std::string dir = partition_dir(state_dir, shard);
+  std::error_code ec;
+  if (std::filesystem::create_directories(dir, ec)) {
+    // New directories must survive a crash before any segment inside them matters.
+    fsync_path(state_dir + "/spool");
+    fsync_path(state_dir);
+  } else if (ec) {
+    return sr::error{"cannot create spool directory " + dir + ": " + ec.message()};
+  }
+  std::unique_ptr<partition> p(new partition(dir, shard, segment_limit));
+  p->_dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (p->_dir_fd < 0) return sys_error("cannot open spool directory", dir, errno);
+  if (::flock(p->_dir_fd, LOCK_EX | LOCK_NB) != 0)
+    return sr::error{"spool directory " + dir + " is in use by another process"};
+
+  scan_state st;
+  if (sr::status s = scan_partition(dir, shard, true, st); !s) return sr::error{s.err()};
+
+  for (auto& [seq, refs] : st.refs) p->_segments[seq].refs = std::move(refs);
+  p->_active_seq = st.refs.empty() ? 1 : st.refs.rbegin()->first + 1;
+  for (auto& m : st.msgs) {
+    uint32_t remaining = uint32_t(std::count(m.done.begin(), m.done.end(), false));
+    if (remaining == 0) continue;
+    p->_segments[m.seq].live++;
+    p->_live.emplace(m.m.meta.queue_id, live_entry{m.seq, m.done, remaining});
+  }
+  size_t before = p->_segments.size();
+  p->reclaim();
+  unsigned removed = unsigned(before - p->_segments.size());
+  if (sr::status s = p->roll(); !s) return sr::error{s.err()};
+
+  if (!st.max_id.empty()) {
+    uint64_t sec, counter;
+    parse_hex(std::string_view(st.max_id).substr(0, 8), sec);
+    parse_hex(std::string_view(st.max_id).substr(10, 6), counter);
+    p->_id_sec = sec;
+    p->_id_counter = uint32_t(counter);
+  }
+  if (out) {
+    out->discarded_bytes += st.discarded;
+    out->segments_removed += removed;
+    collect_pending(st, out->messages);
+  }
+  return p;
+}
+
+sr::result<recovered_set> partition::list(const std::string& state_dir) {
+  recovered_set out;
+  std::string root = state_dir + "/spool";
+  DIR* d = ::opendir(root.c_str());
+  if (!d) {
+    if (errno == ENOENT) return out;  // nothing was ever spooled
+    return sys_error("cannot read spool directory", root, errno);
+  }
+  std::vector<unsigned> shards;
+  while (dirent* e = ::readdir(d)) {
+    uint64_t v = 0;
+    const char* n = e->d_name;
+    bool digits = *n != 0;
+    for (const char* c = n; *c; ++c) {
+      if (*c < '0' || *c > '9' || v > 0xFF) digits = false;
+      v = v * 10 + unsigned(*c - '0');
+    }
+    if (digits && v <= 0xFF) shards.push_back(unsigned(v));
+  }
+  ::closedir(d);
+  std::sort(shards.begin(), shards.end());
+  for (unsigned shard : shards) {
+    scan_state st;
+    if (sr::status s = scan_partition(partition_dir(state_dir, shard), shard, false, st); !s)
+      return sr::error{s.err()};
+    out.discarded_bytes += st.discarded;
+    collect_pending(st, out.messages);
+  }
+  return out;
+}
+
+std::string partition::next_queue_id() {
+  uint64_t now = uint64_t(::time(nullptr));
+  if (now > _id_sec) {
+    _id_sec = now;
+    _id_counter = 0;
+  } else if (++_id_counter > 0xFFFFFF) {
+    // 16M ids in one second (or the clock went back): borrow the next second so ids
+    // stay strictly increasing and unique.
+    ++_id_sec;
+    _id_counter = 0;
+  }
+  char id[queue_id_len + 1];
+  std::snprintf(id, sizeof id, "%08llX%02X%06X", (unsigned long long)(_id_sec & 0xFFFFFFFFu),
+                _shard, _id_counter);
+  return std::string(id, queue_id_len);
+}
+
+bool partition::stage(const message_meta& meta, std::span<const iovec> data, void* cookie) {
+  if (!envelope_fits(meta)) return false;
+  batch& b = *_staging;
+  const size_t start = b._buf.size();
+  b._buf.resize(start + header_size);
+  append_envelope(b._buf, meta);
+  const size_t env_len = b._buf.size() - start - header_size;
+  uint64_t body = 0;
+  for (const iovec& v : data) body += v.iov_len;
+  if (env_len + body > UINT32_MAX) {
+    b._buf.resize(start);
+    return false;
+  }
+  uint32_t crc = crc32c(b._buf.data() + start + header_size, env_len);
+  for (const iovec& v : data) crc = crc32c_extend(crc, v.iov_base, v.iov_len);
+  record_header h;
+  h.type = record_type::message;
+  h.payload_len = uint32_t(env_len + body);
+  h.crc = crc;
+  encode_header(h, b._buf.data() + start);
+
+  if (!b._refs.empty() && b._refs.back().own && b._refs.back().off + b._refs.back().len == start)
+    b._refs.back().len += header_size + env_len;  // follows a DONE record: one iovec for both
+  else
+    b._refs.push_back({true, start, nullptr, header_size + env_len});
+  for (const iovec& v : data)
+    if (v.iov_len) b._refs.push_back({false, 0, v.iov_base, v.iov_len});
+  batch::entry e{batch::kind::message, {}, uint32_t(meta.rcpts.size()), cookie};
+  std::memcpy(e.id.data(), meta.queue_id.data(), queue_id_len);
+  b._entries.push_back(e);
+  return true;
+}
+
+void partition::add_ref(uint64_t seg, uint64_t target) {
+  auto it = _segments.find(seg);
+  if (it != _segments.end()) add_unique(it->second.refs, target);
+}
+
+void partition::mark_done(std::string_view queue_id, std::span<const uint32_t> rcpt_indices,
+                          void* cookie) {
+  if (queue_id.size() != queue_id_len) {
+    SR_WARN("spool: mark_done with malformed queue id '%.*s' ignored", int(queue_id.size()),
+            queue_id.data());
+    return;
+  }
+  batch& b = *_staging;
+  const size_t start = b._buf.size();
+  b._buf.resize(start + header_size);
+  append_done(b._buf, queue_id, rcpt_indices);
+  const size_t len = b._buf.size() - start - header_size;
+  record_header h;
+  h.type = record_type::done;
+  h.payload_len = uint32_t(len);
+  h.crc = crc32c(b._buf.data() + start + header_size, len);
+  encode_header(h, b._buf.data() + start);
+  if (!b._refs.empty() && b._refs.back().own && b._refs.back().off + b._refs.back().len == start)
+    b._refs.back().len += header_size + len;
+  else
+    b._refs.push_back({true, start, nullptr, header_size + len});
+  batch::entry e{batch::kind::done, {}, 0, cookie};
+  std::memcpy(e.id.data(), queue_id.data(), queue_id_len);
+  b._entries.push_back(e);
+
+  // Update the live index now: a message finished in memory may have its segment deleted
+  // even before this record is durable (it is delivered either way).
+  auto it = _live.find(std::string(queue_id));
+  if (it == _live.end()) return;
+  live_entry& le = it->second;
+  b._done_targets.push_back(le.seq);
+  if (rcpt_indices.empty()) {
+    le.remaining = 0;
+  } else {
+    for (uint32_t i : rcpt_indices) {
+      if (i < le.done.size() && !le.done[i]) {
+        le.done[i] = true;
+        --le.remaining;
+      }
+    }
+  }
+  if (le.remaining == 0) {
+    auto seg = _segments.find(le.seq);
+    if (seg != _segments.end() && --seg->second.live == 0) _reclaim = true;
+    _live.erase(it);
+  }
+}
+
+batch* partition::take_batch() {
+  if (_flight || _staging->_entries.empty()) return nullptr;
+  if (_broken || _fd < 0 || _end >= _limit) {
+    if (sr::status s = roll(); !s) {
+      // A full segment may keep growing; a broken one must not be written again.
+      SR_ERROR("spool: %s", s.err().c_str());
+      if (_broken || _fd < 0) _staging->error = EIO;
+    }
+  }
+  batch& b = *_staging;
+  b.fd = b.error ? -1 : _fd;
+  b.offset = _end;
+  b._seq = _active_seq;
+  b._iov.reserve(b._refs.size());
+  for (const batch::ref& r : b._refs) {
+    void* base = r.own ? static_cast<void*>(b._buf.data() + r.off) : const_cast<void*>(r.ptr);
+    b._iov.push_back(iovec{base, r.len});
+    b.size += r.len;
+  }
+  // Group the iovecs into pwritev/io_uring-sized pieces, each at its own offset.
+  uint64_t off = b.offset;
+  size_t first = 0;
+  uint64_t bytes = 0;
+  for (size_t i = 0; i <= b._iov.size(); ++i) {
+    bool end = i == b._iov.size();
+    if (!end && i - first < IOV_MAX && (i == first || bytes + b._iov[i].iov_len <= max_piece_bytes)) {
+      bytes += b._iov[i].iov_len;
+      continue;
+    }
+    if (i > first) {
+      b.pieces.push_back({b._iov.data() + first, int(i - first), off, bytes});
+      off += bytes;
+    }
+    first = i;
+    bytes = end ? 0 : b._iov[i].iov_len;
+  }
+  if (!b.error) {
+    _end += b.size;
+    for (uint64_t t : b._done_targets) add_ref(b._seq, t);
+  }
+  _flight = &b;
+  _staging = &b == &_batches[0] ? &_batches[1] : &_batches[0];
+  return &b;
+}
+
+void partition::complete(batch* b, int64_t write_result, int fsync_result,
+                         outcome_list& outcomes) {
+  outcomes.clear();
+  const bool ok = b == _flight && b->error == 0 && write_result == int64_t(b->size) &&
+                  fsync_result == 0;
+  if (!ok && b->error == 0) {
+    SR_WARN("spool %s: batch of %zu records (%llu bytes at %llu) failed: write %lld, fsync %d",
+            segment_path(b->_seq).c_str(), b->_entries.size(), (unsigned long long)b->size,
+            (unsigned long long)b->offset, (long long)write_result, fsync_result);
+    // Cut the batch off so later records never sit behind a torn or unsynced one.
+    if (::ftruncate(b->fd, off_t(b->offset)) == 0) {
+      _end = b->offset;
+    } else {
+      SR_ERROR("spool %s: cannot truncate after a failed batch: %s", segment_path(b->_seq).c_str(),
+               std::strerror(errno));
+      _broken = true;
+    }
+    // After an fsync error the page cache state of this file is unknown: never trust
+    // it again. (-ECANCELED is a linked fsync skipped after a failed write.)
+    if (fsync_result < 0 && fsync_result != -ECANCELED) _broken = true;
+  }
+  for (const batch::entry& e : b->_entries) {
+    if (e.k == batch::kind::message) {
+      if (ok && e.n_rcpts > 0) {
+        auto [it, fresh] = _live.try_emplace(std::string(e.id.data(), queue_id_len),
+                                             live_entry{b->_seq, {}, e.n_rcpts});
+        if (fresh) {
+          it->second.done.assign(e.n_rcpts, false);
+          _segments[b->_seq].live++;
+        }
+      }
+      outcomes.emplace_back(e.cookie, ok);
+    } else if (e.cookie) {
+      outcomes.emplace_back(e.cookie, ok);
+    }
+  }
+  b->reset();
+  if (b == _flight) _flight = nullptr;
+  if (_reclaim) reclaim();
+}
+
+std::pair<int64_t, int> partition::write_and_sync(batch* b) {
+  if (b->error) return {-b->error, -b->error};
+  int64_t total = 0;
+  std::vector<iovec> rest;
+  for (const batch::piece& p : b->pieces) {
+    rest.assign(p.iov, p.iov + p.iovcnt);
+    size_t idx = 0;
+    uint64_t off = p.offset;
+    while (idx < rest.size()) {
+      ssize_t n = ::pwritev(b->fd, rest.data() + idx, int(rest.size() - idx), off_t(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return {-errno, 0};
+      if (n == 0) return {-EIO, 0};
+      total += n;
+      off += uint64_t(n);
+      size_t left = size_t(n);
+      while (left && idx < rest.size()) {  // a short write: resume mid-iovec
+        size_t take = std::min(left, rest[idx].iov_len);
+        rest[idx].iov_base = static_cast<char*>(rest[idx].iov_base) + take;
+        rest[idx].iov_len -= take;
+        left -= take;
+        if (rest[idx].iov_len == 0) ++idx;
+      }
+      while (idx < rest.size() && rest[idx].iov_len == 0) ++idx;
+    }
+  }
+  int f = ::fdatasync(b->fd) == 0 ? 0 : -errno;
+  return {total, f};
+}
+
+bool partition::flush(outcome_list& outcomes) {
+  batch* b = take_batch();
+  if (!b) return false;
+  auto [w, f] = write_and_sync(b);
+  complete(b, w, f, outcomes);
+  return true;
+}
+
+sr::status partition::roll() {
+  uint64_t seq = _active_seq;
+  if (_fd >= 0) ++seq;  // the first roll at open() uses the prepared number
+  std::string path;
+  int fd = -1;
+  for (int tries = 0; tries < 16 && fd < 0; ++tries, ++seq) {
+    path = segment_path(seq);
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST) return sys_error("cannot create spool segment", path, errno);
+  }
+  if (fd < 0) return sr::error{"cannot create spool segment in " + _dir + ": names in use"};
+  --seq;
+  if (::fsync(_dir_fd) != 0) {
+    int e = errno;
+    ::close(fd);
+    ::unlink(path.c_str());
+    return sys_error("cannot sync spool directory", _dir, e);
+  }
+  if (_fd >= 0) {
+    ::close(_fd);
+    _reclaim = true;  // the old segment may be deletable now that it is not active
+  }
+  _fd = fd;
+  _active_seq = seq;
+  _end = 0;
+  _broken = false;
+  _segments[seq];
+  if (_reclaim) reclaim();
+  return {};
+}
+
+void partition::reclaim() {
+  _reclaim = false;
+  bool removed = false;
+  // DONE records point at older segments, so one pass in sequence order suffices: a
+  // segment goes when none of its messages is pending and every message its DONE records
+  // finish lives in a segment that is already gone (else that message would come back).
+  for (auto it = _segments.begin(); it != _segments.end();) {
+    const uint64_t seq = it->first;
+    const segment_state& s = it->second;
+    bool can = seq != _active_seq && s.live == 0;
+    for (uint64_t r : s.refs)
+      if (r != seq && _segments.contains(r)) can = false;
+    if (!can) {
+      ++it;
+      continue;
+    }
+    std::string path = segment_path(seq);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      SR_WARN("spool: cannot delete finished segment %s: %s", path.c_str(), std::strerror(errno));
+      ++it;
+      continue;
+    }
+    SR_DEBUG("spool: deleted finished segment %s", path.c_str());
+    removed = true;
+    it = _segments.erase(it);
+  }
+  if (removed && _dir_fd >= 0) ::fsync(_dir_fd);
+}
+
+std::string read_message(const recovered_message& m) {
+  int fd = ::open(m.segment.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    SR_WARN("spool: cannot open %s: %s", m.segment.c_str(), std::strerror(errno));
+    return {};
+  }
+  std::string s(m.length, '\0');
+  bool ok = read_full(fd, s.data(), s.size(), m.offset);
+  ::close(fd);
+  if (!ok) {
+    SR_WARN("spool: cannot read %llu bytes at %llu of %s", (unsigned long long)m.length,
+            (unsigned long long)m.offset, m.segment.c_str());
+    return {};
+  }
+  return s;
+}
+
+}  // namespace sr::spool

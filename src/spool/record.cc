@@ -1,0 +1,161 @@
+// Encoding and bounds-checked decoding of spool records (format in record.hh).
+#include "spool/record.hh"
+
+#include <cstring>
+
+namespace sr::spool {
+namespace {
+
+constexpr uint8_t flag_8bitmime = 1;
+constexpr uint8_t flag_tls = 2;
+constexpr uint8_t done_all = 0;
+constexpr uint8_t done_list = 1;
+
+void put_u8(std::vector<std::byte>& o, uint8_t v) { o.push_back(std::byte(v)); }
+void put_u16(std::vector<std::byte>& o, uint16_t v) {
+  put_u8(o, v & 0xFF);
+  put_u8(o, v >> 8);
+}
+void put_u32(std::vector<std::byte>& o, uint32_t v) {
+  for (int i = 0; i < 4; ++i) put_u8(o, (v >> (8 * i)) & 0xFF);
+}
+void put_u64(std::vector<std::byte>& o, uint64_t v) {
+  for (int i = 0; i < 8; ++i) put_u8(o, (v >> (8 * i)) & 0xFF);
+}
+void put_bytes(std::vector<std::byte>& o, std::string_view s) {
+  auto p = reinterpret_cast<const std::byte*>(s.data());
+  o.insert(o.end(), p, p + s.size());
+}
+
+uint64_t load_le(const std::byte* p, int n) {
+  uint64_t v = 0;
+  for (int i = n - 1; i >= 0; --i) v = (v << 8) | uint64_t(p[i]);
+  return v;
+}
+
+// Bounds-checked cursor over a payload.
+struct reader {
+  std::span<const std::byte> in;
+  size_t pos = 0;
+  bool ok = true;
+
+  uint64_t get(int n) {
+    if (!ok || in.size() - pos < size_t(n)) {
+      ok = false;
+      return 0;
+    }
+    uint64_t v = load_le(in.data() + pos, n);
+    pos += n;
+    return v;
+  }
+  std::string str(size_t n) {
+    if (!ok || in.size() - pos < n) {
+      ok = false;
+      return {};
+    }
+    std::string s(reinterpret_cast<const char*>(in.data() + pos), n);
+    pos += n;
+    return s;
+  }
+};
+
+}  // namespace
+
+void encode_header(const record_header& h, std::byte* out) {
+  auto put = [&](size_t off, uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out[off + i] = std::byte((v >> (8 * i)) & 0xFF);
+  };
+  put(0, h.magic, 4);
+  put(4, uint8_t(h.type), 1);
+  put(5, h.flags, 1);
+  put(6, h.reserved, 2);
+  put(8, h.payload_len, 4);
+  put(12, h.crc, 4);
+}
+
+record_header decode_header(const std::byte* in) {
+  record_header h;
+  h.magic = uint32_t(load_le(in, 4));
+  h.type = record_type(uint8_t(in[4]));
+  h.flags = uint8_t(in[5]);
+  h.reserved = uint16_t(load_le(in + 6, 2));
+  h.payload_len = uint32_t(load_le(in + 8, 4));
+  h.crc = uint32_t(load_le(in + 12, 4));
+  return h;
+}
+
+bool header_plausible(const record_header& h) {
+  return h.magic == record_magic &&
+         (h.type == record_type::message || h.type == record_type::done) && h.flags == 0 &&
+         h.reserved == 0;
+}
+
+bool envelope_fits(const message_meta& meta) {
+  if (meta.queue_id.size() != queue_id_len || meta.mail_from.size() > max_address_len) return false;
+  if (meta.rcpts.size() > 0xFFFFFFFFu) return false;
+  for (const auto& r : meta.rcpts)
+    if (r.size() > max_address_len) return false;
+  return true;
+}
+
+void append_envelope(std::vector<std::byte>& out, const message_meta& meta) {
+  put_u8(out, uint8_t(meta.queue_id.size()));
+  put_bytes(out, meta.queue_id);
+  put_u64(out, meta.received_ms);
+  put_u8(out, (meta.body_8bitmime ? flag_8bitmime : 0) | (meta.tls ? flag_tls : 0));
+  put_u16(out, uint16_t(meta.mail_from.size()));
+  put_bytes(out, meta.mail_from);
+  put_u32(out, uint32_t(meta.rcpts.size()));
+  for (const auto& r : meta.rcpts) {
+    put_u16(out, uint16_t(r.size()));
+    put_bytes(out, r);
+  }
+}
+
+bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, size_t& envelope_len) {
+  reader r{payload};
+  meta.queue_id = r.str(r.get(1));
+  meta.received_ms = r.get(8);
+  uint8_t flags = uint8_t(r.get(1));
+  meta.body_8bitmime = flags & flag_8bitmime;
+  meta.tls = flags & flag_tls;
+  meta.mail_from = r.str(r.get(2));
+  uint64_t n = r.get(4);
+  // Each recipient takes at least 2 bytes: refuse counts the payload cannot hold
+  // before reserving memory for them.
+  if (!r.ok || n > (payload.size() - r.pos) / 2) return false;
+  meta.rcpts.clear();
+  meta.rcpts.reserve(n);
+  for (uint64_t i = 0; i < n && r.ok; ++i) meta.rcpts.push_back(r.str(r.get(2)));
+  if (!r.ok || meta.queue_id.size() != queue_id_len || (flags & ~(flag_8bitmime | flag_tls)))
+    return false;
+  envelope_len = r.pos;
+  return true;
+}
+
+void append_done(std::vector<std::byte>& out, std::string_view queue_id,
+                 std::span<const uint32_t> indices) {
+  put_u8(out, uint8_t(queue_id.size()));
+  put_bytes(out, queue_id);
+  put_u8(out, indices.empty() ? done_all : done_list);
+  put_u32(out, uint32_t(indices.size()));
+  for (uint32_t i : indices) put_u32(out, i);
+}
+
+bool decode_done(std::span<const std::byte> payload, done_record& out) {
+  reader r{payload};
+  out.queue_id = r.str(r.get(1));
+  uint8_t kind = uint8_t(r.get(1));
+  uint64_t n = r.get(4);
+  if (!r.ok || out.queue_id.size() != queue_id_len || (kind != done_all && kind != done_list))
+    return false;
+  if (n != (payload.size() - r.pos) / 4 || (payload.size() - r.pos) % 4) return false;
+  out.all = kind == done_all;
+  out.indices.clear();
+  out.indices.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) out.indices.push_back(uint32_t(r.get(4)));
+  if (out.all != out.indices.empty()) return false;
+  return r.ok && r.pos == payload.size();
+}
+
+}  // namespace sr::spool
