@@ -640,3 +640,44 @@ TEST(config, enum_names_round_trip) {
   EXPECT_STREQ(to_string(verify_mode::dane), "dane");
   EXPECT_STREQ(to_string(tls_version::v1_0), "1.0");
 }
+
+// conf/sealrelay.toml is what tools/start runs and what users copy: it must stay valid,
+// and so must its commented examples once uncommented.
+TEST(config, example_config_is_valid_with_and_without_its_examples) {
+  const char* root = std::getenv("SR_SOURCE_ROOT");
+  if (!root) GTEST_SKIP() << "SR_SOURCE_ROOT not set (run through meson test)";
+  std::string path = std::string(root) + "/conf/sealrelay.toml";
+  auto r = load(path);
+  ASSERT_TRUE(r) << r.err();
+  ASSERT_EQ(r->listen.size(), 2u);
+  EXPECT_EQ(r->listen[0].address, "127.0.0.1:2525");
+  EXPECT_EQ(r->listen[0].tls, listen_tls::starttls);
+  EXPECT_EQ(r->listen[1].address, "127.0.0.1:4650");
+  EXPECT_EQ(r->listen[1].tls, listen_tls::implicit);
+  EXPECT_EQ(r->server.state_dir, "var");
+  EXPECT_EQ(r->admin.listen, "127.0.0.1:9025");
+  EXPECT_EQ(r->outbound.smtp_port, 25u);
+  EXPECT_TRUE(r->mta_sts.enabled);
+  EXPECT_FALSE(r->fallback.spawn);
+  EXPECT_TRUE(r->policies.empty());
+
+  // Uncomment "# [[table]]" and "# key = value" lines: the examples must parse too.
+  std::ifstream in(path);
+  std::string line, text;
+  while (std::getline(in, line)) {
+    if (line.rfind("# [[", 0) == 0 || (line.rfind("# ", 0) == 0 && line.find(" = ") != std::string::npos &&
+                                        line.find_first_not_of("abcdefghijklmnopqrstuvwxyz_", 2) ==
+                                            line.find(" = ")))
+      line = line.substr(2);
+    text += line + "\n";
+  }
+  auto all = parse(text, "uncommented.toml");
+  ASSERT_TRUE(all) << all.err();
+  ASSERT_EQ(all->policies.size(), 2u);
+  EXPECT_EQ(all->policies[0].domain, "bank.example");
+  EXPECT_EQ(all->policies[0].tls, tls_policy::forced);
+  EXPECT_EQ(all->policies[1].tls, tls_policy::exclusive);
+  EXPECT_TRUE(all->policies[1].notify_sender);
+  ASSERT_EQ(all->routes.size(), 1u);
+  EXPECT_EQ(all->server.hostname, "relay.example.org");
+}
