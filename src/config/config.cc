@@ -481,7 +481,11 @@ void read_limits(loader& l, table_reader& root) {
   if (const toml::node* n = r.take("max_message_size")) {
     std::optional<uint64_t> v;
     if (auto* i = n->as_integer()) {
-      if (i->get() >= 0) v = uint64_t(i->get());
+      if (i->get() < 0)
+        l.fail(line_of(*n), "limits.max_message_size",
+               "must be between 1 byte and 2G, got " + std::to_string(i->get()));
+      else
+        v = uint64_t(i->get());
     } else if (auto* str = n->as_string()) {
       v = parse_size(str->get());
       if (!v)
@@ -612,7 +616,8 @@ void read_policies(loader& l, table_reader& root) {
       if (auto err = check_domain(e.domain, false)) r.fail("domain", *err);
       else domain_ok = true;
     }
-    r.read_enum("tls", e.tls, policy_names);
+    // With a bad tls value the per-kind checks below would only add noise.
+    bool tls_ok = !r.has("tls") || r.read_enum("tls", e.tls, policy_names);
     r.read_enum("verify", e.verify,
                 {{"none", verify_mode::none}, {"ca", verify_mode::ca}, {"dane", verify_mode::dane}});
     if (r.has("fallback")) {
@@ -652,13 +657,13 @@ void read_policies(loader& l, table_reader& root) {
       r.fail(key, std::string("only for ") + which + " (this policy has tls = " +
                       quoted(tls_name) + ")");
     };
-    if (e.tls == tls_policy::opportunistic) {
+    if (tls_ok && e.tls == tls_policy::opportunistic) {
       for (const char* key : {"verify", "fallback", "fallback_after"})
         if (r.has(key)) only_for(key, "tls = \"forced\" or \"exclusive\"");
-    } else if (e.tls == tls_policy::exclusive && r.has("fallback")) {
-      only_for("fallback", "tls = \"forced\" (exclusive drops the message)");
+    } else if (tls_ok && e.tls == tls_policy::exclusive && r.has("fallback")) {
+      only_for("fallback", "tls = \"forced\"; an exclusive policy drops the message");
     }
-    if (e.tls != tls_policy::exclusive && r.has("notify_sender"))
+    if (tls_ok && e.tls != tls_policy::exclusive && r.has("notify_sender"))
       only_for("notify_sender", "tls = \"exclusive\"");
 
     if (domain_ok)

@@ -434,6 +434,8 @@ TEST(config, errors_name_file_line_and_key) {
        "t.toml:4: limits.commit_interval: must be at most 1s, got \"5s\""},
       {"size suffix", with_listener({"[limits]", "max_message_size = \"50X\""}),
        "t.toml:4: limits.max_message_size: bad size \"50X\" (bytes, or a number with K, M or G)"},
+      {"size negative", with_listener({"[limits]", "max_message_size = -1"}),
+       "t.toml:4: limits.max_message_size: must be between 1 byte and 2G, got -1"},
       {"size zero", with_listener({"[limits]", "max_message_size = 0"}),
        "t.toml:4: limits.max_message_size: must be between 1 byte and 2G, got 0"},
       {"min_version", with_listener({"[tls]", "min_version = \"1.4\""}),
@@ -510,8 +512,12 @@ TEST(config, errors_name_file_line_and_key) {
        "has tls = \"opportunistic\")"},
       {"exclusive with fallback", with_listener({"[[policy]]", "domain = \"a.example\"",
                                                  "tls = \"exclusive\"", "fallback = [\"escrow\"]"}),
-       "t.toml:6: policy[0].fallback: only for tls = \"forced\" (exclusive drops the message) (this "
-       "policy has tls = \"exclusive\")"},
+       "t.toml:6: policy[0].fallback: only for tls = \"forced\"; an exclusive policy drops the "
+       "message (this policy has tls = \"exclusive\")"},
+      {"bad tls adds no noise", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                               "notify_sender = true", "tls = \"exclusiv\""}),
+       "t.toml:6: policy[0].tls: must be one of \"opportunistic\", \"forced\", \"exclusive\"; got "
+       "\"exclusiv\""},
       {"notify_sender on forced", with_listener({"[[policy]]", "domain = \"a.example\"",
                                                  "notify_sender = false"}),
        "t.toml:5: policy[0].notify_sender: only for tls = \"exclusive\" (this policy has tls = "
