@@ -36,8 +36,6 @@ using crc_fn = uint32_t (*)(uint32_t, const void*, size_t);
 
 crc_fn pick() { return detail::crc32c_hw_available() ? detail::crc32c_hw : detail::crc32c_sw; }
 
-const crc_fn impl = pick();
-
 }  // namespace
 
 namespace detail {
@@ -90,6 +88,9 @@ bool crc32c_hw_available() { return false; }
 
 }  // namespace detail
 
-uint32_t crc32c_extend(uint32_t crc, const void* data, size_t len) { return impl(crc, data, len); }
+uint32_t crc32c_extend(uint32_t crc, const void* data, size_t len) {
+  static const crc_fn impl = pick();  // function-local: safe from other static initialisers
+  return impl(crc, data, len);
+}
 
 }  // namespace sr::spool

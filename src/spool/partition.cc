@@ -106,6 +106,7 @@ void note_id(scan_state& st, unsigned shard, const std::string& id) {
 sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, bool repair,
                         scan_state& st, std::vector<std::byte>& buf) {
   int fd = ::open(path.c_str(), (repair ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0 && !repair && errno == ENOENT) return {};  // a live daemon just deleted it
   if (fd < 0) return sys_error("cannot open spool segment", path, errno);
   struct stat sb;
   if (::fstat(fd, &sb) != 0) {
@@ -199,7 +200,8 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
         return sys_error("cannot truncate spool segment", path, e);
       }
     } else {
-      SR_WARN("spool %s: %s at offset %llu, ignoring the last %llu bytes", path.c_str(), why,
+      // Expected while a live daemon is appending; list() reports the count to its caller.
+      SR_INFO("spool %s: %s at offset %llu, ignoring the last %llu bytes", path.c_str(), why,
               (unsigned long long)pos, (unsigned long long)(size - pos));
     }
   }
@@ -301,10 +303,18 @@ sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_
   for (auto& [seq, refs] : st.refs) p->_segments[seq].refs = std::move(refs);
   p->_active_seq = st.refs.empty() ? 1 : st.refs.rbegin()->first + 1;
   for (auto& m : st.msgs) {
-    uint32_t remaining = uint32_t(std::count(m.done.begin(), m.done.end(), false));
-    if (remaining == 0) continue;
+    if (std::count(m.done.begin(), m.done.end(), false) == 0) continue;
+    live_entry le;
+    le.seq = m.seq;
+    le.n_rcpts = uint32_t(m.done.size());
+    le.remaining = le.n_rcpts;
+    if (le.n_rcpts > 64) le.big.assign((le.n_rcpts + 63) / 64, 0);
+    for (uint32_t i = 0; i < m.done.size(); ++i)
+      if (m.done[i] && le.test_and_set(i)) --le.remaining;
+    qid key;
+    std::memcpy(key.data(), m.m.meta.queue_id.data(), queue_id_len);
+    p->_live.emplace(key, std::move(le));
     p->_segments[m.seq].live++;
-    p->_live.emplace(m.m.meta.queue_id, live_entry{m.seq, m.done, remaining});
   }
   size_t before = p->_segments.size();
   p->reclaim();
@@ -439,19 +449,17 @@ void partition::mark_done(std::string_view queue_id, std::span<const uint32_t> r
 
   // Update the live index now: a message finished in memory may have its segment deleted
   // even before this record is durable (it is delivered either way).
-  auto it = _live.find(std::string(queue_id));
+  qid key;
+  std::memcpy(key.data(), queue_id.data(), queue_id_len);
+  auto it = _live.find(key);
   if (it == _live.end()) return;
   live_entry& le = it->second;
   b._done_targets.push_back(le.seq);
   if (rcpt_indices.empty()) {
     le.remaining = 0;
   } else {
-    for (uint32_t i : rcpt_indices) {
-      if (i < le.done.size() && !le.done[i]) {
-        le.done[i] = true;
-        --le.remaining;
-      }
-    }
+    for (uint32_t i : rcpt_indices)
+      if (i < le.n_rcpts && le.test_and_set(i)) --le.remaining;
   }
   if (le.remaining == 0) {
     auto seg = _segments.find(le.seq);
@@ -508,8 +516,11 @@ batch* partition::take_batch() {
 void partition::complete(batch* b, int64_t write_result, int fsync_result,
                          outcome_list& outcomes) {
   outcomes.clear();
-  const bool ok = b == _flight && b->error == 0 && write_result == int64_t(b->size) &&
-                  fsync_result == 0;
+  if (b == nullptr || b != _flight) {
+    SR_ERROR("spool %s: complete() for a batch that is not in flight ignored", _dir.c_str());
+    return;
+  }
+  const bool ok = b->error == 0 && write_result == int64_t(b->size) && fsync_result == 0;
   if (!ok && b->error == 0) {
     SR_WARN("spool %s: batch of %zu records (%llu bytes at %llu) failed: write %lld, fsync %d",
             segment_path(b->_seq).c_str(), b->_entries.size(), (unsigned long long)b->size,
@@ -517,6 +528,9 @@ void partition::complete(batch* b, int64_t write_result, int fsync_result,
     // Cut the batch off so later records never sit behind a torn or unsynced one.
     if (::ftruncate(b->fd, off_t(b->offset)) == 0) {
       _end = b->offset;
+      // Best effort: make the cut durable too, so records of clients that were told
+      // "452" do not come back after a crash (a duplicate, never a loss).
+      (void)::fdatasync(b->fd);
     } else {
       SR_ERROR("spool %s: cannot truncate after a failed batch: %s", segment_path(b->_seq).c_str(),
                std::strerror(errno));
@@ -529,10 +543,12 @@ void partition::complete(batch* b, int64_t write_result, int fsync_result,
   for (const batch::entry& e : b->_entries) {
     if (e.k == batch::kind::message) {
       if (ok && e.n_rcpts > 0) {
-        auto [it, fresh] = _live.try_emplace(std::string(e.id.data(), queue_id_len),
-                                             live_entry{b->_seq, {}, e.n_rcpts});
+        auto [it, fresh] = _live.try_emplace(e.id);
         if (fresh) {
-          it->second.done.assign(e.n_rcpts, false);
+          live_entry& le = it->second;
+          le.seq = b->_seq;
+          le.n_rcpts = le.remaining = e.n_rcpts;
+          if (e.n_rcpts > 64) le.big.assign((e.n_rcpts + 63) / 64, 0);
           _segments[b->_seq].live++;
         }
       }
@@ -542,7 +558,7 @@ void partition::complete(batch* b, int64_t write_result, int fsync_result,
     }
   }
   b->reset();
-  if (b == _flight) _flight = nullptr;
+  _flight = nullptr;
   if (_reclaim) reclaim();
 }
 
@@ -574,6 +590,14 @@ std::pair<int64_t, int> partition::write_and_sync(batch* b) {
   }
   int f = ::fdatasync(b->fd) == 0 ? 0 : -errno;
   return {total, f};
+}
+
+bool partition::live_entry::test_and_set(uint32_t i) {
+  uint64_t& word = n_rcpts <= 64 ? small : big[i / 64];
+  const uint64_t bit = uint64_t(1) << (i % 64);
+  if (word & bit) return false;
+  word |= bit;
+  return true;
 }
 
 bool partition::flush(outcome_list& outcomes) {

@@ -9,6 +9,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -63,7 +64,7 @@ class batch {
   enum class kind : uint8_t { message, done };
   struct entry {
     kind k;
-    std::array<char, queue_id_len> id;
+    std::array<char, queue_id_len> id;  // not a std::string: no allocation per message
     uint32_t n_rcpts;
     void* cookie;
   };
@@ -136,10 +137,21 @@ class partition {
     uint32_t live = 0;           // stored messages with recipients still pending
     std::vector<uint64_t> refs;  // segments whose messages DONE records in this one finish
   };
+  using qid = std::array<char, queue_id_len>;
+  struct qid_hash {
+    size_t operator()(const qid& q) const noexcept {
+      return std::hash<std::string_view>{}(std::string_view(q.data(), q.size()));
+    }
+  };
+  // A stored message with recipients pending; the bitmap is inline up to 64 recipients
+  // so the common message costs one map node and no other allocation.
   struct live_entry {
-    uint64_t seq;
-    std::vector<bool> done;
-    uint32_t remaining;
+    uint64_t seq = 0;
+    uint32_t n_rcpts = 0;
+    uint32_t remaining = 0;
+    uint64_t small = 0;          // done bits when n_rcpts <= 64
+    std::vector<uint64_t> big;   // done bits otherwise
+    bool test_and_set(uint32_t i);
   };
 
   partition(std::string dir, unsigned shard, uint64_t segment_limit);
@@ -158,7 +170,7 @@ class partition {
   bool _broken = false;    // fsync failed or a truncate failed: roll before the next write
   bool _reclaim = false;   // some segment may have become deletable
   std::map<uint64_t, segment_state> _segments;
-  std::unordered_map<std::string, live_entry> _live;
+  std::unordered_map<qid, live_entry, qid_hash> _live;
   batch _batches[2];
   batch* _staging = &_batches[0];
   batch* _flight = nullptr;

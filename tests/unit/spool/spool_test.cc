@@ -21,6 +21,7 @@
 
 #include "spool/partition.hh"
 #include "spool/record.hh"
+#include "util/log.hh"
 
 namespace fs = std::filesystem;
 using namespace sr::spool;
@@ -217,7 +218,8 @@ TEST_F(spool, torn_tail_is_discarded_at_every_byte_offset) {
   {
     auto p = open();
     ASSERT_TRUE(p);
-    for (int i = 0; i < 3; ++i) msgs.push_back(make_msg(*p, i + 1, 40, 2));
+    for (int i = 0; i < 3; ++i) msgs.push_back(make_msg(*p, i + 1, 40, 2, {"r@x.example"}));
+    msgs[2].pieces = {"Received: x\r\n", "\r\nhi\r\n"};  // a short last record: fewer cuts
     commit(*p, {&msgs[0], &msgs[1]});
     seg_path = p->active_segment();
     last_start = fs::file_size(seg_path);
@@ -226,9 +228,9 @@ TEST_F(spool, torn_tail_is_discarded_at_every_byte_offset) {
   content = slurp(seg_path);
   ASSERT_GT(content.size(), last_start);
   const std::string part_dir = partition::partition_dir(_state, 0);
+  sr::set_log_level(sr::log_level::error);  // one warning per cut is noise here
   for (uint64_t cut = last_start; cut < content.size(); ++cut) {
-    fs::remove_all(part_dir);
-    fs::create_directories(part_dir);
+    for (const auto& f : segment_files(part_dir)) fs::remove(f);
     spit(seg_path, std::string_view(content).substr(0, cut));
     recovered_set rs;
     auto p = open(&rs);
@@ -253,6 +255,7 @@ TEST_F(spool, torn_tail_is_discarded_at_every_byte_offset) {
                                                        msgs[1].meta.queue_id, m4.meta.queue_id}));
     }
   }
+  sr::set_log_level(sr::log_level::info);
 }
 
 TEST_F(spool, corrupted_crc_is_detected) {
