@@ -1,6 +1,8 @@
 // check_files(): the files a config names must load before the daemon binds anything
-// (DESIGN.md §3 --check-config). Certificate and key are needed only when a listener
-// terminates TLS; the CA file whenever it is set (outbound verify, MTA-STS fetches).
+// (DESIGN.md §3 --check-config: "the files it names load"). Certificate and key are checked
+// when a listener terminates TLS or when the file names them explicitly (a default path
+// nothing uses is not an error); the CA file whenever it is set (outbound verify, MTA-STS).
+// Error text: "KEY: what is wrong" (no file prefix: the daemon adds it).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -12,18 +14,9 @@
 namespace sr::config {
 namespace {
 
-// Prefix naming where `key` was written ("FILE:LINE: key: "), or "FILE: key: " for a default.
-std::string where(const config& cfg, const char* key) {
-  std::string out = cfg.source_file;
-  if (int line = cfg.line_of(key)) {
-    out += ':';
-    out += std::to_string(line);
-  }
-  out += ": ";
-  out += key;
-  out += ": ";
-  return out;
-}
+// Errors start with the key, as in "tls.cert_file: cannot read ...": the caller adds the
+// config file name (and can add cfg.line_of(key) when the key was written).
+std::string where(const char* key) { return std::string(key) + ": "; }
 
 // Read all of `path` into `out`; on failure return strerror text.
 std::optional<std::string> slurp(const std::string& path, std::string& out) {
@@ -49,12 +42,12 @@ std::optional<std::string> slurp(const std::string& path, std::string& out) {
   return std::nullopt;
 }
 
-status check_one(const config& cfg, const char* key, const std::string& path, bool pem) {
-  if (path.empty()) return error{where(cfg, key) + "must be set"};
+status check_one(const char* key, const std::string& path, bool pem) {
+  if (path.empty()) return error{where(key) + "must be set"};
   std::string text;
-  if (auto err = slurp(path, text)) return error{where(cfg, key) + "cannot read " + path + ": " + *err};
+  if (auto err = slurp(path, text)) return error{where(key) + "cannot read " + path + ": " + *err};
   if (pem && text.find("-----BEGIN") == std::string::npos)
-    return error{where(cfg, key) + path + " holds no PEM block (\"-----BEGIN\")"};
+    return error{where(key) + path + " holds no PEM block (\"-----BEGIN\")"};
   return status::success();
 }
 
@@ -67,12 +60,12 @@ status check_files(const config& cfg) {
       tls_listener = &l;
       break;
     }
-  if (tls_listener) {
-    if (auto s = check_one(cfg, "tls.cert_file", cfg.tls.cert_file, true); !s) return s;
-    if (auto s = check_one(cfg, "tls.key_file", cfg.tls.key_file, true); !s) return s;
-  }
+  if (tls_listener || cfg.line_of("tls.cert_file"))
+    if (auto s = check_one("tls.cert_file", cfg.tls.cert_file, true); !s) return s;
+  if (tls_listener || cfg.line_of("tls.key_file"))
+    if (auto s = check_one("tls.key_file", cfg.tls.key_file, true); !s) return s;
   if (!cfg.tls.ca_file.empty())
-    if (auto s = check_one(cfg, "tls.ca_file", cfg.tls.ca_file, false); !s) return s;
+    if (auto s = check_one("tls.ca_file", cfg.tls.ca_file, false); !s) return s;
   return status::success();
 }
 

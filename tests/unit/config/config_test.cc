@@ -592,14 +592,11 @@ TEST(config, check_files_loads_certificate_key_and_ca) {
   std::string key = dir.write("relay.key", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
   std::string ca = dir.write("ca.crt", pem);
   std::string junk = dir.write("junk.crt", "not a certificate\n");
+  std::string nope = dir.path() + "/nope.crt";
   auto cfg_with = [&](const std::string& cert, const std::string& k, const std::string& c,
                       const char* listen_tls) {
-    auto r = parse(doc({"[tls]",                                 // 1
-                        "cert_file = \"" + cert + "\"",          // 2
-                        "key_file = \"" + k + "\"",              // 3
-                        "ca_file = \"" + c + "\"",               // 4
-                        "[[listen]]",                            // 5
-                        "address = \"127.0.0.1:2525\"",          // 6
+    auto r = parse(doc({"[tls]", "cert_file = \"" + cert + "\"", "key_file = \"" + k + "\"",
+                        "ca_file = \"" + c + "\"", "[[listen]]", "address = \"127.0.0.1:2525\"",
                         "tls = \"" + std::string(listen_tls) + "\""}),
                    "t.toml");
     EXPECT_TRUE(r) << r.err();
@@ -608,35 +605,40 @@ TEST(config, check_files_loads_certificate_key_and_ca) {
   EXPECT_TRUE(check_files(cfg_with(crt, key, ca, "starttls")));
   EXPECT_TRUE(check_files(cfg_with(crt, key, "", "implicit")));  // no CA file: nothing to check
 
-  std::string nope = dir.path() + "/nope.crt";
+  // The text starts with the key; the caller adds the file name.
   auto s = check_files(cfg_with(nope, key, ca, "starttls"));
   ASSERT_FALSE(s);
-  EXPECT_EQ(s.err(), "t.toml:2: tls.cert_file: cannot read " + nope + ": No such file or directory");
+  EXPECT_EQ(s.err(), "tls.cert_file: cannot read " + nope + ": No such file or directory");
 
   s = check_files(cfg_with(crt, junk, ca, "implicit"));
   ASSERT_FALSE(s);
-  EXPECT_EQ(s.err(), "t.toml:3: tls.key_file: " + junk + " holds no PEM block (\"-----BEGIN\")");
+  EXPECT_EQ(s.err(), "tls.key_file: " + junk + " holds no PEM block (\"-----BEGIN\")");
 
   s = check_files(cfg_with(crt, key, dir.path(), "starttls"));  // a directory is not a CA file
   ASSERT_FALSE(s);
-  EXPECT_EQ(s.err(), "t.toml:4: tls.ca_file: cannot read " + dir.path() + ": Is a directory");
+  EXPECT_EQ(s.err(), "tls.ca_file: cannot read " + dir.path() + ": Is a directory");
 
-  // Without a TLS listener the certificate and key are not needed, the CA file still is.
-  EXPECT_TRUE(check_files(cfg_with(nope, nope, ca, "none")));
-  s = check_files(cfg_with(nope, nope, nope, "none"));
+  s = check_files(cfg_with(crt, key, nope, "none"));
   ASSERT_FALSE(s);
-  EXPECT_EQ(s.err(), "t.toml:4: tls.ca_file: cannot read " + nope + ": No such file or directory");
+  EXPECT_EQ(s.err(), "tls.ca_file: cannot read " + nope + ": No such file or directory");
 
-  // A default that was never written is named without a line.
-  auto r = parse(doc({"[[listen]]", "address = \"127.0.0.1:2525\"", "[tls]", "ca_file = \"\"",
-                      "cert_file = \"" + nope + "\""}),
-                 "t.toml");
-  ASSERT_TRUE(r) << r.err();
-  r->tls.cert_file = crt;
-  r->tls.key_file = nope;
-  s = check_files(*r);
+  // Files the config names are checked even when no listener uses TLS ...
+  s = check_files(cfg_with(nope, key, ca, "none"));
   ASSERT_FALSE(s);
-  EXPECT_EQ(s.err(), "t.toml: tls.key_file: cannot read " + nope + ": No such file or directory");
+  EXPECT_EQ(s.err(), "tls.cert_file: cannot read " + nope + ": No such file or directory");
+
+  // ... but an unused default path is not: a plaintext-only config needs no certificate.
+  auto plain = parse(doc({"[[listen]]", "address = \"127.0.0.1:2525\"", "tls = \"none\"",
+                          "[tls]", "ca_file = \"\""}),
+                     "t.toml");
+  ASSERT_TRUE(plain) << plain.err();
+  plain->tls.cert_file = nope;  // as if the default pointed nowhere
+  plain->tls.key_file = nope;
+  EXPECT_TRUE(check_files(*plain));
+  plain->listen[0].tls = listen_tls::starttls;  // now a listener needs them
+  s = check_files(*plain);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "tls.cert_file: cannot read " + nope + ": No such file or directory");
 }
 
 TEST(config, enum_names_round_trip) {
