@@ -65,8 +65,7 @@ void stream::flush() {
   if (_wire_off >= _wire.size()) {
     _wire.clear();
     _wire_off = 0;
-    if (_out.empty()) return;
-    prepare_wire(_out, _wire);
+    prepare_wire(_out, _wire);  // TLS streams add handshake/record bytes here
     _out.clear();
     if (_wire.empty()) return;
   }

@@ -45,7 +45,8 @@ class stream {
   virtual void on_drained() {}
   // The fd is closed and nothing is in flight: the owner may delete the object.
   virtual void on_closed() = 0;
-  // Hook for TLS: transform queued plaintext into wire bytes before sending.
+  // Fill `wire` (empty) with the next bytes to send: by default the queued bytes
+  // as they are; TLS streams append their encrypted records after them.
   virtual void prepare_wire(std::string& out, std::string& wire) { wire.swap(out); }
 
   core::shard& _shard;

@@ -1,0 +1,156 @@
+// sealrelay: the relay daemon. Loads and validates the config (exit 2 with
+// file:line: key on error), recovers each shard's spool, serves SMTP on every
+// [[listen]] until SIGTERM, then drains. --check-config and --list-queue do their
+// job and exit without binding a port.
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "config/config.hh"
+#include "server/runtime.hh"
+#include "server/spool_store.hh"
+#include "spool/partition.hh"
+#include "tls/context.hh"
+#include "util/log.hh"
+
+namespace {
+
+void usage(FILE* out) {
+  std::fputs(
+      "usage: sealrelay -c FILE [--check-config] [--list-queue] [-v]\n"
+      "  -c FILE          configuration (TOML)\n"
+      "  --check-config   validate the config and the files it names, then exit\n"
+      "  --list-queue     print the spooled messages (like mailq), then exit\n"
+      "  -v               debug logging\n",
+      out);
+}
+
+int mkdir_p(const std::string& path) {
+  std::string cur;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || path[i] == '/') {
+      if (!cur.empty() && ::mkdir(cur.c_str(), 0750) < 0 && errno != EEXIST) return -errno;
+    }
+    if (i < path.size()) cur += path[i];
+  }
+  return 0;
+}
+
+void raise_fd_limit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+int list_queue(const sr::config::config& cfg) {
+  auto set = sr::spool::partition::list(cfg.server.state_dir);
+  if (!set) {
+    std::fprintf(stderr, "sealrelay: %s\n", set.err().c_str());
+    return 1;
+  }
+  for (const auto& m : set->messages) {
+    std::string rcpts;
+    for (size_t i = 0; i < m.meta.rcpts.size(); ++i) {
+      if (i) rcpts += ',';
+      rcpts += m.meta.rcpts[i];
+    }
+    std::printf("%s %llu %s %s\n", m.meta.queue_id.c_str(), (unsigned long long)m.length,
+                m.meta.mail_from.empty() ? "<>" : m.meta.mail_from.c_str(), rcpts.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_file;
+  bool check = false, list = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-c" && i + 1 < argc) config_file = argv[++i];
+    else if (a == "--check-config") check = true;
+    else if (a == "--list-queue") list = true;
+    else if (a == "-v") sr::set_log_level(sr::log_level::debug);
+    else if (a == "-h" || a == "--help") {
+      usage(stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "sealrelay: unknown argument '%s'\n", a.c_str());
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (config_file.empty()) {
+    usage(stderr);
+    return 2;
+  }
+  auto loaded = sr::config::load(config_file);
+  if (!loaded) {
+    std::fprintf(stderr, "sealrelay: %s\n", loaded.err().c_str());
+    return 2;
+  }
+  const sr::config::config& cfg = loaded.value();
+  if (list) return list_queue(cfg);
+
+  if (auto st = sr::config::check_files(cfg); !st) {
+    std::fprintf(stderr, "sealrelay: %s: %s\n", config_file.c_str(), st.err().c_str());
+    return 2;
+  }
+  bool need_tls = false;
+  for (const auto& l : cfg.listen) need_tls |= l.tls != sr::config::listen_tls::none;
+  if (need_tls) {
+    auto ctx = sr::tls::context::server(cfg.tls.cert_file, cfg.tls.key_file,
+                                        sr::tls::tls_version(int(cfg.tls.min_version)));
+    if (!ctx) {
+      std::fprintf(stderr, "sealrelay: %s: tls.cert_file/tls.key_file: %s\n", config_file.c_str(),
+                   ctx.err().c_str());
+      return 2;
+    }
+  }
+  if (check) {
+    std::printf("%s: ok\n", config_file.c_str());
+    return 0;
+  }
+
+  raise_fd_limit();
+  if (int rc = mkdir_p(cfg.server.state_dir); rc < 0) {
+    SR_ERROR("cannot create state_dir %s: %s", cfg.server.state_dir.c_str(), strerror(-rc));
+    return 1;
+  }
+
+  sr::server::shared_state st(cfg);
+  std::atomic<uint64_t> recovered{0};
+  sr::server::runtime_hooks hooks;
+  hooks.make_store = [&](sr::core::shard& sh) -> std::unique_ptr<sr::server::message_store> {
+    sr::spool::recovered_set rec;
+    auto part = sr::spool::partition::open(cfg.server.state_dir, sh.index(), &rec);
+    if (!part) {
+      SR_ERROR("spool: %s", part.err().c_str());
+      return nullptr;
+    }
+    recovered += rec.messages.size();
+    if (rec.discarded_bytes)
+      SR_WARN("spool: discarded %llu bytes of unacknowledged partial records",
+              (unsigned long long)rec.discarded_bytes);
+    return std::make_unique<sr::server::spool_store>(sh, std::move(part.value()),
+                                                     cfg.limits.commit_interval);
+  };
+  hooks.on_ready = [&] {
+    std::string where;
+    for (const auto& l : cfg.listen) {
+      if (!where.empty()) where += ", ";
+      where += l.address + " (" + sr::config::to_string(l.mode) + ", " + sr::config::to_string(l.tls) + ")";
+    }
+    SR_INFO("sealrelay ready: %u shards, %llu messages recovered from the spool, listening on %s",
+            cfg.server.shards ? cfg.server.shards : sr::core::online_cpus(),
+            (unsigned long long)recovered.load(), where.c_str());
+  };
+  return sr::server::run(cfg, st, hooks);
+}

@@ -1,0 +1,317 @@
+// Input path: chunk -> (TLS decrypt into a pool chunk) -> _in queue -> session.feed().
+// The session stops consuming while a message is being made durable; input that
+// arrives meanwhile waits in _in (bounded) and is fed after the store answers.
+#include "server/connection.hh"
+
+#include <algorithm>
+#include <cstring>
+
+#include "server/server.hh"
+#include "smtp/received.hh"
+#include "tls/session.hh"
+#include "util/cidr.hh"
+#include "util/log.hh"
+
+namespace sr::server {
+namespace {
+// Input queued while the session waits for the store; more is abuse (a client may
+// pipeline commands after the final dot, but not megabytes of them).
+constexpr size_t max_queued_pieces = 64;
+
+inbound::session_params make_params(shard_server& srv, const listener_info& li, bool relay_allowed) {
+  const auto& cfg = srv.shared().cfg;
+  inbound::session_params p;
+  p.hostname = cfg.server.hostname;
+  p.max_message_size = cfg.limits.max_message_size;
+  p.max_recipients = cfg.limits.max_recipients;
+  p.max_errors = cfg.limits.max_errors;
+  p.starttls_available = li.entry->tls == config::listen_tls::starttls && srv.tls_server();
+  p.require_tls = li.entry->require_tls;
+  p.relay_allowed = relay_allowed;
+  p.tls_active = li.entry->tls == config::listen_tls::implicit;
+  return p;
+}
+}  // namespace
+
+connection::connection(shard_server& srv, const listener_info& li, int fd,
+                       const sockaddr_storage& peer, bool relay_allowed)
+    : net::stream(srv.shard(), srv.buffers(), srv.pool(), fd),
+      _srv(srv),
+      _li(li),
+      _session(make_params(srv, li, relay_allowed), *this),
+      _implicit_tls(li.entry->tls == config::listen_tls::implicit),
+      _peer_ip(address_to_string(reinterpret_cast<const sockaddr*>(&peer))) {}
+
+connection::~connection() {
+  release_message();
+  release_input();
+}
+
+void connection::start() {
+  _last_input_ms = _shard.now_ms();
+  if (_implicit_tls) {
+    if (!open_tls()) return;
+  } else {
+    _session.greet();
+    flush();
+  }
+  start_recv();
+}
+
+void connection::refuse(std::string_view reply) {
+  queue(reply);
+  stream::close();
+  start_recv();  // reads the peer's EOF so the close completes promptly
+}
+
+void connection::on_data(net::chunk* c, size_t len) {
+  _last_input_ms = _shard.now_ms();
+  if (_tls) {
+    on_tls_data(c, len);
+  } else if (_in.size() - _in_head >= max_queued_pieces) {
+    _pool.release(c);
+    _session.timeout();  // a flood while we wait: drop the client
+  } else {
+    _in.push_back({c, 0, uint32_t(len)});
+    pump();
+  }
+  _br.refill();
+  flush();
+}
+
+void connection::on_tls_data(net::chunk* c, size_t len) {
+  _tls->feed(std::span<const std::byte>(c->data, len));
+  _pool.release(c);  // the TLS session keeps any partial record itself
+  if (_tls_handshaking) {
+    int rc = _tls->handshake();
+    if (rc < 0) {
+      _srv.shared().stats.tls_failures.fetch_add(1, std::memory_order_relaxed);
+      SR_INFO("%s: TLS handshake failed: %s (wolfSSL %d)", _peer_ip.c_str(), _tls->failure_reason(),
+              _tls->error_code());
+      stream::close();  // sends the alert wolfSSL queued
+      return;
+    }
+    if (rc == 0) return;
+    _tls_handshaking = false;
+    _srv.shared().stats.tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+    if (_implicit_tls) _session.greet();
+    else _session.tls_established();
+  }
+  for (;;) {
+    net::chunk* pc = _pool.get();
+    int n = _tls->read(std::span<std::byte>(pc->data, _pool.chunk_size()));
+    if (n <= 0) {
+      _pool.release(pc);
+      if (n < 0) stream::close();
+      break;
+    }
+    if (_in.size() - _in_head >= max_queued_pieces) {
+      _pool.release(pc);
+      _session.timeout();
+      break;
+    }
+    _in.push_back({pc, 0, uint32_t(n)});
+  }
+  pump();
+}
+
+void connection::pump() {
+  while (_in_head < _in.size() && !_awaiting_store && !_session.closed()) {
+    piece& p = _in[_in_head];
+    _feeding = p.c;
+    size_t n = _session.feed(std::span<std::byte>(p.c->data + p.off, p.len));
+    _feeding = nullptr;
+    p.off += uint32_t(n);
+    p.len -= uint32_t(n);
+    if (p.len == 0) {
+      _pool.release(p.c);
+      ++_in_head;
+    } else if (!_awaiting_store && !_session.closed()) {
+      break;  // the session wants more bytes than this piece had left (should not happen)
+    }
+    if (_discard_queued) {
+      // STARTTLS: whatever the client sent before the handshake is dropped unread
+      // (CVE-2011-0411); the session already ignored the rest of its own buffer.
+      _discard_queued = false;
+      release_input();
+      break;
+    }
+  }
+  if (_in_head == _in.size()) {
+    _in.clear();
+    _in_head = 0;
+  }
+  if (_session.in_data() && _phase_started_ms == 0) _phase_started_ms = _shard.now_ms();
+  if (!_session.in_data() && !_tls_handshaking) _phase_started_ms = 0;
+  // A command line begun but not finished runs on the (shorter) command timeout.
+  if (!_session.partial_command()) _partial_since_ms = 0;
+  else if (!_partial_since_ms) _partial_since_ms = _shard.now_ms();
+  if (_session.closed()) {
+    release_input();
+    stream::close();
+  }
+}
+
+void connection::on_eof(int) {
+  if (!_awaiting_store) {
+    abort_message();
+    stream::close();
+  }
+  // With a store write in flight we close in on_stored().
+}
+
+void connection::on_closed() { _srv.on_connection_closed(this); }
+
+void connection::prepare_wire(std::string& out, std::string& wire) {
+  wire.swap(out);  // plaintext replies queued before TLS started (e.g. "220 Ready")
+  if (!_tls) return;
+  if (!_tls_plain.empty() && !_tls_handshaking) {
+    _tls->write(std::span<const std::byte>(reinterpret_cast<const std::byte*>(_tls_plain.data()),
+                                           _tls_plain.size()));
+    _tls_plain.clear();
+  }
+  auto pending = _tls->pending_output();
+  if (!pending.empty()) {
+    wire.append(reinterpret_cast<const char*>(pending.data()), pending.size());
+    _tls->consume_output(pending.size());
+  }
+}
+
+void connection::send(std::string_view bytes) {
+  if (_tls) _tls_plain.append(bytes);
+  else queue(bytes);
+}
+
+void connection::start_tls() {
+  // The 220 is already queued in plaintext; everything after it is TLS. Bytes the
+  // client pipelined after STARTTLS were discarded by the session; queued pieces
+  // after the current one go too (pump() drops them once feed() returns).
+  _discard_queued = true;
+  open_tls();
+}
+
+bool connection::open_tls() {
+  auto s = tls::session::accept(*_srv.tls_server());
+  if (!s) {
+    SR_ERROR("%s: cannot create a TLS session: %s", _peer_ip.c_str(), s.err().c_str());
+    stream::close(true);
+    return false;
+  }
+  _tls = std::make_unique<tls::session>(std::move(s.value()));
+  _tls_handshaking = true;
+  _phase_started_ms = _shard.now_ms();
+  return true;
+}
+
+void connection::begin_message(const inbound::envelope& env) {
+  release_message();
+  _queue_id = _srv.store().next_queue_id();
+  smtp::received_info ri;
+  ri.helo = env.helo;
+  ri.client_ip = _peer_ip;
+  ri.hostname = _srv.shared().cfg.server.hostname;
+  ri.queue_id = _queue_id;
+  ri.esmtp = env.esmtp;
+  ri.tls = env.tls;
+  if (_tls && env.tls) {
+    ri.tls_version = _tls->version();
+    ri.cipher = _tls->cipher();
+    ri.cipher_bits = unsigned(_tls->cipher_bits());
+    ri.cipher_alg_bits = ri.cipher_bits;
+  }
+  if (env.rcpt_to.size() == 1) ri.single_rcpt = env.rcpt_to[0];
+  ri.when = std::time(nullptr);
+  smtp::append_received(_received, ri);
+  _iov.push_back({_received.data(), _received.size()});
+  _phase_started_ms = _shard.now_ms();
+}
+
+void connection::body(std::span<std::byte> bytes) {
+  if (bytes.empty()) return;
+  if (_held.empty() || _held.back() != _feeding) {
+    net::chunk_pool::retain(_feeding);
+    _held.push_back(_feeding);
+  }
+  iovec& last = _iov.back();
+  if (_iov.size() > 1 && static_cast<std::byte*>(last.iov_base) + last.iov_len == bytes.data()) {
+    last.iov_len += bytes.size();  // contiguous with the previous span: extend it
+  } else {
+    _iov.push_back({bytes.data(), bytes.size()});
+  }
+}
+
+void connection::end_message(const inbound::envelope& env) {
+  _awaiting_store = true;
+  hold();
+  _srv.store().submit(_queue_id, env, _iov, this);
+}
+
+void connection::on_stored(bool ok) {
+  _awaiting_store = false;
+  if (ok) _srv.shared().stats.messages_accepted.fetch_add(1, std::memory_order_relaxed);
+  else _srv.shared().stats.messages_rejected.fetch_add(1, std::memory_order_relaxed);
+  if (!closing()) _session.message_result(ok ? std::string_view(_queue_id) : std::string_view());
+  release_message();
+  if (!closing()) {
+    pump();
+    flush();
+  }
+  unhold();  // may complete a pending close
+}
+
+void connection::abort_message() { release_message(); }
+
+void connection::close() { stream::close(); }
+
+void connection::release_message() {
+  for (auto* c : _held) _pool.release(c);
+  _held.clear();
+  _iov.clear();
+  _received.clear();
+}
+
+void connection::release_input() {
+  for (size_t i = _in_head; i < _in.size(); ++i) _pool.release(_in[i].c);
+  _in.clear();
+  _in_head = 0;
+}
+
+void connection::check_deadline(uint64_t now) {
+  if (closing() || _awaiting_store) return;
+  const auto& lim = _srv.shared().cfg.limits;
+  uint64_t limit;
+  uint64_t since;
+  if (_tls_handshaking) {
+    limit = uint64_t(lim.command_timeout.count());
+    since = _phase_started_ms;
+  } else if (_session.in_data()) {
+    limit = uint64_t(lim.data_timeout.count());
+    since = _phase_started_ms ? _phase_started_ms : _last_input_ms;
+  } else if (_partial_since_ms) {
+    limit = uint64_t(lim.command_timeout.count());
+    since = _partial_since_ms;
+  } else {
+    limit = uint64_t(lim.idle_timeout.count());
+    since = _last_input_ms;
+  }
+  if (now - since < limit) return;
+  if (_tls_handshaking) {
+    stream::close(true);
+    return;
+  }
+  _session.timeout();
+  flush();
+  if (_session.closed()) stream::close();
+}
+
+void connection::begin_drain() {
+  if (closing()) return;
+  if (_tls_handshaking || _session.shutdown()) {
+    flush();
+    stream::close();
+  } else {
+    flush();
+  }
+}
+
+}  // namespace sr::server

@@ -1,0 +1,100 @@
+// One inbound SMTP connection: a net::stream carrying an inbound::session, with
+// wolfSSL in between after STARTTLS (or from the start on implicit-TLS listeners).
+// Received chunks queue here untouched; body spans the session reports are kept by
+// reference (the chunk is retained) and handed to the store as iovecs: zero copy.
+#pragma once
+#include <sys/uio.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "inbound/session.hh"
+#include "net/stream.hh"
+#include "server/store.hh"
+
+namespace sr::tls {
+class session;
+}
+
+namespace sr::server {
+
+class shard_server;
+struct listener_info;
+
+class connection final : public net::stream, inbound::events, store_client {
+ public:
+  connection(shard_server& srv, const listener_info& li, int fd, const sockaddr_storage& peer,
+             bool relay_allowed);
+  ~connection() override;
+
+  // Greet (or start the implicit TLS handshake) and start reading.
+  void start();
+  // Refuse at connect with `reply` (e.g. "421 4.7.0 ...") and close.
+  void refuse(std::string_view reply);
+  // Check deadlines against `now_ms`; times out the session when one has passed.
+  void check_deadline(uint64_t now_ms);
+  // SIGTERM: close now when idle, else after the current transaction.
+  void begin_drain();
+  void force_close() { stream::close(true); }
+  const std::string& peer_ip() const { return _peer_ip; }
+  unsigned ip_slot() const { return _ip_slot; }
+  void set_ip_slot(unsigned s) { _ip_slot = s; }
+
+  connection* prev = nullptr;  // shard_server's intrusive list
+  connection* next = nullptr;
+
+ private:
+  struct piece {
+    net::chunk* c;
+    uint32_t off, len;
+  };
+  // net::stream
+  void on_data(net::chunk* c, size_t len) override;
+  void on_eof(int err) override;
+  void on_closed() override;
+  void prepare_wire(std::string& out, std::string& wire) override;
+  // inbound::events
+  void send(std::string_view bytes) override;
+  void start_tls() override;
+  void begin_message(const inbound::envelope& env) override;
+  void body(std::span<std::byte> bytes) override;
+  void end_message(const inbound::envelope& env) override;
+  void abort_message() override;
+  void close() override;
+  // store_client
+  void on_stored(bool ok) override;
+
+  void on_tls_data(net::chunk* c, size_t len);
+  bool open_tls();
+  void pump();
+  void release_message();
+  void release_input();
+
+  shard_server& _srv;
+  const listener_info& _li;
+  inbound::session _session;
+  std::unique_ptr<tls::session> _tls;
+  bool _tls_handshaking = false;
+  bool _implicit_tls = false;
+  std::string _tls_plain;            // replies to encrypt once TLS is on
+  std::string _peer_ip;
+  unsigned _ip_slot = ~0u;
+
+  std::vector<piece> _in;            // received, not yet fed (FIFO; _in_head is the front)
+  size_t _in_head = 0;
+  net::chunk* _feeding = nullptr;    // chunk being fed to the session right now
+  bool _awaiting_store = false;
+  bool _discard_queued = false;      // STARTTLS accepted: drop queued plaintext input
+
+  std::string _queue_id;             // current message
+  std::string _received;             // its Received: header
+  std::vector<iovec> _iov;           // header + body spans, in order
+  std::vector<net::chunk*> _held;    // chunks the body spans point into
+
+  uint64_t _last_input_ms = 0;
+  uint64_t _phase_started_ms = 0;    // TLS handshake or DATA start
+  uint64_t _partial_since_ms = 0;    // first byte of an unfinished command line
+};
+
+}  // namespace sr::server

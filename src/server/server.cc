@@ -1,0 +1,172 @@
+// Accept path: caps (total, per client IP, drain) are checked before a session
+// exists; a refused client gets one 421 line and is closed. Deadlines are scanned
+// on the shard's tick: O(connections) every 100 ms is cheaper than a timer per
+// connection at these counts and needs no allocation.
+#include "server/server.hh"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "server/connection.hh"
+#include "tls/context.hh"
+#include "util/log.hh"
+
+namespace sr::server {
+namespace {
+constexpr size_t chunk_size = 16 * 1024;
+constexpr unsigned ring_entries = 1024;
+constexpr uint16_t buffer_group = 1;
+
+unsigned ip_hash(const sockaddr_storage& ss) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  if (ss.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    mix(reinterpret_cast<const uint8_t*>(&in->sin_addr), 4);
+  } else {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    mix(reinterpret_cast<const uint8_t*>(&in6->sin6_addr), 16);
+  }
+  return unsigned(h ^ (h >> 32)) & (shared_state::ip_slots - 1);
+}
+}  // namespace
+
+shared_state::shared_state(const config::config& c)
+    : cfg(c), per_ip(new std::atomic<uint32_t>[ip_slots]) {
+  for (unsigned i = 0; i < ip_slots; ++i) per_ip[i].store(0, std::memory_order_relaxed);
+}
+
+shard_server::shard_server(core::shard& sh, shared_state& st, store_factory make_store)
+    : _shard(sh), _st(st), _make_store(std::move(make_store)) {}
+
+shard_server::~shard_server() {
+  // Connections still open at exit are abandoned with the process; free them.
+  while (_conns) {
+    connection* c = _conns;
+    _conns = c->next;
+    delete c;
+  }
+}
+
+status shard_server::start() {
+  const auto& cfg = _st.cfg;
+  _pool = std::make_unique<net::chunk_pool>(chunk_size, ring_entries + 256);
+  _ring = std::make_unique<net::buffer_ring>(*_pool, ring_entries, buffer_group);
+  if (int rc = _ring->register_with(_shard.ring()); rc < 0)
+    return error{std::string("io_uring provided buffers: ") + strerror(-rc)};
+  bool need_tls = false;
+  for (const auto& l : cfg.listen) need_tls |= l.tls != config::listen_tls::none;
+  if (need_tls) {
+    auto ctx = tls::context::server(cfg.tls.cert_file, cfg.tls.key_file,
+                                    tls::tls_version(int(cfg.tls.min_version)));
+    if (!ctx) return error{ctx.err()};
+    _tls_ctx = std::make_unique<tls::context>(std::move(ctx.value()));
+  }
+  _store = _make_store(_shard);
+  if (!_store) return error{"cannot open the spool"};
+  for (const auto& l : cfg.listen) {
+    auto fd = net::open_listen_socket(l.addr, l.addr_len);
+    if (!fd) return error{l.address + ": " + fd.err()};
+    auto li = std::make_unique<listener_info>();
+    li->entry = &l;
+    listener_info* raw = li.get();
+    li->sock = std::make_unique<net::listener>(_shard, *fd, [this, raw](int cfd) { on_accept(*raw, cfd); });
+    li->sock->arm();
+    _listeners.push_back(std::move(li));
+  }
+  _shard.on_tick([this] { on_tick(); });
+  return {};
+}
+
+void shard_server::on_accept(listener_info& li, int fd) {
+  sockaddr_storage peer{};
+  socklen_t plen = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) < 0) {
+    ::close(fd);
+    return;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  _st.stats.connections_total.fetch_add(1, std::memory_order_relaxed);
+
+  bool relay_allowed = false;
+  if (li.entry->mode == config::listen_mode::relay)
+    for (const auto& net : li.entry->allow_relay_from)
+      if (net.contains(reinterpret_cast<const sockaddr*>(&peer))) relay_allowed = true;
+
+  auto* c = new connection(*this, li, fd, peer, relay_allowed);
+  c->next = _conns;
+  if (_conns) _conns->prev = c;
+  _conns = c;
+  ++_conn_count;
+
+  const auto& lim = _st.cfg.limits;
+  unsigned slot = ip_hash(peer);
+  uint32_t total = _st.connections.fetch_add(1, std::memory_order_relaxed) + 1;
+  uint32_t per_ip = _st.per_ip[slot].fetch_add(1, std::memory_order_relaxed) + 1;
+  c->set_ip_slot(slot);
+  const std::string& host = _st.cfg.server.hostname;
+  if (_draining || _st.draining.load(std::memory_order_relaxed)) {
+    _st.stats.connections_refused.fetch_add(1, std::memory_order_relaxed);
+    c->refuse("421 4.3.2 " + host + " Service shutting down, closing transmission channel\r\n");
+  } else if (lim.max_connections && total > lim.max_connections) {
+    _st.stats.connections_refused.fetch_add(1, std::memory_order_relaxed);
+    c->refuse("421 4.3.2 " + host + " Too many connections, try again later\r\n");
+  } else if (lim.max_conns_per_ip && per_ip > lim.max_conns_per_ip) {
+    _st.stats.connections_refused.fetch_add(1, std::memory_order_relaxed);
+    SR_INFO("%s: refused, %u connections from this address", c->peer_ip().c_str(), per_ip - 1);
+    c->refuse("421 4.7.0 " + host + " Error: too many connections from " + c->peer_ip() + "\r\n");
+  } else {
+    c->start();
+  }
+}
+
+void shard_server::on_connection_closed(connection* c) {
+  if (c->prev) c->prev->next = c->next;
+  else _conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  --_conn_count;
+  _st.connections.fetch_sub(1, std::memory_order_relaxed);
+  _st.per_ip[c->ip_slot()].fetch_sub(1, std::memory_order_relaxed);
+  delete c;
+}
+
+void shard_server::on_tick() {
+  uint64_t now = _shard.now_ms();
+  _ring->refill();
+  for (connection* c = _conns; c;) {
+    connection* next = c->next;  // c may close (not free) during the check
+    c->resume_recv_if_starved();
+    c->check_deadline(now);
+    c = next;
+  }
+}
+
+void shard_server::begin_drain() {
+  if (_draining) return;
+  _draining = true;
+  for (auto& li : _listeners) li->sock->stop();
+  for (connection* c = _conns; c;) {
+    connection* next = c->next;
+    c->begin_drain();
+    c = next;
+  }
+}
+
+bool shard_server::idle() const { return _conn_count == 0 && (!_store || _store->in_flight() == 0); }
+
+void shard_server::abort_all() {
+  for (connection* c = _conns; c;) {
+    connection* next = c->next;
+    c->force_close();
+    c = next;
+  }
+}
+
+}  // namespace sr::server

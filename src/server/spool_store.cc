@@ -1,0 +1,137 @@
+// A batch is a chain of linked SQEs: writev pieces at increasing offsets, then
+// fdatasync. If a write fails or is short the kernel cancels the rest of the chain;
+// partition::complete() then fails every message of the batch and cuts the segment
+// back, so nothing after it is ever written behind garbage.
+#include "server/spool_store.hh"
+
+#include <cerrno>
+#include <chrono>
+
+#include "util/log.hh"
+
+namespace sr::server {
+
+spool_store::spool_store(core::shard& sh, std::unique_ptr<spool::partition> part,
+                         duration commit_interval)
+    : _shard(sh), _part(std::move(part)), _interval(commit_interval) {
+  _timer_op.self = this;
+}
+
+spool_store::~spool_store() = default;
+
+void spool_store::submit(const std::string& queue_id, const inbound::envelope& env,
+                         std::span<const iovec> data, store_client* client) {
+  ++_in_flight;
+  spool::message_meta meta;
+  meta.queue_id = queue_id;
+  meta.received_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+  meta.mail_from = env.mail_from;
+  meta.rcpts = env.rcpt_to;
+  meta.body_8bitmime = env.body_8bitmime;
+  meta.tls = env.tls;
+  if (!_part->stage(meta, data, client)) {
+    SR_WARN("spool: message %s does not fit the record format", queue_id.c_str());
+    _failed_now.push_back(client);
+  }
+  schedule_commit();
+}
+
+void spool_store::schedule_commit() {
+  if (_batch) return;  // finish_batch() commits what gathered meanwhile
+  if (_interval.count() > 0 && !_timer_armed && _failed_now.empty()) {
+    // Wait a little so that messages finishing together share one fsync.
+    _timer_armed = true;
+    _timer_ts.tv_sec = _interval.count() / 1000;
+    _timer_ts.tv_nsec = (_interval.count() % 1000) * 1'000'000;
+    io_uring_prep_timeout(_shard.sqe(&_timer_op), &_timer_ts, 0, 0);
+    return;
+  }
+  if (_timer_armed || _commit_posted) return;
+  // Interval 0: commit after this batch of completions, so the messages finished by
+  // them still share the fsync.
+  _commit_posted = true;
+  _shard.post([this] {
+    _commit_posted = false;
+    commit_now();
+  });
+}
+
+void spool_store::op::on_complete(int res, unsigned) { self->on_op(this, res); }
+
+void spool_store::on_op(op* o, int res) {
+  if (o == &_timer_op) {
+    _timer_armed = false;
+    commit_now();
+    return;
+  }
+  size_t idx = size_t(o - _ops.data());
+  if (idx + 1 == _ops.size()) {
+    _fsync_res = res;  // the fsync is last in the chain
+  } else if (res < 0) {
+    if (!_write_err) _write_err = res;
+  } else {
+    _written += res;
+  }
+  if (--_ops_pending == 0) finish_batch();
+}
+
+void spool_store::commit_now() {
+  if (!_failed_now.empty()) {
+    auto failed = std::move(_failed_now);
+    _failed_now.clear();
+    for (auto* c : failed) {
+      --_in_flight;
+      c->on_stored(false);
+    }
+  }
+  if (_batch) return;
+  spool::batch* b = _part->take_batch();
+  if (!b) return;
+  if (b->error) {
+    _part->complete(b, -b->error, -b->error, _outcomes);
+    deliver(_outcomes);
+    return;
+  }
+  _batch = b;
+  _written = 0;
+  _write_err = 0;
+  _fsync_res = 0;
+  _ops.assign(b->pieces.size() + 1, op{});
+  for (auto& o : _ops) o.self = this;
+  for (size_t i = 0; i < b->pieces.size(); ++i) {
+    const auto& p = b->pieces[i];
+    io_uring_sqe* s = _shard.sqe(&_ops[i]);
+    io_uring_prep_writev(s, b->fd, p.iov, unsigned(p.iovcnt), p.offset);
+    s->flags |= IOSQE_IO_LINK;
+  }
+  io_uring_sqe* s = _shard.sqe(&_ops.back());
+  io_uring_prep_fsync(s, b->fd, IORING_FSYNC_DATASYNC);
+  _ops_pending = unsigned(_ops.size());
+}
+
+void spool_store::finish_batch() {
+  spool::batch* b = _batch;
+  int64_t wr = _write_err ? _write_err : _written;
+  int fs = _fsync_res;
+  if (wr >= 0 && uint64_t(wr) != b->size && fs == -ECANCELED) fs = 0;  // short write: complete() sees it
+  if (_write_err || fs < 0)
+    SR_ERROR("spool: batch of %llu bytes failed (write %lld, fsync %d): answering 452",
+             (unsigned long long)b->size, (long long)wr, fs);
+  _part->complete(b, wr, fs, _outcomes);
+  _batch = nullptr;
+  deliver(_outcomes);
+  if (_part->staged_records() > 0 || !_failed_now.empty()) commit_now();
+}
+
+void spool_store::deliver(spool::partition::outcome_list& outcomes) {
+  for (auto& [cookie, ok] : outcomes) {
+    if (!cookie) continue;
+    --_in_flight;
+    static_cast<store_client*>(cookie)->on_stored(ok);
+  }
+  outcomes.clear();
+}
+
+}  // namespace sr::server

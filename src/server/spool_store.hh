@@ -1,0 +1,56 @@
+// The relay's message store: a spool partition written through the shard's
+// io_uring. Group commit: every message that finishes DATA while a batch is being
+// written (or within limits.commit_interval) rides on the next single writev chain +
+// fdatasync; their 250s go out when that fsync completes.
+#pragma once
+#include <memory>
+
+#include "core/shard.hh"
+#include "server/store.hh"
+#include "spool/partition.hh"
+#include "util/duration.hh"
+
+namespace sr::server {
+
+class spool_store final : public message_store {
+ public:
+  spool_store(core::shard& sh, std::unique_ptr<spool::partition> part, duration commit_interval);
+  ~spool_store() override;
+
+  std::string next_queue_id() override { return _part->next_queue_id(); }
+  void submit(const std::string& queue_id, const inbound::envelope& env,
+              std::span<const iovec> data, store_client* client) override;
+  size_t in_flight() const override { return _in_flight; }
+  spool::partition& partition() { return *_part; }
+
+ private:
+  struct op final : core::completion {
+    spool_store* self;
+    void on_complete(int res, unsigned flags) override;
+  };
+  void schedule_commit();
+  void commit_now();
+  void on_op(op* o, int res);
+  void finish_batch();
+  void deliver(spool::partition::outcome_list& outcomes);
+
+  core::shard& _shard;
+  std::unique_ptr<spool::partition> _part;
+  duration _interval;
+  size_t _in_flight = 0;
+  bool _commit_posted = false;
+  bool _timer_armed = false;
+
+  spool::batch* _batch = nullptr;   // in flight
+  std::vector<op> _ops;             // one per writev piece + fsync
+  unsigned _ops_pending = 0;
+  int64_t _written = 0;
+  int _write_err = 0;
+  int _fsync_res = 0;
+  op _timer_op;
+  __kernel_timespec _timer_ts{};
+  spool::partition::outcome_list _outcomes;
+  std::vector<store_client*> _failed_now;  // stage() refused: answered on the next post
+};
+
+}  // namespace sr::server

@@ -1,0 +1,600 @@
+// sealrelay-blast: SMTP load generator on the relay's own engine (io_uring shards,
+// provided buffers, wolfSSL over memory). N connections, each sending M messages of
+// a given size (optionally over STARTTLS or implicit TLS, optionally pipelined);
+// prints msgs/s and DATA-end -> 250 latency percentiles. --hold keeps sessions open
+// and idle (after STARTTLS and EHLO) for memory measurements. Loops are bounded by
+// count and by --time-limit.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/shard.hh"
+#include "net/buffer_ring.hh"
+#include "net/stream.hh"
+#include "smtp/reply.hh"
+#include "tls/context.hh"
+#include "tls/session.hh"
+#include "util/cidr.hh"
+#include "util/duration.hh"
+#include "util/log.hh"
+
+namespace {
+
+struct options {
+  std::string server = "127.0.0.1:2525";
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  unsigned connections = 10;
+  unsigned messages = 100;       // per connection
+  size_t size = 10 * 1024;
+  unsigned rcpts = 1;
+  bool starttls = false;
+  bool implicit_tls = false;
+  bool pipelining = false;
+  std::string from = "blast@sender.test";
+  std::string to_domain = "rcpt.test";
+  std::string ehlo = "blast.test";
+  unsigned shards = 1;
+  double time_limit_s = 300;
+  double hold_s = -1;            // >= 0: hold idle sessions this long, send nothing
+  unsigned max_connecting = 256; // connects in flight per shard
+  bool json = false;
+  bool quiet = false;
+};
+
+struct totals {
+  std::atomic<uint64_t> sent{0}, failed{0}, sessions_ok{0}, sessions_failed{0}, established{0};
+};
+
+std::string build_message(const options& o) {
+  std::string m;
+  m += "From: <" + o.from + ">\r\nTo: <user@" + o.to_domain + ">\r\n";
+  m += "Subject: sealrelay-blast test message\r\nMessage-ID: <blast@sealrelay.test>\r\n";
+  m += "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n";
+  static const char line[] =
+      "The quick brown fox jumps over the lazy dog. 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ.";
+  while (m.size() + 2 < o.size) {
+    size_t n = std::min(sizeof line - 1, o.size - m.size() - 2);
+    m.append(line, n);
+    m += "\r\n";
+  }
+  m += ".\r\n";  // the message ends with CRLF, then the final dot line
+  return m;
+}
+
+class blast_shard;
+
+class client final : public sr::net::stream {
+ public:
+  client(blast_shard& bs, int fd, unsigned id);
+  void begin() { start_recv(); }
+  // End a held (or any idle) session with QUIT.
+  void release_hold() {
+    if (_phase == phase::hold) {
+      finish_ok();
+      flush();
+    }
+  }
+  bool finished() const { return _finished; }
+
+ private:
+  enum class phase : uint8_t { greeting, ehlo, starttls, handshake, ehlo2, txn, body, hold, quit, done };
+  void on_data(sr::net::chunk* c, size_t len) override;
+  void on_eof(int) override;
+  void on_closed() override;
+  void prepare_wire(std::string& out, std::string& wire) override;
+  void send_line(std::string_view s);
+  void handle(std::string_view bytes);
+  void on_reply(const sr::smtp::reply& r);
+  void start_txn();
+  void fail_session(const char* why);
+  void finish_ok();
+
+  blast_shard& _bs;
+  unsigned _id;
+  phase _phase = phase::greeting;
+  sr::smtp::reply_parser _parser;
+  std::unique_ptr<sr::tls::session> _tls;
+  std::string _tls_plain;
+  bool _server_pipelining = false;
+  unsigned _sent = 0;
+  unsigned _expect = 0;      // replies outstanding in the current transaction
+  std::vector<std::string> _cmds;  // MAIL, RCPT..., DATA of the current transaction
+  size_t _next_cmd = 0;
+  bool _txn_failed = false;
+  uint64_t _t_dot_ns = 0;
+  bool _finished = false;
+};
+
+uint64_t mono_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000ull + uint64_t(ts.tv_nsec);
+}
+
+class blast_shard {
+ public:
+  blast_shard(const options& o, totals& t, const std::string& msg, unsigned index, unsigned conns)
+      : opt(o), tot(t), message(msg), _index(index), _conns(conns) {}
+
+  void run() {
+    run_loop();
+    exited = true;
+  }
+
+  void run_loop() {
+    sr::core::shard::options so;
+    so.index = _index;
+    so.tick_ms = 20;
+    shard = std::make_unique<sr::core::shard>(so);
+    if (!shard->init()) {
+      tot.sessions_failed += _conns;
+      return;
+    }
+    pool = std::make_unique<sr::net::chunk_pool>(16 * 1024, 512);
+    ring = std::make_unique<sr::net::buffer_ring>(*pool, 256, 1);
+    if (ring->register_with(shard->ring()) < 0) {
+      std::fprintf(stderr, "blast: cannot register buffers\n");
+      tot.sessions_failed += _conns;
+      return;
+    }
+    if (opt.starttls || opt.implicit_tls) {
+      auto ctx = sr::tls::context::client("", sr::tls::tls_version::v1_2);
+      if (!ctx) {
+        std::fprintf(stderr, "blast: %s\n", ctx.err().c_str());
+        return;
+      }
+      tls_ctx = std::make_unique<sr::tls::context>(std::move(ctx.value()));
+    }
+    latencies_us.reserve(size_t(_conns) * opt.messages);
+    _deadline_ms = shard->now_ms() + uint64_t(opt.time_limit_s * 1000);
+    shard->on_tick([this] { tick(); });
+    tick();
+    shard->run();
+  }
+
+  void connection_done() {
+    ++_done;
+    --_live;
+  }
+  void connected() { --_connecting; }
+
+  const options& opt;
+  totals& tot;
+  const std::string& message;
+  std::unique_ptr<sr::core::shard> shard;
+  std::unique_ptr<sr::net::chunk_pool> pool;
+  std::unique_ptr<sr::net::buffer_ring> ring;
+  std::unique_ptr<sr::tls::context> tls_ctx;
+  std::vector<uint32_t> latencies_us;
+  std::atomic<bool> stopping{false};   // time limit or main thread: wind down
+  std::atomic<bool> exited{false};
+
+ private:
+  struct connect_op final : sr::core::completion {
+    blast_shard* bs;
+    client* c;
+    int fd;
+    void on_complete(int res, unsigned) override {
+      bs->connected();
+      if (res < 0) {
+        bs->tot.sessions_failed++;
+        ::close(fd);
+        bs->connection_done();
+        delete c;
+      } else {
+        c->begin();
+      }
+      delete this;
+    }
+  };
+
+  void tick() {
+    ring->refill();
+    uint64_t now = shard->now_ms();
+    if (now >= _deadline_ms && !stopping) {
+      stopping = true;
+      std::fprintf(stderr, "\nblast: time limit reached, stopping\n");
+    }
+    if (stopping && !_released) {
+      _released = true;
+      for (auto* c : _all) c->release_hold();
+    }
+    while (!stopping && _started < _conns && _connecting < opt.max_connecting) start_one();
+    if (_done == _conns || (stopping && _live == 0)) shard->stop();
+    if (stopping && !_killed && now >= _deadline_ms + 5000) {
+      _killed = true;  // sessions that did not end within 5 s of the limit
+      for (auto* c : _all)
+        if (!c->finished()) c->close(true);
+    }
+  }
+
+  void start_one() {
+    int fd = ::socket(opt.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      std::fprintf(stderr, "blast: socket: %s\n", strerror(errno));
+      stopping = true;
+      return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    auto* c = new client(*this, fd, _started);
+    _all.push_back(c);
+    ++_started;
+    ++_connecting;
+    ++_live;
+    auto* op = new connect_op;
+    op->bs = this;
+    op->c = c;
+    op->fd = fd;
+    io_uring_prep_connect(shard->sqe(op), fd, reinterpret_cast<const sockaddr*>(&opt.addr), opt.addr_len);
+  }
+
+  unsigned _index, _conns;
+  unsigned _started = 0, _connecting = 0, _live = 0, _done = 0;
+  uint64_t _deadline_ms = 0;
+  bool _killed = false;
+  bool _released = false;
+  std::vector<client*> _all;
+ public:
+  void forget(client* c) {
+    auto it = std::find(_all.begin(), _all.end(), c);
+    if (it != _all.end()) {
+      *it = _all.back();
+      _all.pop_back();
+    }
+  }
+};
+
+client::client(blast_shard& bs, int fd, unsigned id)
+    : sr::net::stream(*bs.shard, *bs.ring, *bs.pool, fd), _bs(bs), _id(id) {}
+
+void client::send_line(std::string_view s) {
+  if (_tls) _tls_plain.append(s);
+  else queue(s);
+}
+
+void client::prepare_wire(std::string& out, std::string& wire) {
+  wire.swap(out);
+  if (!_tls) return;
+  if (!_tls_plain.empty() && _tls->handshake_done()) {
+    _tls->write(std::span<const std::byte>(reinterpret_cast<const std::byte*>(_tls_plain.data()),
+                                           _tls_plain.size()));
+    _tls_plain.clear();
+  }
+  auto p = _tls->pending_output();
+  wire.append(reinterpret_cast<const char*>(p.data()), p.size());
+  _tls->consume_output(p.size());
+}
+
+void client::on_data(sr::net::chunk* c, size_t len) {
+  if (!_tls) {
+    handle(std::string_view(reinterpret_cast<const char*>(c->data), len));
+    _pool.release(c);
+  } else {
+    _tls->feed(std::span<const std::byte>(c->data, len));
+    _pool.release(c);
+    if (_phase == phase::handshake) {
+      int rc = _tls->handshake();
+      if (rc < 0) return fail_session(_tls->failure_reason());
+      if (rc == 0) {
+        flush();
+        return;
+      }
+      if (_bs.opt.implicit_tls) {
+        _phase = phase::greeting;
+      } else {
+        _phase = phase::ehlo2;
+        send_line("EHLO " + _bs.opt.ehlo + "\r\n");
+      }
+    }
+    char buf[16384];
+    for (;;) {
+      int n = _tls->read(std::span<std::byte>(reinterpret_cast<std::byte*>(buf), sizeof buf));
+      if (n <= 0) break;
+      handle(std::string_view(buf, size_t(n)));
+    }
+  }
+  _br.refill();
+  flush();
+}
+
+void client::handle(std::string_view bytes) {
+  while (!bytes.empty() && !closing()) {
+    size_t used = 0;
+    auto st = _parser.feed(bytes, used);
+    bytes.remove_prefix(used);
+    if (st == sr::smtp::reply_parser::status::error) return fail_session("bad reply");
+    if (st == sr::smtp::reply_parser::status::need_more) return;
+    on_reply(_parser.get());
+    _parser.next();
+  }
+}
+
+void client::start_txn() {
+  const auto& o = _bs.opt;
+  _txn_failed = false;
+  _cmds.clear();
+  _cmds.push_back("MAIL FROM:<" + o.from + ">\r\n");
+  for (unsigned r = 0; r < o.rcpts; ++r)
+    _cmds.push_back("RCPT TO:<u" + std::to_string(_id) + "r" + std::to_string(r) + "@" + o.to_domain + ">\r\n");
+  _cmds.push_back("DATA\r\n");
+  _expect = o.rcpts + 2;
+  _phase = phase::txn;
+  if (o.pipelining && _server_pipelining) {
+    // One write for the whole group (RFC 2920); replies come back in order.
+    std::string all;
+    for (auto& c : _cmds) all += c;
+    send_line(all);
+    _next_cmd = _cmds.size();
+  } else {
+    send_line(_cmds[0]);
+    _next_cmd = 1;
+  }
+}
+
+void client::on_reply(const sr::smtp::reply& r) {
+  const auto& o = _bs.opt;
+  switch (_phase) {
+    case phase::greeting:
+      if (r.code() != 220) return fail_session("greeting");
+      send_line("EHLO " + o.ehlo + "\r\n");
+      _phase = phase::ehlo;
+      return;
+    case phase::ehlo:
+    case phase::ehlo2: {
+      if (r.code() != 250) return fail_session("EHLO refused");
+      for (size_t i = 0; i < r.line_count(); ++i)
+        if (r.line(i).substr(0, 10) == "PIPELINING") _server_pipelining = true;
+      if (_phase == phase::ehlo && o.starttls) {
+        send_line("STARTTLS\r\n");
+        _phase = phase::starttls;
+        return;
+      }
+      _bs.tot.established++;
+      if (o.hold_s >= 0) {
+        _phase = phase::hold;
+        return;
+      }
+      if (o.messages == 0) return finish_ok();
+      start_txn();
+      return;
+    }
+    case phase::starttls: {
+      if (r.code() != 220) return fail_session("STARTTLS refused");
+      auto s = sr::tls::session::connect(*_bs.tls_ctx, "");
+      if (!s) return fail_session("tls session");
+      _tls = std::make_unique<sr::tls::session>(std::move(s.value()));
+      _phase = phase::handshake;
+      _tls->handshake();  // queues the ClientHello
+      return;
+    }
+    case phase::txn:
+      if (r.code() >= 400) _txn_failed = true;
+      if (--_expect > 0) {
+        if (_next_cmd < _cmds.size()) send_line(_cmds[_next_cmd++]);
+        return;
+      }
+      if (r.code() != 354 || _txn_failed) {
+        _bs.tot.failed++;
+        if (r.code() == 354) {
+          send_line(".\r\n");  // end the unwanted DATA without content
+          _phase = phase::body;
+          _txn_failed = true;
+          return;
+        }
+        send_line("RSET\r\n");
+        _expect = 0;
+        return finish_ok();
+      }
+      send_line(_bs.message);
+      _t_dot_ns = mono_ns();
+      _phase = phase::body;
+      return;
+    case phase::body:
+      if (!_txn_failed) {
+        if (r.code() == 250) {
+          _bs.tot.sent++;
+          _bs.latencies_us.push_back(uint32_t((mono_ns() - _t_dot_ns) / 1000));
+        } else {
+          _bs.tot.failed++;
+        }
+      }
+      if (++_sent < o.messages && !_bs.stopping) {
+        start_txn();
+      } else {
+        finish_ok();
+      }
+      return;
+    case phase::quit:
+      _phase = phase::done;
+      close();
+      return;
+    default:
+      return;
+  }
+}
+
+void client::finish_ok() {
+  _bs.tot.sessions_ok++;
+  send_line("QUIT\r\n");
+  _phase = phase::quit;
+  _finished = true;
+}
+
+void client::fail_session(const char* why) {
+  if (!_finished) {
+    _bs.tot.sessions_failed++;
+    static std::atomic<int> reported{0};
+    if (reported++ < 5) std::fprintf(stderr, "blast: session %u failed: %s\n", _id, why);
+  }
+  _finished = true;
+  close(true);
+}
+
+void client::on_eof(int) {
+  if (!_finished && _phase != phase::done) fail_session("connection closed by server");
+  close();
+}
+
+void client::on_closed() {
+  _bs.connection_done();
+  _bs.forget(this);
+  delete this;
+}
+
+int usage() {
+  std::fputs(
+      "usage: sealrelay-blast [options]\n"
+      "  --server IP:PORT      relay to load (127.0.0.1:2525)\n"
+      "  --connections N       concurrent connections (10)\n"
+      "  --messages M          messages per connection (100)\n"
+      "  --size BYTES          message size (10240)\n"
+      "  --rcpts R             recipients per message (1)\n"
+      "  --starttls            STARTTLS before sending\n"
+      "  --tls                 implicit TLS (port 465 style)\n"
+      "  --pipelining          send MAIL/RCPT/DATA in one write\n"
+      "  --shards S            client threads (1)\n"
+      "  --hold SECONDS        open sessions (after STARTTLS+EHLO), hold them idle, then QUIT\n"
+      "  --time-limit SECONDS  stop after this long (300)\n"
+      "  --from ADDR --to-domain DOMAIN --ehlo NAME\n"
+      "  --json                print the result as one JSON object\n"
+      "  --quiet               no progress bar\n",
+      stderr);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "blast: %s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--server") o.server = next();
+    else if (a == "--connections") o.connections = unsigned(std::atoi(next()));
+    else if (a == "--messages") o.messages = unsigned(std::atoi(next()));
+    else if (a == "--size") o.size = size_t(std::atoll(next()));
+    else if (a == "--rcpts") o.rcpts = unsigned(std::atoi(next()));
+    else if (a == "--starttls") o.starttls = true;
+    else if (a == "--tls") o.implicit_tls = true;
+    else if (a == "--pipelining") o.pipelining = true;
+    else if (a == "--shards") o.shards = unsigned(std::max(1, std::atoi(next())));
+    else if (a == "--hold") o.hold_s = std::atof(next());
+    else if (a == "--time-limit") o.time_limit_s = std::atof(next());
+    else if (a == "--from") o.from = next();
+    else if (a == "--to-domain") o.to_domain = next();
+    else if (a == "--ehlo") o.ehlo = next();
+    else if (a == "--json") o.json = true;
+    else if (a == "--quiet") o.quiet = true;
+    else return usage();
+  }
+  auto ep = sr::parse_endpoint(o.server, &o.addr_len);
+  if (!ep) {
+    std::fprintf(stderr, "blast: bad --server '%s' (want IP:PORT)\n", o.server.c_str());
+    return 2;
+  }
+  o.addr = *ep;
+  if (o.connections == 0 || o.rcpts == 0 || o.size < 200) {
+    std::fprintf(stderr, "blast: --connections and --rcpts must be > 0, --size >= 200\n");
+    return 2;
+  }
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  signal(SIGPIPE, SIG_IGN);
+  sr::set_log_level(sr::log_level::warn);
+
+  const std::string message = build_message(o);
+  totals tot;
+  o.shards = std::min(o.shards, o.connections);
+  std::vector<std::unique_ptr<blast_shard>> shards;
+  for (unsigned s = 0; s < o.shards; ++s) {
+    unsigned n = o.connections / o.shards + (s < o.connections % o.shards ? 1 : 0);
+    shards.push_back(std::make_unique<blast_shard>(o, tot, message, s, n));
+  }
+  uint64_t t0 = mono_ns();
+  std::vector<std::thread> threads;
+  for (auto& s : shards) threads.emplace_back([&s] { s->run(); });
+
+  bool tty = isatty(2) && !o.quiet && !o.json;
+  uint64_t total_msgs = uint64_t(o.connections) * o.messages;
+  bool hold_announced = false;
+  uint64_t hold_until = 0;
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    uint64_t sent = tot.sent, failed = tot.failed;
+    if (o.hold_s >= 0) {
+      uint64_t est = tot.established;
+      if (!hold_announced && est + tot.sessions_failed >= o.connections) {
+        hold_announced = true;
+        std::printf("established %" PRIu64 " sessions (%" PRIu64 " failed); holding %.0fs\n", est,
+                    uint64_t(tot.sessions_failed), o.hold_s);
+        std::fflush(stdout);
+        hold_until = mono_ns() + uint64_t(o.hold_s * 1e9);
+      }
+      if (hold_announced && mono_ns() >= hold_until)
+        for (auto& s : shards) s->stopping = true;
+    }
+    if (tty) {
+      double pct = total_msgs ? 100.0 * double(sent + failed) / double(total_msgs) : 0;
+      int bar = int(pct / 2.5);
+      double el = double(mono_ns() - t0) / 1e9;
+      std::fprintf(stderr, "\r[%-40.*s] %5.1f%% %8" PRIu64 " sent %6" PRIu64 " failed %7.0f msg/s",
+                   bar, "########################################", pct, sent, failed,
+                   el > 0 ? double(sent) / el : 0.0);
+    }
+    bool all_exited = true;
+    for (auto& s : shards) all_exited &= s->exited.load();
+    if (all_exited) break;
+  }
+  for (auto& t : threads) t.join();
+  double elapsed = double(mono_ns() - t0) / 1e9;
+  if (tty) std::fputc('\n', stderr);
+
+  std::vector<uint32_t> lat;
+  for (auto& s : shards) lat.insert(lat.end(), s->latencies_us.begin(), s->latencies_us.end());
+  std::sort(lat.begin(), lat.end());
+  auto pct = [&](double p) -> double {
+    if (lat.empty()) return 0;
+    size_t i = std::min(lat.size() - 1, size_t(p / 100.0 * double(lat.size())));
+    return lat[i] / 1000.0;
+  };
+  uint64_t sent = tot.sent;
+  double rate = elapsed > 0 ? double(sent) / elapsed : 0;
+  if (o.json) {
+    std::printf(
+        "{\"sent\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"sessions_failed\":%" PRIu64
+        ",\"seconds\":%.3f,\"msgs_per_s\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
+        "\"p999_ms\":%.3f,\"max_ms\":%.3f}\n",
+        sent, uint64_t(tot.failed), uint64_t(tot.sessions_failed), elapsed, rate, pct(50), pct(90),
+        pct(99), pct(99.9), lat.empty() ? 0.0 : lat.back() / 1000.0);
+  } else {
+    std::printf("sent %" PRIu64 " messages (%" PRIu64 " failed, %" PRIu64
+                " sessions failed) in %.2fs: %.0f msgs/s\n",
+                sent, uint64_t(tot.failed), uint64_t(tot.sessions_failed), elapsed, rate);
+    std::printf("DATA-end -> 250 latency: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
+                pct(50), pct(90), pct(99), pct(99.9), lat.empty() ? 0.0 : lat.back() / 1000.0);
+  }
+  return (tot.failed || tot.sessions_failed) ? 1 : 0;
+}
