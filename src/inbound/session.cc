@@ -15,6 +15,18 @@ namespace sr::inbound {
 
 using smtp::data_scanner;
 
+namespace {
+
+// Echo client text into a reply without letting it end or fake a reply line.
+void append_printable(std::string& out, std::string_view s) {
+  for (char c : s) {
+    unsigned char u = static_cast<unsigned char>(c);
+    out.push_back(u >= 32 && u < 127 ? c : '?');
+  }
+}
+
+}  // namespace
+
 const session::command_entry session::_commands[] = {
     // verb        handler              before_helo before_tls
     {"EHLO", &session::on_ehlo, true, true},
@@ -171,7 +183,11 @@ size_t session::feed(std::span<std::byte> in) {
       reply_error("500 5.5.2 Error: line too long");
       continue;
     }
+    const unsigned tls_epoch = _tls_epoch;
     process_line(line);
+    // STARTTLS accepted: nothing after it in this plaintext buffer may run, even if the
+    // engine already called tls_established() from inside start_tls().
+    if (_tls_epoch != tls_epoch) return n;
   }
   return pos;
 }
@@ -266,7 +282,8 @@ void session::on_mail(std::string_view arg) {
     case smtp::path_error::unknown_param:
     case smtp::path_error::bad_param:
       _tmp.clear();
-      _tmp.append(smtp::reply_for(p.err)).append(": ").append(p.bad_param.substr(0, 64));
+      _tmp.append(smtp::reply_for(p.err)).append(": ");
+      append_printable(_tmp, p.bad_param.substr(0, 64));
       reply_error(_tmp);
       return;
     default: reply_error(smtp::reply_for(p.err)); return;
@@ -296,7 +313,8 @@ void session::on_rcpt(std::string_view arg) {
     case smtp::path_error::unknown_param:
     case smtp::path_error::bad_param:
       _tmp.clear();
-      _tmp.append(smtp::reply_for(p.err)).append(": ").append(p.bad_param.substr(0, 64));
+      _tmp.append(smtp::reply_for(p.err)).append(": ");
+      append_printable(_tmp, p.bad_param.substr(0, 64));
       reply_error(_tmp);
       return;
     default: reply_error(smtp::reply_for(p.err)); return;
@@ -407,6 +425,7 @@ void session::on_starttls(std::string_view arg) {
     return;
   }
   transition(state::tls_pending);
+  ++_tls_epoch;
   reply("220 2.0.0 Ready to start TLS");
   _ev.start_tls();
 }

@@ -154,6 +154,7 @@ class session {
   bool _shutdown_pending = false;
   bool _data_aborted = false;  // abort_message() already raised for this body
   unsigned _errors = 0;
+  unsigned _tls_epoch = 0;  // bumped at each accepted STARTTLS
   unsigned _rcpt_attempts = 0;  // RCPTs tried in this transaction (accepted or not)
   envelope _env;
   smtp::data_scanner _scanner;

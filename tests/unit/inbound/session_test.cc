@@ -530,3 +530,43 @@ TEST(session, every_reply_is_crlf_terminated_with_three_digits) {
 }
 
 }  // namespace
+
+namespace {
+
+// An engine that completes the handshake from inside start_tls() must still not see the
+// commands that followed STARTTLS in the plaintext buffer executed.
+struct eager_tls : recorder {
+  void start_tls() override {
+    recorder::start_tls();
+    s->tls_established();
+  }
+};
+
+TEST(session, starttls_discard_survives_reentrant_tls_established) {
+  eager_tls rec;
+  session s(relay_params(), rec);
+  rec.s = &s;
+  s.greet();
+  std::string in = "EHLO c\r\nSTARTTLS\r\nEHLO evil\r\nMAIL FROM:<evil@c.example>\r\n";
+  auto* p = reinterpret_cast<std::byte*>(in.data());
+  EXPECT_EQ(s.feed(std::span<std::byte>(p, in.size())), in.size());
+  EXPECT_EQ(rec.last_reply(), "220 2.0.0 Ready to start TLS");
+  EXPECT_EQ(s.current_state(), session::state::pre_helo);
+  EXPECT_TRUE(s.tls());
+}
+
+}  // namespace
+
+namespace {
+
+// Found by the fuzzer: an unsupported parameter echoed in 555 must not inject a reply line.
+TEST(session, echoed_parameter_is_sanitised) {
+  harness h;
+  h.feed("EHLO c\r\nMAIL FROM:<a@c.example> BODY=8BITMIME\rP\r\n");
+  auto r = h.replies();
+  EXPECT_EQ(r.back(), "501 5.5.4 Bad parameter syntax: BODY=8BITMIME?P");
+  h.feed("MAIL FROM:<a@c.example> X-FOO=\x01\xff\r\n");
+  EXPECT_EQ(h.replies().back(), "501 5.5.4 Bad parameter syntax: X-FOO=??");
+}
+
+}  // namespace
