@@ -117,7 +117,10 @@ class partition {
   // Turn everything staged into one batch; null when nothing is staged or one is in flight.
   batch* take_batch();
   // Finish the in-flight batch: write_result = bytes written or -errno, fsync_result = 0 or
-  // -errno. Fills `outcomes` (cleared first) with (cookie, durable) for each message.
+  // -errno (-ECANCELED: a linked fsync skipped after a failed write). Fills `outcomes`
+  // (cleared first) with (cookie, durable) for each message and each DONE with a cookie,
+  // in staging order. On failure the batch is cut off the segment; after an fsync
+  // error the next batch goes to a new segment.
   void complete(batch* b, int64_t write_result, int fsync_result, outcome_list& outcomes);
   // Write a batch with pwritev and fdatasync it, synchronously (tests, tools).
   static std::pair<int64_t, int> write_and_sync(batch* b);
