@@ -80,8 +80,14 @@ void connection::on_data(net::chunk* c, size_t len) {
 }
 
 void connection::on_tls_data(net::chunk* c, size_t len) {
+  // feed() lends `c` to the next TLS call only; the session copies what that call
+  // leaves unconsumed, so `c` goes back to the pool once this function is done.
   _tls->feed(std::span<const std::byte>(c->data, len));
-  _pool.release(c);  // the TLS session keeps any partial record itself
+  struct give_back {
+    net::chunk_pool& pool;
+    net::chunk* c;
+    ~give_back() { pool.release(c); }
+  } release_on_exit{_pool, c};
   if (_tls_handshaking) {
     int rc = _tls->handshake();
     if (rc < 0) {

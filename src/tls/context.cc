@@ -15,11 +15,13 @@ namespace sr::tls {
 namespace {
 
 // AEAD with forward secrecy first; CBC-SHA2 ECDHE kept for older clients. No RC4, 3DES,
-// NULL, EXPORT, static RSA or SHA-1 MACs.
+// NULL, EXPORT, static RSA or SHA-1 MACs. ChaCha20-Poly1305 leads: Debian's wolfSSL 5.5.4
+// is built without AES-NI, and its software ChaCha20 moves ~1.9x the bytes per CPU
+// second of its software AES-GCM (measured with sealrelay-blast -> sealrelay-sink).
 constexpr const char* server_ciphers =
-    "TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES256-GCM-SHA384:TLS13-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:"
     "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256";
