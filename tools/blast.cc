@@ -50,6 +50,7 @@ struct options {
   double time_limit_s = 300;
   double hold_s = -1;            // >= 0: hold idle sessions this long, send nothing
   unsigned max_connecting = 256; // connects in flight per shard
+  double rate = 0;               // messages/s across all shards; 0 = as fast as possible
   bool json = false;
   bool quiet = false;
 };
@@ -81,6 +82,8 @@ class client final : public sr::net::stream {
  public:
   client(blast_shard& bs, int fd, unsigned id);
   void begin() { start_recv(); }
+  // Send the next transaction now that the rate limiter allows it.
+  void resume_txn();
   // End a held (or any idle) session with QUIT.
   void release_hold() {
     if (_phase == phase::hold) {
@@ -100,6 +103,7 @@ class client final : public sr::net::stream {
   void handle(std::string_view bytes);
   void on_reply(const sr::smtp::reply& r);
   void start_txn();
+  void send_txn();
   void fail_session(const char* why);
   void finish_ok();
 
@@ -138,7 +142,7 @@ class blast_shard {
   void run_loop() {
     sr::core::shard::options so;
     so.index = _index;
-    so.tick_ms = 20;
+    so.tick_ms = opt.rate > 0 ? 1 : 20;  // pace offered load smoothly, not in bursts
     shard = std::make_unique<sr::core::shard>(so);
     if (!shard->init()) {
       tot.sessions_failed += _conns;
@@ -166,6 +170,17 @@ class blast_shard {
     shard->run();
   }
 
+  // Rate limiting: a client asks for a token before each transaction; without one
+  // it waits in _waiting until the tick adds tokens.
+  bool take_token(client* c) {
+    if (opt.rate <= 0) return true;
+    if (_tokens >= 1) {
+      _tokens -= 1;
+      return true;
+    }
+    _waiting.push_back(c);
+    return false;
+  }
   void connection_done() {
     ++_done;
     --_live;
@@ -205,6 +220,21 @@ class blast_shard {
   void tick() {
     ring->refill();
     uint64_t now = shard->now_ms();
+    if (opt.rate > 0) {
+      double per_ms = opt.rate / double(opt.shards) / 1000.0;
+      if (_last_tick_ms) _tokens = std::min(_tokens + per_ms * double(now - _last_tick_ms), per_ms * 100 + 1);
+      _last_tick_ms = now;
+      while (_tokens >= 1 && _wait_head < _waiting.size()) {
+        client* c = _waiting[_wait_head++];
+        if (!c) continue;
+        _tokens -= 1;
+        c->resume_txn();
+      }
+      if (_wait_head == _waiting.size()) {
+        _waiting.clear();
+        _wait_head = 0;
+      }
+    }
     if (now >= _deadline_ms && !stopping) {
       stopping = true;
       std::fprintf(stderr, "\nblast: time limit reached, stopping\n");
@@ -249,8 +279,14 @@ class blast_shard {
   bool _killed = false;
   bool _released = false;
   std::vector<client*> _all;
+  double _tokens = 1;
+  uint64_t _last_tick_ms = 0;
+  std::vector<client*> _waiting;
+  size_t _wait_head = 0;
  public:
   void forget(client* c) {
+    for (size_t i = _wait_head; i < _waiting.size(); ++i)
+      if (_waiting[i] == c) _waiting[i] = nullptr;
     auto it = std::find(_all.begin(), _all.end(), c);
     if (it != _all.end()) {
       *it = _all.back();
@@ -329,7 +365,18 @@ void client::handle(std::string_view bytes) {
   }
 }
 
+void client::resume_txn() {
+  if (closing() || _finished) return;
+  send_txn();
+  flush();
+}
+
 void client::start_txn() {
+  if (!_bs.take_token(this)) return;
+  send_txn();
+}
+
+void client::send_txn() {
   const auto& o = _bs.opt;
   _txn_failed = false;
   _cmds.clear();
@@ -477,6 +524,7 @@ int usage() {
       "  --shards S            client threads (1)\n"
       "  --hold SECONDS        open sessions (after STARTTLS+EHLO), hold them idle, then QUIT\n"
       "  --time-limit SECONDS  stop after this long (300)\n"
+      "  --rate N              offered load: N messages/s in all (default: as fast as possible)\n"
       "  --from ADDR --to-domain DOMAIN --ehlo NAME\n"
       "  --json                print the result as one JSON object\n"
       "  --quiet               no progress bar\n",
@@ -508,6 +556,7 @@ int main(int argc, char** argv) {
     else if (a == "--shards") o.shards = unsigned(std::max(1, std::atoi(next())));
     else if (a == "--hold") o.hold_s = std::atof(next());
     else if (a == "--time-limit") o.time_limit_s = std::atof(next());
+    else if (a == "--rate") o.rate = std::atof(next());
     else if (a == "--from") o.from = next();
     else if (a == "--to-domain") o.to_domain = next();
     else if (a == "--ehlo") o.ehlo = next();

@@ -58,7 +58,7 @@ struct limits_section {
   duration idle_timeout = std::chrono::minutes(5);     // no input while waiting for a command
   duration command_timeout = std::chrono::minutes(1);  // one command line (or TLS handshake) to complete
   duration data_timeout = std::chrono::minutes(10);    // 354 to the final dot
-  duration commit_interval = std::chrono::milliseconds(2);  // spool group-commit window
+  duration commit_interval{0};  // extra wait to gather a spool batch (0: batches still form while an fsync is in flight)
 };
 
 struct auth_section {

@@ -107,7 +107,7 @@ TEST(config, minimal_config_takes_every_default) {
   EXPECT_EQ(c.limits.idle_timeout, 5min);
   EXPECT_EQ(c.limits.command_timeout, 1min);
   EXPECT_EQ(c.limits.data_timeout, 10min);
-  EXPECT_EQ(c.limits.commit_interval, 2ms);
+  EXPECT_EQ(c.limits.commit_interval, 0ms);
 
   EXPECT_EQ(c.auth.users_file, "conf/users");
   EXPECT_TRUE(c.dns.resolvers.empty());
