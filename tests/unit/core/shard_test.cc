@@ -29,6 +29,7 @@ TEST(spsc_ring, preserves_order_across_threads_and_reports_full) {
   std::thread producer([&] {
     for (uint64_t i = 0; i < n;)
       if (r2.try_push(uint64_t(i))) ++i;
+      else std::this_thread::yield();
   });
   uint64_t expect = 0, sum = 0;
   while (expect < n) {
@@ -36,6 +37,8 @@ TEST(spsc_ring, preserves_order_across_threads_and_reports_full) {
       ASSERT_EQ(*v, expect);
       sum += *v;
       ++expect;
+    } else {
+      std::this_thread::yield();
     }
   }
   producer.join();
