@@ -26,7 +26,7 @@ void usage(FILE* out) {
       "  -c FILE          configuration (TOML)\n"
       "  --check-config   validate the config and the files it names, then exit\n"
       "  --list-queue     print the spooled messages (like mailq), then exit\n"
-      "  -v               debug logging\n",
+      "  -v               debug logging; with --check-config, print the effective config\n",
       out);
 }
 
@@ -71,13 +71,16 @@ int list_queue(const sr::config::config& cfg) {
 
 int main(int argc, char** argv) {
   std::string config_file;
-  bool check = false, list = false;
+  bool check = false, list = false, verbose = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "-c" && i + 1 < argc) config_file = argv[++i];
     else if (a == "--check-config") check = true;
     else if (a == "--list-queue") list = true;
-    else if (a == "-v") sr::set_log_level(sr::log_level::debug);
+    else if (a == "-v") {
+      verbose = true;
+      sr::set_log_level(sr::log_level::debug);
+    }
     else if (a == "-h" || a == "--help") {
       usage(stdout);
       return 0;
@@ -115,6 +118,7 @@ int main(int argc, char** argv) {
     }
   }
   if (check) {
+    if (verbose) std::fputs(sr::config::dump(cfg).c_str(), stdout);  // the effective config
     std::printf("%s: ok\n", config_file.c_str());
     return 0;
   }
@@ -123,6 +127,18 @@ int main(int argc, char** argv) {
   if (int rc = mkdir_p(cfg.server.state_dir); rc < 0) {
     SR_ERROR("cannot create state_dir %s: %s", cfg.server.state_dir.c_str(), strerror(-rc));
     return 1;
+  }
+
+  // Partitions written by more shards than now run are not served; say so loudly
+  // (the delivery queue adopts them once it exists).
+  unsigned nshards = cfg.server.shards ? cfg.server.shards : sr::core::online_cpus();
+  if (auto all = sr::spool::partition::list(cfg.server.state_dir); all) {
+    size_t orphans = 0;
+    for (const auto& m : all->messages) orphans += m.shard >= nshards;
+    if (orphans)
+      SR_WARN("spool: %zu messages sit in partitions of shards >= %u (server.shards was larger "
+              "before); they stay on disk until the shard count is raised again",
+              orphans, nshards);
   }
 
   sr::server::shared_state st(cfg);
