@@ -134,12 +134,16 @@ std::string run(const session_params& p, std::string data, const std::vector<siz
       CHECK(!ev.in_message || s.in_data());
     }
   }
-  if (finale == 1) s.timeout();
+  if (finale == 1) {
+    s.timeout();
+    CHECK(s.closed() && !ev.in_message);  // a timeout mid-body aborts the message
+  }
   if (finale == 2) {
+    // Shutdown closes at once only outside a transaction; otherwise it waits for its end.
     bool now = s.shutdown();
     CHECK(now == s.closed());
+    if (now) CHECK(!ev.in_message);
   }
-  if (finale != 0) CHECK(!ev.in_message);
   if (tls_used) *tls_used = ev.tls_started;
   return ev.transcript;
 }

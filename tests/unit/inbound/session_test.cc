@@ -90,7 +90,9 @@ struct harness {
         size_t used = s.feed(std::span<std::byte>(p, end - start));
         start += used;
         if (s.current_state() == session::state::wait_result) {
-          if (start < end) ASSERT_EQ(s.feed(std::span<std::byte>(p + used, end - start)), 0u);
+          if (start < end) {
+            ASSERT_EQ(s.feed(std::span<std::byte>(p + used, end - start)), 0u);
+          }
           s.message_result("Q" + std::to_string(++results));
         } else {
           ASSERT_EQ(start, end);
