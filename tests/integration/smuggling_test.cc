@@ -13,6 +13,8 @@ struct smuggle_case {
   const char* fake_end;   // what the attacker hopes ends the first message
 };
 
+void PrintTo(const smuggle_case& c, std::ostream* os) { *os << c.name; }
+
 class Smuggling : public ::testing::TestWithParam<smuggle_case> {};
 
 TEST_P(Smuggling, FakeTerminatorIsRejectedOnceAndNothingIsSpooled) {
