@@ -58,8 +58,19 @@ data_scanner::result data_scanner::scan(std::span<std::byte> in) {
   // reported does not depend on how the input was split into chunks.
   auto count = [&](size_t n) {
     _line_len += n;
-    if (_line_len > max_line) fail(error::line_too_long);
-    if (_size + _line_len > _max_size) fail(error::too_big);
+    if (_err != error::none) return;
+    const bool line_over = _line_len > max_line;
+    const bool size_over = _size + _line_len > _max_size;
+    if (line_over && size_over) {
+      // Both crossed within this run: report the limit crossed first (the line on a tie).
+      // Without an error so far, _size + (line before this run) <= _max_size.
+      const uint64_t size_at = _max_size - _size + 1;  // line offset of the first byte too many
+      fail(size_at < max_line + 1 ? error::too_big : error::line_too_long);
+    } else if (line_over) {
+      fail(error::line_too_long);
+    } else if (size_over) {
+      fail(error::too_big);
+    }
   };
 
   while (p < end) {

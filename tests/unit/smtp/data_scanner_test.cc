@@ -220,3 +220,18 @@ TEST(data_scanner, replies) {
 }
 
 }  // namespace
+
+namespace {
+
+// Found by the fuzzer: one long run of text crossing both the size limit and the line limit
+// must report the one crossed first, as a byte-at-a-time scan would.
+TEST(data_scanner, first_crossed_limit_wins_within_one_run) {
+  std::string s = std::string(1100, 'x') + "\r\n.\r\n";
+  EXPECT_EQ(scan_whole(s, 457).err, error::too_big);
+  EXPECT_EQ(scan_whole(s, 2000).err, error::line_too_long);
+  EXPECT_EQ(scan_whole(s, 1000).err, error::line_too_long);  // same byte: the line wins
+  EXPECT_EQ(scan_whole(s, 999).err, error::too_big);
+  for (uint64_t max : {457u, 999u, 1000u, 2000u}) EXPECT_EQ(scan_whole(s, max), reference(s, max));
+}
+
+}  // namespace
