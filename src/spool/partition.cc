@@ -258,6 +258,7 @@ void batch::reset() {
   _entries.clear();
   _done_targets.clear();
   _seq = 0;
+  _bytes = 0;
 }
 
 std::string partition::partition_dir(const std::string& state_dir, unsigned shard) {
@@ -411,7 +412,9 @@ bool partition::stage(const message_meta& meta, std::span<const iovec> data, voi
     b._refs.push_back({true, start, nullptr, header_size + env_len});
   for (const iovec& v : data)
     if (v.iov_len) b._refs.push_back({false, 0, v.iov_base, v.iov_len});
-  batch::entry e{batch::kind::message, {}, uint32_t(meta.rcpts.size()), cookie};
+  batch::entry e{batch::kind::message, {}, uint32_t(meta.rcpts.size()), cookie,
+                 b._bytes + header_size + env_len, body};
+  b._bytes += header_size + env_len + body;
   std::memcpy(e.id.data(), meta.queue_id.data(), queue_id_len);
   b._entries.push_back(e);
   return true;
@@ -443,6 +446,7 @@ void partition::mark_done(std::string_view queue_id, std::span<const uint32_t> r
     b._refs.back().len += header_size + len;
   else
     b._refs.push_back({true, start, nullptr, header_size + len});
+  b._bytes += header_size + len;
   batch::entry e{batch::kind::done, {}, 0, cookie};
   std::memcpy(e.id.data(), queue_id.data(), queue_id_len);
   b._entries.push_back(e);
@@ -516,6 +520,7 @@ batch* partition::take_batch() {
 void partition::complete(batch* b, int64_t write_result, int fsync_result,
                          outcome_list& outcomes) {
   outcomes.clear();
+  _locations.clear();
   if (b == nullptr || b != _flight) {
     SR_ERROR("spool %s: complete() for a batch that is not in flight ignored", _dir.c_str());
     return;
@@ -553,6 +558,7 @@ void partition::complete(batch* b, int64_t write_result, int fsync_result,
         }
       }
       outcomes.emplace_back(e.cookie, ok);
+      if (ok) _locations.push_back({e.cookie, segment_path(b->_seq), b->offset + e.body_off, e.body_len});
     } else if (e.cookie) {
       outcomes.emplace_back(e.cookie, ok);
     }

@@ -36,6 +36,14 @@ struct recovered_message {
   uint64_t length = 0;  // their length
 };
 
+// Where a message's bytes landed (for the delivery queue to read them back).
+struct message_location {
+  void* cookie;
+  std::string segment;
+  uint64_t offset;
+  uint64_t length;
+};
+
 struct recovered_set {
   std::vector<recovered_message> messages;  // in log order (per partition)
   uint64_t discarded_bytes = 0;             // torn or corrupt tails cut (list(): skipped)
@@ -67,6 +75,8 @@ class batch {
     std::array<char, queue_id_len> id;  // not a std::string: no allocation per message
     uint32_t n_rcpts;
     void* cookie;
+    uint64_t body_off = 0;  // message bytes: offset from the batch start, and length
+    uint64_t body_len = 0;
   };
   // A byte range of the payload: ours (offset into _buf) or the caller's (ptr).
   struct ref {
@@ -82,6 +92,7 @@ class batch {
   std::vector<iovec> _iov;
   std::vector<entry> _entries;
   std::vector<uint64_t> _done_targets;  // segments holding messages this batch marks DONE
+  uint64_t _bytes = 0;                  // bytes staged so far (record offsets within the batch)
   uint64_t _seq = 0;                    // segment written to
 };
 
@@ -124,6 +135,8 @@ class partition {
   void complete(batch* b, int64_t write_result, int fsync_result, outcome_list& outcomes);
   // Write a batch with pwritev and fdatasync it, synchronously (tests, tools).
   static std::pair<int64_t, int> write_and_sync(batch* b);
+  // After complete(): where each durable message of that batch landed.
+  const std::vector<message_location>& last_locations() const { return _locations; }
   // take_batch + write_and_sync + complete; returns false when nothing was staged.
   bool flush(outcome_list& outcomes);
 
@@ -175,6 +188,7 @@ class partition {
   std::map<uint64_t, segment_state> _segments;
   std::unordered_map<qid, live_entry, qid_hash> _live;
   batch _batches[2];
+  std::vector<message_location> _locations;
   batch* _staging = &_batches[0];
   batch* _flight = nullptr;
   uint64_t _id_sec = 0;

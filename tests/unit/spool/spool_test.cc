@@ -652,3 +652,26 @@ TEST_F(spool, real_full_disk_fails_only_the_batch_that_did_not_fit) {
 }
 
 }  // namespace
+
+// The delivery queue reads a message back from where complete() says it landed.
+TEST_F(spool, locations_of_a_completed_batch_point_at_the_message_bytes) {
+  auto p = open();
+  ASSERT_TRUE(p);
+  std::vector<test_msg> msgs;
+  for (int i = 0; i < 3; ++i) msgs.push_back(make_msg(*p, i, 300 + 50 * i));
+  p->mark_done(msgs[0].meta.queue_id);  // a DONE record in between shifts later offsets
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(p->stage(msgs[i].meta, msgs[i].data(), cookie(i)));
+  partition::outcome_list out;
+  ASSERT_TRUE(p->flush(out));
+  const auto& loc = p->last_locations();
+  ASSERT_EQ(loc.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(loc[i].cookie, cookie(i));
+    EXPECT_EQ(loc[i].segment, p->active_segment());
+    recovered_message r;
+    r.segment = loc[i].segment;
+    r.offset = loc[i].offset;
+    r.length = loc[i].length;
+    EXPECT_EQ(read_message(r), msgs[i].bytes());
+  }
+}
