@@ -1,0 +1,209 @@
+// Recipient bookkeeping happens here and only here: a recipient is final once it is
+// delivered or bounced (then DONE goes home); deferred ones stay in the job with
+// their attempt count. Bounces to the null sender are dropped, as RFC 5321 §4.5.5
+// requires (no DSN about a DSN).
+#include "queue/scheduler.hh"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+
+#include "queue/dsn.hh"
+#include "util/log.hh"
+
+namespace sr::queue {
+
+std::string domain_of(const std::string& address) {
+  auto at = address.rfind('@');
+  if (at == std::string::npos) return {};
+  std::string d = address.substr(at + 1);
+  for (auto& c : d) c = char(std::tolower(static_cast<unsigned char>(c)));
+  while (!d.empty() && d.back() == '.') d.pop_back();
+  return d;
+}
+
+unsigned owner_shard(const std::string& domain, unsigned shards) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across runs and builds
+  for (unsigned char c : domain) h = (h ^ c) * 1099511628211ull;
+  return shards ? unsigned(h % shards) : 0;
+}
+
+scheduler::scheduler(core::shard& sh, const config::config& cfg, home_link link)
+    : _shard(sh), _cfg(cfg), _link(std::move(link)) {
+  _shard.on_tick([this] { on_tick(); });
+}
+
+scheduler::~scheduler() = default;
+
+domain_state& scheduler::domain(const std::string& name) {
+  auto& slot = _domains[name];
+  if (!slot) {
+    slot = std::make_unique<domain_state>();
+    slot->name = name;
+  }
+  return *slot;
+}
+
+void scheduler::enqueue(std::unique_ptr<job> j) {
+  job* raw = j.get();
+  _jobs.emplace(raw, std::move(j));
+  if (raw->next_attempt_ms > _shard.now_ms()) {
+    _deferred.emplace(raw->next_attempt_ms, raw);
+    return;
+  }
+  auto& d = domain(raw->domain);
+  d.ready.push_back(raw);
+  kick(d);
+}
+
+void scheduler::kick(domain_state& d) {
+  if (!_conn) return;
+  // Idle connections first: they are already through TCP, EHLO and TLS.
+  while (!d.ready.empty() && !d.idle.empty()) {
+    idle_waiter* w = d.idle.front();
+    d.idle.pop_front();
+    w->wake();
+  }
+  unsigned max_conns = std::max(1u, _cfg.outbound.max_conns_per_domain);
+  // Open another connection while more jobs are ready than connections about to take
+  // one (opening, or between transactions).
+  while (!d.ready.empty() && d.active < max_conns) {
+    unsigned free_conns = d.active > d.in_progress ? d.active - d.in_progress : 0;
+    if (d.ready.size() <= free_conns) break;
+    ++d.active;
+    _conn->open(d);
+  }
+}
+
+void scheduler::unpark(domain_state& d, idle_waiter* w) {
+  auto it = std::find(d.idle.begin(), d.idle.end(), w);
+  if (it != d.idle.end()) d.idle.erase(it);
+}
+
+job* scheduler::take(domain_state& d) {
+  if (d.ready.empty()) return nullptr;
+  job* j = d.ready.front();
+  d.ready.pop_front();
+  ++d.in_progress;
+  return j;
+}
+
+void scheduler::give_back(job* j) {
+  auto& d = domain(j->domain);
+  --d.in_progress;
+  d.ready.push_front(j);
+}
+
+void scheduler::connection_closed(domain_state& d) {
+  --d.active;
+  kick(d);
+}
+
+uint64_t scheduler::retry_delay_ms(unsigned attempts) const {
+  const auto& r = _cfg.outbound.retry;
+  if (r.empty()) return 60'000;
+  size_t i = attempts == 0 ? 0 : std::min<size_t>(attempts - 1, r.size() - 1);
+  return uint64_t(r[i].count());
+}
+
+void scheduler::finish(job* j, std::span<const rcpt_result> results) {
+  auto& d = domain(j->domain);
+  --d.in_progress;
+  uint64_t now_unix_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+  bool expired = now_unix_ms >= j->received_ms + uint64_t(_cfg.outbound.max_queue_age.count());
+  std::vector<uint32_t> done;
+  std::vector<const job_rcpt*> bounced;
+  std::vector<rcpt_result> bounce_why;
+  std::vector<job_rcpt> remaining;
+  for (size_t i = 0; i < j->rcpts.size(); ++i) {
+    job_rcpt& r = j->rcpts[i];
+    const rcpt_result& res = i < results.size() ? results[i] : rcpt_result{};
+    ++r.attempts;
+    if (!res.reply.empty()) r.last_reply = res.reply;
+    if (!res.mx.empty()) r.last_mx = res.mx;
+    switch (res.outcome) {
+      case rcpt_outcome::delivered:
+        ++_stats.delivered;
+        done.push_back(r.index);
+        break;
+      case rcpt_outcome::bounced:
+        ++_stats.bounced;
+        done.push_back(r.index);
+        bounced.push_back(&r);
+        bounce_why.push_back(res);
+        break;
+      case rcpt_outcome::deferred:
+        if (expired) {
+          ++_stats.bounced;
+          done.push_back(r.index);
+          bounced.push_back(&r);
+          rcpt_result why = res;
+          why.status = "4.4.7";
+          why.reply = "message expired after " + format_duration(_cfg.outbound.max_queue_age) +
+                      " in the queue; last error: " + (r.last_reply.empty() ? "none" : r.last_reply);
+          bounce_why.push_back(why);
+        } else {
+          ++_stats.deferred;
+          remaining.push_back(r);
+        }
+        break;
+    }
+  }
+  if (!bounced.empty()) bounce(*j, bounced, bounce_why);
+  if (!done.empty() && _link.mark_done) _link.mark_done(j->home, j->queue_id, std::move(done));
+  if (remaining.empty()) {
+    _jobs.erase(j);
+    kick(d);
+    return;
+  }
+  unsigned attempts = 0;
+  for (auto& r : remaining) attempts = std::max(attempts, r.attempts);
+  j->rcpts = std::move(remaining);
+  j->body.clear();
+  j->body.shrink_to_fit();  // a deferred message waits on disk, not in memory
+  j->next_attempt_ms = _shard.now_ms() + retry_delay_ms(attempts);
+  _deferred.emplace(j->next_attempt_ms, j);
+  kick(d);
+}
+
+void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why) {
+  if (j.mail_from.empty() || j.kind == message_kind::dsn) {
+    SR_INFO("%s: %zu recipients bounced; no DSN to the null sender", j.queue_id.c_str(), failed.size());
+    return;
+  }
+  dsn_input in;
+  in.reporting_mta = _cfg.server.hostname;
+  in.queue_id = j.queue_id;
+  in.original_sender = j.mail_from;
+  in.arrival = std::time_t(j.received_ms / 1000);
+  in.now = std::time(nullptr);
+  in.original_message = j.body;
+  for (size_t i = 0; i < failed.size(); ++i) {
+    dsn_recipient r;
+    r.address = failed[i]->address;
+    r.status = why[i].status.empty() ? (why[i].outcome == rcpt_outcome::bounced ? "5.0.0" : "4.0.0")
+                                     : why[i].status;
+    r.diagnostic = why[i].reply.empty() ? "delivery failed" : why[i].reply;
+    r.remote_mta = why[i].mx;
+    in.recipients.push_back(std::move(r));
+  }
+  ++_stats.dsn_sent;
+  if (_link.spool_dsn) _link.spool_dsn(j.home, build_dsn(in), j.mail_from);
+}
+
+void scheduler::on_tick() {
+  uint64_t now = _shard.now_ms();
+  std::vector<domain_state*> touched;
+  while (!_deferred.empty() && _deferred.top().first <= now) {
+    job* j = _deferred.top().second;
+    _deferred.pop();
+    auto& d = domain(j->domain);
+    d.ready.push_back(j);
+    touched.push_back(&d);
+  }
+  for (auto* d : touched) kick(*d);
+}
+
+}  // namespace sr::queue

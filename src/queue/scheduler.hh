@@ -1,0 +1,113 @@
+// The per-shard delivery queue for the recipient domains this shard owns.
+// Jobs wait per domain; the scheduler opens up to outbound.max_conns_per_domain
+// connections through a `connector`, each pulling jobs with take() (so one
+// connection carries several messages) and reporting per-recipient results with
+// finish(). Deferred recipients wait on a timer heap (outbound.retry, then every
+// last interval) until outbound.max_queue_age, when they bounce.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "config/config.hh"
+#include "core/shard.hh"
+#include "queue/job.hh"
+
+namespace sr::queue {
+
+// A connection with nothing to send that waits (briefly) for more jobs of its domain:
+// connection reuse across bursts, like Postfix's connection cache.
+class idle_waiter {
+ public:
+  // A job became ready: call take() now.
+  virtual void wake() = 0;
+
+ protected:
+  ~idle_waiter() = default;
+};
+
+struct domain_state {
+  std::string name;
+  std::deque<job*> ready;       // due jobs, oldest first
+  unsigned active = 0;          // connections open or opening
+  unsigned in_progress = 0;     // jobs taken by connections and not finished
+  std::deque<idle_waiter*> idle;  // open connections waiting for work
+};
+
+// The result for one recipient of a job, in the job's rcpts order.
+struct rcpt_result {
+  rcpt_outcome outcome = rcpt_outcome::deferred;
+  std::string reply;            // remote reply line(s) or our own reason
+  std::string mx;               // host that gave it ("" when none answered)
+  std::string status;           // enhanced status code for DSNs ("5.1.1", "4.4.1")
+};
+
+class connector {
+ public:
+  virtual ~connector() = default;
+  // Start one connection for `d`; it calls take(d) until null, finish() for each job,
+  // and connection_closed(d) exactly once at the end.
+  virtual void open(domain_state& d) = 0;
+};
+
+// How results reach the home shard of a message (cross-shard calls).
+struct home_link {
+  // Recipients `indices` of `queue_id` are final: write a DONE record at home.
+  std::function<void(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices)> mark_done;
+  // Spool `text` as a new message from <> to `rcpt` at `home` and queue it.
+  std::function<void(unsigned home, std::string text, std::string rcpt)> spool_dsn;
+};
+
+struct queue_stats {
+  uint64_t delivered = 0, deferred = 0, bounced = 0, dsn_sent = 0;
+};
+
+class scheduler {
+ public:
+  scheduler(core::shard& sh, const config::config& cfg, home_link link);
+  ~scheduler();
+  void set_connector(connector* c) { _conn = c; }
+
+  // Accept a job on its owner shard.
+  void enqueue(std::unique_ptr<job> j);
+  // Next job for a connection of `d`, or null when none is due.
+  job* take(domain_state& d);
+  // A transaction for `j` ended; `results` has one entry per j->rcpts (same order).
+  void finish(job* j, std::span<const rcpt_result> results);
+  // Give `j` back untried (the connection failed before its transaction).
+  void give_back(job* j);
+  // Park an idle connection until a job is ready (wake()) or it gives up (unpark()).
+  void park(domain_state& d, idle_waiter* w) { d.idle.push_back(w); }
+  void unpark(domain_state& d, idle_waiter* w);
+  // A connection of `d` is gone.
+  void connection_closed(domain_state& d);
+
+  size_t depth() const { return _jobs.size(); }
+  const queue_stats& stats() const { return _stats; }
+  // Monotonic ms delay before retry number `attempts` (1 = after the first failure).
+  uint64_t retry_delay_ms(unsigned attempts) const;
+
+ private:
+  void on_tick();
+  void kick(domain_state& d);
+  domain_state& domain(const std::string& name);
+  void bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why);
+
+  core::shard& _shard;
+  const config::config& _cfg;
+  home_link _link;
+  connector* _conn = nullptr;
+  std::unordered_map<std::string, std::unique_ptr<domain_state>> _domains;
+  std::unordered_map<job*, std::unique_ptr<job>> _jobs;
+  using timed = std::pair<uint64_t, job*>;
+  std::priority_queue<timed, std::vector<timed>, std::greater<timed>> _deferred;
+  queue_stats _stats;
+};
+
+}  // namespace sr::queue

@@ -1,0 +1,155 @@
+// Scheduler bookkeeping on a real shard: connections opened per domain, jobs pulled
+// by connections, per-recipient results turned into DONE records, retries and DSNs.
+#include <gtest/gtest.h>
+
+#include "queue/dsn.hh"
+#include "queue/scheduler.hh"
+
+using namespace sr;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct recorder : queue::connector {
+  std::vector<queue::domain_state*> opened;
+  void open(queue::domain_state& d) override { opened.push_back(&d); }
+};
+
+config::config make_cfg() {
+  config::config c;
+  c.server.hostname = "relay.test";
+  c.outbound.max_conns_per_domain = 2;
+  c.outbound.retry = {std::chrono::milliseconds(1000), std::chrono::milliseconds(5000)};
+  c.outbound.max_queue_age = std::chrono::hours(1);
+  return c;
+}
+
+std::unique_ptr<queue::job> make_job(const std::string& id, const std::string& domain,
+                                     std::vector<std::string> rcpts, uint64_t received_ms) {
+  auto j = std::make_unique<queue::job>();
+  j->queue_id = id;
+  j->home = 0;
+  j->domain = domain;
+  j->mail_from = "sender@origin.test";
+  j->received_ms = received_ms;
+  j->body = "Subject: hello\r\nFrom: sender@origin.test\r\n\r\nsecret body\r\n";
+  uint32_t i = 0;
+  for (auto& r : rcpts) j->rcpts.push_back({r, i++, 0, "", ""});
+  return j;
+}
+
+uint64_t unix_ms() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+}  // namespace
+
+TEST(scheduler, results_become_done_records_retries_and_a_dsn) {
+  core::shard::options o;
+  core::shard sh(o);
+  if (!sh.init()) GTEST_SKIP() << "io_uring is not available here";
+  auto cfg = make_cfg();
+  std::vector<std::pair<std::string, std::vector<uint32_t>>> done;
+  std::vector<std::pair<std::string, std::string>> dsns;
+  queue::home_link link;
+  link.mark_done = [&](unsigned, const std::string& id, std::vector<uint32_t> idx) { done.emplace_back(id, idx); };
+  link.spool_dsn = [&](unsigned, std::string text, std::string to) { dsns.emplace_back(text, to); };
+  queue::scheduler s(sh, cfg, link);
+  recorder conn;
+  s.set_connector(&conn);
+
+  s.enqueue(make_job("AAAAAAAAAAAAAAA1", "example.net", {"a@example.net", "b@example.net", "c@example.net"}, unix_ms()));
+  ASSERT_EQ(conn.opened.size(), 1u);
+  queue::domain_state& d = *conn.opened[0];
+  queue::job* j = s.take(d);
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(s.take(d), nullptr);
+
+  std::vector<queue::rcpt_result> res(3);
+  res[0].outcome = queue::rcpt_outcome::delivered;
+  res[1].outcome = queue::rcpt_outcome::deferred;
+  res[1].reply = "450 4.2.0 mailbox busy";
+  res[2].outcome = queue::rcpt_outcome::bounced;
+  res[2].reply = "550 5.1.1 <c@example.net>: no such user";
+  res[2].status = "5.1.1";
+  res[2].mx = "mx1.example.net";
+  s.finish(j, res);
+
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].first, "AAAAAAAAAAAAAAA1");
+  EXPECT_EQ(done[0].second, (std::vector<uint32_t>{0, 2}));
+  ASSERT_EQ(dsns.size(), 1u);
+  EXPECT_EQ(dsns[0].second, "sender@origin.test");
+  const std::string& text = dsns[0].first;
+  EXPECT_NE(text.find("Content-Type: multipart/report; report-type=delivery-status"), std::string::npos);
+  EXPECT_NE(text.find("Final-Recipient: rfc822; c@example.net"), std::string::npos);
+  EXPECT_NE(text.find("Status: 5.1.1"), std::string::npos);
+  EXPECT_NE(text.find("Remote-MTA: dns; mx1.example.net"), std::string::npos);
+  EXPECT_NE(text.find("Subject: hello"), std::string::npos) << "original headers are returned";
+  EXPECT_EQ(text.find("secret body"), std::string::npos) << "the original body must not be returned";
+  EXPECT_EQ(text.find("b@example.net"), std::string::npos) << "deferred recipients are not in the DSN";
+  EXPECT_EQ(s.depth(), 1u) << "the deferred recipient keeps the job";
+  EXPECT_EQ(s.stats().delivered, 1u);
+  EXPECT_EQ(s.stats().bounced, 1u);
+  EXPECT_EQ(s.stats().deferred, 1u);
+  EXPECT_EQ(s.retry_delay_ms(1), 1000u);
+  EXPECT_EQ(s.retry_delay_ms(2), 5000u);
+  EXPECT_EQ(s.retry_delay_ms(9), 5000u) << "after the list, the last interval repeats";
+}
+
+TEST(scheduler, expired_recipients_bounce_and_null_sender_gets_no_dsn) {
+  core::shard::options o;
+  core::shard sh(o);
+  if (!sh.init()) GTEST_SKIP() << "io_uring is not available here";
+  auto cfg = make_cfg();
+  std::vector<std::vector<uint32_t>> done;
+  std::vector<std::string> dsns;
+  queue::home_link link;
+  link.mark_done = [&](unsigned, const std::string&, std::vector<uint32_t> idx) { done.push_back(idx); };
+  link.spool_dsn = [&](unsigned, std::string text, std::string) { dsns.push_back(text); };
+  queue::scheduler s(sh, cfg, link);
+  recorder conn;
+  s.set_connector(&conn);
+  uint64_t two_hours_ago = unix_ms() - 2 * 3600 * 1000;
+  s.enqueue(make_job("AAAAAAAAAAAAAAA2", "slow.test", {"x@slow.test"}, two_hours_ago));
+  auto bounced_null = make_job("AAAAAAAAAAAAAAA3", "slow.test", {"y@slow.test"}, two_hours_ago);
+  bounced_null->mail_from = "";
+  s.enqueue(std::move(bounced_null));
+  ASSERT_GE(conn.opened.size(), 1u);
+  queue::domain_state& d = *conn.opened[0];
+  std::vector<queue::rcpt_result> res(1);
+  res[0].outcome = queue::rcpt_outcome::deferred;
+  res[0].reply = "421 4.4.2 try later";
+  s.finish(s.take(d), res);
+  s.finish(s.take(d), res);
+  ASSERT_EQ(done.size(), 2u);
+  ASSERT_EQ(dsns.size(), 1u) << "no DSN for the null sender";
+  EXPECT_NE(dsns[0].find("Status: 4.4.7"), std::string::npos);
+  EXPECT_NE(dsns[0].find("421 4.4.2 try later"), std::string::npos);
+  EXPECT_EQ(s.depth(), 0u);
+}
+
+TEST(scheduler, connections_scale_with_backlog_up_to_the_domain_limit) {
+  core::shard::options o;
+  core::shard sh(o);
+  if (!sh.init()) GTEST_SKIP() << "io_uring is not available here";
+  auto cfg = make_cfg();
+  queue::scheduler s(sh, cfg, {});
+  recorder conn;
+  s.set_connector(&conn);
+  for (int i = 0; i < 10; ++i)
+    s.enqueue(make_job("AAAAAAAAAAAAAB" + std::to_string(10 + i), "busy.test", {"u@busy.test"}, unix_ms()));
+  EXPECT_EQ(conn.opened.size(), 2u) << "max_conns_per_domain = 2";
+  s.enqueue(make_job("AAAAAAAAAAAAAC01", "other.test", {"u@other.test"}, unix_ms()));
+  EXPECT_EQ(conn.opened.size(), 3u) << "domains are independent";
+}
+
+TEST(queue, owner_shard_and_domain_of) {
+  EXPECT_EQ(queue::domain_of("User@Example.NET"), "example.net");
+  EXPECT_EQ(queue::domain_of("nodomain"), "");
+  EXPECT_EQ(queue::owner_shard("example.net", 1), 0u);
+  EXPECT_EQ(queue::owner_shard("example.net", 4), queue::owner_shard("example.net", 4));
+  EXPECT_LT(queue::owner_shard("example.net", 4), 4u);
+}
