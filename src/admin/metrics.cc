@@ -1,0 +1,197 @@
+// Registry storage and the Prometheus text rendering. Registration runs once at start-up
+// (allocation and validation here); the hot path only touches cells.
+#include "admin/metrics.hh"
+
+#include <charconv>
+#include <cstdlib>
+#include <new>
+
+#include "util/log.hh"
+
+namespace sr::admin {
+
+namespace detail {
+
+uint64_t series_ref::sum() const {
+  uint64_t s = 0;
+  for (unsigned i = 0; i <= shards; ++i) s += at(i).load(std::memory_order_relaxed);
+  return s;
+}
+
+series_ref inert_series() {
+  // Writes from unregistered handles land here and are never shown.
+  static std::atomic<uint64_t> sink[1];
+  return series_ref{sink, 0, 0};
+}
+
+}  // namespace detail
+
+namespace {
+
+constexpr size_t cells_per_line = 64 / sizeof(std::atomic<uint64_t>);
+
+[[noreturn]] void misuse(std::string_view name, const char* what) {
+  SR_ERROR("metrics: %.*s: %s", int(name.size()), name.data(), what);
+  std::abort();
+}
+
+bool valid_name(std::string_view n, bool allow_colon) {
+  if (n.empty()) return false;
+  for (size_t i = 0; i < n.size(); ++i) {
+    char c = n[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+              (allow_colon && c == ':') || (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Label values escape \, " and newline (exposition format 0.0.4).
+void append_label_value(std::string_view v, std::string& out) {
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+}
+
+// HELP text escapes \ and newline.
+void append_help(std::string_view v, std::string& out) {
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+}
+
+}  // namespace
+
+registry::registry(unsigned shards, unsigned max_series) : _shards(shards), _max_series(max_series) {
+  _stride = (size_t(max_series) + cells_per_line - 1) / cells_per_line * cells_per_line;
+  if (_stride == 0) _stride = cells_per_line;
+  size_t n = (size_t(shards) + 1) * _stride;
+  void* mem = ::operator new(n * sizeof(std::atomic<uint64_t>), std::align_val_t(64));
+  _cells = static_cast<std::atomic<uint64_t>*>(mem);
+  for (size_t i = 0; i < n; ++i) new (&_cells[i]) std::atomic<uint64_t>(0);
+}
+
+registry::~registry() { ::operator delete(_cells, std::align_val_t(64)); }
+
+detail::series_ref registry::add(std::string_view name, std::string_view help, metric_type type,
+                                 std::initializer_list<label> labels) {
+  if (_sealed) misuse(name, "registered after seal()");
+  if (!valid_name(name, true)) misuse(name, "not a valid metric name");
+  if (_used >= _max_series) misuse(name, "registry full (raise max_series)");
+  std::string rendered;
+  if (labels.size()) {
+    rendered += '{';
+    bool first = true;
+    for (const label& l : labels) {
+      if (!valid_name(l.name, false) || l.name.starts_with("__")) misuse(name, "bad label name");
+      if (!first) rendered += ',';
+      first = false;
+      rendered += l.name;
+      rendered += "=\"";
+      append_label_value(l.value, rendered);
+      rendered += '"';
+    }
+    rendered += '}';
+  }
+  family* fam = nullptr;
+  for (auto& f : _families)
+    if (f.name == name) fam = &f;
+  if (fam) {
+    if (fam->type != type) misuse(name, "registered as both counter and gauge");
+    for (const auto& s : fam->members)
+      if (s.labels == rendered) misuse(name, "series registered twice");
+  } else {
+    _families.push_back(family{std::string(name), std::string(help), type, {}});
+    fam = &_families.back();
+  }
+  uint32_t index = _used++;
+  fam->members.push_back(series{std::move(rendered), index});
+  return detail::series_ref{_cells + index, _stride, _shards};
+}
+
+counter registry::add_counter(std::string_view name, std::string_view help,
+                              std::initializer_list<label> labels) {
+  return counter(add(name, help, metric_type::counter, labels));
+}
+
+gauge registry::add_gauge(std::string_view name, std::string_view help,
+                          std::initializer_list<label> labels) {
+  return gauge(add(name, help, metric_type::gauge, labels));
+}
+
+void registry::render(std::string& out) const {
+  char num[24];
+  for (const auto& f : _families) {
+    out += "# HELP ";
+    out += f.name;
+    out += ' ';
+    append_help(f.help, out);
+    out += "\n# TYPE ";
+    out += f.name;
+    out += f.type == metric_type::counter ? " counter\n" : " gauge\n";
+    for (const auto& s : f.members) {
+      detail::series_ref ref{_cells + s.index, _stride, _shards};
+      uint64_t v = ref.sum();
+      auto [end, ec] = f.type == metric_type::counter
+                           ? std::to_chars(num, num + sizeof num, v)
+                           : std::to_chars(num, num + sizeof num, int64_t(v));
+      (void)ec;
+      out += f.name;
+      out += s.labels;
+      out += ' ';
+      out.append(num, size_t(end - num));
+      out += '\n';
+    }
+  }
+}
+
+relay_metrics::relay_metrics(registry& r) {
+  messages_accepted = r.add_counter("sealrelay_messages_accepted_total",
+                                    "Messages accepted (made durable and answered 250).");
+  messages_delivered = r.add_counter("sealrelay_messages_delivered_total",
+                                     "Recipients delivered to their MX (one per recipient).");
+  messages_deferred = r.add_counter("sealrelay_messages_deferred_total",
+                                    "Recipient delivery attempts deferred for a retry.");
+  messages_bounced = r.add_counter("sealrelay_messages_bounced_total",
+                                   "Recipients bounced (permanent failure or queue age).");
+  for (size_t i = 0; i < std::size(tls_labels); ++i)
+    deliveries_by_tls[i] = r.add_counter(
+        "sealrelay_deliveries_total",
+        "Recipients delivered, by negotiated TLS version (plaintext = no TLS).",
+        {{"tls", tls_labels[i]}});
+  queue_depth = r.add_gauge("sealrelay_queue_depth", "Messages in the spool not yet final.");
+  connections_inbound = r.add_gauge("sealrelay_connections", "Open SMTP connections.",
+                                    {{"direction", "inbound"}});
+  connections_outbound = r.add_gauge("sealrelay_connections", "Open SMTP connections.",
+                                     {{"direction", "outbound"}});
+  dns_cache_hits = r.add_counter("sealrelay_dns_cache_hits_total",
+                                 "DNS lookups answered from the shard's cache.");
+  dns_cache_misses = r.add_counter("sealrelay_dns_cache_misses_total",
+                                   "DNS lookups that went to a resolver.");
+  for (size_t i = 0; i < std::size(tls_failure_reasons); ++i)
+    tls_failures_by_reason[i] = r.add_counter(
+        "sealrelay_tls_failures_total", "Outbound TLS failures and policy refusals, by reason.",
+        {{"reason", tls_failure_reasons[i]}});
+  audit_dropped = r.add_counter("sealrelay_audit_dropped_total",
+                                "Audit records dropped because the disk did not keep up.");
+}
+
+const counter& relay_metrics::deliveries(std::string_view tls_version) const {
+  if (tls_version.empty() || tls_version == "none") return deliveries_by_tls[0];
+  for (size_t i = 1; i + 1 < std::size(tls_labels); ++i)
+    if (tls_labels[i] == tls_version) return deliveries_by_tls[i];
+  return deliveries_by_tls[std::size(tls_labels) - 1];
+}
+
+const counter& relay_metrics::tls_failure(std::string_view reason) const {
+  for (size_t i = 0; i + 1 < std::size(tls_failure_reasons); ++i)
+    if (tls_failure_reasons[i] == reason) return tls_failures_by_reason[i];
+  return tls_failures_by_reason[std::size(tls_failure_reasons) - 1];
+}
+
+}  // namespace sr::admin

@@ -1,0 +1,263 @@
+// JSON-lines formatting of audit records: hand-written (no JSON library) so a record
+// costs one pass over its fields and no allocation once the output buffer is warm.
+#include "audit/record.hh"
+
+#include <charconv>
+#include <ctime>
+
+namespace sr::audit {
+
+const char* to_string(kind k) {
+  switch (k) {
+    case kind::message: return "message";
+    case kind::dsn: return "dsn";
+    case kind::escrow_notice: return "escrow-notice";
+    case kind::tlsrpt: return "tlsrpt";
+  }
+  return "message";
+}
+
+const char* to_string(policy_source s) {
+  switch (s) {
+    case policy_source::default_policy: return "default";
+    case policy_source::config: return "config";
+    case policy_source::mta_sts: return "mta-sts";
+    case policy_source::dane: return "dane";
+    case policy_source::requiretls: return "requiretls";
+  }
+  return "default";
+}
+
+const char* to_string(cert_status c) {
+  switch (c) {
+    case cert_status::none: return "none";
+    case cert_status::verified: return "verified";
+    case cert_status::invalid: return "invalid";
+  }
+  return "none";
+}
+
+const char* to_string(outcome o) {
+  switch (o) {
+    case outcome::delivered: return "delivered";
+    case outcome::deferred: return "deferred";
+    case outcome::bounced: return "bounced";
+    case outcome::escrowed: return "escrowed";
+    case outcome::pgp: return "pgp";
+    case outcome::smime: return "smime";
+    case outcome::dropped: return "dropped";
+  }
+  return "deferred";
+}
+
+int64_t now_unix_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+namespace {
+
+constexpr char hex_digits[] = "0123456789abcdef";
+
+void append_u_escape(unsigned cp, std::string& out) {
+  char e[6] = {'\\', 'u', hex_digits[(cp >> 12) & 0xf], hex_digits[(cp >> 8) & 0xf],
+               hex_digits[(cp >> 4) & 0xf], hex_digits[cp & 0xf]};
+  out.append(e, 6);
+}
+
+// Length of the valid UTF-8 sequence starting at s[i] (2..4), or 0 when it is not one
+// (overlong forms, surrogates and code points above U+10FFFF are not valid).
+size_t utf8_sequence(std::string_view s, size_t i) {
+  auto at = [&](size_t k) -> unsigned { return i + k < s.size() ? uint8_t(s[i + k]) : 0x100; };
+  auto cont = [](unsigned b) { return b >= 0x80 && b <= 0xbf; };
+  unsigned b0 = at(0), b1 = at(1);
+  if (b0 >= 0xc2 && b0 <= 0xdf) return cont(b1) ? 2 : 0;
+  if (b0 >= 0xe0 && b0 <= 0xef) {
+    unsigned lo = b0 == 0xe0 ? 0xa0 : 0x80, hi = b0 == 0xed ? 0x9f : 0xbf;
+    return (b1 >= lo && b1 <= hi && cont(at(2))) ? 3 : 0;
+  }
+  if (b0 >= 0xf0 && b0 <= 0xf4) {
+    unsigned lo = b0 == 0xf0 ? 0x90 : 0x80, hi = b0 == 0xf4 ? 0x8f : 0xbf;
+    return (b1 >= lo && b1 <= hi && cont(at(2)) && cont(at(3))) ? 4 : 0;
+  }
+  return 0;
+}
+
+// Days since 1970-01-01 -> civil date (Howard Hinnant's algorithm; no tz, no locale).
+void civil_from_days(int64_t z, int64_t& y, unsigned& m, unsigned& d) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const unsigned doe = unsigned(z - era * 146097);
+  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  y = int64_t(yoe) + era * 400;
+  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const unsigned mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp < 10 ? mp + 3 : mp - 9;
+  if (m <= 2) ++y;
+}
+
+void put2(char* p, unsigned v) {
+  p[0] = char('0' + v / 10 % 10);
+  p[1] = char('0' + v % 10);
+}
+
+void append_key(const char* key, std::string& out) {
+  out += ",\"";
+  out += key;
+  out += "\":";
+}
+
+void append_str_field(const char* key, std::string_view v, std::string& out) {
+  append_key(key, out);
+  append_json_string(v, out);
+}
+
+void append_opt_field(const char* key, const std::optional<std::string_view>& v, std::string& out) {
+  append_key(key, out);
+  if (v) append_json_string(*v, out);
+  else out += "null";
+}
+
+void append_uint(uint64_t v, std::string& out) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  (void)ec;
+  out.append(buf, size_t(end - buf));
+}
+
+}  // namespace
+
+void append_json_string(std::string_view s, std::string& out) {
+  if (s.size() > max_field_bytes) {
+    size_t cut = max_field_bytes;
+    // Back off to the start of a UTF-8 sequence so the cut never splits a character.
+    for (int k = 0; k < 3 && cut > 0 && (uint8_t(s[cut]) & 0xc0) == 0x80; ++k) --cut;
+    s = s.substr(0, cut);
+  }
+  out += '"';
+  size_t run = 0;  // start of the pending run of bytes copied verbatim
+  size_t i = 0;
+  while (i < s.size()) {
+    const uint8_t c = uint8_t(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      size_t n = utf8_sequence(s, i);
+      // U+2028/U+2029 are valid JSON but end lines for JavaScript readers: escape them.
+      if (n == 3 && c == 0xe2 && uint8_t(s[i + 1]) == 0x80 &&
+          (uint8_t(s[i + 2]) == 0xa8 || uint8_t(s[i + 2]) == 0xa9))
+        n = 0;
+      else if (n) {
+        i += n;
+        continue;
+      }
+    }
+    out.append(s.data() + run, i - run);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c == 0xe2 && utf8_sequence(s, i) == 3) {
+          append_u_escape(uint8_t(s[i + 2]) == 0xa8 ? 0x2028 : 0x2029, out);
+          i += 3;
+          run = i;
+          continue;
+        }
+        // Control characters, DEL, and bytes that are not valid UTF-8 (read as Latin-1).
+        append_u_escape(c, out);
+    }
+    ++i;
+    run = i;
+  }
+  out.append(s.data() + run, s.size() - run);
+  out += '"';
+}
+
+void append_timestamp(int64_t unix_ms, std::string& out) {
+  int64_t secs = unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000;
+  unsigned ms = unsigned(unix_ms - secs * 1000);
+  int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+  unsigned sod = unsigned(secs - days * 86400);
+  int64_t y;
+  unsigned m, d;
+  civil_from_days(days, y, m, d);
+  if (y < 0) y = 0;
+  if (y > 9999) y = 9999;
+  // "YYYY-MM-DDTHH:MM:SS.mmmZ"
+  char b[24];
+  b[0] = char('0' + y / 1000);
+  b[1] = char('0' + y / 100 % 10);
+  b[2] = char('0' + y / 10 % 10);
+  b[3] = char('0' + y % 10);
+  b[4] = '-';
+  put2(b + 5, m);
+  b[7] = '-';
+  put2(b + 8, d);
+  b[10] = 'T';
+  put2(b + 11, sod / 3600);
+  b[13] = ':';
+  put2(b + 14, sod / 60 % 60);
+  b[16] = ':';
+  put2(b + 17, sod % 60);
+  b[19] = '.';
+  b[20] = char('0' + ms / 100);
+  put2(b + 21, ms % 100);
+  b[23] = 'Z';
+  out.append(b, sizeof b);
+}
+
+void format(const record& r, std::string& out) {
+  out += "{\"ts\":\"";
+  append_timestamp(r.ts_ms ? r.ts_ms : now_unix_ms(), out);
+  out += '"';
+  append_str_field("queue_id", r.queue_id, out);
+  append_opt_field("msg_id", r.msg_id, out);
+  append_key("kind", out);
+  out += '"';
+  out += to_string(r.kind);
+  out += '"';
+  append_str_field("from", r.from, out);
+  append_str_field("rcpt", r.rcpt, out);
+  append_str_field("domain", r.domain, out);
+  append_opt_field("mx", r.mx, out);
+  append_opt_field("ip", r.ip, out);
+  append_key("attempt", out);
+  append_uint(r.attempt, out);
+  append_key("policy", out);
+  out += '"';
+  out += config::to_string(r.policy);
+  out += '"';
+  append_key("policy_source", out);
+  out += '"';
+  out += to_string(r.source);
+  out += '"';
+  append_key("tls", out);
+  out += r.tls ? "true" : "false";
+  append_opt_field("tls_version", r.tls_version, out);
+  append_opt_field("cipher", r.cipher, out);
+  append_key("cipher_bits", out);
+  if (r.cipher_bits) append_uint(*r.cipher_bits, out);
+  else out += "null";
+  append_key("cert", out);
+  out += '"';
+  out += to_string(r.cert);
+  out += '"';
+  append_key("outcome", out);
+  out += '"';
+  out += to_string(r.outcome);
+  out += '"';
+  append_opt_field("reason", r.reason, out);
+  append_opt_field("smtp_reply", r.smtp_reply, out);
+  out += "}\n";
+}
+
+}  // namespace sr::audit
