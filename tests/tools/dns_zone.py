@@ -242,16 +242,33 @@ def serve(o, text):
             if o.verbose:
                 sys.stderr.write(line.decode(errors="replace"))
 
+    # The drain thread starts with SIGTERM/SIGINT blocked, so they reach the main thread
+    # and interrupt its wait at once.
+    sigs = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
     threading.Thread(target=drain, daemon=True).start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
     if not probe(port, deadline):
         sys.stderr.write(f"dns_zone: ldns-testns does not answer on 127.0.0.1:{port}\n")
         stop()
+    stopping = []
+
+    def on_term(signum, frame):
+        # Only ask here: the main thread's child.wait() holds Popen's lock and reaps it.
+        stopping.append(signum)
+        child.terminate()
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     print(f"ready {port}", flush=True)
     child.wait()
-    sys.stderr.write("dns_zone: ldns-testns exited\n")
     if not o.datafile:
         os.unlink(path)
-    sys.exit(1)
+    sys.stdout.flush()
+    if not stopping:
+        sys.stderr.write("dns_zone: ldns-testns exited\n")
+    # os._exit: interpreter shutdown would stall on the drain thread's pipe reader.
+    os._exit(0 if stopping else 1)
 
 
 def main(argv=None):
