@@ -338,7 +338,7 @@ void session::go_idle() {
 
 bool session::send_message(const message& msg) {
   batch b(*this);
-  if (_phase != outbound::phase::idle || _active || msg.rcpts.empty()) return false;
+  if (_phase != outbound::phase::idle || _active || _in_done || msg.rcpts.empty()) return false;
   if (has_line_break(msg.mail_from)) return false;
   for (std::string_view r : msg.rcpts)
     if (has_line_break(r)) return false;
@@ -561,13 +561,15 @@ void session::end_transaction(bool then_idle) {
   _active = false;
   ++_transactions;
   flush();
+  _in_done = true;  // send_message()/quit() wait for idle(): the views above are still in use
   _ev.transaction_done(t);
+  _in_done = false;
   if (then_idle) go_idle();
 }
 
 bool session::quit() {
   batch b(*this);
-  if (_phase != outbound::phase::idle) return false;
+  if (_phase != outbound::phase::idle || _in_done) return false;
   close_with(close_kind::quit, "quit", nullptr, true);
   return true;
 }

@@ -122,7 +122,8 @@ class events {
   // STARTTLS got 220: run the client handshake, then call tls_done() or tls_failed().
   // Any plaintext received after the 220 has already been dropped (RFC 3207 6).
   virtual void start_tls() = 0;
-  // A transaction ended; the outcome of every recipient is final for this attempt. After a
+  // A transaction ended; the outcome of every recipient is final for this attempt. Start
+  // the next one from idle(), not from here (send_message() refuses). After a
   // 421 or a failure without reply, closed() follows instead of idle().
   virtual void transaction_done(const txn_result& result) = 0;
   // Ready for send_message() or quit(); may call either from inside this callback.
@@ -244,6 +245,7 @@ class session {
   capabilities _caps;
   bool _tls = false;
   bool _need_rset = false;
+  bool _in_done = false;     // inside transaction_done(): no new transaction or QUIT yet
   bool _drop_input = false;  // STARTTLS 220 seen: the rest of this feed is plaintext injection
   unsigned _depth = 0;       // nesting of public calls (flush at the outermost)
   unsigned _transactions = 0;

@@ -790,6 +790,31 @@ TEST(OutboundSession, MessageOverTheServersSizeLimitBouncesLocally) {
   EXPECT_EQ(h.ev.idle_calls, 2);
 }
 
+TEST(OutboundSession, NoNewTransactionFromInsideTransactionDone) {
+  struct rec : recorder {
+    session* s = nullptr;
+    const message* next = nullptr;
+    bool send_ok = true, quit_ok = true;
+    void transaction_done(const txn_result& r) override {
+      recorder::transaction_done(r);
+      send_ok = s->send_message(*next);
+      quit_ok = s->quit();
+    }
+  } ev;
+  scripted_decider dec;
+  dec.ehlo = {ehlo_action::proceed_plain};
+  session s(session_params{"relay.example"}, ev, dec);
+  ev.s = &s;
+  msg_store big("a@x.example", {"b@y.example"}, "more than ten bytes\r\n");
+  ev.next = &big.m;
+  s.feed("220 mx\r\n250-mx\r\n250 SIZE 10\r\n");
+  ASSERT_TRUE(s.send_message(big.m));  // bounced locally: transaction_done inside this call
+  EXPECT_FALSE(ev.send_ok);
+  EXPECT_FALSE(ev.quit_ok);
+  EXPECT_EQ(s.phase(), phase::idle);
+  EXPECT_EQ(ev.txns.size(), 1u);
+}
+
 TEST(OutboundSession, SendMessageRefusesBadCallsAndCommandInjection) {
   harness h;
   h.dec.ehlo = {ehlo_action::proceed_plain};
@@ -844,6 +869,13 @@ TEST(OutboundSession, ReuseSendsRsetOnlyAfterAFailedTransaction) {
   EXPECT_EQ(h.ev.txns[2].text, "queued 3");
   EXPECT_EQ(h.s.transactions(), 3u);
   EXPECT_EQ(flatten(h.ev.bodies.back()), "three\r\n.\r\n");
+  EXPECT_FALSE(h.s.rset_pending()) << "one RSET per failed transaction, not from then on";
+
+  msg_store m4("a@x.example", {"e@y.example"}, "four\r\n");
+  ASSERT_TRUE(h.s.send_message(m4.m));
+  EXPECT_EQ(h.ev.sends.back(), "MAIL FROM:<a@x.example> SIZE=6\r\nRCPT TO:<e@y.example>\r\nDATA\r\n");
+  h.s.feed("250 ok\r\n250 ok\r\n354 go\r\n250 queued 4\r\n");
+  ASSERT_EQ(h.ev.txns.size(), 4u);
 
   ASSERT_TRUE(h.s.quit());
   EXPECT_EQ(h.ev.sends.back(), "QUIT\r\n");
