@@ -167,8 +167,10 @@ class session {
   void tls_done(const tls_outcome& outcome);
   // Report a failed handshake: closed(tls_failed, reason) without QUIT (the peer is mid-TLS).
   void tls_failed(std::string_view reason);
-  // Start a transaction (only in idle, with at least one recipient and no CR/LF in any
-  // address; false otherwise). RSET goes first when the previous transaction failed midway.
+  // Start a transaction (only in idle, with at least one recipient and no CR/LF/NUL in any
+  // address; false otherwise). RSET goes first when the previous transaction ended before
+  // its final-dot reply. A body over the server's SIZE limit is bounced here (5.3.4):
+  // transaction_done() and idle() are then raised from inside this call.
   bool send_message(const message& msg);
   // Send QUIT (only in idle; false otherwise); closed(quit) follows the 221 or EOF.
   bool quit();
@@ -179,7 +181,7 @@ class session {
 
   // Where the session is (the engine picks its timer from it).
   outbound::phase phase() const { return _phase; }
-  // True after tls_done() accepted the session: everything from now on is encrypted.
+  // True once tls_done() reported a handshake: every later byte (QUIT too) is encrypted.
   bool tls_active() const { return _tls; }
   // The capabilities of the current EHLO (empty before it and after HELO).
   const capabilities& caps() const { return _caps; }
