@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "audit/writer.hh"
 #include "config/config.hh"
 #include "server/runtime.hh"
 #include "server/spool_store.hh"
@@ -142,6 +143,19 @@ int main(int argc, char** argv) {
   }
 
   sr::server::shared_state st(cfg);
+  st.deliver = true;
+  sr::audit::log_file audit_log;
+  if (!cfg.audit.file.empty()) {
+    auto slash = cfg.audit.file.rfind('/');
+    if (slash != std::string::npos && slash > 0) mkdir_p(cfg.audit.file.substr(0, slash));
+    auto f = sr::audit::log_file::open(cfg.audit.file);
+    if (!f) {
+      SR_ERROR("audit.file: %s", f.err().c_str());
+      return 1;
+    }
+    audit_log = std::move(f.value());
+    st.audit_fd = audit_log.fd();
+  }
   std::atomic<uint64_t> recovered{0};
   sr::server::runtime_hooks hooks;
   hooks.make_store = [&](sr::core::shard& sh) -> std::unique_ptr<sr::server::message_store> {
@@ -155,8 +169,10 @@ int main(int argc, char** argv) {
     if (rec.discarded_bytes)
       SR_WARN("spool: discarded %llu bytes of unacknowledged partial records",
               (unsigned long long)rec.discarded_bytes);
-    return std::make_unique<sr::server::spool_store>(sh, std::move(part.value()),
-                                                     cfg.limits.commit_interval);
+    auto store = std::make_unique<sr::server::spool_store>(sh, std::move(part.value()),
+                                                           cfg.limits.commit_interval);
+    store->recovered = std::move(rec.messages);
+    return store;
   };
   hooks.on_ready = [&] {
     std::string where;

@@ -46,6 +46,7 @@ struct rcpt_result {
   std::string reply;            // remote reply line(s) or our own reason
   std::string mx;               // host that gave it ("" when none answered)
   std::string status;           // enhanced status code for DSNs ("5.1.1", "4.4.1")
+  std::string reason;           // audit token when not a remote reply ("null-mx", "connect-failed")
 };
 
 class connector {

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/mailbox.hh"
 #include "util/log.hh"
 
 namespace sr::server {
@@ -58,6 +59,7 @@ void shard_thread(const config::config& cfg, shared_state& st, const runtime_hoo
   });
   slot.state = 1;
   sh.run();
+  srv.flush_audit();
   slot.state = 2;
 }
 
@@ -73,7 +75,9 @@ int run(const config::config& cfg, shared_state& st, const runtime_hooks& hooks)
   signal(SIGPIPE, SIG_IGN);
 
   unsigned ncpu = core::online_cpus();
-  unsigned n = cfg.server.shards ? cfg.server.shards : ncpu;
+  unsigned n = st.shards;
+  core::mailboxes mail(n);
+  st.mail = &mail;
   std::vector<std::unique_ptr<shard_slot>> slots;
   std::vector<std::thread> threads;
   for (unsigned i = 0; i < n; ++i) {

@@ -18,6 +18,26 @@
 namespace sr::tls {
 class context;
 }
+namespace sr::core {
+class mailboxes;
+}
+namespace sr::dns {
+class resolver;
+}
+namespace sr::queue {
+class scheduler;
+struct job;
+}
+namespace sr::delivery {
+class agent;
+}
+namespace sr::audit {
+class writer;
+}
+namespace sr::spool {
+struct message_meta;
+struct message_location;
+}
 
 namespace sr::server {
 
@@ -38,9 +58,17 @@ struct counters {
   std::atomic<uint64_t> tls_failures{0};
 };
 
+class shard_server;
+
 struct shared_state {
   explicit shared_state(const config::config& c);
   const config::config& cfg;
+  // Delivery (the relay; the sink leaves it off): shards, mailboxes, audit log fd.
+  bool deliver = false;
+  unsigned shards = 1;
+  core::mailboxes* mail = nullptr;
+  std::vector<std::atomic<shard_server*>> servers;
+  int audit_fd = -1;
   std::atomic<bool> draining{false};
   std::atomic<uint32_t> connections{0};
   // Per-client-IP connection counts, by hash of the address (collisions only make
@@ -73,10 +101,21 @@ class shard_server {
   message_store& store() { return *_store; }
   tls::context* tls_server() { return _tls_ctx.get(); }
   size_t connection_count() const { return _conn_count; }
+  queue::scheduler* scheduler() { return _sched.get(); }
+  delivery::agent* agent() { return _agent.get(); }
+  dns::resolver* resolver() { return _resolver.get(); }
+  // Queue a durable message for delivery: one job per recipient domain, each sent to
+  // the shard owning that domain.
+  void dispatch(const spool::message_meta& meta, const spool::message_location& loc,
+                const std::vector<uint32_t>& done = {});
+  // Flush the audit log and wait (shutdown).
+  void flush_audit();
   // Called by a connection when it is fully closed (deletes it).
   void on_connection_closed(connection* c);
 
  private:
+  status start_delivery();
+  void send_job(queue::job* j);
   void on_accept(listener_info& li, int fd);
   void on_tick();
   void after_batch();
@@ -92,6 +131,10 @@ class shard_server {
   connection* _conns = nullptr;   // intrusive list
   size_t _conn_count = 0;
   bool _draining = false;
+  std::unique_ptr<dns::resolver> _resolver;
+  std::unique_ptr<audit::writer> _audit;
+  std::unique_ptr<queue::scheduler> _sched;
+  std::unique_ptr<delivery::agent> _agent;
 };
 
 }  // namespace sr::server

@@ -34,7 +34,43 @@ void spool_store::submit(const std::string& queue_id, const inbound::envelope& e
   if (!_part->stage(meta, data, client)) {
     SR_WARN("spool: message %s does not fit the record format", queue_id.c_str());
     _failed_now.push_back(client);
+  } else if (_on_durable) {
+    _meta[client] = std::move(meta);
   }
+  schedule_commit();
+}
+
+// A message we generated ourselves; it owns its bytes until they are durable.
+struct spool_store::internal_msg final : store_client {
+  spool_store* self;
+  std::string text;
+  iovec iov;
+  void on_stored(bool ok) override {
+    if (!ok) SR_ERROR("spool: could not store a generated message (DSN); it is lost");
+    delete this;
+  }
+};
+
+void spool_store::submit_internal(spool::message_meta meta, std::string text) {
+  auto* m = new internal_msg;
+  m->self = this;
+  m->text = std::move(text);
+  m->iov = iovec{m->text.data(), m->text.size()};
+  meta.queue_id = _part->next_queue_id();
+  meta.received_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::system_clock::now().time_since_epoch())
+                                  .count());
+  ++_in_flight;
+  if (!_part->stage(meta, std::span<const iovec>(&m->iov, 1), static_cast<store_client*>(m))) {
+    _failed_now.push_back(m);
+  } else if (_on_durable) {
+    _meta[static_cast<store_client*>(m)] = std::move(meta);
+  }
+  schedule_commit();
+}
+
+void spool_store::mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices) {
+  _part->mark_done(queue_id, indices);
   schedule_commit();
 }
 
@@ -83,6 +119,7 @@ void spool_store::commit_now() {
     _failed_now.clear();
     for (auto* c : failed) {
       --_in_flight;
+      _meta.erase(c);
       c->on_stored(false);
     }
   }
@@ -126,6 +163,15 @@ void spool_store::finish_batch() {
 }
 
 void spool_store::deliver(spool::partition::outcome_list& outcomes) {
+  if (_on_durable) {
+    // Queue what became durable before answering, so a 250 never precedes the job.
+    for (const auto& loc : _part->last_locations()) {
+      auto it = _meta.find(loc.cookie);
+      if (it == _meta.end()) continue;
+      _on_durable(it->second, loc);
+    }
+    for (auto& [cookie, ok] : outcomes) _meta.erase(cookie);
+  }
   for (auto& [cookie, ok] : outcomes) {
     if (!cookie) continue;
     --_in_flight;

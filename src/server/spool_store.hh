@@ -3,7 +3,9 @@
 // written (or within limits.commit_interval) rides on the next single writev chain +
 // fdatasync; their 250s go out when that fsync completes.
 #pragma once
+#include <functional>
 #include <memory>
+#include <unordered_map>
 
 #include "core/shard.hh"
 #include "server/store.hh"
@@ -22,6 +24,16 @@ class spool_store final : public message_store {
               std::span<const iovec> data, store_client* client) override;
   size_t in_flight() const override { return _in_flight; }
   spool::partition& partition() { return *_part; }
+
+  // Called for every message once durable, with where it landed (queues it for delivery).
+  using durable_fn = std::function<void(const spool::message_meta&, const spool::message_location&)>;
+  void on_durable(durable_fn fn) { _on_durable = std::move(fn); }
+  // Recipients `indices` of `queue_id` are final: append a DONE record (group commit).
+  void mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices);
+  // Spool a message we generate (a DSN): `text` from `meta.mail_from` to meta.rcpts.
+  void submit_internal(spool::message_meta meta, std::string text);
+  // Messages found in the spool at start-up, not yet finished (for the queue).
+  std::vector<spool::recovered_message> recovered;
 
  private:
   struct op final : core::completion {
@@ -50,6 +62,9 @@ class spool_store final : public message_store {
   op _timer_op;
   __kernel_timespec _timer_ts{};
   spool::partition::outcome_list _outcomes;
+  std::unordered_map<void*, spool::message_meta> _meta;  // by cookie, until durable
+  durable_fn _on_durable;
+  struct internal_msg;
   std::vector<store_client*> _failed_now;  // stage() refused: answered on the next post
 };
 

@@ -187,6 +187,8 @@ void relay::write_config() {
   }
   c << "[limits]\n";
   for (const auto& line : _opts.limits) c << line << "\n";
+  c << "\n[dns]\nresolvers = [\"" << _opts.dns_resolver << "\"]\n"
+    << "\n[outbound]\nsmtp_port = " << _opts.smtp_port << "\n" << _opts.outbound_extra << "\n";
   c << "\n[mta_sts]\nenabled = false\n\n"
     << "[fallback]\n"
     << "spawn = false\n"
@@ -195,7 +197,8 @@ void relay::write_config() {
     << "[audit]\n"
     << "file = " << (state_dir() / "audit.jsonl") << "\n\n"
     << "[admin]\n"
-    << "listen = \"\"\n";
+    << "listen = \"\"\n\n"
+    << _opts.extra_toml << "\n";
   std::ofstream(config_path()) << c.str();
 }
 

@@ -54,6 +54,13 @@ struct relay_options {
   unsigned shards = 2;
   std::string drain_timeout = "10s";
   std::vector<std::string> limits;   // raw TOML lines for [limits], e.g. "max_recipients = 3"
+  // Delivery: DNS goes only to loopback (default: a port where nothing answers, so
+  // accepted mail stays queued), the MX port, and raw TOML appended at the end
+  // (e.g. [[route]] or [outbound] tables).
+  std::string dns_resolver = "127.0.0.1:9";
+  uint16_t smtp_port = 9;
+  std::string outbound_extra;        // raw lines for [outbound]
+  std::string extra_toml;
 };
 
 // The outcome of a child process: exit code (128+signal when killed) and its output.

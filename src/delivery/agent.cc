@@ -1,0 +1,182 @@
+// The agent owns what every outbound connection of the shard shares: the TLS client
+// context and session cache, open spool segments, the audit writer, and the tick
+// that enforces connect and per-phase deadlines.
+#include "delivery/agent.hh"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "delivery/link.hh"
+#include "tls/context.hh"
+#include "tls/session_cache.hh"
+#include "util/log.hh"
+
+namespace sr::delivery {
+
+agent::agent(core::shard& sh, const config::config& cfg, queue::scheduler& sched, dns::resolver& res,
+             net::chunk_pool& pool, net::buffer_ring& ring, audit::writer* audit)
+    : _shard(sh), _cfg(cfg), _sched(sched), _res(res), _pool(pool), _ring(ring), _audit(audit) {}
+
+agent::~agent() {
+  for (auto& [path, fd] : _fds) ::close(fd);
+}
+
+status agent::start() {
+  // Opportunistic delivery takes whatever TLS the MX speaks (as Postfix "may" does):
+  // any TLS beats plaintext. Certificates are checked against tls.ca_file and recorded.
+  auto ctx = tls::context::client(_cfg.tls.ca_file, tls::tls_version::v1_0);
+  if (!ctx) ctx = tls::context::client(_cfg.tls.ca_file, tls::tls_version::v1_2);
+  if (!ctx) return error{"outbound TLS: " + ctx.err()};
+  _tls = std::make_unique<tls::context>(std::move(ctx.value()));
+  _tls_cache = std::make_unique<tls::session_cache>(1024);
+  _shard.on_tick([this] { on_tick(); });
+  return {};
+}
+
+void agent::open(queue::domain_state& d) {
+  auto* a = new attempt(*this, d);
+  add(a);
+  a->start();
+}
+
+void agent::remove(link* l) {
+  auto it = std::find(_links.begin(), _links.end(), l);
+  if (it != _links.end()) {
+    *it = _links.back();
+    _links.pop_back();
+  }
+}
+
+void agent::remove(attempt* a) {
+  auto it = std::find(_attempts.begin(), _attempts.end(), a);
+  if (it != _attempts.end()) {
+    *it = _attempts.back();
+    _attempts.pop_back();
+  }
+}
+
+void agent::on_tick() {
+  uint64_t now = _shard.now_ms();
+  // Copies: a check may close a link or finish an attempt (removing it from the list).
+  std::vector<link*> links = _links;
+  for (link* l : links) l->check_deadline(now);
+  std::vector<attempt*> attempts = _attempts;
+  for (attempt* a : attempts)
+    if (std::find(_attempts.begin(), _attempts.end(), a) != _attempts.end()) a->check_deadline(now);
+}
+
+int agent::segment_fd(const std::string& path) {
+  auto it = _fds.find(path);
+  if (it != _fds.end()) return it->second;
+  // A blocking open, once per 64 MiB segment: rare enough for the shard thread.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  if (_fds.size() > 64) {  // segments come and go; keep the cache small
+    for (auto& [p, f] : _fds) ::close(f);
+    _fds.clear();
+  }
+  _fds.emplace(path, fd);
+  return fd;
+}
+
+struct agent::read_op final : core::completion {
+  agent* ag;
+  queue::job* j;
+  int fd;
+  uint64_t done_bytes = 0;
+  std::function<void(bool)> done;
+  void arm() {
+    io_uring_sqe* s = ag->_shard.sqe(this);
+    io_uring_prep_read(s, fd, j->body.data() + done_bytes, unsigned(j->length - done_bytes),
+                       j->offset + done_bytes);
+  }
+  void on_complete(int res, unsigned) override {
+    if (res > 0) {
+      done_bytes += uint64_t(res);
+      if (done_bytes < j->length) {
+        arm();
+        return;
+      }
+    }
+    bool ok = done_bytes == j->length;
+    if (!ok) SR_ERROR("spool: cannot read %s of %s: %s", j->queue_id.c_str(), j->segment.c_str(),
+                      res < 0 ? strerror(-res) : "short read");
+    auto cb = std::move(done);
+    delete this;
+    cb(ok);
+  }
+};
+
+void agent::load(queue::job* j, std::function<void(bool)> done) {
+  int fd = segment_fd(j->segment);
+  if (fd < 0) {
+    SR_ERROR("spool: cannot open %s: %s", j->segment.c_str(), strerror(-fd));
+    _shard.post([done = std::move(done)] { done(false); });
+    return;
+  }
+  j->body.resize(j->length);
+  auto* op = new read_op;
+  op->ag = this;
+  op->j = j;
+  op->fd = fd;
+  op->done = std::move(done);
+  if (j->length == 0) {
+    _shard.post([op] { op->on_complete(0, 0); });
+    return;
+  }
+  op->arm();
+}
+
+static audit::outcome to_audit(queue::rcpt_outcome o) {
+  switch (o) {
+    case queue::rcpt_outcome::delivered: return audit::outcome::delivered;
+    case queue::rcpt_outcome::deferred: return audit::outcome::deferred;
+    case queue::rcpt_outcome::bounced: return audit::outcome::bounced;
+  }
+  return audit::outcome::deferred;
+}
+
+void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const link_info& li) {
+  if (!_audit) return;
+  for (size_t i = 0; i < j.rcpts.size() && i < res.size(); ++i) {
+    const auto& rr = res[i];
+    audit::record r;
+    r.queue_id = j.queue_id;
+    if (!j.msg_id.empty()) r.msg_id = j.msg_id;
+    r.kind = j.kind == queue::message_kind::dsn ? audit::kind::dsn : audit::kind::message;
+    r.from = j.mail_from;
+    r.rcpt = j.rcpts[i].address;
+    r.domain = j.domain;
+    if (!li.mx.empty()) r.mx = li.mx;
+    if (!li.ip.empty()) r.ip = li.ip;
+    r.attempt = j.rcpts[i].attempts + 1;
+    r.policy = config::tls_policy::opportunistic;
+    r.source = audit::policy_source::default_policy;
+    r.tls = li.tls;
+    if (li.tls) {
+      r.tls_version = li.tls_version;
+      r.cipher = li.cipher;
+      r.cipher_bits = li.cipher_bits;
+      r.cert = li.cert_ok ? audit::cert_status::verified : audit::cert_status::invalid;
+    }
+    r.outcome = to_audit(rr.outcome);
+    std::string_view reason;
+    if (rr.outcome != queue::rcpt_outcome::delivered) {
+      if (!rr.status.empty() && rr.reply.size() >= 3 && (rr.reply[0] == '4' || rr.reply[0] == '5'))
+        reason = rr.reply[0] == '4' ? "remote-4xx" : "remote-5xx";
+      else if (!li.reason.empty())
+        reason = li.reason;
+    } else if (li.tls && !li.cert_ok) {
+      reason = li.cert_reason;  // delivered over TLS whose certificate did not verify
+    }
+    if (!rr.reason.empty()) reason = rr.reason;
+    if (!reason.empty()) r.reason = reason;
+    if (!rr.reply.empty()) r.smtp_reply = rr.reply;
+    _audit->append(r);
+  }
+}
+
+}  // namespace sr::delivery

@@ -1,0 +1,105 @@
+// The delivery side of a shard: implements queue::connector. For each connection the
+// scheduler asks for, an `attempt` walks the destination's hosts (a [[route]] next
+// hop, or the MX hosts in preference order and their addresses) until one link gets
+// through greeting, EHLO and TLS; that link then carries jobs until the queue has
+// none or outbound.messages_per_conn is reached. Every recipient of every attempt is
+// audited. Message bytes are read back from the spool with io_uring.
+#pragma once
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "audit/writer.hh"
+#include "config/config.hh"
+#include "core/shard.hh"
+#include "dns/resolver.hh"
+#include "net/buffer_ring.hh"
+#include "net/chunk.hh"
+#include "queue/scheduler.hh"
+
+namespace sr::tls {
+class context;
+class session_cache;
+}  // namespace sr::tls
+
+namespace sr::delivery {
+
+class attempt;
+class link;
+
+struct delivery_counters {
+  uint64_t tls_deliveries = 0, plain_deliveries = 0;
+  uint64_t tls13 = 0, tls12 = 0, tls_other = 0;
+  uint64_t connections = 0, connect_failures = 0, tls_failures = 0;
+};
+
+class agent final : public queue::connector {
+ public:
+  agent(core::shard& sh, const config::config& cfg, queue::scheduler& sched, dns::resolver& res,
+        net::chunk_pool& pool, net::buffer_ring& ring, audit::writer* audit);
+  ~agent() override;
+  // Build the TLS client context; start-up only.
+  status start();
+
+  void open(queue::domain_state& d) override;
+
+  // Read `j`'s message bytes from the spool into j->body, then call `done(ok)`.
+  void load(queue::job* j, std::function<void(bool)> done);
+  // Write one audit record per recipient of `j` for this attempt.
+  void audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const struct link_info& li);
+
+  core::shard& shard() { return _shard; }
+  const config::config& cfg() const { return _cfg; }
+  queue::scheduler& sched() { return _sched; }
+  dns::resolver& resolver() { return _res; }
+  net::chunk_pool& pool() { return _pool; }
+  net::buffer_ring& ring() { return _ring; }
+  tls::context* tls_client() { return _tls.get(); }
+  tls::session_cache& tls_cache() { return *_tls_cache; }
+  delivery_counters& counters() { return _counters; }
+  size_t open_links() const { return _links.size(); }
+
+  // Registry of live links and attempts for the tick (deadlines).
+  void add(link* l) { _links.push_back(l); }
+  void remove(link* l);
+  void add(attempt* a) { _attempts.push_back(a); }
+  void remove(attempt* a);
+
+ private:
+  struct read_op;
+  void on_tick();
+  int segment_fd(const std::string& path);
+
+  core::shard& _shard;
+  const config::config& _cfg;
+  queue::scheduler& _sched;
+  dns::resolver& _res;
+  net::chunk_pool& _pool;
+  net::buffer_ring& _ring;
+  audit::writer* _audit;
+  std::unique_ptr<tls::context> _tls;
+  std::unique_ptr<tls::session_cache> _tls_cache;
+  std::unordered_map<std::string, int> _fds;  // spool segments open for reading
+  std::vector<link*> _links;
+  std::vector<attempt*> _attempts;
+  delivery_counters _counters;
+};
+
+// What an audit record needs to know about the link that carried an attempt.
+struct link_info {
+  std::string mx;           // host name ("" when none was contacted)
+  std::string ip;           // address ("" when none)
+  bool tls = false;
+  std::string tls_version, cipher;
+  unsigned cipher_bits = 0;
+  bool cert_checked = false, cert_ok = false;
+  std::string cert_reason;  // "cert-untrusted", ... when !cert_ok
+  std::string reason;       // attempt-level reason token ("connect-failed", ...), "" if none
+};
+
+}  // namespace sr::delivery

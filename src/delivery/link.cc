@@ -1,0 +1,581 @@
+// Link: bytes from the socket go through wolfSSL (after STARTTLS) into the outbound
+// session; its commands and the message body go back the same way. The body is
+// handed to wolfSSL straight from the job's buffer (encryption is the only copy).
+// Attempt: the host walk. A link that fails before the session is ready for mail
+// (connect error, 4xx/5xx greeting, TLS failure) moves the walk to the next address
+// or MX; under opportunistic policy a failed handshake is retried once in plaintext
+// on a new connection to the same host (Postfix "may").
+#include "delivery/link.hh"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "tls/context.hh"
+#include "tls/session.hh"
+#include "tls/session_cache.hh"
+#include "util/cidr.hh"
+#include "util/log.hh"
+
+namespace sr::delivery {
+namespace {
+constexpr uint64_t park_ms = 2000;  // how long an idle link waits for more jobs
+
+std::string enhanced_or(std::string_view enh, unsigned code) {
+  if (!enh.empty()) return std::string(enh);
+  return code >= 500 ? "5.0.0" : "4.0.0";
+}
+
+std::string reply_line(unsigned code, std::string_view text) {
+  if (code == 0) return std::string(text);
+  return std::to_string(code) + " " + std::string(text);
+}
+
+// Most specific [[route]] for `domain`: exact, then the longest ".suffix", then "*".
+const config::route_entry* find_route(const config::config& cfg, const std::string& domain) {
+  const config::route_entry* best = nullptr;
+  size_t best_len = 0;
+  for (const auto& r : cfg.routes) {
+    if (r.domain == domain) return &r;
+    if (r.domain == "*") {
+      if (!best) best = &r;
+    } else if (r.domain.size() > 1 && r.domain[0] == '.' && domain.size() > r.domain.size() &&
+               domain.compare(domain.size() - r.domain.size(), r.domain.size(), r.domain) == 0) {
+      if (r.domain.size() > best_len) {
+        best = &r;
+        best_len = r.domain.size();
+      }
+    }
+  }
+  return best;
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------- link
+
+link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target& t, bool try_tls)
+    : net::stream(ag.shard(), ag.ring(), ag.pool(), fd),
+      _ag(ag),
+      _at(at),
+      _d(d),
+      _t(t),
+      _try_tls(try_tls),
+      _session(outbound::session_params{ag.cfg().server.hostname}, *this, *this) {
+  _info.mx = t.host;
+  _info.ip = t.ip;
+}
+
+link::~link() = default;
+
+void link::begin() {
+  _ag.add(this);
+  ++_ag.counters().connections;
+  phase_started();
+  start_recv();
+}
+
+void link::phase_started() {
+  _phase_since = _ag.shard().now_ms();
+  _last_phase = _session.phase();
+}
+
+void link::check_deadline(uint64_t now) {
+  if (closing()) return;
+  if (_parked) {
+    if (now - _park_since >= park_ms) {
+      _ag.sched().unpark(_d, this);
+      _parked = false;
+      _session.quit();
+      flush();
+    }
+    return;
+  }
+  if (_session.phase() != _last_phase) phase_started();
+  unsigned limit_s = outbound::rfc5321_timeout_s(_session.phase());
+  if (_session.phase() == outbound::phase::greeting)
+    limit_s = unsigned(std::max<int64_t>(1, _ag.cfg().outbound.connect_timeout.count() / 1000));
+  if (limit_s == 0 || _loading) return;
+  if (now - _phase_since >= uint64_t(limit_s) * 1000) {
+    _session.timeout();
+    flush();
+  }
+}
+
+void link::on_data(net::chunk* c, size_t len) {
+  if (!_tls) {
+    _session.feed(std::string_view(reinterpret_cast<const char*>(c->data), len));
+    _pool.release(c);
+  } else {
+    _tls->feed(std::span<const std::byte>(c->data, len));  // lent to the next call only
+    bool released = false;
+    if (_handshaking) {
+      int rc = _tls->handshake();
+      _pool.release(c);
+      released = true;
+      if (rc < 0) {
+        ++_ag.counters().tls_failures;
+        _info.reason = _tls->failure_reason();
+        _session.tls_failed(_tls->failure_reason());
+        flush();
+        return;
+      }
+      if (rc == 0) {
+        flush();
+        return;
+      }
+      _handshaking = false;
+      _info.tls = true;
+      _info.tls_version = std::string(_tls->version());
+      _info.cipher = std::string(_tls->cipher());
+      _info.cipher_bits = unsigned(_tls->cipher_bits());
+      _info.cert_checked = true;
+      _info.cert_ok = _tls->verdict() == tls::cert_verdict::verified;
+      if (!_info.cert_ok) _info.cert_reason = tls::to_string(_tls->verdict());
+      outbound::tls_outcome o;
+      o.version = _info.tls_version;
+      o.cipher = _info.cipher;
+      o.cipher_bits = _info.cipher_bits;
+      o.cert = _info.cert_ok ? outbound::cert_verdict::verified : outbound::cert_verdict::invalid;
+      o.cert_reason = _info.cert_reason;
+      _session.tls_done(o);
+    }
+    net::chunk* pc = _pool.get();
+    for (;;) {
+      int n = _tls->read(std::span<std::byte>(pc->data, _pool.chunk_size()));
+      if (!released) {
+        _pool.release(c);
+        released = true;
+      }
+      if (n <= 0) {
+        if (n < 0 && n != tls::session::want_input) _session.connection_lost();
+        break;
+      }
+      _session.feed(std::string_view(reinterpret_cast<const char*>(pc->data), size_t(n)));
+      if (closing()) break;
+    }
+    _pool.release(pc);
+    if (!released) _pool.release(c);
+  }
+  _br.refill();
+  flush();
+}
+
+void link::on_eof(int) {
+  _session.connection_lost();
+  stream::close();
+}
+
+void link::prepare_wire(std::string& out, std::string& wire) {
+  wire.swap(out);
+  if (!_tls) return;
+  if (!_handshaking && !_tls_plain.empty()) {
+    _tls->write(std::span<const std::byte>(reinterpret_cast<const std::byte*>(_tls_plain.data()),
+                                           _tls_plain.size()));
+    _tls_plain.clear();
+  }
+  auto p = _tls->pending_output();
+  wire.append(reinterpret_cast<const char*>(p.data()), p.size());
+  _tls->consume_output(p.size());
+}
+
+void link::send(std::string_view bytes) {
+  if (_tls) _tls_plain.append(bytes);
+  else queue(bytes);
+}
+
+void link::send_body(std::span<const iovec> iov) {
+  if (_tls) {
+    // Commands first (they precede the body), then each piece straight into wolfSSL.
+    if (!_tls_plain.empty()) {
+      _tls->write(std::span<const std::byte>(reinterpret_cast<const std::byte*>(_tls_plain.data()),
+                                             _tls_plain.size()));
+      _tls_plain.clear();
+    }
+    for (const iovec& v : iov)
+      _tls->write(std::span<const std::byte>(static_cast<const std::byte*>(v.iov_base), v.iov_len));
+  } else {
+    for (const iovec& v : iov) queue(std::string_view(static_cast<const char*>(v.iov_base), v.iov_len));
+  }
+  flush();
+}
+
+void link::start_tls() {
+  auto s = tls::session::connect(*_ag.tls_client(), _t.host, &_ag.tls_cache());
+  if (!s) {
+    _session.tls_failed("handshake-failed");
+    return;
+  }
+  _tls = std::make_unique<tls::session>(std::move(s.value()));
+  _handshaking = true;
+  int rc = _tls->handshake();  // queues the ClientHello
+  if (rc < 0) {
+    _info.reason = _tls->failure_reason();
+    _session.tls_failed(_tls->failure_reason());
+  }
+  flush();
+}
+
+void link::transaction_done(const outbound::txn_result& r) {
+  queue::job* j = _job;
+  _job = nullptr;
+  if (!j) return;
+  std::vector<queue::rcpt_result> res(j->rcpts.size());
+  for (size_t i = 0; i < res.size() && i < r.rcpts.size(); ++i) {
+    const auto& x = r.rcpts[i];
+    auto& y = res[i];
+    y.outcome = x.status == outbound::rcpt_status::delivered ? queue::rcpt_outcome::delivered
+              : x.status == outbound::rcpt_status::bounced   ? queue::rcpt_outcome::bounced
+                                                             : queue::rcpt_outcome::deferred;
+    y.reply = reply_line(x.code, x.text);
+    y.mx = _t.host;
+    y.status = enhanced_or(x.enhanced, x.code ? x.code : 400);
+    if (x.code == 0) y.reason = x.where == outbound::stage::connection ? "connection-lost" : "local";
+  }
+  if (r.delivered) {
+    if (_info.tls) {
+      ++_ag.counters().tls_deliveries;
+      if (_info.tls_version == "TLSv1.3") ++_ag.counters().tls13;
+      else if (_info.tls_version == "TLSv1.2") ++_ag.counters().tls12;
+      else ++_ag.counters().tls_other;
+    } else {
+      ++_ag.counters().plain_deliveries;
+    }
+  }
+  _ag.audit_job(*j, res, _info);
+  _ag.sched().finish(j, res);
+}
+
+void link::idle() {
+  _reached_idle = true;
+  next_job();
+}
+
+void link::next_job() {
+  if (closing() || _job || _loading) return;
+  if (_session.transactions() >= std::max(1u, _ag.cfg().outbound.messages_per_conn) ||
+      _ag.shard().now_ms() == 0) {
+    _session.quit();
+    return;
+  }
+  queue::job* j = _ag.sched().take(_d);
+  if (!j) {
+    _parked = true;
+    _park_since = _ag.shard().now_ms();
+    _ag.sched().park(_d, this);
+    return;
+  }
+  _job = j;
+  if (!j->body.empty() || j->length == 0) {
+    send_job();
+    return;
+  }
+  _loading = true;
+  hold();
+  _ag.load(j, [this](bool ok) {
+    _loading = false;
+    if (!ok) {
+      std::vector<queue::rcpt_result> res(_job->rcpts.size());
+      for (auto& r : res) {
+        r.outcome = queue::rcpt_outcome::deferred;
+        r.reason = "spool-read-failed";
+        r.reply = "local error: cannot read the message from the spool";
+      }
+      queue::job* j2 = _job;
+      _job = nullptr;
+      _ag.sched().finish(j2, res);
+      if (!closing()) _session.quit();
+    } else if (closing()) {
+      queue::job* j2 = _job;
+      _job = nullptr;
+      _ag.sched().give_back(j2);
+    } else {
+      send_job();
+    }
+    flush();
+    unhold();
+  });
+}
+
+void link::send_job() {
+  queue::job* j = _job;
+  if (j->msg_id.empty()) {
+    // Message-ID for the audit, from the header section only.
+    std::string_view m = j->body;
+    size_t hend = m.find("\r\n\r\n");
+    std::string_view h = m.substr(0, hend == std::string_view::npos ? m.size() : hend);
+    for (size_t pos = 0; pos < h.size();) {
+      size_t eol = h.find("\r\n", pos);
+      std::string_view line = h.substr(pos, eol == std::string_view::npos ? h.size() - pos : eol - pos);
+      if (line.size() > 11 && strncasecmp(line.data(), "Message-ID:", 11) == 0) {
+        std::string_view v = line.substr(11);
+        while (!v.empty() && (v.front() == ' ' || v.front() == '<')) v.remove_prefix(1);
+        while (!v.empty() && (v.back() == ' ' || v.back() == '>')) v.remove_suffix(1);
+        j->msg_id = std::string(v);
+        break;
+      }
+      if (eol == std::string_view::npos) break;
+      pos = eol + 2;
+    }
+  }
+  _rcpts.clear();
+  for (const auto& r : j->rcpts) _rcpts.push_back(r.address);
+  _body = iovec{j->body.data(), j->body.size()};
+  outbound::message msg;
+  msg.mail_from = j->mail_from;
+  msg.rcpts = _rcpts;
+  msg.body = std::span<const iovec>(&_body, 1);
+  msg.eight_bit = j->body_8bitmime;
+  if (!_session.send_message(msg)) {
+    _job = nullptr;
+    _ag.sched().give_back(j);
+    _session.quit();
+  }
+}
+
+void link::wake() {
+  _parked = false;
+  next_job();
+  flush();
+}
+
+void link::closed(const outbound::close_info& info) {
+  close_kind = info.kind;
+  close_reason = std::string(info.reason);
+  close_reply = info.code ? reply_line(info.code, info.text) : std::string();
+  if (_parked) {
+    _ag.sched().unpark(_d, this);
+    _parked = false;
+  }
+  if (_job && !_loading) {
+    // Not attempted (the session never took it): back to the queue untouched.
+    queue::job* j = _job;
+    _job = nullptr;
+    _ag.sched().give_back(j);
+  }
+  stream::close();
+}
+
+outbound::decision<outbound::ehlo_action> link::on_ehlo(bool offered) {
+  if (offered && _try_tls && _ag.tls_client()) return {outbound::ehlo_action::starttls};
+  return {outbound::ehlo_action::proceed_plain};
+}
+
+outbound::decision<outbound::refused_action> link::on_starttls_refused(const smtp::reply&) {
+  _info.reason = "starttls-refused";
+  return {outbound::refused_action::proceed_plain};
+}
+
+outbound::decision<outbound::tls_action> link::on_tls(const outbound::tls_outcome&) {
+  return {outbound::tls_action::proceed};
+}
+
+void link::on_closed() {
+  _ag.remove(this);
+  attempt& at = _at;
+  at.on_link_closed(*this);
+  delete this;
+}
+
+// ------------------------------------------------------------------------- attempt
+
+attempt::attempt(agent& ag, queue::domain_state& d) : _ag(ag), _d(d) {
+  _connect.self = this;
+  _port = uint16_t(ag.cfg().outbound.smtp_port);
+}
+
+attempt::~attempt() = default;
+
+void attempt::start() {
+  if (const auto* r = find_route(_ag.cfg(), _d.name)) plan_route(*r);
+  else plan_mx();
+}
+
+void attempt::plan_route(const config::route_entry& r) {
+  const std::string& hop = r.next_hop;
+  socklen_t len = 0;
+  if (!hop.empty() && hop[0] == '[') {
+    // "[ip]:port": no DNS at all.
+    auto close = hop.find(']');
+    std::string ip = hop.substr(1, close - 1);
+    std::string ep = (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + hop.substr(close + 1);
+    auto ss = parse_endpoint(ep, &len);
+    if (!ss) {
+      give_up("route-invalid", "bad next_hop " + hop, false);
+      return;
+    }
+    target t;
+    t.host = ip;
+    t.ip = ip;
+    t.addr = *ss;
+    t.addr_len = len;
+    _targets.push_back(t);
+    connect_next();
+    return;
+  }
+  auto colon = hop.rfind(':');
+  _hosts.push_back(hop.substr(0, colon));
+  _port = uint16_t(std::stoi(hop.substr(colon + 1)));
+  resolve_next_host();
+}
+
+void attempt::plan_mx() {
+  ++_pending_async;
+  _ag.resolver().lookup_mx(_d.name, [this](const dns::mx_result& r) {
+    --_pending_async;
+    switch (r.status) {
+      case dns::status::ok:
+        for (const auto& h : r.hosts) _hosts.push_back(h.name);
+        resolve_next_host();
+        return;
+      case dns::status::null_mx:
+        give_up("null-mx", "domain " + _d.name + " accepts no mail (null MX, RFC 7505)", true, "5.1.10");
+        return;
+      case dns::status::nxdomain:
+        give_up("nxdomain", "domain " + _d.name + " does not exist", true, "5.1.2");
+        return;
+      default:
+        give_up("dns-temp-fail", "temporary DNS failure looking up MX for " + _d.name, false);
+        return;
+    }
+  });
+}
+
+void attempt::resolve_next_host() {
+  if (_next_host >= _hosts.size()) {
+    give_up(_last_reason, _last_reply, false);
+    return;
+  }
+  std::string host = _hosts[_next_host++];
+  ++_pending_async;
+  _ag.resolver().lookup_addrs(host, [this, host](const dns::addr_result& r) {
+    --_pending_async;
+    if (r.status == dns::status::ok) {
+      for (const auto& a : r.addrs) {
+        target t;
+        t.host = host;
+        t.addr = a;
+        auto port = htons(_port);
+        if (a.ss_family == AF_INET) {
+          reinterpret_cast<sockaddr_in*>(&t.addr)->sin_port = port;
+          t.addr_len = sizeof(sockaddr_in);
+        } else {
+          reinterpret_cast<sockaddr_in6*>(&t.addr)->sin6_port = port;
+          t.addr_len = sizeof(sockaddr_in6);
+        }
+        t.ip = address_to_string(reinterpret_cast<const sockaddr*>(&t.addr));
+        _targets.push_back(t);
+      }
+    } else {
+      _last_reason = "mx-address-lookup-failed";
+      _last_reply = "no address for " + host + " (" + dns::to_string(r.status) + ")";
+    }
+    connect_next();
+  });
+}
+
+void attempt::connect_next() {
+  if (_no_tls_retry_pending) {
+    _no_tls_retry_pending = false;
+    --_next_target;  // the same address again, this time without STARTTLS
+  } else if (_next_target >= _targets.size()) {
+    resolve_next_host();
+    return;
+  }
+  const target& t = _targets[_next_target++];
+  int fd = ::socket(t.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    _last_reason = "connect-failed";
+    connect_next();
+    return;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // no Nagle stall on small writes
+  _connect.fd = fd;
+  _connecting = true;
+  _connect_since = _ag.shard().now_ms();
+  io_uring_prep_connect(_ag.shard().sqe(&_connect), fd, reinterpret_cast<const sockaddr*>(&t.addr),
+                        t.addr_len);
+}
+
+void attempt::on_connected(int fd, int res) {
+  _connecting = false;
+  const target& t = _targets[_next_target - 1];
+  if (res < 0) {
+    ::close(fd);
+    ++_ag.counters().connect_failures;
+    _last_reason = "connect-failed";
+    _last_reply = "connect to " + t.host + "[" + t.ip + "]:" + std::to_string(_port) + ": " +
+                  strerror(-res);
+    _last_mx = t.host;
+    SR_DEBUG("%s: %s", _d.name.c_str(), _last_reply.c_str());
+    connect_next();
+    return;
+  }
+  auto* l = new link(_ag, *this, _d, fd, t, !_tried_plain_for(t));
+  l->begin();
+}
+
+bool attempt::_tried_plain_for(const target& t) const { return _plain_retry_host == t.host + "|" + t.ip; }
+
+void attempt::on_link_closed(link& l) {
+  if (l.reached_idle()) {
+    finish();
+    return;
+  }
+  _last_reason = l.close_reason.empty() ? "connection-lost" : l.close_reason;
+  _last_reply = l.close_reply;
+  _last_mx = _targets[_next_target - 1].host;
+  const target& t = _targets[_next_target - 1];
+  if (l.close_kind == outbound::close_kind::tls_failed && !_tried_plain_for(t)) {
+    // Opportunistic: one plaintext retry on a new connection to the same address.
+    _plain_retry_host = t.host + "|" + t.ip;
+    _no_tls_retry_pending = true;
+  }
+  connect_next();
+}
+
+void attempt::check_deadline(uint64_t now) {
+  if (_connecting && now - _connect_since >= uint64_t(_ag.cfg().outbound.connect_timeout.count())) {
+    _connecting = false;
+    io_uring_sqe* s = _ag.shard().sqe();
+    io_uring_prep_cancel(s, &_connect, 0);
+    io_uring_sqe_set_data64(s, core::ignore_cqe);
+  }
+}
+
+void attempt::give_up(const std::string& reason, const std::string& reply, bool permanent,
+                      const std::string& status) {
+  // Every ready job of the domain shares this destination's fate for now.
+  std::vector<queue::job*> jobs;
+  while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
+  link_info li;
+  li.reason = reason;
+  for (queue::job* j : jobs) {
+    std::vector<queue::rcpt_result> res(j->rcpts.size());
+    for (auto& r : res) {
+      r.outcome = permanent ? queue::rcpt_outcome::bounced : queue::rcpt_outcome::deferred;
+      r.reason = reason;
+      r.reply = reply;
+      r.mx = _last_mx;
+      r.status = !status.empty() ? status : permanent ? "5.4.4" : "4.4.1";
+    }
+    _ag.audit_job(*j, res, li);
+    _ag.sched().finish(j, res);
+  }
+  finish();
+}
+
+void attempt::finish() {
+  if (_done) return;
+  _done = true;
+  _ag.remove(this);
+  queue::domain_state& d = _d;
+  agent& ag = _ag;
+  delete this;
+  ag.sched().connection_closed(d);
+}
+
+}  // namespace sr::delivery

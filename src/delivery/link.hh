@@ -1,0 +1,137 @@
+// One outbound connection to one host: a net::stream carrying an outbound::session,
+// with wolfSSL in between after STARTTLS. It asks the scheduler for jobs while idle
+// (connection reuse) and parks briefly when there are none.
+#pragma once
+#include <sys/uio.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "delivery/agent.hh"
+#include "net/stream.hh"
+#include "outbound/session.hh"
+#include "outbound/tls_decider.hh"
+
+namespace sr::tls {
+class session;
+}
+
+namespace sr::delivery {
+
+// The address of one host to try.
+struct target {
+  std::string host;           // MX (or route) host name; the IP text for "[ip]:port" routes
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  std::string ip;
+};
+
+class link final : public net::stream, outbound::events, outbound::tls_decider, queue::idle_waiter {
+ public:
+  link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target& t, bool try_tls);
+  ~link() override;
+  // The TCP connection is up: start reading the greeting.
+  void begin();
+  // Check the phase timer against now; time the session out when it has passed.
+  void check_deadline(uint64_t now_ms);
+  // Did the session get as far as being ready for mail?
+  bool reached_idle() const { return _reached_idle; }
+
+ private:
+  // net::stream
+  void on_data(net::chunk* c, size_t len) override;
+  void on_eof(int err) override;
+  void on_closed() override;
+  void prepare_wire(std::string& out, std::string& wire) override;
+  // outbound::events
+  void send(std::string_view bytes) override;
+  void send_body(std::span<const iovec> iov) override;
+  void start_tls() override;
+  void transaction_done(const outbound::txn_result& r) override;
+  void idle() override;
+  void closed(const outbound::close_info& info) override;
+  // outbound::tls_decider (opportunistic, Postfix "may"; the policy engine replaces it)
+  outbound::decision<outbound::ehlo_action> on_ehlo(bool starttls_offered) override;
+  outbound::decision<outbound::refused_action> on_starttls_refused(const smtp::reply&) override;
+  outbound::decision<outbound::tls_action> on_tls(const outbound::tls_outcome&) override;
+  // queue::idle_waiter
+  void wake() override;
+
+  void next_job();
+  void send_job();
+  void phase_started();
+
+  agent& _ag;
+  attempt& _at;
+  queue::domain_state& _d;
+  target _t;
+  bool _try_tls;
+  outbound::session _session;
+  std::unique_ptr<tls::session> _tls;
+  bool _handshaking = false;
+  std::string _tls_plain;           // plaintext to encrypt once the handshake is done
+  link_info _info;
+  queue::job* _job = nullptr;       // the job of the current transaction
+  std::vector<std::string_view> _rcpts;
+  iovec _body{};
+  bool _parked = false;
+  bool _reached_idle = false;
+  bool _loading = false;
+  uint64_t _phase_since = 0;
+  uint64_t _park_since = 0;
+  outbound::phase _last_phase = outbound::phase::greeting;
+ public:
+  outbound::close_kind close_kind = outbound::close_kind::quit;
+  std::string close_reason;         // audit token of the end
+  std::string close_reply;          // the remote reply behind it, if any
+};
+
+// The host walk for one connection slot of a domain.
+class attempt {
+ public:
+  attempt(agent& ag, queue::domain_state& d);
+  ~attempt();
+  void start();
+  // A link ended; decide whether to try the next host.
+  void on_link_closed(link& l);
+  void check_deadline(uint64_t now_ms);
+
+ private:
+  void plan_route(const config::route_entry& r);
+  void plan_mx();
+  void resolve_next_host();
+  void connect_next();
+  void on_connected(int fd, int res);
+  void give_up(const std::string& reason, const std::string& reply, bool permanent,
+               const std::string& status = {});
+  bool _tried_plain_for(const target& t) const;
+  void finish();
+
+  struct connect_op final : core::completion {
+    attempt* self = nullptr;
+    int fd = -1;
+    void on_complete(int res, unsigned) override { self->on_connected(fd, res); }
+  };
+
+  agent& _ag;
+  queue::domain_state& _d;
+  std::vector<std::string> _hosts;   // in order (MX preference, or the route's host)
+  uint16_t _port = 25;
+  size_t _next_host = 0;
+  std::vector<target> _targets;      // resolved addresses of hosts so far
+  size_t _next_target = 0;
+  bool _no_tls_retry_pending = false;  // opportunistic: handshake failed, retry plain once
+  std::string _plain_retry_host;       // "host|ip" already retried without STARTTLS
+  connect_op _connect;
+  bool _connecting = false;
+  uint64_t _connect_since = 0;
+  std::string _last_reason = "connect-failed";
+  std::string _last_reply;
+  std::string _last_mx;
+  bool _done = false;
+  bool _null_mx = false;
+  unsigned _pending_async = 0;       // DNS lookups in flight
+};
+
+}  // namespace sr::delivery
