@@ -84,7 +84,8 @@ class resolver {
  public:
   resolver(core::shard& sh, resolver_options opt);
   // Lookups still in flight are dropped (their callbacks never run). Destroy the
-  // resolver before its shard.
+  // resolver before its shard; a server's armed receive (and its 64 KiB buffer) is
+  // freed by its cancelled CQE, so it stays allocated if the shard never runs again.
   ~resolver();
   resolver(const resolver&) = delete;
   resolver& operator=(const resolver&) = delete;
