@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 
+#include "admin/metrics.hh"
+#include "admin/server.hh"
 #include "audit/writer.hh"
 #include "config/config.hh"
 #include "server/runtime.hh"
@@ -156,6 +158,13 @@ int main(int argc, char** argv) {
     audit_log = std::move(f.value());
     st.audit_fd = audit_log.fd();
   }
+  // Metrics: every family registered now, published by the shards, served by the
+  // admin thread (/metrics, /healthz) when admin.listen is set.
+  sr::admin::registry registry(st.shards);
+  sr::admin::relay_metrics metrics(registry);
+  st.metrics = &metrics;
+  std::unique_ptr<sr::admin::server> admin;
+  std::atomic<bool> running{false};
   std::atomic<uint64_t> recovered{0};
   sr::server::runtime_hooks hooks;
   hooks.make_store = [&](sr::core::shard& sh) -> std::unique_ptr<sr::server::message_store> {
@@ -175,6 +184,18 @@ int main(int argc, char** argv) {
     return store;
   };
   hooks.on_ready = [&] {
+    running = true;
+    if (!cfg.admin.listen.empty()) {
+      sr::admin::server::options ao;
+      ao.listen = cfg.admin.listen;
+      ao.metrics = &registry;
+      ao.healthy = [&] { return running.load() && !st.draining.load(); };
+      admin = std::make_unique<sr::admin::server>(ao);
+      if (auto s = admin->start(); !s) {
+        SR_ERROR("admin.listen %s: %s", cfg.admin.listen.c_str(), s.err().c_str());
+        admin.reset();
+      }
+    }
     std::string where;
     for (const auto& l : cfg.listen) {
       if (!where.empty()) where += ", ";
@@ -184,5 +205,7 @@ int main(int argc, char** argv) {
             cfg.server.shards ? cfg.server.shards : sr::core::online_cpus(),
             (unsigned long long)recovered.load(), where.c_str());
   };
-  return sr::server::run(cfg, st, hooks);
+  int rc = sr::server::run(cfg, st, hooks);
+  if (admin) admin->stop();
+  return rc;
 }

@@ -13,6 +13,18 @@
 
 namespace sr::net {
 
+status probe_address_free(const sockaddr_storage& addr, socklen_t len) {
+  int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return error{std::string("socket: ") + strerror(errno)};
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);  // TIME_WAIT is no conflict
+  int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), len);
+  int e = errno;
+  ::close(fd);
+  if (rc < 0) return error{std::string("bind: ") + strerror(e)};
+  return {};
+}
+
 result<int> open_listen_socket(const sockaddr_storage& addr, socklen_t len, int backlog) {
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return error{std::string("socket: ") + strerror(errno)};

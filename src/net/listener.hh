@@ -10,6 +10,9 @@
 
 namespace sr::net {
 
+// Fail when another socket already listens on `addr` (a bind without SO_REUSEPORT
+// collides with any listener, so a second daemon cannot silently share our port).
+status probe_address_free(const sockaddr_storage& addr, socklen_t len);
 // Open a non-blocking TCP listening socket on `addr` with SO_REUSEPORT.
 result<int> open_listen_socket(const sockaddr_storage& addr, socklen_t len, int backlog = 4096);
 

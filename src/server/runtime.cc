@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/mailbox.hh"
+#include "net/listener.hh"
 #include "util/log.hh"
 
 namespace sr::server {
@@ -74,6 +75,11 @@ int run(const config::config& cfg, shared_state& st, const runtime_hooks& hooks)
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  for (const auto& l : cfg.listen)
+    if (status s = net::probe_address_free(l.addr, l.addr_len); !s) {
+      SR_ERROR("listen %s: %s (is another instance running?)", l.address.c_str(), s.err().c_str());
+      return 1;
+    }
   unsigned ncpu = core::online_cpus();
   unsigned n = st.shards;
   core::mailboxes mail(n);

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "admin/metrics.hh"
 #include "audit/writer.hh"
 #include "core/mailbox.hh"
 #include "delivery/agent.hh"
@@ -153,6 +154,7 @@ void shard_server::on_connection_closed(connection* c) {
 
 void shard_server::on_tick() {
   uint64_t now = _shard.now_ms();
+  if (_st.metrics) publish_metrics();
   _ring->refill();
   for (connection* c = _conns; c;) {
     connection* next = c->next;  // c may close (not free) during the check
@@ -195,7 +197,11 @@ status shard_server::start_delivery() {
   ro.servers = cfg.dns.resolvers;
   _resolver = std::make_unique<dns::resolver>(_shard, ro);
   if (status s = _resolver->start(); !s) return error{"dns: " + s.err()};
-  if (_st.audit_fd >= 0) _audit = std::make_unique<audit::writer>(_shard, _st.audit_fd);
+  if (_st.audit_fd >= 0) {
+    audit::writer::options ao;
+    if (_st.metrics) ao.dropped_cell = &_st.metrics->audit_dropped.cell(_shard.index());
+    _audit = std::make_unique<audit::writer>(_shard, _st.audit_fd, ao);
+  }
 
   unsigned me = _shard.index();
   queue::home_link link;
@@ -288,6 +294,37 @@ void shard_server::send_job(queue::job* j) {
   if (!sent) {
     // The ring to that shard is full: try again after this batch of completions.
     _shard.post([this, j] { send_job(j); });
+  }
+}
+
+// Each shard copies its own counters into its cells of the registry (one writer per
+// cell, relaxed stores): the admin thread never reads shard-owned state.
+void shard_server::publish_metrics() {
+  auto& m = *_st.metrics;
+  unsigned me = _shard.index();
+  m.connections_inbound.set(me, int64_t(_conn_count));
+  if (me == 0) m.messages_accepted.cell(0).store(_st.stats.messages_accepted.load(std::memory_order_relaxed),
+                                               std::memory_order_relaxed);
+  if (_sched) {
+    const auto& q = _sched->stats();
+    m.messages_delivered.cell(me).store(q.delivered, std::memory_order_relaxed);
+    m.messages_deferred.cell(me).store(q.deferred, std::memory_order_relaxed);
+    m.messages_bounced.cell(me).store(q.bounced, std::memory_order_relaxed);
+    m.queue_depth.set(me, int64_t(_sched->depth()));
+  }
+  if (_agent) {
+    const auto& c = _agent->counters();
+    m.connections_outbound.set(me, int64_t(_agent->open_links()));
+    m.deliveries("").cell(me).store(c.plain_deliveries, std::memory_order_relaxed);
+    m.deliveries("TLSv1.3").cell(me).store(c.tls13, std::memory_order_relaxed);
+    m.deliveries("TLSv1.2").cell(me).store(c.tls12, std::memory_order_relaxed);
+    m.deliveries("other").cell(me).store(c.tls_other, std::memory_order_relaxed);
+    m.tls_failure("handshake-failed").cell(me).store(c.tls_failures, std::memory_order_relaxed);
+  }
+  if (_resolver) {
+    auto r = _resolver->stats();
+    m.dns_cache_hits.cell(me).store(r.cache_hits, std::memory_order_relaxed);
+    m.dns_cache_misses.cell(me).store(r.cache_misses, std::memory_order_relaxed);
   }
 }
 

@@ -34,6 +34,9 @@ class agent;
 namespace sr::audit {
 class writer;
 }
+namespace sr::admin {
+struct relay_metrics;
+}
 namespace sr::spool {
 struct message_meta;
 struct message_location;
@@ -69,6 +72,7 @@ struct shared_state {
   core::mailboxes* mail = nullptr;
   std::vector<std::atomic<shard_server*>> servers;
   int audit_fd = -1;
+  admin::relay_metrics* metrics = nullptr;  // published by each shard on its tick
   std::atomic<bool> draining{false};
   std::atomic<uint32_t> connections{0};
   // Per-client-IP connection counts, by hash of the address (collisions only make
@@ -118,6 +122,7 @@ class shard_server {
   void send_job(queue::job* j);
   void on_accept(listener_info& li, int fd);
   void on_tick();
+  void publish_metrics();
   void after_batch();
 
   core::shard& _shard;
