@@ -3,7 +3,9 @@
 // a given size (optionally over STARTTLS or implicit TLS, optionally pipelined);
 // prints msgs/s and DATA-end -> 250 latency percentiles. --hold keeps sessions open
 // and idle (after STARTTLS and EHLO) for memory measurements. Loops are bounded by
-// count and by --time-limit.
+// count and by --time-limit. Each message starts with `X-Blast-Ts: <CLOCK_MONOTONIC ns>`
+// (sent as its own small piece before the shared body) so sealrelay-sink --latency
+// can measure send -> delivered through a relay on the same machine.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -45,6 +47,7 @@ struct options {
   bool pipelining = false;
   std::string from = "blast@sender.test";
   std::string to_domain = "rcpt.test";
+  unsigned domains = 0;          // > 0: recipients spread over d0.test .. d<K-1>.test
   std::string ehlo = "blast.test";
   unsigned shards = 1;
   double time_limit_s = 300;
@@ -381,8 +384,15 @@ void client::send_txn() {
   _txn_failed = false;
   _cmds.clear();
   _cmds.push_back("MAIL FROM:<" + o.from + ">\r\n");
-  for (unsigned r = 0; r < o.rcpts; ++r)
-    _cmds.push_back("RCPT TO:<u" + std::to_string(_id) + "r" + std::to_string(r) + "@" + o.to_domain + ">\r\n");
+  for (unsigned r = 0; r < o.rcpts; ++r) {
+    // Consecutive messages of one connection rotate through the domains, so every
+    // domain sees load from every connection (a relay queues per domain).
+    char rcpt[320];
+    int n = o.domains ? std::snprintf(rcpt, sizeof rcpt, "RCPT TO:<u%ur%u@d%u.test>\r\n", _id, r,
+                                      (_id + _sent * o.rcpts + r) % o.domains)
+                      : std::snprintf(rcpt, sizeof rcpt, "RCPT TO:<u%ur%u@%s>\r\n", _id, r, o.to_domain.c_str());
+    _cmds.emplace_back(rcpt, size_t(std::min(n, int(sizeof rcpt) - 1)));
+  }
   _cmds.push_back("DATA\r\n");
   _expect = o.rcpts + 2;
   _phase = phase::txn;
@@ -452,8 +462,15 @@ void client::on_reply(const sr::smtp::reply& r) {
         _expect = 0;
         return finish_ok();
       }
-      send_line(_bs.message);
       _t_dot_ns = mono_ns();
+      {
+        // The per-message timestamp goes out as its own piece; the body is the
+        // shared prebuilt message.
+        char ts[48];
+        int n = std::snprintf(ts, sizeof ts, "X-Blast-Ts: %" PRIu64 "\r\n", _t_dot_ns);
+        send_line(std::string_view(ts, size_t(n)));
+      }
+      send_line(_bs.message);
       _phase = phase::body;
       return;
     case phase::body:
@@ -526,6 +543,7 @@ int usage() {
       "  --time-limit SECONDS  stop after this long (300)\n"
       "  --rate N              offered load: N messages/s in all (default: as fast as possible)\n"
       "  --from ADDR --to-domain DOMAIN --ehlo NAME\n"
+      "  --domains K           spread recipients over d0.test .. d<K-1>.test\n"
       "  --json                print the result as one JSON object\n"
       "  --quiet               no progress bar\n",
       stderr);
@@ -559,6 +577,7 @@ int main(int argc, char** argv) {
     else if (a == "--rate") o.rate = std::atof(next());
     else if (a == "--from") o.from = next();
     else if (a == "--to-domain") o.to_domain = next();
+    else if (a == "--domains") o.domains = unsigned(std::atoi(next()));
     else if (a == "--ehlo") o.ehlo = next();
     else if (a == "--json") o.json = true;
     else if (a == "--quiet") o.quiet = true;
@@ -647,9 +666,9 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"sent\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"sessions_failed\":%" PRIu64
         ",\"seconds\":%.3f,\"msgs_per_s\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
-        "\"p999_ms\":%.3f,\"max_ms\":%.3f}\n",
+        "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"t0_ns\":%" PRIu64 ",\"last_250_ns\":%" PRIu64 "}\n",
         sent, uint64_t(tot.failed), uint64_t(tot.sessions_failed), elapsed, rate, pct(50), pct(90),
-        pct(99), pct(99.9), lat.empty() ? 0.0 : lat.back() / 1000.0);
+        pct(99), pct(99.9), lat.empty() ? 0.0 : lat.back() / 1000.0, t0, t_end);
   } else {
     std::printf("sent %" PRIu64 " messages (%" PRIu64 " failed, %" PRIu64
                 " sessions failed) in %.2fs: %.0f msgs/s\n",

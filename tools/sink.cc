@@ -1,13 +1,19 @@
 // sealrelay-sink: an SMTP receiver on the relay's engine that accepts, counts and
 // discards every message (STARTTLS and implicit TLS included). For tests and
 // benchmarks; prints counts every second on a terminal and totals on exit.
+// --latency: measures send -> delivered from sealrelay-blast's X-Blast-Ts header and
+// prints p50/p99 on exit (SIGTERM); --progress prints the count every second for scripts.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "server/runtime.hh"
 #include "server/sink_store.hh"
@@ -18,7 +24,11 @@ namespace {
 int usage() {
   std::fputs(
       "usage: sealrelay-sink --listen IP:PORT [--listen ...] [--tls none|starttls|implicit]\n"
-      "                      [--cert FILE --key FILE] [--shards N] [--hostname NAME] [--quiet]\n",
+      "                      [--cert FILE --key FILE] [--shards N] [--hostname NAME] [--quiet]\n"
+      "                      [--latency] [--json] [--progress]\n"
+      "  --latency   record arrival - X-Blast-Ts (sealrelay-blast's send time); p50/p99 on exit\n"
+      "  --json      also print the totals as one JSON line on exit\n"
+      "  --progress  print 'progress MESSAGES' on stdout every second\n",
       stderr);
   return 2;
 }
@@ -36,7 +46,7 @@ int main(int argc, char** argv) {
   cfg.limits.max_recipients = 100000;
   std::vector<std::string> listens;
   sr::config::listen_tls tls = sr::config::listen_tls::starttls;
-  bool quiet = false;
+  bool quiet = false, latency = false, json = false, progress = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -55,6 +65,9 @@ int main(int argc, char** argv) {
     else if (a == "--shards") cfg.server.shards = unsigned(std::atoi(next().c_str()));
     else if (a == "--hostname") cfg.server.hostname = next();
     else if (a == "--quiet") quiet = true;
+    else if (a == "--latency") latency = true;
+    else if (a == "--json") json = true;
+    else if (a == "--progress") progress = true;
     else return usage();
   }
   if (listens.empty()) return usage();
@@ -74,8 +87,18 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> messages{0}, bytes{0};
   sr::server::shared_state st(cfg);
   sr::server::runtime_hooks hooks;
+  // One latency log per shard, each written only by its shard; read after run() joins them.
+  std::mutex lat_mu;
+  std::vector<std::unique_ptr<sr::server::sink_latency>> lat_logs;
   hooks.make_store = [&](sr::core::shard& sh) {
-    return std::make_unique<sr::server::sink_store>(sh, messages, bytes);
+    sr::server::sink_latency* log = nullptr;
+    if (latency) {
+      std::lock_guard lk(lat_mu);  // start-up only
+      lat_logs.push_back(std::make_unique<sr::server::sink_latency>());
+      log = lat_logs.back().get();
+      log->us.reserve(1 << 20);
+    }
+    return std::make_unique<sr::server::sink_store>(sh, messages, bytes, log);
   };
   hooks.on_ready = [&] {
     std::printf("sink ready on %s\n", listens[0].c_str());
@@ -84,6 +107,10 @@ int main(int argc, char** argv) {
   bool tty = isatty(2) && !quiet;
   uint64_t last = 0;
   hooks.on_second = [&] {
+    if (progress) {
+      std::printf("progress %" PRIu64 "\n", messages.load());
+      std::fflush(stdout);
+    }
     if (!tty) return;
     uint64_t m = messages.load();
     std::fprintf(stderr, "\rsink: %" PRIu64 " messages (%" PRIu64 "/s), %u connections   ", m, m - last,
@@ -92,5 +119,34 @@ int main(int argc, char** argv) {
   };
   int rc = sr::server::run(cfg, st, hooks);
   std::printf("sink: %" PRIu64 " messages, %" PRIu64 " bytes\n", messages.load(), bytes.load());
+  if (latency) {
+    std::vector<uint32_t> all;
+    uint64_t unstamped = 0, first = 0, last = 0;
+    for (const auto& l : lat_logs) {
+      all.insert(all.end(), l->us.begin(), l->us.end());
+      unstamped += l->unstamped;
+      if (l->first_ns && (!first || l->first_ns < first)) first = l->first_ns;
+      last = std::max(last, l->last_ns);
+    }
+    std::sort(all.begin(), all.end());
+    auto pct = [&](double p) -> double {
+      if (all.empty()) return 0;
+      size_t i = std::min(all.size() - 1, size_t(p / 100.0 * double(all.size())));
+      return all[i] / 1000.0;
+    };
+    double mx = all.empty() ? 0.0 : all.back() / 1000.0;
+    std::printf("sink: send -> delivered latency over %zu stamped messages (%" PRIu64
+                " unstamped): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+                all.size(), unstamped, pct(50), pct(90), pct(99), mx);
+    if (json)
+      std::printf("{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"stamped\":%zu,\"unstamped\":%" PRIu64
+                  ",\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
+                  "\"first_ns\":%" PRIu64 ",\"last_ns\":%" PRIu64 "}\n",
+                  messages.load(), bytes.load(), all.size(), unstamped, pct(50), pct(90), pct(99), mx, first,
+                  last);
+  } else if (json) {
+    std::printf("{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", messages.load(), bytes.load());
+  }
+  std::fflush(stdout);
   return rc;
 }

@@ -32,12 +32,13 @@ inline bool find_blast_ts(std::span<const iovec> data, uint64_t& ts) {
   static constexpr size_t max_scan = 16 * 1024;  // a header section longer than this is not ours
   // `tail` keeps the last bytes of the previous piece so a needle (or the blank line
   // ending the headers) split across pieces is still seen.
-  char join[2 * 64];
-  size_t tail = 0;
+  char join[2 * 64] = {'\n'};  // a line start before the first piece: the header may be first
+  size_t tail = 1;
   size_t scanned = 0;
   for (const auto& v : data) {
     std::string_view piece(static_cast<const char*>(v.iov_base), v.iov_len);
     if (piece.size() > max_scan - scanned) piece = piece.substr(0, max_scan - scanned);
+    if (piece.empty()) continue;
     // Search the seam between the previous piece and this one.
     if (tail) {
       size_t head = std::min(piece.size(), size_t(64));
@@ -58,9 +59,11 @@ inline bool find_blast_ts(std::span<const iovec> data, uint64_t& ts) {
           ts = n;
           return true;
         }
+        if (pos < seam.size()) return false;
+        // The digits run past what we have seen: the next seam still holds the needle.
+      } else if (hdr_end != seam.npos && hdr_end < tail) {
         return false;
       }
-      if (hdr_end != seam.npos && hdr_end < tail) return false;
     }
     size_t hdr_end = piece.find("\r\n\r\n");
     std::string_view hdrs = hdr_end == piece.npos ? piece : piece.substr(0, hdr_end + 2);
@@ -83,8 +86,17 @@ inline bool find_blast_ts(std::span<const iovec> data, uint64_t& ts) {
     if (hdr_end != piece.npos) return false;
     scanned += piece.size();
     if (scanned >= max_scan) return false;
-    tail = std::min(piece.size(), size_t(64));
-    std::memcpy(join, piece.data() + piece.size() - tail, tail);
+    // The new tail is the last 64 bytes of everything so far, which a short piece
+    // alone does not hold: then take them from the seam (old tail + this piece).
+    if (piece.size() >= 64) {
+      tail = 64;
+      std::memcpy(join, piece.data() + piece.size() - 64, 64);
+    } else {
+      size_t seam_len = tail + piece.size();
+      size_t keep = std::min(seam_len, size_t(64));
+      std::memmove(join, join + seam_len - keep, keep);
+      tail = keep;
+    }
   }
   return false;
 }
