@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 #include "delivery/link.hh"
@@ -33,6 +34,7 @@ status agent::start() {
   _tls = std::make_unique<tls::context>(std::move(ctx.value()));
   _tls_cache = std::make_unique<tls::session_cache>(1024);
   _shard.on_tick([this] { on_tick(); });
+  _sched.set_body_loader([this](queue::job* j, std::function<void(bool)> done) { load(j, std::move(done)); });
   return {};
 }
 
@@ -171,10 +173,15 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
         reason = li.reason;
     } else if (li.tls && !li.cert_ok) {
       reason = li.cert_reason;  // delivered over TLS whose certificate did not verify
+    } else if (!li.tls && !li.reason.empty()) {
+      reason = li.reason;       // delivered in the clear: why ("starttls-not-offered", ...)
     }
     if (!rr.reason.empty()) reason = rr.reason;
     if (!reason.empty()) r.reason = reason;
-    if (!rr.reply.empty()) r.smtp_reply = rr.reply;
+    // Only a remote's reply ("421 4.3.2 ..."), never our own wording of a local failure.
+    if (rr.reply.size() >= 3 && std::isdigit((unsigned char)rr.reply[0]) &&
+        std::isdigit((unsigned char)rr.reply[1]) && std::isdigit((unsigned char)rr.reply[2]))
+      r.smtp_reply = rr.reply;
     _audit->append(r);
   }
 }

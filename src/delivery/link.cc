@@ -56,16 +56,21 @@ const config::route_entry* find_route(const config::config& cfg, const std::stri
 
 // ---------------------------------------------------------------------------- link
 
-link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target& t, bool try_tls)
+link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target& t,
+           const link_info* failed_tls)
     : net::stream(ag.shard(), ag.ring(), ag.pool(), fd),
       _ag(ag),
       _at(at),
       _d(d),
       _t(t),
-      _try_tls(try_tls),
+      _try_tls(failed_tls == nullptr),
       _session(outbound::session_params{ag.cfg().server.hostname}, *this, *this) {
   _info.mx = t.host;
   _info.ip = t.ip;
+  if (failed_tls) {
+    _failed_tls = *failed_tls;
+    _info.reason = failed_tls->reason;
+  }
 }
 
 link::~link() = default;
@@ -164,7 +169,16 @@ void link::on_data(net::chunk* c, size_t len) {
 }
 
 void link::on_eof(int) {
-  _session.connection_lost();
+  if (_handshaking) {
+    // A reset or EOF mid-handshake is a failed handshake (opportunistic retries it in
+    // plaintext), not a lost connection.
+    _handshaking = false;
+    ++_ag.counters().tls_failures;
+    _info.reason = "handshake-failed";
+    _session.tls_failed("handshake-failed");
+  } else {
+    _session.connection_lost();
+  }
   stream::close();
 }
 
@@ -243,6 +257,18 @@ void link::transaction_done(const outbound::txn_result& r) {
     } else {
       ++_ag.counters().plain_deliveries;
     }
+  }
+  if (_failed_tls) {
+    // The failed handshake before this plaintext retry was an attempt of its own
+    // (DESIGN.md §5): audit it as deferred, then this transaction as the next attempt.
+    std::vector<queue::rcpt_result> tried(j->rcpts.size());
+    for (auto& t : tried) {
+      t.outcome = queue::rcpt_outcome::deferred;
+      t.reason = _failed_tls->reason;
+      t.mx = _failed_tls->mx;
+    }
+    _ag.audit_job(*j, tried, *_failed_tls);
+    for (auto& rc : j->rcpts) ++rc.attempts;
   }
   _ag.audit_job(*j, res, _info);
   _ag.sched().finish(j, res);
@@ -360,6 +386,8 @@ void link::closed(const outbound::close_info& info) {
 
 outbound::decision<outbound::ehlo_action> link::on_ehlo(bool offered) {
   if (offered && _try_tls && _ag.tls_client()) return {outbound::ehlo_action::starttls};
+  // In the clear: the audit says why (a plaintext retry keeps the handshake's reason).
+  if (!offered && _info.reason.empty()) _info.reason = "starttls-not-offered";
   return {outbound::ehlo_action::proceed_plain};
 }
 
@@ -510,11 +538,12 @@ void attempt::on_connected(int fd, int res) {
     _last_reply = "connect to " + t.host + "[" + t.ip + "]:" + std::to_string(_port) + ": " +
                   strerror(-res);
     _last_mx = t.host;
+    _last_ip = t.ip;
     SR_DEBUG("%s: %s", _d.name.c_str(), _last_reply.c_str());
     connect_next();
     return;
   }
-  auto* l = new link(_ag, *this, _d, fd, t, !_tried_plain_for(t));
+  auto* l = new link(_ag, *this, _d, fd, t, _tried_plain_for(t) ? &_failed_tls : nullptr);
   l->begin();
 }
 
@@ -527,12 +556,17 @@ void attempt::on_link_closed(link& l) {
   }
   _last_reason = l.close_reason.empty() ? "connection-lost" : l.close_reason;
   _last_reply = l.close_reply;
-  _last_mx = _targets[_next_target - 1].host;
   const target& t = _targets[_next_target - 1];
+  _last_mx = t.host;
+  _last_ip = t.ip;
   if (l.close_kind == outbound::close_kind::tls_failed && !_tried_plain_for(t)) {
     // Opportunistic: one plaintext retry on a new connection to the same address.
     _plain_retry_host = t.host + "|" + t.ip;
     _no_tls_retry_pending = true;
+    _failed_tls = link_info{};
+    _failed_tls.mx = t.host;
+    _failed_tls.ip = t.ip;
+    _failed_tls.reason = l.close_reason.empty() ? "handshake-failed" : l.close_reason;
   }
   connect_next();
 }
@@ -553,6 +587,8 @@ void attempt::give_up(const std::string& reason, const std::string& reply, bool 
   while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
   link_info li;
   li.reason = reason;
+  li.mx = _last_mx;  // the last host tried, if any (null MX, NXDOMAIN: none)
+  li.ip = _last_ip;
   for (queue::job* j : jobs) {
     std::vector<queue::rcpt_result> res(j->rcpts.size());
     for (auto& r : res) {

@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,9 @@ struct target {
 
 class link final : public net::stream, outbound::events, outbound::tls_decider, queue::idle_waiter {
  public:
-  link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target& t, bool try_tls);
+  // `failed_tls`: this is the plaintext retry after that failed handshake (null: try STARTTLS).
+  link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target& t,
+       const link_info* failed_tls);
   ~link() override;
   // The TCP connection is up: start reading the greeting.
   void begin();
@@ -72,6 +75,7 @@ class link final : public net::stream, outbound::events, outbound::tls_decider, 
   bool _handshaking = false;
   std::string _tls_plain;           // plaintext to encrypt once the handshake is done
   link_info _info;
+  std::optional<link_info> _failed_tls;  // the handshake this plaintext retry follows
   queue::job* _job = nullptr;       // the job of the current transaction
   std::vector<std::string_view> _rcpts;
   iovec _body{};
@@ -123,12 +127,14 @@ class attempt {
   size_t _next_target = 0;
   bool _no_tls_retry_pending = false;  // opportunistic: handshake failed, retry plain once
   std::string _plain_retry_host;       // "host|ip" already retried without STARTTLS
+  link_info _failed_tls;               // that host's failed handshake (for the audit)
   connect_op _connect;
   bool _connecting = false;
   uint64_t _connect_since = 0;
   std::string _last_reason = "connect-failed";
   std::string _last_reply;
   std::string _last_mx;
+  std::string _last_ip;
   bool _done = false;
   bool _null_mx = false;
   unsigned _pending_async = 0;       // DNS lookups in flight

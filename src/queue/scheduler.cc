@@ -173,13 +173,7 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
     SR_INFO("%s: %zu recipients bounced; no DSN to the null sender", j.queue_id.c_str(), failed.size());
     return;
   }
-  dsn_input in;
-  in.reporting_mta = _cfg.server.hostname;
-  in.queue_id = j.queue_id;
-  in.original_sender = j.mail_from;
-  in.arrival = std::time_t(j.received_ms / 1000);
-  in.now = std::time(nullptr);
-  in.original_message = j.body;
+  std::vector<dsn_recipient> recipients;
   for (size_t i = 0; i < failed.size(); ++i) {
     dsn_recipient r;
     r.address = failed[i]->address;
@@ -187,10 +181,37 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
                                      : why[i].status;
     r.diagnostic = why[i].reply.empty() ? "delivery failed" : why[i].reply;
     r.remote_mta = why[i].mx;
-    in.recipients.push_back(std::move(r));
+    recipients.push_back(std::move(r));
   }
   ++_stats.dsn_sent;
-  if (_link.spool_dsn) _link.spool_dsn(j.home, build_dsn(in), j.mail_from);
+  // Everything the DSN needs is copied: the job may be gone when the bytes arrive.
+  auto send = [this, home = j.home, qid = j.queue_id, from = j.mail_from,
+               arrival = std::time_t(j.received_ms / 1000),
+               recipients = std::move(recipients)](std::string_view original) {
+    dsn_input in;
+    in.reporting_mta = _cfg.server.hostname;
+    in.queue_id = qid;
+    in.original_sender = from;
+    in.arrival = arrival;
+    in.now = std::time(nullptr);
+    in.original_message = original;
+    in.recipients = recipients;
+    if (_link.spool_dsn) _link.spool_dsn(home, build_dsn(in), from);
+  };
+  if (!j.body.empty() || j.length == 0 || !_load) {
+    send(j.body);
+    return;
+  }
+  // The DSN returns the original's headers: read them back from the spool first.
+  auto copy = std::make_shared<job>();
+  copy->queue_id = j.queue_id;
+  copy->home = j.home;
+  copy->segment = j.segment;
+  copy->offset = j.offset;
+  copy->length = j.length;
+  _load(copy.get(), [copy, send = std::move(send)](bool ok) {
+    send(ok ? std::string_view(copy->body) : std::string_view());
+  });
 }
 
 void scheduler::on_tick() {

@@ -74,6 +74,10 @@ class scheduler {
   scheduler(core::shard& sh, const config::config& cfg, home_link link);
   ~scheduler();
   void set_connector(connector* c) { _conn = c; }
+  // How a bounce reads the original message back when the job no longer holds it
+  // (deferred jobs drop their bytes; give-ups never load them): into j->body, then done(ok).
+  using body_loader = std::function<void(job* j, std::function<void(bool ok)> done)>;
+  void set_body_loader(body_loader l) { _load = std::move(l); }
 
   // Accept a job on its owner shard.
   void enqueue(std::unique_ptr<job> j);
@@ -104,6 +108,7 @@ class scheduler {
   const config::config& _cfg;
   home_link _link;
   connector* _conn = nullptr;
+  body_loader _load;
   std::unordered_map<std::string, std::unique_ptr<domain_state>> _domains;
   std::unordered_map<job*, std::unique_ptr<job>> _jobs;
   using timed = std::pair<uint64_t, job*>;

@@ -532,4 +532,48 @@ run_result drill(uint16_t port, std::string_view type, std::string_view name, bo
   return run(a, 10s);
 }
 
+// --------------------------------------------------------------------------- audit
+
+std::vector<audit_line> read_audit(const fs::path& file) {
+  std::vector<audit_line> out;
+  std::string text = slurp(file);
+  size_t pos = 0;
+  for (size_t nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1) {
+    audit_line a;
+    a.raw = text.substr(pos, nl - pos);
+    jvalue v;
+    if (!jparser(a.raw).parse(v) || v.k != jvalue::kind::object) {
+      out.push_back(std::move(a));
+      continue;
+    }
+    auto opt = [&](const char* key) -> std::optional<std::string> {
+      auto* f = field(v, key);
+      if (!f || f->k != jvalue::kind::string) return std::nullopt;
+      return f->s;
+    };
+    a.ts = get_str(v, "ts");
+    a.queue_id = get_str(v, "queue_id");
+    a.kind = get_str(v, "kind");
+    a.from = get_str(v, "from");
+    a.rcpt = get_str(v, "rcpt");
+    a.domain = get_str(v, "domain");
+    a.policy = get_str(v, "policy");
+    a.policy_source = get_str(v, "policy_source");
+    a.cert = get_str(v, "cert");
+    a.outcome = get_str(v, "outcome");
+    a.msg_id = opt("msg_id");
+    a.mx = opt("mx");
+    a.ip = opt("ip");
+    a.tls_version = opt("tls_version");
+    a.cipher = opt("cipher");
+    a.reason = opt("reason");
+    a.smtp_reply = opt("smtp_reply");
+    if (auto* f = field(v, "cipher_bits"); f && f->k == jvalue::kind::number) a.cipher_bits = int(f->n);
+    a.attempt = int(get_num(v, "attempt"));
+    a.tls = get_bool(v, "tls");
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
 }  // namespace sr::integ

@@ -179,6 +179,21 @@ class dns_fixture {
   uint16_t _port = 0;
 };
 
+// One line of the relay's audit log (DESIGN.md §5). JSON null becomes nullopt; `raw` is
+// the line as written, for failure messages.
+struct audit_line {
+  std::string ts, queue_id, kind, from, rcpt, domain, policy, policy_source, cert, outcome;
+  std::optional<std::string> msg_id, mx, ip, tls_version, cipher, reason, smtp_reply;
+  std::optional<int> cipher_bits;
+  int attempt = 0;
+  bool tls = false;
+  std::string raw;
+};
+
+// Every complete line of an audit.jsonl file, in order (a half-written tail is skipped;
+// a line that does not parse as a JSON object is returned with only `raw` set).
+std::vector<audit_line> read_audit(const std::filesystem::path& file);
+
 // `drill @127.0.0.1 -p port [-t] TYPE NAME` (ldnsutils), for checking the fixture itself.
 run_result drill(uint16_t port, std::string_view type, std::string_view name, bool tcp = false);
 
