@@ -1,0 +1,86 @@
+// The DESIGN.md §1 table as code. Checks run in the order an operator reads the audit:
+// STARTTLS offered, STARTTLS accepted, protocol version, cipher strength, certificate.
+#include "policy/decider.hh"
+
+#include "policy/floor.hh"
+
+namespace sr::policy {
+
+using outbound::decision;
+using outbound::ehlo_action;
+using outbound::refused_action;
+using outbound::tls_action;
+
+bool is_tls_reason(std::string_view t) {
+  return t == reason::starttls_not_offered || t == reason::starttls_refused ||
+         t == reason::handshake_failed || t == reason::old_protocol ||
+         t == reason::weak_cipher || t == reason::cert_untrusted || t == reason::cert_expired ||
+         t == reason::cert_name_mismatch || t == reason::cert_invalid;
+}
+
+std::string_view cert_reason_token(std::string_view r) {
+  for (std::string_view t : {reason::cert_untrusted, reason::cert_expired,
+                             reason::cert_name_mismatch, reason::cert_invalid})
+    if (r == t) return t;
+  return reason::cert_invalid;
+}
+
+decision<ehlo_action> decider::on_ehlo(bool starttls_offered) {
+  if (starttls_offered) return {ehlo_action::starttls};
+  note_would_fail(reason::starttls_not_offered);
+  if (!enforcing()) return {ehlo_action::proceed_plain};
+  _abort = reason::starttls_not_offered;
+  return {ehlo_action::abort, _abort};
+}
+
+decision<refused_action> decider::on_starttls_refused(const smtp::reply&) {
+  note_would_fail(reason::starttls_refused);
+  if (!enforcing()) return {refused_action::proceed_plain};
+  _abort = reason::starttls_refused;
+  return {refused_action::abort, _abort};
+}
+
+decision<tls_action> decider::on_tls(const outbound::tls_outcome& o) {
+  _bits = classify_cipher(o.cipher, o.cipher_bits);
+  std::string_view fail;
+  if (!version_meets(o.version, _p.min_version)) fail = reason::old_protocol;
+  else if (_bits < _p.min_cipher_bits || _bits == 0) fail = reason::weak_cipher;
+  if (!enforcing()) {
+    // Postfix `may`: accept, but remember what forced would have said, for the audit.
+    if (!fail.empty()) note_would_fail(fail);
+    return {tls_action::proceed};
+  }
+  if (fail.empty() && _p.verify == config::verify_mode::ca &&
+      o.cert != outbound::cert_verdict::verified)
+    fail = cert_reason_token(o.cert_reason);
+  if (fail.empty() && _p.verify == config::verify_mode::dane) fail = reason::dane_unavailable;
+  if (fail.empty()) return {tls_action::proceed};
+  note_would_fail(fail);
+  _abort = fail;
+  return {tls_action::abort, _abort};
+}
+
+void decider::on_handshake_failed() {
+  note_would_fail(reason::handshake_failed);
+  _abort = reason::handshake_failed;
+}
+
+const char* to_string(tls_failure_outcome o) {
+  switch (o) {
+    case tls_failure_outcome::retry: return "retry";
+    case tls_failure_outcome::fallback: return "fallback";
+    case tls_failure_outcome::drop: return "drop";
+  }
+  return "?";
+}
+
+tls_failure_outcome outcome_on_tls_failure(const effective_policy& p, bool all_mx_failed_for_tls,
+                                           duration since_first_attempt) {
+  if (p.tls == config::tls_policy::opportunistic || !all_mx_failed_for_tls ||
+      since_first_attempt < p.fallback_after)
+    return tls_failure_outcome::retry;
+  return p.tls == config::tls_policy::forced ? tls_failure_outcome::fallback
+                                             : tls_failure_outcome::drop;
+}
+
+}  // namespace sr::policy

@@ -1,0 +1,333 @@
+// The DESIGN.md §1 table row by row for each policy, the floors, verify = ca with each
+// certificate verdict, verify = none / dane, the message outcome after all MX failed, and
+// the fallback hand-off stub.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "policy/decider.hh"
+#include "policy/fallback.hh"
+#include "smtp/reply.hh"
+
+using namespace sr;
+using namespace sr::policy;
+using outbound::cert_verdict;
+using outbound::ehlo_action;
+using outbound::refused_action;
+using outbound::tls_action;
+using outbound::tls_outcome;
+using config::tls_policy;
+using config::verify_mode;
+
+namespace {
+
+effective_policy make(tls_policy tls, verify_mode verify = verify_mode::none) {
+  effective_policy p;
+  p.tls = tls;
+  p.verify = verify;
+  p.source = tls == tls_policy::opportunistic ? policy_source::default_policy
+                                              : policy_source::config;
+  return p;
+}
+
+smtp::reply parse_reply(std::string_view text) {
+  smtp::reply_parser rp;
+  size_t used = 0;
+  EXPECT_EQ(rp.feed(text, used), smtp::reply_parser::status::done);
+  return rp.get();
+}
+
+// Good TLS: 1.3, AES-256, certificate verified.
+tls_outcome good() {
+  tls_outcome o;
+  o.version = "TLSv1.3";
+  o.cipher = "TLS_AES_256_GCM_SHA384";
+  o.cipher_bits = 256;
+  o.cert = cert_verdict::verified;
+  return o;
+}
+tls_outcome weak_3des() {
+  tls_outcome o = good();
+  o.version = "TLSv1.2";
+  o.cipher = "TLS_RSA_WITH_3DES_EDE_CBC_SHA";
+  o.cipher_bits = 192;  // what wolfSSL reports
+  return o;
+}
+tls_outcome old_tls11() {
+  tls_outcome o = good();
+  o.version = "TLSv1.1";
+  o.cipher = "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA";
+  o.cipher_bits = 128;
+  return o;
+}
+tls_outcome bad_cert(std::string_view why) {
+  tls_outcome o = good();
+  o.cert = cert_verdict::invalid;
+  o.cert_reason = why;
+  return o;
+}
+
+const tls_policy k_enforcing[] = {tls_policy::forced, tls_policy::exclusive};
+
+}  // namespace
+
+// ---- opportunistic: deliver over whatever is there, record what forced would refuse ----
+
+TEST(policy_decider, opportunistic_good_tls) {
+  decider d(make(tls_policy::opportunistic));
+  EXPECT_EQ(d.on_ehlo(true).action, ehlo_action::starttls);
+  EXPECT_EQ(d.on_tls(good()).action, tls_action::proceed);
+  EXPECT_EQ(d.abort_reason(), "");
+  EXPECT_EQ(d.would_fail_forced(), "");
+  EXPECT_FALSE(d.tls_failure());
+  EXPECT_EQ(d.effective_bits(), 256u);
+}
+
+TEST(policy_decider, opportunistic_without_starttls_goes_plain) {
+  decider d(make(tls_policy::opportunistic));
+  EXPECT_EQ(d.on_ehlo(false).action, ehlo_action::proceed_plain);
+  EXPECT_EQ(d.abort_reason(), "");
+  EXPECT_EQ(d.would_fail_forced(), reason::starttls_not_offered);
+}
+
+TEST(policy_decider, opportunistic_after_refusal_goes_plain) {
+  decider d(make(tls_policy::opportunistic));
+  EXPECT_EQ(d.on_ehlo(true).action, ehlo_action::starttls);
+  EXPECT_EQ(d.on_starttls_refused(parse_reply("454 4.7.0 TLS not available\r\n")).action,
+            refused_action::proceed_plain);
+  EXPECT_EQ(d.abort_reason(), "");
+  EXPECT_EQ(d.would_fail_forced(), reason::starttls_refused);
+}
+
+TEST(policy_decider, opportunistic_accepts_weak_old_and_unverified_tls) {
+  {
+    decider d(make(tls_policy::opportunistic));
+    EXPECT_EQ(d.on_tls(weak_3des()).action, tls_action::proceed);
+    EXPECT_EQ(d.effective_bits(), 112u);
+    EXPECT_EQ(d.would_fail_forced(), reason::weak_cipher);
+  }
+  {
+    decider d(make(tls_policy::opportunistic));
+    EXPECT_EQ(d.on_tls(old_tls11()).action, tls_action::proceed);
+    EXPECT_EQ(d.would_fail_forced(), reason::old_protocol);
+  }
+  {
+    decider d(make(tls_policy::opportunistic, verify_mode::ca));  // verify ignored here
+    EXPECT_EQ(d.on_tls(bad_cert("cert-untrusted")).action, tls_action::proceed);
+    EXPECT_EQ(d.would_fail_forced(), "");
+    EXPECT_EQ(d.abort_reason(), "");
+  }
+}
+
+TEST(policy_decider, opportunistic_handshake_failure_is_recorded) {
+  decider d(make(tls_policy::opportunistic));
+  d.on_ehlo(true);
+  d.on_handshake_failed();
+  EXPECT_EQ(d.abort_reason(), reason::handshake_failed);
+  EXPECT_TRUE(d.tls_failure());
+  EXPECT_EQ(d.would_fail_forced(), reason::handshake_failed);
+}
+
+// ---- forced and exclusive: never plaintext ----------------------------------------------
+
+TEST(policy_decider, enforcing_good_tls_delivers) {
+  for (tls_policy tls : k_enforcing) {
+    decider d(make(tls));
+    EXPECT_EQ(d.on_ehlo(true).action, ehlo_action::starttls);
+    EXPECT_EQ(d.on_tls(good()).action, tls_action::proceed);
+    EXPECT_EQ(d.abort_reason(), "");
+    EXPECT_FALSE(d.tls_failure());
+  }
+}
+
+TEST(policy_decider, enforcing_without_starttls_aborts) {
+  for (tls_policy tls : k_enforcing) {
+    decider d(make(tls));
+    auto a = d.on_ehlo(false);
+    EXPECT_EQ(a.action, ehlo_action::abort);
+    EXPECT_EQ(a.reason, "starttls-not-offered");
+    EXPECT_EQ(d.abort_reason(), "starttls-not-offered");
+    EXPECT_TRUE(d.tls_failure());
+  }
+}
+
+TEST(policy_decider, enforcing_refused_starttls_aborts) {
+  for (tls_policy tls : k_enforcing) {
+    for (const char* r : {"454 4.7.0 TLS not available\r\n", "502 5.5.1 no\r\n",
+                          "500 syntax\r\n"}) {
+      decider d(make(tls));
+      d.on_ehlo(true);
+      auto a = d.on_starttls_refused(parse_reply(r));
+      EXPECT_EQ(a.action, refused_action::abort) << r;
+      EXPECT_EQ(a.reason, "starttls-refused");
+      EXPECT_TRUE(d.tls_failure());
+    }
+  }
+}
+
+TEST(policy_decider, enforcing_handshake_failure_is_a_tls_reason) {
+  for (tls_policy tls : k_enforcing) {
+    decider d(make(tls));
+    d.on_ehlo(true);
+    d.on_handshake_failed();
+    EXPECT_EQ(d.abort_reason(), "handshake-failed");
+    EXPECT_TRUE(d.tls_failure());
+  }
+}
+
+TEST(policy_decider, enforcing_weak_cipher_aborts) {
+  for (tls_policy tls : k_enforcing) {
+    decider d(make(tls));  // min_cipher_bits 128
+    auto a = d.on_tls(weak_3des());
+    EXPECT_EQ(a.action, tls_action::abort);
+    EXPECT_EQ(a.reason, "weak-cipher");
+    EXPECT_EQ(d.effective_bits(), 112u);
+    EXPECT_TRUE(d.tls_failure());
+  }
+  // RC4 is refused even when the floor was lowered to 0.
+  effective_policy p = make(tls_policy::forced);
+  p.min_cipher_bits = 0;
+  decider d(p);
+  tls_outcome rc4 = good();
+  rc4.version = "TLSv1.2";
+  rc4.cipher = "TLS_RSA_WITH_RC4_128_SHA";
+  rc4.cipher_bits = 128;
+  EXPECT_EQ(d.on_tls(rc4).reason, "weak-cipher");
+  // And 3DES passes a floor of 112.
+  p.min_cipher_bits = 112;
+  decider d112(p);
+  EXPECT_EQ(d112.on_tls(weak_3des()).action, tls_action::proceed);
+}
+
+TEST(policy_decider, enforcing_old_protocol_aborts) {
+  for (tls_policy tls : k_enforcing) {
+    decider d(make(tls));  // min_version 1.2
+    auto a = d.on_tls(old_tls11());
+    EXPECT_EQ(a.action, tls_action::abort);
+    EXPECT_EQ(a.reason, "old-protocol");
+    EXPECT_TRUE(d.tls_failure());
+  }
+  effective_policy p = make(tls_policy::forced);
+  p.min_version = config::tls_version::v1_3;
+  tls_outcome v12 = good();
+  v12.version = "TLSv1.2";
+  EXPECT_EQ(decider(p).on_tls(v12).reason, "old-protocol");
+  p.min_version = config::tls_version::v1_1;
+  EXPECT_EQ(decider(p).on_tls(old_tls11()).action, tls_action::proceed);
+  tls_outcome unknown = good();
+  unknown.version = "SSLv3";
+  EXPECT_EQ(decider(p).on_tls(unknown).reason, "old-protocol");
+}
+
+TEST(policy_decider, verify_ca_with_each_verdict) {
+  struct row {
+    tls_outcome o;
+    std::string_view want;  // "" = proceed
+  };
+  tls_outcome none_checked = good();
+  none_checked.cert = cert_verdict::none;
+  const row rows[] = {
+      {good(), ""},
+      {bad_cert("cert-untrusted"), "cert-untrusted"},
+      {bad_cert("cert-expired"), "cert-expired"},
+      {bad_cert("cert-name-mismatch"), "cert-name-mismatch"},
+      {bad_cert("cert-invalid"), "cert-invalid"},
+      {bad_cert(""), "cert-invalid"},
+      {bad_cert("none"), "cert-invalid"},
+      {none_checked, "cert-invalid"},
+  };
+  for (tls_policy tls : k_enforcing) {
+    for (const row& r : rows) {
+      decider d(make(tls, verify_mode::ca));
+      std::string reason_copy(r.o.cert_reason);  // the token must not borrow from the input
+      tls_outcome o = r.o;
+      o.cert_reason = reason_copy;
+      auto a = d.on_tls(o);
+      reason_copy.assign(reason_copy.size(), '#');
+      if (r.want.empty()) {
+        EXPECT_EQ(a.action, tls_action::proceed);
+        EXPECT_FALSE(d.tls_failure());
+      } else {
+        EXPECT_EQ(a.action, tls_action::abort) << r.want;
+        EXPECT_EQ(d.abort_reason(), r.want);
+        EXPECT_TRUE(d.tls_failure());
+      }
+    }
+  }
+}
+
+TEST(policy_decider, verify_ca_checks_floor_first) {
+  decider d(make(tls_policy::forced, verify_mode::ca));
+  tls_outcome o = weak_3des();
+  o.cert = cert_verdict::invalid;
+  o.cert_reason = "cert-expired";
+  EXPECT_EQ(d.on_tls(o).reason, "weak-cipher");
+}
+
+TEST(policy_decider, verify_none_is_encryption_only) {
+  for (tls_policy tls : k_enforcing) {
+    decider d(make(tls, verify_mode::none));
+    EXPECT_EQ(d.on_tls(bad_cert("cert-untrusted")).action, tls_action::proceed);
+    EXPECT_EQ(d.abort_reason(), "");
+  }
+}
+
+TEST(policy_decider, verify_dane_is_unavailable_and_not_a_tls_reason) {
+  for (tls_policy tls : k_enforcing) {
+    decider d(make(tls, verify_mode::dane));
+    EXPECT_EQ(d.on_ehlo(true).action, ehlo_action::starttls);
+    auto a = d.on_tls(good());
+    EXPECT_EQ(a.action, tls_action::abort);
+    EXPECT_EQ(a.reason, "dane-unavailable");
+    EXPECT_FALSE(d.tls_failure());  // our limitation: retry, never fallback or drop
+  }
+}
+
+TEST(policy_decider, reason_tokens) {
+  for (std::string_view t : {"starttls-not-offered", "starttls-refused", "handshake-failed",
+                             "weak-cipher", "old-protocol", "cert-untrusted", "cert-expired",
+                             "cert-name-mismatch", "cert-invalid"})
+    EXPECT_TRUE(is_tls_reason(t)) << t;
+  for (std::string_view t : {"connect-failed", "remote-4xx", "remote-5xx", "dane-unavailable", ""})
+    EXPECT_FALSE(is_tls_reason(t)) << t;
+  EXPECT_EQ(cert_reason_token("cert-expired"), "cert-expired");
+  EXPECT_EQ(cert_reason_token("something"), "cert-invalid");
+}
+
+// ---- the message's fate after every MX failed --------------------------------------------
+
+TEST(policy_outcome, forced_falls_back_exclusive_drops_after_fallback_after) {
+  using namespace std::chrono;
+  effective_policy f = make(tls_policy::forced);
+  effective_policy x = make(tls_policy::exclusive);
+  EXPECT_EQ(outcome_on_tls_failure(f, true, seconds(0)), tls_failure_outcome::fallback);
+  EXPECT_EQ(outcome_on_tls_failure(x, true, seconds(0)), tls_failure_outcome::drop);
+  // Some MX failed for another reason (connect, 4xx): ordinary retry.
+  EXPECT_EQ(outcome_on_tls_failure(f, false, hours(100)), tls_failure_outcome::retry);
+  EXPECT_EQ(outcome_on_tls_failure(x, false, hours(100)), tls_failure_outcome::retry);
+
+  f.fallback_after = hours(1);
+  x.fallback_after = hours(1);
+  EXPECT_EQ(outcome_on_tls_failure(f, true, minutes(59)), tls_failure_outcome::retry);
+  EXPECT_EQ(outcome_on_tls_failure(x, true, minutes(59)), tls_failure_outcome::retry);
+  EXPECT_EQ(outcome_on_tls_failure(f, true, hours(1)), tls_failure_outcome::fallback);
+  EXPECT_EQ(outcome_on_tls_failure(x, true, hours(2)), tls_failure_outcome::drop);
+
+  effective_policy o = make(tls_policy::opportunistic);
+  EXPECT_EQ(outcome_on_tls_failure(o, true, hours(100)), tls_failure_outcome::retry);
+  EXPECT_STREQ(to_string(tls_failure_outcome::drop), "drop");
+}
+
+TEST(policy_fallback, stub_defers_every_message) {
+  deferring_handoff h;
+  fallback_handoff& iface = h;
+  effective_policy p = make(tls_policy::forced);
+  std::string body = "Subject: x\r\n\r\nhello\r\n";
+  std::span<const std::byte> part(reinterpret_cast<const std::byte*>(body.data()), body.size());
+  std::string_view rcpts[] = {"a@bank.example"};
+  handoff_request req{"Q1", "s@relay.example", rcpts, "bank.example",
+                      std::span<const std::span<const std::byte>>(&part, 1), "weak-cipher", &p};
+  EXPECT_EQ(iface.hand_off(req), handoff_outcome::defer);
+  EXPECT_STREQ(to_string(handoff_outcome::defer), "deferred");
+  EXPECT_NE(fallback_stub_notice().find("defer"), std::string_view::npos);
+}
