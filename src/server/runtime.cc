@@ -75,11 +75,19 @@ int run(const config::config& cfg, shared_state& st, const runtime_hooks& hooks)
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  for (const auto& l : cfg.listen)
-    if (status s = net::probe_address_free(l.addr, l.addr_len); !s) {
+  // A killed predecessor's io_uring lets go of its listening sockets asynchronously
+  // (ring teardown runs in a kernel worker), so a busy port gets a few seconds.
+  for (const auto& l : cfg.listen) {
+    status s = net::probe_address_free(l.addr, l.addr_len);
+    for (int tries = 0; !s && tries < 100; ++tries) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      s = net::probe_address_free(l.addr, l.addr_len);
+    }
+    if (!s) {
       SR_ERROR("listen %s: %s (is another instance running?)", l.address.c_str(), s.err().c_str());
       return 1;
     }
+  }
   unsigned ncpu = core::online_cpus();
   unsigned n = st.shards;
   core::mailboxes mail(n);
