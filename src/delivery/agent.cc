@@ -141,6 +141,13 @@ static audit::outcome to_audit(queue::rcpt_outcome o) {
   return audit::outcome::deferred;
 }
 
+void agent::complete(queue::job* j, std::vector<queue::rcpt_result> res, const link_info& li) {
+  res.resize(j->rcpts.size());
+  _sched.expire(*j, res);
+  audit_job(*j, res, li);
+  _sched.finish(j, res);
+}
+
 void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const link_info& li) {
   if (!_audit) return;
   for (size_t i = 0; i < j.rcpts.size() && i < res.size(); ++i) {

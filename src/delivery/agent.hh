@@ -50,6 +50,9 @@ class agent final : public queue::connector {
 
   // Read `j`'s message bytes from the spool into j->body, then call `done(ok)`.
   void load(queue::job* j, std::function<void(bool)> done);
+  // End this attempt for `j`: expire what is past max_queue_age, audit every recipient,
+  // hand the results to the scheduler (which may free `j`).
+  void complete(queue::job* j, std::vector<queue::rcpt_result> res, const struct link_info& li);
   // Write one audit record per recipient of `j` for this attempt.
   void audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const struct link_info& li);
 

@@ -270,8 +270,7 @@ void link::transaction_done(const outbound::txn_result& r) {
     _ag.audit_job(*j, tried, *_failed_tls);
     for (auto& rc : j->rcpts) ++rc.attempts;
   }
-  _ag.audit_job(*j, res, _info);
-  _ag.sched().finish(j, res);
+  _ag.complete(j, std::move(res), _info);
 }
 
 void link::idle() {
@@ -311,7 +310,9 @@ void link::next_job() {
       }
       queue::job* j2 = _job;
       _job = nullptr;
-      _ag.sched().finish(j2, res);
+      link_info li = _info;
+      li.reason = "spool-read-failed";
+      _ag.complete(j2, std::move(res), li);
       if (!closing()) _session.quit();
     } else if (closing()) {
       queue::job* j2 = _job;
@@ -598,8 +599,7 @@ void attempt::give_up(const std::string& reason, const std::string& reply, bool 
       r.mx = _last_mx;
       r.status = !status.empty() ? status : permanent ? "5.4.4" : "4.4.1";
     }
-    _ag.audit_job(*j, res, li);
-    _ag.sched().finish(j, res);
+    _ag.complete(j, std::move(res), li);
   }
   finish();
 }

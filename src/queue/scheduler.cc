@@ -106,13 +106,25 @@ uint64_t scheduler::retry_delay_ms(unsigned attempts) const {
   return uint64_t(r[i].count());
 }
 
-void scheduler::finish(job* j, std::span<const rcpt_result> results) {
-  auto& d = domain(j->domain);
-  --d.in_progress;
+void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
   uint64_t now_unix_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                                       std::chrono::system_clock::now().time_since_epoch())
                                       .count());
-  bool expired = now_unix_ms >= j->received_ms + uint64_t(_cfg.outbound.max_queue_age.count());
+  if (now_unix_ms < j.received_ms + uint64_t(_cfg.outbound.max_queue_age.count())) return;
+  for (auto& r : results) {
+    if (r.outcome != rcpt_outcome::deferred) continue;
+    r.outcome = rcpt_outcome::bounced;
+    r.status = "4.4.7";
+    r.reason = "expired";
+  }
+}
+
+void scheduler::finish(job* j, std::span<const rcpt_result> given) {
+  auto& d = domain(j->domain);
+  --d.in_progress;
+  std::vector<rcpt_result> results(given.begin(), given.end());
+  results.resize(j->rcpts.size());  // a missing result is a deferral
+  expire(*j, results);  // callers that audit call it first; then this changes nothing
   std::vector<uint32_t> done;
   std::vector<const job_rcpt*> bounced;
   std::vector<rcpt_result> bounce_why;
@@ -128,26 +140,20 @@ void scheduler::finish(job* j, std::span<const rcpt_result> results) {
         ++_stats.delivered;
         done.push_back(r.index);
         break;
-      case rcpt_outcome::bounced:
+      case rcpt_outcome::bounced: {
         ++_stats.bounced;
         done.push_back(r.index);
         bounced.push_back(&r);
-        bounce_why.push_back(res);
-        break;
-      case rcpt_outcome::deferred:
-        if (expired) {
-          ++_stats.bounced;
-          done.push_back(r.index);
-          bounced.push_back(&r);
-          rcpt_result why = res;
-          why.status = "4.4.7";
+        rcpt_result why = res;
+        if (res.reason == "expired")
           why.reply = "message expired after " + format_duration(_cfg.outbound.max_queue_age) +
                       " in the queue; last error: " + (r.last_reply.empty() ? "none" : r.last_reply);
-          bounce_why.push_back(why);
-        } else {
-          ++_stats.deferred;
-          remaining.push_back(r);
-        }
+        bounce_why.push_back(std::move(why));
+        break;
+      }
+      case rcpt_outcome::deferred:
+        ++_stats.deferred;
+        remaining.push_back(r);
         break;
     }
   }

@@ -83,6 +83,9 @@ class scheduler {
   void enqueue(std::unique_ptr<job> j);
   // Next job for a connection of `d`, or null when none is due.
   job* take(domain_state& d);
+  // Turn the deferred results of a job past outbound.max_queue_age into bounces (status
+  // 4.4.7, reason "expired"), so that the audit of this attempt shows the final outcome.
+  void expire(const job& j, std::span<rcpt_result> results) const;
   // A transaction for `j` ended; `results` has one entry per j->rcpts (same order).
   void finish(job* j, std::span<const rcpt_result> results);
   // Give `j` back untried (the connection failed before its transaction).

@@ -22,11 +22,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Short schedules so that a retry happens within a test's lifetime.
-constexpr const char* fast_outbound =
-    "connect_timeout = \"2s\"\n"
-    "retry = [\"1s\"]\n"
-    "max_queue_age = \"30s\"\n";
+// Short schedules so that a retry happens within a test's lifetime (a test may override one).
+const std::vector<std::pair<std::string, std::string>> fast_outbound = {
+    {"connect_timeout", "\"2s\""}, {"retry", "[\"1s\"]"}, {"max_queue_age", "\"30s\""}};
 
 bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
 
@@ -49,7 +47,9 @@ relay_options delivery_options(const dns_fixture& dns, uint16_t port, std::strin
   relay_options o;
   o.dns_resolver = dns.address();
   o.smtp_port = port;
-  o.outbound_extra = std::string(fast_outbound) + outbound_extra;
+  for (const auto& [key, value] : fast_outbound)
+    if (!contains(outbound_extra, key + " =")) o.outbound_extra += key + " = " + value + "\n";
+  o.outbound_extra += outbound_extra;
   o.extra_toml = std::move(extra_toml);
   return o;
 }
@@ -351,6 +351,33 @@ TEST(Outbound, FallsBackToTheNextMxByPreference) {
   EXPECT_TRUE(lines[0].tls);
 }
 
+TEST(Outbound, SilentMxTimesOutAndTheNextOneDelivers) {
+  dns_fixture dns(
+      "quiet.test MX 10 mx1.mx.test\n"
+      "quiet.test MX 20 mx2.mx.test\n"
+      "mx1.mx.test A 127.0.0.6\n"
+      "mx2.mx.test A 127.0.0.7\n");
+  ASSERT_TRUE(dns.start()) << dns.error();
+  uint16_t port = mx_port();
+  fake_mx silent({.hosts = {"127.0.0.6"}, .port = port, .silent = true});
+  ASSERT_TRUE(silent.start()) << silent.error();
+  fake_mx good({.hosts = {"127.0.0.7"}, .port = port});
+  ASSERT_TRUE(good.start()) << good.error();
+  relay r(delivery_options(dns, port));   // connect_timeout 2s also bounds the greeting wait
+  ASSERT_TRUE(r.start()) << r.error();
+
+  std::string qid = submit(r, "alice@sender.test", {"bob@quiet.test"}, simple_body("quiet", "patience"));
+  ASSERT_FALSE(qid.empty());
+  ASSERT_TRUE(good.wait_messages(1, 20s)) << r.log();
+  EXPECT_TRUE(silent.messages().empty());
+  auto lines = wait_audit(r, 1, [&](const audit_line& a) { return a.queue_id == qid; });
+  ASSERT_EQ(lines.size(), 1u) << dump_audit(r);
+  expect_well_formed(lines[0]);
+  EXPECT_EQ(lines[0].outcome, "delivered");
+  EXPECT_EQ(lines[0].mx, "mx2.mx.test");
+  EXPECT_EQ(lines[0].attempt, 1);
+}
+
 TEST(Outbound, TemporaryFailureIsRetriedThenDelivered) {
   dns_fixture dns("retry.test MX 10 mx1.mx.test\nmx1.mx.test A 127.0.0.2\n");
   ASSERT_TRUE(dns.start()) << dns.error();
@@ -446,6 +473,52 @@ TEST(Outbound, PermanentFailureBouncesWithADsnToTheSender) {
   EXPECT_EQ(dsn_lines[0].rcpt, "alice@sender.test");
   EXPECT_EQ(dsn_lines[0].outcome, "delivered");
   EXPECT_EQ(dsn_lines[0].mx, "mx2.mx.test");
+}
+
+TEST(Outbound, ExpiredMessageBouncesWithItsLastError) {
+  dns_fixture dns(
+      "slowpoke.test MX 10 mx1.mx.test\n"
+      "mx1.mx.test A 127.0.0.2\n"
+      "sender.test MX 10 mx2.mx.test\n"
+      "mx2.mx.test A 127.0.0.3\n");
+  ASSERT_TRUE(dns.start()) << dns.error();
+  uint16_t port = mx_port();
+  fake_mx dest({.hosts = {"127.0.0.2"}, .port = port, .replies = {"rcpt=451:4.3.0 not today"}});
+  ASSERT_TRUE(dest.start()) << dest.error();
+  fake_mx home({.hosts = {"127.0.0.3"}, .port = port});
+  ASSERT_TRUE(home.start()) << home.error();
+  relay r(delivery_options(dns, port, "max_queue_age = \"3s\"\n"));
+  ASSERT_TRUE(r.start()) << r.error();
+
+  std::string secret = unique("expired-body");
+  std::string qid = submit(r, "alice@sender.test", {"bob@slowpoke.test"}, simple_body("too slow", secret));
+  ASSERT_FALSE(qid.empty());
+  ASSERT_TRUE(home.wait_messages(1, 20s)) << r.log();
+  auto dsn = home.messages().at(0);
+  EXPECT_EQ(dsn.mail_from, "");
+  EXPECT_EQ(dsn.rcpts, std::vector<std::string>{"alice@sender.test"});
+  EXPECT_TRUE(contains(dsn.data, "Final-Recipient: rfc822; bob@slowpoke.test")) << dsn.data;
+  EXPECT_TRUE(contains(dsn.data, "Status: 4.4.7")) << dsn.data;
+  EXPECT_TRUE(contains(dsn.data, "451 4.3.0 not today")) << dsn.data;   // the last error
+  EXPECT_TRUE(contains(dsn.data, "Subject: too slow")) << dsn.data;     // headers read back from the spool
+  EXPECT_FALSE(contains(dsn.data, secret)) << dsn.data;
+  EXPECT_TRUE(dest.messages().empty());
+
+  auto lines = wait_audit(r, 1, [&](const audit_line& a) { return a.queue_id == qid && a.outcome == "bounced"; });
+  ASSERT_EQ(lines.size(), 1u) << dump_audit(r);
+  expect_well_formed(lines[0]);
+  EXPECT_GE(lines[0].attempt, 2);
+  EXPECT_EQ(lines[0].reason, "expired") << lines[0].raw;
+  EXPECT_EQ(lines[0].smtp_reply, "451 4.3.0 not today") << lines[0].raw;
+  // Every earlier attempt was deferred, numbered 1, 2, ... in order.
+  int n = 0;
+  for (const auto& a : read_audit(audit_file(r))) {
+    if (a.queue_id != qid) continue;
+    EXPECT_EQ(a.attempt, ++n) << a.raw;
+    if (a.outcome != "bounced") EXPECT_EQ(a.outcome, "deferred") << a.raw;
+  }
+  std::string raw;
+  EXPECT_TRUE(wait_queue_empty(r, 20s, &raw)) << raw;
 }
 
 TEST(Outbound, NullMxBouncesAtOnce) {
@@ -629,7 +702,8 @@ TEST(Outbound, DeferredQueueSurvivesARestart) {
 TEST(Outbound, ReusesOneConnectionForSeveralMessages) {
   dns_fixture dns("reuse.test MX 10 mx1.mx.test\nmx1.mx.test A 127.0.0.2\n");
   ASSERT_TRUE(dns.start()) << dns.error();
-  fake_mx mx({.hosts = {"127.0.0.2"}, .port = mx_port()});
+  // The slow greeting keeps the first connection busy while the client queues the rest.
+  fake_mx mx({.hosts = {"127.0.0.2"}, .port = mx_port(), .delays = {"greeting=0.5"}});
   ASSERT_TRUE(mx.start()) << mx.error();
   relay r(delivery_options(dns, mx.port(), "max_conns_per_domain = 1\n"));
   ASSERT_TRUE(r.start()) << r.error();
