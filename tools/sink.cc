@@ -118,7 +118,10 @@ int main(int argc, char** argv) {
     last = m;
   };
   int rc = sr::server::run(cfg, st, hooks);
-  std::printf("sink: %" PRIu64 " messages, %" PRIu64 " bytes\n", messages.load(), bytes.load());
+  uint64_t conns_total = st.stats.connections_total.load(), handshakes = st.stats.tls_handshakes.load();
+  std::printf("sink: %" PRIu64 " messages, %" PRIu64 " bytes, %" PRIu64 " connections, %" PRIu64
+              " TLS handshakes\n",
+              messages.load(), bytes.load(), conns_total, handshakes);
   if (latency) {
     std::vector<uint32_t> all;
     uint64_t unstamped = 0, first = 0, last = 0;
@@ -139,13 +142,16 @@ int main(int argc, char** argv) {
                 " unstamped): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms\n",
                 all.size(), unstamped, pct(50), pct(90), pct(99), mx);
     if (json)
-      std::printf("{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"stamped\":%zu,\"unstamped\":%" PRIu64
+      std::printf("{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"connections\":%" PRIu64
+                  ",\"tls_handshakes\":%" PRIu64 ",\"stamped\":%zu,\"unstamped\":%" PRIu64
                   ",\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
                   "\"first_ns\":%" PRIu64 ",\"last_ns\":%" PRIu64 "}\n",
-                  messages.load(), bytes.load(), all.size(), unstamped, pct(50), pct(90), pct(99), mx, first,
+                  messages.load(), bytes.load(), conns_total, handshakes, all.size(), unstamped, pct(50), pct(90), pct(99), mx, first,
                   last);
   } else if (json) {
-    std::printf("{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n", messages.load(), bytes.load());
+    std::printf("{\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"connections\":%" PRIu64
+                ",\"tls_handshakes\":%" PRIu64 "}\n",
+                messages.load(), bytes.load(), conns_total, handshakes);
   }
   std::fflush(stdout);
   return rc;
