@@ -101,7 +101,7 @@ class reader {
   // Return the table seen at the last refresh().
   const table& snapshot() const { return *_table; }
   // Return the most specific rule for `domain` in the snapshot (no lock, no allocation).
-  const rule& lookup(std::string_view domain) const { return _table->lookup(domain); }
+  rule lookup(std::string_view domain) const { return _table->lookup(domain); }
 
  private:
   registry& _reg;

@@ -2,10 +2,16 @@
 // so one right-to-left pass over the recipient domain yields the hash of the full name and of
 // every parent suffix; each candidate then costs one slot probe (usually one cache line).
 // Exact keys ("bank.example") and suffix keys (".bank.example") share one slot array: the
-// final mix differs by kind and the stored key text differs by the leading dot.
+// final mix differs by kind and the stored key text differs by the leading dot. Slots hold
+// short patterns inline and point to de-duplicated policies, so a hit is one cache miss.
 #include "policy/table.hh"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
+#include <map>
+#include <new>
 
 namespace sr::policy {
 
@@ -41,6 +47,27 @@ inline uint64_t add_label(uint64_t h, const char* p, size_t n) {
 
 // Finish the hash of a key: exact names and ".suffix" keys of the same labels differ.
 inline uint64_t finish(uint64_t h, bool suffix) { return mum(h ^ k1, suffix ? k2 : k3); }
+
+// Control byte of a hash: never 0 (empty); bits unrelated to the slot index and the tag.
+inline uint8_t ctrl_byte(uint64_t h) { return uint8_t(0x80 | ((h >> 40) & 0x7f)); }
+
+constexpr uint64_t ones = 0x0101010101010101ull;
+constexpr uint64_t highs = 0x8080808080808080ull;
+
+// Lower-case the ASCII letters of 8 bytes at once; other bytes (UTF-8 too) are unchanged.
+inline uint64_t lower_word(uint64_t w) {
+  uint64_t low7 = w & ~highs;
+  uint64_t ge_a = low7 + ones * (0x80 - 'A');      // high bit set where byte >= 'A'
+  uint64_t gt_z = low7 + ones * (0x80 - 'Z' - 1);  // high bit set where byte > 'Z'
+  uint64_t upper = ge_a & ~gt_z & ~w & highs;
+  return w | (upper >> 2);  // 0x80 >> 2 = 0x20
+}
+
+// Return 0x80 in each byte of w that is '.' (exact per byte, no borrow between bytes).
+inline uint64_t dots_of(uint64_t w) {
+  uint64_t x = w ^ (ones * uint64_t('.'));
+  return ~(((x & ~highs) + ~highs) | x | ~highs);
+}
 
 inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
 
@@ -134,34 +161,111 @@ status builder::add(std::string_view pattern, const effective_policy& p) {
   return {};
 }
 
+namespace {
+
+// Every field of a policy packed for de-duplication (a million patterns share a few policies).
+std::pair<uint64_t, int64_t> policy_key(const effective_policy& p) {
+  uint64_t k = uint64_t(p.tls) | uint64_t(p.verify) << 4 | uint64_t(p.min_version) << 8 |
+               uint64_t(p.notify_sender) << 12 | uint64_t(p.source) << 13 |
+               uint64_t(p.fallback.size) << 16 | uint64_t(p.min_cipher_bits) << 32;
+  for (uint8_t i = 0; i < p.fallback.size; ++i) k |= uint64_t(p.fallback.methods[i]) << (20 + 2 * i);
+  return {k, int64_t(p.fallback_after.count())};
+}
+
+}  // namespace
+
 result<std::unique_ptr<table>> builder::build() && {
   std::unique_ptr<table> t(new table());
   size_t n = _policies.size();
-  t->_arena = std::make_unique<char[]>(_arena.size() + 1);
-  std::memcpy(t->_arena.get(), _arena.data(), _arena.size());
-  t->_default = rule{_default, std::string_view()};
-  t->_rules.reserve(n);
+  t->_default = _default;
+  t->_count = n;
+  if (n == 0) return t;
+
+  size_t long_total = 0;
   for (size_t i = 0; i < n; ++i)
-    t->_rules.push_back(rule{_policies[i], std::string_view(t->_arena.get() + _offsets[i],
-                                                            _offsets[i + 1] - _offsets[i])});
+    if (size_t len = _offsets[i + 1] - _offsets[i]; len > table::inline_key) long_total += len;
+  t->_long_keys = std::make_unique<char[]>(long_total + 1);
   size_t cap = 16;
   while (cap < 2 * n) cap <<= 1;
-  t->_slots.assign(cap, table::slot{});
+  if (!t->_slot_mem.map(cap * sizeof(table::slot)) || !t->_ctrl_mem.map(cap))
+    return error{"policy table: cannot map memory"};
+  auto* slots = reinterpret_cast<table::slot*>(t->_slot_mem.data());
+  auto* ctrl = reinterpret_cast<uint8_t*>(t->_ctrl_mem.data());  // zero: all empty
+  t->_slots = slots;
+  t->_ctrl = ctrl;
   t->_mask = cap - 1;
+
+  std::map<std::pair<uint64_t, int64_t>, uint32_t> distinct;
+  size_t long_off = 0;
   for (size_t i = 0; i < n; ++i) {
-    std::string_view key = t->_rules[i].pattern;
+    auto [it, added] = distinct.emplace(policy_key(_policies[i]), uint32_t(t->_policies.size()));
+    if (added) t->_policies.push_back(_policies[i]);
+    std::string_view key(_arena.data() + _offsets[i], _offsets[i + 1] - _offsets[i]);
+
+    table::slot fresh{it->second + 1, uint16_t(key.size()), 0, {}};
+    if (key.size() <= table::inline_key) {
+      std::memcpy(fresh.key, key.data(), key.size());
+    } else {
+      char* at = t->_long_keys.get() + long_off;
+      std::memcpy(at, key.data(), key.size());
+      std::memcpy(fresh.key, &at, sizeof at);
+      long_off += key.size();
+    }
     uint64_t h = pattern_hash(key);
+    fresh.tag = uint16_t(h >> 48);
     for (uint64_t pos = h & t->_mask;; pos = (pos + 1) & t->_mask) {
-      table::slot& s = t->_slots[pos];
-      if (s.rule == table::slot::empty) {
-        s = table::slot{h, uint32_t(i), uint32_t(key.size())};
+      table::slot& s = slots[pos];
+      if (ctrl[pos] == 0) {
+        s = fresh;
+        ctrl[pos] = ctrl_byte(h);
         break;
       }
-      if (s.hash == h && t->_rules[s.rule].pattern == key)
+      if (s.tag == fresh.tag && s.len == key.size() &&
+          std::memcmp(table::key_of(s), key.data(), key.size()) == 0)
         return error{"policy pattern \"" + std::string(key) + "\" given twice"};
     }
   }
   return t;
+}
+
+// ---- memory ------------------------------------------------------------------------------
+
+table::region::region(region&& o) noexcept : _p(o._p), _base(o._base), _len(o._len) {
+  o._p = nullptr;
+  o._base = nullptr;
+  o._len = 0;
+}
+
+table::region& table::region::operator=(region&& o) noexcept {
+  if (this != &o) {
+    this->~region();
+    new (this) region(std::move(o));
+  }
+  return *this;
+}
+
+table::region::~region() {
+  if (_base) munmap(_base, _len);
+}
+
+bool table::region::map(size_t bytes) {
+  constexpr size_t huge = size_t(2) << 20;
+  size_t page = size_t(sysconf(_SC_PAGESIZE));
+  bool large = bytes >= huge;
+  size_t want = large ? (bytes + huge - 1) & ~(huge - 1) : (bytes + page - 1) & ~(page - 1);
+  size_t len = large ? want + huge : want;  // room to align the start to 2 MiB
+  void* base = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (base == MAP_FAILED) return false;
+  auto* p = static_cast<std::byte*>(base);
+  if (large) {
+    p = reinterpret_cast<std::byte*>((reinterpret_cast<uintptr_t>(base) + huge - 1) & ~(huge - 1));
+    madvise(p, want, MADV_HUGEPAGE);  // advice only: without THP it still works
+  }
+  this->~region();
+  _base = base;
+  _len = len;
+  _p = p;
+  return true;
 }
 
 // ---- compile -----------------------------------------------------------------------------
@@ -222,37 +326,49 @@ result<std::unique_ptr<table>> compile(const config::config& cfg) {
 
 // ---- lookup ------------------------------------------------------------------------------
 
-const rule* table::find(uint64_t h, const char* key, size_t len) const {
+const table::slot* table::find(uint64_t h, const char* key, size_t len) const {
+  uint8_t want = ctrl_byte(h);
+  uint16_t tag = uint16_t(h >> 48);
   for (uint64_t pos = h & _mask;; pos = (pos + 1) & _mask) {
+    uint8_t c = _ctrl[pos];
+    if (c == 0) return nullptr;
+    if (c != want) continue;
     const slot& s = _slots[pos];
-    if (s.rule == slot::empty) return nullptr;
-    if (s.hash == h && s.len == len) {
-      const rule& r = _rules[s.rule];
-      if (std::memcmp(r.pattern.data(), key, len) == 0) return &r;
-    }
+    if (s.tag == tag && s.len == len && std::memcmp(key_of(s), key, len) == 0) return &s;
   }
 }
 
-const rule& table::lookup(std::string_view domain) const {
+rule table::lookup(std::string_view domain) const {
   if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
   size_t len = domain.size();
-  if (_rules.empty() || len == 0 || len > max_name) return _default;
+  if (_count == 0 || len == 0 || len > max_name) return default_rule();
 
-  // Lower-case into a stack buffer (with the padding word loads need); note label starts.
+  // Lower-case into a stack buffer (with the padding word loads need), a word at a time.
   char buf[max_name + pad];
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, domain.data() + i, 8);
+    w = lower_word(w);
+    std::memcpy(buf + i, &w, 8);
+  }
+  for (; i < len; ++i) buf[i] = lower(domain[i]);
+  std::memset(buf + len, 0, pad);
+
+  // Note where each label starts; an empty label is not a domain name.
   uint16_t starts[max_labels];
   size_t labels = 1;
   starts[0] = 0;
-  for (size_t i = 0; i < len; ++i) {
-    char c = lower(domain[i]);
-    buf[i] = c;
-    if (c == '.') {
-      if (starts[labels - 1] == i) return _default;  // empty label: not a domain name
-      starts[labels++] = uint16_t(i + 1);
+  for (size_t at = 0; at < len; at += 8) {
+    uint64_t w;
+    std::memcpy(&w, buf + at, 8);
+    for (uint64_t m = dots_of(w); m; m &= m - 1) {
+      size_t dot = at + size_t(__builtin_ctzll(m)) / 8;
+      if (starts[labels - 1] == dot) return default_rule();
+      starts[labels++] = uint16_t(dot + 1);
     }
   }
-  if (starts[labels - 1] == len) return _default;
-  std::memset(buf + len, 0, pad);
+  if (starts[labels - 1] == len) return default_rule();
 
   // One right-to-left pass: hashes[k] covers labels k..labels-1.
   uint64_t hashes[max_labels];
@@ -265,14 +381,18 @@ const rule& table::lookup(std::string_view domain) const {
     end = starts[k] - 1;
   }
   // Touch every candidate's slot first so the cache misses overlap.
-  for (size_t k = 0; k < labels; ++k) __builtin_prefetch(&_slots[hashes[k] & _mask]);
-
-  if (const rule* r = find(hashes[0], buf, len)) return *r;
-  for (size_t k = 1; k < labels; ++k) {
-    size_t from = starts[k] - 1;  // the dot in front of label k belongs to the suffix key
-    if (const rule* r = find(hashes[k], buf + from, len - from)) return *r;
+  for (size_t k = 0; k < labels; ++k) {
+    __builtin_prefetch(&_ctrl[hashes[k] & _mask]);
+    __builtin_prefetch(&_slots[hashes[k] & _mask]);
   }
-  return _default;
+
+  const slot* s = find(hashes[0], buf, len);
+  for (size_t k = 1; !s && k < labels; ++k) {
+    size_t from = starts[k] - 1;  // the dot in front of label k belongs to the suffix key
+    s = find(hashes[k], buf + from, len - from);
+  }
+  if (s) return rule{_policies[s->policy - 1], std::string_view(key_of(*s), s->len)};
+  return default_rule();
 }
 
 }  // namespace sr::policy

@@ -1,11 +1,13 @@
 // The compiled TLS policy table (DESIGN.md §1, §4 [[policy]]): an immutable snapshot built
 // from `config.policies` + `outbound.default_policy`, looked up per recipient domain.
 // Most specific wins: the exact domain, then the longest parent suffix (".bank.example"
-// matches every subdomain, never bank.example itself), then the default. A lookup hashes
-// each label of the domain once (right to left, into a stack buffer), probes at most one
-// open-addressing slot run per candidate, never allocates and never locks.
+// matches every subdomain, never bank.example itself), then the default. A lookup lower-cases
+// the domain into a stack buffer, hashes each label once (right to left, which yields the
+// hash of the name and of every parent suffix), probes one open-addressing run per candidate
+// (a control byte first, then the slot holding the pattern), never allocates, never locks.
 #pragma once
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -55,10 +57,11 @@ struct effective_policy {
   duration fallback_after{0};
 };
 
-// A lookup result: the policy and the pattern that selected it. `pattern` ("bank.example",
-// ".bank.example", or "" for the default) lives as long as the table does.
+// A lookup result (returned by value, two words): the policy and the pattern that selected
+// it ("bank.example", ".bank.example", or "" for the default). Both refer into the table
+// and live as long as it does; copy `policy` to keep it longer.
 struct rule {
-  effective_policy policy;
+  const effective_policy& policy;
   std::string_view pattern;
 };
 
@@ -99,12 +102,12 @@ class table {
   table& operator=(const table&) = delete;
 
   // Return the most specific rule for `domain` (any case, optional trailing dot); never
-  // allocates. The reference is valid while this table is (see registry.hh).
-  const rule& lookup(std::string_view domain) const;
+  // allocates. What it refers to is valid while this table is (see registry.hh).
+  rule lookup(std::string_view domain) const;
   // Return the rule for domains no pattern matches.
-  const rule& default_rule() const { return _default; }
+  rule default_rule() const { return rule{_default, {}}; }
   // Return the number of [[policy]] patterns.
-  size_t size() const { return _rules.size(); }
+  size_t size() const { return _count; }
   // Return the publication epoch the registry stamped on it (0 before publication).
   uint64_t epoch() const { return _epoch; }
 
@@ -113,20 +116,53 @@ class table {
   friend class registry;
   table() = default;
 
-  // One open-addressing slot: full hash and key length filter before the rule is touched.
-  struct slot {
-    uint64_t hash = 0;
-    uint32_t rule = empty;
-    uint32_t len = 0;
-    static constexpr uint32_t empty = UINT32_MAX;
+  // An anonymous mapping; 2 MiB-aligned with MADV_HUGEPAGE when large, so that random
+  // lookups in a million-entry table do not pay a page walk per access.
+  class region {
+   public:
+    region() = default;
+    region(region&& o) noexcept;
+    region& operator=(region&& o) noexcept;
+    ~region();
+    // Map `bytes` (zero-filled); false when the kernel refuses.
+    bool map(size_t bytes);
+    std::byte* data() const { return _p; }
+
+   private:
+    std::byte* _p = nullptr;  // aligned start
+    void* _base = nullptr;    // what mmap returned
+    size_t _len = 0;          // what was mapped
   };
 
-  const rule* find(uint64_t h, const char* key, size_t len) const;
+  // One open-addressing slot, two per cache line. Patterns up to 24 characters (nearly
+  // all) live in the slot, so a hit costs one cache miss; longer ones live in _long_keys.
+  struct slot {
+    uint32_t policy;  // index + 1 into _policies; 0 = empty
+    uint16_t len;     // pattern length
+    uint16_t tag;     // 16 more hash bits: most non-matching probes stop here
+    char key[24];     // the pattern, or (len > 24) a `const char*` to it
+  };
+  static constexpr size_t inline_key = sizeof(slot::key);
 
-  rule _default;
-  std::vector<rule> _rules;
-  std::unique_ptr<char[]> _arena;  // every pattern, lower-case; rules point into it
-  std::vector<slot> _slots;        // size is a power of two, load factor <= 1/2
+  static const char* key_of(const slot& s) {
+    if (s.len <= inline_key) return s.key;
+    const char* p;
+    __builtin_memcpy(&p, s.key, sizeof p);
+    return p;
+  }
+  const slot* find(uint64_t h, const char* key, size_t len) const;
+
+  effective_policy _default;
+  size_t _count = 0;
+  std::vector<effective_policy> _policies;  // distinct policies (usually a handful)
+  std::unique_ptr<char[]> _long_keys;       // patterns over 24 characters, back to back
+  region _slot_mem;
+  region _ctrl_mem;
+  const slot* _slots = nullptr;  // a power of two of them, load factor <= 1/2
+  // One byte per slot, probed before the slots (as in Abseil's Swiss tables): 0 = empty,
+  // else 0x80 | 7 hash bits. At a byte per slot it stays cached, so a miss rarely touches
+  // a slot and a hit costs the one slot it finds.
+  const uint8_t* _ctrl = nullptr;
   uint64_t _mask = 0;
   uint64_t _epoch = 0;
 };

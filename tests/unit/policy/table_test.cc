@@ -91,7 +91,7 @@ TEST(policy_table, exact_beats_suffix_beats_default) {
   EXPECT_EQ(none.pattern, "");
   EXPECT_EQ(none.policy.source, policy_source::default_policy);
   EXPECT_EQ(none.policy.tls, config::tls_policy::opportunistic);
-  EXPECT_EQ(&none, &t->default_rule());
+  EXPECT_EQ(&none.policy, &t->default_rule().policy);
 }
 
 TEST(policy_table, longest_suffix_wins) {
@@ -129,6 +129,28 @@ TEST(policy_table, case_insensitive_and_trailing_dot) {
   EXPECT_EQ(t.lookup("BANK.EXAMPLE").pattern, "bank.example");
   EXPECT_EQ(t.lookup("bAnK.eXaMpLe.").pattern, "bank.example");
   EXPECT_EQ(t.lookup("Mail.Health.Example").pattern, ".health.example");
+}
+
+TEST(policy_table, every_letter_folds_and_nothing_else_does) {
+  builder b(effective_policy{});
+  ASSERT_TRUE(b.add("abcdefghijklmnopqrstuvwxyz0123456789-_.example", with_bits(200)));
+  ASSERT_TRUE(b.add(".long-label-for-word-boundaries.example", with_bits(150)));
+  auto r = std::move(b).build();
+  ASSERT_TRUE(r.ok());
+  const table& t = **r;
+  EXPECT_EQ(t.lookup("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.EXAMPLE").policy.min_cipher_bits, 200u);
+  EXPECT_EQ(t.lookup("aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789-_.eXaMpLe").policy.min_cipher_bits,
+            200u);
+  // Bytes next to the letters in ASCII ('@' before 'A', '[' after 'Z') and UTF-8 stay as
+  // they are, so they never fold into a letter of a pattern.
+  EXPECT_EQ(t.lookup("@bcdefghijklmnopqrstuvwxyz0123456789-_.example").pattern, "");
+  EXPECT_EQ(t.lookup("abcdefghijklmnopqrstuvwxy[0123456789-_.example").pattern, "");
+  EXPECT_EQ(t.lookup("\xc3\x81" "bcdefghijklmnopqrstuvwxyz0123456789-_.example").pattern, "");
+  // Dots found a word at a time, at every offset within a word.
+  for (size_t n = 1; n <= 17; ++n) {
+    std::string host = std::string(n, 'H') + ".Long-Label-For-Word-Boundaries.Example";
+    EXPECT_EQ(t.lookup(host).pattern, ".long-label-for-word-boundaries.example") << host;
+  }
 }
 
 TEST(policy_table, malformed_recipient_domains_get_the_default) {
