@@ -409,6 +409,39 @@ TEST(Outbound, TemporaryFailureIsRetriedThenDelivered) {
   EXPECT_FALSE(lines[1].reason) << lines[1].raw;
 }
 
+TEST(Outbound, RecipientsOfOneMessageKeepTheirOwnStatus) {
+  dns_fixture dns("mixed.test MX 10 mx1.mx.test\nmx1.mx.test A 127.0.0.2\n");
+  ASSERT_TRUE(dns.start()) << dns.error();
+  fake_mx mx({.hosts = {"127.0.0.2"}, .port = mx_port(),
+              .rcpt_replies = {"later@mixed.test=450:4.2.1 come back later x1"}});
+  ASSERT_TRUE(mx.start()) << mx.error();
+  relay r(delivery_options(dns, mx.port()));
+  ASSERT_TRUE(r.start()) << r.error();
+
+  std::string body = simple_body("mixed", "one delivered now, one on retry");
+  std::string qid = submit(r, "alice@sender.test", {"now@mixed.test", "later@mixed.test"}, body);
+  ASSERT_FALSE(qid.empty());
+  ASSERT_TRUE(mx.wait_messages(2, 20s)) << r.log();
+  auto msgs = mx.messages();
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_EQ(msgs[0].rcpts, std::vector<std::string>{"now@mixed.test"});
+  EXPECT_EQ(msgs[1].rcpts, std::vector<std::string>{"later@mixed.test"});   // only the deferred one again
+  for (const auto& m : msgs) EXPECT_TRUE(ends_with(m.data, body));
+
+  auto lines = wait_audit(r, 3, [&](const audit_line& a) { return a.queue_id == qid; });
+  ASSERT_EQ(lines.size(), 3u) << dump_audit(r);
+  std::vector<std::string> seen;
+  for (const auto& a : lines) {
+    expect_well_formed(a);
+    seen.push_back(a.rcpt + " " + std::to_string(a.attempt) + " " + a.outcome);
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<std::string>{"later@mixed.test 1 deferred", "later@mixed.test 2 delivered",
+                                            "now@mixed.test 1 delivered"}));
+  std::string raw;
+  EXPECT_TRUE(wait_queue_empty(r, 20s, &raw)) << raw;
+}
+
 TEST(Outbound, PermanentFailureBouncesWithADsnToTheSender) {
   dns_fixture dns(
       "bounce.test MX 10 mx1.mx.test\n"
@@ -515,7 +548,9 @@ TEST(Outbound, ExpiredMessageBouncesWithItsLastError) {
   for (const auto& a : read_audit(audit_file(r))) {
     if (a.queue_id != qid) continue;
     EXPECT_EQ(a.attempt, ++n) << a.raw;
-    if (a.outcome != "bounced") EXPECT_EQ(a.outcome, "deferred") << a.raw;
+    if (a.outcome != "bounced") {
+      EXPECT_EQ(a.outcome, "deferred") << a.raw;
+    }
   }
   std::string raw;
   EXPECT_TRUE(wait_queue_empty(r, 20s, &raw)) << raw;
@@ -579,7 +614,12 @@ TEST(Outbound, ManyDomainsAtOnceEachMxGetsExactlyItsOwn) {
   std::string zone;
   std::vector<std::string> ips;
   for (int h = 0; h < hosts; ++h) ips.push_back("127.0.0." + std::to_string(2 + h));
-  auto dom = [](int d) { return "d" + std::to_string(d) + ".many.test"; };
+  auto dom = [](int d) {
+    std::string name = std::to_string(d);   // built by appending: GCC 12 -Wrestrict misfires on "d" + ...
+    name.insert(0, 1, 'd');
+    name += ".many.test";
+    return name;
+  };
   for (int d = 0; d < domains; ++d) {
     zone += dom(d) + " MX 10 mx" + std::to_string(d) + ".mx.test\n";
     zone += "mx" + std::to_string(d) + ".mx.test A " + ips[d % hosts] + "\n";
@@ -688,6 +728,8 @@ TEST(Outbound, DeferredQueueSurvivesARestart) {
   EXPECT_EQ(mx.messages().size(), size_t(n));
   auto delivered = wait_audit(r, n, [&](const audit_line& a) { return a.outcome == "delivered"; });
   ASSERT_EQ(delivered.size(), size_t(n)) << dump_audit(r);
+  // Not asserted: `attempt` after the restart. The spool keeps no attempt counts, so the
+  // recovered recipients start again at 1 (DESIGN.md §5 wants 2 here); see issue 3 notes.
   for (const auto& a : delivered) {
     expect_well_formed(a);
     EXPECT_TRUE(ids.count(a.queue_id)) << a.raw;
