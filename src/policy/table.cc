@@ -230,6 +230,9 @@ result<std::unique_ptr<table>> builder::build() && {
 
 // ---- memory ------------------------------------------------------------------------------
 
+table::table() { _live.fetch_add(1, std::memory_order_relaxed); }
+table::~table() { _live.fetch_sub(1, std::memory_order_relaxed); }
+
 table::region::region(region&& o) noexcept : _p(o._p), _base(o._base), _len(o._len) {
   o._p = nullptr;
   o._base = nullptr;

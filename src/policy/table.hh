@@ -7,6 +7,7 @@
 // (a control byte first, then the slot holding the pattern), never allocates, never locks.
 #pragma once
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -100,6 +101,10 @@ class table {
  public:
   table(const table&) = delete;
   table& operator=(const table&) = delete;
+  ~table();
+
+  // Return how many tables exist in the process (tests and /metrics: reclamation works).
+  static size_t live() { return _live.load(std::memory_order_relaxed); }
 
   // Return the most specific rule for `domain` (any case, optional trailing dot); never
   // allocates. What it refers to is valid while this table is (see registry.hh).
@@ -114,7 +119,7 @@ class table {
  private:
   friend class builder;
   friend class registry;
-  table() = default;
+  table();
 
   // An anonymous mapping; 2 MiB-aligned with MADV_HUGEPAGE when large, so that random
   // lookups in a million-entry table do not pay a page walk per access.
@@ -165,6 +170,7 @@ class table {
   const uint8_t* _ctrl = nullptr;
   uint64_t _mask = 0;
   uint64_t _epoch = 0;
+  static inline std::atomic<size_t> _live{0};
 };
 
 }  // namespace sr::policy

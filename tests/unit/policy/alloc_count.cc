@@ -36,3 +36,19 @@ __attribute__((noinline)) void operator delete[](void* p, size_t) noexcept {
   if (p) sr::test::frees.fetch_add(1, std::memory_order_relaxed);
   std::free(p);
 }
+// The over-aligned forms too (the registry's per-reader slots are cache-line aligned), so
+// that every allocation and free of the binary is counted symmetrically.
+__attribute__((noinline)) void* operator new(size_t n, std::align_val_t a) {
+  sr::test::allocs.fetch_add(1, std::memory_order_relaxed);
+  size_t al = static_cast<size_t>(a);
+  if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
+  throw std::bad_alloc();
+}
+__attribute__((noinline)) void operator delete(void* p, std::align_val_t) noexcept {
+  if (p) sr::test::frees.fetch_add(1, std::memory_order_relaxed);
+  std::free(p);
+}
+__attribute__((noinline)) void operator delete(void* p, size_t, std::align_val_t) noexcept {
+  if (p) sr::test::frees.fetch_add(1, std::memory_order_relaxed);
+  std::free(p);
+}
