@@ -29,6 +29,12 @@ struct registry_stats {
 // The process-wide holder of the current table. publish(), reclaim() and reader
 // (un)registration take a mutex (reload/start-up paths); lookups never do.
 //
+// Use: at start `registry reg(compile(cfg))`; each shard owns `reader rd(reg)` and on its
+// tick calls `if (rd.refresh()) reg.try_reclaim();` (try_reclaim never blocks); a delivery
+// attempt copies `rd.lookup(domain).policy` into its decider. SIGHUP: load + validate the
+// config, compile(), publish(); on any error keep the old table and log why.
+// Reclamation runs on publish, when a reader unregisters, and on reclaim()/try_reclaim().
+//
 // Why this is safe (memory orders as in registry.cc):
 //  - publish stores the new table pointer (release), then the new epoch E+1 (release).
 //    A reader that loads epoch e (acquire) and then the pointer gets the table of epoch e or
