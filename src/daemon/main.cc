@@ -15,6 +15,9 @@
 #include "admin/server.hh"
 #include "audit/writer.hh"
 #include "config/config.hh"
+#include "policy/fallback.hh"
+#include "policy/registry.hh"
+#include "policy/table.hh"
 #include "server/runtime.hh"
 #include "server/spool_store.hh"
 #include "spool/partition.hh"
@@ -146,6 +149,19 @@ int main(int argc, char** argv) {
 
   sr::server::shared_state st(cfg);
   st.deliver = true;
+  // The TLS policy table: compiled now, recompiled and swapped on SIGHUP.
+  auto table = sr::policy::compile(cfg);
+  if (!table) {
+    std::fprintf(stderr, "sealrelay: %s: %s\n", config_file.c_str(), table.err().c_str());
+    return 2;
+  }
+  sr::policy::registry policies(std::move(table.value()));
+  st.policies = &policies;
+  for (const auto& p : cfg.policies)
+    if (p.tls == sr::config::tls_policy::forced) {
+      SR_INFO("%.*s", int(sr::policy::fallback_stub_notice().size()), sr::policy::fallback_stub_notice().data());
+      break;
+    }
   sr::audit::log_file audit_log;
   if (!cfg.audit.file.empty()) {
     auto slash = cfg.audit.file.rfind('/');
@@ -204,6 +220,24 @@ int main(int argc, char** argv) {
     SR_INFO("sealrelay ready: %u shards, %llu messages recovered from the spool, listening on %s",
             cfg.server.shards ? cfg.server.shards : sr::core::online_cpus(),
             (unsigned long long)recovered.load(), where.c_str());
+  };
+  hooks.on_reload = [&] {
+    // Only the policy table changes at run time; a bad file keeps the old one.
+    auto fresh = sr::config::load(config_file);
+    if (!fresh) {
+      SR_ERROR("SIGHUP: keeping the current policy table: %s", fresh.err().c_str());
+      return;
+    }
+    auto t = sr::policy::compile(fresh.value());
+    if (!t) {
+      SR_ERROR("SIGHUP: keeping the current policy table: %s", t.err().c_str());
+      return;
+    }
+    size_t n = fresh.value().policies.size();
+    policies.publish(std::move(t.value()));
+    SR_INFO("SIGHUP: policy table reloaded (%zu [[policy]] entries, default %s); other settings "
+            "change only at restart",
+            n, sr::config::to_string(fresh.value().outbound.default_policy));
   };
   int rc = sr::server::run(cfg, st, hooks);
   if (admin) admin->stop();

@@ -137,6 +137,7 @@ static audit::outcome to_audit(queue::rcpt_outcome o) {
     case queue::rcpt_outcome::delivered: return audit::outcome::delivered;
     case queue::rcpt_outcome::deferred: return audit::outcome::deferred;
     case queue::rcpt_outcome::bounced: return audit::outcome::bounced;
+    case queue::rcpt_outcome::dropped: return audit::outcome::dropped;
   }
   return audit::outcome::deferred;
 }
@@ -162,8 +163,8 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
     if (!li.mx.empty()) r.mx = li.mx;
     if (!li.ip.empty()) r.ip = li.ip;
     r.attempt = j.rcpts[i].attempts + 1;
-    r.policy = config::tls_policy::opportunistic;
-    r.source = audit::policy_source::default_policy;
+    r.policy = li.policy;
+    r.source = li.policy_from_config ? audit::policy_source::config : audit::policy_source::default_policy;
     r.tls = li.tls;
     if (li.tls) {
       r.tls_version = li.tls_version;

@@ -20,6 +20,7 @@
 #include "dns/resolver.hh"
 #include "net/buffer_ring.hh"
 #include "net/chunk.hh"
+#include "policy/registry.hh"
 #include "queue/scheduler.hh"
 
 namespace sr::tls {
@@ -33,6 +34,7 @@ class attempt;
 class link;
 
 struct delivery_counters {
+  std::unordered_map<std::string, uint64_t> tls_failures_by_reason;  // audit reason tokens
   uint64_t tls_deliveries = 0, plain_deliveries = 0;
   uint64_t tls13 = 0, tls12 = 0, tls_other = 0;
   uint64_t connections = 0, connect_failures = 0, tls_failures = 0;
@@ -65,6 +67,9 @@ class agent final : public queue::connector {
   tls::context* tls_client() { return _tls.get(); }
   tls::session_cache& tls_cache() { return *_tls_cache; }
   delivery_counters& counters() { return _counters; }
+  // The shard's view of the TLS policy table (null: everything is opportunistic).
+  void set_policies(policy::reader* r) { _policies = r; }
+  policy::reader* policies() { return _policies; }
   size_t open_links() const { return _links.size(); }
 
   // Registry of live links and attempts for the tick (deadlines).
@@ -91,6 +96,7 @@ class agent final : public queue::connector {
   std::vector<link*> _links;
   std::vector<attempt*> _attempts;
   delivery_counters _counters;
+  policy::reader* _policies = nullptr;
 };
 
 // What an audit record needs to know about the link that carried an attempt.
@@ -103,6 +109,8 @@ struct link_info {
   bool cert_checked = false, cert_ok = false;
   std::string cert_reason;  // "cert-untrusted", ... when !cert_ok
   std::string reason;       // attempt-level reason token ("connect-failed", ...), "" if none
+  config::tls_policy policy = config::tls_policy::opportunistic;  // effective policy
+  bool policy_from_config = false;  // a [[policy]] matched (else outbound.default_policy)
 };
 
 }  // namespace sr::delivery

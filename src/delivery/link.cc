@@ -14,6 +14,7 @@
 
 #include <cstring>
 
+#include "audit/record.hh"
 #include "tls/context.hh"
 #include "tls/session.hh"
 #include "tls/session_cache.hh"
@@ -64,9 +65,12 @@ link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target&
       _d(d),
       _t(t),
       _try_tls(failed_tls == nullptr),
+      _pd(at.policy()),
       _session(outbound::session_params{ag.cfg().server.hostname}, *this, *this) {
   _info.mx = t.host;
   _info.ip = t.ip;
+  _info.policy = at.policy().tls;
+  _info.policy_from_config = at.policy_from_config();
   if (failed_tls) {
     _failed_tls = *failed_tls;
     _info.reason = failed_tls->reason;
@@ -385,20 +389,34 @@ void link::closed(const outbound::close_info& info) {
   stream::close();
 }
 
+// The decisions are the policy's (policy::decider); the link only records why mail went
+// in the clear, and counts TLS failures by reason for /metrics.
 outbound::decision<outbound::ehlo_action> link::on_ehlo(bool offered) {
-  if (offered && _try_tls && _ag.tls_client()) return {outbound::ehlo_action::starttls};
-  // In the clear: the audit says why (a plaintext retry keeps the handshake's reason).
-  if (!offered && _info.reason.empty()) _info.reason = "starttls-not-offered";
-  return {outbound::ehlo_action::proceed_plain};
+  if (!_try_tls) {
+    // The opportunistic plaintext retry after a failed handshake (never under forced or
+    // exclusive: those never get here, see attempt::on_link_closed).
+    return {outbound::ehlo_action::proceed_plain};
+  }
+  auto d = _pd.on_ehlo(offered && _ag.tls_client());
+  if (d.action == outbound::ehlo_action::proceed_plain && !offered && _info.reason.empty())
+    _info.reason = "starttls-not-offered";
+  if (d.action == outbound::ehlo_action::abort) ++_ag.counters().tls_failures_by_reason[std::string(_pd.abort_reason())];
+  return d;
 }
 
-outbound::decision<outbound::refused_action> link::on_starttls_refused(const smtp::reply&) {
-  _info.reason = "starttls-refused";
-  return {outbound::refused_action::proceed_plain};
+outbound::decision<outbound::refused_action> link::on_starttls_refused(const smtp::reply& reply) {
+  auto d = _pd.on_starttls_refused(reply);
+  if (d.action == outbound::refused_action::proceed_plain) _info.reason = "starttls-refused";
+  else ++_ag.counters().tls_failures_by_reason[std::string(_pd.abort_reason())];
+  return d;
 }
 
-outbound::decision<outbound::tls_action> link::on_tls(const outbound::tls_outcome&) {
-  return {outbound::tls_action::proceed};
+outbound::decision<outbound::tls_action> link::on_tls(const outbound::tls_outcome& o) {
+  auto d = _pd.on_tls(o);
+  // Record the strength the policy rated (by suite name: wolfSSL calls 3DES 192 bits).
+  if (_pd.effective_bits()) _info.cipher_bits = _pd.effective_bits();
+  if (d.action == outbound::tls_action::abort) ++_ag.counters().tls_failures_by_reason[std::string(_pd.abort_reason())];
+  return d;
 }
 
 void link::on_closed() {
@@ -413,6 +431,14 @@ void link::on_closed() {
 attempt::attempt(agent& ag, queue::domain_state& d) : _ag(ag), _d(d) {
   _connect.self = this;
   _port = uint16_t(ag.cfg().outbound.smtp_port);
+  if (auto* r = ag.policies()) {
+    policy::rule rule = r->lookup(d.name);
+    _policy = rule.policy;  // a copy: a SIGHUP swap cannot change it under this attempt
+    _from_config = rule.policy.source == policy::policy_source::config;
+  } else {
+    _policy.tls = ag.cfg().outbound.default_policy;
+  }
+  _enforce = _policy.tls != config::tls_policy::opportunistic;
 }
 
 attempt::~attempt() = default;
@@ -474,7 +500,8 @@ void attempt::plan_mx() {
 
 void attempt::resolve_next_host() {
   if (_next_host >= _hosts.size()) {
-    give_up(_last_reason, _last_reply, false);
+    if (_enforce && _tls_failed > 0 && _other_failed == 0) give_up_tls();
+    else give_up(_last_reason, _last_reply, false);
     return;
   }
   std::string host = _hosts[_next_host++];
@@ -560,7 +587,19 @@ void attempt::on_link_closed(link& l) {
   const target& t = _targets[_next_target - 1];
   _last_mx = t.host;
   _last_ip = t.ip;
-  if (l.close_kind == outbound::close_kind::tls_failed && !_tried_plain_for(t)) {
+  bool tls_reason = l.close_kind == outbound::close_kind::tls_failed ||
+                    l.close_kind == outbound::close_kind::tls_policy;
+  if (_enforce) {
+    // Forced/exclusive: a TLS failure moves on to the next MX, never to plaintext.
+    if (tls_reason) {
+      ++_tls_failed;
+      _tls_reason = _last_reason;
+      if (l.close_kind == outbound::close_kind::tls_failed)
+        ++_ag.counters().tls_failures_by_reason[_last_reason];
+    } else {
+      ++_other_failed;
+    }
+  } else if (l.close_kind == outbound::close_kind::tls_failed && !_tried_plain_for(t)) {
     // Opportunistic: one plaintext retry on a new connection to the same address.
     _plain_retry_host = t.host + "|" + t.ip;
     _no_tls_retry_pending = true;
@@ -588,6 +627,8 @@ void attempt::give_up(const std::string& reason, const std::string& reply, bool 
   while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
   link_info li;
   li.reason = reason;
+  li.policy = _policy.tls;
+  li.policy_from_config = _from_config;
   li.mx = _last_mx;  // the last host tried, if any (null MX, NXDOMAIN: none)
   li.ip = _last_ip;
   for (queue::job* j : jobs) {
@@ -598,6 +639,42 @@ void attempt::give_up(const std::string& reason, const std::string& reply, bool 
       r.reply = reply;
       r.mx = _last_mx;
       r.status = !status.empty() ? status : permanent ? "5.4.4" : "4.4.1";
+    }
+    _ag.complete(j, std::move(res), li);
+  }
+  finish();
+}
+
+// Every MX that answered failed for a TLS reason (DESIGN.md §1): forced hands the
+// message to its fallback chain, exclusive drops it — at once, or once fallback_after
+// has passed since the message arrived; until then it is an ordinary retry.
+void attempt::give_up_tls() {
+  std::vector<queue::job*> jobs;
+  while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
+  link_info li;
+  li.reason = _tls_reason;
+  li.policy = _policy.tls;
+  li.policy_from_config = _from_config;
+  li.mx = _last_mx;
+  li.ip = _last_ip;
+  uint64_t now_ms = uint64_t(audit::now_unix_ms());
+  for (queue::job* j : jobs) {
+    duration since(int64_t(now_ms > j->received_ms ? now_ms - j->received_ms : 0));
+    auto o = policy::outcome_on_tls_failure(_policy, true, since);
+    std::vector<queue::rcpt_result> res(j->rcpts.size());
+    for (auto& r : res) {
+      r.reason = _tls_reason;
+      r.mx = _last_mx;
+      r.status = "4.7.10";
+      if (o == policy::tls_failure_outcome::drop) {
+        r.outcome = queue::rcpt_outcome::dropped;
+        r.notify_sender = _policy.notify_sender;
+        r.status = "5.7.10";
+      } else {
+        // fallback: the sidecar does not exist yet, so every method behaves as "defer"
+        // (normal retries, bounce at max_queue_age); retry: fallback_after not reached.
+        r.outcome = queue::rcpt_outcome::deferred;
+      }
     }
     _ag.complete(j, std::move(res), li);
   }

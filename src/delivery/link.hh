@@ -13,6 +13,8 @@
 #include "net/stream.hh"
 #include "outbound/session.hh"
 #include "outbound/tls_decider.hh"
+#include "policy/decider.hh"
+#include "policy/table.hh"
 
 namespace sr::tls {
 class session;
@@ -70,6 +72,7 @@ class link final : public net::stream, outbound::events, outbound::tls_decider, 
   queue::domain_state& _d;
   target _t;
   bool _try_tls;
+  policy::decider _pd;              // the domain's TLS policy, asked at each decision point
   outbound::session _session;
   std::unique_ptr<tls::session> _tls;
   bool _handshaking = false;
@@ -97,6 +100,9 @@ class attempt {
   attempt(agent& ag, queue::domain_state& d);
   ~attempt();
   void start();
+  // The effective TLS policy of this domain (fixed for the attempt, even across SIGHUP).
+  const policy::effective_policy& policy() const { return _policy; }
+  bool policy_from_config() const { return _from_config; }
   // A link ended; decide whether to try the next host.
   void on_link_closed(link& l);
   void check_deadline(uint64_t now_ms);
@@ -137,6 +143,13 @@ class attempt {
   std::string _last_ip;
   bool _done = false;
   bool _null_mx = false;
+  policy::effective_policy _policy;
+  bool _from_config = false;
+  bool _enforce = false;            // forced or exclusive: never plaintext
+  unsigned _tls_failed = 0;         // hosts that answered and failed for a TLS reason
+  unsigned _other_failed = 0;       // hosts that answered and failed otherwise
+  std::string _tls_reason;          // the last TLS reason
+  void give_up_tls();
   unsigned _pending_async = 0;       // DNS lookups in flight
 };
 

@@ -11,7 +11,8 @@ namespace sr::queue {
 enum class message_kind : uint8_t { message, dsn };
 
 // What became of one recipient in one attempt.
-enum class rcpt_outcome : uint8_t { delivered, deferred, bounced };
+// dropped: exclusive policy found no acceptable TLS; final, no DSN unless the policy asks.
+enum class rcpt_outcome : uint8_t { delivered, deferred, bounced, dropped };
 
 struct job_rcpt {
   std::string address;

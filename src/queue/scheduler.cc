@@ -155,6 +155,19 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
         ++_stats.deferred;
         remaining.push_back(r);
         break;
+      case rcpt_outcome::dropped:
+        // Exclusive policy: gone for good; the sender hears of it only when asked.
+        ++_stats.dropped;
+        done.push_back(r.index);
+        if (res.notify_sender) {
+          bounced.push_back(&r);
+          rcpt_result why = res;
+          why.status = "5.7.10";
+          why.reply = "dropped: the recipient's TLS policy forbids delivery without acceptable TLS (" +
+                      res.reason + ")";
+          bounce_why.push_back(std::move(why));
+        }
+        break;
     }
   }
   if (!bounced.empty()) bounce(*j, bounced, bounce_why);

@@ -47,6 +47,7 @@ struct rcpt_result {
   std::string mx;               // host that gave it ("" when none answered)
   std::string status;           // enhanced status code for DSNs ("5.1.1", "4.4.1")
   std::string reason;           // audit token when not a remote reply ("null-mx", "connect-failed")
+  bool notify_sender = false;   // dropped: send the sender a DSN anyway (policy notify_sender)
 };
 
 class connector {
@@ -66,7 +67,7 @@ struct home_link {
 };
 
 struct queue_stats {
-  uint64_t delivered = 0, deferred = 0, bounced = 0, dsn_sent = 0;
+  uint64_t delivered = 0, deferred = 0, bounced = 0, dropped = 0, dsn_sent = 0;
 };
 
 class scheduler {

@@ -136,7 +136,8 @@ int run(const config::config& cfg, shared_state& st, const runtime_hooks& hooks)
       break;
     }
     if (sig == SIGHUP) {
-      SR_INFO("SIGHUP: nothing to reload yet (the policy table arrives with the policy engine)");
+      if (hooks.on_reload) hooks.on_reload();
+      else SR_INFO("SIGHUP: nothing to reload");
       continue;
     }
     if (hooks.on_second) hooks.on_second();

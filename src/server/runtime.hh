@@ -19,6 +19,8 @@ struct runtime_hooks {
   std::function<void()> on_ready;
   // Called on the main thread every second while running (progress, stats).
   std::function<void()> on_second;
+  // Called on the main thread for SIGHUP (re-read what can change at run time).
+  std::function<void()> on_reload;
 };
 
 // Returns the process exit code: 0 after a clean drain, 1 when start-up failed.

@@ -17,6 +17,7 @@
 #include "core/mailbox.hh"
 #include "delivery/agent.hh"
 #include "dns/resolver.hh"
+#include "policy/registry.hh"
 #include "queue/scheduler.hh"
 #include "server/connection.hh"
 #include "server/spool_store.hh"
@@ -58,6 +59,8 @@ shard_server::shard_server(core::shard& sh, shared_state& st, store_factory make
     : _shard(sh), _st(st), _make_store(std::move(make_store)) {}
 
 shard_server::~shard_server() {
+  _agent.reset();  // before the policy reader it points at
+  _policy_reader.reset();
   if (_st.deliver && _shard.index() < _st.servers.size()) _st.servers[_shard.index()] = nullptr;
   // Connections still open at exit are abandoned with the process; free them.
   while (_conns) {
@@ -228,6 +231,16 @@ status shard_server::start_delivery() {
   _agent = std::make_unique<delivery::agent>(_shard, cfg, *_sched, *_resolver, *_pool, *_ring, _audit.get());
   if (status s = _agent->start(); !s) return s;
   _sched->set_connector(_agent.get());
+  if (_st.policies) {
+    // This shard's view of the policy table: refreshed on every tick (a wait-free
+    // pointer load), so a SIGHUP reaches new delivery attempts within 100 ms.
+    _policy_reader = std::make_unique<policy::reader>(*_st.policies);
+    _agent->set_policies(_policy_reader.get());
+    _shard.on_tick([this] {
+      _policy_reader->refresh();
+      _st.policies->try_reclaim();
+    });
+  }
 
   store->on_durable([this](const spool::message_meta& meta, const spool::message_location& loc) {
     dispatch(meta, loc);
@@ -319,7 +332,11 @@ void shard_server::publish_metrics() {
     m.deliveries("TLSv1.3").cell(me).store(c.tls13, std::memory_order_relaxed);
     m.deliveries("TLSv1.2").cell(me).store(c.tls12, std::memory_order_relaxed);
     m.deliveries("other").cell(me).store(c.tls_other, std::memory_order_relaxed);
-    m.tls_failure("handshake-failed").cell(me).store(c.tls_failures, std::memory_order_relaxed);
+    for (std::string_view reason : admin::tls_failure_reasons) {
+      auto it = c.tls_failures_by_reason.find(std::string(reason));
+      m.tls_failure(reason).cell(me).store(it == c.tls_failures_by_reason.end() ? 0 : it->second,
+                                           std::memory_order_relaxed);
+    }
   }
   if (_resolver) {
     auto r = _resolver->stats();

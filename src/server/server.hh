@@ -37,6 +37,10 @@ class writer;
 namespace sr::admin {
 struct relay_metrics;
 }
+namespace sr::policy {
+class registry;
+class reader;
+}
 namespace sr::spool {
 struct message_meta;
 struct message_location;
@@ -73,6 +77,7 @@ struct shared_state {
   std::vector<std::atomic<shard_server*>> servers;
   int audit_fd = -1;
   admin::relay_metrics* metrics = nullptr;  // published by each shard on its tick
+  policy::registry* policies = nullptr;     // TLS policy table; SIGHUP publishes a new one
   std::atomic<bool> draining{false};
   std::atomic<uint32_t> connections{0};
   // Per-client-IP connection counts, by hash of the address (collisions only make
@@ -140,6 +145,7 @@ class shard_server {
   std::unique_ptr<audit::writer> _audit;
   std::unique_ptr<queue::scheduler> _sched;
   std::unique_ptr<delivery::agent> _agent;
+  std::unique_ptr<policy::reader> _policy_reader;
 };
 
 }  // namespace sr::server
