@@ -28,7 +28,8 @@ int usage() {
       "                      [--latency] [--json] [--progress]\n"
       "  --latency   record arrival - X-Blast-Ts (sealrelay-blast's send time); p50/p99 on exit\n"
       "  --json      also print the totals as one JSON line on exit\n"
-      "  --progress  print 'progress MESSAGES' on stdout every second\n",
+      "  --progress  print 'progress MESSAGES' on stdout every second\n"
+      "  --latency-dump FILE  (implies --latency) on exit write 'send_ns latency_us rcpt' per message\n",
       stderr);
   return 2;
 }
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> listens;
   sr::config::listen_tls tls = sr::config::listen_tls::starttls;
   bool quiet = false, latency = false, json = false, progress = false;
+  std::string dump_file;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -68,6 +70,10 @@ int main(int argc, char** argv) {
     else if (a == "--latency") latency = true;
     else if (a == "--json") json = true;
     else if (a == "--progress") progress = true;
+    else if (a == "--latency-dump") {
+      dump_file = next();
+      latency = true;
+    }
     else return usage();
   }
   if (listens.empty()) return usage();
@@ -97,6 +103,7 @@ int main(int argc, char** argv) {
       lat_logs.push_back(std::make_unique<sr::server::sink_latency>());
       log = lat_logs.back().get();
       log->us.reserve(1 << 20);
+      log->keep_detail = !dump_file.empty();
     }
     return std::make_unique<sr::server::sink_store>(sh, messages, bytes, log);
   };
@@ -130,6 +137,16 @@ int main(int argc, char** argv) {
       unstamped += l->unstamped;
       if (l->first_ns && (!first || l->first_ns < first)) first = l->first_ns;
       last = std::max(last, l->last_ns);
+    }
+    if (!dump_file.empty()) {
+      if (FILE* f = std::fopen(dump_file.c_str(), "w")) {
+        for (const auto& l : lat_logs)
+          for (size_t i = 0; i < l->sent_ns.size(); ++i)
+            std::fprintf(f, "%" PRIu64 " %u %s\n", l->sent_ns[i], l->us[i], l->rcpt[i].c_str());
+        std::fclose(f);
+      } else {
+        std::fprintf(stderr, "sink: cannot write %s: %s\n", dump_file.c_str(), std::strerror(errno));
+      }
     }
     std::sort(all.begin(), all.end());
     auto pct = [&](double p) -> double {

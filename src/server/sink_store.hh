@@ -24,6 +24,10 @@ struct sink_latency {
   uint64_t unstamped = 0;     // messages without a readable X-Blast-Ts header
   uint64_t first_ns = 0;      // CLOCK_MONOTONIC of the first and the last arrival
   uint64_t last_ns = 0;
+  // Diagnostics (--latency-dump): per message, send ts, latency and first recipient.
+  bool keep_detail = false;
+  std::vector<uint64_t> sent_ns;
+  std::vector<std::string> rcpt;
 };
 
 // Find `X-Blast-Ts: <digits>` in the header section of `data`; true and `ts` set if found.
@@ -111,9 +115,9 @@ class sink_store final : public message_store {
     std::snprintf(id, sizeof id, "SINK%02X%010llX", _shard.index(), (unsigned long long)++_seq);
     return id;
   }
-  void submit(const std::string&, const inbound::envelope&, std::span<const iovec> data,
+  void submit(const std::string&, const inbound::envelope& env, std::span<const iovec> data,
               store_client* client) override {
-    if (_latency) record_latency(data);
+    if (_latency) record_latency(data, env);
     uint64_t n = 0;
     for (const auto& v : data) n += v.iov_len;
     _bytes.fetch_add(n, std::memory_order_relaxed);
@@ -125,7 +129,7 @@ class sink_store final : public message_store {
   size_t in_flight() const override { return _in_flight; }
 
  private:
-  void record_latency(std::span<const iovec> data) {
+  void record_latency(std::span<const iovec> data, const inbound::envelope& env) {
     timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t now_ns = uint64_t(now.tv_sec) * 1'000'000'000ull + uint64_t(now.tv_nsec);
@@ -135,6 +139,10 @@ class sink_store final : public message_store {
     if (find_blast_ts(data, ts) && ts <= now_ns) {
       uint64_t us = (now_ns - ts) / 1000;
       _latency->us.push_back(us > UINT32_MAX ? UINT32_MAX : uint32_t(us));
+      if (_latency->keep_detail) {
+        _latency->sent_ns.push_back(ts);
+        _latency->rcpt.push_back(env.rcpt_to.empty() ? std::string() : env.rcpt_to[0]);
+      }
     } else {
       ++_latency->unstamped;
     }
