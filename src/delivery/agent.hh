@@ -20,6 +20,7 @@
 #include "dns/resolver.hh"
 #include "net/buffer_ring.hh"
 #include "net/chunk.hh"
+#include "policy/fallback.hh"
 #include "policy/registry.hh"
 #include "queue/scheduler.hh"
 
@@ -38,6 +39,7 @@ struct delivery_counters {
   uint64_t tls_deliveries = 0, plain_deliveries = 0;
   uint64_t tls13 = 0, tls12 = 0, tls_other = 0;
   uint64_t connections = 0, connect_failures = 0, tls_failures = 0;
+  uint64_t fallback_handoffs = 0;  // messages handed to the fallback (forced, TLS failed everywhere)
 };
 
 class agent final : public queue::connector {
@@ -70,6 +72,10 @@ class agent final : public queue::connector {
   // The shard's view of the TLS policy table (null: everything is opportunistic).
   void set_policies(policy::reader* r) { _policies = r; }
   policy::reader* policies() { return _policies; }
+  // Where forced policies hand a message once TLS failed everywhere (DESIGN.md §2). Until
+  // the sidecar client exists it is a policy::deferring_handoff owned here.
+  void set_fallback(policy::fallback_handoff* f) { _fallback = f ? f : &_deferring; }
+  policy::fallback_handoff& fallback() { return *_fallback; }
   size_t open_links() const { return _links.size(); }
 
   // Registry of live links and attempts for the tick (deadlines).
@@ -97,6 +103,8 @@ class agent final : public queue::connector {
   std::vector<attempt*> _attempts;
   delivery_counters _counters;
   policy::reader* _policies = nullptr;
+  policy::deferring_handoff _deferring;
+  policy::fallback_handoff* _fallback = &_deferring;
 };
 
 // What an audit record needs to know about the link that carried an attempt.

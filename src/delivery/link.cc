@@ -284,8 +284,11 @@ void link::idle() {
 
 void link::next_job() {
   if (closing() || _job || _loading) return;
+  // A SIGHUP that changed this domain's policy ends the connection before its next job:
+  // mail queued now goes out under the new policy, never over a session the old one
+  // allowed (a plaintext connection kept open across a switch to forced, say).
   if (_session.transactions() >= std::max(1u, _ag.cfg().outbound.messages_per_conn) ||
-      _ag.shard().now_ms() == 0) {
+      _ag.shard().now_ms() == 0 || policy_changed()) {
     _session.quit();
     return;
   }
@@ -328,6 +331,17 @@ void link::next_job() {
     flush();
     unhold();
   });
+}
+
+bool link::policy_changed() const {
+  policy::reader* r = _ag.policies();
+  if (!r) return false;
+  const policy::effective_policy& now = r->lookup(_d.name).policy;
+  const policy::effective_policy& was = _pd.policy();
+  return now.tls != was.tls || now.verify != was.verify || now.min_version != was.min_version ||
+         now.min_cipher_bits != was.min_cipher_bits || now.source != was.source ||
+         now.notify_sender != was.notify_sender || now.fallback_after != was.fallback_after ||
+         !(now.fallback == was.fallback);
 }
 
 void link::send_job() {
@@ -594,6 +608,9 @@ void attempt::on_link_closed(link& l) {
     if (tls_reason) {
       ++_tls_failed;
       _tls_reason = _last_reason;
+      _tls_info = l.info();  // what was negotiated before the policy said no, if anything
+      _tls_info.mx = t.host;
+      _tls_info.ip = t.ip;
       if (l.close_kind == outbound::close_kind::tls_failed)
         ++_ag.counters().tls_failures_by_reason[_last_reason];
     } else {
@@ -651,20 +668,21 @@ void attempt::give_up(const std::string& reason, const std::string& reply, bool 
 void attempt::give_up_tls() {
   std::vector<queue::job*> jobs;
   while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
-  link_info li;
+  // The audit shows the session the policy refused (version, cipher, bits, certificate)
+  // of the last host that failed for a TLS reason.
+  link_info li = _tls_info;
   li.reason = _tls_reason;
   li.policy = _policy.tls;
   li.policy_from_config = _from_config;
-  li.mx = _last_mx;
-  li.ip = _last_ip;
   uint64_t now_ms = uint64_t(audit::now_unix_ms());
   for (queue::job* j : jobs) {
     duration since(int64_t(now_ms > j->received_ms ? now_ms - j->received_ms : 0));
     auto o = policy::outcome_on_tls_failure(_policy, true, since);
+    if (o == policy::tls_failure_outcome::fallback) hand_off(*j);
     std::vector<queue::rcpt_result> res(j->rcpts.size());
     for (auto& r : res) {
       r.reason = _tls_reason;
-      r.mx = _last_mx;
+      r.mx = li.mx;
       r.status = "4.7.10";
       if (o == policy::tls_failure_outcome::drop) {
         r.outcome = queue::rcpt_outcome::dropped;
@@ -679,6 +697,31 @@ void attempt::give_up_tls() {
     _ag.complete(j, std::move(res), li);
   }
   finish();
+}
+
+// Pass `j` and the reason to the fallback (DESIGN.md §2). Only the "defer" stub exists
+// yet, so whatever it answers the message stays queued; the log line is how an operator
+// (and the tests) tell the hand-off from a retry that fallback_after still holds back.
+void attempt::hand_off(const queue::job& j) {
+  std::vector<std::string_view> rcpts;
+  rcpts.reserve(j.rcpts.size());
+  for (const auto& r : j.rcpts) rcpts.push_back(r.address);
+  // The body when it is in memory; the sidecar client will stream it from the spool.
+  std::span<const std::byte> piece(reinterpret_cast<const std::byte*>(j.body.data()), j.body.size());
+  std::span<const std::span<const std::byte>> body;
+  if (!j.body.empty()) body = std::span<const std::span<const std::byte>>(&piece, 1);
+  policy::handoff_request req;
+  req.queue_id = j.queue_id;
+  req.from = j.mail_from;
+  req.recipients = rcpts;
+  req.domain = j.domain;
+  req.body = body;
+  req.reason = _tls_reason;
+  req.policy = &_policy;
+  policy::handoff_outcome o = _ag.fallback().hand_off(req);
+  ++_ag.counters().fallback_handoffs;
+  SR_INFO("%s: handed to the fallback (%s, every MX failed for TLS: %s): %s", j.queue_id.c_str(),
+          j.domain.c_str(), _tls_reason.c_str(), policy::to_string(o));
 }
 
 void attempt::finish() {

@@ -42,6 +42,8 @@ class link final : public net::stream, outbound::events, outbound::tls_decider, 
   void check_deadline(uint64_t now_ms);
   // Did the session get as far as being ready for mail?
   bool reached_idle() const { return _reached_idle; }
+  // What this link learnt for the audit: host, address, TLS details, reason.
+  const link_info& info() const { return _info; }
 
  private:
   // net::stream
@@ -66,6 +68,8 @@ class link final : public net::stream, outbound::events, outbound::tls_decider, 
   void next_job();
   void send_job();
   void phase_started();
+  // Has the domain's policy changed (SIGHUP) since this link's attempt began?
+  bool policy_changed() const;
 
   agent& _ag;
   attempt& _at;
@@ -149,7 +153,9 @@ class attempt {
   unsigned _tls_failed = 0;         // hosts that answered and failed for a TLS reason
   unsigned _other_failed = 0;       // hosts that answered and failed otherwise
   std::string _tls_reason;          // the last TLS reason
+  link_info _tls_info;              // the link of that failure (TLS details for the audit)
   void give_up_tls();
+  void hand_off(const queue::job& j);
   unsigned _pending_async = 0;       // DNS lookups in flight
 };
 
