@@ -237,13 +237,17 @@ class Policy : public ::testing::Test {
   void SetUp() override { _port = free_port_on(all_hosts); }
 
   // Start the DNS fixture with `zone` plus sender.test's own MX (home.mx.test).
+  // ldns-testns picks its own port and gives up when its first choice is taken ("bind():
+  // Invalid argument" on the retry, seen when other suites run alongside): start afresh.
   bool start_dns(const std::string& zone) {
-    _dns = std::make_unique<dns_fixture>(zone + home_zone);
-    if (!_dns->start()) {
-      ADD_FAILURE() << "dns: " << _dns->error() << _dns->log();
-      return false;
+    std::string why;
+    for (int i = 0; i < 3; ++i) {
+      _dns = std::make_unique<dns_fixture>(zone + home_zone);
+      if (_dns->start()) return true;
+      why += _dns->error() + _dns->log();
     }
-    return true;
+    ADD_FAILURE() << "dns: " << why;
+    return false;
   }
 
   // Start a fake MX on the shared port; null (with a failure) when it does not start.
