@@ -206,9 +206,53 @@ def serve(o, text):
         fd, path = tempfile.mkstemp(prefix="dns_zone.", suffix=".data")
         with os.fdopen(fd, "w") as f:
             f.write(data)
-    args = [o.ldns_testns] + (["-v"] * o.verbose) + (["-p", str(o.port)] if o.port else ["-r"]) + [path]
-    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    def free_port():
+        """A port free for both UDP and TCP (ldns-testns -r picks ports that can be taken)."""
+        for _ in range(50):
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.bind(("0.0.0.0", 0))
+            port = u.getsockname()[1]
+            t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                t.bind(("0.0.0.0", port))
+                return port
+            except OSError:
+                continue
+            finally:
+                t.close()
+                u.close()
+        return 0
+
+    def launch(port):
+        """Start ldns-testns on `port`; return (child, port, log) or (None, 0, log)."""
+        args = [o.ldns_testns] + (["-v"] * o.verbose) + ["-p", str(port)] + [path]
+        c = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              preexec_fn=die_with_parent)
+        log = []
+        while True:
+            line = c.stdout.readline().decode(errors="replace")
+            if not line:
+                c.wait()
+                return None, 0, log
+            log.append(line)
+            m = re.search(r"Listening on port (\d+)", line)
+            if m:
+                return c, int(m.group(1)), log
+
+    child = None
+    port = 0
+    log = []
+    # A fixed --port is tried once; otherwise a few free ports in turn, since another
+    # process may take the one we picked before ldns-testns binds it.
+    for _ in range(1 if o.port else 8):
+        child, port, log = launch(o.port or free_port())
+        if child:
+            break
+    if child is None:
+        sys.stderr.write("dns_zone: ldns-testns exited:\n" + "".join(log))
+        if not o.datafile:
+            os.unlink(path)
+        sys.exit(1)
 
     def stop(signum=None, frame=None):
         if child.poll() is None:
@@ -223,19 +267,7 @@ def serve(o, text):
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    port = o.port
-    log = []
     deadline = time.monotonic() + 10
-    while True:
-        line = child.stdout.readline().decode(errors="replace")
-        if not line:
-            sys.stderr.write("dns_zone: ldns-testns exited:\n" + "".join(log))
-            stop()
-        log.append(line)
-        m = re.search(r"Listening on port (\d+)", line)
-        if m:
-            port = int(m.group(1))
-            break
 
     def drain():
         for line in child.stdout:
