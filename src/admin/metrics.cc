@@ -179,6 +179,10 @@ relay_metrics::relay_metrics(registry& r) {
         {{"reason", tls_failure_reasons[i]}});
   audit_dropped = r.add_counter("sealrelay_audit_dropped_total",
                                 "Audit records dropped because the disk did not keep up.");
+  messages_dropped = r.add_counter("sealrelay_messages_dropped_total",
+                                   "Recipients dropped under an exclusive policy (no acceptable TLS).");
+  fallback_handoffs = r.add_counter("sealrelay_fallback_handoffs_total",
+                                    "Messages handed to the fallback after TLS failed at every MX (forced).");
 }
 
 const counter& relay_metrics::deliveries(std::string_view tls_version) const {

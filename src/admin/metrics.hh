@@ -164,6 +164,8 @@ struct relay_metrics {
   counter dns_cache_misses;    // sealrelay_dns_cache_misses_total
   counter tls_failures_by_reason[std::size(tls_failure_reasons)];  // sealrelay_tls_failures_total{reason}
   counter audit_dropped;       // sealrelay_audit_dropped_total
+  counter messages_dropped;    // sealrelay_messages_dropped_total: per recipient (exclusive policy)
+  counter fallback_handoffs;   // sealrelay_fallback_handoffs_total: forced, TLS failed at every MX
 
   // Return the deliveries counter for a negotiated version ("TLSv1.3"; "" = plaintext).
   const counter& deliveries(std::string_view tls_version) const;

@@ -323,11 +323,13 @@ void shard_server::publish_metrics() {
     m.messages_delivered.cell(me).store(q.delivered, std::memory_order_relaxed);
     m.messages_deferred.cell(me).store(q.deferred, std::memory_order_relaxed);
     m.messages_bounced.cell(me).store(q.bounced, std::memory_order_relaxed);
+    m.messages_dropped.cell(me).store(q.dropped, std::memory_order_relaxed);
     m.queue_depth.set(me, int64_t(_sched->depth()));
   }
   if (_agent) {
     const auto& c = _agent->counters();
     m.connections_outbound.set(me, int64_t(_agent->open_links()));
+    m.fallback_handoffs.cell(me).store(c.fallback_handoffs, std::memory_order_relaxed);
     m.deliveries("").cell(me).store(c.plain_deliveries, std::memory_order_relaxed);
     m.deliveries("TLSv1.3").cell(me).store(c.tls13, std::memory_order_relaxed);
     m.deliveries("TLSv1.2").cell(me).store(c.tls12, std::memory_order_relaxed);
