@@ -308,15 +308,7 @@ void client::send_line(std::string_view s) {
 
 void client::prepare_wire(std::string& out, std::string& wire) {
   wire.swap(out);
-  if (!_tls) return;
-  if (!_tls_plain.empty() && _tls->handshake_done()) {
-    _tls->write(std::span<const std::byte>(reinterpret_cast<const std::byte*>(_tls_plain.data()),
-                                           _tls_plain.size()));
-    _tls_plain.clear();
-  }
-  auto p = _tls->pending_output();
-  wire.append(reinterpret_cast<const char*>(p.data()), p.size());
-  _tls->consume_output(p.size());
+  if (_tls) _tls->flush_to(_tls_plain, wire);
 }
 
 void client::on_data(sr::net::chunk* c, size_t len) {

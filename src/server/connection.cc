@@ -170,17 +170,7 @@ void connection::on_closed() { _srv.on_connection_closed(this); }
 
 void connection::prepare_wire(std::string& out, std::string& wire) {
   wire.swap(out);  // plaintext replies queued before TLS started (e.g. "220 Ready")
-  if (!_tls) return;
-  if (!_tls_plain.empty() && !_tls_handshaking) {
-    _tls->write(std::span<const std::byte>(reinterpret_cast<const std::byte*>(_tls_plain.data()),
-                                           _tls_plain.size()));
-    _tls_plain.clear();
-  }
-  auto pending = _tls->pending_output();
-  if (!pending.empty()) {
-    wire.append(reinterpret_cast<const char*>(pending.data()), pending.size());
-    _tls->consume_output(pending.size());
-  }
+  if (_tls) _tls->flush_to(_tls_plain, wire);
 }
 
 void connection::send(std::string_view bytes) {
