@@ -62,6 +62,15 @@ void agent::remove(attempt* a) {
 
 void agent::on_tick() {
   uint64_t now = _shard.now_ms();
+  if (now / 1000 != _handoff_second) {
+    _handoff_second = now / 1000;
+    if (_handoff_suppressed)
+      SR_INFO("%llu more messages handed to the fallback (lines not logged; see "
+              "sealrelay_fallback_handoffs_total and the audit log)",
+              (unsigned long long)_handoff_suppressed);
+    _handoff_suppressed = 0;
+    _handoff_logged = 0;
+  }
   // Copies: a check may close a link or finish an attempt (removing it from the list).
   std::vector<link*> links = _links;
   for (link* l : links) l->check_deadline(now);

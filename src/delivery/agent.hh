@@ -78,6 +78,16 @@ class agent final : public queue::connector {
   policy::fallback_handoff& fallback() { return *_fallback; }
   size_t open_links() const { return _links.size(); }
 
+  // True while fewer than 20 hand-off lines were logged this second (the rest are counted
+  // and summed up on the next tick).
+  bool may_log_handoff() {
+    if (_handoff_logged < 20) {
+      ++_handoff_logged;
+      return true;
+    }
+    ++_handoff_suppressed;
+    return false;
+  }
   // Registry of live links and attempts for the tick (deadlines).
   void add(link* l) { _links.push_back(l); }
   void remove(link* l);
@@ -103,6 +113,9 @@ class agent final : public queue::connector {
   std::vector<attempt*> _attempts;
   delivery_counters _counters;
   policy::reader* _policies = nullptr;
+  unsigned _handoff_logged = 0;       // hand-off log lines in the current second
+  uint64_t _handoff_suppressed = 0;   // not logged since the last summary
+  uint64_t _handoff_second = 0;
   policy::deferring_handoff _deferring;
   policy::fallback_handoff* _fallback = &_deferring;
 };

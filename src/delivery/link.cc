@@ -712,8 +712,11 @@ void attempt::hand_off(const queue::job& j) {
   req.policy = &_policy;
   policy::handoff_outcome o = _ag.fallback().hand_off(req);
   ++_ag.counters().fallback_handoffs;
-  SR_INFO("%s: handed to the fallback (%s, every MX failed for TLS: %s): %s", j.queue_id.c_str(),
-          j.domain.c_str(), _tls_reason.c_str(), policy::to_string(o));
+  // Bulk mail to a forced domain whose MX lost TLS would log a line per message per
+  // retry; the agent lets a few through per second and sums up the rest.
+  if (_ag.may_log_handoff())
+    SR_INFO("%s: handed to the fallback (%s, every MX failed for TLS: %s): %s", j.queue_id.c_str(),
+            j.domain.c_str(), _tls_reason.c_str(), policy::to_string(o));
 }
 
 void attempt::finish() {
