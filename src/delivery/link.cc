@@ -483,9 +483,7 @@ void attempt::plan_route(const config::route_entry& r) {
 }
 
 void attempt::plan_mx() {
-  ++_pending_async;
   _ag.resolver().lookup_mx(_d.name, [this](const dns::mx_result& r) {
-    --_pending_async;
     switch (r.status) {
       case dns::status::ok:
         for (const auto& h : r.hosts) _hosts.push_back(h.name);
@@ -511,9 +509,7 @@ void attempt::resolve_next_host() {
     return;
   }
   std::string host = _hosts[_next_host++];
-  ++_pending_async;
   _ag.resolver().lookup_addrs(host, [this, host](const dns::addr_result& r) {
-    --_pending_async;
     if (r.status == dns::status::ok) {
       for (const auto& a : r.addrs) {
         target t;

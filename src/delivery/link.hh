@@ -146,7 +146,6 @@ class attempt {
   std::string _last_mx;
   std::string _last_ip;
   bool _done = false;
-  bool _null_mx = false;
   policy::effective_policy _policy;
   bool _from_config = false;
   bool _enforce = false;            // forced or exclusive: never plaintext
@@ -156,7 +155,6 @@ class attempt {
   link_info _tls_info;              // the link of that failure (TLS details for the audit)
   void give_up_tls();
   void hand_off(const queue::job& j);
-  unsigned _pending_async = 0;       // DNS lookups in flight
 };
 
 }  // namespace sr::delivery

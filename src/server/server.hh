@@ -128,7 +128,6 @@ class shard_server {
   void on_accept(listener_info& li, int fd);
   void on_tick();
   void publish_metrics();
-  void after_batch();
 
   core::shard& _shard;
   shared_state& _st;

@@ -42,7 +42,6 @@ void spool_store::submit(const std::string& queue_id, const inbound::envelope& e
 
 // A message we generated ourselves; it owns its bytes until they are durable.
 struct spool_store::internal_msg final : store_client {
-  spool_store* self;
   std::string text;
   iovec iov;
   void on_stored(bool ok) override {
@@ -53,7 +52,6 @@ struct spool_store::internal_msg final : store_client {
 
 void spool_store::submit_internal(spool::message_meta meta, std::string text) {
   auto* m = new internal_msg;
-  m->self = this;
   m->text = std::move(text);
   m->iov = iovec{m->text.data(), m->text.size()};
   meta.queue_id = _part->next_queue_id();

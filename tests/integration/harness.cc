@@ -30,6 +30,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
+
+}  // namespace
+
 int remaining_ms(clock::time_point until) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now()).count();
   return left < 0 ? 0 : static_cast<int>(left);
@@ -47,8 +50,6 @@ std::string read_file(const fs::path& p) {
   ss << in.rdbuf();
   return ss.str();
 }
-
-}  // namespace
 
 std::string relay_binary() {
   const char* bin = std::getenv("SEALRELAY_BIN");

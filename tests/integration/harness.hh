@@ -63,6 +63,13 @@ struct relay_options {
   std::string extra_toml;
 };
 
+// Milliseconds left until `until` (0 when it has passed), for poll().
+int remaining_ms(clock::time_point until);
+// A waitpid() status as an exit code (128+signal when killed).
+int decode_status(int status);
+// The whole content of a file ("" when unreadable).
+std::string read_file(const std::filesystem::path& p);
+
 // The outcome of a child process: exit code (128+signal when killed) and its output.
 struct run_result {
   int exit_code = -1;

@@ -29,23 +29,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-int remaining_ms(clock::time_point until) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now()).count();
-  return left < 0 ? 0 : static_cast<int>(left);
-}
-
-int decode_status(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // ------------------------------------------------------------------ JSON (record lines)
 
@@ -233,7 +216,7 @@ std::vector<std::string> get_strs(const jvalue& o, const char* key) {
 // The complete lines of a JSON-lines file parsed as objects (a half-written tail is skipped).
 std::vector<jvalue> read_jsonl(const fs::path& p) {
   std::vector<jvalue> out;
-  std::string text = slurp(p);
+  std::string text = read_file(p);
   size_t pos = 0;
   for (size_t nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1) {
     jvalue v;
@@ -244,7 +227,7 @@ std::vector<jvalue> read_jsonl(const fs::path& p) {
 }
 
 size_t count_lines(const fs::path& p) {
-  std::string text = slurp(p);
+  std::string text = read_file(p);
   size_t n = 0;
   for (char c : text) n += c == '\n';
   return n;
@@ -400,7 +383,7 @@ int peer_process::stop(std::chrono::milliseconds deadline) {
   return decode_status(status);
 }
 
-std::string peer_process::log() const { return _log.empty() ? std::string() : slurp(_log); }
+std::string peer_process::log() const { return _log.empty() ? std::string() : read_file(_log); }
 
 // ---------------------------------------------------------------------------- fake_mx
 
@@ -536,7 +519,7 @@ run_result drill(uint16_t port, std::string_view type, std::string_view name, bo
 
 std::vector<audit_line> read_audit(const fs::path& file) {
   std::vector<audit_line> out;
-  std::string text = slurp(file);
+  std::string text = read_file(file);
   size_t pos = 0;
   for (size_t nl; (nl = text.find('\n', pos)) != std::string::npos; pos = nl + 1) {
     audit_line a;
