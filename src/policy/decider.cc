@@ -41,7 +41,7 @@ decision<refused_action> decider::on_starttls_refused(const smtp::reply&) {
 }
 
 decision<tls_action> decider::on_tls(const outbound::tls_outcome& o) {
-  _bits = classify_cipher(o.cipher, o.cipher_bits);
+  _bits = classify_cipher(o.cipher);
   std::string_view fail;
   if (!version_meets(o.version, _p.min_version)) fail = reason::old_protocol;
   else if (_bits < _p.min_cipher_bits || _bits == 0) fail = reason::weak_cipher;
