@@ -53,8 +53,14 @@ decision<tls_action> decider::on_tls(const outbound::tls_outcome& o) {
   if (fail.empty() && _p.verify == config::verify_mode::ca &&
       o.cert != outbound::cert_verdict::verified)
     fail = cert_reason_token(o.cert_reason);
-  if (fail.empty() && _p.verify == config::verify_mode::dane) fail = reason::dane_unavailable;
-  if (fail.empty()) return {tls_action::proceed};
+  if (fail.empty()) {
+    if (_p.verify != config::verify_mode::dane) return {tls_action::proceed};
+    // Our limitation, not the MX's: defer (an ordinary retry), never a TLS failure that
+    // would send the message to its fallback or drop it. The config refuses "dane" until
+    // DANE is built, so only a table built by code gets here.
+    _abort = reason::dane_unavailable;
+    return {tls_action::defer, _abort};
+  }
   note_would_fail(fail);
   _abort = fail;
   return {tls_action::abort, _abort};
