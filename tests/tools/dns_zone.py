@@ -197,7 +197,7 @@ def die_with_parent():
 
 
 def serve(o, text):
-    data = zone().parse(text).datafile(o.default, o.ad)
+    data = text if o.raw else zone().parse(text).datafile(o.default, o.ad)
     if o.datafile:
         path = o.datafile
         with open(path, "w") as f:
@@ -313,6 +313,8 @@ def main(argv=None):
     p.add_argument("--default", choices=("NXDOMAIN", "SERVFAIL", "REFUSED"), default="NXDOMAIN",
                    type=str.upper, help="rcode for names the description does not mention")
     p.add_argument("--ad", action="store_true", help="set the AD bit on every NOERROR answer")
+    p.add_argument("--raw", action="store_true",
+                   help="serve: the zone file is already an ldns-testns datafile (ENTRY_BEGIN ...), served as is")
     p.add_argument("--ldns-testns", default="/usr/bin/ldns-testns")
     p.add_argument("-v", "--verbose", action="count", default=0, help="pass -v to ldns-testns, its log to stderr")
     o = p.parse_args(argv)
