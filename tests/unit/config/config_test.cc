@@ -689,3 +689,14 @@ TEST(config, example_config_is_valid_with_and_without_its_examples) {
   ASSERT_EQ(all->routes.size(), 1u);
   EXPECT_EQ(all->server.hostname, "relay.example.org");
 }
+
+// Found by config_fuzz (tests/fuzz/corpus-config/crash_table_header_control_char.toml):
+// toml++ 3.3 asserts, in builds without NDEBUG, that a table header's key starts with a
+// key character, although the code after the assert reports that very error.
+TEST(config, table_header_with_a_control_character_is_an_error_not_an_abort) {
+  for (std::string text : {std::string("[\x0e"), std::string("[[\x01]]\n"), std::string("[a.\x7f]\n")}) {
+    auto r = parse(text, "t.toml");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.err().rfind("t.toml:1:", 0), 0u) << r.err();
+  }
+}
