@@ -87,7 +87,7 @@ struct fuzz_decider : sr::outbound::tls_decider {
   FuzzedDataProvider* fdp = nullptr;
   sr::outbound::decision<sr::outbound::ehlo_action> on_ehlo(bool offered) override {
     switch (fdp->ConsumeIntegralInRange(0, 3)) {
-      case 0: return {sr::outbound::ehlo_action::abort, "starttls-not-offered"};
+      case 0: return {sr::outbound::ehlo_action::abort, sr::report::reason::starttls_not_offered};
       case 1: return {sr::outbound::ehlo_action::proceed_plain};
       default:
         return {offered ? sr::outbound::ehlo_action::starttls : sr::outbound::ehlo_action::proceed_plain};
@@ -97,7 +97,8 @@ struct fuzz_decider : sr::outbound::tls_decider {
     return {fdp->ConsumeBool() ? sr::outbound::refused_action::abort : sr::outbound::refused_action::proceed_plain};
   }
   sr::outbound::decision<sr::outbound::tls_action> on_tls(const sr::outbound::tls_outcome&) override {
-    return {fdp->ConsumeBool() ? sr::outbound::tls_action::abort : sr::outbound::tls_action::proceed, "weak-cipher"};
+    return {fdp->ConsumeBool() ? sr::outbound::tls_action::abort : sr::outbound::tls_action::proceed,
+            sr::report::reason::weak_cipher};
   }
 };
 
@@ -160,7 +161,7 @@ struct engine : sr::outbound::events {
   }
   void closed(const sr::outbound::close_info& info) override {
     CHECK(!closed_seen);
-    CHECK(!info.reason.empty());
+    CHECK(info.reason != sr::report::reason::none);
     CHECK(expected_rcpts == 0);   // a transaction cut by the close is reported before it
     closed_seen = true;
   }
@@ -187,7 +188,7 @@ void fuzz_session(FuzzedDataProvider& fdp) {
         s.tls_done(o);
         CHECK(ev.closed_seen || s.tls_active());
       } else {
-        s.tls_failed("handshake-failed");
+        s.tls_failed(sr::report::reason::handshake_failed);
         CHECK(ev.closed_seen);
       }
       continue;
