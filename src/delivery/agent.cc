@@ -113,7 +113,7 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
     if (!li.ip.empty()) r.ip = li.ip;
     r.attempt = j.rcpts[i].attempts + 1;
     r.policy = li.policy;
-    r.source = li.policy_from_config ? audit::policy_source::config : audit::policy_source::default_policy;
+    r.source = li.source;
     r.tls = li.tls;
     if (li.tls) {
       r.tls_version = li.tls_version;
@@ -122,19 +122,20 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
       r.cert = li.cert_ok ? audit::cert_status::verified : audit::cert_status::invalid;
     }
     r.outcome = to_audit(rr.outcome);
-    std::string_view reason;
+    using report::reason;
+    reason why = reason::none;
     if (rr.outcome != queue::rcpt_outcome::delivered) {
       if (!rr.status.empty() && rr.reply.size() >= 3 && (rr.reply[0] == '4' || rr.reply[0] == '5'))
-        reason = rr.reply[0] == '4' ? "remote-4xx" : "remote-5xx";
-      else if (!li.reason.empty())
-        reason = li.reason;
+        why = rr.reply[0] == '4' ? reason::remote_4xx : reason::remote_5xx;
+      else
+        why = li.reason;
     } else if (li.tls && !li.cert_ok) {
-      reason = li.cert_reason;  // delivered over TLS whose certificate did not verify
-    } else if (!li.tls && !li.reason.empty()) {
-      reason = li.reason;       // delivered in the clear: why ("starttls-not-offered", ...)
+      why = li.cert_reason;  // delivered over TLS whose certificate did not verify
+    } else if (!li.tls) {
+      why = li.reason;       // delivered in the clear: why (starttls_not_offered, ...)
     }
-    if (!rr.reason.empty()) reason = rr.reason;
-    if (!reason.empty()) r.reason = reason;
+    if (rr.reason != reason::none) why = rr.reason;
+    r.reason = why;
     // Only a remote's reply ("421 4.3.2 ..."), never our own wording of a local failure.
     if (rr.reply.size() >= 3 && std::isdigit((unsigned char)rr.reply[0]) &&
         std::isdigit((unsigned char)rr.reply[1]) && std::isdigit((unsigned char)rr.reply[2]))

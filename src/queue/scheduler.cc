@@ -115,7 +115,7 @@ void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
     if (r.outcome != rcpt_outcome::deferred) continue;
     r.outcome = rcpt_outcome::bounced;
     r.status = "4.4.7";
-    r.reason = "expired";
+    r.reason = report::reason::expired;
   }
 }
 
@@ -145,7 +145,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
         done.push_back(r.index);
         bounced.push_back(&r);
         rcpt_result why = res;
-        if (res.reason == "expired")
+        if (res.reason == report::reason::expired)
           why.reply = "message expired after " + format_duration(_cfg.outbound.max_queue_age) +
                       " in the queue; last error: " + (r.last_reply.empty() ? "none" : r.last_reply);
         bounce_why.push_back(std::move(why));
@@ -164,7 +164,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
           rcpt_result why = res;
           why.status = "5.7.10";
           why.reply = "dropped: the recipient's TLS policy forbids delivery without acceptable TLS (" +
-                      res.reason + ")";
+                      std::string(report::to_string(res.reason)) + ")";
           bounce_why.push_back(std::move(why));
         }
         break;

@@ -334,11 +334,7 @@ void shard_server::publish_metrics() {
     m.deliveries("TLSv1.3").cell(me).store(c.tls13, std::memory_order_relaxed);
     m.deliveries("TLSv1.2").cell(me).store(c.tls12, std::memory_order_relaxed);
     m.deliveries("other").cell(me).store(c.tls_other, std::memory_order_relaxed);
-    for (std::string_view reason : admin::tls_failure_reasons) {
-      auto it = c.tls_failures_by_reason.find(std::string(reason));
-      m.tls_failure(reason).cell(me).store(it == c.tls_failures_by_reason.end() ? 0 : it->second,
-                                           std::memory_order_relaxed);
-    }
+    m.store_tls_failures(me, c.tls_failures_by_reason);
   }
   if (_resolver) {
     auto r = _resolver->stats();
