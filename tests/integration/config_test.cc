@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 namespace {
