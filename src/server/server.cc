@@ -218,8 +218,21 @@ status shard_server::start_delivery() {
       if (auto* srv = st->servers[home].load()) static_cast<spool_store&>(srv->store()).mark_done(qid, idx);
     });
   };
+  link.record_attempts = [this, me](unsigned home, const std::string& qid,
+                                    std::vector<std::pair<uint32_t, uint32_t>> counts) {
+    if (home == me) {
+      static_cast<spool_store&>(*_store).record_attempts(qid, counts);
+      return;
+    }
+    shared_state* st = &_st;
+    _st.mail->send(_shard, home, [st, home, qid, counts = std::move(counts)] {
+      if (auto* srv = st->servers[home].load())
+        static_cast<spool_store&>(srv->store()).record_attempts(qid, counts);
+    });
+  };
   link.spool_dsn = [this, me](unsigned home, std::string text, std::string rcpt) {
     spool::message_meta meta;
+    meta.kind = spool::message_kind::dsn;
     meta.mail_from = "";
     meta.rcpts = {std::move(rcpt)};
     // DSNs are spooled here, on the shard that decided the bounce (its own partition).
@@ -272,8 +285,11 @@ void shard_server::dispatch(const spool::message_meta& meta, const spool::messag
       if (x->domain == d) j = x.get();
     if (!j) {
       auto nj = std::make_unique<queue::job>();
-      nj->kind = meta.mail_from.empty() && meta.rcpts.size() == 1 ? queue::message_kind::dsn
-                                                                   : queue::message_kind::message;
+      nj->kind = meta.kind;
+      // A v1 record has no kind: a DSN is what the null sender sent to one recipient.
+      if (meta.kind == queue::message_kind::message && meta.mail_from.empty() && meta.rcpts.size() == 1)
+        nj->kind = queue::message_kind::dsn;
+      nj->msg_id = meta.msg_id;
       nj->queue_id = meta.queue_id;
       nj->home = _shard.index();
       nj->segment = loc.segment;
@@ -289,6 +305,7 @@ void shard_server::dispatch(const spool::message_meta& meta, const spool::messag
     queue::job_rcpt r;
     r.address = meta.rcpts[i];
     r.index = i;
+    if (i < meta.attempts.size()) r.attempts = meta.attempts[i];  // recovered after a restart
     j->rcpts.push_back(std::move(r));
   }
   for (auto& j : jobs) send_job(j.release());
