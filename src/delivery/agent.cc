@@ -35,6 +35,9 @@ status agent::start() {
   _tls_cache = std::make_unique<tls::session_cache>(1024);
   _shard.on_tick([this] { on_tick(); });
   _sched.set_body_loader([this](queue::job* j, std::function<void(bool)> done) { load(j, std::move(done)); });
+  // Every attempt is audited (HIPAA): while the audit log cannot keep up, no new
+  // transaction starts on this shard; those under way still write their records.
+  if (_audit) _audit->on_pressure([this](bool full) { _sched.pause(full); });
   return {};
 }
 

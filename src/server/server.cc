@@ -202,7 +202,11 @@ status shard_server::start_delivery() {
   if (status s = _resolver->start(); !s) return error{"dns: " + s.err()};
   if (_st.audit_fd >= 0) {
     audit::writer::options ao;
-    if (_st.metrics) ao.dropped_cell = &_st.metrics->audit_dropped.cell(_shard.index());
+    if (_st.metrics) {
+      ao.dropped_cell = &_st.metrics->audit_dropped.cell(_shard.index());
+      ao.write_errors_cell = &_st.metrics->audit_write_errors.cell(_shard.index());
+      ao.failing_cell = &_st.metrics->audit_failing.cell(_shard.index());
+    }
     _audit = std::make_unique<audit::writer>(_shard, _st.audit_fd, ao);
   }
 
