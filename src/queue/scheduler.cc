@@ -161,6 +161,12 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
         bounce_why.push_back(std::move(why));
         break;
       }
+      case rcpt_outcome::escrowed:
+      case rcpt_outcome::pgp:
+      case rcpt_outcome::smime:
+        ++_stats.handed_off;
+        done.push_back(r.index);
+        break;
       case rcpt_outcome::deferred:
         ++_stats.deferred;
         remaining.push_back(r);

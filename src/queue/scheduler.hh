@@ -69,6 +69,7 @@ struct home_link {
 
 struct queue_stats {
   uint64_t delivered = 0, deferred = 0, bounced = 0, dropped = 0, dsn_sent = 0;
+  uint64_t handed_off = 0;  // recipients the fallback took (escrowed, pgp, smime)
 };
 
 class scheduler {
