@@ -3,7 +3,7 @@
 // hop, or the MX hosts in preference order and their addresses) until one link gets
 // through greeting, EHLO and TLS; that link then carries jobs until the queue has
 // none or outbound.messages_per_conn is reached. Every recipient of every attempt is
-// audited. Message bytes are read back from the spool with io_uring.
+// audited. Message bytes are read back through the shard's spool::reader.
 #pragma once
 #include <sys/socket.h>
 
@@ -26,6 +26,7 @@
 #include "queue/scheduler.hh"
 #include "report/policy_source.hh"
 #include "report/reason.hh"
+#include "spool/reader.hh"
 
 namespace sr::tls {
 class context;
@@ -103,10 +104,8 @@ class agent final : public queue::connector {
   void remove(attempt* a);
 
  private:
-  struct read_op;
   struct handoff_op;
   void on_tick();
-  int segment_fd(const std::string& path);
 
   core::shard& _shard;
   const config::config& _cfg;
@@ -115,9 +114,9 @@ class agent final : public queue::connector {
   net::chunk_pool& _pool;
   net::buffer_ring& _ring;
   audit::writer* _audit;
+  spool::reader _spool_reader;  // message bytes, from any shard's partition
   std::unique_ptr<tls::context> _tls;
   std::unique_ptr<tls::session_cache> _tls_cache;
-  std::unordered_map<std::string, int> _fds;  // spool segments open for reading
   std::vector<link*> _links;
   std::vector<attempt*> _attempts;
   delivery_counters _counters;

@@ -13,21 +13,6 @@
 
 namespace sr::queue {
 
-std::string domain_of(const std::string& address) {
-  auto at = address.rfind('@');
-  if (at == std::string::npos) return {};
-  std::string d = address.substr(at + 1);
-  for (auto& c : d) c = char(std::tolower(static_cast<unsigned char>(c)));
-  while (!d.empty() && d.back() == '.') d.pop_back();
-  return d;
-}
-
-unsigned owner_shard(const std::string& domain, unsigned shards) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across runs and builds
-  for (unsigned char c : domain) h = (h ^ c) * 1099511628211ull;
-  return shards ? unsigned(h % shards) : 0;
-}
-
 scheduler::scheduler(core::shard& sh, const config::config& cfg, home_link link)
     : _shard(sh), _cfg(cfg), _link(std::move(link)) {
   _shard.on_tick([this] { on_tick(); });

@@ -8,15 +8,10 @@
 #include <algorithm>
 #include <thread>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 namespace {
-
-std::string unique(std::string_view what) {
-  return std::string(what) + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(clock::now().time_since_epoch().count());
-}
 
 TEST(Delivery, SwaksMessageLandsInSpoolWithItsBytes) {
   relay r;
