@@ -156,7 +156,12 @@ TEST(Delivery, FailingAuditWriteTurnsHealthzUnhealthyAndIsCounted) {
   o.extra_toml = "[[route]]\ndomain = \"*\"\nnext_hop = \"[127.0.0.1]:9\"\n";
   relay r(o);
   ASSERT_TRUE(r.start()) << r.error();
-  std::string before = admin_get(admin, "/healthz");
+  // The admin thread starts once the shards are up: wait for its first answer.
+  std::string before;
+  for (auto until = clock::now() + 5s; clock::now() < until && before.empty();) {
+    before = admin_get(admin, "/healthz");
+    if (before.empty()) std::this_thread::sleep_for(20ms);   // polling for readiness
+  }
   ASSERT_NE(before.find(" 200 "), std::string::npos) << before << r.log();
   auto res = r.swaks({"--from", "sender@example.org", "--to", "rcpt@example.net"});
   ASSERT_EQ(res.exit_code, 0) << res.output;
