@@ -67,8 +67,10 @@ struct home_link {
   // (recipient index, attempts): record it at home so a restart keeps the count.
   std::function<void(unsigned home, const std::string& queue_id,
                      std::vector<std::pair<uint32_t, uint32_t>> counts)> record_attempts;
-  // Spool `text` as a new message from <> to `rcpt` at `home` and queue it.
-  std::function<void(unsigned home, std::string text, std::string rcpt)> spool_dsn;
+  // Spool `text` as a new message from <> to `rcpt` and queue it; call stored(durable)
+  // once it is durable (or could not be stored).
+  std::function<void(unsigned home, std::string text, std::string rcpt,
+                     std::function<void(bool durable)> stored)> spool_dsn;
 };
 
 struct queue_stats {
@@ -116,7 +118,10 @@ class scheduler {
   void on_tick();
   void kick(domain_state& d);
   domain_state& domain(const std::string& name);
-  void bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why);
+  // Send the sender a DSN for `failed`; the recipients `finish_after` are marked done only
+  // once the DSN is durable, so the original is never reclaimed before its bounce exists.
+  void bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why,
+              std::vector<uint32_t> finish_after);
 
   core::shard& _shard;
   const config::config& _cfg;

@@ -68,13 +68,15 @@ status shard_root::start_delivery() {
                                 std::vector<std::pair<uint32_t, uint32_t>> counts) {
     _dispatch->send_attempts(home, qid, std::move(counts));
   };
-  link.spool_dsn = [this](unsigned, std::string text, std::string rcpt) {
-    // DSNs are spooled here, on the shard that decided the bounce (its own partition).
+  link.spool_dsn = [this](unsigned, std::string text, std::string rcpt,
+                          std::function<void(bool)> stored) {
+    // DSNs are spooled here, on the shard that decided the bounce (its own partition),
+    // through the same intake as relayed mail.
     spool::message_meta meta;
     meta.kind = spool::message_kind::dsn;
     meta.mail_from = "";
     meta.rcpts = {std::move(rcpt)};
-    _store->submit_internal(std::move(meta), std::move(text));
+    _store->submit_owned(std::move(meta), std::move(text), std::move(stored));
   };
   _sched = std::make_unique<queue::scheduler>(_shard, cfg, std::move(link));
   _dispatch = std::make_unique<queue::dispatcher>(
