@@ -173,10 +173,13 @@ relay_metrics::relay_metrics(registry& r) {
                                  "DNS lookups answered from the shard's cache.");
   dns_cache_misses = r.add_counter("sealrelay_dns_cache_misses_total",
                                    "DNS lookups that went to a resolver.");
-  for (size_t i = 0; i < std::size(tls_failure_reasons); ++i)
+  for (unsigned i = 0; i < report::reason_count; ++i) {
+    auto why = report::reason(i);
+    if (why != report::reason::none && !report::is_tls_failure(why)) continue;
     tls_failures_by_reason[i] = r.add_counter(
         "sealrelay_tls_failures_total", "Outbound TLS failures and policy refusals, by reason.",
-        {{"reason", tls_failure_reasons[i]}});
+        {{"reason", why == report::reason::none ? std::string_view("other") : report::to_string(why)}});
+  }
   audit_dropped = r.add_counter("sealrelay_audit_dropped_total",
                                 "Audit records dropped because the disk did not keep up.");
   messages_dropped = r.add_counter("sealrelay_messages_dropped_total",
@@ -192,10 +195,20 @@ const counter& relay_metrics::deliveries(std::string_view tls_version) const {
   return deliveries_by_tls[std::size(tls_labels) - 1];
 }
 
-const counter& relay_metrics::tls_failure(std::string_view reason) const {
-  for (size_t i = 0; i + 1 < std::size(tls_failure_reasons); ++i)
-    if (tls_failure_reasons[i] == reason) return tls_failures_by_reason[i];
-  return tls_failures_by_reason[std::size(tls_failure_reasons) - 1];
+const counter& relay_metrics::tls_failure(report::reason r) const {
+  return tls_failures_by_reason[report::is_tls_failure(r) ? unsigned(r) : 0u];
+}
+
+void relay_metrics::store_tls_failures(unsigned shard,
+                                       std::span<const uint64_t, report::reason_count> by_reason) const {
+  uint64_t other = 0;
+  for (unsigned i = 0; i < report::reason_count; ++i) {
+    if (report::is_tls_failure(report::reason(i)))
+      tls_failures_by_reason[i].cell(shard).store(by_reason[i], std::memory_order_relaxed);
+    else
+      other += by_reason[i];
+  }
+  tls_failures_by_reason[0].cell(shard).store(other, std::memory_order_relaxed);
 }
 
 }  // namespace sr::admin

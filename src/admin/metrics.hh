@@ -11,8 +11,11 @@
 #include <iterator>
 #include <memory>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
+
+#include "report/reason.hh"
 
 namespace sr::admin {
 
@@ -140,12 +143,8 @@ class registry {
 // Values of the tls label of sealrelay_deliveries_total ("plaintext" = no TLS).
 inline constexpr std::string_view tls_labels[] = {"plaintext", "TLSv1.0", "TLSv1.1",
                                                   "TLSv1.2",   "TLSv1.3", "other"};
-// Values of the reason label of sealrelay_tls_failures_total (DESIGN.md §5 tokens).
-inline constexpr std::string_view tls_failure_reasons[] = {
-    "starttls-not-offered", "starttls-refused",   "handshake-failed",
-    "weak-cipher",          "old-protocol",       "cert-untrusted",
-    "cert-expired",         "cert-name-mismatch", "cert-invalid",
-    "mx-not-in-sts-policy", "dane-failed",        "other"};
+// sealrelay_tls_failures_total has one series per report::reason that is_tls_failure()
+// (labelled with its audit token) and one labelled "other" for the rest.
 
 // The relay's own metric families, registered in one place so names stay consistent.
 struct relay_metrics {
@@ -162,15 +161,17 @@ struct relay_metrics {
   gauge connections_outbound;  // sealrelay_connections{direction="outbound"}
   counter dns_cache_hits;      // sealrelay_dns_cache_hits_total
   counter dns_cache_misses;    // sealrelay_dns_cache_misses_total
-  counter tls_failures_by_reason[std::size(tls_failure_reasons)];  // sealrelay_tls_failures_total{reason}
+  counter tls_failures_by_reason[report::reason_count];  // sealrelay_tls_failures_total{reason}; index none = "other"
   counter audit_dropped;       // sealrelay_audit_dropped_total
   counter messages_dropped;    // sealrelay_messages_dropped_total: per recipient (exclusive policy)
   counter fallback_handoffs;   // sealrelay_fallback_handoffs_total: forced, TLS failed at every MX
 
   // Return the deliveries counter for a negotiated version ("TLSv1.3"; "" = plaintext).
   const counter& deliveries(std::string_view tls_version) const;
-  // Return the failures counter for a reason token ("handshake-failed"; unknown = "other").
-  const counter& tls_failure(std::string_view reason) const;
+  // Return the failures counter for `r` (a reason that is not a TLS failure: "other").
+  const counter& tls_failure(report::reason r) const;
+  // Store shard `shard`'s failure counts, indexed by report::reason, into its cells.
+  void store_tls_failures(unsigned shard, std::span<const uint64_t, report::reason_count> by_reason) const;
 };
 
 }  // namespace sr::admin

@@ -17,17 +17,6 @@ const char* to_string(kind k) {
   return "message";
 }
 
-const char* to_string(policy_source s) {
-  switch (s) {
-    case policy_source::default_policy: return "default";
-    case policy_source::config: return "config";
-    case policy_source::mta_sts: return "mta-sts";
-    case policy_source::dane: return "dane";
-    case policy_source::requiretls: return "requiretls";
-  }
-  return "default";
-}
-
 const char* to_string(cert_status c) {
   switch (c) {
     case cert_status::none: return "none";
@@ -255,7 +244,14 @@ void format(const record& r, std::string& out) {
   out += '"';
   out += to_string(r.outcome);
   out += '"';
-  append_opt_field("reason", r.reason, out);
+  append_key("reason", out);
+  if (r.reason == report::reason::none) {
+    out += "null";
+  } else {
+    out += '"';
+    out += report::to_string(r.reason);  // tokens are plain ASCII: no escaping needed
+    out += '"';
+  }
   append_opt_field("smtp_reply", r.smtp_reply, out);
   out += "}\n";
 }

@@ -10,13 +10,15 @@
 #include <string_view>
 
 #include "config/config.hh"
+#include "report/policy_source.hh"
+#include "report/reason.hh"
 
 namespace sr::audit {
 
 // What the audited message is.
 enum class kind : uint8_t { message, dsn, escrow_notice, tlsrpt };
-// Where the effective policy came from.
-enum class policy_source : uint8_t { default_policy, config, mta_sts, dane, requiretls };
+// Where the effective policy came from: the one enum of report/policy_source.hh.
+using report::policy_source;
 // The certificate verdict: checked and recorded even when not enforced.
 enum class cert_status : uint8_t {
   none,      // no TLS, so no certificate
@@ -28,8 +30,6 @@ enum class outcome : uint8_t { delivered, deferred, bounced, escrowed, pgp, smim
 
 // Return the JSON token: "message", "dsn", "escrow-notice", "tlsrpt".
 const char* to_string(kind k);
-// Return the JSON token: "default", "config", "mta-sts", "dane", "requiretls".
-const char* to_string(policy_source s);
 // Return the JSON token: "none", "verified", "invalid".
 const char* to_string(cert_status c);
 // Return the JSON token: "delivered", "deferred", "bounced", "escrowed", "pgp", "smime", "dropped".
@@ -54,7 +54,7 @@ struct record {
   std::optional<unsigned> cipher_bits;          // symmetric strength; null without TLS
   cert_status cert = cert_status::none;
   audit::outcome outcome = audit::outcome::delivered;
-  std::optional<std::string_view> reason;       // short token; null when nothing to say
+  report::reason reason = report::reason::none;  // its token; null when none
   std::optional<std::string_view> smtp_reply;   // the remote's last reply line, if any
 };
 

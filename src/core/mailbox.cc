@@ -1,42 +1,28 @@
 // Wake-up uses IORING_OP_MSG_RING from the sender's own ring: the receiver sees a
-// CQE tagged mailbox_cqe and drains. A shard sending to itself skips the ring.
+// CQE tagged mailbox_cqe and services its mailboxes in its on_wake handlers. The
+// same path carries the receiver's "room again" wake back to a blocked sender.
 #include "core/mailbox.hh"
 
 namespace sr::core {
 
-mailboxes::mailboxes(unsigned shards, size_t ring_capacity) : _n(shards), _ring_fds(shards) {
-  _rings.reserve(size_t(shards) * shards);
-  for (unsigned i = 0; i < shards * shards; ++i)
-    _rings.push_back(std::make_unique<spsc_ring<message>>(ring_capacity));
+mailbox_wiring::mailbox_wiring(unsigned shards)
+    : _n(shards), _ring_fds(shards), _want_space(new std::atomic<bool>[size_t(shards) * shards]),
+      _shards(shards, nullptr) {
   for (auto& fd : _ring_fds) fd.store(-1);
+  for (size_t i = 0; i < size_t(shards) * shards; ++i) _want_space[i].store(false);
 }
 
-void mailboxes::attach(unsigned i, shard& s) {
+void mailbox_wiring::attach_ring(unsigned i, shard& s) {
+  _shards[i] = &s;
   _ring_fds[i].store(s.ring_fd(), std::memory_order_release);
-  s.on_wake([this, i] { drain(i); });
 }
 
-bool mailboxes::send(shard& from, unsigned to, message m) {
-  if (!_rings[size_t(from.index()) * _n + to]->try_push(std::move(m))) return false;
-  if (to == from.index()) return true;  // drained at this shard's next wake or tick
+void mailbox_wiring::wake(shard& from, unsigned to) {
   int fd = _ring_fds[to].load(std::memory_order_acquire);
-  if (fd < 0) return true;  // receiver not started yet: it drains on its first wake
+  if (fd < 0) return;  // not attached yet: it services its rings when it attaches
   io_uring_sqe* s = from.sqe();
   io_uring_prep_msg_ring(s, fd, 0, mailbox_cqe, 0);
   io_uring_sqe_set_data64(s, ignore_cqe);
-  return true;
-}
-
-size_t mailboxes::drain(unsigned to) {
-  size_t n = 0;
-  for (unsigned from = 0; from < _n; ++from) {
-    auto& ring = *_rings[size_t(from) * _n + to];
-    while (auto m = ring.try_pop()) {
-      (*m)();
-      ++n;
-    }
-  }
-  return n;
 }
 
 }  // namespace sr::core

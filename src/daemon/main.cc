@@ -18,8 +18,8 @@
 #include "policy/fallback.hh"
 #include "policy/registry.hh"
 #include "policy/table.hh"
+#include "relay/shard.hh"
 #include "server/runtime.hh"
-#include "server/spool_store.hh"
 #include "spool/partition.hh"
 #include "tls/context.hh"
 #include "util/log.hh"
@@ -147,8 +147,7 @@ int main(int argc, char** argv) {
               orphans, nshards);
   }
 
-  sr::server::shared_state st(cfg);
-  st.deliver = true;
+  sr::relay::process_state ps(cfg);
   // The TLS policy table: compiled now, recompiled and swapped on SIGHUP.
   auto table = sr::policy::compile(cfg);
   if (!table) {
@@ -156,7 +155,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   sr::policy::registry policies(std::move(table.value()));
-  st.policies = &policies;
+  ps.policies = &policies;
   for (const auto& p : cfg.policies)
     if (p.tls == sr::config::tls_policy::forced) {
       SR_INFO("%.*s", int(sr::policy::fallback_stub_notice().size()), sr::policy::fallback_stub_notice().data());
@@ -172,32 +171,18 @@ int main(int argc, char** argv) {
       return 1;
     }
     audit_log = std::move(f.value());
-    st.audit_fd = audit_log.fd();
+    ps.audit_fd = audit_log.fd();
   }
   // Metrics: every family registered now, published by the shards, served by the
   // admin thread (/metrics, /healthz) when admin.listen is set.
-  sr::admin::registry registry(st.shards);
+  sr::admin::registry registry(ps.inbound.shards);
   sr::admin::relay_metrics metrics(registry);
-  st.metrics = &metrics;
+  ps.metrics = &metrics;
   std::unique_ptr<sr::admin::server> admin;
   std::atomic<bool> running{false};
-  std::atomic<uint64_t> recovered{0};
   sr::server::runtime_hooks hooks;
-  hooks.make_store = [&](sr::core::shard& sh) -> std::unique_ptr<sr::server::message_store> {
-    sr::spool::recovered_set rec;
-    auto part = sr::spool::partition::open(cfg.server.state_dir, sh.index(), &rec);
-    if (!part) {
-      SR_ERROR("spool: %s", part.err().c_str());
-      return nullptr;
-    }
-    recovered += rec.messages.size();
-    if (rec.discarded_bytes)
-      SR_WARN("spool: discarded %llu bytes of unacknowledged partial records",
-              (unsigned long long)rec.discarded_bytes);
-    auto store = std::make_unique<sr::server::spool_store>(sh, std::move(part.value()),
-                                                           cfg.limits.commit_interval);
-    store->recovered = std::move(rec.messages);
-    return store;
+  hooks.make_shard = [&](sr::core::shard& sh) -> std::unique_ptr<sr::server::shard_unit> {
+    return std::make_unique<sr::relay::shard_root>(sh, ps);
   };
   hooks.on_ready = [&] {
     running = true;
@@ -205,7 +190,7 @@ int main(int argc, char** argv) {
       sr::admin::server::options ao;
       ao.listen = cfg.admin.listen;
       ao.metrics = &registry;
-      ao.healthy = [&] { return running.load() && !st.draining.load(); };
+      ao.healthy = [&] { return running.load() && !ps.inbound.draining.load(); };
       admin = std::make_unique<sr::admin::server>(ao);
       if (auto s = admin->start(); !s) {
         SR_ERROR("admin.listen %s: %s", cfg.admin.listen.c_str(), s.err().c_str());
@@ -219,7 +204,7 @@ int main(int argc, char** argv) {
     }
     SR_INFO("sealrelay ready: %u shards, %llu messages recovered from the spool, listening on %s",
             cfg.server.shards ? cfg.server.shards : sr::core::online_cpus(),
-            (unsigned long long)recovered.load(), where.c_str());
+            (unsigned long long)ps.recovered.load(), where.c_str());
   };
   hooks.on_reload = [&] {
     // Only the policy table changes at run time; a bad file keeps the old one.
@@ -239,7 +224,7 @@ int main(int argc, char** argv) {
             "change only at restart",
             n, sr::config::to_string(fresh.value().outbound.default_policy));
   };
-  int rc = sr::server::run(cfg, st, hooks);
+  int rc = sr::server::run(cfg, ps.inbound, hooks);
   if (admin) admin->stop();
   return rc;
 }

@@ -1,10 +1,8 @@
 // The agent owns what every outbound connection of the shard shares: the TLS client
-// context and session cache, open spool segments, the audit writer, and the tick
+// context and session cache, the spool reader, the audit writer, and the tick
 // that enforces connect and per-phase deadlines.
 #include "delivery/agent.hh"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -19,11 +17,9 @@ namespace sr::delivery {
 
 agent::agent(core::shard& sh, const config::config& cfg, queue::scheduler& sched, dns::resolver& res,
              net::chunk_pool& pool, net::buffer_ring& ring, audit::writer* audit)
-    : _shard(sh), _cfg(cfg), _sched(sched), _res(res), _pool(pool), _ring(ring), _audit(audit) {}
+    : _shard(sh), _cfg(cfg), _sched(sched), _res(res), _pool(pool), _ring(ring), _audit(audit), _spool_reader(sh) {}
 
-agent::~agent() {
-  for (auto& [path, fd] : _fds) ::close(fd);
-}
+agent::~agent() = default;
 
 status agent::start() {
   // Opportunistic delivery takes whatever TLS the MX speaks (as Postfix "may" does):
@@ -79,66 +75,10 @@ void agent::on_tick() {
     if (std::find(_attempts.begin(), _attempts.end(), a) != _attempts.end()) a->check_deadline(now);
 }
 
-int agent::segment_fd(const std::string& path) {
-  auto it = _fds.find(path);
-  if (it != _fds.end()) return it->second;
-  // A blocking open, once per 64 MiB segment: rare enough for the shard thread.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  if (_fds.size() > 64) {  // segments come and go; keep the cache small
-    for (auto& [p, f] : _fds) ::close(f);
-    _fds.clear();
-  }
-  _fds.emplace(path, fd);
-  return fd;
-}
-
-struct agent::read_op final : core::completion {
-  agent* ag;
-  queue::job* j;
-  int fd;
-  uint64_t done_bytes = 0;
-  std::function<void(bool)> done;
-  void arm() {
-    io_uring_sqe* s = ag->_shard.sqe(this);
-    io_uring_prep_read(s, fd, j->body.data() + done_bytes, unsigned(j->length - done_bytes),
-                       j->offset + done_bytes);
-  }
-  void on_complete(int res, unsigned) override {
-    if (res > 0) {
-      done_bytes += uint64_t(res);
-      if (done_bytes < j->length) {
-        arm();
-        return;
-      }
-    }
-    bool ok = done_bytes == j->length;
-    if (!ok) SR_ERROR("spool: cannot read %s of %s: %s", j->queue_id.c_str(), j->segment.c_str(),
-                      res < 0 ? strerror(-res) : "short read");
-    auto cb = std::move(done);
-    delete this;
-    cb(ok);
-  }
-};
-
 void agent::load(queue::job* j, std::function<void(bool)> done) {
-  int fd = segment_fd(j->segment);
-  if (fd < 0) {
-    SR_ERROR("spool: cannot open %s: %s", j->segment.c_str(), strerror(-fd));
-    _shard.post([done = std::move(done)] { done(false); });
-    return;
-  }
+  // The spool's reader opens and pins the segment; delivery never touches its files.
   j->body.resize(j->length);
-  auto* op = new read_op;
-  op->ag = this;
-  op->j = j;
-  op->fd = fd;
-  op->done = std::move(done);
-  if (j->length == 0) {
-    _shard.post([op] { op->on_complete(0, 0); });
-    return;
-  }
-  op->arm();
+  _spool_reader.read(spool::body_ref{j->segment, j->offset, j->length}, j->body.data(), std::move(done));
 }
 
 static audit::outcome to_audit(queue::rcpt_outcome o) {
@@ -173,7 +113,7 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
     if (!li.ip.empty()) r.ip = li.ip;
     r.attempt = j.rcpts[i].attempts + 1;
     r.policy = li.policy;
-    r.source = li.policy_from_config ? audit::policy_source::config : audit::policy_source::default_policy;
+    r.source = li.source;
     r.tls = li.tls;
     if (li.tls) {
       r.tls_version = li.tls_version;
@@ -182,19 +122,20 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
       r.cert = li.cert_ok ? audit::cert_status::verified : audit::cert_status::invalid;
     }
     r.outcome = to_audit(rr.outcome);
-    std::string_view reason;
+    using report::reason;
+    reason why = reason::none;
     if (rr.outcome != queue::rcpt_outcome::delivered) {
       if (!rr.status.empty() && rr.reply.size() >= 3 && (rr.reply[0] == '4' || rr.reply[0] == '5'))
-        reason = rr.reply[0] == '4' ? "remote-4xx" : "remote-5xx";
-      else if (!li.reason.empty())
-        reason = li.reason;
+        why = rr.reply[0] == '4' ? reason::remote_4xx : reason::remote_5xx;
+      else
+        why = li.reason;
     } else if (li.tls && !li.cert_ok) {
-      reason = li.cert_reason;  // delivered over TLS whose certificate did not verify
-    } else if (!li.tls && !li.reason.empty()) {
-      reason = li.reason;       // delivered in the clear: why ("starttls-not-offered", ...)
+      why = li.cert_reason;  // delivered over TLS whose certificate did not verify
+    } else if (!li.tls) {
+      why = li.reason;       // delivered in the clear: why (starttls_not_offered, ...)
     }
-    if (!rr.reason.empty()) reason = rr.reason;
-    if (!reason.empty()) r.reason = reason;
+    if (rr.reason != reason::none) why = rr.reason;
+    r.reason = why;
     // Only a remote's reply ("421 4.3.2 ..."), never our own wording of a local failure.
     if (rr.reply.size() >= 3 && std::isdigit((unsigned char)rr.reply[0]) &&
         std::isdigit((unsigned char)rr.reply[1]) && std::isdigit((unsigned char)rr.reply[2]))

@@ -3,10 +3,11 @@
 // hop, or the MX hosts in preference order and their addresses) until one link gets
 // through greeting, EHLO and TLS; that link then carries jobs until the queue has
 // none or outbound.messages_per_conn is reached. Every recipient of every attempt is
-// audited. Message bytes are read back from the spool with io_uring.
+// audited. Message bytes are read back through the shard's spool::reader.
 #pragma once
 #include <sys/socket.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -23,6 +24,9 @@
 #include "policy/fallback.hh"
 #include "policy/registry.hh"
 #include "queue/scheduler.hh"
+#include "report/policy_source.hh"
+#include "report/reason.hh"
+#include "spool/reader.hh"
 
 namespace sr::tls {
 class context;
@@ -35,7 +39,7 @@ class attempt;
 class link;
 
 struct delivery_counters {
-  std::unordered_map<std::string, uint64_t> tls_failures_by_reason;  // audit reason tokens
+  std::array<uint64_t, report::reason_count> tls_failures_by_reason{};  // indexed by report::reason
   uint64_t tls_deliveries = 0, plain_deliveries = 0;
   uint64_t tls13 = 0, tls12 = 0, tls_other = 0;
   uint64_t connections = 0, connect_failures = 0, tls_failures = 0;
@@ -95,9 +99,7 @@ class agent final : public queue::connector {
   void remove(attempt* a);
 
  private:
-  struct read_op;
   void on_tick();
-  int segment_fd(const std::string& path);
 
   core::shard& _shard;
   const config::config& _cfg;
@@ -106,9 +108,9 @@ class agent final : public queue::connector {
   net::chunk_pool& _pool;
   net::buffer_ring& _ring;
   audit::writer* _audit;
+  spool::reader _spool_reader;  // message bytes, from any shard's partition
   std::unique_ptr<tls::context> _tls;
   std::unique_ptr<tls::session_cache> _tls_cache;
-  std::unordered_map<std::string, int> _fds;  // spool segments open for reading
   std::vector<link*> _links;
   std::vector<attempt*> _attempts;
   delivery_counters _counters;
@@ -128,10 +130,10 @@ struct link_info {
   std::string tls_version, cipher;
   unsigned cipher_bits = 0;
   bool cert_checked = false, cert_ok = false;
-  std::string cert_reason;  // "cert-untrusted", ... when !cert_ok
-  std::string reason;       // attempt-level reason token ("connect-failed", ...), "" if none
+  report::reason cert_reason = report::reason::none;  // cert_untrusted, ... when !cert_ok
+  report::reason reason = report::reason::none;       // attempt-level reason (connect_failed, ...)
   config::tls_policy policy = config::tls_policy::opportunistic;  // effective policy
-  bool policy_from_config = false;  // a [[policy]] matched (else outbound.default_policy)
+  report::policy_source source = report::policy_source::default_policy;  // where it came from
 };
 
 }  // namespace sr::delivery

@@ -53,6 +53,24 @@ const config::route_entry* find_route(const config::config& cfg, const std::stri
   }
   return best;
 }
+// The reason of a failed handshake, from the TLS layer's token (handshake_failed when it
+// names none we know).
+report::reason tls_failure(const tls::session& s) {
+  return report::reason_from_token(s.failure_reason()).value_or(report::reason::handshake_failed);
+}
+
+// The audit reason of a certificate that did not verify.
+report::reason cert_reason(tls::cert_verdict v) {
+  switch (v) {
+    case tls::cert_verdict::name_mismatch: return report::reason::cert_name_mismatch;
+    case tls::cert_verdict::expired: return report::reason::cert_expired;
+    case tls::cert_verdict::untrusted: return report::reason::cert_untrusted;
+    case tls::cert_verdict::none:
+    case tls::cert_verdict::verified: return report::reason::none;
+    case tls::cert_verdict::invalid: break;
+  }
+  return report::reason::cert_invalid;
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------- link
@@ -70,7 +88,7 @@ link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target&
   _info.mx = t.host;
   _info.ip = t.ip;
   _info.policy = at.policy().tls;
-  _info.policy_from_config = at.policy_from_config();
+  _info.source = at.policy().source;
   if (failed_tls) {
     _failed_tls = *failed_tls;
     _info.reason = failed_tls->reason;
@@ -126,8 +144,8 @@ void link::on_data(net::chunk* c, size_t len) {
       released = true;
       if (rc < 0) {
         ++_ag.counters().tls_failures;
-        _info.reason = _tls->failure_reason();
-        _session.tls_failed(_tls->failure_reason());
+        _info.reason = tls_failure(*_tls);
+        _session.tls_failed(_info.reason);
         flush();
         return;
       }
@@ -142,7 +160,7 @@ void link::on_data(net::chunk* c, size_t len) {
       _info.cipher_bits = unsigned(_tls->cipher_bits());
       _info.cert_checked = true;
       _info.cert_ok = _tls->verdict() == tls::cert_verdict::verified;
-      if (!_info.cert_ok) _info.cert_reason = tls::to_string(_tls->verdict());
+      if (!_info.cert_ok) _info.cert_reason = cert_reason(_tls->verdict());
       outbound::tls_outcome o;
       o.version = _info.tls_version;
       o.cipher = _info.cipher;
@@ -178,8 +196,8 @@ void link::on_eof(int) {
     // plaintext), not a lost connection.
     _handshaking = false;
     ++_ag.counters().tls_failures;
-    _info.reason = "handshake-failed";
-    _session.tls_failed("handshake-failed");
+    _info.reason = report::reason::handshake_failed;
+    _session.tls_failed(report::reason::handshake_failed);
   } else {
     _session.connection_lost();
   }
@@ -215,15 +233,15 @@ void link::send_body(std::span<const iovec> iov) {
 void link::start_tls() {
   auto s = tls::session::connect(*_ag.tls_client(), _t.host, &_ag.tls_cache());
   if (!s) {
-    _session.tls_failed("handshake-failed");
+    _session.tls_failed(report::reason::handshake_failed);
     return;
   }
   _tls = std::make_unique<tls::session>(std::move(s.value()));
   _handshaking = true;
   int rc = _tls->handshake();  // queues the ClientHello
   if (rc < 0) {
-    _info.reason = _tls->failure_reason();
-    _session.tls_failed(_tls->failure_reason());
+    _info.reason = tls_failure(*_tls);
+    _session.tls_failed(_info.reason);
   }
   flush();
 }
@@ -242,7 +260,8 @@ void link::transaction_done(const outbound::txn_result& r) {
     y.reply = reply_line(x.code, x.text);
     y.mx = _t.host;
     y.status = enhanced_or(x.enhanced, x.code ? x.code : 400);
-    if (x.code == 0) y.reason = x.where == outbound::stage::connection ? "connection-lost" : "local";
+    if (x.code == 0)
+      y.reason = x.where == outbound::stage::connection ? report::reason::connection_lost : report::reason::local;
   }
   if (r.delivered) {
     if (_info.tls) {
@@ -304,13 +323,13 @@ void link::next_job() {
       std::vector<queue::rcpt_result> res(_job->rcpts.size());
       for (auto& r : res) {
         r.outcome = queue::rcpt_outcome::deferred;
-        r.reason = "spool-read-failed";
+        r.reason = report::reason::spool_read_failed;
         r.reply = "local error: cannot read the message from the spool";
       }
       queue::job* j2 = _job;
       _job = nullptr;
       link_info li = _info;
-      li.reason = "spool-read-failed";
+      li.reason = report::reason::spool_read_failed;
       _ag.complete(j2, std::move(res), li);
       if (!closing()) _session.quit();
     } else if (closing()) {
@@ -380,7 +399,7 @@ void link::wake() {
 
 void link::closed(const outbound::close_info& info) {
   close_kind = info.kind;
-  close_reason = std::string(info.reason);
+  close_reason = info.reason;
   close_reply = info.code ? reply_line(info.code, info.text) : std::string();
   if (_parked) {
     _ag.sched().unpark(_d, this);
@@ -404,16 +423,16 @@ outbound::decision<outbound::ehlo_action> link::on_ehlo(bool offered) {
     return {outbound::ehlo_action::proceed_plain};
   }
   auto d = _pd.on_ehlo(offered && _ag.tls_client());
-  if (d.action == outbound::ehlo_action::proceed_plain && !offered && _info.reason.empty())
-    _info.reason = "starttls-not-offered";
-  if (d.action == outbound::ehlo_action::abort) ++_ag.counters().tls_failures_by_reason[std::string(_pd.abort_reason())];
+  if (d.action == outbound::ehlo_action::proceed_plain && !offered && _info.reason == report::reason::none)
+    _info.reason = report::reason::starttls_not_offered;
+  if (d.action == outbound::ehlo_action::abort) ++_ag.counters().tls_failures_by_reason[size_t(_pd.abort_reason())];
   return d;
 }
 
 outbound::decision<outbound::refused_action> link::on_starttls_refused(const smtp::reply& reply) {
   auto d = _pd.on_starttls_refused(reply);
-  if (d.action == outbound::refused_action::proceed_plain) _info.reason = "starttls-refused";
-  else ++_ag.counters().tls_failures_by_reason[std::string(_pd.abort_reason())];
+  if (d.action == outbound::refused_action::proceed_plain) _info.reason = report::reason::starttls_refused;
+  else ++_ag.counters().tls_failures_by_reason[size_t(_pd.abort_reason())];
   return d;
 }
 
@@ -421,7 +440,7 @@ outbound::decision<outbound::tls_action> link::on_tls(const outbound::tls_outcom
   auto d = _pd.on_tls(o);
   // Record the strength the policy rated (by suite name: wolfSSL calls 3DES 192 bits).
   if (_pd.effective_bits()) _info.cipher_bits = _pd.effective_bits();
-  if (d.action == outbound::tls_action::abort) ++_ag.counters().tls_failures_by_reason[std::string(_pd.abort_reason())];
+  if (d.action == outbound::tls_action::abort) ++_ag.counters().tls_failures_by_reason[size_t(_pd.abort_reason())];
   return d;
 }
 
@@ -440,7 +459,6 @@ attempt::attempt(agent& ag, queue::domain_state& d) : _ag(ag), _d(d) {
   if (auto* r = ag.policies()) {
     policy::rule rule = r->lookup(d.name);
     _policy = rule.policy;  // a copy: a SIGHUP swap cannot change it under this attempt
-    _from_config = rule.policy.source == policy::policy_source::config;
   } else {
     _policy.tls = ag.cfg().outbound.default_policy;
   }
@@ -464,7 +482,7 @@ void attempt::plan_route(const config::route_entry& r) {
     std::string ep = (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + hop.substr(close + 1);
     auto ss = parse_endpoint(ep, &len);
     if (!ss) {
-      give_up("route-invalid", "bad next_hop " + hop, false);
+      give_up(report::reason::route_invalid, "bad next_hop " + hop, false);
       return;
     }
     target t;
@@ -490,13 +508,13 @@ void attempt::plan_mx() {
         resolve_next_host();
         return;
       case dns::status::null_mx:
-        give_up("null-mx", "domain " + _d.name + " accepts no mail (null MX, RFC 7505)", true, "5.1.10");
+        give_up(report::reason::null_mx, "domain " + _d.name + " accepts no mail (null MX, RFC 7505)", true, "5.1.10");
         return;
       case dns::status::nxdomain:
-        give_up("nxdomain", "domain " + _d.name + " does not exist", true, "5.1.2");
+        give_up(report::reason::nxdomain, "domain " + _d.name + " does not exist", true, "5.1.2");
         return;
       default:
-        give_up("dns-temp-fail", "temporary DNS failure looking up MX for " + _d.name, false);
+        give_up(report::reason::dns_temp_fail, "temporary DNS failure looking up MX for " + _d.name, false);
         return;
     }
   });
@@ -527,7 +545,7 @@ void attempt::resolve_next_host() {
         _targets.push_back(t);
       }
     } else {
-      _last_reason = "mx-address-lookup-failed";
+      _last_reason = report::reason::mx_address_lookup_failed;
       _last_reply = "no address for " + host + " (" + dns::to_string(r.status) + ")";
     }
     connect_next();
@@ -545,7 +563,7 @@ void attempt::connect_next() {
   const target& t = _targets[_next_target++];
   int fd = ::socket(t.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    _last_reason = "connect-failed";
+    _last_reason = report::reason::connect_failed;
     connect_next();
     return;
   }
@@ -564,7 +582,7 @@ void attempt::on_connected(int fd, int res) {
   if (res < 0) {
     ::close(fd);
     ++_ag.counters().connect_failures;
-    _last_reason = "connect-failed";
+    _last_reason = report::reason::connect_failed;
     _last_reply = "connect to " + t.host + "[" + t.ip + "]:" + std::to_string(_port) + ": " +
                   strerror(-res);
     _last_mx = t.host;
@@ -584,7 +602,7 @@ void attempt::on_link_closed(link& l) {
     finish();
     return;
   }
-  _last_reason = l.close_reason.empty() ? "connection-lost" : l.close_reason;
+  _last_reason = l.close_reason == report::reason::none ? report::reason::connection_lost : l.close_reason;
   _last_reply = l.close_reply;
   const target& t = _targets[_next_target - 1];
   _last_mx = t.host;
@@ -600,7 +618,7 @@ void attempt::on_link_closed(link& l) {
       _tls_info.mx = t.host;
       _tls_info.ip = t.ip;
       if (l.close_kind == outbound::close_kind::tls_failed)
-        ++_ag.counters().tls_failures_by_reason[_last_reason];
+        ++_ag.counters().tls_failures_by_reason[size_t(_last_reason)];
     } else {
       ++_other_failed;
     }
@@ -611,7 +629,7 @@ void attempt::on_link_closed(link& l) {
     _failed_tls = link_info{};
     _failed_tls.mx = t.host;
     _failed_tls.ip = t.ip;
-    _failed_tls.reason = l.close_reason.empty() ? "handshake-failed" : l.close_reason;
+    _failed_tls.reason = l.close_reason == report::reason::none ? report::reason::handshake_failed : l.close_reason;
   }
   connect_next();
 }
@@ -625,7 +643,7 @@ void attempt::check_deadline(uint64_t now) {
   }
 }
 
-void attempt::give_up(const std::string& reason, const std::string& reply, bool permanent,
+void attempt::give_up(report::reason reason, const std::string& reply, bool permanent,
                       const std::string& status) {
   // Every ready job of the domain shares this destination's fate for now.
   std::vector<queue::job*> jobs;
@@ -633,7 +651,7 @@ void attempt::give_up(const std::string& reason, const std::string& reply, bool 
   link_info li;
   li.reason = reason;
   li.policy = _policy.tls;
-  li.policy_from_config = _from_config;
+  li.source = _policy.source;
   li.mx = _last_mx;  // the last host tried, if any (null MX, NXDOMAIN: none)
   li.ip = _last_ip;
   for (queue::job* j : jobs) {
@@ -661,7 +679,7 @@ void attempt::give_up_tls() {
   link_info li = _tls_info;
   li.reason = _tls_reason;
   li.policy = _policy.tls;
-  li.policy_from_config = _from_config;
+  li.source = _policy.source;
   uint64_t now_ms = uint64_t(audit::now_unix_ms());
   for (queue::job* j : jobs) {
     duration since(int64_t(now_ms > j->received_ms ? now_ms - j->received_ms : 0));
@@ -712,7 +730,7 @@ void attempt::hand_off(const queue::job& j) {
   // retry; the agent lets a few through per second and sums up the rest.
   if (_ag.may_log_handoff())
     SR_INFO("%s: handed to the fallback (%s, every MX failed for TLS: %s): %s", j.queue_id.c_str(),
-            j.domain.c_str(), _tls_reason.c_str(), policy::to_string(o));
+            j.domain.c_str(), std::string(report::to_string(_tls_reason)).c_str(), policy::to_string(o));
 }
 
 void attempt::finish() {

@@ -94,7 +94,7 @@ class link final : public net::stream, outbound::events, outbound::tls_decider, 
   outbound::phase _last_phase = outbound::phase::greeting;
  public:
   outbound::close_kind close_kind = outbound::close_kind::quit;
-  std::string close_reason;         // audit token of the end
+  report::reason close_reason = report::reason::none;  // why it ended
   std::string close_reply;          // the remote reply behind it, if any
 };
 
@@ -106,7 +106,6 @@ class attempt {
   void start();
   // The effective TLS policy of this domain (fixed for the attempt, even across SIGHUP).
   const policy::effective_policy& policy() const { return _policy; }
-  bool policy_from_config() const { return _from_config; }
   // A link ended; decide whether to try the next host.
   void on_link_closed(link& l);
   void check_deadline(uint64_t now_ms);
@@ -117,7 +116,7 @@ class attempt {
   void resolve_next_host();
   void connect_next();
   void on_connected(int fd, int res);
-  void give_up(const std::string& reason, const std::string& reply, bool permanent,
+  void give_up(report::reason reason, const std::string& reply, bool permanent,
                const std::string& status = {});
   bool _tried_plain_for(const target& t) const;
   void finish();
@@ -141,17 +140,16 @@ class attempt {
   connect_op _connect;
   bool _connecting = false;
   uint64_t _connect_since = 0;
-  std::string _last_reason = "connect-failed";
+  report::reason _last_reason = report::reason::connect_failed;
   std::string _last_reply;
   std::string _last_mx;
   std::string _last_ip;
   bool _done = false;
   policy::effective_policy _policy;
-  bool _from_config = false;
   bool _enforce = false;            // forced or exclusive: never plaintext
   unsigned _tls_failed = 0;         // hosts that answered and failed for a TLS reason
   unsigned _other_failed = 0;       // hosts that answered and failed otherwise
-  std::string _tls_reason;          // the last TLS reason
+  report::reason _tls_reason = report::reason::none;  // the last TLS reason
   link_info _tls_info;              // the link of that failure (TLS details for the audit)
   void give_up_tls();
   void hand_off(const queue::job& j);

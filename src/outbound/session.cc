@@ -33,12 +33,17 @@ rcpt_status fail_status(unsigned code) {
   return code / 100 == 5 ? rcpt_status::bounced : rcpt_status::deferred;
 }
 
-std::string_view remote_token(unsigned code) {
+report::reason remote_token(unsigned code) {
   switch (code / 100) {
-    case 4: return "remote-4xx";
-    case 5: return "remote-5xx";
-    default: return "protocol-error";
+    case 4: return report::reason::remote_4xx;
+    case 5: return report::reason::remote_5xx;
+    default: return report::reason::protocol_error;
   }
+}
+
+// `r`, or `fallback` when the decider gave no reason.
+report::reason or_default(report::reason r, report::reason fallback) {
+  return r == report::reason::none ? fallback : r;
 }
 
 bool has_line_break(std::string_view s) {
@@ -164,7 +169,7 @@ void session::feed(std::string_view in) {
       if (_phase == outbound::phase::quit)
         finish_close();
       else
-        fail_connection(close_kind::protocol, "protocol-error", nullptr);
+        fail_connection(close_kind::protocol, report::reason::protocol_error, nullptr);
       return;
     }
     if (st == smtp::reply_parser::status::need_more) return;
@@ -185,7 +190,7 @@ void session::on_reply(const smtp::reply& r) {
     return;
   }
   if (r.code() == 421) {  // the server is closing the channel (RFC 5321 3.8): no QUIT
-    fail_connection(close_kind::remote, "remote-4xx", &r);
+    fail_connection(close_kind::remote, report::reason::remote_4xx, &r);
     return;
   }
   switch (_phase) {
@@ -199,7 +204,7 @@ void session::on_reply(const smtp::reply& r) {
     case outbound::phase::data: on_data(r); break;
     case outbound::phase::dot: on_dot(r); break;
     case outbound::phase::idle:  // a reply nobody asked for: out of sync
-      fail_connection(close_kind::protocol, "protocol-error", &r);
+      fail_connection(close_kind::protocol, report::reason::protocol_error, &r);
       break;
     case outbound::phase::tls_handshake:
     case outbound::phase::quit:
@@ -288,7 +293,7 @@ void session::after_greeting_exchange() {
       break;
     case ehlo_action::proceed_plain: go_idle(); break;
     case ehlo_action::abort:
-      close_with(close_kind::tls_policy, d.reason.empty() ? "starttls-not-offered" : d.reason,
+      close_with(close_kind::tls_policy, or_default(d.reason, report::reason::starttls_not_offered),
                  nullptr, true);
       break;
   }
@@ -306,7 +311,7 @@ void session::on_starttls(const smtp::reply& r) {
   if (d.action == refused_action::proceed_plain) {
     go_idle();  // RFC 3207 4: the EHLO state stands when STARTTLS is refused
   } else {
-    close_with(close_kind::tls_policy, d.reason.empty() ? "starttls-refused" : d.reason, &r, true);
+    close_with(close_kind::tls_policy, or_default(d.reason, report::reason::starttls_refused), &r, true);
   }
 }
 
@@ -320,13 +325,13 @@ void session::tls_done(const tls_outcome& outcome) {
   if (d.action == tls_action::proceed)
     send_ehlo();  // RFC 3207 4.2: discard what the server said before, ask again
   else
-    close_with(close_kind::tls_policy, d.reason.empty() ? "tls-rejected" : d.reason, nullptr, true);
+    close_with(close_kind::tls_policy, or_default(d.reason, report::reason::tls_rejected), nullptr, true);
 }
 
-void session::tls_failed(std::string_view reason) {
+void session::tls_failed(report::reason reason) {
   batch b(*this);
   if (_phase != outbound::phase::tls_handshake) return;
-  close_with(close_kind::tls_failed, reason.empty() ? "handshake-failed" : reason, nullptr, false);
+  close_with(close_kind::tls_failed, or_default(reason, report::reason::handshake_failed), nullptr, false);
 }
 
 void session::go_idle() {
@@ -570,7 +575,7 @@ void session::end_transaction(bool then_idle) {
 bool session::quit() {
   batch b(*this);
   if (_phase != outbound::phase::idle || _in_done) return false;
-  close_with(close_kind::quit, "quit", nullptr, true);
+  close_with(close_kind::quit, report::reason::quit, nullptr, true);
   return true;
 }
 
@@ -582,7 +587,7 @@ void session::timeout() {
   if (_phase == outbound::phase::quit)
     finish_close();
   else
-    fail_connection(close_kind::timeout, "timeout", nullptr);
+    fail_connection(close_kind::timeout, report::reason::timeout, nullptr);
 }
 
 void session::connection_lost() {
@@ -591,10 +596,10 @@ void session::connection_lost() {
   if (_phase == outbound::phase::quit)
     finish_close();
   else
-    fail_connection(close_kind::lost, "connection-lost", nullptr);
+    fail_connection(close_kind::lost, report::reason::connection_lost, nullptr);
 }
 
-void session::fail_connection(close_kind kind, std::string_view reason, const smtp::reply* r) {
+void session::fail_connection(close_kind kind, report::reason reason, const smtp::reply* r) {
   if (_active) {
     if (any_pending()) {
       if (r) {
@@ -606,7 +611,7 @@ void session::fail_connection(close_kind kind, std::string_view reason, const sm
       } else {
         // RFC 3463: 4.4.2 bad connection, 4.5.0 protocol error. Rare path: allocation is fine.
         std::string_view enh = kind == close_kind::protocol ? "4.5.0" : "4.4.2";
-        std::string text = std::string(enh) + " " + std::string(reason) + " in phase " +
+        std::string text = std::string(enh) + " " + std::string(report::to_string(reason)) + " in phase " +
                            to_string(_phase);
         set_message_local(stage::connection, 0, enh, text);
       }
@@ -617,10 +622,10 @@ void session::fail_connection(close_kind kind, std::string_view reason, const sm
   close_with(kind, reason, r, false);
 }
 
-void session::close_with(close_kind kind, std::string_view reason, const smtp::reply* r,
+void session::close_with(close_kind kind, report::reason reason, const smtp::reply* r,
                          bool send_quit) {
   _close_kind = kind;
-  _close_reason.assign(reason);
+  _close_reason = reason;
   if (r) {
     _close_code = r->code();
     _close_enh_len = format_reply(*r, _close_text);

@@ -102,8 +102,8 @@ const char* to_string(close_kind k);
 // The closed() event; views valid only during the call.
 struct close_info {
   close_kind kind = close_kind::quit;
-  std::string_view reason;    // audit token: "quit", "remote-4xx", "remote-5xx", "protocol-error",
-                              // "connection-lost", "timeout", the decider's or tls_failed()'s reason
+  report::reason reason = report::reason::none;  // quit, remote_4xx, remote_5xx, protocol_error,
+                              // connection_lost, timeout, the decider's or tls_failed()'s reason
   unsigned code = 0;          // the remote reply behind it (greeting, EHLO, STARTTLS, 421), 0 if none
   std::string_view enhanced;
   std::string_view text;      // that reply's text, lines joined by a space
@@ -166,7 +166,7 @@ class session {
   // Report the handshake after start_tls(): asks the decider, then EHLO again or QUIT.
   void tls_done(const tls_outcome& outcome);
   // Report a failed handshake: closed(tls_failed, reason) without QUIT (the peer is mid-TLS).
-  void tls_failed(std::string_view reason);
+  void tls_failed(report::reason reason);
   // Start a transaction (only in idle, with at least one recipient and no CR/LF/NUL in any
   // address; false otherwise). RSET goes first when the previous transaction ended before
   // its final-dot reply. A body over the server's SIZE limit is bounced here (5.3.4):
@@ -234,10 +234,10 @@ class session {
   void end_transaction(bool then_idle);
   bool any_pending() const;
   // Close: with QUIT (wait for 221) or at once; `r` is the reply behind it, if any.
-  void close_with(close_kind kind, std::string_view reason, const smtp::reply* r, bool send_quit);
+  void close_with(close_kind kind, report::reason reason, const smtp::reply* r, bool send_quit);
   void finish_close();
   // A reply ended the connection from the server's side (421), or a failure without reply.
-  void fail_connection(close_kind kind, std::string_view reason, const smtp::reply* r);
+  void fail_connection(close_kind kind, report::reason reason, const smtp::reply* r);
 
   std::string _hostname;
   events& _ev;
@@ -274,7 +274,7 @@ class session {
 
   // Why the connection ends (kept while QUIT is in flight).
   close_kind _close_kind = close_kind::quit;
-  std::string _close_reason;
+  report::reason _close_reason = report::reason::none;
   unsigned _close_code = 0;
   std::string _close_text;
   size_t _close_enh_len = 0;

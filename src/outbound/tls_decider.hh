@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "report/reason.hh"
 #include "smtp/reply.hh"
 
 namespace sr::outbound {
@@ -25,33 +26,32 @@ struct tls_outcome {
   std::string_view cipher;         // IANA name, e.g. "TLS_AES_256_GCM_SHA384"
   unsigned cipher_bits = 0;        // symmetric strength of the negotiated cipher
   cert_verdict cert = cert_verdict::none;
-  std::string_view cert_reason;    // with invalid: "cert-untrusted", "cert-expired", "cert-name-mismatch", ...
+  report::reason cert_reason = report::reason::none;  // with invalid: cert_untrusted, cert_expired, ...
 };
 
 // Point 1, after EHLO (or HELO) in plaintext.
 enum class ehlo_action : uint8_t {
   starttls,       // send STARTTLS (normally only when offered)
   proceed_plain,  // go on without TLS
-  abort,          // QUIT, close; reason e.g. "starttls-not-offered"
+  abort,          // QUIT, close; reason e.g. starttls_not_offered
 };
 // Point 2, after a STARTTLS reply other than 220 (454, 5xx; 421 closes regardless).
 enum class refused_action : uint8_t {
   proceed_plain,  // go on without TLS on this connection (RFC 3207 allows it)
-  abort,          // QUIT, close; reason e.g. "starttls-refused"
+  abort,          // QUIT, close; reason e.g. starttls_refused
 };
 // Point 3, after the handshake succeeded, before the post-TLS EHLO.
 enum class tls_action : uint8_t {
   proceed,  // EHLO again over TLS and deliver
-  abort,    // QUIT (over TLS), close; reason e.g. "weak-cipher", "old-protocol", "cert-untrusted"
+  abort,    // QUIT (over TLS), close; reason e.g. weak_cipher, old_protocol, cert_untrusted
 };
 
-// An answer: the action, and for abort an audit token (DESIGN.md §5). An empty reason gets
-// the point's default ("starttls-not-offered", "starttls-refused", "tls-rejected").
-// `reason` needs to stay valid only during the call (the session copies it).
+// An answer: the action, and for abort its reason (DESIGN.md §5). reason::none gets the
+// point's default (starttls_not_offered, starttls_refused, tls_rejected).
 template <typename Action>
 struct decision {
   Action action;
-  std::string_view reason = {};
+  report::reason reason = report::reason::none;
 };
 
 // Implemented by the policy engine, one instance per connection (it knows domain and MX).

@@ -11,19 +11,19 @@ using outbound::ehlo_action;
 using outbound::refused_action;
 using outbound::tls_action;
 
-bool is_tls_reason(std::string_view t) {
-  return t == reason::starttls_not_offered || t == reason::starttls_refused ||
-         t == reason::handshake_failed || t == reason::old_protocol ||
-         t == reason::weak_cipher || t == reason::cert_untrusted || t == reason::cert_expired ||
-         t == reason::cert_name_mismatch || t == reason::cert_invalid;
-}
+using report::reason;
 
-std::string_view cert_reason_token(std::string_view r) {
-  for (std::string_view t : {reason::cert_untrusted, reason::cert_expired,
-                             reason::cert_name_mismatch, reason::cert_invalid})
-    if (r == t) return t;
-  return reason::cert_invalid;
+namespace {
+// A certificate reason from the TLS layer, or cert_invalid when it gave none that fits.
+reason cert_failure(reason r) {
+  switch (r) {
+    case reason::cert_untrusted:
+    case reason::cert_expired:
+    case reason::cert_name_mismatch: return r;
+    default: return reason::cert_invalid;
+  }
 }
+}  // namespace
 
 decision<ehlo_action> decider::on_ehlo(bool starttls_offered) {
   if (starttls_offered) return {ehlo_action::starttls};
@@ -42,19 +42,19 @@ decision<refused_action> decider::on_starttls_refused(const smtp::reply&) {
 
 decision<tls_action> decider::on_tls(const outbound::tls_outcome& o) {
   _bits = classify_cipher(o.cipher, o.cipher_bits);
-  std::string_view fail;
+  reason fail = reason::none;
   if (!version_meets(o.version, _p.min_version)) fail = reason::old_protocol;
   else if (_bits < _p.min_cipher_bits || _bits == 0) fail = reason::weak_cipher;
   if (!enforcing()) {
     // Postfix `may`: accept, but remember what forced would have said, for the audit.
-    if (!fail.empty()) note_would_fail(fail);
+    if (fail != reason::none) note_would_fail(fail);
     return {tls_action::proceed};
   }
-  if (fail.empty() && _p.verify == config::verify_mode::ca &&
+  if (fail == reason::none && _p.verify == config::verify_mode::ca &&
       o.cert != outbound::cert_verdict::verified)
-    fail = cert_reason_token(o.cert_reason);
-  if (fail.empty() && _p.verify == config::verify_mode::dane) fail = reason::dane_unavailable;
-  if (fail.empty()) return {tls_action::proceed};
+    fail = cert_failure(o.cert_reason);
+  if (fail == reason::none && _p.verify == config::verify_mode::dane) fail = reason::dane_unavailable;
+  if (fail == reason::none) return {tls_action::proceed};
   note_would_fail(fail);
   _abort = fail;
   return {tls_action::abort, _abort};

@@ -3,40 +3,21 @@
 // consequence once every MX has failed. opportunistic is Postfix `may`; forced/exclusive
 // never let MAIL go out without a session that meets the floor and the `verify` check.
 // verify = "none" is Postfix `encrypt`; verify = "ca" needs the TLS layer's verdict;
-// verify = "dane" is not implemented yet: such sessions abort with "dane-unavailable".
+// verify = "dane" is not implemented yet: such sessions abort with dane_unavailable.
 #pragma once
 #include <cstdint>
-#include <string_view>
 
 #include "outbound/tls_decider.hh"
 #include "policy/table.hh"
+#include "report/reason.hh"
 #include "util/duration.hh"
 
 namespace sr::policy {
 
-// Audit reason tokens (DESIGN.md §5) this module produces. Static storage: views stay valid.
-namespace reason {
-inline constexpr std::string_view starttls_not_offered = "starttls-not-offered";
-inline constexpr std::string_view starttls_refused = "starttls-refused";
-inline constexpr std::string_view handshake_failed = "handshake-failed";
-inline constexpr std::string_view old_protocol = "old-protocol";
-inline constexpr std::string_view weak_cipher = "weak-cipher";
-inline constexpr std::string_view cert_untrusted = "cert-untrusted";
-inline constexpr std::string_view cert_expired = "cert-expired";
-inline constexpr std::string_view cert_name_mismatch = "cert-name-mismatch";
-inline constexpr std::string_view cert_invalid = "cert-invalid";
-// DANE is not there yet: the failure is ours, not the MX's, so it is not a TLS reason and
-// never sends a message to its fallback or drops it; it retries and bounces at max_queue_age.
-inline constexpr std::string_view dane_unavailable = "dane-unavailable";
-}  // namespace reason
-
-// Return whether `token` is a TLS reason: a failure that counts towards "every MX failed
-// for a TLS reason" (fallback for forced, drop for exclusive).
-bool is_tls_reason(std::string_view token);
-
-// Map the TLS layer's certificate reason to a static audit token ("cert-invalid" when
-// unknown or empty).
-std::string_view cert_reason_token(std::string_view cert_reason);
+// Reasons are report::reason (report/reason.hh): is_tls_failure() says which ones count
+// towards "every MX failed for a TLS reason". DANE is not there yet: dane_unavailable is
+// our failure, not the MX's, so it is not a TLS failure and never sends a message to its
+// fallback or drops it; it retries and bounces at max_queue_age.
 
 // One connection's TLS decisions. Keeps its own copy of the policy, so it may outlive the
 // table it came from.
@@ -54,13 +35,13 @@ class decider final : public outbound::tls_decider {
   // Record that the handshake failed (not a decision point: that connection is gone).
   void on_handshake_failed();
 
-  // Return the reason of the last abort (or failed handshake); empty when none.
-  std::string_view abort_reason() const { return _abort; }
-  // Return whether this connection failed for a TLS reason (is_tls_reason(abort_reason())).
-  bool tls_failure() const { return !_abort.empty() && is_tls_reason(_abort); }
+  // Return the reason of the last abort (or failed handshake); none when none.
+  report::reason abort_reason() const { return _abort; }
+  // Return whether this connection failed for a TLS reason (is_tls_failure(abort_reason())).
+  bool tls_failure() const { return report::is_tls_failure(_abort); }
   // Return what forced (with this policy's floors, verify = none) would have refused this
-  // connection for, or empty; under forced/exclusive it is the first TLS failure seen.
-  std::string_view would_fail_forced() const { return _would_fail; }
+  // connection for, or none; under forced/exclusive it is the first TLS failure seen.
+  report::reason would_fail_forced() const { return _would_fail; }
   // Return the negotiated cipher's strength as rated by classify_cipher (0 before on_tls).
   unsigned effective_bits() const { return _bits; }
   // Return the policy this connection runs under.
@@ -68,13 +49,13 @@ class decider final : public outbound::tls_decider {
 
  private:
   bool enforcing() const { return _p.tls != config::tls_policy::opportunistic; }
-  void note_would_fail(std::string_view r) {
-    if (_would_fail.empty()) _would_fail = r;
+  void note_would_fail(report::reason r) {
+    if (_would_fail == report::reason::none) _would_fail = r;
   }
 
   effective_policy _p;
-  std::string_view _abort;       // static tokens only
-  std::string_view _would_fail;  // static tokens only
+  report::reason _abort = report::reason::none;
+  report::reason _would_fail = report::reason::none;
   unsigned _bits = 0;
 };
 

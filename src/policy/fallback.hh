@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "policy/table.hh"
+#include "report/reason.hh"
 
 namespace sr::policy {
 
@@ -31,7 +32,7 @@ struct handoff_request {
   std::span<const std::string_view> recipients;      // of this domain, without <>
   std::string_view domain;                            // recipient domain
   std::span<const std::span<const std::byte>> body;   // the message, in order
-  std::string_view reason;                            // last TLS reason, e.g. "weak-cipher"
+  report::reason reason = report::reason::none;       // last TLS reason, e.g. weak_cipher
   const effective_policy* policy = nullptr;           // fallback chain to walk
 };
 

@@ -109,14 +109,6 @@ uint64_t pattern_hash(std::string_view pattern) {
 
 }  // namespace
 
-const char* to_string(policy_source s) {
-  switch (s) {
-    case policy_source::default_policy: return "default";
-    case policy_source::config: return "config";
-  }
-  return "?";
-}
-
 const char* to_string(fallback_method m) {
   switch (m) {
     case fallback_method::pgp: return "pgp";

@@ -16,18 +16,14 @@
 #include <vector>
 
 #include "config/config.hh"
+#include "report/policy_source.hh"
 #include "util/duration.hh"
 #include "util/result.hh"
 
 namespace sr::policy {
 
-// Where the effective policy came from (audit `policy_source`).
-enum class policy_source : uint8_t {
-  default_policy,  // outbound.default_policy (no [[policy]] matched)
-  config,          // a [[policy]] entry
-};
-// Return the audit token: "default" or "config".
-const char* to_string(policy_source s);
+// Where the effective policy came from: the one enum of report/policy_source.hh.
+using report::policy_source;
 
 // One step of a forced policy's fallback chain (DESIGN.md §4 `fallback`).
 enum class fallback_method : uint8_t { pgp, smime, escrow, defer };

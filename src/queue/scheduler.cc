@@ -13,21 +13,6 @@
 
 namespace sr::queue {
 
-std::string domain_of(const std::string& address) {
-  auto at = address.rfind('@');
-  if (at == std::string::npos) return {};
-  std::string d = address.substr(at + 1);
-  for (auto& c : d) c = char(std::tolower(static_cast<unsigned char>(c)));
-  while (!d.empty() && d.back() == '.') d.pop_back();
-  return d;
-}
-
-unsigned owner_shard(const std::string& domain, unsigned shards) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across runs and builds
-  for (unsigned char c : domain) h = (h ^ c) * 1099511628211ull;
-  return shards ? unsigned(h % shards) : 0;
-}
-
 scheduler::scheduler(core::shard& sh, const config::config& cfg, home_link link)
     : _shard(sh), _cfg(cfg), _link(std::move(link)) {
   _shard.on_tick([this] { on_tick(); });
@@ -115,7 +100,7 @@ void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
     if (r.outcome != rcpt_outcome::deferred) continue;
     r.outcome = rcpt_outcome::bounced;
     r.status = "4.4.7";
-    r.reason = "expired";
+    r.reason = report::reason::expired;
   }
 }
 
@@ -145,7 +130,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
         done.push_back(r.index);
         bounced.push_back(&r);
         rcpt_result why = res;
-        if (res.reason == "expired")
+        if (res.reason == report::reason::expired)
           why.reply = "message expired after " + format_duration(_cfg.outbound.max_queue_age) +
                       " in the queue; last error: " + (r.last_reply.empty() ? "none" : r.last_reply);
         bounce_why.push_back(std::move(why));
@@ -164,7 +149,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
           rcpt_result why = res;
           why.status = "5.7.10";
           why.reply = "dropped: the recipient's TLS policy forbids delivery without acceptable TLS (" +
-                      res.reason + ")";
+                      std::string(report::to_string(res.reason)) + ")";
           bounce_why.push_back(std::move(why));
         }
         break;

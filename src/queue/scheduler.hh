@@ -18,6 +18,7 @@
 #include "config/config.hh"
 #include "core/shard.hh"
 #include "queue/job.hh"
+#include "report/reason.hh"
 
 namespace sr::queue {
 
@@ -46,7 +47,7 @@ struct rcpt_result {
   std::string reply;            // remote reply line(s) or our own reason
   std::string mx;               // host that gave it ("" when none answered)
   std::string status;           // enhanced status code for DSNs ("5.1.1", "4.4.1")
-  std::string reason;           // audit token when not a remote reply ("null-mx", "connect-failed")
+  report::reason reason = report::reason::none;  // when not a remote reply (null_mx, connect_failed)
   bool notify_sender = false;   // dropped: send the sender a DSN anyway (policy notify_sender)
 };
 

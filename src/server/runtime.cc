@@ -10,12 +10,30 @@
 #include <thread>
 #include <vector>
 
-#include "core/mailbox.hh"
 #include "net/listener.hh"
 #include "util/log.hh"
 
 namespace sr::server {
 namespace {
+
+// The sink's unit: the inbound server over a store it owns.
+class inbound_unit final : public shard_unit {
+ public:
+  inbound_unit(core::shard& sh, shared_state& st, std::unique_ptr<message_store> store)
+      : _store(std::move(store)), _srv(sh, st, *_store) {}
+  status start() override {
+    if (status s = _srv.prepare(); !s) return s;
+    return _srv.listen();
+  }
+  void begin_drain() override { _srv.begin_drain(); }
+  bool idle() const override { return _srv.idle(); }
+  void abort_all() override { _srv.abort_all(); }
+  size_t connection_count() const override { return _srv.connection_count(); }
+
+ private:
+  std::unique_ptr<message_store> _store;
+  shard_server _srv;
+};
 
 struct shard_slot {
   std::unique_ptr<core::shard> sh;
@@ -33,7 +51,19 @@ void shard_thread(const config::config& cfg, shared_state& st, const runtime_hoo
     slot.state = -1;
     return;
   }
-  shard_server srv(sh, st, hooks.make_store);
+  std::unique_ptr<shard_unit> unit;
+  if (hooks.make_shard) {
+    unit = hooks.make_shard(sh);
+  } else if (auto store = hooks.make_store(sh)) {
+    unit = inbound_only(sh, st, std::move(store));
+  } else {
+    SR_ERROR("start-up failed: cannot open the store");
+  }
+  if (!unit) {
+    slot.state = -1;
+    return;
+  }
+  auto& srv = *unit;
   if (status s = srv.start(); !s) {
     SR_ERROR("start-up failed: %s", s.err().c_str());
     slot.state = -1;
@@ -60,11 +90,15 @@ void shard_thread(const config::config& cfg, shared_state& st, const runtime_hoo
   });
   slot.state = 1;
   sh.run();
-  srv.flush_audit();
+  srv.finish();
   slot.state = 2;
 }
 
 }  // namespace
+
+std::unique_ptr<shard_unit> inbound_only(core::shard& sh, shared_state& st, std::unique_ptr<message_store> store) {
+  return std::make_unique<inbound_unit>(sh, st, std::move(store));
+}
 
 int run(const config::config& cfg, shared_state& st, const runtime_hooks& hooks) {
   sigset_t set;
@@ -90,8 +124,6 @@ int run(const config::config& cfg, shared_state& st, const runtime_hooks& hooks)
   }
   unsigned ncpu = core::online_cpus();
   unsigned n = st.shards;
-  core::mailboxes mail(n);
-  st.mail = &mail;
   std::vector<std::unique_ptr<shard_slot>> slots;
   std::vector<std::thread> threads;
   for (unsigned i = 0; i < n; ++i) {

@@ -12,16 +12,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "admin/metrics.hh"
-#include "audit/writer.hh"
-#include "core/mailbox.hh"
-#include "delivery/agent.hh"
-#include "dns/resolver.hh"
-#include "policy/registry.hh"
-#include "queue/scheduler.hh"
 #include "server/connection.hh"
-#include "server/spool_store.hh"
-#include "spool/partition.hh"
 #include "tls/context.hh"
 #include "util/log.hh"
 
@@ -50,18 +41,14 @@ unsigned ip_hash(const sockaddr_storage& ss) {
 shared_state::shared_state(const config::config& c)
     : cfg(c),
       shards(c.server.shards ? c.server.shards : core::online_cpus()),
-      servers(shards),
       per_ip(new std::atomic<uint32_t>[ip_slots]) {
   for (unsigned i = 0; i < ip_slots; ++i) per_ip[i].store(0, std::memory_order_relaxed);
 }
 
-shard_server::shard_server(core::shard& sh, shared_state& st, store_factory make_store)
-    : _shard(sh), _st(st), _make_store(std::move(make_store)) {}
+shard_server::shard_server(core::shard& sh, shared_state& st, message_store& store)
+    : _shard(sh), _st(st), _store(store) {}
 
 shard_server::~shard_server() {
-  _agent.reset();  // before the policy reader it points at
-  _policy_reader.reset();
-  if (_st.deliver && _shard.index() < _st.servers.size()) _st.servers[_shard.index()] = nullptr;
   // Connections still open at exit are abandoned with the process; free them.
   while (_conns) {
     connection* c = _conns;
@@ -70,7 +57,7 @@ shard_server::~shard_server() {
   }
 }
 
-status shard_server::start() {
+status shard_server::prepare() {
   const auto& cfg = _st.cfg;
   _pool = std::make_unique<net::chunk_pool>(chunk_size, ring_entries + 256);
   _ring = std::make_unique<net::buffer_ring>(*_pool, ring_entries, buffer_group);
@@ -84,11 +71,11 @@ status shard_server::start() {
     if (!ctx) return error{ctx.err()};
     _tls_ctx = std::make_unique<tls::context>(std::move(ctx.value()));
   }
-  _store = _make_store(_shard);
-  if (!_store) return error{"cannot open the spool"};
-  if (_st.deliver)
-    if (status s = start_delivery(); !s) return s;
-  for (const auto& l : cfg.listen) {
+  return {};
+}
+
+status shard_server::listen() {
+  for (const auto& l : _st.cfg.listen) {
     auto fd = net::open_listen_socket(l.addr, l.addr_len);
     if (!fd) return error{l.address + ": " + fd.err()};
     auto li = std::make_unique<listener_info>();
@@ -157,7 +144,6 @@ void shard_server::on_connection_closed(connection* c) {
 
 void shard_server::on_tick() {
   uint64_t now = _shard.now_ms();
-  if (_st.metrics) publish_metrics();
   _ring->refill();
   for (connection* c = _conns; c;) {
     connection* next = c->next;  // c may close (not free) during the check
@@ -178,7 +164,7 @@ void shard_server::begin_drain() {
   }
 }
 
-bool shard_server::idle() const { return _conn_count == 0 && (!_store || _store->in_flight() == 0); }
+bool shard_server::idle() const { return _conn_count == 0 && _store.in_flight() == 0; }
 
 void shard_server::abort_all() {
   for (connection* c = _conns; c;) {
@@ -186,169 +172,6 @@ void shard_server::abort_all() {
     c->force_close();
     c = next;
   }
-}
-
-}  // namespace sr::server
-
-namespace sr::server {
-
-status shard_server::start_delivery() {
-  const auto& cfg = _st.cfg;
-  auto* store = dynamic_cast<spool_store*>(_store.get());
-  if (!store) return error{"delivery needs the spool store"};
-  dns::resolver_options ro;
-  ro.servers = cfg.dns.resolvers;
-  _resolver = std::make_unique<dns::resolver>(_shard, ro);
-  if (status s = _resolver->start(); !s) return error{"dns: " + s.err()};
-  if (_st.audit_fd >= 0) {
-    audit::writer::options ao;
-    if (_st.metrics) ao.dropped_cell = &_st.metrics->audit_dropped.cell(_shard.index());
-    _audit = std::make_unique<audit::writer>(_shard, _st.audit_fd, ao);
-  }
-
-  unsigned me = _shard.index();
-  queue::home_link link;
-  link.mark_done = [this, me](unsigned home, const std::string& qid, std::vector<uint32_t> idx) {
-    if (home == me) {
-      static_cast<spool_store&>(*_store).mark_done(qid, idx);
-      return;
-    }
-    shared_state* st = &_st;
-    _st.mail->send(_shard, home, [st, home, qid, idx = std::move(idx)] {
-      if (auto* srv = st->servers[home].load()) static_cast<spool_store&>(srv->store()).mark_done(qid, idx);
-    });
-  };
-  link.spool_dsn = [this, me](unsigned home, std::string text, std::string rcpt) {
-    spool::message_meta meta;
-    meta.mail_from = "";
-    meta.rcpts = {std::move(rcpt)};
-    // DSNs are spooled here, on the shard that decided the bounce (its own partition).
-    (void)home;
-    (void)me;
-    static_cast<spool_store&>(*_store).submit_internal(std::move(meta), std::move(text));
-  };
-  _sched = std::make_unique<queue::scheduler>(_shard, cfg, std::move(link));
-  _agent = std::make_unique<delivery::agent>(_shard, cfg, *_sched, *_resolver, *_pool, *_ring, _audit.get());
-  if (status s = _agent->start(); !s) return s;
-  _sched->set_connector(_agent.get());
-  if (_st.policies) {
-    // This shard's view of the policy table: refreshed on every tick (a wait-free
-    // pointer load), so a SIGHUP reaches new delivery attempts within 100 ms.
-    _policy_reader = std::make_unique<policy::reader>(*_st.policies);
-    _agent->set_policies(_policy_reader.get());
-    _shard.on_tick([this] {
-      _policy_reader->refresh();
-      _st.policies->try_reclaim();
-    });
-  }
-
-  store->on_durable([this](const spool::message_meta& meta, const spool::message_location& loc) {
-    dispatch(meta, loc);
-  });
-  _st.servers[me] = this;
-  _st.mail->attach(me, _shard);
-  _shard.on_tick([this, me] { _st.mail->drain(me); });
-
-  // Messages accepted before a restart: queue their unfinished recipients.
-  auto recovered = std::move(store->recovered);
-  store->recovered.clear();
-  for (const auto& m : recovered) {
-    spool::message_location loc{nullptr, m.segment, m.offset, m.length};
-    dispatch(m.meta, loc, m.done_rcpts);
-  }
-  if (!recovered.empty()) SR_INFO("queue: %zu recovered messages queued for delivery", recovered.size());
-  return {};
-}
-
-void shard_server::dispatch(const spool::message_meta& meta, const spool::message_location& loc,
-                            const std::vector<uint32_t>& done) {
-  // One job per recipient domain, in first-seen order.
-  std::vector<std::unique_ptr<queue::job>> jobs;
-  for (uint32_t i = 0; i < meta.rcpts.size(); ++i) {
-    if (std::find(done.begin(), done.end(), i) != done.end()) continue;
-    std::string d = queue::domain_of(meta.rcpts[i]);
-    queue::job* j = nullptr;
-    for (auto& x : jobs)
-      if (x->domain == d) j = x.get();
-    if (!j) {
-      auto nj = std::make_unique<queue::job>();
-      nj->kind = meta.mail_from.empty() && meta.rcpts.size() == 1 ? queue::message_kind::dsn
-                                                                   : queue::message_kind::message;
-      nj->queue_id = meta.queue_id;
-      nj->home = _shard.index();
-      nj->segment = loc.segment;
-      nj->offset = loc.offset;
-      nj->length = loc.length;
-      nj->mail_from = meta.mail_from;
-      nj->domain = d;
-      nj->received_ms = meta.received_ms;
-      nj->body_8bitmime = meta.body_8bitmime;
-      j = nj.get();
-      jobs.push_back(std::move(nj));
-    }
-    queue::job_rcpt r;
-    r.address = meta.rcpts[i];
-    r.index = i;
-    j->rcpts.push_back(std::move(r));
-  }
-  for (auto& j : jobs) send_job(j.release());
-}
-
-void shard_server::send_job(queue::job* j) {
-  unsigned owner = queue::owner_shard(j->domain, _st.shards);
-  if (owner == _shard.index()) {
-    _sched->enqueue(std::unique_ptr<queue::job>(j));
-    return;
-  }
-  shared_state* st = &_st;
-  bool sent = _st.mail->send(_shard, owner, [st, owner, j] {
-    if (auto* srv = st->servers[owner].load()) srv->scheduler()->enqueue(std::unique_ptr<queue::job>(j));
-  });
-  if (!sent) {
-    // The ring to that shard is full: try again after this batch of completions.
-    _shard.post([this, j] { send_job(j); });
-  }
-}
-
-// Each shard copies its own counters into its cells of the registry (one writer per
-// cell, relaxed stores): the admin thread never reads shard-owned state.
-void shard_server::publish_metrics() {
-  auto& m = *_st.metrics;
-  unsigned me = _shard.index();
-  m.connections_inbound.set(me, int64_t(_conn_count));
-  if (me == 0) m.messages_accepted.cell(0).store(_st.stats.messages_accepted.load(std::memory_order_relaxed),
-                                               std::memory_order_relaxed);
-  if (_sched) {
-    const auto& q = _sched->stats();
-    m.messages_delivered.cell(me).store(q.delivered, std::memory_order_relaxed);
-    m.messages_deferred.cell(me).store(q.deferred, std::memory_order_relaxed);
-    m.messages_bounced.cell(me).store(q.bounced, std::memory_order_relaxed);
-    m.messages_dropped.cell(me).store(q.dropped, std::memory_order_relaxed);
-    m.queue_depth.set(me, int64_t(_sched->depth()));
-  }
-  if (_agent) {
-    const auto& c = _agent->counters();
-    m.connections_outbound.set(me, int64_t(_agent->open_links()));
-    m.fallback_handoffs.cell(me).store(c.fallback_handoffs, std::memory_order_relaxed);
-    m.deliveries("").cell(me).store(c.plain_deliveries, std::memory_order_relaxed);
-    m.deliveries("TLSv1.3").cell(me).store(c.tls13, std::memory_order_relaxed);
-    m.deliveries("TLSv1.2").cell(me).store(c.tls12, std::memory_order_relaxed);
-    m.deliveries("other").cell(me).store(c.tls_other, std::memory_order_relaxed);
-    for (std::string_view reason : admin::tls_failure_reasons) {
-      auto it = c.tls_failures_by_reason.find(std::string(reason));
-      m.tls_failure(reason).cell(me).store(it == c.tls_failures_by_reason.end() ? 0 : it->second,
-                                           std::memory_order_relaxed);
-    }
-  }
-  if (_resolver) {
-    auto r = _resolver->stats();
-    m.dns_cache_hits.cell(me).store(r.cache_hits, std::memory_order_relaxed);
-    m.dns_cache_misses.cell(me).store(r.cache_misses, std::memory_order_relaxed);
-  }
-}
-
-void shard_server::flush_audit() {
-  if (_audit) _audit->flush_and_wait();
 }
 
 }  // namespace sr::server

@@ -88,6 +88,7 @@ struct scan_state {
   std::unordered_map<std::string, size_t> by_id;
   std::map<uint64_t, std::vector<uint64_t>> refs;  // every scanned segment, with its DONE targets
   uint64_t discarded = 0;
+  unsigned skipped = 0;  // bad records skipped in the middle of a segment
   std::string max_id;  // largest queue id of this shard seen in any record
 };
 
@@ -102,7 +103,50 @@ void note_id(scan_state& st, unsigned shard, const std::string& id) {
     st.max_id = id;
 }
 
-// Scan one segment; on the first bad record, cut it there when `repair`, else stop.
+// A record that passed every check, decoded.
+struct parsed_record {
+  record_header h;
+  message_meta meta;  // type message
+  size_t env_len = 0;
+  done_record done;   // type done
+};
+
+// Check and decode the record at `pos` of `seg`; nullptr when valid, else why not.
+const char* parse_record(std::span<const std::byte> seg, uint64_t pos, parsed_record& out) {
+  const uint64_t size = seg.size();
+  if (size - pos < header_size) return "incomplete header";
+  out.h = decode_header(seg.data() + pos);
+  if (!header_plausible(out.h)) return "bad header";
+  if (out.h.payload_len > size - pos - header_size) return "incomplete record";
+  std::span<const std::byte> payload = seg.subspan(pos + header_size, out.h.payload_len);
+  if (crc32c(payload.data(), payload.size()) != out.h.crc) return "checksum mismatch";
+  if (out.h.type == record_type::message) {
+    if (!decode_envelope(payload, out.meta, out.env_len)) return "malformed envelope";
+  } else if (!decode_done(payload, out.done)) {
+    return "malformed done record";
+  }
+  return nullptr;
+}
+
+// Return the offset of the first valid record after `pos`, or seg.size() when none.
+// A valid record is found by its magic and must pass every check of parse_record().
+uint64_t next_valid_record(std::span<const std::byte> seg, uint64_t pos, parsed_record& tmp) {
+  std::byte magic[4];
+  for (int i = 0; i < 4; ++i) magic[i] = std::byte((record_magic >> (8 * i)) & 0xFF);
+  const auto* base = seg.data();
+  for (uint64_t from = pos + 1; from + header_size <= seg.size();) {
+    const void* hit = ::memmem(base + from, seg.size() - from, magic, sizeof magic);
+    if (!hit) break;
+    uint64_t at = uint64_t(static_cast<const std::byte*>(hit) - base);
+    if (!parse_record(seg, at, tmp)) return at;
+    from = at + 1;
+  }
+  return seg.size();
+}
+
+// Scan one segment. A bad record costs that record only: the scan resynchronises on the
+// next valid record and logs the offset; acknowledged records after a bad one are never
+// cut. Only a bad tail (no valid record after it: a torn write) is cut, when `repair`.
 sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, bool repair,
                         scan_state& st, std::vector<std::byte>& buf) {
   int fd = ::open(path.c_str(), (repair ? O_RDWR : O_RDONLY) | O_CLOEXEC);
@@ -114,66 +158,61 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
     ::close(fd);
     return sys_error("cannot stat spool segment", path, e);
   }
-  const uint64_t size = uint64_t(sb.st_size);
+  uint64_t size = uint64_t(sb.st_size);
+  // Read, not mmap: list() runs beside a live daemon that may cut a failed batch off the
+  // end, and a mapping of a shrinking file faults.
+  buf.resize(size);
+  for (uint64_t got = 0; got < size;) {
+    ssize_t n = ::pread(fd, buf.data() + got, size - got, off_t(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return sys_error("cannot read spool segment", path, e);
+    }
+    if (n == 0) size = got;  // cut meanwhile by a live daemon (list() only)
+    got += uint64_t(n);
+  }
+  std::span<const std::byte> seg(buf.data(), size);
   st.refs[seq];
   uint64_t pos = 0;
-  const char* why = nullptr;
+  const char* tail_why = nullptr;
+  parsed_record rec;
   while (pos < size) {
-    std::byte hb[header_size];
-    if (size - pos < header_size) {
-      why = "incomplete header";
-      break;
-    }
-    if (!read_full(fd, hb, header_size, pos)) {
-      why = "read error";
-      break;
-    }
-    record_header h = decode_header(hb);
-    if (!header_plausible(h)) {
-      why = "bad header";
-      break;
-    }
-    if (h.payload_len > size - pos - header_size) {
-      why = "incomplete record";
-      break;
-    }
-    buf.resize(h.payload_len);
-    if (!read_full(fd, buf.data(), h.payload_len, pos + header_size)) {
-      why = "read error";
-      break;
-    }
-    if (crc32c(buf.data(), buf.size()) != h.crc) {
-      why = "checksum mismatch";
-      break;
-    }
-    std::span<const std::byte> payload(buf.data(), buf.size());
-    if (h.type == record_type::message) {
-      scan_state::msg m;
-      size_t env_len;
-      if (!decode_envelope(payload, m.m.meta, env_len)) {
-        why = "malformed envelope";
+    if (const char* why = parse_record(seg, pos, rec)) {
+      uint64_t next = next_valid_record(seg, pos, rec);
+      if (next == size) {
+        tail_why = why;
         break;
       }
-      note_id(st, shard, m.m.meta.queue_id);
-      if (st.by_id.contains(m.m.meta.queue_id)) {
+      SR_WARN("spool %s: %s at offset %llu: skipped %llu bytes, resuming at the valid record "
+              "at offset %llu",
+              path.c_str(), why, (unsigned long long)pos, (unsigned long long)(next - pos),
+              (unsigned long long)next);
+      st.discarded += next - pos;
+      ++st.skipped;
+      pos = next;
+      continue;  // `rec` holds the record at `next`: parse it again (cheap, rare)
+    }
+    if (rec.h.type == record_type::message) {
+      note_id(st, shard, rec.meta.queue_id);
+      if (st.by_id.contains(rec.meta.queue_id)) {
         SR_WARN("spool %s: duplicate queue id %s at offset %llu ignored", path.c_str(),
-                m.m.meta.queue_id.c_str(), (unsigned long long)pos);
+                rec.meta.queue_id.c_str(), (unsigned long long)pos);
       } else {
+        scan_state::msg m;
+        m.m.meta = std::move(rec.meta);
         m.m.shard = shard;
         m.m.segment = path;
-        m.m.offset = pos + header_size + env_len;
-        m.m.length = h.payload_len - env_len;
+        m.m.offset = pos + header_size + rec.env_len;
+        m.m.length = rec.h.payload_len - rec.env_len;
         m.seq = seq;
         m.done.assign(m.m.meta.rcpts.size(), false);
         st.by_id.emplace(m.m.meta.queue_id, st.msgs.size());
         st.msgs.push_back(std::move(m));
       }
     } else {
-      done_record d;
-      if (!decode_done(payload, d)) {
-        why = "malformed done record";
-        break;
-      }
+      const done_record& d = rec.done;
       note_id(st, shard, d.queue_id);
       auto it = st.by_id.find(d.queue_id);
       if (it != st.by_id.end()) {  // else its message's segment is already gone
@@ -187,13 +226,14 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
         add_unique(st.refs[seq], m.seq);
       }
     }
-    pos += header_size + h.payload_len;
+    pos += header_size + rec.h.payload_len;
   }
-  if (why) {
+  if (tail_why) {
     st.discarded += size - pos;
     if (repair) {
-      SR_WARN("spool %s: %s at offset %llu, discarding %llu bytes", path.c_str(), why,
-              (unsigned long long)pos, (unsigned long long)(size - pos));
+      SR_WARN("spool %s: %s at offset %llu, discarding the last %llu bytes (no valid record "
+              "after it)",
+              path.c_str(), tail_why, (unsigned long long)pos, (unsigned long long)(size - pos));
       if (::ftruncate(fd, off_t(pos)) != 0 || ::fdatasync(fd) != 0) {
         int e = errno;
         ::close(fd);
@@ -201,7 +241,7 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
       }
     } else {
       // Expected while a live daemon is appending; list() reports the count to its caller.
-      SR_INFO("spool %s: %s at offset %llu, ignoring the last %llu bytes", path.c_str(), why,
+      SR_INFO("spool %s: %s at offset %llu, ignoring the last %llu bytes", path.c_str(), tail_why,
               (unsigned long long)pos, (unsigned long long)(size - pos));
     }
   }
@@ -331,6 +371,7 @@ sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_
   }
   if (out) {
     out->discarded_bytes += st.discarded;
+    out->records_skipped += st.skipped;
     out->segments_removed += removed;
     collect_pending(st, out->messages);
   }
@@ -363,6 +404,7 @@ sr::result<recovered_set> partition::list(const std::string& state_dir) {
     if (sr::status s = scan_partition(partition_dir(state_dir, shard), shard, false, st); !s)
       return sr::error{s.err()};
     out.discarded_bytes += st.discarded;
+    out.records_skipped += st.skipped;
     collect_pending(st, out.messages);
   }
   return out;

@@ -46,7 +46,8 @@ struct message_location {
 
 struct recovered_set {
   std::vector<recovered_message> messages;  // in log order (per partition)
-  uint64_t discarded_bytes = 0;             // torn or corrupt tails cut (list(): skipped)
+  uint64_t discarded_bytes = 0;             // bytes of bad records skipped and torn tails cut
+  unsigned records_skipped = 0;             // bad spans skipped with valid records after them
   unsigned segments_removed = 0;            // fully finished segments deleted by open()
 };
 
@@ -101,7 +102,8 @@ class partition {
   using outcome_list = std::vector<std::pair<void*, bool>>;
 
   // Open (creating as needed) the partition of `shard` under `state_dir`: verify every
-  // record, cut torn/corrupt tails, delete finished segments, start a fresh segment.
+  // record, skip a bad record and resume at the next valid one, cut a torn tail, delete
+  // finished segments, start a fresh segment (old segments are never appended to).
   // Recovered messages go to `out` (may be null). Blocking; for start-up only.
   static sr::result<std::unique_ptr<partition>> open(const std::string& state_dir, unsigned shard,
                                                      recovered_set* out,

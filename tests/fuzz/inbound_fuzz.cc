@@ -11,19 +11,12 @@
 #include <string>
 #include <vector>
 
+#include "check.hh"
 #include "inbound/session.hh"
 #include "reference_scanner.hh"
 #include "smtp/data_scanner.hh"
 
 namespace {
-
-#define CHECK(cond)                                                          \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      std::fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                          \
-    }                                                                        \
-  } while (0)
 
 using sr::inbound::session;
 using sr::inbound::session_params;

@@ -4,7 +4,7 @@
 
 #include <fstream>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 namespace {

@@ -7,7 +7,7 @@
 #include <algorithm>
 #include <set>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 namespace {

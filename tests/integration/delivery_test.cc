@@ -7,15 +7,10 @@
 
 #include <algorithm>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 namespace {
-
-std::string unique(std::string_view what) {
-  return std::string(what) + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(clock::now().time_since_epoch().count());
-}
 
 TEST(Delivery, SwaksMessageLandsInSpoolWithItsBytes) {
   relay r;

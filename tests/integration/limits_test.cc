@@ -12,16 +12,10 @@
 #include <cerrno>
 #include <fstream>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 namespace {
-
-relay_options with_limits(std::vector<std::string> limits) {
-  relay_options o;
-  o.limits = std::move(limits);
-  return o;
-}
 
 // Stop the relay and return the number of spooled messages (-1 when listing fails).
 int spooled_after_stop(relay& r) {

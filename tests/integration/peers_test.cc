@@ -1,15 +1,13 @@
-// Self-tests of the test peers (peers.hh): the fake MX driven by swaks and a raw client, each
+// Self-tests of the test peers (support/peers.hh): the fake MX driven by swaks and a raw client, each
 // misbehaviour option checked against what a real client sees and what the MX recorded;
 // the DNS fixture checked with drill. If these fail, the delivery and policy tests built
 // on the peers cannot be trusted.
-#include "peers.hh"
+#include "support/peers.hh"
 
 #include <gtest/gtest.h>
 
 namespace sr::integ {
 namespace {
-
-bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
 
 // swaks to one of the fake MX's hosts.
 run_result swaks_to(const fake_mx& mx, const std::string& host, std::vector<std::string> extra) {

@@ -3,7 +3,7 @@
 // never let the bytes after the fake terminator run as commands or become a message.
 #include <gtest/gtest.h>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 namespace {

@@ -3,16 +3,10 @@
 // what is asserted is the reply and the close, never how long they took.
 #include <gtest/gtest.h>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 namespace {
-
-relay_options with_limits(std::vector<std::string> limits) {
-  relay_options o;
-  o.limits = std::move(limits);
-  return o;
-}
 
 void expect_timeout_and_close(raw_client& c) {
   auto r = c.read_reply(15s);

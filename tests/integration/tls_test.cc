@@ -3,7 +3,7 @@
 // require_tls, and the CVE-2011-0411 class: bytes pipelined after STARTTLS are discarded.
 #include <gtest/gtest.h>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 namespace {

@@ -197,7 +197,7 @@ def die_with_parent():
 
 
 def serve(o, text):
-    data = zone().parse(text).datafile(o.default, o.ad)
+    data = text if o.raw else zone().parse(text).datafile(o.default, o.ad)
     if o.datafile:
         path = o.datafile
         with open(path, "w") as f:
@@ -226,6 +226,21 @@ def serve(o, text):
     def launch(port):
         """Start ldns-testns on `port`; return (child, port, log) or (None, 0, log)."""
         args = [o.ldns_testns] + (["-v"] * o.verbose) + ["-p", str(port)] + [path]
+        if o.verbose:
+            # Its log goes straight to our stderr, so a query is logged before it is
+            # answered (a relay through a pipe would lag behind the answer): wait until it
+            # answers instead of reading "Listening on port".
+            c = subprocess.Popen(args, stdout=sys.stderr.fileno(), stderr=subprocess.STDOUT,
+                                 preexec_fn=die_with_parent)
+            until = time.monotonic() + 5
+            while time.monotonic() < until:
+                if c.poll() is not None:
+                    return None, 0, [f"exited with {c.returncode} (its log is above)\n"]
+                if probe(port, time.monotonic() + 0.2):
+                    return c, port, []
+            c.kill()
+            c.wait()
+            return None, 0, ["no answer within 5 s\n"]
         c = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              preexec_fn=die_with_parent)
         log = []
@@ -278,7 +293,8 @@ def serve(o, text):
     # and interrupt its wait at once.
     sigs = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-    threading.Thread(target=drain, daemon=True).start()
+    if child.stdout:
+        threading.Thread(target=drain, daemon=True).start()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
     if not probe(port, deadline):
         sys.stderr.write(f"dns_zone: ldns-testns does not answer on 127.0.0.1:{port}\n")
@@ -313,6 +329,8 @@ def main(argv=None):
     p.add_argument("--default", choices=("NXDOMAIN", "SERVFAIL", "REFUSED"), default="NXDOMAIN",
                    type=str.upper, help="rcode for names the description does not mention")
     p.add_argument("--ad", action="store_true", help="set the AD bit on every NOERROR answer")
+    p.add_argument("--raw", action="store_true",
+                   help="serve: the zone file is already an ldns-testns datafile (ENTRY_BEGIN ...), served as is")
     p.add_argument("--ldns-testns", default="/usr/bin/ldns-testns")
     p.add_argument("-v", "--verbose", action="count", default=0, help="pass -v to ldns-testns, its log to stderr")
     o = p.parse_args(argv)

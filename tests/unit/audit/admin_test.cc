@@ -164,8 +164,8 @@ TEST(metrics, relay_families_are_registered_once_each) {
   m.connections_inbound.add(1, 1);
   m.dns_cache_hits.inc(0, 9);
   m.dns_cache_misses.inc(1, 1);
-  m.tls_failure("handshake-failed").inc(0);
-  m.tls_failure("no-such-reason").inc(1);
+  m.tls_failure(sr::report::reason::handshake_failed).inc(0);
+  m.tls_failure(sr::report::reason::connect_failed).inc(1);  // not a TLS failure: "other"
   std::string text = reg.render();
   auto has = [&](const std::string& s) { return text.find(s) != std::string::npos; };
   EXPECT_TRUE(has("\nsealrelay_messages_accepted_total 3\n"));

@@ -74,7 +74,7 @@ audit::record full_record() {
   r.ip = "192.0.2.10";
   r.attempt = 2;
   r.policy = config::tls_policy::forced;
-  r.source = audit::policy_source::mta_sts;
+  r.source = report::policy_source::mta_sts;
   r.tls = true;
   r.tls_version = "TLSv1.3";
   r.cipher = "TLS_AES_256_GCM_SHA384";
@@ -118,9 +118,9 @@ TEST(audit_format, absent_fields_are_null_and_null_sender_is_empty) {
   r.rcpt = "bob@nomx.example";
   r.domain = "nomx.example";
   r.policy = config::tls_policy::exclusive;
-  r.source = audit::policy_source::config;
+  r.source = report::policy_source::config;
   r.outcome = audit::outcome::dropped;
-  r.reason = "starttls-not-offered";
+  r.reason = report::reason::starttls_not_offered;
   EXPECT_EQ(format_one(r),
             "{\"ts\":\"2000-01-01T00:00:00.007Z\",\"queue_id\":\"Q1\",\"msg_id\":null,\"kind\":\"dsn\","
             "\"from\":\"\",\"rcpt\":\"bob@nomx.example\",\"domain\":\"nomx.example\",\"mx\":null,\"ip\":null,"
@@ -132,9 +132,9 @@ TEST(audit_format, absent_fields_are_null_and_null_sender_is_empty) {
 TEST(audit_format, every_enum_token) {
   EXPECT_STREQ(audit::to_string(audit::kind::escrow_notice), "escrow-notice");
   EXPECT_STREQ(audit::to_string(audit::kind::tlsrpt), "tlsrpt");
-  EXPECT_STREQ(audit::to_string(audit::policy_source::default_policy), "default");
-  EXPECT_STREQ(audit::to_string(audit::policy_source::dane), "dane");
-  EXPECT_STREQ(audit::to_string(audit::policy_source::requiretls), "requiretls");
+  EXPECT_EQ(report::to_string(report::policy_source::default_policy), "default");
+  EXPECT_EQ(report::to_string(report::policy_source::dane), "dane");
+  EXPECT_EQ(report::to_string(report::policy_source::requiretls), "requiretls");
   EXPECT_STREQ(audit::to_string(audit::cert_status::invalid), "invalid");
   const char* outcomes[] = {"delivered", "deferred", "bounced", "escrowed", "pgp", "smime", "dropped"};
   for (int i = 0; i < 7; ++i) EXPECT_STREQ(audit::to_string(audit::outcome(i)), outcomes[i]);
@@ -258,7 +258,7 @@ TEST(audit_format, no_allocation_once_the_buffer_is_warm) {
   std::string buf;
   buf.reserve(64 * 1024);
   audit::record r = full_record();
-  r.reason = "handshake-failed";
+  r.reason = report::reason::handshake_failed;
   r.smtp_reply = "454 4.7.0 TLS not available due to \"local problem\"\r";
   audit::format(r, buf);
   buf.clear();

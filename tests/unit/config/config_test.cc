@@ -689,3 +689,31 @@ TEST(config, example_config_is_valid_with_and_without_its_examples) {
   ASSERT_EQ(all->routes.size(), 1u);
   EXPECT_EQ(all->server.hostname, "relay.example.org");
 }
+
+// Found by config_fuzz (tests/fuzz/corpus-config/crash_table_header_control_char.toml):
+// toml++ 3.3 asserts, in builds without NDEBUG, that a table header's key starts with a
+// key character, although the code after the assert reports that very error.
+TEST(config, table_header_with_a_control_character_is_an_error_not_an_abort) {
+  for (std::string text : {std::string("[\x0e"), std::string("[[\x01]]\n"), std::string("[a.\x7f]\n")}) {
+    auto r = parse(text, "t.toml");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.err().rfind("t.toml:1:", 0), 0u) << r.err();
+  }
+}
+
+// Found by config_fuzz (tests/fuzz/corpus-config/crash_non_ascii_value.toml): toml++ 3.3
+// reaches __builtin_unreachable classifying U+00A1..U+0499 where a token is expected, so
+// such a character outside strings and comments is refused before toml++ sees it.
+TEST(config, non_ascii_outside_strings_is_an_error_and_inside_strings_is_kept) {
+  for (std::string text : {std::string("[[listen]]\naddress = \"127.0.0.1:25\"\nkzs = \xc5\xa2::\"[:25\"\n"),
+                           std::string("\n\n[server]\nstate_dir = \"\"\"a \\\n  \xc3\xa9\"\"\"\n")}) {
+    auto r = parse(text, "t.toml");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.err().rfind(text[0] == '\n' ? "t.toml:5: a non-ASCII" : "t.toml:3: a non-ASCII", 0), 0u) << r.err();
+  }
+  auto ok = parse("# caf\xc3\xa9 \xc5\xa2\n[server]   # \xc2\xa1\nstate_dir = \"/tmp/jos\xc3\xa9\"\n"
+                  "hostname = 'relay.example'\n[[listen]]\naddress = \"127.0.0.1:2525\"\n",
+                  "t.toml");
+  ASSERT_TRUE(ok) << ok.err();
+  EXPECT_EQ(ok->server.state_dir, "/tmp/jos\xc3\xa9");
+}

@@ -1,14 +1,11 @@
-// The resolver against a real DNS server on loopback: ldns-testns (Debian ldnsutils)
-// answers from a canned data file and logs every query it receives, so the tests count
-// the packets that reached the server (cache, negative cache, coalescing, UDP vs TCP).
+// The resolver against a real DNS server on loopback: ldns-testns (Debian ldnsutils), run
+// by the shared DNS fixture (support/peers.hh), answers from a canned data file and logs
+// every query it receives, so the tests count the packets that reached the server (cache,
+// negative cache, coalescing, UDP vs TCP).
 // Each test runs one shard loop; its steps chain through the resolver's callbacks.
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -23,118 +20,11 @@
 
 #include "core/shard.hh"
 #include "dns/resolver.hh"
-
-extern char** environ;
+#include "support/peers.hh"
 
 using namespace sr;
 
 namespace {
-
-// Path of an executable found on $PATH, or "".
-std::string find_program(const char* name) {
-  const char* path = getenv("PATH");
-  std::stringstream ss(path ? path : "/usr/bin:/bin");
-  std::string dir;
-  while (std::getline(ss, dir, ':')) {
-    std::string p = (dir.empty() ? "." : dir) + "/" + name;
-    if (access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
-}
-
-// One ldns-testns process on a random port, its query log in a temporary directory.
-class testns {
- public:
-  ~testns() { stop(); }
-
-  // Start the server with `data`; on failure say why in `why`.
-  bool start(const std::string& program, const std::string& data, std::string& why) {
-    char tmpl[] = "/tmp/sr-dns-test-XXXXXX";
-    if (!mkdtemp(tmpl)) {
-      why = "mkdtemp failed";
-      return false;
-    }
-    _dir = tmpl;
-    std::string datafile = _dir + "/data";
-    _log = _dir + "/log";
-    std::ofstream(datafile) << data;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, _log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    std::vector<std::string> args = {program, "-v", "-r", datafile};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    int rc = posix_spawn(&_pid, program.c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-      _pid = -1;
-      why = "cannot spawn ldns-testns";
-      return false;
-    }
-    // Wait for "Listening on port N" (start-up only; no assertion depends on timing).
-    for (int i = 0; i < 500; ++i) {
-      std::string text = log();
-      if (auto p = text.find("Listening on port "); p != std::string::npos && text.find('\n', p) != std::string::npos) {
-        _port = uint16_t(std::stoi(text.substr(p + 18)));
-        return true;
-      }
-      int status;
-      if (waitpid(_pid, &status, WNOHANG) == _pid) {
-        _pid = -1;
-        why = "ldns-testns exited: " + text;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    why = "ldns-testns did not start listening";
-    return false;
-  }
-
-  void stop() {
-    if (_pid > 0) {
-      kill(_pid, SIGTERM);
-      waitpid(_pid, nullptr, 0);
-      _pid = -1;
-    }
-    if (!_dir.empty()) {
-      unlink((_dir + "/data").c_str());
-      unlink(_log.c_str());
-      rmdir(_dir.c_str());
-      _dir.clear();
-    }
-  }
-
-  std::string addr() const { return "127.0.0.1:" + std::to_string(_port); }
-
-  // Count the queries the server logged for (name, type) over `proto` ("UDP", "TCP", "" = both).
-  int queries(const std::string& name, const std::string& type, const std::string& proto = "") const {
-    std::istringstream in(log());
-    std::string line;
-    int n = 0;
-    std::string want = name + "\tIN\t" + type;
-    while (std::getline(in, line)) {
-      if (line.rfind("query ", 0) != 0) continue;
-      if (!proto.empty() && line.find(": " + proto + " ") == std::string::npos) continue;
-      auto b = line.find("bytes: ");
-      if (b != std::string::npos && line.substr(b + 7) == want) ++n;
-    }
-    return n;
-  }
-
-  std::string log() const {
-    std::ifstream f(_log);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-  }
-
- private:
-  pid_t _pid = -1;
-  std::string _dir, _log;
-  uint16_t _port = 0;
-};
 
 const char* soa = "example. 300 IN SOA ns.example. host.example. 1 3600 600 86400 300";
 const char* short_soa = "example. 1 IN SOA ns.example. host.example. 1 3600 600 86400 1";
@@ -213,10 +103,9 @@ using step = std::function<void(next_fn)>;
 class dns_resolver : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string prog = find_program("ldns-testns");
-    if (prog.empty()) GTEST_SKIP() << "ldns-testns not installed (Debian package ldnsutils)";
-    std::string why;
-    ASSERT_TRUE(_ns.start(prog, data_file(), why)) << why;
+    if (access("/usr/bin/ldns-testns", X_OK) != 0) GTEST_SKIP() << "ldns-testns not installed (Debian package ldnsutils)";
+    _ns = std::make_unique<integ::dns_fixture>(data_file(), integ::dns_options{.raw = true, .log_queries = true});
+    ASSERT_TRUE(_ns->start()) << _ns->error() << _ns->log();
     ASSERT_TRUE(_sh.init()) << "io_uring unavailable";
     _sh.on_tick([this] {
       if (_sh.now_ms() > _deadline_ms) {
@@ -285,7 +174,7 @@ class dns_resolver : public ::testing::Test {
     s([this] { advance(); });
   }
 
-  testns _ns;
+  std::unique_ptr<integ::dns_fixture> _ns;   // ldns-testns on loopback, logging each query
   core::shard _sh{core::shard::options{}};
   std::unique_ptr<dns::resolver> _res;
   std::vector<step> _steps;
@@ -299,7 +188,7 @@ class dns_resolver : public ::testing::Test {
 }  // namespace
 
 TEST_F(dns_resolver, mx_sorted_by_preference_and_shuffled_among_equals) {
-  make({_ns.addr()});
+  make({_ns->address()});
   std::vector<dns::mx_result> got(40);
   std::vector<step> steps;
   for (auto& r : got) steps.push_back(mx("Shuffle.Example", r));
@@ -317,14 +206,14 @@ TEST_F(dns_resolver, mx_sorted_by_preference_and_shuffled_among_equals) {
     orders.insert(n);
   }
   EXPECT_EQ(orders.size(), 2u) << "both orders of the two preference-10 hosts appear";
-  EXPECT_EQ(_ns.queries("shuffle.example.", "MX"), 1);  // the other 39 came from the cache
+  EXPECT_EQ(_ns->queries("shuffle.example.", "MX"), 1);  // the other 39 came from the cache
   auto st = _res->stats();
   EXPECT_EQ(st.cache_misses, 1u);
   EXPECT_EQ(st.cache_hits, 39u);
 }
 
 TEST_F(dns_resolver, null_mx_is_reported) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::mx_result r;
   run({mx("nullmx.example", r)});
   EXPECT_EQ(r.status, dns::status::null_mx);
@@ -332,7 +221,7 @@ TEST_F(dns_resolver, null_mx_is_reported) {
 }
 
 TEST_F(dns_resolver, no_mx_gives_implicit_mx_and_its_address) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::mx_result m, m2;
   dns::addr_result a;
   run({mx("implicit.example", m), addrs("implicit.example", a), mx("implicit.example", m2)});
@@ -344,36 +233,36 @@ TEST_F(dns_resolver, no_mx_gives_implicit_mx_and_its_address) {
   EXPECT_EQ(addr_str(a.addrs[0]), "192.0.2.10");
   EXPECT_EQ(reinterpret_cast<const sockaddr_in&>(a.addrs[0]).sin_port, 0);
   EXPECT_TRUE(m2.implicit);
-  EXPECT_EQ(_ns.queries("implicit.example.", "MX"), 1);  // NODATA cached (SOA minimum)
+  EXPECT_EQ(_ns->queries("implicit.example.", "MX"), 1);  // NODATA cached (SOA minimum)
 }
 
 TEST_F(dns_resolver, nxdomain_is_cached_negatively) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::mx_result r1, r2;
   run({mx("missing.example", r1), mx("missing.example", r2)});
   EXPECT_EQ(r1.status, dns::status::nxdomain);
   EXPECT_EQ(r2.status, dns::status::nxdomain);
-  EXPECT_EQ(_ns.queries("missing.example.", "MX"), 1);
+  EXPECT_EQ(_ns->queries("missing.example.", "MX"), 1);
   EXPECT_EQ(_res->stats().cache_hits, 1u);
 }
 
 TEST_F(dns_resolver, cname_chains_in_the_answer_and_by_requery) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::mx_result inside, requery, loop;
   run({mx("alias.example", inside), mx("hop.example", requery), mx("loop1.example", loop)});
   ASSERT_EQ(inside.status, dns::status::ok);
   EXPECT_EQ(names(inside), std::vector<std::string>{"mx.real.example"});
-  EXPECT_EQ(_ns.queries("real.example.", "MX"), 0);
+  EXPECT_EQ(_ns->queries("real.example.", "MX"), 0);
   ASSERT_EQ(requery.status, dns::status::ok);
   EXPECT_EQ(names(requery), std::vector<std::string>{"mx.target.example"});
-  EXPECT_EQ(_ns.queries("target.example.", "MX"), 1);
+  EXPECT_EQ(_ns->queries("target.example.", "MX"), 1);
   EXPECT_EQ(loop.status, dns::status::temp_fail);  // a CNAME loop ends at the depth limit
-  EXPECT_EQ(_ns.queries("loop1.example.", "MX"), 1);
-  EXPECT_EQ(_ns.queries("loop2.example.", "MX"), 1);
+  EXPECT_EQ(_ns->queries("loop1.example.", "MX"), 1);
+  EXPECT_EQ(_ns->queries("loop2.example.", "MX"), 1);
 }
 
 TEST_F(dns_resolver, expired_ttl_is_asked_again) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::addr_result a1, a2, a3;
   run({addrs("short.example", a1), addrs("short.example", a2), wait_ms(1200), addrs("short.example", a3)});
   for (auto* a : {&a1, &a2, &a3}) {
@@ -381,18 +270,18 @@ TEST_F(dns_resolver, expired_ttl_is_asked_again) {
     ASSERT_EQ(a->addrs.size(), 1u);
     EXPECT_EQ(addr_str(a->addrs[0]), "192.0.2.20");
   }
-  EXPECT_EQ(_ns.queries("short.example.", "A"), 2);  // second from the cache, third after 1 s TTL
-  EXPECT_EQ(_ns.queries("short.example.", "AAAA"), 2);
+  EXPECT_EQ(_ns->queries("short.example.", "A"), 2);  // second from the cache, third after 1 s TTL
+  EXPECT_EQ(_ns->queries("short.example.", "AAAA"), 2);
 }
 
 TEST_F(dns_resolver, truncated_udp_answer_is_retried_over_tcp) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::mx_result r;
   run({mx("big.example", r)});
   ASSERT_EQ(r.status, dns::status::ok);
   EXPECT_EQ(names(r), (std::vector<std::string>{"mx1.big.example", "mx2.big.example", "mx3.big.example"}));
-  EXPECT_EQ(_ns.queries("big.example.", "MX", "UDP"), 1);
-  EXPECT_EQ(_ns.queries("big.example.", "MX", "TCP"), 1);
+  EXPECT_EQ(_ns->queries("big.example.", "MX", "UDP"), 1);
+  EXPECT_EQ(_ns->queries("big.example.", "MX", "TCP"), 1);
   EXPECT_EQ(_res->stats().tcp_queries, 1u);
 }
 
@@ -406,14 +295,14 @@ TEST_F(dns_resolver, silent_first_server_times_out_and_second_answers) {
   ASSERT_EQ(bind(silent, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
   socklen_t len = sizeof sa;
   getsockname(silent, reinterpret_cast<sockaddr*>(&sa), &len);
-  make({"127.0.0.1:" + std::to_string(ntohs(sa.sin_port)), _ns.addr()}, 300);
+  make({"127.0.0.1:" + std::to_string(ntohs(sa.sin_port)), _ns->address()}, 300);
   dns::mx_result r;
   run({mx("plain.example", r)});
   close(silent);
   ASSERT_EQ(r.status, dns::status::ok);
   EXPECT_EQ(names(r), std::vector<std::string>{"mx.plain.example"});
   EXPECT_EQ(_res->stats().timeouts, 1u);
-  EXPECT_EQ(_ns.queries("plain.example.", "MX"), 1);
+  EXPECT_EQ(_ns->queries("plain.example.", "MX"), 1);
 }
 
 TEST_F(dns_resolver, refused_port_moves_on_without_waiting_for_the_timeout) {
@@ -426,7 +315,7 @@ TEST_F(dns_resolver, refused_port_moves_on_without_waiting_for_the_timeout) {
   socklen_t len = sizeof sa;
   getsockname(s, reinterpret_cast<sockaddr*>(&sa), &len);
   close(s);
-  make({"127.0.0.1:" + std::to_string(ntohs(sa.sin_port)), _ns.addr()}, 5000);
+  make({"127.0.0.1:" + std::to_string(ntohs(sa.sin_port)), _ns->address()}, 5000);
   dns::mx_result r;
   run({mx("plain.example", r)});
   ASSERT_EQ(r.status, dns::status::ok);
@@ -434,18 +323,18 @@ TEST_F(dns_resolver, refused_port_moves_on_without_waiting_for_the_timeout) {
 }
 
 TEST_F(dns_resolver, servfail_everywhere_is_a_temporary_failure) {
-  make({_ns.addr(), _ns.addr()}, 2000, 2);
+  make({_ns->address(), _ns->address()}, 2000, 2);
   dns::mx_result r1, r2;
   run({mx("broken.example", r1), mx("broken.example", r2)});
   EXPECT_EQ(r1.status, dns::status::temp_fail);
   EXPECT_EQ(r2.status, dns::status::temp_fail);
   // 2 servers x 2 attempts per lookup, and failures are not cached.
-  EXPECT_EQ(_ns.queries("broken.example.", "MX"), 8);
+  EXPECT_EQ(_ns->queries("broken.example.", "MX"), 8);
   EXPECT_EQ(_res->stats().timeouts, 0u);
 }
 
 TEST_F(dns_resolver, ad_bit_passes_through_and_needs_every_answer) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::mx_result signed_mx, plain_mx, alias_mx;
   dns::addr_result signed_addrs;
   run({mx("signed.example", signed_mx), mx("plain.example", plain_mx), mx("signedalias.example", alias_mx),
@@ -467,7 +356,7 @@ TEST_F(dns_resolver, ad_bit_passes_through_and_needs_every_answer) {
 }
 
 TEST_F(dns_resolver, concurrent_identical_lookups_share_one_packet) {
-  make({_ns.addr()});
+  make({_ns->address()});
   std::vector<dns::mx_result> got(5);
   int done = 0;
   run({[&](next_fn next) {
@@ -481,12 +370,12 @@ TEST_F(dns_resolver, concurrent_identical_lookups_share_one_packet) {
     ASSERT_EQ(r.status, dns::status::ok);
     EXPECT_EQ(names(r), std::vector<std::string>{"mx.coalesce.example"});
   }
-  EXPECT_EQ(_ns.queries("coalesce.example.", "MX"), 1);
+  EXPECT_EQ(_ns->queries("coalesce.example.", "MX"), 1);
   EXPECT_EQ(_res->stats().coalesced, 4u);
 }
 
 TEST_F(dns_resolver, callbacks_never_run_inside_the_call) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::mx_result warm;
   bool in_call = false, ran_inside = false, ran = false, bad_ran_inside = false;
   run({mx("plain.example", warm), [&](next_fn next) {
@@ -508,7 +397,7 @@ TEST_F(dns_resolver, callbacks_never_run_inside_the_call) {
 }
 
 TEST_F(dns_resolver, txt_and_tlsa_records) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::txt_result txt, none;
   dns::tlsa_result tlsa;
   run({[&](next_fn next) {
@@ -539,7 +428,7 @@ TEST_F(dns_resolver, txt_and_tlsa_records) {
 }
 
 TEST_F(dns_resolver, ip_literals_answer_themselves) {
-  make({_ns.addr()});
+  make({_ns->address()});
   dns::addr_result v4, v6;
   run({addrs("192.0.2.7", v4), addrs("[2001:db8::7]", v6)});
   ASSERT_EQ(v4.status, dns::status::ok);

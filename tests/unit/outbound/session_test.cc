@@ -92,7 +92,7 @@ struct recorder : events {
   }
   void closed(const close_info& c) override {
     EXPECT_FALSE(closed_info.has_value()) << "closed() raised twice";
-    closed_info = close_copy{c.kind, std::string(c.reason), c.code, std::string(c.enhanced),
+    closed_info = close_copy{c.kind, std::string(sr::report::to_string(c.reason)), c.code, std::string(c.enhanced),
                              std::string(c.text)};
     log.push_back("closed");
   }
@@ -281,7 +281,7 @@ TEST(OutboundSession, StartTlsOfferedThenEhloAgainAndPreTlsCapabilitiesForgotten
   EXPECT_FALSE(h.s.tls_active());
   size_t sends = h.ev.sends.size();
 
-  tls_outcome o{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, cert_verdict::invalid, "cert-untrusted"};
+  tls_outcome o{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, cert_verdict::invalid, sr::report::reason::cert_untrusted};
   h.s.tls_done(o);
   ASSERT_EQ(h.dec.tls_seen.size(), 1u);
   EXPECT_EQ(h.dec.tls_seen[0], "TLSv1.3 TLS_AES_256_GCM_SHA384 256");
@@ -332,7 +332,7 @@ TEST(OutboundSession, HandshakeCompletedInsideStartTlsCallback) {
 
 TEST(OutboundSession, StartTlsNotOfferedUnderAbortingDeciderQuitsWithoutMail) {
   harness h;
-  h.dec.ehlo = {ehlo_action::abort, "starttls-not-offered"};
+  h.dec.ehlo = {ehlo_action::abort, sr::report::reason::starttls_not_offered};
   bool tried = false;
   msg_store m("a@x.example", {"b@y.example"}, "secret\r\n");
   h.ev.on_idle = [&] { tried = h.s.send_message(m.m); };
@@ -384,7 +384,7 @@ TEST(OutboundSession, StartTls454ProceedsPlainUnderOpportunistic) {
 
 TEST(OutboundSession, StartTls454UnderStrictDeciderQuitsWithTheReply) {
   harness h;
-  h.dec.refused = {refused_action::abort, "starttls-refused"};
+  h.dec.refused = {refused_action::abort, sr::report::reason::starttls_refused};
   h.open(k_ehlo_tls);
   h.s.feed("454 4.7.0 TLS not available\r\n");
   EXPECT_EQ(h.dec.refused_codes, std::vector<unsigned>{454});
@@ -398,7 +398,7 @@ TEST(OutboundSession, StartTls454UnderStrictDeciderQuitsWithTheReply) {
 
 TEST(OutboundSession, TlsOutcomeRejectedQuitsOverTlsWithoutMail) {
   harness h;
-  h.dec.tls = {tls_action::abort, "weak-cipher"};
+  h.dec.tls = {tls_action::abort, sr::report::reason::weak_cipher};
   h.open(k_ehlo_tls);
   h.s.feed("220 go\r\n");
   h.s.tls_done(tls_outcome{"TLSv1.2", "TLS_RSA_WITH_3DES_EDE_CBC_SHA", 112});
@@ -417,7 +417,7 @@ TEST(OutboundSession, HandshakeFailureClosesWithoutQuit) {
   h.open(k_ehlo_tls);
   h.s.feed("220 go\r\n");
   size_t sends = h.ev.sends.size();
-  h.s.tls_failed("handshake-failed");
+  h.s.tls_failed(sr::report::reason::handshake_failed);
   EXPECT_EQ(h.ev.sends.size(), sends) << "nothing plaintext after STARTTLS was accepted";
   ASSERT_TRUE(h.ev.closed_info.has_value());
   EXPECT_EQ(h.ev.closed_info->kind, close_kind::tls_failed);

@@ -258,7 +258,7 @@ TEST_F(spool, torn_tail_is_discarded_at_every_byte_offset) {
   sr::set_log_level(sr::log_level::info);
 }
 
-TEST_F(spool, corrupted_crc_is_detected) {
+TEST_F(spool, corrupted_crc_costs_that_record_only) {
   std::vector<test_msg> msgs;
   std::string seg;
   {
@@ -274,6 +274,7 @@ TEST_F(spool, corrupted_crc_is_detected) {
   const recovered_message& m1 = before->messages[0];
   const recovered_message& m2 = before->messages[1];
   const uint64_t size = fs::file_size(seg);
+  const uint64_t m2_record = m2.offset + m2.length - (m1.offset + m1.length);
 
   // Flip one bit in the middle of message 2's body.
   std::string content = slurp(seg);
@@ -282,16 +283,74 @@ TEST_F(spool, corrupted_crc_is_detected) {
 
   auto listed = partition::list(_state);  // read-only: reports, never repairs
   ASSERT_TRUE(listed.ok());
-  EXPECT_EQ(ids_of(*listed), std::vector<std::string>{msgs[0].meta.queue_id});
-  EXPECT_EQ(listed->discarded_bytes, size - (m1.offset + m1.length));
+  EXPECT_EQ(ids_of(*listed), (std::vector<std::string>{msgs[0].meta.queue_id, msgs[2].meta.queue_id}));
+  EXPECT_EQ(listed->discarded_bytes, m2_record);
+  EXPECT_EQ(listed->records_skipped, 1u);
   EXPECT_EQ(fs::file_size(seg), size);
 
   recovered_set rs;
   auto p = open(&rs);
   ASSERT_TRUE(p);
-  EXPECT_EQ(ids_of(rs), std::vector<std::string>{msgs[0].meta.queue_id});
-  EXPECT_EQ(fs::file_size(seg), m1.offset + m1.length) << "segment cut at the corrupt record";
+  EXPECT_EQ(ids_of(rs), (std::vector<std::string>{msgs[0].meta.queue_id, msgs[2].meta.queue_id}));
+  EXPECT_EQ(rs.discarded_bytes, m2_record);
+  EXPECT_EQ(fs::file_size(seg), size) << "records after the bad one must not be cut";
   expect_same(rs.messages[0], msgs[0]);
+  expect_same(rs.messages[1], msgs[2]);
+}
+
+TEST_F(spool, a_flipped_byte_mid_segment_of_100_messages_loses_one) {
+  std::vector<test_msg> msgs;
+  std::string seg;
+  {
+    auto p = open();
+    ASSERT_TRUE(p);
+    for (int i = 0; i < 100; ++i) msgs.push_back(make_msg(*p, i + 1, 300 + 7 * i, 2, {"r@x.example"}));
+    // Acknowledged in batches of 10, as group commit would.
+    for (int b = 0; b < 10; ++b) {
+      std::vector<test_msg*> batch;
+      for (int i = 0; i < 10; ++i) batch.push_back(&msgs[size_t(b * 10 + i)]);
+      commit(*p, batch);
+    }
+    seg = p->active_segment();
+  }
+  const uint64_t size = fs::file_size(seg);
+  std::string content = slurp(seg);
+  content[size / 2] ^= 0x20;  // lands inside one record: header, envelope or body
+  spit(seg, content);
+
+  sr::set_log_level(sr::log_level::error);
+  recovered_set rs;
+  auto p = open(&rs);
+  sr::set_log_level(sr::log_level::info);
+  ASSERT_TRUE(p);
+  ASSERT_EQ(rs.messages.size(), 99u);
+  EXPECT_EQ(rs.records_skipped, 1u);
+  EXPECT_EQ(fs::file_size(seg), size);
+  std::set<std::string> back;
+  for (const auto& m : rs.messages) back.insert(m.meta.queue_id);
+  int lost = -1;
+  for (int i = 0; i < 100; ++i)
+    if (!back.contains(msgs[size_t(i)].meta.queue_id)) lost = i;
+  ASSERT_GE(lost, 0);
+  for (const auto& m : rs.messages) {
+    for (const auto& t : msgs) {
+      if (t.meta.queue_id == m.meta.queue_id) EXPECT_EQ(read_message(m), t.bytes());
+    }
+  }
+
+  // Appending after the repair must leave the good records after the bad one in place.
+  test_msg extra = make_msg(*p, 101);
+  commit(*p, {&extra});
+  EXPECT_NE(p->active_segment(), seg);
+  p.reset();
+  recovered_set rs2;
+  sr::set_log_level(sr::log_level::error);
+  auto p2 = open(&rs2);
+  sr::set_log_level(sr::log_level::info);
+  ASSERT_TRUE(p2);
+  EXPECT_EQ(rs2.messages.size(), 100u);  // the 99 and the new one
+  EXPECT_EQ(rs2.messages.back().meta.queue_id, extra.meta.queue_id);
+  EXPECT_EQ(read_message(rs2.messages.back()), extra.bytes());
 }
 
 TEST_F(spool, garbage_header_after_records_is_discarded) {

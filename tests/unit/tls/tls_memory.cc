@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "pump.hh"
+#include "support/tls_pump.hh"
 #include "tls/context.hh"
 #include "tls/session.hh"
 

@@ -9,7 +9,7 @@
 #include <random>
 #include <string>
 
-#include "pump.hh"
+#include "support/tls_pump.hh"
 #include "tls/context.hh"
 #include "tls/session.hh"
 #include "tls/session_cache.hh"

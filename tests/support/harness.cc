@@ -1,7 +1,7 @@
 // Integration-test harness: process control, config generation, swaks runs and the raw
 // SMTP client. Children are started with fork/exec and always reaped; sockets are
 // non-blocking and every read or handshake is bounded by a deadline.
-#include "harness.hh"
+#include "support/harness.hh"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -378,6 +378,34 @@ int reply_code(std::string_view reply) {
 
 bool starts_with(std::string_view reply, std::string_view prefix) {
   return reply.substr(0, prefix.size()) == prefix;
+}
+
+bool ends_with(std::string_view s, std::string_view tail) {
+  return s.size() >= tail.size() && s.substr(s.size() - tail.size()) == tail;
+}
+
+bool contains(std::string_view hay, std::string_view needle) { return hay.find(needle) != std::string_view::npos; }
+
+std::string unique(std::string_view what) {
+  return std::string(what) + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(clock::now().time_since_epoch().count());
+}
+
+std::string dot_stuff(std::string_view body) {
+  std::string out;
+  bool bol = true;
+  for (char c : body) {
+    if (bol && c == '.') out += '.';
+    out += c;
+    bol = c == '\n';
+  }
+  return out;
+}
+
+relay_options with_limits(std::vector<std::string> limits) {
+  relay_options o;
+  o.limits = std::move(limits);
+  return o;
 }
 
 // ------------------------------------------------------------------------ raw_client

@@ -2,7 +2,7 @@
 // their record lines (flat objects of strings, numbers, booleans, null and string arrays).
 // Strings round-trip bytes: fake_mx writes undecodable bytes as \udc80..\udcff
 // (Python's surrogateescape), which are turned back into the original bytes here.
-#include "peers.hh"
+#include "support/peers.hh"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -500,6 +500,8 @@ bool dns_fixture::start(std::chrono::milliseconds deadline) {
   if (_opts.port) a.insert(a.end(), {"--port", std::to_string(_opts.port)});
   if (!_opts.default_rcode.empty()) a.insert(a.end(), {"--default", _opts.default_rcode});
   if (_opts.ad_all) a.push_back("--ad");
+  if (_opts.raw) a.push_back("--raw");
+  if (_opts.log_queries) a.push_back("-v");
   std::string ready;
   if (!_proc.start(a, _dir.path() / "dns.log", deadline, &ready)) return false;
   _port = static_cast<uint16_t>(std::atoi(ready.c_str() + 5));   // "ready PORT"
@@ -507,6 +509,22 @@ bool dns_fixture::start(std::chrono::milliseconds deadline) {
 }
 
 void dns_fixture::stop() { _proc.stop(); }
+
+int dns_fixture::queries(std::string_view name, std::string_view type, std::string_view proto) const {
+  // ldns-testns -v logs "query ... : UDP ... bytes: NAME\tIN\tTYPE" for each query.
+  std::istringstream in(log());
+  std::string line;
+  int n = 0;
+  std::string want = std::string(name) + "\tIN\t" + std::string(type);
+  std::string via = ": " + std::string(proto) + " ";
+  while (std::getline(in, line)) {
+    if (line.rfind("query ", 0) != 0) continue;
+    if (!proto.empty() && line.find(via) == std::string::npos) continue;
+    auto b = line.find("bytes: ");
+    if (b != std::string::npos && line.substr(b + 7) == want) ++n;
+  }
+  return n;
+}
 
 run_result drill(uint16_t port, std::string_view type, std::string_view name, bool tcp) {
   std::vector<std::string> a{"drill"};

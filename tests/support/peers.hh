@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "harness.hh"
+#include "support/harness.hh"
 
 namespace sr::integ {
 
@@ -152,6 +152,8 @@ struct dns_options {
   uint16_t port = 0;                 // 0 = ldns-testns picks one (read back from "ready PORT")
   std::string default_rcode;         // NXDOMAIN (default) | SERVFAIL | REFUSED for unknown names
   bool ad_all = false;               // AD bit on every NOERROR answer
+  bool raw = false;                  // the zone text is an ldns-testns datafile, served as is
+  bool log_queries = false;          // ldns-testns -v: every query in log(), counted by queries()
 };
 
 class dns_fixture {
@@ -170,6 +172,8 @@ class dns_fixture {
   const std::string& error() const { return _proc.error(); }
   std::string log() const { return _proc.log(); }
   std::filesystem::path datafile() const { return _dir.path() / "zone.data"; }
+  // Queries received for (name, type) over `proto` ("UDP", "TCP", "" = both); needs log_queries.
+  int queries(std::string_view name, std::string_view type, std::string_view proto = "") const;
 
  private:
   std::string _zone;

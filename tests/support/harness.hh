@@ -183,6 +183,17 @@ class raw_client {
 int reply_code(std::string_view reply);
 // True when `reply` starts with `prefix` (e.g. "550 5.6.0").
 bool starts_with(std::string_view reply, std::string_view prefix);
+// True when `tail` ends `s`.
+bool ends_with(std::string_view s, std::string_view tail);
+// True when `needle` occurs in `hay`.
+bool contains(std::string_view hay, std::string_view needle);
+// `what` made unique to this process and moment ("what-PID-TICKS"), for markers and ids.
+std::string unique(std::string_view what);
+// The dot-stuffed form of `body` (CRLF lines) for the DATA phase.
+std::string dot_stuff(std::string_view body);
+
+// Default relay options with `limits` as the [limits] lines.
+relay_options with_limits(std::vector<std::string> limits);
 
 // Connect, read the 220 greeting and say EHLO; the EHLO reply goes to *ehlo. False when
 // any step fails or answers otherwise.

@@ -1,0 +1,164 @@
+// Start-up order matters: the spool is recovered first, the delivery side is built
+// and attached to the mailboxes before any recovered message is dispatched (so a job
+// never waits on a shard that cannot take it: it waits in a ring or an overflow
+// queue), and the listeners open last, once an accepted message has somewhere to go.
+#include "relay/shard.hh"
+
+#include "admin/metrics.hh"
+#include "audit/writer.hh"
+#include "delivery/agent.hh"
+#include "dns/resolver.hh"
+#include "policy/registry.hh"
+#include "queue/scheduler.hh"
+#include "server/spool_store.hh"
+#include "spool/partition.hh"
+#include "util/log.hh"
+
+namespace sr::relay {
+
+process_state::process_state(const config::config& c) : cfg(c), inbound(c), mail(inbound.shards) {}
+
+shard_root::shard_root(core::shard& sh, process_state& ps) : _shard(sh), _ps(ps) {}
+
+shard_root::~shard_root() = default;
+
+status shard_root::start() {
+  if (status s = open_spool(); !s) return s;
+  _server = std::make_unique<server::shard_server>(_shard, _ps.inbound, *_store);
+  if (status s = _server->prepare(); !s) return s;
+  if (status s = start_delivery(); !s) return s;
+  return _server->listen();
+}
+
+status shard_root::open_spool() {
+  const auto& cfg = _ps.cfg;
+  spool::recovered_set rec;
+  auto part = spool::partition::open(cfg.server.state_dir, _shard.index(), &rec);
+  if (!part) return error{"spool: " + part.err()};
+  _ps.recovered += rec.messages.size();
+  if (rec.discarded_bytes)
+    SR_WARN("spool: discarded %llu bytes of unacknowledged partial records",
+            (unsigned long long)rec.discarded_bytes);
+  _store = std::make_unique<server::spool_store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
+  _store->recovered = std::move(rec.messages);
+  return {};
+}
+
+status shard_root::start_delivery() {
+  const auto& cfg = _ps.cfg;
+  dns::resolver_options ro;
+  ro.servers = cfg.dns.resolvers;
+  _resolver = std::make_unique<dns::resolver>(_shard, ro);
+  if (status s = _resolver->start(); !s) return error{"dns: " + s.err()};
+  if (_ps.audit_fd >= 0) {
+    audit::writer::options ao;
+    if (_ps.metrics) ao.dropped_cell = &_ps.metrics->audit_dropped.cell(_shard.index());
+    _audit = std::make_unique<audit::writer>(_shard, _ps.audit_fd, ao);
+  }
+
+  queue::home_link link;
+  link.mark_done = [this](unsigned home, const std::string& qid, std::vector<uint32_t> idx) {
+    _dispatch->send_done(home, qid, std::move(idx));
+  };
+  link.spool_dsn = [this](unsigned, std::string text, std::string rcpt) {
+    // DSNs are spooled here, on the shard that decided the bounce (its own partition).
+    spool::message_meta meta;
+    meta.mail_from = "";
+    meta.rcpts = {std::move(rcpt)};
+    _store->submit_internal(std::move(meta), std::move(text));
+  };
+  _sched = std::make_unique<queue::scheduler>(_shard, cfg, std::move(link));
+  _dispatch = std::make_unique<queue::dispatcher>(
+      _shard, _ps.mail, *_sched,
+      [this](const std::string& qid, std::vector<uint32_t> idx) { _store->mark_done(qid, idx); });
+  if (_ps.policies) _policy_reader = std::make_unique<policy::reader>(*_ps.policies);
+  _agent = std::make_unique<delivery::agent>(_shard, cfg, *_sched, *_resolver, _server->pool(),
+                                             _server->buffers(), _audit.get());
+  if (status s = _agent->start(); !s) return s;
+  _sched->set_connector(_agent.get());
+  if (_policy_reader) {
+    // This shard's view of the policy table: refreshed on every tick (a wait-free
+    // pointer load), so a SIGHUP reaches new delivery attempts within 100 ms.
+    _agent->set_policies(_policy_reader.get());
+    _shard.on_tick([this] {
+      _policy_reader->refresh();
+      _ps.policies->try_reclaim();
+    });
+  }
+
+  _store->on_durable([this](const spool::message_meta& meta, const spool::message_location& loc) {
+    queue_durable(meta, loc, {});
+  });
+  _dispatch->attach();
+
+  // Messages accepted before a restart: queue their unfinished recipients.
+  auto recovered = std::move(_store->recovered);
+  _store->recovered.clear();
+  for (const auto& m : recovered) {
+    spool::message_location loc{nullptr, m.segment, m.offset, m.length};
+    queue_durable(m.meta, loc, m.done_rcpts);
+  }
+  if (!recovered.empty()) SR_INFO("queue: %zu recovered messages queued for delivery", recovered.size());
+  if (_ps.metrics) _shard.on_tick([this] { publish_metrics(); });
+  return {};
+}
+
+void shard_root::queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
+                               std::span<const uint32_t> done) {
+  queue::spooled_message m;
+  // A message from <> to one recipient is one of our DSNs (no DSN about a DSN).
+  m.kind = meta.mail_from.empty() && meta.rcpts.size() == 1 ? queue::message_kind::dsn
+                                                            : queue::message_kind::message;
+  m.queue_id = meta.queue_id;
+  m.home = _shard.index();
+  m.segment = loc.segment;
+  m.offset = loc.offset;
+  m.length = loc.length;
+  m.mail_from = meta.mail_from;
+  m.rcpts = meta.rcpts;
+  m.received_ms = meta.received_ms;
+  m.body_8bitmime = meta.body_8bitmime;
+  _dispatch->dispatch(m, done);
+}
+
+void shard_root::begin_drain() { _server->begin_drain(); }
+
+bool shard_root::idle() const { return _server->idle(); }
+
+void shard_root::abort_all() { _server->abort_all(); }
+
+size_t shard_root::connection_count() const { return _server ? _server->connection_count() : 0; }
+
+void shard_root::finish() {
+  if (_audit) _audit->flush_and_wait();
+}
+
+// Each shard copies its own counters into its cells of the registry (one writer per
+// cell, relaxed stores): the admin thread never reads shard-owned state.
+void shard_root::publish_metrics() {
+  auto& m = *_ps.metrics;
+  unsigned me = _shard.index();
+  m.connections_inbound.set(me, int64_t(_server->connection_count()));
+  if (me == 0)
+    m.messages_accepted.cell(0).store(_ps.inbound.stats.messages_accepted.load(std::memory_order_relaxed),
+                                      std::memory_order_relaxed);
+  const auto& q = _sched->stats();
+  m.messages_delivered.cell(me).store(q.delivered, std::memory_order_relaxed);
+  m.messages_deferred.cell(me).store(q.deferred, std::memory_order_relaxed);
+  m.messages_bounced.cell(me).store(q.bounced, std::memory_order_relaxed);
+  m.messages_dropped.cell(me).store(q.dropped, std::memory_order_relaxed);
+  m.queue_depth.set(me, int64_t(_sched->depth()));
+  const auto& c = _agent->counters();
+  m.connections_outbound.set(me, int64_t(_agent->open_links()));
+  m.fallback_handoffs.cell(me).store(c.fallback_handoffs, std::memory_order_relaxed);
+  m.deliveries("").cell(me).store(c.plain_deliveries, std::memory_order_relaxed);
+  m.deliveries("TLSv1.3").cell(me).store(c.tls13, std::memory_order_relaxed);
+  m.deliveries("TLSv1.2").cell(me).store(c.tls12, std::memory_order_relaxed);
+  m.deliveries("other").cell(me).store(c.tls_other, std::memory_order_relaxed);
+  m.store_tls_failures(me, c.tls_failures_by_reason);
+  auto r = _resolver->stats();
+  m.dns_cache_hits.cell(me).store(r.cache_hits, std::memory_order_relaxed);
+  m.dns_cache_misses.cell(me).store(r.cache_misses, std::memory_order_relaxed);
+}
+
+}  // namespace sr::relay
