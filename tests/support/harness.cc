@@ -603,6 +603,21 @@ bool open_session(raw_client& c, uint16_t port, std::string* ehlo) {
   return true;
 }
 
+bool open_data(raw_client& c, uint16_t port, std::string_view from, std::string_view rcpt, std::string* why) {
+  auto fail = [&](std::string what) {
+    if (why) *why = std::move(what);
+    return false;
+  };
+  if (!open_session(c, port)) return fail("no session (greeting or EHLO failed)");
+  auto mail = c.command("MAIL FROM:<" + std::string(from) + ">");
+  if (!mail || reply_code(*mail) != 250) return fail("MAIL: " + mail.value_or("no reply"));
+  auto rcpt_reply = c.command("RCPT TO:<" + std::string(rcpt) + ">");
+  if (!rcpt_reply || reply_code(*rcpt_reply) != 250) return fail("RCPT: " + rcpt_reply.value_or("no reply"));
+  auto data = c.command("DATA");
+  if (!data || reply_code(*data) != 354) return fail("DATA: " + data.value_or("no reply"));
+  return true;
+}
+
 std::optional<std::string> send_message(raw_client& c, std::string_view from,
                                         const std::vector<std::string>& rcpts, std::string_view body) {
   auto r = c.command("MAIL FROM:<" + std::string(from) + ">");

@@ -199,6 +199,11 @@ relay_options with_limits(std::vector<std::string> limits);
 // any step fails or answers otherwise.
 bool open_session(raw_client& c, uint16_t port, std::string* ehlo = nullptr);
 
+// Open a session (open_session) and start a transaction up to DATA's 354: MAIL FROM:<from>,
+// RCPT TO:<rcpt>, DATA. False with the failing step or reply in *why.
+bool open_data(raw_client& c, uint16_t port, std::string_view from, std::string_view rcpt,
+               std::string* why = nullptr);
+
 // One transaction on an open session: MAIL, RCPT..., DATA, body, ".". Returns the first
 // reply that is not 250/354, else the reply to the final dot (nullopt on EOF/deadline).
 // `body` must use CRLF line ends, end with CRLF and be dot-stuffed by the caller.
