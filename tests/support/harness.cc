@@ -65,19 +65,6 @@ fs::path source_root() {
 #endif
 }
 
-temp_dir::temp_dir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/sealrelay-integ.XXXXXX";
-  if (char* made = mkdtemp(tmpl.data())) _path = made;
-}
-
-temp_dir::~temp_dir() {
-  if (_path.empty()) return;
-  if (const char* keep = std::getenv("SEALRELAY_KEEP_TMP"); keep && *keep) return;
-  std::error_code ec;
-  fs::remove_all(_path, ec);
-}
-
 uint16_t free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return 0;

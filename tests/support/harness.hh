@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/temp_dir.hh"
+
 namespace sr::integ {
 
 using namespace std::chrono_literals;
@@ -25,17 +27,7 @@ std::string relay_binary();
 std::filesystem::path source_root();
 
 // A fresh directory under $TMPDIR, removed with its contents on destruction.
-class temp_dir {
- public:
-  temp_dir();
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::filesystem::path& path() const { return _path; }
-
- private:
-  std::filesystem::path _path;
-};
+using test::temp_dir;
 
 // Return a loopback TCP port that is free right now (bound and released by us).
 uint16_t free_port();
