@@ -54,6 +54,7 @@ std::vector<std::unique_ptr<job>> split_by_domain(const spooled_message& m, std:
     job_rcpt r;
     r.address = m.rcpts[i];
     r.index = i;
+    if (i < m.attempts.size()) r.attempts = m.attempts[i];  // numbering continues after a restart
     j->rcpts.push_back(std::move(r));
   }
   return jobs;
@@ -63,6 +64,7 @@ std::string_view to_string(shard_msg_kind k) {
   switch (k) {
     case shard_msg_kind::deliver_job: return "deliver-job";
     case shard_msg_kind::mark_done: return "mark-done";
+    case shard_msg_kind::record_attempts: return "record-attempts";
   }
   return "unknown";
 }
@@ -102,6 +104,19 @@ void dispatcher::send_done(unsigned home, const std::string& queue_id, std::vect
   _boxes.send(_shard, home, std::move(m));
 }
 
+void dispatcher::send_attempts(unsigned home, const std::string& queue_id,
+                               std::vector<std::pair<uint32_t, uint32_t>> counts) {
+  if (home == _shard.index()) {
+    if (_record_attempts) _record_attempts(queue_id, std::move(counts));
+    return;
+  }
+  shard_msg m;
+  m.kind = shard_msg_kind::record_attempts;
+  m.queue_id = queue_id;
+  m.counts = std::move(counts);
+  _boxes.send(_shard, home, std::move(m));
+}
+
 void dispatcher::on_message(shard_msg&& m) {
   switch (m.kind) {
     case shard_msg_kind::deliver_job:
@@ -109,6 +124,9 @@ void dispatcher::on_message(shard_msg&& m) {
       return;
     case shard_msg_kind::mark_done:
       _mark_done(m.queue_id, std::move(m.indices));
+      return;
+    case shard_msg_kind::record_attempts:
+      if (_record_attempts) _record_attempts(m.queue_id, std::move(m.counts));
       return;
   }
   SR_WARN("queue: cross-shard message of unknown kind %u ignored", unsigned(m.kind));

@@ -32,6 +32,7 @@ struct spooled_message {
   uint64_t received_ms = 0;       // unix ms
   bool body_8bitmime = false;
   std::string msg_id;
+  std::vector<uint32_t> attempts;  // per recipient, recovered from the spool (may be empty)
 };
 
 // Return one job per recipient domain, in first-seen order, for the recipients of `m`
@@ -42,6 +43,7 @@ std::vector<std::unique_ptr<job>> split_by_domain(const spooled_message& m, std:
 enum class shard_msg_kind : uint8_t {
   deliver_job,  // owner shard: queue `job_to_queue` for delivery
   mark_done,    // home shard: recipients `indices` of `queue_id` are final (DONE record)
+  record_attempts,  // home shard: (index, attempts) of pending recipients (ATTEMPTS record)
 };
 std::string_view to_string(shard_msg_kind k);
 
@@ -50,6 +52,7 @@ struct shard_msg {
   std::unique_ptr<queue::job> job_to_queue;  // deliver_job
   std::string queue_id;            // mark_done
   std::vector<uint32_t> indices;   // mark_done
+  std::vector<std::pair<uint32_t, uint32_t>> counts;  // record_attempts
 };
 
 using shard_mailboxes = core::mailboxes<shard_msg>;
@@ -69,6 +72,13 @@ class dispatcher {
   void send_job(std::unique_ptr<job> j);
   // Tell `home` that recipients `indices` of `queue_id` are final.
   void send_done(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices);
+  // Record attempt counts at the home shard (set by the composition root).
+  using record_attempts_fn =
+      std::function<void(const std::string& queue_id, std::vector<std::pair<uint32_t, uint32_t>> counts)>;
+  void on_record_attempts(record_attempts_fn fn) { _record_attempts = std::move(fn); }
+  // Tell `home` how many attempts the pending recipients of `queue_id` have made.
+  void send_attempts(unsigned home, const std::string& queue_id,
+                     std::vector<std::pair<uint32_t, uint32_t>> counts);
   // Messages held back because a destination ring is full.
   size_t backlog() const { return _boxes.backlog(_shard.index()); }
 
@@ -79,6 +89,7 @@ class dispatcher {
   shard_mailboxes& _boxes;
   scheduler& _sched;
   mark_done_fn _mark_done;
+  record_attempts_fn _record_attempts;
 };
 
 }  // namespace sr::queue

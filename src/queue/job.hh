@@ -6,9 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "spool/record.hh"
+
 namespace sr::queue {
 
-enum class message_kind : uint8_t { message, dsn };
+// What a message is (message, dsn, escrow-notice, tlsrpt): the spool's record kind.
+using message_kind = spool::message_kind;
 
 // What became of one recipient in one attempt.
 // dropped: exclusive policy found no acceptable TLS; final, no DSN unless the policy asks.
@@ -17,7 +20,7 @@ enum class rcpt_outcome : uint8_t { delivered, deferred, bounced, dropped };
 struct job_rcpt {
   std::string address;
   uint32_t index = 0;      // position in the spooled envelope (for DONE records)
-  unsigned attempts = 0;   // attempts made so far
+  unsigned attempts = 0;   // attempts made so far (recorded in the spool: survives a restart)
   std::string last_reply;  // for the DSN when it finally bounces
   std::string last_mx;
 };

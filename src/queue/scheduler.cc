@@ -164,6 +164,12 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   }
   unsigned attempts = 0;
   for (auto& r : remaining) attempts = std::max(attempts, r.attempts);
+  if (_link.record_attempts) {
+    std::vector<std::pair<uint32_t, uint32_t>> counts;
+    counts.reserve(remaining.size());
+    for (auto& r : remaining) counts.emplace_back(r.index, r.attempts);
+    _link.record_attempts(j->home, j->queue_id, std::move(counts));
+  }
   j->rcpts = std::move(remaining);
   j->body.clear();
   j->body.shrink_to_fit();  // a deferred message waits on disk, not in memory

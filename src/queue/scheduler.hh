@@ -63,6 +63,10 @@ class connector {
 struct home_link {
   // Recipients `indices` of `queue_id` are final: write a DONE record at home.
   std::function<void(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices)> mark_done;
+  // Recipients still pending of `queue_id` made these many attempts so far, as
+  // (recipient index, attempts): record it at home so a restart keeps the count.
+  std::function<void(unsigned home, const std::string& queue_id,
+                     std::vector<std::pair<uint32_t, uint32_t>> counts)> record_attempts;
   // Spool `text` as a new message from <> to `rcpt` at `home` and queue it.
   std::function<void(unsigned home, std::string text, std::string rcpt)> spool_dsn;
 };

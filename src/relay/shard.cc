@@ -60,9 +60,14 @@ status shard_root::start_delivery() {
   link.mark_done = [this](unsigned home, const std::string& qid, std::vector<uint32_t> idx) {
     _dispatch->send_done(home, qid, std::move(idx));
   };
+  link.record_attempts = [this](unsigned home, const std::string& qid,
+                                std::vector<std::pair<uint32_t, uint32_t>> counts) {
+    _dispatch->send_attempts(home, qid, std::move(counts));
+  };
   link.spool_dsn = [this](unsigned, std::string text, std::string rcpt) {
     // DSNs are spooled here, on the shard that decided the bounce (its own partition).
     spool::message_meta meta;
+    meta.kind = spool::message_kind::dsn;
     meta.mail_from = "";
     meta.rcpts = {std::move(rcpt)};
     _store->submit_internal(std::move(meta), std::move(text));
@@ -71,6 +76,9 @@ status shard_root::start_delivery() {
   _dispatch = std::make_unique<queue::dispatcher>(
       _shard, _ps.mail, *_sched,
       [this](const std::string& qid, std::vector<uint32_t> idx) { _store->mark_done(qid, idx); });
+  _dispatch->on_record_attempts([this](const std::string& qid, std::vector<std::pair<uint32_t, uint32_t>> c) {
+    _store->record_attempts(qid, c);
+  });
   if (_ps.policies) _policy_reader = std::make_unique<policy::reader>(*_ps.policies);
   _agent = std::make_unique<delivery::agent>(_shard, cfg, *_sched, *_resolver, _server->pool(),
                                              _server->buffers(), _audit.get());
@@ -106,9 +114,13 @@ status shard_root::start_delivery() {
 void shard_root::queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                                std::span<const uint32_t> done) {
   queue::spooled_message m;
-  // A message from <> to one recipient is one of our DSNs (no DSN about a DSN).
-  m.kind = meta.mail_from.empty() && meta.rcpts.size() == 1 ? queue::message_kind::dsn
-                                                            : queue::message_kind::message;
+  m.kind = meta.kind;
+  // A v1 record has no kind: there a message from <> to one recipient is one of our DSNs
+  // (no DSN about a DSN).
+  if (meta.kind == queue::message_kind::message && meta.mail_from.empty() && meta.rcpts.size() == 1)
+    m.kind = queue::message_kind::dsn;
+  m.msg_id = meta.msg_id;
+  m.attempts = meta.attempts;
   m.queue_id = meta.queue_id;
   m.home = _shard.index();
   m.segment = loc.segment;

@@ -17,7 +17,19 @@ spool_store::spool_store(core::shard& sh, std::unique_ptr<spool::partition> part
   _timer_op.self = this;
 }
 
-spool_store::~spool_store() = default;
+spool_store::~spool_store() {
+  // The shard stops once no message awaits its answer; DONE and ATTEMPTS records may
+  // still be staged or in flight (their bytes are ours). Write them synchronously so a
+  // restart neither repeats finished deliveries nor loses attempt counts. Rewriting an
+  // in-flight batch puts the same bytes at the same offsets.
+  if (_in_flight != 0) return;
+  if (_batch) {
+    auto [w, f] = spool::partition::write_and_sync(_batch);
+    _part->complete(_batch, w, f, _outcomes);
+    _batch = nullptr;
+  }
+  _part->flush(_outcomes);
+}
 
 void spool_store::submit(const std::string& queue_id, const inbound::envelope& env,
                          std::span<const iovec> data, store_client* client) {
@@ -69,6 +81,12 @@ void spool_store::submit_internal(spool::message_meta meta, std::string text) {
 
 void spool_store::mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices) {
   _part->mark_done(queue_id, indices);
+  schedule_commit();
+}
+
+void spool_store::record_attempts(const std::string& queue_id,
+                                  std::span<const std::pair<uint32_t, uint32_t>> counts) {
+  _part->record_attempts(queue_id, counts);
   schedule_commit();
 }
 

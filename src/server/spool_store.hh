@@ -30,6 +30,8 @@ class spool_store final : public message_store {
   void on_durable(durable_fn fn) { _on_durable = std::move(fn); }
   // Recipients `indices` of `queue_id` are final: append a DONE record (group commit).
   void mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices);
+  // Record (recipient index, attempts so far) of a pending message (group commit).
+  void record_attempts(const std::string& queue_id, std::span<const std::pair<uint32_t, uint32_t>> counts);
   // Spool a message we generate (a DSN): `text` from `meta.mail_from` to meta.rcpts.
   void submit_internal(spool::message_meta meta, std::string text);
   // Messages found in the spool at start-up, not yet finished (for the queue).

@@ -109,6 +109,7 @@ struct parsed_record {
   message_meta meta;  // type message
   size_t env_len = 0;
   done_record done;   // type done
+  attempts_record attempts;  // type attempts
 };
 
 // Check and decode the record at `pos` of `seg`; nullptr when valid, else why not.
@@ -121,7 +122,9 @@ const char* parse_record(std::span<const std::byte> seg, uint64_t pos, parsed_re
   std::span<const std::byte> payload = seg.subspan(pos + header_size, out.h.payload_len);
   if (crc32c(payload.data(), payload.size()) != out.h.crc) return "checksum mismatch";
   if (out.h.type == record_type::message) {
-    if (!decode_envelope(payload, out.meta, out.env_len)) return "malformed envelope";
+    if (!decode_envelope(payload, out.meta, out.env_len, out.h.version)) return "malformed envelope";
+  } else if (out.h.type == record_type::attempts) {
+    if (!decode_attempts(payload, out.attempts)) return "malformed attempts record";
   } else if (!decode_done(payload, out.done)) {
     return "malformed done record";
   }
@@ -208,8 +211,19 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
         m.m.length = rec.h.payload_len - rec.env_len;
         m.seq = seq;
         m.done.assign(m.m.meta.rcpts.size(), false);
+        m.m.meta.attempts.assign(m.m.meta.rcpts.size(), 0);
         st.by_id.emplace(m.m.meta.queue_id, st.msgs.size());
         st.msgs.push_back(std::move(m));
+      }
+    } else if (rec.h.type == record_type::attempts) {
+      const attempts_record& a = rec.attempts;
+      note_id(st, shard, a.queue_id);
+      auto it = st.by_id.find(a.queue_id);
+      if (it != st.by_id.end()) {
+        auto& m = st.msgs[it->second];
+        for (auto [i, n] : a.counts)
+          if (i < m.m.meta.attempts.size()) m.m.meta.attempts[i] = std::max(m.m.meta.attempts[i], n);
+        add_unique(st.refs[seq], m.seq);
       }
     } else {
       const done_record& d = rec.done;
@@ -478,20 +492,7 @@ void partition::mark_done(std::string_view queue_id, std::span<const uint32_t> r
   const size_t start = b._buf.size();
   b._buf.resize(start + header_size);
   append_done(b._buf, queue_id, rcpt_indices);
-  const size_t len = b._buf.size() - start - header_size;
-  record_header h;
-  h.type = record_type::done;
-  h.payload_len = uint32_t(len);
-  h.crc = crc32c(b._buf.data() + start + header_size, len);
-  encode_header(h, b._buf.data() + start);
-  if (!b._refs.empty() && b._refs.back().own && b._refs.back().off + b._refs.back().len == start)
-    b._refs.back().len += header_size + len;
-  else
-    b._refs.push_back({true, start, nullptr, header_size + len});
-  b._bytes += header_size + len;
-  batch::entry e{batch::kind::done, {}, 0, cookie};
-  std::memcpy(e.id.data(), queue_id.data(), queue_id_len);
-  b._entries.push_back(e);
+  finish_small_record(record_type::done, start, queue_id, cookie);
 
   // Update the live index now: a message finished in memory may have its segment deleted
   // even before this record is durable (it is delivered either way).
@@ -512,6 +513,41 @@ void partition::mark_done(std::string_view queue_id, std::span<const uint32_t> r
     if (seg != _segments.end() && --seg->second.live == 0) _reclaim = true;
     _live.erase(it);
   }
+}
+
+void partition::finish_small_record(record_type type, size_t start, std::string_view queue_id,
+                                    void* cookie) {
+  batch& b = *_staging;
+  const size_t len = b._buf.size() - start - header_size;
+  record_header h;
+  h.type = type;
+  h.payload_len = uint32_t(len);
+  h.crc = crc32c(b._buf.data() + start + header_size, len);
+  encode_header(h, b._buf.data() + start);
+  if (!b._refs.empty() && b._refs.back().own && b._refs.back().off + b._refs.back().len == start)
+    b._refs.back().len += header_size + len;
+  else
+    b._refs.push_back({true, start, nullptr, header_size + len});
+  b._bytes += header_size + len;
+  batch::entry e{batch::kind::done, {}, 0, cookie};
+  std::memcpy(e.id.data(), queue_id.data(), queue_id_len);
+  b._entries.push_back(e);
+}
+
+void partition::record_attempts(std::string_view queue_id,
+                                std::span<const std::pair<uint32_t, uint32_t>> counts) {
+  if (queue_id.size() != queue_id_len || counts.empty()) return;
+  qid key;
+  std::memcpy(key.data(), queue_id.data(), queue_id_len);
+  auto it = _live.find(key);
+  if (it == _live.end()) return;  // finished (or never stored): nothing left to count
+  batch& b = *_staging;
+  const size_t start = b._buf.size();
+  b._buf.resize(start + header_size);
+  append_attempts(b._buf, queue_id, counts);
+  finish_small_record(record_type::attempts, start, queue_id, nullptr);
+  // The segment holding this record must outlive the message's (else the counts go back).
+  b._done_targets.push_back(it->second.seq);
 }
 
 batch* partition::take_batch() {

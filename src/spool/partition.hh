@@ -92,7 +92,7 @@ class batch {
   std::vector<ref> _refs;
   std::vector<iovec> _iov;
   std::vector<entry> _entries;
-  std::vector<uint64_t> _done_targets;  // segments holding messages this batch marks DONE
+  std::vector<uint64_t> _done_targets;  // segments of messages this batch's DONE/ATTEMPTS name
   uint64_t _bytes = 0;                  // bytes staged so far (record offsets within the batch)
   uint64_t _seq = 0;                    // segment written to
 };
@@ -127,6 +127,10 @@ class partition {
   // `rcpt_indices` means all. A non-null `cookie` is reported by complete() like a message's.
   void mark_done(std::string_view queue_id, std::span<const uint32_t> rcpt_indices = {},
                  void* cookie = nullptr);
+  // Stage an ATTEMPTS record: (recipient index, attempts made so far) of a message still
+  // pending, so attempt numbers survive a restart (recovery returns them in meta.attempts).
+  void record_attempts(std::string_view queue_id,
+                       std::span<const std::pair<uint32_t, uint32_t>> counts);
   // Turn everything staged into one batch; null when nothing is staged or one is in flight.
   batch* take_batch();
   // Finish the in-flight batch: write_result = bytes written or -errno, fsync_result = 0 or
@@ -177,6 +181,7 @@ class partition {
   sr::status roll();
   void reclaim();
   void add_ref(uint64_t seg, uint64_t target);
+  void finish_small_record(record_type type, size_t start, std::string_view queue_id, void* cookie);
 
   std::string _dir;
   unsigned _shard;

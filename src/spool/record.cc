@@ -8,6 +8,10 @@ namespace {
 
 constexpr uint8_t flag_8bitmime = 1;
 constexpr uint8_t flag_tls = 2;
+constexpr uint8_t flag_requiretls = 4;        // v2
+constexpr uint8_t flag_tls_required_no = 8;   // v2
+constexpr uint8_t v1_flags = flag_8bitmime | flag_tls;
+constexpr uint8_t v2_flags = v1_flags | flag_requiretls | flag_tls_required_no;
 constexpr uint8_t done_all = 0;
 constexpr uint8_t done_list = 1;
 
@@ -68,7 +72,8 @@ void encode_header(const record_header& h, std::byte* out) {
   put(0, h.magic, 4);
   put(4, uint8_t(h.type), 1);
   put(5, h.flags, 1);
-  put(6, h.reserved, 2);
+  put(6, h.version, 1);
+  put(7, h.reserved, 1);
   put(8, h.payload_len, 4);
   put(12, h.crc, 4);
 }
@@ -78,33 +83,47 @@ record_header decode_header(const std::byte* in) {
   h.magic = uint32_t(load_le(in, 4));
   h.type = record_type(uint8_t(in[4]));
   h.flags = uint8_t(in[5]);
-  h.reserved = uint16_t(load_le(in + 6, 2));
+  h.version = uint8_t(in[6]);
+  h.reserved = uint8_t(in[7]);
   h.payload_len = uint32_t(load_le(in + 8, 4));
   h.crc = uint32_t(load_le(in + 12, 4));
   return h;
 }
 
 bool header_plausible(const record_header& h) {
-  return h.magic == record_magic &&
-         (h.type == record_type::message || h.type == record_type::done) && h.flags == 0 &&
-         h.reserved == 0;
+  if (h.magic != record_magic || h.flags != 0 || h.reserved != 0) return false;
+  if (h.version == format_v1) return h.type == record_type::message || h.type == record_type::done;
+  return h.version == format_v2 && (h.type == record_type::message || h.type == record_type::done ||
+                                    h.type == record_type::attempts);
 }
 
 bool envelope_fits(const message_meta& meta) {
-  if (meta.queue_id.size() != queue_id_len || meta.mail_from.size() > max_address_len) return false;
+  if (meta.queue_id.size() != queue_id_len || meta.mail_from.size() > max_address_len ||
+      meta.auth_user.size() > max_address_len || meta.msg_id.size() > max_address_len)
+    return false;
   if (meta.rcpts.size() > 0xFFFFFFFFu) return false;
   for (const auto& r : meta.rcpts)
     if (r.size() > max_address_len) return false;
   return true;
 }
 
-void append_envelope(std::vector<std::byte>& out, const message_meta& meta) {
+void append_envelope(std::vector<std::byte>& out, const message_meta& meta, uint8_t version) {
+  const bool v2 = version != format_v1;
   put_u8(out, uint8_t(meta.queue_id.size()));
   put_bytes(out, meta.queue_id);
   put_u64(out, meta.received_ms);
-  put_u8(out, (meta.body_8bitmime ? flag_8bitmime : 0) | (meta.tls ? flag_tls : 0));
+  uint8_t flags = (meta.body_8bitmime ? flag_8bitmime : 0) | (meta.tls ? flag_tls : 0);
+  if (v2) flags |= (meta.requiretls ? flag_requiretls : 0) | (meta.tls_required_no ? flag_tls_required_no : 0);
+  put_u8(out, flags);
+  if (v2) put_u8(out, uint8_t(meta.kind));
   put_u16(out, uint16_t(meta.mail_from.size()));
   put_bytes(out, meta.mail_from);
+  if (v2) {
+    put_u16(out, uint16_t(meta.auth_user.size()));
+    put_bytes(out, meta.auth_user);
+    put_u16(out, uint16_t(meta.msg_id.size()));
+    put_bytes(out, meta.msg_id);
+  }
   put_u32(out, uint32_t(meta.rcpts.size()));
   for (const auto& r : meta.rcpts) {
     put_u16(out, uint16_t(r.size()));
@@ -112,14 +131,24 @@ void append_envelope(std::vector<std::byte>& out, const message_meta& meta) {
   }
 }
 
-bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, size_t& envelope_len) {
+bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, size_t& envelope_len,
+                     uint8_t version) {
+  const bool v2 = version != format_v1;
   reader r{payload};
   meta.queue_id = r.str(r.get(1));
   meta.received_ms = r.get(8);
   uint8_t flags = uint8_t(r.get(1));
   meta.body_8bitmime = flags & flag_8bitmime;
   meta.tls = flags & flag_tls;
+  meta.requiretls = flags & flag_requiretls;
+  meta.tls_required_no = flags & flag_tls_required_no;
+  uint8_t kind = v2 ? uint8_t(r.get(1)) : 0;
+  if (kind > uint8_t(message_kind::tlsrpt)) return false;
+  meta.kind = message_kind(kind);
   meta.mail_from = r.str(r.get(2));
+  meta.auth_user = v2 ? r.str(r.get(2)) : std::string();
+  meta.msg_id = v2 ? r.str(r.get(2)) : std::string();
+  meta.attempts.clear();
   uint64_t n = r.get(4);
   // Each recipient takes at least 2 bytes: refuse counts the payload cannot hold
   // before reserving memory for them.
@@ -127,7 +156,7 @@ bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, siz
   meta.rcpts.clear();
   meta.rcpts.reserve(n);
   for (uint64_t i = 0; i < n && r.ok; ++i) meta.rcpts.push_back(r.str(r.get(2)));
-  if (!r.ok || meta.queue_id.size() != queue_id_len || (flags & ~(flag_8bitmime | flag_tls)))
+  if (!r.ok || meta.queue_id.size() != queue_id_len || (flags & ~(v2 ? v2_flags : v1_flags)))
     return false;
   envelope_len = r.pos;
   return true;
@@ -156,6 +185,42 @@ bool decode_done(std::span<const std::byte> payload, done_record& out) {
   for (uint64_t i = 0; i < n; ++i) out.indices.push_back(uint32_t(r.get(4)));
   if (out.all != out.indices.empty()) return false;
   return r.ok && r.pos == payload.size();
+}
+
+void append_attempts(std::vector<std::byte>& out, std::string_view queue_id,
+                     std::span<const std::pair<uint32_t, uint32_t>> counts) {
+  put_u8(out, uint8_t(queue_id.size()));
+  put_bytes(out, queue_id);
+  put_u32(out, uint32_t(counts.size()));
+  for (auto [index, n] : counts) {
+    put_u32(out, index);
+    put_u32(out, n);
+  }
+}
+
+bool decode_attempts(std::span<const std::byte> payload, attempts_record& out) {
+  reader r{payload};
+  out.queue_id = r.str(r.get(1));
+  uint64_t n = r.get(4);
+  if (!r.ok || out.queue_id.size() != queue_id_len) return false;
+  if ((payload.size() - r.pos) % 8 || n != (payload.size() - r.pos) / 8) return false;
+  out.counts.clear();
+  out.counts.reserve(n);
+  for (uint64_t i = 0; i < n; ++i) {
+    uint32_t index = uint32_t(r.get(4));
+    out.counts.emplace_back(index, uint32_t(r.get(4)));
+  }
+  return r.ok && r.pos == payload.size();
+}
+
+const char* to_string(message_kind k) {
+  switch (k) {
+    case message_kind::message: return "message";
+    case message_kind::dsn: return "dsn";
+    case message_kind::escrow_notice: return "escrow-notice";
+    case message_kind::tlsrpt: return "tlsrpt";
+  }
+  return "message";
 }
 
 }  // namespace sr::spool

@@ -1,7 +1,11 @@
 // On-disk record format of a spool segment: a 16-byte header followed by a payload.
-//   header: magic u32 | type u8 | flags u8 | reserved u16 | payload_len u32 | crc32c(payload) u32
-//   MESSAGE payload: envelope (queue id, received ms, flags, mail_from, rcpts) + raw message bytes
-//   DONE payload:    queue id + "all" or a list of finished recipient indices
+//   header: magic u32 | type u8 | flags u8 | version u8 | reserved u8 | payload_len u32 | crc32c u32
+//   (version 0 in the header is format v1, written before the field existed; v2 writes 2)
+//   MESSAGE payload: envelope + raw message bytes. v1 envelope: queue id, received ms, flags,
+//     mail_from, rcpts. v2 adds kind, REQUIRETLS / TLS-Required: No flags, the
+//     authenticated user and the Message-ID.
+//   DONE payload:     queue id + "all" or a list of finished recipient indices
+//   ATTEMPTS payload: queue id + (recipient index, attempts made) pairs (v2 only)
 // All integers are little-endian. Decoders never trust a length without checking it.
 #pragma once
 #include <cstddef>
@@ -9,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sr::spool {
@@ -17,17 +22,31 @@ inline constexpr uint32_t record_magic = 0x31505253;  // "SRP1" in file byte ord
 inline constexpr size_t header_size = 16;
 inline constexpr size_t queue_id_len = 16;
 inline constexpr size_t max_address_len = 0xFFFF;
+inline constexpr uint8_t format_v1 = 0;  // header version byte of v1 records
+inline constexpr uint8_t format_v2 = 2;  // what this build writes
 
 enum class record_type : uint8_t {
-  message = 1,  // an accepted message: envelope + raw bytes
-  done = 2,     // recipients of an earlier message finished (delivered, bounced, handed off)
+  message = 1,   // an accepted message: envelope + raw bytes
+  done = 2,      // recipients of an earlier message finished (delivered, bounced, handed off)
+  attempts = 3,  // delivery attempts made so far for recipients of an earlier message (v2)
 };
+
+// What a stored message is; the audit's `kind`.
+enum class message_kind : uint8_t {
+  message = 0,        // relayed or submitted mail
+  dsn = 1,            // a bounce we generated
+  escrow_notice = 2,  // the escrow link sent in place of a message
+  tlsrpt = 3,         // an RFC 8460 report we send
+};
+// Return the audit token of `k` ("message", "dsn", "escrow-notice", "tlsrpt").
+const char* to_string(message_kind k);
 
 struct record_header {
   uint32_t magic = record_magic;
   record_type type = record_type::message;
-  uint8_t flags = 0;      // none defined yet; must be 0
-  uint16_t reserved = 0;  // must be 0
+  uint8_t flags = 0;               // none defined yet; must be 0
+  uint8_t version = format_v2;     // format_v1 (0) or format_v2
+  uint8_t reserved = 0;            // must be 0
   uint32_t payload_len = 0;
   uint32_t crc = 0;  // CRC32C of the payload only
 };
@@ -40,6 +59,15 @@ struct message_meta {
   std::vector<std::string> rcpts;  // without <>; DONE records refer to these by index
   bool body_8bitmime = false;
   bool tls = false;  // received under TLS
+  // v2 (a v1 record recovers as kind message, the rest empty/false):
+  message_kind kind = message_kind::message;
+  bool requiretls = false;       // MAIL FROM ... REQUIRETLS (RFC 8689)
+  bool tls_required_no = false;  // header "TLS-Required: No" (RFC 8689)
+  std::string auth_user;         // authenticated submitter, "" for relay
+  std::string msg_id;            // Message-ID without <>, "" when unknown
+  // Attempts made per recipient (index = recipient); filled by recovery, not stored
+  // in the MESSAGE record but in later ATTEMPTS records. Empty = none yet.
+  std::vector<uint32_t> attempts;
 };
 
 // A decoded DONE record.
@@ -47,6 +75,12 @@ struct done_record {
   std::string queue_id;
   bool all = false;               // every recipient finished
   std::vector<uint32_t> indices;  // when !all: recipient indices finished
+};
+
+// A decoded ATTEMPTS record.
+struct attempts_record {
+  std::string queue_id;
+  std::vector<std::pair<uint32_t, uint32_t>> counts;  // (recipient index, attempts so far)
 };
 
 // Serialise `h` into exactly header_size bytes at `out`.
@@ -58,16 +92,25 @@ bool header_plausible(const record_header& h);
 
 // Check that `meta` fits the format (id length, address lengths); false = cannot be stored.
 bool envelope_fits(const message_meta& meta);
-// Append the MESSAGE envelope of `meta` to `out` (call envelope_fits first).
-void append_envelope(std::vector<std::byte>& out, const message_meta& meta);
-// Parse the envelope at the start of a MESSAGE payload; sets `envelope_len` (where the
-// message bytes start). Returns false when the payload is malformed.
-bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, size_t& envelope_len);
+// Append the MESSAGE envelope of `meta` to `out` in format `version` (call envelope_fits
+// first; format_v1 exists for tests that must produce old spools).
+void append_envelope(std::vector<std::byte>& out, const message_meta& meta,
+                     uint8_t version = format_v2);
+// Parse the envelope at the start of a MESSAGE payload of format `version`; sets
+// `envelope_len` (where the message bytes start). Returns false when malformed.
+bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, size_t& envelope_len,
+                     uint8_t version = format_v2);
 
 // Append a DONE payload; an empty `indices` means every recipient.
 void append_done(std::vector<std::byte>& out, std::string_view queue_id,
                  std::span<const uint32_t> indices);
 // Parse a DONE payload; returns false when malformed.
 bool decode_done(std::span<const std::byte> payload, done_record& out);
+
+// Append an ATTEMPTS payload.
+void append_attempts(std::vector<std::byte>& out, std::string_view queue_id,
+                     std::span<const std::pair<uint32_t, uint32_t>> counts);
+// Parse an ATTEMPTS payload; returns false when malformed.
+bool decode_attempts(std::span<const std::byte> payload, attempts_record& out);
 
 }  // namespace sr::spool

@@ -595,6 +595,11 @@ TEST(Outbound, DeferredQueueSurvivesARestart) {
   auto deferred = wait_audit(r, n, [&](const audit_line& a) { return a.outcome == "deferred"; });
   ASSERT_GE(deferred.size(), size_t(n)) << dump_audit(r);
   ASSERT_EQ(r.stop(), 0) << r.log();
+  // The last attempt number each recipient reached before the restart.
+  std::map<std::string, int> last_attempt;
+  for (const auto& a : read_audit(audit_file(r)))
+    last_attempt[a.rcpt] = std::max(last_attempt[a.rcpt], a.attempt);
+  ASSERT_EQ(last_attempt.size(), size_t(n)) << dump_audit(r);
 
   std::string raw;
   auto q = r.list_queue(&raw);
@@ -615,11 +620,11 @@ TEST(Outbound, DeferredQueueSurvivesARestart) {
   EXPECT_EQ(mx.messages().size(), size_t(n));
   auto delivered = wait_audit(r, n, [&](const audit_line& a) { return a.outcome == "delivered"; });
   ASSERT_EQ(delivered.size(), size_t(n)) << dump_audit(r);
-  // Not asserted: `attempt` after the restart. The spool keeps no attempt counts, so the
-  // recovered recipients start again at 1 (DESIGN.md §5 wants 2 here); see issue 3 notes.
+  // The spool keeps attempt counts: numbering continues after the restart (DESIGN.md §5).
   for (const auto& a : delivered) {
     expect_well_formed(a);
     EXPECT_TRUE(ids.count(a.queue_id)) << a.raw;
+    EXPECT_EQ(a.attempt, last_attempt[a.rcpt] + 1) << a.raw << "\n" << dump_audit(r);
   }
   EXPECT_TRUE(wait_queue_empty(r, 20s, &raw)) << raw;
   ASSERT_EQ(r.stop(), 0) << r.log();

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "spool/crc32c.hh"
 #include "spool/partition.hh"
 #include "spool/record.hh"
 #include "util/log.hh"
@@ -727,4 +728,163 @@ TEST_F(spool, locations_of_a_completed_batch_point_at_the_message_bytes) {
     r.length = loc[i].length;
     EXPECT_EQ(read_message(r), msgs[i].bytes());
   }
+}
+
+namespace {
+
+void put_le(std::string& o, uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) o.push_back(char((v >> (8 * i)) & 0xFF));
+}
+
+// A record exactly as a v1 build wrote it (header byte 6 = 0, v1 envelope), byte by byte,
+// independent of today's encoder.
+std::string v1_message_record(const std::string& id, const std::string& from,
+                              const std::vector<std::string>& rcpts, const std::string& body,
+                              bool eight_bit) {
+  std::string payload;
+  put_le(payload, id.size(), 1);
+  payload += id;
+  put_le(payload, 1'700'000'000'123ull, 8);
+  put_le(payload, eight_bit ? 1 : 0, 1);
+  put_le(payload, from.size(), 2);
+  payload += from;
+  put_le(payload, rcpts.size(), 4);
+  for (const auto& r : rcpts) {
+    put_le(payload, r.size(), 2);
+    payload += r;
+  }
+  payload += body;
+  std::string rec = "SRP1";
+  put_le(rec, 1, 1);  // MESSAGE
+  put_le(rec, 0, 1);  // flags
+  put_le(rec, 0, 2);  // reserved (v1): the version byte reads 0
+  put_le(rec, payload.size(), 4);
+  put_le(rec, sr::spool::crc32c(payload.data(), payload.size()), 4);
+  return rec + payload;
+}
+
+std::string v1_done_record(const std::string& id, std::vector<uint32_t> idx) {
+  std::string payload;
+  put_le(payload, id.size(), 1);
+  payload += id;
+  put_le(payload, idx.empty() ? 0 : 1, 1);
+  put_le(payload, idx.size(), 4);
+  for (uint32_t i : idx) put_le(payload, i, 4);
+  std::string rec = "SRP1";
+  put_le(rec, 2, 1);
+  put_le(rec, 0, 3);
+  put_le(rec, payload.size(), 4);
+  put_le(rec, sr::spool::crc32c(payload.data(), payload.size()), 4);
+  return rec + payload;
+}
+
+}  // namespace
+
+TEST_F(spool, v1_segments_are_recovered) {
+  const std::string dir = partition::partition_dir(_state, 0);
+  fs::create_directories(dir);
+  const std::string body1 = "Received: by old\r\nSubject: one\r\n\r\nhello\r\n";
+  const std::string body2 = "Received: by old\r\nSubject: two\r\n\r\nworld\r\n";
+  std::string seg = v1_message_record("6000000000000001", "a@old.example",
+                                      {"x@one.example", "y@two.example"}, body1, true) +
+                    v1_message_record("6000000000000002", "", {"z@three.example"}, body2, false) +
+                    v1_done_record("6000000000000001", {0});
+  spit(dir + "/seg-0000000000000001.log", seg);
+
+  recovered_set rs;
+  auto p = open(&rs);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(rs.discarded_bytes, 0u);
+  ASSERT_EQ(rs.messages.size(), 2u);
+  const auto& m1 = rs.messages[0];
+  EXPECT_EQ(m1.meta.queue_id, "6000000000000001");
+  EXPECT_EQ(m1.meta.mail_from, "a@old.example");
+  EXPECT_EQ(m1.meta.rcpts, (std::vector<std::string>{"x@one.example", "y@two.example"}));
+  EXPECT_EQ(m1.done_rcpts, std::vector<uint32_t>{0});
+  EXPECT_TRUE(m1.meta.body_8bitmime);
+  EXPECT_EQ(m1.meta.kind, message_kind::message);
+  EXPECT_EQ(m1.meta.attempts, (std::vector<uint32_t>{0, 0}));
+  EXPECT_EQ(read_message(m1), body1);
+  EXPECT_EQ(rs.messages[1].meta.mail_from, "");
+  EXPECT_EQ(read_message(rs.messages[1]), body2);
+
+  // A v2 build appends v2 records (and marks v1 messages done) in a fresh segment.
+  test_msg m3 = make_msg(*p, 3);
+  commit(*p, {&m3});
+  p->mark_done("6000000000000002");
+  partition::outcome_list out;
+  ASSERT_TRUE(p->flush(out));
+  p.reset();
+  recovered_set rs2;
+  auto p2 = open(&rs2);
+  ASSERT_TRUE(p2);
+  EXPECT_EQ(ids_of(rs2), (std::vector<std::string>{"6000000000000001", m3.meta.queue_id}));
+}
+
+TEST_F(spool, v2_fields_and_attempt_counts_survive_a_restart) {
+  test_msg m;
+  {
+    auto p = open();
+    ASSERT_TRUE(p);
+    m = make_msg(*p, 1, 100, 2, {"a@one.example", "b@two.example", "c@three.example"});
+    m.meta.kind = message_kind::dsn;
+    m.meta.requiretls = true;
+    m.meta.tls_required_no = true;
+    m.meta.auth_user = "alice";
+    m.meta.msg_id = "abc.123@client.example";
+    commit(*p, {&m});
+    std::pair<uint32_t, uint32_t> first[] = {{0, 1}, {1, 1}, {2, 1}};
+    p->record_attempts(m.meta.queue_id, first);
+    p->mark_done(m.meta.queue_id, std::vector<uint32_t>{1});
+    std::pair<uint32_t, uint32_t> second[] = {{0, 2}, {2, 2}};
+    p->record_attempts(m.meta.queue_id, second);
+    partition::outcome_list out;
+    ASSERT_TRUE(p->flush(out));
+  }
+  recovered_set rs;
+  auto p = open(&rs);
+  ASSERT_TRUE(p);
+  ASSERT_EQ(rs.messages.size(), 1u);
+  const auto& r = rs.messages[0];
+  expect_same(r, m);
+  EXPECT_EQ(r.meta.kind, message_kind::dsn);
+  EXPECT_TRUE(r.meta.requiretls);
+  EXPECT_TRUE(r.meta.tls_required_no);
+  EXPECT_EQ(r.meta.auth_user, "alice");
+  EXPECT_EQ(r.meta.msg_id, "abc.123@client.example");
+  EXPECT_EQ(r.meta.attempts, (std::vector<uint32_t>{2, 1, 2}));
+  EXPECT_EQ(r.done_rcpts, std::vector<uint32_t>{1});
+  EXPECT_STREQ(to_string(message_kind::escrow_notice), "escrow-notice");
+  EXPECT_STREQ(to_string(message_kind::tlsrpt), "tlsrpt");
+}
+
+TEST_F(spool, attempts_records_keep_their_segment_until_the_message_is_done) {
+  test_msg m;
+  std::string first_seg;
+  {
+    // A tiny segment limit: the message, and then each ATTEMPTS record, land in
+    // segments of their own.
+    auto p = open(nullptr, 1);
+    ASSERT_TRUE(p);
+    m = make_msg(*p, 1, 100, 1, {"a@one.example"});
+    commit(*p, {&m});
+    first_seg = p->active_segment();
+    for (uint32_t n = 1; n <= 3; ++n) {
+      std::pair<uint32_t, uint32_t> c[] = {{0, n}};
+      p->record_attempts(m.meta.queue_id, c);
+      partition::outcome_list out;
+      ASSERT_TRUE(p->flush(out));
+      // A filler message finished at once, so segments roll and reclaim runs.
+      test_msg f = make_msg(*p, 10 + int(n), 50, 1, {"f@x.example"});
+      commit(*p, {&f});
+      p->mark_done(f.meta.queue_id);
+      ASSERT_TRUE(p->flush(out));
+    }
+  }
+  recovered_set rs;
+  auto p = open(&rs, 1);
+  ASSERT_TRUE(p);
+  ASSERT_EQ(rs.messages.size(), 1u);
+  EXPECT_EQ(rs.messages[0].meta.attempts, std::vector<uint32_t>{3});
+  EXPECT_TRUE(fs::exists(first_seg));
 }

@@ -1,0 +1,124 @@
+// The relay's shards across a restart (issue 7, item 2): two shards that each recover
+// more jobs for the other than a cross-shard ring holds (1024) start together, and
+// every job is delivered. Each message has one recipient in a domain owned by shard 0
+// and one in a domain owned by shard 1, so whichever shard spooled it, one of its two
+// jobs must cross. Asserts on what the MX hosts received and that the queue is empty.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "support/harness.hh"
+#include "support/peers.hh"
+#include "support/world.hh"
+
+namespace sr::integ {
+namespace {
+
+// FNV-1a of the domain, mod 2 (queue::owner_shard): east.test -> 0, one.test -> 1.
+constexpr const char* domain_of_shard0 = "east.test";
+constexpr const char* domain_of_shard1 = "one.test";
+
+// The number in "Subject: restart <n>" of a message's text, or -1.
+int subject_number(const std::string& data) {
+  auto at = data.find("Subject: restart ");
+  if (at == std::string::npos) return -1;
+  return std::atoi(data.c_str() + at + 17);
+}
+
+// How many messages shard `name`'s log line says it recovered ("queue: N recovered").
+long recovered_by(const std::string& log, const std::string& name) {
+  long n = -1;
+  for (size_t pos = 0; (pos = log.find(name, pos)) != std::string::npos; ++pos) {
+    auto eol = log.find('\n', pos);
+    std::string line = log.substr(pos, eol - pos);
+    auto q = line.find("queue: ");
+    if (q != std::string::npos && line.find("recovered messages queued") != std::string::npos)
+      n = std::atol(line.c_str() + q + 7);
+  }
+  return n;
+}
+
+TEST(Relay, TwoShardsRecoveringMoreThanARingForEachOtherDeliverEveryJob) {
+  constexpr int messages = 2400;  // ~1200 per shard, each with one job for the other shard
+  constexpr int threads = 8;
+  uint16_t port = mx_port();
+  ASSERT_NE(port, 0);
+  relay_options o;
+  o.shards = 2;
+  o.smtp_port = port;
+  // No MX runs yet: every first attempt fails to connect, and the next would be in an hour.
+  o.outbound_extra = "connect_timeout = \"2s\"\nretry = [\"1h\"]\n";
+  o.extra_toml = std::string("[[route]]\ndomain = \"") + domain_of_shard0 + "\"\nnext_hop = \"[127.0.0.2]:" +
+                 std::to_string(port) + "\"\n[[route]]\ndomain = \"" + domain_of_shard1 +
+                 "\"\nnext_hop = \"[127.0.0.3]:" + std::to_string(port) + "\"\n";
+  relay r(o);
+  ASSERT_TRUE(r.start()) << r.error();
+
+  // One connection per message, so SO_REUSEPORT spreads them evenly over both shards.
+  std::atomic<int> next{0}, failed{0};
+  std::vector<std::thread> senders;
+  for (int t = 0; t < threads; ++t)
+    senders.emplace_back([&] {
+      for (int i; (i = next++) < messages;) {
+        raw_client c;
+        std::string n = std::to_string(i);
+        bool ok = open_session(c, r.port());
+        auto rep = ok ? send_message(c, "s" + n + "@sender.test",
+                                     {"a" + n + "@" + domain_of_shard0, "b" + n + "@" + domain_of_shard1},
+                                     "Subject: restart " + n + "\r\n\r\nbody " + n + "\r\n")
+                      : std::nullopt;
+        if (!rep || reply_code(*rep) != 250) ++failed;
+        if (ok) c.command("QUIT", 5s);
+      }
+    });
+  for (auto& s : senders) s.join();
+  ASSERT_EQ(failed.load(), 0) << r.log();
+  ASSERT_EQ(r.stop(), 0) << r.log();
+
+  fake_mx mx({.hosts = {"127.0.0.2", "127.0.0.3"}, .port = port});
+  ASSERT_TRUE(mx.start()) << mx.error();
+  ASSERT_TRUE(r.start()) << r.error();
+  // Each shard logs its count once it queued what it recovered (maybe after the 220).
+  wait_log(r, [](const std::string& l) { return recovered_by(l, "shard0") >= 0 && recovered_by(l, "shard1") >= 0; });
+  std::string log = r.log();
+  EXPECT_GT(recovered_by(log, "shard0"), 1024) << log;
+  EXPECT_GT(recovered_by(log, "shard1"), 1024) << log;
+
+  bool all = mx.wait_messages(size_t(messages) * 2, 240s);
+  ASSERT_EQ(r.stop(), 0) << r.log();
+  auto got = mx.messages();
+  ASSERT_TRUE(all) << got.size() << " of " << messages * 2 << " transactions reached the MX";
+
+  // Each recipient exactly once, at the host its domain routes to.
+  std::map<std::string, int> seen;
+  for (const auto& m : got) {
+    int n = subject_number(m.data);
+    ASSERT_GE(n, 0) << m.data;
+    ASSERT_EQ(m.rcpts.size(), 1u);
+    std::string want_host = m.rcpts[0].find(domain_of_shard0) != std::string::npos ? "127.0.0.2" : "127.0.0.3";
+    EXPECT_EQ(m.mx.substr(0, m.mx.find(':')), want_host) << m.rcpts[0];
+    ++seen[m.rcpts[0]];
+  }
+  int missing = 0, twice = 0;
+  for (int i = 0; i < messages; ++i)
+    for (std::string rcpt : {"a" + std::to_string(i) + "@" + domain_of_shard0,
+                             "b" + std::to_string(i) + "@" + domain_of_shard1}) {
+      auto it = seen.find(rcpt);
+      if (it == seen.end()) ++missing;
+      else if (it->second > 1) ++twice;
+    }
+  EXPECT_EQ(missing, 0);
+  EXPECT_EQ(twice, 0);
+
+  // Every DONE mark reached the message's home shard: nothing is left in the spool.
+  std::string raw;
+  auto q = r.list_queue(&raw);
+  ASSERT_TRUE(q) << raw;
+  EXPECT_EQ(q->size(), 0u) << raw.substr(0, 2000);
+}
+
+}  // namespace
+}  // namespace sr::integ
