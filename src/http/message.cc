@@ -166,6 +166,16 @@ bool message_parser::take_line(std::string_view& in, size_t& used) {
   return lf != std::string_view::npos;
 }
 
+// Move up to _left body bytes from `in` into the body; true when none are left.
+bool message_parser::take_body(std::string_view& in, size_t& used) {
+  size_t n = size_t(std::min<uint64_t>(_left, in.size()));
+  _body.append(in.substr(0, n));
+  in.remove_prefix(n);
+  used += n;
+  _left -= n;
+  return _left == 0;
+}
+
 size_t message_parser::feed_bytes(std::string_view in) {
   size_t used = 0;
   while (_status == parse_status::need_more && (!in.empty() || _phase == phase::done)) {
@@ -208,15 +218,9 @@ size_t message_parser::feed_bytes(std::string_view in) {
         if (!parse_head()) return used;
         continue;
       }
-      case phase::body_length: {
-        size_t n = size_t(std::min<uint64_t>(_left, in.size()));
-        _body.append(in.substr(0, n));
-        in.remove_prefix(n);
-        used += n;
-        _left -= n;
-        if (_left == 0) _phase = phase::done;
+      case phase::body_length:
+        if (take_body(in, used)) _phase = phase::done;
         continue;
-      }
       case phase::body_eof: {
         if (_body.size() + in.size() > _limits.max_body) {
           fail(error::body_too_large);
@@ -251,15 +255,9 @@ size_t message_parser::feed_bytes(std::string_view in) {
         }
         continue;
       }
-      case phase::chunk_data: {
-        size_t n = size_t(std::min<uint64_t>(_left, in.size()));
-        _body.append(in.substr(0, n));
-        in.remove_prefix(n);
-        used += n;
-        _left -= n;
-        if (_left == 0) _phase = phase::chunk_crlf;
+      case phase::chunk_data:
+        if (take_body(in, used)) _phase = phase::chunk_crlf;
         continue;
-      }
       case phase::chunk_crlf: {
         if (!take_line(in, used)) continue;
         if (_line != "\r\n" && _line != "\n") {

@@ -109,6 +109,7 @@ class message_parser {
   };
   bool parse_head();
   bool take_line(std::string_view& in, size_t& used);
+  bool take_body(std::string_view& in, size_t& used);
 
   phase _phase = phase::head;
   std::string _head;          // start line + fields; header views point into it
