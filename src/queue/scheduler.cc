@@ -42,7 +42,7 @@ void scheduler::enqueue(std::unique_ptr<job> j) {
 }
 
 void scheduler::kick(domain_state& d) {
-  if (!_conn) return;
+  if (!_conn || _paused) return;
   // Idle connections first: they are already through TCP, EHLO and TLS.
   while (!d.ready.empty() && !d.idle.empty()) {
     idle_waiter* w = d.idle.front();
@@ -66,7 +66,7 @@ void scheduler::unpark(domain_state& d, idle_waiter* w) {
 }
 
 job* scheduler::take(domain_state& d) {
-  if (d.ready.empty()) return nullptr;
+  if (d.ready.empty() || _paused) return nullptr;
   job* j = d.ready.front();
   d.ready.pop_front();
   ++d.in_progress;
@@ -82,6 +82,16 @@ void scheduler::give_back(job* j) {
 void scheduler::connection_closed(domain_state& d) {
   --d.active;
   kick(d);
+}
+
+void scheduler::pause(bool paused) {
+  if (_paused == paused) return;
+  _paused = paused;
+  if (paused) return;
+  std::vector<domain_state*> ready;  // kick() may add domains (DSNs): collect first
+  for (auto& [name, d] : _domains)
+    if (!d->ready.empty()) ready.push_back(d.get());
+  for (auto* d : ready) kick(*d);
 }
 
 uint64_t scheduler::retry_delay_ms(unsigned attempts) const {
@@ -138,6 +148,12 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
         bounce_why.push_back(std::move(why));
         break;
       }
+      case rcpt_outcome::escrowed:
+      case rcpt_outcome::pgp:
+      case rcpt_outcome::smime:
+        ++_stats.handed_off;
+        done.push_back(r.index);
+        break;
       case rcpt_outcome::deferred:
         ++_stats.deferred;
         remaining.push_back(r);

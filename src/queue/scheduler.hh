@@ -75,6 +75,7 @@ struct home_link {
 
 struct queue_stats {
   uint64_t delivered = 0, deferred = 0, bounced = 0, dropped = 0, dsn_sent = 0;
+  uint64_t handed_off = 0;  // recipients the fallback took (escrowed, pgp, smime)
 };
 
 class scheduler {
@@ -103,6 +104,10 @@ class scheduler {
   void unpark(domain_state& d, idle_waiter* w);
   // A connection of `d` is gone.
   void connection_closed(domain_state& d);
+  // Hold delivery (take() answers null, no connection opens) while `paused`, e.g. while
+  // the shard's audit log cannot keep up; resuming kicks every domain with ready jobs.
+  void pause(bool paused);
+  bool paused() const { return _paused; }
 
   size_t depth() const { return _jobs.size(); }
   const queue_stats& stats() const { return _stats; }
@@ -128,6 +133,7 @@ class scheduler {
   using timed = std::pair<uint64_t, job*>;
   std::priority_queue<timed, std::vector<timed>, std::greater<timed>> _deferred;
   queue_stats _stats;
+  bool _paused = false;
 };
 
 }  // namespace sr::queue

@@ -68,7 +68,11 @@ status shard_root::start_delivery() {
   if (status s = _resolver->start(); !s) return error{"dns: " + s.err()};
   if (_ps.audit_fd >= 0) {
     audit::writer::options ao;
-    if (_ps.metrics) ao.dropped_cell = &_ps.metrics->audit_dropped.cell(_shard.index());
+    if (_ps.metrics) {
+      ao.dropped_cell = &_ps.metrics->audit_dropped.cell(_shard.index());
+      ao.write_errors_cell = &_ps.metrics->audit_write_errors.cell(_shard.index());
+      ao.failing_cell = &_ps.metrics->audit_failing.cell(_shard.index());
+    }
     _audit = std::make_unique<audit::writer>(_shard, _ps.audit_fd, ao);
   }
 
