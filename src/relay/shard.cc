@@ -35,11 +35,27 @@ status shard_root::open_spool() {
   spool::recovered_set rec;
   auto part = spool::partition::open(cfg.server.state_dir, _shard.index(), &rec);
   if (!part) return error{"spool: " + part.err()};
-  _ps.recovered += rec.messages.size();
-  if (rec.discarded_bytes)
-    SR_WARN("spool: discarded %llu bytes of unacknowledged partial records",
-            (unsigned long long)rec.discarded_bytes);
   _store = std::make_unique<server::spool_store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
+  // Partitions of shards that no longer run (server.shards lowered, or shards = 0 on a
+  // smaller machine): shard i adopts every partition j >= shards with j % shards == i,
+  // so no accepted message is stranded.
+  const unsigned n = _ps.inbound.shards, me = _shard.index();
+  auto on_disk = spool::partition::shards_on_disk(cfg.server.state_dir);
+  if (!on_disk) return error{"spool: " + on_disk.err()};
+  for (unsigned other : on_disk.value()) {
+    if (other < n || other % n != me) continue;
+    size_t before = rec.messages.size();
+    auto adopted = spool::partition::open(cfg.server.state_dir, other, &rec);
+    if (!adopted) return error{"spool: " + adopted.err()};
+    SR_INFO("spool: partition %u adopted (server.shards = %u): %zu messages to deliver", other, n,
+            rec.messages.size() - before);
+    _store->adopt(std::move(adopted.value()));
+  }
+  if (rec.discarded_bytes)
+    SR_WARN("spool: discarded %llu bytes (%u corrupt records skipped, the rest torn tails of "
+            "unacknowledged writes)",
+            (unsigned long long)rec.discarded_bytes, rec.records_skipped);
+  _ps.recovered += rec.messages.size();
   _store->recovered = std::move(rec.messages);
   return {};
 }
