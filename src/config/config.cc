@@ -780,6 +780,11 @@ void refuse_not_built(loader& l, const toml::node& node, std::string_view key,
     refuse_not_built(l, *child, rest, p, nb);
     return;
   }
+  if (nb.value == "*") {
+    l.fail(line_of(*child), p,
+           "is not available in this version (" + std::string(nb.feature) + " is not built yet)");
+    return;
+  }
   auto refuse_if = [&](const toml::node& v, const std::string& at) {
     std::string text;
     if (auto* str = v.as_string()) text = str->get();

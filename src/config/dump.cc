@@ -3,8 +3,22 @@
 #include <cstdio>
 
 #include "config/config.hh"
+#include "config/not_built.hh"
 
 namespace sr::config {
+
+namespace {
+// Comment out a key whose feature is not built (it is refused when written), unless the
+// file wrote it (parsed with not_built_mode::accept): the dump of a valid file stays valid.
+void not_built_key(std::string& o, const config& c, std::string_view key) {
+  for (const not_built_value& nb : not_built_values)
+    if (nb.key == key && nb.value == "*" && !c.line_of(std::string(key))) {
+      o += "# ";
+      return;
+    }
+}
+}  // namespace
+
 
 const char* to_string(listen_mode m) {
   switch (m) {
@@ -154,6 +168,7 @@ std::string dump(const config& c) {
 
   o += "\n[mta_sts]\n";
   kv(o, "enabled", b(c.mta_sts.enabled));
+  not_built_key(o, c, "mta_sts.https_port");
   kv(o, "https_port", n(c.mta_sts.https_port));
 
   for (size_t i = 0; i < c.policies.size(); ++i) {
@@ -178,12 +193,19 @@ std::string dump(const config& c) {
   }
 
   o += "\n[fallback]\n";
+  not_built_key(o, c, "fallback.spawn");
   kv(o, "spawn", b(c.fallback.spawn));
+  not_built_key(o, c, "fallback.socket");
   kv(o, "socket", q(c.fallback.socket));
+  not_built_key(o, c, "fallback.portal_listen");
   kv(o, "portal_listen", q(c.fallback.portal_listen));
+  not_built_key(o, c, "fallback.portal_url");
   kv(o, "portal_url", q(c.fallback.portal_url));
+  not_built_key(o, c, "fallback.escrow_expiry");
   kv(o, "escrow_expiry", q(c.fallback.escrow_expiry));
+  not_built_key(o, c, "fallback.pgp_home");
   kv(o, "pgp_home", q(c.fallback.pgp_home));
+  not_built_key(o, c, "fallback.smime_dir");
   kv(o, "smime_dir", q(c.fallback.smime_dir));
 
   o += "\n[audit]\n";

@@ -10,7 +10,8 @@ namespace sr::config {
 
 struct not_built_value {
   std::string_view key;      // dotted path; "name[]" = every entry of the array of tables
-  std::string_view value;    // a string's text, or "true" / "false" (arrays: each element)
+  std::string_view value;    // a string's text, or "true" / "false" (arrays: each element);
+                             // "*" = the key itself, whatever its value
   std::string_view feature;  // what is missing, as the operator reads it
 };
 
@@ -23,6 +24,16 @@ inline constexpr not_built_value not_built_values[] = {
     {"policy[].fallback", "pgp", "the fallback sidecar (PGP)"},
     {"policy[].fallback", "smime", "the fallback sidecar (S/MIME)"},
     {"policy[].fallback", "escrow", "the fallback sidecar (escrow)"},
+    // Keys that only configure a feature not built: written at all, they would do nothing.
+    {"mta_sts.https_port", "*", "MTA-STS (RFC 8461)"},
+    {"auth.users_file", "*", "submission (AUTH after TLS)"},
+    {"fallback.spawn", "*", "the fallback sidecar"},
+    {"fallback.socket", "*", "the fallback sidecar"},
+    {"fallback.portal_listen", "*", "the escrow portal"},
+    {"fallback.portal_url", "*", "the escrow portal"},
+    {"fallback.escrow_expiry", "*", "escrow"},
+    {"fallback.pgp_home", "*", "the fallback sidecar (PGP)"},
+    {"fallback.smime_dir", "*", "the fallback sidecar (S/MIME)"},
 };
 
 }  // namespace sr::config

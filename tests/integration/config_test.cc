@@ -118,6 +118,7 @@ TEST(CheckConfig, ValuesOfFeaturesNotBuiltAreRefused) {
       {"[[listen]]\naddress = \"127.0.0.1:2\"\nmode = \"submission\"\n", ":7: listen[1].mode"},
       {"[[policy]]\ndomain = \"bank.example\"\nfallback = [\"escrow\"]\n",
        ":7: policy[0].fallback[0]"},
+      {"[fallback]\nspawn = false\n", ":6: fallback.spawn"},
   };
   for (const auto& c : cases) {
     temp_dir d;

@@ -183,10 +183,6 @@ void relay::write_config() {
   c << "\n[dns]\nresolvers = [\"" << _opts.dns_resolver << "\"]\n"
     << "\n[outbound]\nsmtp_port = " << _opts.smtp_port << "\n" << _opts.outbound_extra << "\n";
   c << "\n[mta_sts]\nenabled = false\n\n"
-    << "[fallback]\n"
-    << "spawn = false\n"
-    << "socket = " << (state_dir() / "fallback.sock") << "\n"
-    << "portal_listen = \"\"\n\n"
     << "[audit]\n"
     << "file = " << (_opts.audit_file.empty() ? state_dir() / "audit.jsonl" : fs::path(_opts.audit_file))
     << "\n\n"
