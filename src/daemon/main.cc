@@ -135,18 +135,6 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  // Partitions written by more shards than now run are not served; say so loudly
-  // (the delivery queue adopts them once it exists).
-  unsigned nshards = cfg.server.shards ? cfg.server.shards : sr::core::online_cpus();
-  if (auto all = sr::spool::partition::list(cfg.server.state_dir); all) {
-    size_t orphans = 0;
-    for (const auto& m : all->messages) orphans += m.shard >= nshards;
-    if (orphans)
-      SR_WARN("spool: %zu messages sit in partitions of shards >= %u (server.shards was larger "
-              "before); they stay on disk until the shard count is raised again",
-              orphans, nshards);
-  }
-
   sr::relay::process_state ps(cfg);
   // The TLS policy table: compiled now, recompiled and swapped on SIGHUP.
   auto table = sr::policy::compile(cfg);
@@ -203,7 +191,7 @@ int main(int argc, char** argv) {
       where += l.address + " (" + sr::config::to_string(l.mode) + ", " + sr::config::to_string(l.tls) + ")";
     }
     SR_INFO("sealrelay ready: %u shards, %llu messages recovered from the spool, listening on %s",
-            cfg.server.shards ? cfg.server.shards : sr::core::online_cpus(),
+            ps.inbound.shards,
             (unsigned long long)ps.recovered.load(), where.c_str());
   };
   hooks.on_reload = [&] {

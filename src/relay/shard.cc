@@ -4,6 +4,9 @@
 // queue), and the listeners open last, once an accepted message has somewhere to go.
 #include "relay/shard.hh"
 
+#include <algorithm>
+#include <filesystem>
+
 #include "admin/metrics.hh"
 #include "audit/writer.hh"
 #include "delivery/agent.hh"
@@ -15,6 +18,19 @@
 #include "util/log.hh"
 
 namespace sr::relay {
+
+std::vector<unsigned> partitions_on_disk(const std::string& state_dir) {
+  std::vector<unsigned> out;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(state_dir + "/spool", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.size() > 5 || !e.is_directory(ec)) continue;
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    out.push_back(unsigned(std::stoul(name)));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
 
 process_state::process_state(const config::config& c) : cfg(c), inbound(c), mail(inbound.shards) {}
 
@@ -30,18 +46,45 @@ status shard_root::start() {
   return _server->listen();
 }
 
-status shard_root::open_spool() {
+// Open partition `index` and its store, with what it recovered.
+sr::result<std::unique_ptr<server::spool_store>> shard_root::open_partition(unsigned index) {
   const auto& cfg = _ps.cfg;
   spool::recovered_set rec;
-  auto part = spool::partition::open(cfg.server.state_dir, _shard.index(), &rec);
+  auto part = spool::partition::open(cfg.server.state_dir, index, &rec);
   if (!part) return error{"spool: " + part.err()};
   _ps.recovered += rec.messages.size();
   if (rec.discarded_bytes)
-    SR_WARN("spool: discarded %llu bytes of unacknowledged partial records",
-            (unsigned long long)rec.discarded_bytes);
-  _store = std::make_unique<server::spool_store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
-  _store->recovered = std::move(rec.messages);
+    SR_WARN("spool: discarded %llu bytes of unacknowledged partial records in partition %u",
+            (unsigned long long)rec.discarded_bytes, index);
+  auto store = std::make_unique<server::spool_store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
+  store->recovered = std::move(rec.messages);
+  return store;
+}
+
+status shard_root::open_spool() {
+  auto own = open_partition(_shard.index());
+  if (!own) return error{own.err()};
+  _store = std::move(own.value());
+  // Partitions of shards that no longer run (server.shards was larger): this shard
+  // serves those numbered index % shards == its own, delivers what they hold and writes
+  // their DONE records; new mail never goes there.
+  unsigned n = _ps.inbound.shards;
+  for (unsigned k : partitions_on_disk(_ps.cfg.server.state_dir)) {
+    if (k < n || queue::home_shard(k, n) != _shard.index()) continue;
+    auto adopted = open_partition(k);
+    if (!adopted) return error{adopted.err()};
+    if (!adopted.value()->recovered.empty())
+      SR_INFO("spool: partition %u (server.shards was larger) adopted: %zu messages to deliver", k,
+              adopted.value()->recovered.size());
+    _adopted.emplace(k, std::move(adopted.value()));
+  }
   return {};
+}
+
+server::spool_store* shard_root::store_of(unsigned home) {
+  if (home == _shard.index()) return _store.get();
+  auto it = _adopted.find(home);
+  return it == _adopted.end() ? nullptr : it->second.get();
 }
 
 status shard_root::start_delivery() {
@@ -75,10 +118,14 @@ status shard_root::start_delivery() {
   _sched = std::make_unique<queue::scheduler>(_shard, cfg, std::move(link));
   _dispatch = std::make_unique<queue::dispatcher>(
       _shard, _ps.mail, *_sched,
-      [this](const std::string& qid, std::vector<uint32_t> idx) { _store->mark_done(qid, idx); });
-  _dispatch->on_record_attempts([this](const std::string& qid, std::vector<std::pair<uint32_t, uint32_t>> c) {
-    _store->record_attempts(qid, c);
-  });
+      [this](unsigned home, const std::string& qid, std::vector<uint32_t> idx) {
+        if (auto* st = store_of(home)) st->mark_done(qid, idx);
+        else SR_WARN("queue: DONE for %s names partition %u, which this shard does not serve", qid.c_str(), home);
+      });
+  _dispatch->on_record_attempts(
+      [this](unsigned home, const std::string& qid, std::vector<std::pair<uint32_t, uint32_t>> c) {
+        if (auto* st = store_of(home)) st->record_attempts(qid, c);
+      });
   if (_ps.policies) _policy_reader = std::make_unique<policy::reader>(*_ps.policies);
   _agent = std::make_unique<delivery::agent>(_shard, cfg, *_sched, *_resolver, _server->pool(),
                                              _server->buffers(), _audit.get());
@@ -95,23 +142,29 @@ status shard_root::start_delivery() {
   }
 
   _store->on_durable([this](const spool::message_meta& meta, const spool::message_location& loc) {
-    queue_durable(meta, loc, {});
+    queue_durable(_shard.index(), meta, loc, {});
   });
   _dispatch->attach();
 
   // Messages accepted before a restart: queue their unfinished recipients.
-  auto recovered = std::move(_store->recovered);
-  _store->recovered.clear();
-  for (const auto& m : recovered) {
-    spool::message_location loc{nullptr, m.segment, m.offset, m.length};
-    queue_durable(m.meta, loc, m.done_rcpts);
-  }
-  if (!recovered.empty()) SR_INFO("queue: %zu recovered messages queued for delivery", recovered.size());
+  size_t queued = 0;
+  auto requeue = [&](unsigned home, server::spool_store& st) {
+    auto recovered = std::move(st.recovered);
+    st.recovered.clear();
+    for (const auto& m : recovered) {
+      spool::message_location loc{nullptr, m.segment, m.offset, m.length};
+      queue_durable(home, m.meta, loc, m.done_rcpts);
+    }
+    queued += recovered.size();
+  };
+  requeue(_shard.index(), *_store);
+  for (auto& [k, st] : _adopted) requeue(k, *st);
+  if (queued) SR_INFO("queue: %zu recovered messages queued for delivery", queued);
   if (_ps.metrics) _shard.on_tick([this] { publish_metrics(); });
   return {};
 }
 
-void shard_root::queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
+void shard_root::queue_durable(unsigned home, const spool::message_meta& meta, const spool::message_location& loc,
                                std::span<const uint32_t> done) {
   queue::spooled_message m;
   m.kind = meta.kind;
@@ -122,7 +175,7 @@ void shard_root::queue_durable(const spool::message_meta& meta, const spool::mes
   m.msg_id = meta.msg_id;
   m.attempts = meta.attempts;
   m.queue_id = meta.queue_id;
-  m.home = _shard.index();
+  m.home = home;
   m.segment = loc.segment;
   m.offset = loc.offset;
   m.length = loc.length;
@@ -135,7 +188,11 @@ void shard_root::queue_durable(const spool::message_meta& meta, const spool::mes
 
 void shard_root::begin_drain() { _server->begin_drain(); }
 
-bool shard_root::idle() const { return _server->idle(); }
+bool shard_root::idle() const {
+  for (const auto& [k, st] : _adopted)
+    if (st->in_flight()) return false;
+  return _server->idle();
+}
 
 void shard_root::abort_all() { _server->abort_all(); }
 
