@@ -3,6 +3,7 @@
 // collected and the one written first in the file is reported as "FILE:LINE: KEY: message".
 // toml++ is used header-only with TOML_EXCEPTIONS=0 and never leaves this file.
 #include "config/config.hh"
+#include "config/not_built.hh"
 
 #include <sys/un.h>
 #include <toml++/toml.h>
@@ -756,6 +757,46 @@ void cross_check(loader& l, const toml::table& doc) {
       }
 }
 
+// Refuse the values of not_built_values written anywhere in `node` (the rest of `key`'s
+// path below it); `path` is the dotted path of `node` as the operator reads it.
+void refuse_not_built(loader& l, const toml::node& node, std::string_view key,
+                      const std::string& path, const not_built_value& nb) {
+  size_t dot = key.find('.');
+  std::string_view head = key.substr(0, dot);
+  std::string_view rest = dot == std::string_view::npos ? std::string_view{} : key.substr(dot + 1);
+  bool each = head.ends_with("[]");
+  if (each) head.remove_suffix(2);
+  auto* t = node.as_table();
+  const toml::node* child = t ? t->get(head) : nullptr;
+  if (!child) return;
+  std::string p = path.empty() ? std::string(head) : path + "." + std::string(head);
+  if (each) {
+    if (auto* a = child->as_array())
+      for (size_t i = 0; i < a->size(); ++i)
+        refuse_not_built(l, *a->get(i), rest, p + "[" + std::to_string(i) + "]", nb);
+    return;
+  }
+  if (!rest.empty()) {
+    refuse_not_built(l, *child, rest, p, nb);
+    return;
+  }
+  auto refuse_if = [&](const toml::node& v, const std::string& at) {
+    std::string text;
+    if (auto* str = v.as_string()) text = str->get();
+    else if (auto* b = v.as_boolean()) text = b->get() ? "true" : "false";
+    else return;
+    if (text != nb.value) return;
+    l.fail(line_of(v), at,
+           (v.is_string() ? quoted(text) : text) + " is not available in this version (" +
+               std::string(nb.feature) + " is not built yet)");
+  };
+  if (auto* a = child->as_array()) {
+    for (size_t i = 0; i < a->size(); ++i) refuse_if(*a->get(i), p + "[" + std::to_string(i) + "]");
+  } else {
+    refuse_if(*child, p);
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -817,7 +858,7 @@ uint32_t non_ascii_outside_strings(std::string_view t) {
 
 }  // namespace
 
-result<config> parse(std::string_view text, const std::string& name) {
+result<config> parse(std::string_view text, const std::string& name, not_built_mode nb) {
   if (uint32_t line = non_ascii_outside_strings(text))
     return error{name + ":" + std::to_string(line) +
                  ": a non-ASCII character outside a string or comment (TOML allows only ASCII there)"};
@@ -846,6 +887,8 @@ result<config> parse(std::string_view text, const std::string& name) {
   read_audit(l, root);
   read_admin(l, root);
   root.reject_unknown();
+  if (nb == not_built_mode::refuse)
+    for (const not_built_value& v : not_built_values) refuse_not_built(l, doc, v.key, "", v);
   cross_check(l, doc);
   if (l.failed()) return error{l.first()};
   return cfg;

@@ -129,6 +129,8 @@ std::string dump(const config& c) {
   kv(o, "commit_interval", q(c.limits.commit_interval));
 
   o += "\n[auth]\n";
+  // Written only when the file wrote it: check_files() reads a users file that was named.
+  if (!c.line_of("auth.users_file")) o += "# ";
   kv(o, "users_file", q(c.auth.users_file));
 
   o += "\n[dns]\n";
@@ -153,15 +155,20 @@ std::string dump(const config& c) {
   kv(o, "enabled", b(c.mta_sts.enabled));
   kv(o, "https_port", n(c.mta_sts.https_port));
 
-  for (const auto& p : c.policies) {
+  for (size_t i = 0; i < c.policies.size(); ++i) {
+    const policy_entry& p = c.policies[i];
     o += "\n[[policy]]\n";
     kv(o, "domain", q(p.domain));
     kv(o, "tls", q(to_string(p.tls)));
     // Keys that belong to other policy kinds are left out: parse() would reject them.
     if (p.tls != tls_policy::opportunistic) {
       kv(o, "verify", q(to_string(p.verify)));
-      if (p.tls == tls_policy::forced)
+      if (p.tls == tls_policy::forced) {
+        // The default chain names methods the loader refuses when written (not_built.hh):
+        // shown, as a comment, when the file left it unset.
+        if (!c.line_of("policy[" + std::to_string(i) + "].fallback")) o += "# ";
         kv(o, "fallback", list(p.fallback, [](const std::string& s) { return q(s); }));
+      }
       kv(o, "fallback_after", q(p.fallback_after));
     }
     if (p.tls == tls_policy::exclusive) kv(o, "notify_sender", b(p.notify_sender));

@@ -1,12 +1,16 @@
 // check_files(): the files a config names must load before the daemon binds anything
 // (DESIGN.md §3 --check-config: "the files it names load"). Certificate and key are checked
 // when a listener terminates TLS or when the file names them explicitly (a default path
-// nothing uses is not an error); the CA file whenever it is set (outbound verify, MTA-STS).
+// nothing uses is not an error); the CA file whenever it is set (outbound verify, MTA-STS);
+// auth.users_file when it is written. Secrets (the private key, the users file) are refused
+// when group or others may access them, as OpenSSH refuses such a key.
 // Error text: "KEY: what is wrong" (no file prefix: the daemon adds it).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "config/config.hh"
@@ -18,10 +22,21 @@ namespace {
 // config file name (and can add cfg.line_of(key) when the key was written).
 std::string where(const char* key) { return std::string(key) + ": "; }
 
-// Read all of `path` into `out`; on failure return strerror text.
-std::optional<std::string> slurp(const std::string& path, std::string& out) {
+// Read all of `path` into `out`; on failure return what is wrong ("cannot read PATH: ...").
+// With `secret`, a file that group or others may access is refused (checked on the open
+// file, so a chmod between check and read cannot slip through).
+std::optional<std::string> slurp(const std::string& path, std::string& out, bool secret) {
+  auto cannot = [&](const char* why) { return "cannot read " + path + ": " + why; };
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::strerror(errno);
+  if (fd < 0) return cannot(std::strerror(errno));
+  struct stat st {};
+  if (secret && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 077) != 0) {
+    ::close(fd);
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
+    return path + ": permissions " + mode + " are too open: a secret must be accessible by its "
+           "owner only (chmod 600 " + path + ")";
+  }
   char buf[16384];
   for (;;) {
     ssize_t n = ::read(fd, buf, sizeof buf);
@@ -29,23 +44,28 @@ std::optional<std::string> slurp(const std::string& path, std::string& out) {
       if (errno == EINTR) continue;
       int e = errno;
       ::close(fd);
-      return std::strerror(e);
+      return cannot(std::strerror(e));
     }
     if (n == 0) break;
     out.append(buf, size_t(n));
     if (out.size() > (64u << 20)) {  // no certificate or bundle is this large
       ::close(fd);
-      return std::string("file too large");
+      return cannot("file too large");
     }
   }
   ::close(fd);
   return std::nullopt;
 }
 
-status check_one(const char* key, const std::string& path, bool pem) {
+enum class kind : uint8_t { pem, pem_secret, text, text_secret };
+
+status check_one(const char* key, const std::string& path, kind k) {
   if (path.empty()) return error{where(key) + "must be set"};
+  bool secret = k == kind::pem_secret || k == kind::text_secret;
+  bool pem = k == kind::pem || k == kind::pem_secret;
   std::string text;
-  if (auto err = slurp(path, text)) return error{where(key) + "cannot read " + path + ": " + *err};
+  if (auto err = slurp(path, text, secret))
+    return error{where(key) + *err};
   if (pem && text.find("-----BEGIN") == std::string::npos)
     return error{where(key) + path + " holds no PEM block (\"-----BEGIN\")"};
   return status::success();
@@ -61,11 +81,13 @@ status check_files(const config& cfg) {
       break;
     }
   if (tls_listener || cfg.line_of("tls.cert_file"))
-    if (auto s = check_one("tls.cert_file", cfg.tls.cert_file, true); !s) return s;
+    if (auto s = check_one("tls.cert_file", cfg.tls.cert_file, kind::pem); !s) return s;
   if (tls_listener || cfg.line_of("tls.key_file"))
-    if (auto s = check_one("tls.key_file", cfg.tls.key_file, true); !s) return s;
+    if (auto s = check_one("tls.key_file", cfg.tls.key_file, kind::pem_secret); !s) return s;
   if (!cfg.tls.ca_file.empty())
-    if (auto s = check_one("tls.ca_file", cfg.tls.ca_file, false); !s) return s;
+    if (auto s = check_one("tls.ca_file", cfg.tls.ca_file, kind::text); !s) return s;
+  if (cfg.line_of("auth.users_file"))
+    if (auto s = check_one("auth.users_file", cfg.auth.users_file, kind::text_secret); !s) return s;
   return status::success();
 }
 

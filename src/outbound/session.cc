@@ -108,6 +108,7 @@ const char* to_string(close_kind k) {
     case close_kind::quit: return "quit";
     case close_kind::remote: return "remote";
     case close_kind::tls_policy: return "tls_policy";
+    case close_kind::undecided: return "undecided";
     case close_kind::tls_failed: return "tls_failed";
     case close_kind::protocol: return "protocol";
     case close_kind::lost: return "lost";
@@ -322,10 +323,17 @@ void session::tls_done(const tls_outcome& outcome) {
   _caps = capabilities{};
   _parser.next();
   decision<tls_action> d = _decider.on_tls(outcome);
-  if (d.action == tls_action::proceed)
-    send_ehlo();  // RFC 3207 4.2: discard what the server said before, ask again
-  else
-    close_with(close_kind::tls_policy, or_default(d.reason, report::reason::tls_rejected), nullptr, true);
+  switch (d.action) {
+    case tls_action::proceed:
+      send_ehlo();  // RFC 3207 4.2: discard what the server said before, ask again
+      break;
+    case tls_action::abort:
+      close_with(close_kind::tls_policy, or_default(d.reason, report::reason::tls_rejected), nullptr, true);
+      break;
+    case tls_action::defer:
+      close_with(close_kind::undecided, or_default(d.reason, report::reason::local), nullptr, true);
+      break;
+  }
 }
 
 void session::tls_failed(report::reason reason) {

@@ -92,6 +92,8 @@ enum class close_kind : uint8_t {
   quit,        // quit() after idle: the normal end
   remote,      // the server refused: bad greeting, EHLO/HELO failure, 421 at any point
   tls_policy,  // the tls_decider said abort (QUIT was sent, no MAIL ever was)
+  undecided,   // the tls_decider said defer: it cannot judge the session (QUIT sent, no MAIL);
+               // an ordinary retry, never a TLS failure
   tls_failed,  // the engine reported tls_failed()
   protocol,    // malformed or unexpected reply (no QUIT once the stream is out of sync)
   lost,        // connection_lost(): EOF or I/O error

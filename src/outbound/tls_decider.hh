@@ -24,7 +24,7 @@ enum class cert_verdict : uint8_t {
 struct tls_outcome {
   std::string_view version;        // "TLSv1.2", "TLSv1.3"
   std::string_view cipher;         // IANA name, e.g. "TLS_AES_256_GCM_SHA384"
-  unsigned cipher_bits = 0;        // symmetric strength of the negotiated cipher
+  unsigned cipher_bits = 0;        // strength as the library reports it (policy rates by name)
   cert_verdict cert = cert_verdict::none;
   report::reason cert_reason = report::reason::none;  // with invalid: cert_untrusted, cert_expired, ...
 };
@@ -44,6 +44,8 @@ enum class refused_action : uint8_t {
 enum class tls_action : uint8_t {
   proceed,  // EHLO again over TLS and deliver
   abort,    // QUIT (over TLS), close; reason e.g. weak_cipher, old_protocol, cert_untrusted
+  defer,    // QUIT (over TLS), close: this side cannot judge the session (e.g. dane_unavailable);
+            // not the MX's TLS failure, so never a reason to fall back, drop or go plaintext
 };
 
 // An answer: the action, and for abort its reason (DESIGN.md §5). reason::none gets the

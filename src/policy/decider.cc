@@ -41,7 +41,7 @@ decision<refused_action> decider::on_starttls_refused(const smtp::reply&) {
 }
 
 decision<tls_action> decider::on_tls(const outbound::tls_outcome& o) {
-  _bits = classify_cipher(o.cipher, o.cipher_bits);
+  _bits = classify_cipher(o.cipher);
   reason fail = reason::none;
   if (!version_meets(o.version, _p.min_version)) fail = reason::old_protocol;
   else if (_bits < _p.min_cipher_bits || _bits == 0) fail = reason::weak_cipher;
@@ -53,8 +53,14 @@ decision<tls_action> decider::on_tls(const outbound::tls_outcome& o) {
   if (fail == reason::none && _p.verify == config::verify_mode::ca &&
       o.cert != outbound::cert_verdict::verified)
     fail = cert_failure(o.cert_reason);
-  if (fail == reason::none && _p.verify == config::verify_mode::dane) fail = reason::dane_unavailable;
-  if (fail == reason::none) return {tls_action::proceed};
+  if (fail == reason::none) {
+    if (_p.verify != config::verify_mode::dane) return {tls_action::proceed};
+    // Our limitation, not the MX's: defer (an ordinary retry), never a TLS failure that
+    // would send the message to its fallback or drop it. The config refuses "dane" until
+    // DANE is built, so only a table built by code gets here.
+    _abort = reason::dane_unavailable;
+    return {tls_action::defer, _abort};
+  }
   note_would_fail(fail);
   _abort = fail;
   return {tls_action::abort, _abort};

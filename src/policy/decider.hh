@@ -3,7 +3,8 @@
 // consequence once every MX has failed. opportunistic is Postfix `may`; forced/exclusive
 // never let MAIL go out without a session that meets the floor and the `verify` check.
 // verify = "none" is Postfix `encrypt`; verify = "ca" needs the TLS layer's verdict;
-// verify = "dane" is not implemented yet: such sessions abort with dane_unavailable.
+// verify = "dane" is not implemented yet (and refused by the config): such sessions end
+// with tls_action::defer, dane_unavailable, an ordinary retry and never a TLS failure.
 #pragma once
 #include <cstdint>
 

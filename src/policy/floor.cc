@@ -46,8 +46,6 @@ constexpr std::string_view refused[] = {"RC4",    "RC2",        "NULL",    "EXPO
                                         "DES40",  "EXPORT40"};
 // Triple DES: 168-bit key, 112 bits of strength (meet-in-the-middle).
 constexpr std::string_view triple_des[] = {"3DES", "CBC3", "DES3", "EDE3", "DESEDE3"};
-// Tokens that name a protocol or a MAC, never a cipher (an all-MAC name is integrity-only).
-constexpr std::string_view mac_only[] = {"TLS", "TLS13", "SHA", "SHA256", "SHA384", "MD5", "SM3"};
 
 unsigned sized(std::string_view next) {
   if (next == "128") return 128;
@@ -57,11 +55,11 @@ unsigned sized(std::string_view next) {
 
 }  // namespace
 
-unsigned classify_cipher(std::string_view name, unsigned reported_bits) {
+unsigned classify_cipher(std::string_view name) {
   char buf[max_name];
   std::array<std::string_view, max_tokens> tok;
   size_t n = 0;
-  if (name.empty() || !tokenize(name, buf, tok, n)) return reported_bits;
+  if (name.empty() || !tokenize(name, buf, tok, n)) return 0;
 
   for (size_t i = 0; i < n; ++i)
     if (any_of(tok[i], refused)) return 0;
@@ -84,10 +82,8 @@ unsigned classify_cipher(std::string_view name, unsigned reported_bits) {
     if (t == "AES256" || t == "CAMELLIA256" || t == "ARIA256") return 256;
     if (t == "SEED" || t == "IDEA" || t == "SM4" || t == "HC128" || t == "RABBIT") return 128;
   }
-  bool only_macs = true;
-  for (size_t i = 0; i < n; ++i) only_macs = only_macs && any_of(tok[i], mac_only);
-  if (only_macs) return 0;  // e.g. TLS_SHA256_SHA256 (RFC 9150): authenticated, not encrypted
-  return reported_bits;
+  // Integrity-only suites (TLS_SHA256_SHA256, RFC 9150) land here too: not encrypted.
+  return 0;
 }
 
 std::optional<config::tls_version> parse_tls_version(std::string_view text) {

@@ -14,8 +14,9 @@ namespace sr::policy {
 // ("TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA") or wolfSSL/OpenSSL form ("DES-CBC3-SHA"):
 // RC4, NULL, EXPORT, single DES, anonymous and integrity-only suites 0; 3DES 112;
 // AES-128, Camellia-128, ARIA-128, SEED, IDEA, SM4 128; AES-256, Camellia-256, ARIA-256,
-// ChaCha20 256. A name naming no known cipher keeps `reported_bits`.
-unsigned classify_cipher(std::string_view name, unsigned reported_bits);
+// ChaCha20 256. A name naming no known cipher (or none at all) is 0: the library's own
+// number is never trusted, as it rates 3DES at 192.
+unsigned classify_cipher(std::string_view name);
 
 // Parse "TLSv1", "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3" (also "1.0".."1.3" as in the
 // config); nullopt for SSLv2/SSLv3 and anything else.

@@ -18,7 +18,8 @@ namespace sr::policy {
 namespace {
 
 constexpr size_t max_name = 253;    // RFC 1035 presentation length without the final dot
-constexpr size_t max_labels = 128;  // 253 chars hold at most 127 labels
+constexpr size_t max_key = max_name + 1;  // a ".suffix" key: the dot and a name
+constexpr size_t max_labels = 128;  // 254 chars without empty labels hold at most 128
 constexpr size_t pad = 8;           // word loads may read up to 7 bytes past a label
 
 constexpr uint64_t k0 = 0xa0761d6478bd642full;
@@ -335,11 +336,17 @@ const table::slot* table::find(uint64_t h, const char* key, size_t len) const {
 
 rule table::lookup(std::string_view domain) const {
   if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+  if (_count == 0 || domain.empty()) return default_rule();
+  // No key is longer than max_key, so only the last max_key characters of a longer name can
+  // hold one: look at that window, where the leftmost (cut) label is no candidate and the
+  // whole name can match no exact key. Its suffixes still match: a 300-character subdomain
+  // of a forced ".bank.example" is forced, never the default because of its length.
+  bool cut = domain.size() > max_name;
+  if (cut) domain.remove_prefix(domain.size() - max_key);
   size_t len = domain.size();
-  if (_count == 0 || len == 0 || len > max_name) return default_rule();
 
   // Lower-case into a stack buffer (with the padding word loads need), a word at a time.
-  char buf[max_name + pad];
+  char buf[max_key + pad];
   size_t i = 0;
   for (; i + 8 <= len; i += 8) {
     uint64_t w;
@@ -350,7 +357,8 @@ rule table::lookup(std::string_view domain) const {
   for (; i < len; ++i) buf[i] = lower(domain[i]);
   std::memset(buf + len, 0, pad);
 
-  // Note where each label starts; an empty label is not a domain name.
+  // Note where each label starts; an empty label is not a domain name (a window may start
+  // with the dot that ends its cut label).
   uint16_t starts[max_labels];
   size_t labels = 1;
   starts[0] = 0;
@@ -359,29 +367,31 @@ rule table::lookup(std::string_view domain) const {
     std::memcpy(&w, buf + at, 8);
     for (uint64_t m = dots_of(w); m; m &= m - 1) {
       size_t dot = at + size_t(__builtin_ctzll(m)) / 8;
-      if (starts[labels - 1] == dot) return default_rule();
+      if (starts[labels - 1] == dot && !(cut && dot == 0)) return default_rule();
+      if (labels == max_labels) return default_rule();  // unreachable without empty labels
       starts[labels++] = uint16_t(dot + 1);
     }
   }
   if (starts[labels - 1] == len) return default_rule();
+  size_t first = cut ? 1 : 0;  // the cut label is no candidate
 
   // One right-to-left pass: hashes[k] covers labels k..labels-1.
   uint64_t hashes[max_labels];
   hashes[0] = 0;  // always written below (labels >= 1); silences -Wmaybe-uninitialized
   uint64_t h = k0;
   size_t end = len;
-  for (size_t k = labels; k-- > 0;) {
+  for (size_t k = labels; k-- > first;) {
     h = add_label(h, buf + starts[k], end - starts[k]);
     hashes[k] = finish(h, k != 0);
     end = starts[k] - 1;
   }
   // Touch every candidate's slot first so the cache misses overlap.
-  for (size_t k = 0; k < labels; ++k) {
+  for (size_t k = first; k < labels; ++k) {
     __builtin_prefetch(&_ctrl[hashes[k] & _mask]);
     __builtin_prefetch(&_slots[hashes[k] & _mask]);
   }
 
-  const slot* s = find(hashes[0], buf, len);
+  const slot* s = cut ? nullptr : find(hashes[0], buf, len);
   for (size_t k = 1; !s && k < labels; ++k) {
     size_t from = starts[k] - 1;  // the dot in front of label k belongs to the suffix key
     s = find(hashes[k], buf + from, len - from);

@@ -172,7 +172,9 @@ bool iequals(std::string_view s, std::string_view upper) {
 }
 
 bool valid_domain(std::string_view d) {
-  if (d.empty() || d.size() > 255) return false;
+  // 253 octets: a name's longest text form (255 on the wire, RFC 1035 2.3.4); anything
+  // longer could never be looked up, and its policy never found.
+  if (d.empty() || d.size() > 253) return false;
   size_t label = 0;
   char prev = '.';
   for (char c : d) {

@@ -73,7 +73,7 @@ mail_parse parse_mail_from(std::string_view arg);
 rcpt_parse parse_rcpt_to(std::string_view arg);
 // Check RFC 5321 Mailbox syntax (Local-part "@" Domain / address-literal), ASCII only.
 bool valid_mailbox(std::string_view mailbox);
-// Check a Domain (dot-separated LDH labels) as used in a mailbox or EHLO.
+// Check a Domain (dot-separated LDH labels, at most 253 octets) as used in a mailbox or EHLO.
 bool valid_domain(std::string_view domain);
 // Check an address literal "[1.2.3.4]" / "[IPv6:...]" / "[tag:text]".
 bool valid_address_literal(std::string_view lit);

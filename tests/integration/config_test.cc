@@ -2,12 +2,15 @@
 // names the file, the line and the key (DESIGN.md §3); a good config exits 0.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "support/harness.hh"
 
 namespace sr::integ {
 namespace {
+
+namespace fs = std::filesystem;
 
 // Write `text` as a config file in `dir` and return its path.
 std::string write_config(const temp_dir& dir, const std::string& name, const std::string& text) {
@@ -88,6 +91,75 @@ TEST(CheckConfig, MissingCertificateFileIsReported) {
   auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
   EXPECT_EQ(res.exit_code, 2) << res.output;
   EXPECT_NE(res.output.find("cert_file"), std::string::npos) << res.output;
+}
+
+// DESIGN.md §4: a value whose feature is not built is refused, with file, line and key.
+TEST(CheckConfig, ValuesOfFeaturesNotBuiltAreRefused) {
+  struct refused {
+    std::string toml;  // after the listener (lines 1-3)
+    std::string where; // ":LINE: KEY"
+  };
+  const refused cases[] = {
+      {"[[policy]]\ndomain = \"bank.example\"\ntls = \"forced\"\nverify = \"dane\"\n",
+       ":8: policy[0].verify"},
+      {"[mta_sts]\nenabled = true\n", ":6: mta_sts.enabled"},
+      {"[[listen]]\naddress = \"127.0.0.1:2\"\nmode = \"submission\"\n", ":7: listen[1].mode"},
+      {"[[policy]]\ndomain = \"bank.example\"\nfallback = [\"escrow\"]\n",
+       ":7: policy[0].fallback[0]"},
+  };
+  for (const auto& c : cases) {
+    temp_dir d;
+    auto path = write_config(d, "bad.toml", std::string(listen_block) + "\n" + c.toml);
+    for (bool check : {true, false}) {  // --check-config, and the daemon at start
+      std::vector<std::string> argv{relay_binary(), "-c", path};
+      if (check) argv.push_back("--check-config");
+      auto res = run(argv, 30s, d.path());
+      EXPECT_EQ(res.exit_code, 2) << res.output;
+      EXPECT_NE(res.output.find(path + c.where + ": "), std::string::npos) << res.output;
+      EXPECT_NE(res.output.find("not available in this version"), std::string::npos) << res.output;
+    }
+  }
+  // A forced policy that leaves fallback unset, and "defer", stay valid.
+  temp_dir d;
+  auto path = write_config(d, "ok.toml",
+                           std::string(listen_block) +
+                               "[[policy]]\ndomain = \"bank.example\"\ntls = \"forced\"\n"
+                               "[[policy]]\ndomain = \"clinic.example\"\nfallback = [\"defer\"]\n");
+  auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
+  EXPECT_EQ(res.exit_code, 0) << res.output;
+}
+
+// A private key that group or others may read is refused (as OpenSSH refuses one), at
+// --check-config and at start; mode 0600 passes.
+TEST(CheckConfig, PrivateKeyReadableByOthersIsRefused) {
+  temp_dir d;
+  fs::path certs = source_root() / "tests" / "certs";
+  fs::path key = d.path() / "relay.key";
+  fs::copy_file(certs / "server.key", key);
+  auto path = write_config(d, "relay.toml",
+                           "[tls]\n"
+                           "cert_file = \"" + (certs / "server.crt").string() + "\"\n"
+                           "key_file = \"" + key.string() + "\"\n"
+                           "ca_file = \"" + (certs / "ca.crt").string() + "\"\n"
+                           "[[listen]]\n"
+                           "address = \"127.0.0.1:1\"\n"
+                           "tls = \"starttls\"\n");
+  for (auto perms : {fs::perms(0644), fs::perms(0640), fs::perms(0604)}) {
+    fs::permissions(key, perms);
+    for (bool check : {true, false}) {
+      std::vector<std::string> argv{relay_binary(), "-c", path};
+      if (check) argv.push_back("--check-config");
+      auto res = run(argv, 30s, d.path());
+      EXPECT_EQ(res.exit_code, 2) << res.output;
+      EXPECT_NE(res.output.find(path + ": tls.key_file: " + key.string() + ": permissions 0"),
+                std::string::npos)
+          << res.output;
+      EXPECT_NE(res.output.find("too open"), std::string::npos) << res.output;
+    }
+  }
+  fs::permissions(key, fs::perms(0600));
+  auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
+  EXPECT_EQ(res.exit_code, 0) << res.output;
 }
 
 }  // namespace

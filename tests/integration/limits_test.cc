@@ -146,6 +146,41 @@ TEST(Limits, TooManyRecipients) {
   EXPECT_EQ((*q)[0].rcpts.size(), 3u);
 }
 
+// A domain name is at most 253 octets: a longer recipient domain gets 501 5.1.3 at RCPT
+// (its policy could never be looked up), the session goes on, and only the good one is queued.
+TEST(Limits, RecipientDomainOver253OctetsIsRefused) {
+  std::string d253;
+  for (int i = 0; i < 5; ++i) d253 += std::string(40, 'x') + ".";  // 205 octets
+  d253 += std::string(40, 'y') + ".example";
+  ASSERT_EQ(d253.size(), 253u);
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  ASSERT_TRUE(c.command("MAIL FROM:<s@example.org>"));
+  for (const std::string& too_long : {"z" + d253, "zz" + d253, std::string(300, 'a') + ".example"}) {
+    auto bad = c.command("RCPT TO:<r@" + too_long + ">");
+    ASSERT_TRUE(bad);
+    EXPECT_TRUE(starts_with(*bad, "501 5.1.3")) << too_long.size() << ": " << *bad;
+  }
+  auto ok = c.command("RCPT TO:<r@" + d253 + ">");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(reply_code(*ok), 250) << *ok;
+  auto data = c.command("DATA");
+  ASSERT_TRUE(data);
+  ASSERT_EQ(reply_code(*data), 354) << *data;
+  ASSERT_TRUE(c.send("Subject: long\r\n\r\nbody\r\n.\r\n"));
+  auto done = c.read_reply();
+  ASSERT_TRUE(done);
+  ASSERT_TRUE(queued_id(*done)) << *done;
+  c.close();
+  ASSERT_EQ(r.stop(), 0) << r.log();
+  auto q = r.list_queue();
+  ASSERT_TRUE(q);
+  ASSERT_EQ(q->size(), 1u);
+  EXPECT_EQ((*q)[0].rcpts, std::vector<std::string>{"r@" + d253});
+}
+
 TEST(Limits, CommandsOutOfSequence) {
   relay r;
   ASSERT_TRUE(r.start()) << r.error();

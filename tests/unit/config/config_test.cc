@@ -121,7 +121,7 @@ TEST(config, minimal_config_takes_every_default) {
   EXPECT_EQ(c.outbound.max_queue_age, 120h);
 
   EXPECT_TRUE(c.routes.empty());
-  EXPECT_TRUE(c.mta_sts.enabled);
+  EXPECT_FALSE(c.mta_sts.enabled);  // true once MTA-STS is built (not_built.hh)
   EXPECT_EQ(c.mta_sts.https_port, 443u);
   EXPECT_TRUE(c.policies.empty());
 
@@ -226,7 +226,7 @@ TEST(config, every_section_is_parsed) {
                      "[admin]",                                       // 82
                      "listen = \"\"",                                 // 83
                  }),
-                 "full.toml");
+                 "full.toml", not_built_mode::accept);  // submission, dane: schema only
   ASSERT_TRUE(r) << r.err();
   const config& c = *r;
   EXPECT_EQ(c.server.hostname, "mx.example.org");
@@ -320,7 +320,7 @@ TEST(config, every_section_is_parsed) {
   EXPECT_EQ(c.line_of("admin.listen"), 83);
 
   // The dump is TOML that parses back to the same effective config.
-  auto again = parse(dump(c), "dump.toml");
+  auto again = parse(dump(c), "dump.toml", not_built_mode::accept);
   ASSERT_TRUE(again) << again.err() << "\n" << dump(c);
   auto body = [](const std::string& d) { return d.substr(d.find('\n')); };  // past "# ... of FILE"
   EXPECT_EQ(body(dump(*again)), body(dump(c)));
@@ -463,17 +463,10 @@ TEST(config, errors_name_file_line_and_key) {
                                        "require_tls = true"}),
        "t.toml:4: listen[0].require_tls: needs tls = \"starttls\" or \"implicit\" (with tls = "
        "\"none\" no client could ever send)"},
-      {"relay networks on submission", doc({"[[listen]]", "address = \"127.0.0.1:587\"",
-                                            "mode = \"submission\"", "allow_relay_from = []"}),
-       "t.toml:4: listen[0].allow_relay_from: only for mode = \"relay\" (submission relays after "
-       "AUTH)"},
       {"duplicate listen address", with_listener({"[[listen]]", "address = \"[127.0.0.1]:2525\""}),
        "t.toml:4: listen[1].address: same address as listen[0] (line 1)"},
       {"admin on a listener", with_listener({"[admin]", "listen = \"127.0.0.1:2525\""}),
        "t.toml:4: admin.listen: same address as listen[0] (line 1)"},
-      {"submission without users", doc({"[auth]", "users_file = \"\"", "[[listen]]",
-                                        "address = \"127.0.0.1:587\"", "mode = \"submission\""}),
-       "t.toml:2: auth.users_file: must be set: listen[0] is a submission listener"},
       // Missing required things: the line of the table they belong to.
       {"no listener", doc({"[server]", "shards = 1"}),
        "t.toml:1: listen: at least one [[listen]] table is required"},
@@ -593,8 +586,10 @@ TEST(config, check_files_loads_certificate_key_and_ca) {
   const std::string pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
   std::string crt = dir.write("relay.crt", pem);
   std::string key = dir.write("relay.key", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+  ASSERT_EQ(::chmod(key.c_str(), 0600), 0);
   std::string ca = dir.write("ca.crt", pem);
   std::string junk = dir.write("junk.crt", "not a certificate\n");
+  ASSERT_EQ(::chmod(junk.c_str(), 0600), 0);  // read as a key below
   std::string nope = dir.path() + "/nope.crt";
   auto cfg_with = [&](const std::string& cert, const std::string& k, const std::string& c,
                       const char* listen_tls) {
@@ -644,6 +639,136 @@ TEST(config, check_files_loads_certificate_key_and_ca) {
   EXPECT_EQ(s.err(), "tls.cert_file: cannot read " + nope + ": No such file or directory");
 }
 
+// Keys of features not built yet are still checked against the schema (with the refusal
+// off), so that lifting a refusal needs no new validation.
+TEST(config, schema_of_features_not_built_is_checked) {
+  auto schema_err = [](const std::string& text) {
+    auto r = parse(text, "t.toml", not_built_mode::accept);
+    return r ? "<ok>" : r.err();
+  };
+  EXPECT_EQ(schema_err(doc({"[[listen]]", "address = \"127.0.0.1:587\"", "mode = \"submission\"",
+                            "allow_relay_from = []"})),
+            "t.toml:4: listen[0].allow_relay_from: only for mode = \"relay\" (submission relays "
+            "after AUTH)");
+  EXPECT_EQ(schema_err(doc({"[auth]", "users_file = \"\"", "[[listen]]",
+                            "address = \"127.0.0.1:587\"", "mode = \"submission\""})),
+            "t.toml:2: auth.users_file: must be set: listen[0] is a submission listener");
+  EXPECT_EQ(schema_err(with_listener({"[mta_sts]", "enabled = true", "[[policy]]",
+                                      "domain = \"a.example\"", "verify = \"dane\"",
+                                      "fallback = [\"pgp\", \"escrow\"]"})),
+            "<ok>");
+}
+
+// DESIGN.md §4: a value whose feature is not built is refused, never accepted and ignored.
+TEST(config, values_of_features_not_built_are_refused) {
+  const error_case cases[] = {
+      {"mta_sts", with_listener({"[mta_sts]", "enabled = true"}),
+       "t.toml:4: mta_sts.enabled: true is not available in this version (MTA-STS (RFC 8461) is "
+       "not built yet)"},
+      {"submission", with_listener({"[[listen]]", "address = \"127.0.0.1:587\"",
+                                    "mode = \"submission\""}),
+       "t.toml:5: listen[1].mode: \"submission\" is not available in this version (submission "
+       "(AUTH after TLS) is not built yet)"},
+      {"dane", with_listener({"[[policy]]", "domain = \"a.example\"", "tls = \"exclusive\"",
+                              "verify = \"dane\""}),
+       "t.toml:6: policy[0].verify: \"dane\" is not available in this version (DANE (RFC 7672) "
+       "is not built yet)"},
+      {"pgp", with_listener({"[[policy]]", "domain = \"a.example\"", "fallback = [\"pgp\"]"}),
+       "t.toml:5: policy[0].fallback[0]: \"pgp\" is not available in this version (the fallback "
+       "sidecar (PGP) is not built yet)"},
+      {"one element per line", with_listener({"[[policy]]", "domain = \"a.example\"",
+                                                       "fallback = [", "  \"smime\",",
+                                                       "  \"escrow\"]"}),
+       "t.toml:6: policy[0].fallback[0]: \"smime\" is not available in this version (the "
+       "fallback sidecar (S/MIME) is not built yet)"},
+      {"escrow", with_listener({"[[policy]]", "domain = \"b.example\"", "tls = \"forced\"",
+                                "fallback = [\"escrow\"]"}),
+       "t.toml:6: policy[0].fallback[0]: \"escrow\" is not available in this version (the "
+       "fallback sidecar (escrow) is not built yet)"},
+  };
+  for (const auto& c : cases) EXPECT_EQ(err_of(c.text), c.expected) << c.name << "\n" << c.text;
+
+  // What stays valid: MTA-STS off, relay listeners, verify none/ca, "defer", and a forced
+  // policy that leaves fallback unset (the DESIGN default chain; deferred until the sidecar).
+  auto ok = parse(with_listener({"[mta_sts]", "enabled = false", "[[listen]]",
+                                 "address = \"127.0.0.1:2526\"", "mode = \"relay\"", "[[policy]]",
+                                 "domain = \"a.example\"", "verify = \"ca\"",
+                                 "fallback = [\"defer\"]", "[[policy]]", "domain = \"b.example\"",
+                                 "tls = \"forced\"", "[[policy]]", "domain = \"c.example\"",
+                                 "tls = \"exclusive\"", "verify = \"none\""}),
+                  "t.toml");
+  ASSERT_TRUE(ok) << ok.err();
+  EXPECT_FALSE(ok->mta_sts.enabled);
+  EXPECT_EQ(ok->policies[0].fallback, std::vector<std::string>{"defer"});
+  EXPECT_EQ(ok->policies[1].fallback, (std::vector<std::string>{"pgp", "smime", "escrow"}));
+  // The effective config of a valid file is valid: the default chain is shown as a comment.
+  auto again = parse(dump(*ok), "dump.toml");
+  ASSERT_TRUE(again) << again.err() << "\n" << dump(*ok);
+  EXPECT_EQ(again->policies[1].fallback, ok->policies[1].fallback);
+  EXPECT_EQ(again->policies[0].fallback, ok->policies[0].fallback);
+  EXPECT_NE(dump(*ok).find("# fallback = [\"pgp\", \"smime\", \"escrow\"]"), std::string::npos)
+      << dump(*ok);
+  // MTA-STS is off unless asked for (and asking is refused above).
+  auto plain = parse(with_listener({}), "t.toml");
+  ASSERT_TRUE(plain) << plain.err();
+  EXPECT_FALSE(plain->mta_sts.enabled);
+}
+
+// A private key (or the users file) that group or others may read is refused, as OpenSSH
+// refuses such a key; the certificate and the CA bundle are public.
+TEST(config, check_files_refuses_secrets_readable_by_group_or_others) {
+  temp_dir dir;
+  ASSERT_FALSE(dir.path().empty());
+  const std::string pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  std::string crt = dir.write("relay.crt", pem);
+  std::string key = dir.write("relay.key", "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n");
+  std::string users = dir.write("users", "alice:$6$salt$hash\n");
+  ASSERT_EQ(::chmod(crt.c_str(), 0644), 0);
+  auto cfg_with = [&](const char* listen_tls, bool with_users) {
+    auto r = parse(doc({"[tls]", "cert_file = \"" + crt + "\"", "key_file = \"" + key + "\"",
+                        "ca_file = \"" + crt + "\"", "[[listen]]", "address = \"127.0.0.1:2525\"",
+                        "tls = \"" + std::string(listen_tls) + "\"", "[auth]",
+                        with_users ? "users_file = \"" + users + "\"" : std::string("")}),
+                   "t.toml");
+    EXPECT_TRUE(r) << r.err();
+    return *r;
+  };
+  for (mode_t bad : {0644, 0640, 0604, 0660, 0610, 0601}) {
+    ASSERT_EQ(::chmod(key.c_str(), bad), 0);
+    for (const char* tls : {"starttls", "implicit", "none"}) {
+      auto s = check_files(cfg_with(tls, false));
+      ASSERT_FALSE(s) << std::oct << bad << " " << tls;
+      char m[8];
+      std::snprintf(m, sizeof m, "%04o", unsigned(bad));
+      EXPECT_EQ(s.err(), "tls.key_file: " + key + ": permissions " + m + " are too open: a secret "
+                         "must be accessible by its owner only (chmod 600 " + key + ")");
+    }
+  }
+  for (mode_t good : {0600, 0400}) {
+    ASSERT_EQ(::chmod(key.c_str(), good), 0);
+    EXPECT_TRUE(check_files(cfg_with("starttls", false))) << std::oct << good;
+  }
+
+  ASSERT_EQ(::chmod(key.c_str(), 0600), 0);
+  ASSERT_EQ(::chmod(users.c_str(), 0644), 0);
+  auto s = check_files(cfg_with("starttls", true));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "auth.users_file: " + users + ": permissions 0644 are too open: a secret "
+                     "must be accessible by its owner only (chmod 600 " + users + ")");
+  ASSERT_EQ(::chmod(users.c_str(), 0600), 0);
+  EXPECT_TRUE(check_files(cfg_with("starttls", true)));
+  // A users file that was written must exist; the default path nothing uses is not checked.
+  std::string missing = dir.path() + "/no-users";
+  auto c = cfg_with("starttls", true);
+  c.auth.users_file = missing;
+  s = check_files(c);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "auth.users_file: cannot read " + missing + ": No such file or directory");
+  c = cfg_with("starttls", false);
+  c.auth.users_file = missing;
+  EXPECT_TRUE(check_files(c));
+}
+
 TEST(config, enum_names_round_trip) {
   EXPECT_STREQ(to_string(listen_mode::submission), "submission");
   EXPECT_STREQ(to_string(listen_tls::implicit), "implicit");
@@ -668,7 +793,7 @@ TEST(config, example_config_is_valid_with_and_without_its_examples) {
   EXPECT_EQ(r->server.state_dir, "var");
   EXPECT_EQ(r->admin.listen, "127.0.0.1:9025");
   EXPECT_EQ(r->outbound.smtp_port, 25u);
-  EXPECT_TRUE(r->mta_sts.enabled);
+  EXPECT_FALSE(r->mta_sts.enabled);
   EXPECT_FALSE(r->fallback.spawn);
   EXPECT_TRUE(r->policies.empty());
 

@@ -294,6 +294,21 @@ TEST(session, relay_denied) {
   EXPECT_EQ(r[8], "554 5.5.1 Error: no valid recipients");
 }
 
+TEST(session, recipient_domain_over_253_octets) {
+  std::string d253;
+  while (d253.size() < 253 - 12) d253 += std::string(40, 'x') + ".";
+  d253 += std::string(253 - d253.size(), 'y');
+  harness h;
+  h.feed("EHLO c\r\nMAIL FROM:<a@c.example>\r\nRCPT TO:<b@z" + d253 + ">\r\nRCPT TO:<b@" +
+         d253 + ">\r\nDATA\r\n.\r\n");
+  auto r = h.replies();
+  ASSERT_GE(r.size(), 11u);
+  EXPECT_EQ(code(r[7]), "501 5.1.3") << r[7];
+  EXPECT_EQ(code(r[8]), "250 2.1.5") << r[8];
+  ASSERT_EQ(h.rec.last_env.rcpt_to.size(), 1u);
+  EXPECT_EQ(h.rec.last_env.rcpt_to[0], "b@" + d253);
+}
+
 TEST(session, too_many_recipients) {
   auto p = relay_params();
   p.max_recipients = 2;

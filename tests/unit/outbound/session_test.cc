@@ -412,6 +412,23 @@ TEST(OutboundSession, TlsOutcomeRejectedQuitsOverTlsWithoutMail) {
   EXPECT_EQ(h.ev.idle_calls, 0);
 }
 
+// A decider that cannot judge the session (verify = "dane" before DANE exists) defers: QUIT,
+// no MAIL, and a close kind the engine never counts as the MX's TLS failure.
+TEST(OutboundSession, TlsOutcomeDeferredQuitsWithoutMailAndIsNoTlsFailure) {
+  harness h;
+  h.dec.tls = {tls_action::defer, sr::report::reason::dane_unavailable};
+  h.open(k_ehlo_tls);
+  h.s.feed("220 go\r\n");
+  h.s.tls_done(tls_outcome{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256});
+  EXPECT_EQ(h.ev.sends.back(), "QUIT\r\n");
+  h.s.feed("221 bye\r\n");
+  ASSERT_TRUE(h.ev.closed_info.has_value());
+  EXPECT_EQ(h.ev.closed_info->kind, close_kind::undecided);
+  EXPECT_EQ(h.ev.closed_info->reason, "dane-unavailable");
+  EXPECT_EQ(h.ev.wire.find("MAIL"), std::string::npos);
+  EXPECT_STREQ(to_string(close_kind::undecided), "undecided");
+}
+
 TEST(OutboundSession, HandshakeFailureClosesWithoutQuit) {
   harness h;
   h.open(k_ehlo_tls);

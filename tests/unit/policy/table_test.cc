@@ -26,7 +26,8 @@ std::string name_of(const char* pre, size_t i, const char* post) {
 
 config::config parse_ok(const std::string& body) {
   std::string text = "[[listen]]\naddress = \"127.0.0.1:2525\"\n" + body;
-  auto r = config::parse(text, "test.toml");
+  // Schema only: the table compiles every fallback method, built or not (not_built.hh).
+  auto r = config::parse(text, "test.toml", config::not_built_mode::accept);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.err());
   return r.ok() ? std::move(*r) : config::config{};
 }
@@ -164,12 +165,57 @@ TEST(policy_table, malformed_recipient_domains_get_the_default) {
   EXPECT_EQ(t.lookup(".").pattern, "");
   EXPECT_EQ(t.lookup(".bank.example").pattern, "");
   EXPECT_EQ(t.lookup("a..bank.example").pattern, "");
-  EXPECT_EQ(t.lookup(std::string(300, 'a') + ".bank.example").pattern, "");
   // 120 one-letter labels over bank.example: 252 characters, 122 labels.
   std::string deep;
   for (int i = 0; i < 120; ++i) deep += "a.";
   deep += "bank.example";
   EXPECT_EQ(t.lookup(deep).pattern, ".bank.example");
+}
+
+// Only the last 254 characters of a name can hold a pattern (253 plus a suffix key's dot):
+// a longer name is looked up by the suffixes that fit, never given the default for its length.
+TEST(policy_table, over_long_names_still_match_their_suffix) {
+  builder b(effective_policy{});
+  ASSERT_TRUE(b.add(".bank.example", with_bits(150)));
+  ASSERT_TRUE(b.add(".eu.bank.example", with_bits(256)));
+  ASSERT_TRUE(b.add("bank.example", with_bits(200)));
+  auto r = std::move(b).build();
+  ASSERT_TRUE(r.ok());
+  const table& t = **r;
+
+  // A 300-octet subdomain of bank.example, made of valid labels.
+  std::string sub;
+  while (sub.size() < 300 - 13) sub += std::string(40, 'x') + ".";
+  std::string name = sub + "bank.example";
+  ASSERT_GT(name.size(), 253u);
+  const rule& hit = t.lookup(name);
+  EXPECT_EQ(hit.pattern, ".bank.example");
+  EXPECT_EQ(hit.policy.tls, config::tls_policy::forced);
+  EXPECT_EQ(hit.policy.min_cipher_bits, 150u);
+  EXPECT_EQ(t.lookup(sub + "EU.Bank.Example.").pattern, ".eu.bank.example");
+
+  // One label longer than any window, and names of every length around the boundary.
+  EXPECT_EQ(t.lookup(std::string(300, 'a') + ".bank.example").pattern, ".bank.example");
+  EXPECT_EQ(t.lookup(std::string(5000, 'a') + ".eu.bank.example").pattern, ".eu.bank.example");
+  for (size_t n = 230; n <= 270; ++n) {
+    std::string s;
+    while (s.size() + 13 < n) s += (s.size() % 7 == 6) ? '.' : 'a';
+    if (!s.empty() && s.back() == '.') s += 'a';
+    std::string host = s + ".bank.example";
+    EXPECT_EQ(t.lookup(host).pattern, ".bank.example") << host.size();
+  }
+  // The window (the last 254 characters) starts exactly at a dot: "." + 240 characters of
+  // labels + ".bank.example".
+  std::string x;
+  for (int i = 0; i < 5; ++i) x += std::string(47, 'q') + ".";
+  x.back() = 'q';  // 240 characters, four dots
+  EXPECT_EQ(t.lookup("z." + x + ".bank.example").pattern, ".bank.example");
+  EXPECT_EQ(t.lookup("z." + x + ".eu.bank.example").pattern, ".eu.bank.example");
+
+  // An over-long name under no pattern still gets the default.
+  EXPECT_EQ(t.lookup(sub + "other.example").pattern, "");
+  // A long name is never the exact pattern it ends with.
+  EXPECT_EQ(t.lookup(std::string(300, 'b') + "bank.example").pattern, "");
 }
 
 TEST(policy_table, build_rejects_bad_and_duplicate_patterns) {

@@ -120,4 +120,23 @@ TEST(command, domains) {
   EXPECT_FALSE(valid_domain("example.org."));
 }
 
+// A domain name has at most 253 octets in text form (255 on the wire, RFC 1035 2.3.4).
+TEST(command, domain_over_253_octets) {
+  std::string d253;
+  while (d253.size() < 253 - 12) d253 += std::string(40, 'a') + ".";
+  d253 += std::string(253 - d253.size(), 'b');
+  ASSERT_EQ(d253.size(), 253u);
+  EXPECT_TRUE(valid_domain(d253));
+  EXPECT_FALSE(valid_domain("c" + d253));
+  EXPECT_FALSE(valid_domain("cd" + d253));
+
+  std::string arg = "TO:<u@" + d253 + ">";  // results point into it
+  auto ok = parse_rcpt_to(arg);
+  EXPECT_EQ(ok.err, path_error::none);
+  EXPECT_EQ(ok.value.address, "u@" + d253);
+  EXPECT_EQ(parse_rcpt_to("TO:<u@c" + d253 + ">").err, path_error::bad_recipient);
+  EXPECT_EQ(parse_rcpt_to("TO:<u@cd" + d253 + ">").err, path_error::bad_recipient);
+  EXPECT_EQ(parse_mail_from("FROM:<u@cd" + d253 + ">").err, path_error::bad_sender);
+}
+
 }  // namespace
