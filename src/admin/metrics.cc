@@ -181,7 +181,11 @@ relay_metrics::relay_metrics(registry& r) {
         {{"reason", why == report::reason::none ? std::string_view("other") : report::to_string(why)}});
   }
   audit_dropped = r.add_counter("sealrelay_audit_dropped_total",
-                                "Audit records dropped because the disk did not keep up.");
+                                "Audit records lost because a write to the audit file failed.");
+  audit_write_errors = r.add_counter("sealrelay_audit_write_errors_total",
+                                     "Writes to the audit file that failed.");
+  audit_failing = r.add_gauge("sealrelay_audit_failing",
+                              "Shards whose last audit write failed (/healthz is unhealthy while > 0).");
   messages_dropped = r.add_counter("sealrelay_messages_dropped_total",
                                    "Recipients dropped under an exclusive policy (no acceptable TLS).");
   fallback_handoffs = r.add_counter("sealrelay_fallback_handoffs_total",

@@ -74,6 +74,8 @@ class gauge {
   }
   // Set shard `shard`'s share to v.
   void set(unsigned shard, int64_t v) const { _s.at(shard).store(uint64_t(v), std::memory_order_relaxed); }
+  // Return shard `shard`'s cell, for code that keeps its own value (audit::writer).
+  std::atomic<uint64_t>& cell(unsigned shard) const { return _s.at(shard); }
   // Add d from a thread that is not a shard.
   void add_shared(int64_t d) const {
     _s.at(_s.shards).fetch_add(uint64_t(d), std::memory_order_relaxed);
@@ -162,7 +164,9 @@ struct relay_metrics {
   counter dns_cache_hits;      // sealrelay_dns_cache_hits_total
   counter dns_cache_misses;    // sealrelay_dns_cache_misses_total
   counter tls_failures_by_reason[report::reason_count];  // sealrelay_tls_failures_total{reason}; index none = "other"
-  counter audit_dropped;       // sealrelay_audit_dropped_total
+  counter audit_dropped;       // sealrelay_audit_dropped_total: records lost to failed writes
+  counter audit_write_errors;  // sealrelay_audit_write_errors_total
+  gauge audit_failing;         // sealrelay_audit_failing: shards whose last audit write failed
   counter messages_dropped;    // sealrelay_messages_dropped_total: per recipient (exclusive policy)
   counter fallback_handoffs;   // sealrelay_fallback_handoffs_total: forced, TLS failed at every MX
 

@@ -1,7 +1,8 @@
 // Double-buffered audit writes on the shard's ring. Invariants: _flight is non-empty
 // exactly while _in_flight; every write covers whole lines (a buffer only ever holds
-// complete records); _fill never grows past max_buffered_bytes + one line, and both
-// buffers are reserved up front so append() does not allocate.
+// complete records); both buffers are reserved up front (cap + one line) so append() does
+// not allocate until the cap is passed; past it the shard has paused delivery, so _fill
+// grows only by the records of transactions already under way.
 #include "audit/writer.hh"
 
 #include <fcntl.h>
@@ -14,11 +15,6 @@
 #include "util/log.hh"
 
 namespace sr::audit {
-
-namespace {
-// "Log once" for drops is per process: a slow disk slows every shard at once.
-std::atomic<bool> drop_logged{false};
-}  // namespace
 
 sr::result<log_file> log_file::open(const std::string& path) {
   std::filesystem::path p(path);
@@ -59,26 +55,45 @@ writer::~writer() {
   }
 }
 
+namespace {
+void add_to(std::atomic<uint64_t>* cell, uint64_t n) {
+  if (cell) cell->store(cell->load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+}  // namespace
+
 void writer::count_dropped(uint64_t n) {
   _dropped += n;
-  if (_opt.dropped_cell) {
-    auto& c = *_opt.dropped_cell;
-    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
+  add_to(_opt.dropped_cell, n);
+}
+
+void writer::write_failed() {
+  ++_write_errors;
+  add_to(_opt.write_errors_cell, 1);
+  _failing = true;
+  if (_opt.failing_cell) _opt.failing_cell->store(1, std::memory_order_relaxed);
+}
+
+void writer::write_succeeded() {
+  _error_logged = false;
+  _failing = false;
+  if (_opt.failing_cell) _opt.failing_cell->store(0, std::memory_order_relaxed);
+}
+
+void writer::update_pressure() {
+  bool full = _fill.size() >= _opt.max_buffered_bytes;
+  if (full == _backlogged) return;
+  _backlogged = full;
+  if (full)
+    SR_WARN("audit: the disk is not keeping up; delivery on this shard waits until it drains");
+  if (_on_pressure) _on_pressure(full);
 }
 
 void writer::append(const record& r) {
-  if (_fill.size() >= _opt.max_buffered_bytes) {
-    count_dropped(1);
-    if (!drop_logged.exchange(true, std::memory_order_relaxed))
-      SR_WARN("audit: the disk is not keeping up; dropping audit records "
-              "(counted in sealrelay_audit_dropped_total)");
-    return;
-  }
   format(r, _fill);
   ++_fill_records;
   ++_records;
   if (!_in_flight && _fill.size() >= _opt.flush_bytes) submit();
+  update_pressure();
 }
 
 void writer::flush() {
@@ -92,6 +107,7 @@ void writer::submit() {
   _flight_off = 0;
   _in_flight = true;
   arm_write();
+  update_pressure();
 }
 
 void writer::arm_write() {
@@ -109,9 +125,11 @@ void writer::on_complete(int res, unsigned) {
   if (res < 0) {
     // The buffer's records are lost; count them rather than retry forever on a full disk.
     if (!_error_logged) {
-      SR_ERROR("audit: write failed: %s; records are being dropped", strerror(-res));
+      SR_ERROR("audit: write failed: %s; records are being dropped (/healthz is unhealthy)",
+               strerror(-res));
       _error_logged = true;
     }
+    write_failed();
     count_dropped(_flight_records);
   } else {
     _bytes_written += unsigned(res);
@@ -122,13 +140,18 @@ void writer::on_complete(int res, unsigned) {
       arm_write();
       return;
     }
-    if (_flight_off < _flight.size()) count_dropped(_flight_records);  // wrote nothing
-    else _error_logged = false;
+    if (_flight_off < _flight.size()) {  // wrote nothing
+      write_failed();
+      count_dropped(_flight_records);
+    } else {
+      write_succeeded();
+    }
   }
   _flight.clear();
   _flight_records = 0;
   _in_flight = false;
   if (_fill.size() >= _opt.flush_bytes) submit();
+  update_pressure();
 }
 
 void writer::flush_and_wait() {
@@ -151,6 +174,7 @@ void writer::flush_and_wait() {
         int r = cqe->res;
         if (r == -EAGAIN || r == -EINTR) r = 0;
         if (r < 0) {
+          write_failed();
           count_dropped(_flight_records);
         } else {
           _bytes_written += unsigned(r);
@@ -173,11 +197,13 @@ void writer::flush_and_wait() {
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       SR_ERROR("audit: final write failed: %s", w < 0 ? strerror(errno) : "no progress");
+      write_failed();
       count_dropped(_fill_records);
       break;
     }
     off += size_t(w);
     _bytes_written += size_t(w);
+    if (off == _fill.size()) write_succeeded();
   }
   _fill.clear();
   _fill_records = 0;

@@ -2,11 +2,15 @@
 // Each shard has a `writer` that formats records into its own buffer and writes whole
 // buffers (so whole lines) with IORING_OP_WRITE: one write in flight while the other
 // buffer fills, so append() never blocks. O_APPEND makes each write land atomically at
-// the end of the file, so lines from different shards never interleave. When the disk
-// falls behind and the filling buffer reaches its cap, records are dropped and counted.
+// the end of the file, so lines from different shards never interleave. No record is
+// dropped while the disk accepts writes: when the disk falls behind and the filling buffer
+// reaches its cap, the writer reports pressure (the shard pauses delivery until it drains)
+// and keeps every record. Only a failed write loses records: they are counted, and the
+// writer reports itself failing (/healthz) until a write succeeds again.
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "audit/record.hh"
@@ -40,10 +44,13 @@ class writer final : public core::completion {
  public:
   struct options {
     size_t flush_bytes = 64 * 1024;          // write once this much is buffered (else on tick)
-    size_t max_buffered_bytes = 4u << 20;    // cap of the filling buffer while a write is slow
-    // This shard's cell of the dropped-records metric (admin::registry), optional; it is
-    // written only by this shard (relaxed load + store).
+    size_t max_buffered_bytes = 4u << 20;    // past this while a write is slow: pressure
+    // This shard's cells of the metrics (admin::registry), optional; written only by this
+    // shard (relaxed load + store): records lost to failed writes, failed writes, and 1
+    // while the last write failed (0 once one succeeds).
     std::atomic<uint64_t>* dropped_cell = nullptr;
+    std::atomic<uint64_t>* write_errors_cell = nullptr;
+    std::atomic<uint64_t>* failing_cell = nullptr;
   };
 
   // Write to `fd` (not owned; a log_file that outlives the writer) from shard `sh`.
@@ -53,8 +60,15 @@ class writer final : public core::completion {
   writer(const writer&) = delete;
   writer& operator=(const writer&) = delete;
 
-  // Format `r` into the buffer (never blocks; drops and counts it when the buffer is full).
+  // Format `r` into the buffer (never blocks, never drops; past the cap it reports pressure).
   void append(const record& r);
+  // Call `f(true)` when the filling buffer reaches max_buffered_bytes and `f(false)` once it
+  // has drained below it (the owner pauses and resumes delivery).
+  void on_pressure(std::function<void(bool)> f) { _on_pressure = std::move(f); }
+  // True while the filling buffer is at its cap (delivery should wait).
+  bool backlogged() const { return _backlogged; }
+  // True while the last write failed (the audit is not reaching the disk).
+  bool failing() const { return _failing; }
   // Submit what is buffered now unless a write is already in flight (then it follows).
   void flush();
   // True when nothing is buffered and no write is in flight.
@@ -67,8 +81,10 @@ class writer final : public core::completion {
 
   // Records formatted (not dropped) so far.
   uint64_t records() const { return _records; }
-  // Records dropped: buffer at its cap, or lost to a failed write.
+  // Records lost to failed writes.
   uint64_t dropped() const { return _dropped; }
+  // Writes that failed.
+  uint64_t write_errors() const { return _write_errors; }
   // Bytes the kernel has confirmed written.
   uint64_t bytes_written() const { return _bytes_written; }
 
@@ -77,6 +93,9 @@ class writer final : public core::completion {
   void submit();
   void arm_write();
   void count_dropped(uint64_t n);
+  void write_failed();
+  void write_succeeded();
+  void update_pressure();
 
   core::shard& _shard;
   int _fd;
@@ -88,8 +107,12 @@ class writer final : public core::completion {
   uint64_t _flight_records = 0;
   bool _in_flight = false;
   bool _error_logged = false;   // one log line per run of failing writes
+  bool _failing = false;        // the last write failed
+  bool _backlogged = false;     // _fill at its cap: pressure reported
+  std::function<void(bool)> _on_pressure;
   uint64_t _records = 0;
   uint64_t _dropped = 0;
+  uint64_t _write_errors = 0;
   uint64_t _bytes_written = 0;
 };
 

@@ -178,7 +178,10 @@ int main(int argc, char** argv) {
       sr::admin::server::options ao;
       ao.listen = cfg.admin.listen;
       ao.metrics = &registry;
-      ao.healthy = [&] { return running.load() && !ps.inbound.draining.load(); };
+      // Unhealthy too while an audit write fails: delivery would go unaudited (HIPAA).
+      ao.healthy = [&] {
+        return running.load() && !ps.inbound.draining.load() && metrics.audit_failing.value() == 0;
+      };
       admin = std::make_unique<sr::admin::server>(ao);
       if (auto s = admin->start(); !s) {
         SR_ERROR("admin.listen %s: %s", cfg.admin.listen.c_str(), s.err().c_str());

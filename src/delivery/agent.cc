@@ -31,6 +31,9 @@ status agent::start() {
   _tls_cache = std::make_unique<tls::session_cache>(1024);
   _shard.on_tick([this] { on_tick(); });
   _sched.set_body_loader([this](queue::job* j, std::function<void(bool)> done) { load(j, std::move(done)); });
+  // Every attempt is audited (HIPAA): while the audit log cannot keep up, no new
+  // transaction starts on this shard; those under way still write their records.
+  if (_audit) _audit->on_pressure([this](bool full) { _sched.pause(full); });
   return {};
 }
 
@@ -87,6 +90,9 @@ static audit::outcome to_audit(queue::rcpt_outcome o) {
     case queue::rcpt_outcome::deferred: return audit::outcome::deferred;
     case queue::rcpt_outcome::bounced: return audit::outcome::bounced;
     case queue::rcpt_outcome::dropped: return audit::outcome::dropped;
+    case queue::rcpt_outcome::escrowed: return audit::outcome::escrowed;
+    case queue::rcpt_outcome::pgp: return audit::outcome::pgp;
+    case queue::rcpt_outcome::smime: return audit::outcome::smime;
   }
   return audit::outcome::deferred;
 }
@@ -96,6 +102,78 @@ void agent::complete(queue::job* j, std::vector<queue::rcpt_result> res, const l
   _sched.expire(*j, res);
   audit_job(*j, res, li);
   _sched.finish(j, res);
+}
+
+// One message at the fallback: owns what the answer needs (the job stays taken from the
+// scheduler, so nothing frees it meanwhile), and deletes itself once answered.
+struct agent::handoff_op final : policy::handoff_completion {
+  agent* ag;
+  queue::job* j;
+  policy::effective_policy policy;
+  link_info li;
+
+  void handoff_done(policy::handoff_outcome o) override {
+    using policy::handoff_outcome;
+    std::vector<queue::rcpt_result> res(j->rcpts.size());
+    // The hand-off's own audit record: no host was contacted for it.
+    link_info h;
+    h.policy = li.policy;
+    h.source = li.source;
+    for (auto& r : res) {
+      r.mx = li.mx;
+      r.status = "4.7.10";
+      switch (o) {
+        case handoff_outcome::unavailable:
+          r.outcome = queue::rcpt_outcome::deferred;
+          r.reason = report::reason::fallback_unavailable;
+          r.reply = "fallback unavailable: kept queued, retried over TLS";
+          break;
+        case handoff_outcome::defer:
+          r.outcome = queue::rcpt_outcome::deferred;
+          r.reason = li.reason;
+          r.reply = "fallback chain says defer: kept queued, retried over TLS";
+          break;
+        case handoff_outcome::escrowed: r.outcome = queue::rcpt_outcome::escrowed; break;
+        case handoff_outcome::pgp: r.outcome = queue::rcpt_outcome::pgp; break;
+        case handoff_outcome::smime: r.outcome = queue::rcpt_outcome::smime; break;
+      }
+    }
+    // Bulk mail to a forced domain whose MX lost TLS would log a line per message per
+    // retry; the agent lets a few through per second and sums up the rest.
+    if (ag->may_log_handoff())
+      SR_INFO("%s: handed to the fallback (%s, every MX failed for TLS: %s): %s", j->queue_id.c_str(),
+              j->domain.c_str(), std::string(report::to_string(li.reason)).c_str(),
+              o == handoff_outcome::unavailable ? "unavailable, kept queued" : policy::to_string(o));
+    agent* a = ag;
+    queue::job* job = j;
+    delete this;
+    a->complete(job, std::move(res), h);
+  }
+};
+
+void agent::hand_off(queue::job* j, const policy::effective_policy& p, const link_info& li) {
+  auto* op = new handoff_op;
+  op->ag = this;
+  op->j = j;
+  op->policy = p;
+  op->li = li;
+  std::vector<std::string_view> rcpts;
+  rcpts.reserve(j->rcpts.size());
+  for (const auto& r : j->rcpts) rcpts.push_back(r.address);
+  // The body when it is in memory; the sidecar client will stream it from the spool.
+  std::span<const std::byte> piece(reinterpret_cast<const std::byte*>(j->body.data()), j->body.size());
+  std::span<const std::span<const std::byte>> body;
+  if (!j->body.empty()) body = std::span<const std::span<const std::byte>>(&piece, 1);
+  policy::handoff_request req;
+  req.queue_id = j->queue_id;
+  req.from = j->mail_from;
+  req.recipients = rcpts;
+  req.domain = j->domain;
+  req.body = body;
+  req.reason = li.reason;
+  req.policy = &op->policy;
+  ++_counters.fallback_handoffs;
+  _fallback->hand_off(req, *op);  // may answer (and free op) before returning
 }
 
 void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const link_info& li) {
@@ -124,7 +202,8 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
     r.outcome = to_audit(rr.outcome);
     using report::reason;
     reason why = reason::none;
-    if (rr.outcome != queue::rcpt_outcome::delivered) {
+    if (rr.outcome != queue::rcpt_outcome::delivered && rr.outcome != queue::rcpt_outcome::escrowed &&
+        rr.outcome != queue::rcpt_outcome::pgp && rr.outcome != queue::rcpt_outcome::smime) {
       if (!rr.status.empty() && rr.reply.size() >= 3 && (rr.reply[0] == '4' || rr.reply[0] == '5'))
         why = rr.reply[0] == '4' ? reason::remote_4xx : reason::remote_5xx;
       else

@@ -61,6 +61,11 @@ class agent final : public queue::connector {
   // End this attempt for `j`: expire what is past max_queue_age, audit every recipient,
   // hand the results to the scheduler (which may free `j`).
   void complete(queue::job* j, std::vector<queue::rcpt_result> res, const struct link_info& li);
+  // Hand `j` (taken from the scheduler, its attempt already audited as `li`) to the
+  // fallback under `p`; the answer, whenever it comes, audits the hand-off and finishes
+  // the job: unavailable -> deferred (fallback-unavailable), defer -> deferred (the TLS
+  // reason), escrowed/pgp/smime -> final.
+  void hand_off(queue::job* j, const policy::effective_policy& p, const link_info& li);
   // Write one audit record per recipient of `j` for this attempt.
   void audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const struct link_info& li);
 
@@ -77,8 +82,8 @@ class agent final : public queue::connector {
   void set_policies(policy::reader* r) { _policies = r; }
   policy::reader* policies() { return _policies; }
   // Where forced policies hand a message once TLS failed everywhere (DESIGN.md §2). Until
-  // the sidecar client exists it is a policy::deferring_handoff owned here.
-  void set_fallback(policy::fallback_handoff* f) { _fallback = f ? f : &_deferring; }
+  // the sidecar client exists it is a policy::unavailable_handoff owned here.
+  void set_fallback(policy::fallback_handoff* f) { _fallback = f ? f : &_unavailable; }
   policy::fallback_handoff& fallback() { return *_fallback; }
   size_t open_links() const { return _links.size(); }
 
@@ -99,6 +104,7 @@ class agent final : public queue::connector {
   void remove(attempt* a);
 
  private:
+  struct handoff_op;
   void on_tick();
 
   core::shard& _shard;
@@ -118,8 +124,8 @@ class agent final : public queue::connector {
   unsigned _handoff_logged = 0;       // hand-off log lines in the current second
   uint64_t _handoff_suppressed = 0;   // not logged since the last summary
   uint64_t _handoff_second = 0;
-  policy::deferring_handoff _deferring;
-  policy::fallback_handoff* _fallback = &_deferring;
+  policy::unavailable_handoff _unavailable;
+  policy::fallback_handoff* _fallback = &_unavailable;
 };
 
 // What an audit record needs to know about the link that carried an attempt.

@@ -684,7 +684,6 @@ void attempt::give_up_tls() {
   for (queue::job* j : jobs) {
     duration since(int64_t(now_ms > j->received_ms ? now_ms - j->received_ms : 0));
     auto o = policy::outcome_on_tls_failure(_policy, true, since);
-    if (o == policy::tls_failure_outcome::fallback) hand_off(*j);
     std::vector<queue::rcpt_result> res(j->rcpts.size());
     for (auto& r : res) {
       r.reason = _tls_reason;
@@ -695,42 +694,19 @@ void attempt::give_up_tls() {
         r.notify_sender = _policy.notify_sender;
         r.status = "5.7.10";
       } else {
-        // fallback: the sidecar does not exist yet, so every method behaves as "defer"
-        // (normal retries, bounce at max_queue_age); retry: fallback_after not reached.
+        // retry: fallback_after not reached (or a chain of only "defer"); fallback: this
+        // attempt is audited as deferred, the hand-off's answer decides what follows.
         r.outcome = queue::rcpt_outcome::deferred;
       }
     }
-    _ag.complete(j, std::move(res), li);
+    if (o == policy::tls_failure_outcome::fallback && policy::needs_handoff(_policy)) {
+      _ag.audit_job(*j, res, li);
+      _ag.hand_off(j, _policy, li);
+    } else {
+      _ag.complete(j, std::move(res), li);
+    }
   }
   finish();
-}
-
-// Pass `j` and the reason to the fallback (DESIGN.md §2). Only the "defer" stub exists
-// yet, so whatever it answers the message stays queued; the log line is how an operator
-// (and the tests) tell the hand-off from a retry that fallback_after still holds back.
-void attempt::hand_off(const queue::job& j) {
-  std::vector<std::string_view> rcpts;
-  rcpts.reserve(j.rcpts.size());
-  for (const auto& r : j.rcpts) rcpts.push_back(r.address);
-  // The body when it is in memory; the sidecar client will stream it from the spool.
-  std::span<const std::byte> piece(reinterpret_cast<const std::byte*>(j.body.data()), j.body.size());
-  std::span<const std::span<const std::byte>> body;
-  if (!j.body.empty()) body = std::span<const std::span<const std::byte>>(&piece, 1);
-  policy::handoff_request req;
-  req.queue_id = j.queue_id;
-  req.from = j.mail_from;
-  req.recipients = rcpts;
-  req.domain = j.domain;
-  req.body = body;
-  req.reason = _tls_reason;
-  req.policy = &_policy;
-  policy::handoff_outcome o = _ag.fallback().hand_off(req);
-  ++_ag.counters().fallback_handoffs;
-  // Bulk mail to a forced domain whose MX lost TLS would log a line per message per
-  // retry; the agent lets a few through per second and sums up the rest.
-  if (_ag.may_log_handoff())
-    SR_INFO("%s: handed to the fallback (%s, every MX failed for TLS: %s): %s", j.queue_id.c_str(),
-            j.domain.c_str(), std::string(report::to_string(_tls_reason)).c_str(), policy::to_string(o));
 }
 
 void attempt::finish() {

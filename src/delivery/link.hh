@@ -152,7 +152,6 @@ class attempt {
   report::reason _tls_reason = report::reason::none;  // the last TLS reason
   link_info _tls_info;              // the link of that failure (TLS details for the audit)
   void give_up_tls();
-  void hand_off(const queue::job& j);
 };
 
 }  // namespace sr::delivery

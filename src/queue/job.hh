@@ -15,7 +15,8 @@ using message_kind = spool::message_kind;
 
 // What became of one recipient in one attempt.
 // dropped: exclusive policy found no acceptable TLS; final, no DSN unless the policy asks.
-enum class rcpt_outcome : uint8_t { delivered, deferred, bounced, dropped };
+// escrowed, pgp, smime: forced policy's fallback took the message; final.
+enum class rcpt_outcome : uint8_t { delivered, deferred, bounced, dropped, escrowed, pgp, smime };
 
 struct job_rcpt {
   std::string address;

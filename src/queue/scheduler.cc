@@ -42,7 +42,7 @@ void scheduler::enqueue(std::unique_ptr<job> j) {
 }
 
 void scheduler::kick(domain_state& d) {
-  if (!_conn) return;
+  if (!_conn || _paused) return;
   // Idle connections first: they are already through TCP, EHLO and TLS.
   while (!d.ready.empty() && !d.idle.empty()) {
     idle_waiter* w = d.idle.front();
@@ -66,7 +66,7 @@ void scheduler::unpark(domain_state& d, idle_waiter* w) {
 }
 
 job* scheduler::take(domain_state& d) {
-  if (d.ready.empty()) return nullptr;
+  if (d.ready.empty() || _paused) return nullptr;
   job* j = d.ready.front();
   d.ready.pop_front();
   ++d.in_progress;
@@ -82,6 +82,16 @@ void scheduler::give_back(job* j) {
 void scheduler::connection_closed(domain_state& d) {
   --d.active;
   kick(d);
+}
+
+void scheduler::pause(bool paused) {
+  if (_paused == paused) return;
+  _paused = paused;
+  if (paused) return;
+  std::vector<domain_state*> ready;  // kick() may add domains (DSNs): collect first
+  for (auto& [name, d] : _domains)
+    if (!d->ready.empty()) ready.push_back(d.get());
+  for (auto* d : ready) kick(*d);
 }
 
 uint64_t scheduler::retry_delay_ms(unsigned attempts) const {
@@ -114,6 +124,8 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   std::vector<const job_rcpt*> bounced;
   std::vector<rcpt_result> bounce_why;
   std::vector<job_rcpt> remaining;
+  std::vector<uint32_t> after_dsn;  // bounced recipients: done once their DSN is durable
+  const bool sends_dsn = !j->mail_from.empty() && j->kind != message_kind::dsn;
   for (size_t i = 0; i < j->rcpts.size(); ++i) {
     job_rcpt& r = j->rcpts[i];
     const rcpt_result& res = i < results.size() ? results[i] : rcpt_result{};
@@ -127,7 +139,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
         break;
       case rcpt_outcome::bounced: {
         ++_stats.bounced;
-        done.push_back(r.index);
+        (sends_dsn ? after_dsn : done).push_back(r.index);
         bounced.push_back(&r);
         rcpt_result why = res;
         if (res.reason == report::reason::expired)
@@ -136,6 +148,12 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
         bounce_why.push_back(std::move(why));
         break;
       }
+      case rcpt_outcome::escrowed:
+      case rcpt_outcome::pgp:
+      case rcpt_outcome::smime:
+        ++_stats.handed_off;
+        done.push_back(r.index);
+        break;
       case rcpt_outcome::deferred:
         ++_stats.deferred;
         remaining.push_back(r);
@@ -143,7 +161,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
       case rcpt_outcome::dropped:
         // Exclusive policy: gone for good; the sender hears of it only when asked.
         ++_stats.dropped;
-        done.push_back(r.index);
+        (sends_dsn && res.notify_sender ? after_dsn : done).push_back(r.index);
         if (res.notify_sender) {
           bounced.push_back(&r);
           rcpt_result why = res;
@@ -155,7 +173,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
         break;
     }
   }
-  if (!bounced.empty()) bounce(*j, bounced, bounce_why);
+  if (!bounced.empty()) bounce(*j, bounced, bounce_why, std::move(after_dsn));
   if (!done.empty() && _link.mark_done) _link.mark_done(j->home, j->queue_id, std::move(done));
   if (remaining.empty()) {
     _jobs.erase(j);
@@ -178,7 +196,8 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   kick(d);
 }
 
-void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why) {
+void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why,
+                       std::vector<uint32_t> finish_after) {
   if (j.mail_from.empty() || j.kind == message_kind::dsn) {
     SR_INFO("%s: %zu recipients bounced; no DSN to the null sender", j.queue_id.c_str(), failed.size());
     return;
@@ -196,8 +215,8 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
   ++_stats.dsn_sent;
   // Everything the DSN needs is copied: the job may be gone when the bytes arrive.
   auto send = [this, home = j.home, qid = j.queue_id, from = j.mail_from,
-               arrival = std::time_t(j.received_ms / 1000),
-               recipients = std::move(recipients)](std::string_view original) {
+               arrival = std::time_t(j.received_ms / 1000), recipients = std::move(recipients),
+               finish_after = std::move(finish_after)](std::string_view original) {
     dsn_input in;
     in.reporting_mta = _cfg.server.hostname;
     in.queue_id = qid;
@@ -206,7 +225,15 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
     in.now = std::time(nullptr);
     in.original_message = original;
     in.recipients = recipients;
-    if (_link.spool_dsn) _link.spool_dsn(home, build_dsn(in), from);
+    if (!_link.spool_dsn) return;
+    _link.spool_dsn(home, build_dsn(in), from, [this, home, qid, idx = finish_after](bool durable) {
+      if (!durable) {
+        // The original stays pending in the spool: a restart retries and bounces it again.
+        SR_ERROR("%s: the DSN could not be stored; the original stays in the spool", qid.c_str());
+        return;
+      }
+      if (!idx.empty() && _link.mark_done) _link.mark_done(home, qid, idx);
+    });
   };
   if (!j.body.empty() || j.length == 0 || !_load) {
     send(j.body);

@@ -67,12 +67,15 @@ struct home_link {
   // (recipient index, attempts): record it at home so a restart keeps the count.
   std::function<void(unsigned home, const std::string& queue_id,
                      std::vector<std::pair<uint32_t, uint32_t>> counts)> record_attempts;
-  // Spool `text` as a new message from <> to `rcpt` at `home` and queue it.
-  std::function<void(unsigned home, std::string text, std::string rcpt)> spool_dsn;
+  // Spool `text` as a new message from <> to `rcpt` and queue it; call stored(durable)
+  // once it is durable (or could not be stored).
+  std::function<void(unsigned home, std::string text, std::string rcpt,
+                     std::function<void(bool durable)> stored)> spool_dsn;
 };
 
 struct queue_stats {
   uint64_t delivered = 0, deferred = 0, bounced = 0, dropped = 0, dsn_sent = 0;
+  uint64_t handed_off = 0;  // recipients the fallback took (escrowed, pgp, smime)
 };
 
 class scheduler {
@@ -101,6 +104,10 @@ class scheduler {
   void unpark(domain_state& d, idle_waiter* w);
   // A connection of `d` is gone.
   void connection_closed(domain_state& d);
+  // Hold delivery (take() answers null, no connection opens) while `paused`, e.g. while
+  // the shard's audit log cannot keep up; resuming kicks every domain with ready jobs.
+  void pause(bool paused);
+  bool paused() const { return _paused; }
 
   size_t depth() const { return _jobs.size(); }
   const queue_stats& stats() const { return _stats; }
@@ -111,7 +118,10 @@ class scheduler {
   void on_tick();
   void kick(domain_state& d);
   domain_state& domain(const std::string& name);
-  void bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why);
+  // Send the sender a DSN for `failed`; the recipients `finish_after` are marked done only
+  // once the DSN is durable, so the original is never reclaimed before its bounce exists.
+  void bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why,
+              std::vector<uint32_t> finish_after);
 
   core::shard& _shard;
   const config::config& _cfg;
@@ -123,6 +133,7 @@ class scheduler {
   using timed = std::pair<uint64_t, job*>;
   std::priority_queue<timed, std::vector<timed>, std::greater<timed>> _deferred;
   queue_stats _stats;
+  bool _paused = false;
 };
 
 }  // namespace sr::queue

@@ -95,7 +95,11 @@ status shard_root::start_delivery() {
   if (status s = _resolver->start(); !s) return error{"dns: " + s.err()};
   if (_ps.audit_fd >= 0) {
     audit::writer::options ao;
-    if (_ps.metrics) ao.dropped_cell = &_ps.metrics->audit_dropped.cell(_shard.index());
+    if (_ps.metrics) {
+      ao.dropped_cell = &_ps.metrics->audit_dropped.cell(_shard.index());
+      ao.write_errors_cell = &_ps.metrics->audit_write_errors.cell(_shard.index());
+      ao.failing_cell = &_ps.metrics->audit_failing.cell(_shard.index());
+    }
     _audit = std::make_unique<audit::writer>(_shard, _ps.audit_fd, ao);
   }
 
@@ -107,13 +111,15 @@ status shard_root::start_delivery() {
                                 std::vector<std::pair<uint32_t, uint32_t>> counts) {
     _dispatch->send_attempts(home, qid, std::move(counts));
   };
-  link.spool_dsn = [this](unsigned, std::string text, std::string rcpt) {
-    // DSNs are spooled here, on the shard that decided the bounce (its own partition).
+  link.spool_dsn = [this](unsigned, std::string text, std::string rcpt,
+                          std::function<void(bool)> stored) {
+    // DSNs are spooled here, on the shard that decided the bounce (its own partition),
+    // through the same intake as relayed mail.
     spool::message_meta meta;
     meta.kind = spool::message_kind::dsn;
     meta.mail_from = "";
     meta.rcpts = {std::move(rcpt)};
-    _store->submit_internal(std::move(meta), std::move(text));
+    _store->submit_owned(std::move(meta), std::move(text), std::move(stored));
   };
   _sched = std::make_unique<queue::scheduler>(_shard, cfg, std::move(link));
   _dispatch = std::make_unique<queue::dispatcher>(

@@ -31,20 +31,32 @@ spool_store::~spool_store() {
   _part->flush(_outcomes);
 }
 
+namespace {
+uint64_t unix_ms_now() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+}  // namespace
+
 void spool_store::submit(const std::string& queue_id, const inbound::envelope& env,
                          std::span<const iovec> data, store_client* client) {
-  ++_in_flight;
   spool::message_meta meta;
+  meta.kind = spool::message_kind::message;
   meta.queue_id = queue_id;
-  meta.received_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count());
   meta.mail_from = env.mail_from;
   meta.rcpts = env.rcpt_to;
   meta.body_8bitmime = env.body_8bitmime;
   meta.tls = env.tls;
+  submit(std::move(meta), data, client);
+}
+
+void spool_store::submit(spool::message_meta meta, std::span<const iovec> data,
+                         spool::intake_client* client) {
+  ++_in_flight;
+  if (meta.received_ms == 0) meta.received_ms = unix_ms_now();
   if (!_part->stage(meta, data, client)) {
-    SR_WARN("spool: message %s does not fit the record format", queue_id.c_str());
+    SR_WARN("spool: message %s does not fit the record format", meta.queue_id.c_str());
     _failed_now.push_back(client);
   } else if (_on_durable) {
     _meta[client] = std::move(meta);
@@ -53,30 +65,26 @@ void spool_store::submit(const std::string& queue_id, const inbound::envelope& e
 }
 
 // A message we generated ourselves; it owns its bytes until they are durable.
-struct spool_store::internal_msg final : store_client {
+struct spool_store::internal_msg final : spool::intake_client {
   std::string text;
   iovec iov;
+  std::function<void(bool)> stored;
   void on_stored(bool ok) override {
-    if (!ok) SR_ERROR("spool: could not store a generated message (DSN); it is lost");
+    if (!ok) SR_ERROR("spool: could not store a generated message (%s)", text.size() ? "DSN or report" : "empty");
+    auto cb = std::move(stored);
     delete this;
+    if (cb) cb(ok);
   }
 };
 
-void spool_store::submit_internal(spool::message_meta meta, std::string text) {
+void spool_store::submit_owned(spool::message_meta meta, std::string text,
+                               std::function<void(bool)> stored) {
   auto* m = new internal_msg;
   m->text = std::move(text);
   m->iov = iovec{m->text.data(), m->text.size()};
-  meta.queue_id = _part->next_queue_id();
-  meta.received_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  std::chrono::system_clock::now().time_since_epoch())
-                                  .count());
-  ++_in_flight;
-  if (!_part->stage(meta, std::span<const iovec>(&m->iov, 1), static_cast<store_client*>(m))) {
-    _failed_now.push_back(m);
-  } else if (_on_durable) {
-    _meta[static_cast<store_client*>(m)] = std::move(meta);
-  }
-  schedule_commit();
+  m->stored = std::move(stored);
+  if (meta.queue_id.empty()) meta.queue_id = _part->next_queue_id();
+  submit(std::move(meta), std::span<const iovec>(&m->iov, 1), m);
 }
 
 void spool_store::mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices) {

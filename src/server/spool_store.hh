@@ -14,14 +14,21 @@
 
 namespace sr::server {
 
-class spool_store final : public message_store {
+// The relay's store: inbound SMTP (message_store) and every other producer
+// (spool::intake) reach the same partition through it.
+class spool_store final : public message_store, public spool::intake {
  public:
   spool_store(core::shard& sh, std::unique_ptr<spool::partition> part, duration commit_interval);
   ~spool_store() override;
 
   std::string next_queue_id() override { return _part->next_queue_id(); }
+  // Inbound SMTP: the envelope becomes the record's meta, then intake::submit().
   void submit(const std::string& queue_id, const inbound::envelope& env,
               std::span<const iovec> data, store_client* client) override;
+  void submit(spool::message_meta meta, std::span<const iovec> data,
+              spool::intake_client* client) override;
+  void submit_owned(spool::message_meta meta, std::string text,
+                    std::function<void(bool)> stored) override;
   size_t in_flight() const override { return _in_flight; }
   spool::partition& partition() { return *_part; }
 
@@ -32,8 +39,6 @@ class spool_store final : public message_store {
   void mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices);
   // Record (recipient index, attempts so far) of a pending message (group commit).
   void record_attempts(const std::string& queue_id, std::span<const std::pair<uint32_t, uint32_t>> counts);
-  // Spool a message we generate (a DSN): `text` from `meta.mail_from` to meta.rcpts.
-  void submit_internal(spool::message_meta meta, std::string text);
   // Messages found in the spool at start-up, not yet finished (for the queue).
   std::vector<spool::recovered_message> recovered;
 

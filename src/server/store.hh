@@ -1,6 +1,6 @@
-// Where accepted messages go: the durable spool (the relay) or nowhere (the sink).
-// A store answers asynchronously, never from inside submit(), so the inbound session
-// is never re-entered while it is feeding.
+// Where inbound SMTP puts accepted messages: the durable spool (the relay, through
+// spool::intake) or nowhere (the sink). A store answers asynchronously, never from
+// inside submit(), so the inbound session is never re-entered while it is feeding.
 #pragma once
 #include <sys/uio.h>
 
@@ -8,17 +8,12 @@
 #include <string>
 
 #include "inbound/session.hh"
+#include "spool/intake.hh"
 
 namespace sr::server {
 
-class store_client {
- public:
-  // The message is durable (ok) or could not be stored (disk full, I/O error).
-  virtual void on_stored(bool ok) = 0;
-
- protected:
-  ~store_client() = default;
-};
+// The spool intake's client: on_stored(ok) once the message is durable (or failed).
+using store_client = spool::intake_client;
 
 class message_store {
  public:

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <thread>
 
 #include "support/harness.hh"
 
@@ -132,6 +133,51 @@ TEST(Delivery, RawPipelinedBatchGetsRepliesInOrder) {
   ASSERT_EQ(tail.size(), 2u);
   EXPECT_TRUE(queued_id(tail[0])) << tail[0];
   EXPECT_EQ(reply_code(tail[1]), 221) << tail[1];
+}
+
+// GET `path` from the admin endpoint: the whole response ("" when nothing answered).
+std::string admin_get(uint16_t port, const std::string& path) {
+  raw_client c;
+  if (!c.connect(port, 2s)) return {};
+  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  return c.read_for(1s);
+}
+
+// Every attempt is audited (HIPAA): when the audit file refuses writes (here /dev/full,
+// ENOSPC), /healthz turns unhealthy and the failed writes are counted in /metrics.
+// (Before: /healthz stayed "ok" while records were silently lost.)
+TEST(Delivery, FailingAuditWriteTurnsHealthzUnhealthyAndIsCounted) {
+  relay_options o;
+  o.audit_file = "/dev/full";
+  uint16_t admin = free_port();
+  o.admin_listen = "127.0.0.1:" + std::to_string(admin);
+  // Every domain goes to a port where nothing listens: each attempt fails at once and is
+  // audited (deferred, connect-failed).
+  o.extra_toml = "[[route]]\ndomain = \"*\"\nnext_hop = \"[127.0.0.1]:9\"\n";
+  relay r(o);
+  ASSERT_TRUE(r.start()) << r.error();
+  // The admin thread starts once the shards are up: wait for its first answer.
+  std::string before;
+  for (auto until = clock::now() + 5s; clock::now() < until && before.empty();) {
+    before = admin_get(admin, "/healthz");
+    if (before.empty()) std::this_thread::sleep_for(20ms);   // polling for readiness
+  }
+  ASSERT_NE(before.find(" 200 "), std::string::npos) << before << r.log();
+  auto res = r.swaks({"--from", "sender@example.org", "--to", "rcpt@example.net"});
+  ASSERT_EQ(res.exit_code, 0) << res.output;
+  std::string health;
+  for (auto until = clock::now() + 10s; clock::now() < until;) {
+    health = admin_get(admin, "/healthz");
+    if (health.find(" 503 ") != std::string::npos) break;
+    std::this_thread::sleep_for(50ms);   // polling the endpoint, not an assertion
+  }
+  EXPECT_NE(health.find(" 503 "), std::string::npos) << health << r.log();
+  std::string metrics = admin_get(admin, "/metrics");
+  EXPECT_EQ(metrics.find("\nsealrelay_audit_write_errors_total 0\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("\nsealrelay_audit_write_errors_total "), std::string::npos) << metrics;
+  EXPECT_EQ(metrics.find("\nsealrelay_audit_failing 0\n"), std::string::npos) << metrics;
+  EXPECT_NE(r.log().find("audit: write failed"), std::string::npos) << r.log();
+  EXPECT_EQ(r.stop(), 0) << r.log();
 }
 
 }  // namespace

@@ -37,6 +37,12 @@ std::string simple_body(const std::string& subject, const std::string& text) {
          "\r\nMessage-ID: <" + unique("m") + "@sender.test>\r\n\r\n" + text + "\r\n";
 }
 
+// An attempt's record of message `qid` (not a hand-off's: reason fallback-unavailable,
+// written after each attempt of a forced message whose every MX failed for TLS).
+bool attempt_line(const audit_line& a, const std::string& qid) {
+  return a.queue_id == qid && a.reason != "fallback-unavailable";
+}
+
 // Nothing of a message was ever sent in the clear to `mx`: no MAIL, RCPT or DATA before
 // TLS in any session, and every message it recorded came over TLS.
 void expect_nothing_in_clear(const fake_mx& mx) {
@@ -220,9 +226,13 @@ void Policy::run_row(const std::string& policy, mx_kind kind) {
 
   std::string reason = reason_of(kind);
   if (policy == "forced") {
-    // Never plaintext: deferred with the TLS reason (the fallback is a "defer" stub), and
-    // retried over TLS on the normal schedule: a second attempt fails the same way.
-    auto lines = wait_audit(*r, 2, [&](const audit_line& a) { return a.queue_id == qid; });
+    // Never plaintext: each attempt is audited deferred with the TLS reason, then handed
+    // to the fallback, which is unavailable until the sidecar exists (deferred,
+    // fallback-unavailable); retried over TLS on the normal schedule: a second attempt
+    // fails the same way.
+    auto lines = wait_audit(*r, 2, [&](const audit_line& a) {
+      return a.queue_id == qid && a.reason != "fallback-unavailable";
+    });
     ASSERT_GE(lines.size(), 2u) << dump_audit(*r) << r->log();
     for (size_t i = 0; i < lines.size(); ++i) {
       const auto& a = lines[i];
@@ -242,6 +252,12 @@ void Policy::run_row(const std::string& policy, mx_kind kind) {
       } else {
         EXPECT_FALSE(a.tls);
       }
+      auto handoff = wait_audit(*r, 1, [&](const audit_line& h) {
+        return h.queue_id == qid && h.attempt == a.attempt && h.reason == "fallback-unavailable";
+      });
+      ASSERT_EQ(handoff.size(), 1u) << dump_audit(*r);
+      expect_line(handoff[0], "forced", "config");
+      EXPECT_EQ(handoff[0].outcome, "deferred") << handoff[0].raw;
     }
     ASSERT_TRUE(mx->wait_sessions(2, 10s));
     expect_no_mail_at_all(*mx);
@@ -357,7 +373,7 @@ TEST_F(Policy, StartTls454IsRefusedUnderForcedAndPlaintextUnderOpportunistic) {
 
   std::string q1 = submit(*r, "alice@sender.test", {"bob@forced.test"}, simple_body("454", "forced"));
   ASSERT_FALSE(q1.empty());
-  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == q1; });
+  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return attempt_line(a, q1); });
   ASSERT_EQ(lines.size(), 1u) << dump_audit(*r);
   expect_line(lines[0], "forced", "config");
   EXPECT_EQ(lines[0].outcome, "deferred") << lines[0].raw;
@@ -378,7 +394,7 @@ TEST_F(Policy, StartTls454IsRefusedUnderForcedAndPlaintextUnderOpportunistic) {
   // The same MX under opportunistic: delivered in the clear, and the audit says why.
   std::string q2 = submit(*r, "alice@sender.test", {"carol@open.test"}, simple_body("454", "open"));
   ASSERT_FALSE(q2.empty());
-  auto open = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == q2; });
+  auto open = wait_audit(*r, 1, [&](const audit_line& a) { return attempt_line(a, q2); });
   ASSERT_EQ(open.size(), 1u) << dump_audit(*r);
   expect_line(open[0], "opportunistic", "default");
   EXPECT_EQ(open[0].outcome, "delivered") << open[0].raw;
@@ -399,7 +415,7 @@ TEST_F(Policy, Tls11OnlyIsOldProtocolUnderForced) {
   ASSERT_TRUE(r);
   std::string qid = submit(*r, "alice@sender.test", {"bob@old.test"}, simple_body("old", "tls 1.1"));
   ASSERT_FALSE(qid.empty());
-  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == qid; });
+  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return attempt_line(a, qid); });
   ASSERT_EQ(lines.size(), 1u) << dump_audit(*r) << r->log();
   const auto& a = lines[0];
   expect_line(a, "forced", "config");
@@ -426,7 +442,7 @@ TEST_F(Policy, Tls10OnlyIsRefusedUnderForced) {
   ASSERT_TRUE(r);
   std::string qid = submit(*r, "alice@sender.test", {"bob@older.test"}, simple_body("older", "tls 1.0"));
   ASSERT_FALSE(qid.empty());
-  auto lines = wait_audit(*r, 2, [&](const audit_line& a) { return a.queue_id == qid; });
+  auto lines = wait_audit(*r, 2, [&](const audit_line& a) { return attempt_line(a, qid); });
   ASSERT_GE(lines.size(), 2u) << dump_audit(*r) << r->log();
   for (const auto& a : lines) {
     expect_line(a, "forced", "config");
@@ -449,7 +465,7 @@ TEST_F(Policy, ThreeDesIsRatedAt112BitsAndRefused) {
   ASSERT_TRUE(r);
   std::string q1 = submit(*r, "alice@sender.test", {"bob@des.test"}, simple_body("des", "refused"));
   ASSERT_FALSE(q1.empty());
-  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == q1; });
+  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return attempt_line(a, q1); });
   ASSERT_EQ(lines.size(), 1u) << dump_audit(*r) << r->log();
   expect_line(lines[0], "forced", "config");
   EXPECT_EQ(lines[0].outcome, "deferred") << lines[0].raw;
@@ -476,7 +492,7 @@ TEST_F(Policy, ThreeDesIsRatedAt112BitsAndRefused) {
 void verify_ca_case(fake_mx* mx, relay* r, const std::string& reason) {
   std::string qid = submit(*r, "alice@sender.test", {"bob@vca.test"}, simple_body("ca", "verify"));
   ASSERT_FALSE(qid.empty());
-  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == qid; });
+  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return attempt_line(a, qid); });
   ASSERT_EQ(lines.size(), 1u) << dump_audit(*r) << r->log();
   const auto& a = lines[0];
   expect_line(a, "forced", "config");
@@ -521,7 +537,7 @@ TEST_F(Policy, VerifyNoneTakesASelfSignedCertificateForEncryptionOnly) {
   ASSERT_TRUE(r);
   std::string qid = submit(*r, "alice@sender.test", {"bob@enc.test"}, simple_body("enc", "encrypt only"));
   ASSERT_FALSE(qid.empty());
-  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == qid; });
+  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return attempt_line(a, qid); });
   ASSERT_EQ(lines.size(), 1u) << dump_audit(*r) << r->log();
   const auto& a = lines[0];
   expect_line(a, "forced", "config");
@@ -545,7 +561,7 @@ TEST_F(Policy, StartTlsStrippingPeerNeverGetsPlaintextUnderForced) {
   ASSERT_TRUE(r);
   std::string q1 = submit(*r, "alice@sender.test", {"first@strip.test"}, simple_body("strip", "first"));
   ASSERT_FALSE(q1.empty());
-  auto first = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == q1; });
+  auto first = wait_audit(*r, 1, [&](const audit_line& a) { return attempt_line(a, q1); });
   ASSERT_EQ(first.size(), 1u) << dump_audit(*r) << r->log();
   EXPECT_EQ(first[0].outcome, "delivered") << first[0].raw;
   EXPECT_TRUE(first[0].tls) << first[0].raw;
@@ -553,7 +569,7 @@ TEST_F(Policy, StartTlsStrippingPeerNeverGetsPlaintextUnderForced) {
 
   std::string q2 = submit(*r, "alice@sender.test", {"second@strip.test"}, simple_body("strip", "second"));
   ASSERT_FALSE(q2.empty());
-  auto second = wait_audit(*r, 2, [&](const audit_line& a) { return a.queue_id == q2; });
+  auto second = wait_audit(*r, 2, [&](const audit_line& a) { return attempt_line(a, q2); });
   ASSERT_GE(second.size(), 2u) << dump_audit(*r) << r->log();
   for (const auto& a : second) {
     expect_line(a, "forced", "config");
@@ -589,7 +605,7 @@ TEST_F(Policy, FirstMxUnderTheFloorSecondMxDelivers) {
   ASSERT_FALSE(qid.empty());
   ASSERT_TRUE(good->wait_messages(1, 20s)) << dump_audit(*r) << r->log();
   EXPECT_TRUE(good->messages().at(0).tls);
-  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == qid; });
+  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return attempt_line(a, qid); });
   ASSERT_EQ(lines.size(), 1u) << dump_audit(*r);
   expect_line(lines[0], "forced", "config");
   EXPECT_EQ(lines[0].outcome, "delivered") << lines[0].raw;
@@ -693,7 +709,7 @@ TEST_F(Policy, FallbackAfterKeepsRetryingOverTlsFirst) {
   EXPECT_EQ(x.back().attempt, int(x.size()));
   for (const auto& a : x) expect_line(a, "exclusive", "config");
 
-  auto slow = wait_audit(*r, 2, [&](const audit_line& a) { return a.queue_id == qs; });
+  auto slow = wait_audit(*r, 2, [&](const audit_line& a) { return attempt_line(a, qs); });
   ASSERT_GE(slow.size(), 2u) << dump_audit(*r);
   for (const auto& a : slow) {
     expect_line(a, "forced", "config");
@@ -705,6 +721,56 @@ TEST_F(Policy, FallbackAfterKeepsRetryingOverTlsFirst) {
   std::string log = r->log();
   EXPECT_FALSE(contains(log, qs + ": handed to the fallback")) << log;
   expect_no_mail_at_all(*mx);
+}
+
+TEST_F(Policy, ForcedWithoutStartTlsIsDeferredFallbackUnavailableOncePerRetry) {
+  // A forced domain whose only MX has no STARTTLS: every retry hands the message to the
+  // fallback, which does not exist yet. Each attempt writes, per recipient, one record
+  // for the attempt (deferred, starttls-not-offered) and one for the hand-off (deferred,
+  // fallback-unavailable): once per retry, not once per message per tick. Nothing of the
+  // message reaches the MX, in plaintext or otherwise. (Before: the hand-off's answer was
+  // ignored and never audited.)
+  ASSERT_TRUE(start_dns("sealed.test MX 10 plain.mx.test\nplain.mx.test A 127.0.0.2\n"));
+  fake_mx* mx = start_mx(mx_options(mx_kind::no_starttls, "127.0.0.2"));
+  ASSERT_TRUE(mx);
+  relay* r = start_relay(policy_toml("sealed.test", "forced"));
+  ASSERT_TRUE(r);
+  std::string qid = submit(*r, "alice@sender.test", {"a@sealed.test", "b@sealed.test"},
+                           simple_body("sealed", "phi"));
+  ASSERT_FALSE(qid.empty());
+  // Three retries (1 s apart): 2 recipients x 3 attempts x (attempt + hand-off) records.
+  auto three = wait_audit(*r, 2, [&](const audit_line& a) {
+    return a.queue_id == qid && a.attempt == 3 && a.reason == "fallback-unavailable";
+  });
+  ASSERT_EQ(three.size(), 2u) << dump_audit(*r) << r->log();
+  auto lines = audit_of(*r, qid);
+  std::map<std::pair<std::string, int>, int> handoffs, attempts;  // (rcpt, attempt) -> records
+  for (const auto& a : lines) {
+    SCOPED_TRACE(a.raw);
+    expect_line(a, "forced", "config");
+    EXPECT_EQ(a.outcome, "deferred");
+    EXPECT_FALSE(a.tls);
+    if (a.reason == "fallback-unavailable") {
+      ++handoffs[{a.rcpt, a.attempt}];
+    } else {
+      EXPECT_EQ(a.reason, "starttls-not-offered");
+      EXPECT_EQ(a.mx, "plain.mx.test");
+      ++attempts[{a.rcpt, a.attempt}];
+    }
+  }
+  for (const char* rcpt : {"a@sealed.test", "b@sealed.test"})
+    for (int n = 1; n <= 3; ++n) {
+      EXPECT_EQ((handoffs[{rcpt, n}]), 1) << rcpt << " attempt " << n << "\n" << dump_audit(*r);
+      EXPECT_EQ((attempts[{rcpt, n}]), 1) << rcpt << " attempt " << n << "\n" << dump_audit(*r);
+    }
+  // A record of attempt 4 may be on its way; nothing beyond one hand-off per attempt.
+  for (const auto& [key, n] : handoffs) EXPECT_EQ(n, 1) << key.first << " attempt " << key.second;
+  EXPECT_LE(handoffs.size(), attempts.size() + 2) << dump_audit(*r);
+  ASSERT_TRUE(mx->wait_sessions(3, 10s));
+  expect_no_mail_at_all(*mx);
+  std::string raw;
+  EXPECT_TRUE(wait_queue(*r, [&](const std::set<std::string>& ids) { return ids.count(qid) == 1; }, 10s, &raw))
+      << raw;
 }
 
 // ---------------------------------------------------------------------------- SIGHUP
@@ -839,7 +905,7 @@ TEST_F(Policy, SighupSwapsThePolicyUnderLoadWithoutLosingAMessage) {
       } else {
         EXPECT_EQ(a.outcome, "deferred") << a.raw;
         EXPECT_EQ(a.policy, "forced") << a.raw;
-        EXPECT_EQ(a.reason, "starttls-not-offered") << a.raw;
+        EXPECT_TRUE(a.reason == "starttls-not-offered" || a.reason == "fallback-unavailable") << a.raw;
       }
     }
     (delivered ? delivered_before : queued_before).insert(s.qid);
@@ -900,7 +966,7 @@ TEST_F(Policy, SighupWithABadConfigKeepsTheOldTable) {
   EXPECT_FALSE(contains(r->log(), "SIGHUP: policy table reloaded")) << r->log();
   std::string qid = submit(*r, "alice@sender.test", {"bob@keep.test"}, simple_body("keep", "still forced"));
   ASSERT_FALSE(qid.empty());
-  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == qid; });
+  auto lines = wait_audit(*r, 1, [&](const audit_line& a) { return attempt_line(a, qid); });
   ASSERT_EQ(lines.size(), 1u) << dump_audit(*r);
   expect_line(lines[0], "forced", "config");
   EXPECT_EQ(lines[0].outcome, "deferred") << lines[0].raw;

@@ -201,9 +201,10 @@ void relay::write_config() {
     << "socket = " << (state_dir() / "fallback.sock") << "\n"
     << "portal_listen = \"\"\n\n"
     << "[audit]\n"
-    << "file = " << (state_dir() / "audit.jsonl") << "\n\n"
+    << "file = " << (_opts.audit_file.empty() ? state_dir() / "audit.jsonl" : fs::path(_opts.audit_file))
+    << "\n\n"
     << "[admin]\n"
-    << "listen = \"\"\n\n"
+    << "listen = \"" << _opts.admin_listen << "\"\n\n"
     << _opts.extra_toml << "\n";
   std::ofstream(config_path()) << c.str();
 }

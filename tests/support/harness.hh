@@ -61,6 +61,8 @@ struct relay_options {
   uint16_t smtp_port = 9;
   std::string outbound_extra;        // raw lines for [outbound]
   std::string extra_toml;
+  std::string audit_file;            // [audit] file; "" = state_dir/audit.jsonl
+  std::string admin_listen;          // [admin] listen, e.g. "127.0.0.1:<port>"; "" = off
 };
 
 // Milliseconds left until `until` (0 when it has passed), for poll().

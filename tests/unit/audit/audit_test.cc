@@ -1,8 +1,9 @@
 // Audit log: exact JSON lines (field order, nulls, escaping, timestamps), a strict JSON
 // reader decoding every formatted line back to its input, no allocation once warm, and
 // the io_uring writer on real shards writing a real file: two shards' lines whole and
-// counted exactly, the dropped-records path under a tiny cap, failed writes counted, and
-// the shutdown drain.
+// counted exactly, a slow disk under a tiny cap keeping every record while delivery on
+// the shard pauses, failed writes counted and reported (failing, metrics), and the
+// shutdown drain.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@
 #include <thread>
 
 #include "admin/metrics.hh"
+#include "queue/scheduler.hh"
 #include "audit/record.hh"
 #include "audit/writer.hh"
 #include "core/shard.hh"
@@ -370,41 +372,80 @@ TEST(audit_writer, two_shards_write_whole_lines_with_an_exact_count) {
 }
 
 // With a write in flight (the loop is not running, so its completion waits) and a tiny
-// cap, appends beyond the cap are dropped and counted in the metric; the drain then
-// writes exactly the records that were kept.
-TEST(audit_writer, slow_disk_drops_records_beyond_the_cap_and_counts_them) {
-  std::string dir = temp_dir("drop");
+// cap, no record is dropped: the writer reports pressure, the shard's scheduler stops
+// handing out jobs and opening connections, and once the disk has taken the backlog
+// delivery resumes. Every record reaches the file. (Before: records past the cap were
+// dropped and counted.)
+TEST(audit_writer, slow_disk_keeps_every_record_and_pauses_delivery_until_it_drains) {
+  std::string dir = temp_dir("pressure");
   auto file = audit::log_file::open(dir + "/audit.jsonl");
   ASSERT_TRUE(file);
   core::shard::options o;
   o.entries = 64;
+  o.tick_ms = 5;
   core::shard sh(o);
   ASSERT_TRUE(sh.init());
   admin::registry reg(1);
   admin::relay_metrics m(reg);
+  config::config cfg;
+  cfg.outbound.max_conns_per_domain = 4;
+  queue::scheduler sched(sh, cfg, {});
+  struct recorder : queue::connector {
+    std::vector<queue::domain_state*> opened;
+    void open(queue::domain_state& d) override { opened.push_back(&d); }
+  } conn;
+  sched.set_connector(&conn);
   audit::writer::options wo;
   wo.flush_bytes = 1;            // the first record goes out at once and stays in flight
   wo.max_buffered_bytes = 2000;  // about four records fit behind it
   wo.dropped_cell = &m.audit_dropped.cell(0);
   audit::writer w(sh, file->fd(), wo);
+  std::vector<bool> pressure;
+  w.on_pressure([&](bool full) {
+    pressure.push_back(full);
+    sched.pause(full);   // what delivery::agent wires up
+  });
   constexpr int total = 100;
-  for (int i = 0; i < total; ++i) w.append(full_record());
-  EXPECT_GT(w.dropped(), 0u);
-  EXPECT_GT(w.records(), 1u);
-  EXPECT_EQ(w.records() + w.dropped(), uint64_t(total));
-  EXPECT_EQ(m.audit_dropped.value(), w.dropped());
-  EXPECT_FALSE(w.idle());
-  w.flush_and_wait();
-  EXPECT_TRUE(w.idle());
+  for (int i = 0; i < total; ++i) {
+    audit::record r = full_record();
+    r.attempt = unsigned(i + 1);
+    w.append(r);
+  }
+  EXPECT_EQ(w.dropped(), 0u);
+  EXPECT_EQ(w.records(), uint64_t(total));
+  EXPECT_TRUE(w.backlogged());
+  EXPECT_EQ(pressure, std::vector<bool>{true});
+
+  // Paused: a new job opens no connection and cannot be taken.
+  auto j = std::make_unique<queue::job>();
+  j->queue_id = "AAAAAAAAAAAAAA01";
+  j->domain = "wait.test";
+  j->rcpts.push_back({"u@wait.test", 0, 0, "", ""});
+  sched.enqueue(std::move(j));
+  EXPECT_TRUE(conn.opened.empty());
+
+  // The disk catches up (the loop reaps the write): pressure ends and delivery resumes.
+  sh.on_tick([&] {
+    if (w.idle()) sh.stop();
+  });
+  sh.run();
+  EXPECT_EQ(pressure, (std::vector<bool>{true, false}));
+  EXPECT_FALSE(w.backlogged());
+  ASSERT_EQ(conn.opened.size(), 1u);
+  EXPECT_NE(sched.take(*conn.opened[0]), nullptr);
+  EXPECT_EQ(w.dropped(), 0u);
+  EXPECT_EQ(m.audit_dropped.value(), 0u);
   auto lines = read_lines(dir + "/audit.jsonl");
-  ASSERT_EQ(lines.size(), w.records());
-  for (const auto& l : lines) EXPECT_EQ(l + "\n", format_one(full_record()));
-  EXPECT_NE(reg.render().find("sealrelay_audit_dropped_total " + std::to_string(w.dropped())),
-            std::string::npos);
+  ASSERT_EQ(lines.size(), size_t(total));
+  for (int i = 0; i < total; ++i)
+    EXPECT_NE(lines[i].find("\"attempt\":" + std::to_string(i + 1) + ","), std::string::npos) << i;
   std::filesystem::remove_all(dir);
 }
 
-TEST(audit_writer, failed_writes_count_their_records_as_dropped) {
+// A failing write loses its records (counted), counts the error and marks the writer
+// failing (the daemon's /healthz reads sealrelay_audit_failing); the next good write
+// clears it. (Before: only the lost records were counted; nothing told /healthz.)
+TEST(audit_writer, failed_writes_are_counted_and_mark_the_writer_failing_until_one_succeeds) {
   int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // writes fail with EBADF
   ASSERT_GE(fd, 0);
   core::shard::options o;
@@ -412,8 +453,13 @@ TEST(audit_writer, failed_writes_count_their_records_as_dropped) {
   o.tick_ms = 5;
   core::shard sh(o);
   ASSERT_TRUE(sh.init());
+  admin::registry reg(1);
+  admin::relay_metrics m(reg);
   audit::writer::options wo;
   wo.flush_bytes = 1 << 20;  // only the tick flushes
+  wo.dropped_cell = &m.audit_dropped.cell(0);
+  wo.write_errors_cell = &m.audit_write_errors.cell(0);
+  wo.failing_cell = &m.audit_failing.cell(0);
   audit::writer w(sh, fd, wo);
   for (int i = 0; i < 7; ++i) w.append(full_record());
   sh.on_tick([&] {
@@ -423,6 +469,24 @@ TEST(audit_writer, failed_writes_count_their_records_as_dropped) {
   EXPECT_EQ(w.records(), 7u);
   EXPECT_EQ(w.dropped(), 7u);
   EXPECT_EQ(w.bytes_written(), 0u);
+  EXPECT_TRUE(w.failing());
+  EXPECT_GE(w.write_errors(), 1u);
+  EXPECT_EQ(m.audit_failing.value(), 1);
+  EXPECT_EQ(m.audit_write_errors.value(), w.write_errors());
+  EXPECT_EQ(m.audit_dropped.value(), 7u);
+  std::string text = reg.render();
+  EXPECT_NE(text.find("\nsealrelay_audit_failing 1\n"), std::string::npos) << text;
+
+  // The disk is back (the same fd number now writes): the next write clears the state.
+  int good = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  ASSERT_GE(good, 0);
+  ASSERT_EQ(::dup2(good, fd), fd);
+  ::close(good);
+  w.append(full_record());
+  w.flush_and_wait();
+  EXPECT_FALSE(w.failing());
+  EXPECT_EQ(m.audit_failing.value(), 0);
+  EXPECT_EQ(w.dropped(), 7u);
   ::close(fd);
 }
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "policy/decider.hh"
 #include "policy/fallback.hh"
@@ -320,8 +321,14 @@ TEST(policy_outcome, forced_falls_back_exclusive_drops_after_fallback_after) {
   EXPECT_STREQ(to_string(tls_failure_outcome::drop), "drop");
 }
 
-TEST(policy_fallback, stub_defers_every_message) {
-  deferring_handoff h;
+// The hand-off answers through a completion; until the sidecar exists every message is
+// answered `unavailable` (audit: deferred, fallback-unavailable).
+TEST(policy_fallback, stub_answers_unavailable_through_the_completion) {
+  struct answer : handoff_completion {
+    std::vector<handoff_outcome> got;
+    void handoff_done(handoff_outcome o) override { got.push_back(o); }
+  } done;
+  unavailable_handoff h;
   fallback_handoff& iface = h;
   effective_policy p = make(tls_policy::forced);
   std::string body = "Subject: x\r\n\r\nhello\r\n";
@@ -329,7 +336,20 @@ TEST(policy_fallback, stub_defers_every_message) {
   std::string_view rcpts[] = {"a@bank.example"};
   handoff_request req{"Q1", "s@relay.example", rcpts, "bank.example",
                       std::span<const std::span<const std::byte>>(&part, 1), reason::weak_cipher, &p};
-  EXPECT_EQ(iface.hand_off(req), handoff_outcome::defer);
-  EXPECT_STREQ(to_string(handoff_outcome::defer), "deferred");
-  EXPECT_NE(fallback_stub_notice().find("defer"), std::string_view::npos);
+  iface.hand_off(req, done);
+  EXPECT_EQ(done.got, std::vector<handoff_outcome>{handoff_outcome::unavailable});
+  EXPECT_STREQ(to_string(handoff_outcome::unavailable), "deferred");
+  EXPECT_STREQ(to_string(handoff_outcome::escrowed), "escrowed");
+  EXPECT_NE(fallback_stub_notice().find("fallback-unavailable"), std::string_view::npos);
+}
+
+TEST(policy_fallback, a_chain_of_only_defer_needs_no_hand_off) {
+  effective_policy p = make(tls_policy::forced);
+  EXPECT_TRUE(needs_handoff(p));  // default chain: pgp, smime, escrow
+  p.fallback.methods[0] = fallback_method::defer;
+  p.fallback.size = 1;
+  EXPECT_FALSE(needs_handoff(p));
+  p.fallback.methods[1] = fallback_method::escrow;
+  p.fallback.size = 2;
+  EXPECT_TRUE(needs_handoff(p));
 }
