@@ -505,6 +505,7 @@ void read_limits(loader& l, table_reader& root) {
   }
   r.read("max_recipients", s.max_recipients, 1, u32_max);
   r.read("max_errors", s.max_errors, 1, u32_max);
+  r.read("max_junk_commands", s.max_junk_commands, 1, u32_max);
   r.read("max_conns_per_ip", s.max_conns_per_ip, 0, u32_max);
   r.read("max_connections", s.max_connections, 1, u32_max);
   r.read_duration("idle_timeout", s.idle_timeout, duration(1));

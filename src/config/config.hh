@@ -54,6 +54,7 @@ struct limits_section {
   uint64_t max_message_size = 50ull << 20;   // SIZE advertised; 552 5.3.4 above it
   unsigned max_recipients = 1000;            // 452 4.5.3 above it
   unsigned max_errors = 20;                  // unknown/bad commands before 421 and close
+  unsigned max_junk_commands = 100;          // reply-only commands between messages before 421
   unsigned max_conns_per_ip = 1000;          // 421 4.7.0 at connect above it (0 = no cap)
   unsigned max_connections = 20000;          // per relay; 421 4.3.2 above it
   duration idle_timeout = std::chrono::minutes(5);     // no input while waiting for a command

@@ -121,6 +121,7 @@ std::string dump(const config& c) {
   kv(o, "max_message_size", n(c.limits.max_message_size));
   kv(o, "max_recipients", n(c.limits.max_recipients));
   kv(o, "max_errors", n(c.limits.max_errors));
+  kv(o, "max_junk_commands", n(c.limits.max_junk_commands));
   kv(o, "max_conns_per_ip", n(c.limits.max_conns_per_ip));
   kv(o, "max_connections", n(c.limits.max_connections));
   kv(o, "idle_timeout", q(c.limits.idle_timeout));

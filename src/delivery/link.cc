@@ -71,6 +71,13 @@ report::reason cert_reason(tls::cert_verdict v) {
   }
   return report::reason::cert_invalid;
 }
+// Does `now` differ from `was` in anything a delivery decision or its audit depends on?
+bool differs(const policy::effective_policy& now, const policy::effective_policy& was) {
+  return now.tls != was.tls || now.verify != was.verify || now.min_version != was.min_version ||
+         now.min_cipher_bits != was.min_cipher_bits || now.source != was.source ||
+         now.notify_sender != was.notify_sender || now.fallback_after != was.fallback_after ||
+         !(now.fallback == was.fallback);
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------- link
@@ -332,10 +339,13 @@ void link::next_job() {
       li.reason = report::reason::spool_read_failed;
       _ag.complete(j2, std::move(res), li);
       if (!closing()) _session.quit();
-    } else if (closing()) {
+    } else if (closing() || policy_changed()) {
+      // A SIGHUP during the load may have changed the domain's policy: this session was
+      // set up under the old one, so the job goes back for a link under the new one.
       queue::job* j2 = _job;
       _job = nullptr;
       _ag.sched().give_back(j2);
+      if (!closing()) _session.quit();
     } else {
       send_job();
     }
@@ -344,16 +354,7 @@ void link::next_job() {
   });
 }
 
-bool link::policy_changed() const {
-  policy::reader* r = _ag.policies();
-  if (!r) return false;
-  const policy::effective_policy& now = r->lookup(_d.name).policy;
-  const policy::effective_policy& was = _pd.policy();
-  return now.tls != was.tls || now.verify != was.verify || now.min_version != was.min_version ||
-         now.min_cipher_bits != was.min_cipher_bits || now.source != was.source ||
-         now.notify_sender != was.notify_sender || now.fallback_after != was.fallback_after ||
-         !(now.fallback == was.fallback);
-}
+bool link::policy_changed() const { return _at.policy_changed(); }
 
 void link::send_job() {
   queue::job* j = _job;
@@ -643,8 +644,17 @@ void attempt::check_deadline(uint64_t now) {
   }
 }
 
+bool attempt::policy_changed() const {
+  policy::reader* r = _ag.policies();
+  return r && differs(r->lookup(_d.name).policy, _policy);
+}
+
 void attempt::give_up(report::reason reason, const std::string& reply, bool permanent,
                       const std::string& status) {
+  if (policy_changed()) {
+    restart_under_new_policy();
+    return;
+  }
   // Every ready job of the domain shares this destination's fate for now.
   std::vector<queue::job*> jobs;
   while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
@@ -672,6 +682,10 @@ void attempt::give_up(report::reason reason, const std::string& reply, bool perm
 // message to its fallback chain, exclusive drops it — at once, or once fallback_after
 // has passed since the message arrived; until then it is an ordinary retry.
 void attempt::give_up_tls() {
+  if (policy_changed()) {
+    restart_under_new_policy();
+    return;
+  }
   std::vector<queue::job*> jobs;
   while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
   // The audit shows the session the policy refused (version, cipher, bits, certificate)
@@ -706,6 +720,17 @@ void attempt::give_up_tls() {
       _ag.complete(j, std::move(res), li);
     }
   }
+  finish();
+}
+
+// A SIGHUP changed the domain's policy while this walk ran under the old one: what the
+// hosts did says nothing about the new policy (a TLS failure under exclusive must not drop
+// a message the new table sends opportunistically), so the ready jobs, including those
+// queued after the reload, are left untouched and a new walk under the current policy
+// takes them (connection_closed() kicks the domain).
+void attempt::restart_under_new_policy() {
+  SR_INFO("%s: policy changed (SIGHUP) during a delivery attempt; trying again under the new one",
+          _d.name.c_str());
   finish();
 }
 

@@ -106,6 +106,8 @@ class attempt {
   void start();
   // The effective TLS policy of this domain (fixed for the attempt, even across SIGHUP).
   const policy::effective_policy& policy() const { return _policy; }
+  // Has a SIGHUP changed the domain's policy since this attempt began?
+  bool policy_changed() const;
   // A link ended; decide whether to try the next host.
   void on_link_closed(link& l);
   void check_deadline(uint64_t now_ms);
@@ -152,6 +154,7 @@ class attempt {
   report::reason _tls_reason = report::reason::none;  // the last TLS reason
   link_info _tls_info;              // the link of that failure (TLS details for the audit)
   void give_up_tls();
+  void restart_under_new_policy();
 };
 
 }  // namespace sr::delivery

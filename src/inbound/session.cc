@@ -28,19 +28,19 @@ void append_printable(std::string& out, std::string_view s) {
 }  // namespace
 
 const session::command_entry session::_commands[] = {
-    // verb        handler              before_helo before_tls
-    {"EHLO", &session::on_ehlo, true, true},
-    {"HELO", &session::on_helo, true, true},
-    {"MAIL", &session::on_mail, false, false},
-    {"RCPT", &session::on_rcpt, false, true},
-    {"DATA", &session::on_data, false, true},
-    {"RSET", &session::on_rset, true, true},
-    {"NOOP", &session::on_noop, true, true},
-    {"QUIT", &session::on_quit, true, true},
-    {"HELP", &session::on_help, true, true},
-    {"VRFY", &session::on_vrfy, true, true},
-    {"EXPN", &session::on_vrfy, true, true},
-    {"STARTTLS", &session::on_starttls, true, true},
+    // verb        handler              before_helo before_tls junk
+    {"EHLO", &session::on_ehlo, true, true, true},
+    {"HELO", &session::on_helo, true, true, true},
+    {"MAIL", &session::on_mail, false, false, false},
+    {"RCPT", &session::on_rcpt, false, true, false},
+    {"DATA", &session::on_data, false, true, false},
+    {"RSET", &session::on_rset, true, true, true},
+    {"NOOP", &session::on_noop, true, true, true},
+    {"QUIT", &session::on_quit, true, true, false},
+    {"HELP", &session::on_help, true, true, true},
+    {"VRFY", &session::on_vrfy, true, true, true},
+    {"EXPN", &session::on_vrfy, true, true, true},
+    {"STARTTLS", &session::on_starttls, true, true, false},
 };
 const size_t session::_command_count = std::size(session::_commands);
 
@@ -212,6 +212,14 @@ void session::process_line(std::string_view line) {
     reply_error("530 5.7.0 Must issue a STARTTLS command first");
     return;
   }
+  // Reply-only commands cost us a reply each and move no mail: a client that sends
+  // nothing else would hold the connection (and its reply buffer) forever.
+  if (e->junk && _params.max_junk_commands != 0 && ++_junk > _params.max_junk_commands) {
+    _tmp.clear();
+    _tmp.append("421 4.7.0 ").append(_hostname).append(" Error: too many commands without a message");
+    close_with(_tmp);
+    return;
+  }
   (this->*(e->handler))(cmd.arg);
 }
 
@@ -373,6 +381,7 @@ void session::message_result(std::string_view queue_id) {
   if (queue_id.empty()) {
     reply("452 4.3.1 Insufficient system storage");
   } else {
+    _junk = 0;  // a message went through: the client is doing real work
     _out.clear();
     _out.append("250 2.0.0 Ok: queued as ").append(queue_id).append("\r\n");
     _ev.send(_out);

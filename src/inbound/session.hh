@@ -23,6 +23,7 @@ struct session_params {
   uint64_t max_message_size = 50ull << 20;
   unsigned max_recipients = 1000;
   unsigned max_errors = 20;           // bad/unknown commands before "421 4.7.0" and close
+  unsigned max_junk_commands = 100;   // EHLO/HELO/RSET/NOOP/HELP/VRFY between messages before 421 (0 = no cap)
   bool starttls_available = false;    // advertise STARTTLS (listener tls=starttls, not yet in TLS)
   bool require_tls = false;           // refuse MAIL before STARTTLS (530 5.7.0)
   bool relay_allowed = false;         // client is in allow_relay_from (relay mode)
@@ -119,6 +120,7 @@ class session {
     void (session::*handler)(std::string_view arg);
     bool allowed_before_helo;                       // else 503 5.5.1 before EHLO/HELO
     bool allowed_before_tls;                        // else 530 5.7.0 when require_tls
+    bool junk;                                      // reply-only: counts toward max_junk_commands
   };
 
  private:
@@ -154,6 +156,7 @@ class session {
   bool _shutdown_pending = false;
   bool _data_aborted = false;  // abort_message() already raised for this body
   unsigned _errors = 0;
+  unsigned _junk = 0;       // junk commands since the last queued message
   unsigned _tls_epoch = 0;  // bumped at each accepted STARTTLS
   unsigned _rcpt_attempts = 0;  // RCPTs tried in this transaction (accepted or not)
   envelope _env;

@@ -15,6 +15,7 @@ stream::stream(core::shard& sh, buffer_ring& br, chunk_pool& pool, int fd)
   _recv_op.self = this;
   _send_op.self = this;
   _close_op.self = this;
+  _cancel_op.self = this;
 }
 
 stream::~stream() = default;
@@ -31,7 +32,30 @@ void stream::start_recv() {
 }
 
 void stream::resume_recv_if_starved() {
-  if (_recv_starved && !_closing && !_eof) start_recv();
+  if (_recv_starved && !_recv_paused && !_closing && !_eof) start_recv();
+}
+
+void stream::pause_recv() {
+  if (_recv_paused) return;
+  _recv_paused = true;
+  if (!_recv_armed || _cancel_inflight || _closing) return;
+  io_uring_sqe* s = _shard.sqe(&_cancel_op);
+  io_uring_prep_cancel64(s, reinterpret_cast<uint64_t>(static_cast<core::completion*>(&_recv_op)), 0);
+  _cancel_inflight = true;
+  ++_inflight;
+}
+
+void stream::resume_recv() {
+  if (!_recv_paused) return;
+  _recv_paused = false;
+  // Still armed when the cancel has not landed yet: on_recv re-arms after its last CQE.
+  if (!_recv_armed && !_closing && !_eof) start_recv();
+}
+
+void stream::on_cancel(int, unsigned) {
+  _cancel_inflight = false;
+  --_inflight;
+  maybe_finish();
 }
 
 void stream::on_recv(int res, unsigned flags) {
@@ -47,7 +71,10 @@ void stream::on_recv(int res, unsigned flags) {
     } else {
       on_data(c, size_t(res));
     }
-    if (!more && !_closing && !_eof) start_recv();
+    if (!more && !_closing && !_eof && !_recv_paused) start_recv();
+  } else if (res == -ECANCELED && !_eof) {
+    // pause_recv() ended the multishot; resume_recv() may already have been called.
+    if (!more && !_recv_paused && !_closing) start_recv();
   } else if (res == -ENOBUFS) {
     // The ring ran dry; the server re-arms starved streams after refilling.
     _recv_starved = true;
@@ -62,6 +89,11 @@ void stream::on_recv(int res, unsigned flags) {
 
 void stream::flush() {
   if (_send_inflight || _close_submitted) return;
+  if (_aborting) {
+    _wire.clear();
+    _wire_off = 0;
+    return;
+  }
   if (_wire_off >= _wire.size()) {
     _wire.clear();
     _wire_off = 0;
@@ -98,6 +130,7 @@ void stream::on_send(int res, unsigned) {
 void stream::close(bool abort) {
   if (abort) {
     _out.clear();
+    _aborting = true;
   }
   if (!_closing) {
     _closing = true;
@@ -114,11 +147,14 @@ void stream::unhold() {
 void stream::maybe_finish() {
   if (!_closing) return;
   bool output_pending = _send_inflight || !_out.empty() || _wire_off < _wire.size();
-  if (output_pending && !_eof) return;  // graceful: let the last replies go out
-  if (_recv_armed) {
-    // Ends the multishot recv; its last CQE arrives without F_MORE.
-    ::shutdown(_fd, SHUT_RDWR);
-    if (_send_inflight) return;
+  if (output_pending && !_eof && !_aborting) return;  // graceful: let the last replies go out
+  if (_recv_armed || (_aborting && _send_inflight)) {
+    // Ends the multishot recv (its last CQE arrives without F_MORE) and fails a send
+    // that waits on a peer that does not read.
+    if (!_shut_down) {
+      _shut_down = true;
+      ::shutdown(_fd, SHUT_RDWR);
+    }
     return;
   }
   if (_send_inflight) return;

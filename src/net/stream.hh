@@ -21,14 +21,23 @@ class stream {
 
   // Arm the multishot recv.
   void start_recv();
-  // Re-arm recv if it stopped for lack of buffers.
+  // Re-arm recv if it stopped for lack of buffers (not while paused).
   void resume_recv_if_starved();
+  // Stop reading (cancels the multishot recv): back-pressure while the peer does not
+  // read our output. Chunks already received may still arrive through on_data().
+  void pause_recv();
+  // Read again after pause_recv().
+  void resume_recv();
+  bool recv_paused() const { return _recv_paused; }
+  // Bytes queued or in flight that the peer has not taken yet.
+  size_t unsent_bytes() const { return _out.size() + (_wire.size() - _wire_off); }
   // Queue bytes to send; they go out at the next flush().
   void queue(std::string_view bytes) { _out.append(bytes); }
   // Send what is queued unless a send is already in flight.
   void flush();
   bool send_idle() const { return !_send_inflight && _out.empty(); }
-  // Close after queued output is sent (graceful) or at once (abort).
+  // Close after queued output is sent (graceful) or at once (abort: a send stuck on a
+  // peer that does not read is failed by shutting the socket down).
   void close(bool abort = false);
   bool closing() const { return _closing; }
   int fd() const { return _fd; }
@@ -62,18 +71,24 @@ class stream {
   void on_recv(int res, unsigned flags);
   void on_send(int res, unsigned flags);
   void on_close(int res, unsigned flags);
+  void on_cancel(int res, unsigned flags);
   void maybe_finish();
 
   int _fd;
   op<&stream::on_recv> _recv_op;
   op<&stream::on_send> _send_op;
   op<&stream::on_close> _close_op;
+  op<&stream::on_cancel> _cancel_op;
   std::string _out;    // queued (plaintext for TLS streams)
   std::string _wire;   // bytes of the send in flight
   size_t _wire_off = 0;
   unsigned _inflight = 0;
   bool _recv_armed = false;
   bool _recv_starved = false;
+  bool _recv_paused = false;
+  bool _cancel_inflight = false;
+  bool _aborting = false;
+  bool _shut_down = false;
   bool _send_inflight = false;
   bool _closing = false;
   bool _close_submitted = false;

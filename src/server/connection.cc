@@ -17,6 +17,9 @@ namespace {
 // Input queued while the session waits for the store; more is abuse (a client may
 // pipeline commands after the final dot, but not megabytes of them).
 constexpr size_t max_queued_pieces = 64;
+// Replies the client has not read yet. Past this, the session is fed no more input and
+// the socket is not read until the client drains them (pipelined NOOP/EHLO floods).
+constexpr size_t max_unsent_output = 64 * 1024;
 
 inbound::session_params make_params(shard_server& srv, const listener_info& li, bool relay_allowed) {
   const auto& cfg = srv.shared().cfg;
@@ -25,6 +28,7 @@ inbound::session_params make_params(shard_server& srv, const listener_info& li, 
   p.max_message_size = cfg.limits.max_message_size;
   p.max_recipients = cfg.limits.max_recipients;
   p.max_errors = cfg.limits.max_errors;
+  p.max_junk_commands = cfg.limits.max_junk_commands;
   p.starttls_available = li.entry->tls == config::listen_tls::starttls && srv.tls_server();
   p.require_tls = li.entry->require_tls;
   p.relay_allowed = relay_allowed;
@@ -68,7 +72,7 @@ void connection::on_data(net::chunk* c, size_t len) {
   _last_input_ms = _shard.now_ms();
   if (_tls) {
     on_tls_data(c, len);
-  } else if (_in.size() - _in_head >= max_queued_pieces) {
+  } else if (_in.size() - _in_head >= max_queued_pieces && !recv_paused()) {
     _pool.release(c);
     _session.timeout();  // a flood while we wait: drop the client
   } else {
@@ -111,7 +115,7 @@ void connection::on_tls_data(net::chunk* c, size_t len) {
       if (n < 0) stream::close();
       break;
     }
-    if (_in.size() - _in_head >= max_queued_pieces) {
+    if (_in.size() - _in_head >= max_queued_pieces && !recv_paused()) {
       _pool.release(pc);
       _session.timeout();
       break;
@@ -121,8 +125,12 @@ void connection::on_tls_data(net::chunk* c, size_t len) {
   pump();
 }
 
+bool connection::output_full() const {
+  return unsent_bytes() + _tls_plain.size() > max_unsent_output;
+}
+
 void connection::pump() {
-  while (_in_head < _in.size() && !_awaiting_store && !_session.closed()) {
+  while (_in_head < _in.size() && !_awaiting_store && !_session.closed() && !output_full()) {
     piece& p = _in[_in_head];
     _feeding = p.c;
     size_t n = _session.feed(std::span<std::byte>(p.c->data + p.off, p.len));
@@ -155,7 +163,16 @@ void connection::pump() {
   if (_session.closed()) {
     release_input();
     stream::close();
+  } else if (output_full()) {
+    pause_recv();  // on_drained() resumes
   }
+}
+
+void connection::on_drained() {
+  if (!recv_paused() || closing()) return;
+  pump();
+  flush();
+  if (!output_full() && !closing()) resume_recv();
 }
 
 void connection::on_eof(int) {
@@ -273,8 +290,15 @@ void connection::release_input() {
 }
 
 void connection::check_deadline(uint64_t now) {
-  if (closing() || _awaiting_store) return;
   const auto& lim = _srv.shared().cfg.limits;
+  if (closing()) {
+    // A graceful close waits for the last replies; a client that never reads them
+    // gets the command timeout, then the socket is shut down under the stuck send.
+    if (!_closing_since_ms) _closing_since_ms = now;
+    else if (now - _closing_since_ms >= uint64_t(lim.command_timeout.count())) stream::close(true);
+    return;
+  }
+  if (_awaiting_store) return;
   uint64_t limit;
   uint64_t since;
   if (_tls_handshaking) {

@@ -54,6 +54,7 @@ class connection final : public net::stream, inbound::events, store_client {
   void on_eof(int err) override;
   void on_closed() override;
   void prepare_wire(std::string& out, std::string& wire) override;
+  void on_drained() override;
   // inbound::events
   void send(std::string_view bytes) override;
   void start_tls() override;
@@ -68,6 +69,7 @@ class connection final : public net::stream, inbound::events, store_client {
   void on_tls_data(net::chunk* c, size_t len);
   bool open_tls();
   void pump();
+  bool output_full() const;  // unsent replies past the bound: stop feeding the session
   void release_message();
   void release_input();
 
@@ -95,6 +97,7 @@ class connection final : public net::stream, inbound::events, store_client {
   uint64_t _last_input_ms = 0;
   uint64_t _phase_started_ms = 0;    // TLS handshake or DATA start
   uint64_t _partial_since_ms = 0;    // first byte of an unfinished command line
+  uint64_t _closing_since_ms = 0;    // first deadline check that found us closing
 };
 
 }  // namespace sr::server

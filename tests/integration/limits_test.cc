@@ -1,7 +1,16 @@
 // Every bad-input limit of issue 2 point 4 against the real daemon: each gets its SMTP
 // reply code, the session survives where it should (the next command works), and
 // nothing rejected reaches the spool.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
+
+#include <cerrno>
+#include <fstream>
 
 #include "support/harness.hh"
 
@@ -13,6 +22,92 @@ int spooled_after_stop(relay& r) {
   if (r.stop() != 0) return -1;
   auto q = r.list_queue();
   return q ? static_cast<int>(q->size()) : -1;
+}
+
+// Return the relay's resident set in KiB (VmRSS), 0 when unreadable.
+long rss_kib(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  return 0;
+}
+
+// A client that pipelines the same command line and never reads a reply: it writes up
+// to `total` bytes, stopping early when the relay closes or takes nothing for `stall`.
+struct flooder {
+  int fd = -1;
+  size_t sent = 0;
+  bool refused = false;  // the relay closed the connection (EPIPE/ECONNRESET)
+
+  ~flooder() {
+    if (fd >= 0) ::close(fd);
+  }
+  bool connect(uint16_t port) {
+    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    int small = 4096;  // keep the relay's replies in its own buffers, not in ours
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return true;
+    if (errno != EINPROGRESS) return false;
+    pollfd p{fd, POLLOUT, 0};
+    return ::poll(&p, 1, 5000) == 1 && (p.revents & POLLOUT);
+  }
+  void flood(std::string_view line, size_t total, std::chrono::milliseconds stall,
+             std::chrono::seconds budget) {
+    std::string block;
+    while (block.size() < 64 * 1024) block.append(line);
+    auto end = clock::now() + budget;
+    auto last_progress = clock::now();
+    size_t off = 0;
+    while (sent < total && clock::now() < end && clock::now() - last_progress < stall) {
+      ssize_t n = ::send(fd, block.data() + off, block.size() - off, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += size_t(n);
+        off = (off + size_t(n)) % block.size();
+        last_progress = clock::now();
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        refused = true;
+        return;
+      }
+      pollfd p{fd, POLLOUT, 0};
+      ::poll(&p, 1, 100);
+    }
+  }
+  // Return what the relay sent, read until EOF (eof = true), a reset or the deadline.
+  std::string read_all(std::chrono::milliseconds deadline, bool& eof) {
+    std::string got;
+    eof = false;
+    char buf[16384];
+    for (auto until = clock::now() + deadline; clock::now() < until;) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n > 0) {
+        got.append(buf, size_t(n));
+      } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        eof = true;
+        break;
+      } else {
+        pollfd p{fd, POLLIN, 0};
+        ::poll(&p, 1, remaining_ms(until));
+      }
+    }
+    return got;
+  }
+};
+
+// Return true when a fresh client gets its 220 and a 250 to NOOP.
+bool serves_another_client(uint16_t port) {
+  raw_client c;
+  if (!c.connect(port)) return false;
+  auto g = c.read_reply();
+  if (!g || reply_code(*g) != 220) return false;
+  auto n = c.command("NOOP");
+  return n && reply_code(*n) == 250;
 }
 
 TEST(Limits, RelayDeniedForClientOutsideAllowRelayFrom) {
@@ -283,6 +378,73 @@ TEST(Limits, TotalConnectionCap) {
   EXPECT_TRUE(starts_with(*refused, "421 4.3.2")) << *refused;
   c3.read_until_eof();
   EXPECT_TRUE(c3.eof());
+}
+
+// Issue 7: a client that pipelines NOOPs and never reads must not grow the relay's
+// memory. With the junk cap out of the way, only the unsent-output bound holds it: the
+// relay stops reading, the client's writes stall, the relay's RSS stays flat and other
+// clients are served while the flooder is still connected.
+TEST(Limits, PipelinedNoopsFromAClientThatNeverReadsKeepMemoryBounded) {
+  relay r(with_limits({"max_junk_commands = 4294967295"}));
+  ASSERT_TRUE(r.start()) << r.error();
+  ASSERT_TRUE(serves_another_client(r.port()));
+  long before = rss_kib(r.pid());
+  ASSERT_GT(before, 0);
+
+  flooder f;
+  ASSERT_TRUE(f.connect(r.port()));
+  f.flood("NOOP\r\n", 50u << 20, 3s, 60s);
+  long after = rss_kib(r.pid());
+  EXPECT_FALSE(f.refused) << "the relay closed the connection after " << f.sent << " bytes";
+  EXPECT_LT(f.sent, 50u << 20) << "the relay read all 50 MB without the client reading a reply";
+  EXPECT_LT(after - before, 32 * 1024) << "RSS " << before << " KiB -> " << after << " KiB after "
+                                       << f.sent << " bytes of NOOP lines";
+  EXPECT_TRUE(serves_another_client(r.port()));
+}
+
+// Reply-only commands without a message are capped (Postfix's junk command limit): the
+// same flood at the default limits gets "421" and is closed, so it ends early.
+TEST(Limits, ReplyOnlyCommandsAreCappedThen421) {
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  long before = rss_kib(r.pid());
+  flooder f;
+  ASSERT_TRUE(f.connect(r.port()));
+  f.flood("NOOP\r\n", 50u << 20, 3s, 60s);
+  // The relay closed after its 421; the flooder sees EPIPE, or (when the relay's closed
+  // socket advertises a zero window) the 421 and EOF once it reads.
+  bool eof = false;
+  std::string got = f.read_all(5s, eof);
+  EXPECT_TRUE(f.refused || (got.find("\r\n421 4.7.0") != std::string::npos && eof))
+      << "still open after " << f.sent << " bytes of NOOP lines; read: " << got.substr(0, 200);
+  EXPECT_LT(rss_kib(r.pid()) - before, 32 * 1024);
+  EXPECT_TRUE(serves_another_client(r.port()));
+
+  // The exact replies: 100 NOOPs answered, the 101st junk command gets 421 and EOF.
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));  // EHLO is junk number 1
+  std::string noops;
+  for (int i = 0; i < 100; ++i) noops += "NOOP\r\n";
+  ASSERT_TRUE(c.send(noops));
+  auto replies = c.read_until_eof();
+  ASSERT_EQ(replies.size(), 100u);
+  EXPECT_EQ(reply_code(replies[98]), 250) << replies[98];
+  EXPECT_TRUE(starts_with(replies[99], "421 4.7.0")) << replies[99];
+  EXPECT_TRUE(c.eof());
+
+  // A message resets the count: a client doing real work is never cut off.
+  raw_client w;
+  ASSERT_TRUE(open_session(w, r.port()));
+  for (int m = 0; m < 3; ++m) {
+    for (int i = 0; i < 60; ++i) {
+      auto n = w.command("NOOP");
+      ASSERT_TRUE(n);
+      ASSERT_EQ(reply_code(*n), 250) << *n;
+    }
+    auto ok = send_message(w, "s@example.org", {"t@example.net"}, "Subject: m\r\n\r\nx\r\n");
+    ASSERT_TRUE(ok);
+    EXPECT_TRUE(queued_id(*ok)) << *ok;
+  }
 }
 
 }  // namespace

@@ -952,6 +952,50 @@ TEST_F(Policy, SighupSwapsThePolicyUnderLoadWithoutLosingAMessage) {
   }
 }
 
+TEST_F(Policy, SighupDuringAnAttemptAppliesTheNewPolicyAtGiveUp) {
+  // drop.test starts exclusive; its MX has no STARTTLS and greets only after 1.5 s, so the
+  // first attempt is still waiting when the policy becomes opportunistic (SIGHUP) and a
+  // second message is queued. When that attempt gives up (no STARTTLS: a TLS failure
+  // under exclusive), the current policy decides: both messages are delivered in the
+  // clear under opportunistic, and neither is dropped. (Before: the give-up applied the
+  // policy of the attempt's start and dropped both, the one queued after the reload too.)
+  ASSERT_TRUE(start_dns("drop.test MX 10 slow.mx.test\nslow.mx.test A 127.0.0.2\n"));
+  fake_mx_options mo = mx_options(mx_kind::no_starttls, "127.0.0.2");
+  mo.delays = {"greeting=1.5"};   // under connect_timeout (2 s), which bounds the greeting
+  fake_mx* mx = start_mx(mo);
+  ASSERT_TRUE(mx);
+  const std::string excl = "domain = \"drop.test\"\ntls = \"exclusive\"\n";
+  const std::string opp = "domain = \"drop.test\"\ntls = \"opportunistic\"\n";
+  relay* r = start_relay("[[policy]]\n" + excl, "max_conns_per_domain = 1\n");
+  ASSERT_TRUE(r);
+  std::string q1 = submit(*r, "alice@sender.test", {"one@drop.test"}, simple_body("before", "1"));
+  ASSERT_FALSE(q1.empty());
+  // The attempt under exclusive connects at once and waits 1.5 s for the greeting: the
+  // reload happens within that wait (the audit shows it: q1's first record says
+  // "opportunistic", never "exclusive").
+  std::this_thread::sleep_for(300ms);
+  rewrite_config(*r, excl, opp);
+  r->signal(SIGHUP);
+  ASSERT_TRUE(wait_log(*r, [](const std::string& l) { return contains(l, "SIGHUP: policy table reloaded"); }))
+      << r->log();
+  std::this_thread::sleep_for(300ms);   // every shard's reader refreshes on its 100 ms tick
+  std::string q2 = submit(*r, "alice@sender.test", {"two@drop.test"}, simple_body("after", "2"));
+  ASSERT_FALSE(q2.empty());
+  ASSERT_TRUE(mx->wait_messages(2, 20s)) << dump_audit(*r) << r->log();
+  std::set<std::string> got;
+  for (const auto& m : mx->messages()) got.insert(m.rcpts.begin(), m.rcpts.end());
+  EXPECT_EQ(got, (std::set<std::string>{"one@drop.test", "two@drop.test"}));
+  for (const auto& qid : {q1, q2}) {
+    auto done = wait_audit(*r, 1, [&](const audit_line& a) { return a.queue_id == qid && a.outcome == "delivered"; });
+    ASSERT_EQ(done.size(), 1u) << dump_audit(*r);
+    EXPECT_EQ(done[0].policy, "opportunistic") << done[0].raw;
+    for (const auto& a : audit_of(*r, qid)) {
+      EXPECT_NE(a.outcome, "dropped") << a.raw;
+      EXPECT_EQ(a.policy, "opportunistic") << a.raw;   // nothing decided under the old table
+    }
+  }
+}
+
 TEST_F(Policy, SighupWithABadConfigKeepsTheOldTable) {
   ASSERT_TRUE(start_dns("keep.test MX 10 plain.mx.test\nplain.mx.test A 127.0.0.2\n"));
   fake_mx* mx = start_mx(mx_options(mx_kind::no_starttls, "127.0.0.2"));
