@@ -24,7 +24,7 @@
 
 #include "core/shard.hh"
 #include "net/buffer_ring.hh"
-#include "net/stream.hh"
+#include "tls/stream.hh"
 #include "smtp/reply.hh"
 #include "tls/context.hh"
 #include "tls/session.hh"
@@ -81,10 +81,11 @@ std::string build_message(const options& o) {
 
 class blast_shard;
 
-class client final : public sr::net::stream {
+class client final : public sr::tls::stream {
  public:
   client(blast_shard& bs, int fd, unsigned id);
-  void begin() { start_recv(); }
+  // Start reading the greeting (after the TLS handshake with --tls).
+  void begin();
   // Send the next transaction now that the rate limiter allows it.
   void resume_txn();
   // End a held (or any idle) session with QUIT.
@@ -98,11 +99,13 @@ class client final : public sr::net::stream {
 
  private:
   enum class phase : uint8_t { greeting, ehlo, starttls, handshake, ehlo2, txn, body, hold, quit, done };
-  void on_data(sr::net::chunk* c, size_t len) override;
-  void on_eof(int) override;
+  void on_plain(sr::net::chunk* c, size_t len) override;
+  void on_tls_ready() override;
+  void on_tls_failed() override;
+  void on_end(int) override;
   void on_closed() override;
-  void prepare_wire(std::string& out, std::string& wire) override;
-  void send_line(std::string_view s);
+  void send_line(std::string_view s) { send(s); }
+  bool begin_tls();
   void handle(std::string_view bytes);
   void on_reply(const sr::smtp::reply& r);
   void start_txn();
@@ -114,8 +117,6 @@ class client final : public sr::net::stream {
   unsigned _id;
   phase _phase = phase::greeting;
   sr::smtp::reply_parser _parser;
-  std::unique_ptr<sr::tls::session> _tls;
-  std::string _tls_plain;
   bool _server_pipelining = false;
   unsigned _sent = 0;
   unsigned _expect = 0;      // replies outstanding in the current transaction
@@ -299,54 +300,43 @@ class blast_shard {
 };
 
 client::client(blast_shard& bs, int fd, unsigned id)
-    : sr::net::stream(*bs.shard, *bs.ring, *bs.pool, fd), _bs(bs), _id(id) {}
+    : sr::tls::stream(*bs.shard, *bs.ring, *bs.pool, fd), _bs(bs), _id(id) {}
 
-void client::send_line(std::string_view s) {
-  if (_tls) _tls_plain.append(s);
-  else queue(s);
+void client::begin() {
+  if (_bs.opt.implicit_tls && !begin_tls()) return;
+  start_recv();
 }
 
-void client::prepare_wire(std::string& out, std::string& wire) {
-  wire.swap(out);
-  if (_tls) _tls->flush_to(_tls_plain, wire);
-}
-
-void client::on_data(sr::net::chunk* c, size_t len) {
-  if (!_tls) {
-    handle(std::string_view(reinterpret_cast<const char*>(c->data), len));
-    _pool.release(c);
-  } else {
-    _tls->feed(std::span<const std::byte>(c->data, len));  // lent to the next TLS call only
-    if (_phase == phase::handshake) {
-      int rc = _tls->handshake();
-      _pool.release(c);
-      c = nullptr;
-      if (rc < 0) return fail_session(_tls->failure_reason());
-      if (rc == 0) {
-        flush();
-        return;
-      }
-      if (_bs.opt.implicit_tls) {
-        _phase = phase::greeting;
-      } else {
-        _phase = phase::ehlo2;
-        send_line("EHLO " + _bs.opt.ehlo + "\r\n");
-      }
-    }
-    char buf[16384];
-    for (;;) {
-      int n = _tls->read(std::span<std::byte>(reinterpret_cast<std::byte*>(buf), sizeof buf));
-      if (c) {
-        _pool.release(c);
-        c = nullptr;
-      }
-      if (n <= 0) break;
-      handle(std::string_view(buf, size_t(n)));
-    }
+// Put a client TLS session on the stream; its ClientHello goes out now.
+bool client::begin_tls() {
+  auto s = sr::tls::session::connect(*_bs.tls_ctx, "");
+  if (!s) {
+    fail_session("tls session");
+    return false;
   }
-  _br.refill();
-  flush();
+  _phase = phase::handshake;
+  if (!start_tls(std::move(s.value()))) {
+    fail_session(tls()->failure_reason());
+    return false;
+  }
+  return true;
 }
+
+void client::on_plain(sr::net::chunk* c, size_t len) {
+  handle(std::string_view(reinterpret_cast<const char*>(c->data), len));
+  _pool.release(c);
+}
+
+void client::on_tls_ready() {
+  if (_bs.opt.implicit_tls) {
+    _phase = phase::greeting;
+  } else {
+    _phase = phase::ehlo2;
+    send_line("EHLO " + _bs.opt.ehlo + "\r\n");
+  }
+}
+
+void client::on_tls_failed() { fail_session(tls()->failure_reason()); }
 
 void client::handle(std::string_view bytes) {
   while (!bytes.empty() && !closing()) {
@@ -429,11 +419,7 @@ void client::on_reply(const sr::smtp::reply& r) {
     }
     case phase::starttls: {
       if (r.code() != 220) return fail_session("STARTTLS refused");
-      auto s = sr::tls::session::connect(*_bs.tls_ctx, "");
-      if (!s) return fail_session("tls session");
-      _tls = std::make_unique<sr::tls::session>(std::move(s.value()));
-      _phase = phase::handshake;
-      _tls->handshake();  // queues the ClientHello
+      begin_tls();
       return;
     }
     case phase::txn:
@@ -508,7 +494,7 @@ void client::fail_session(const char* why) {
   close(true);
 }
 
-void client::on_eof(int) {
+void client::on_end(int) {
   if (!_finished && _phase != phase::done) fail_session("connection closed by server");
   close();
 }

@@ -84,7 +84,7 @@ bool differs(const policy::effective_policy& now, const policy::effective_policy
 
 link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target& t,
            const link_info* failed_tls)
-    : net::stream(ag.shard(), ag.ring(), ag.pool(), fd),
+    : tls::stream(ag.shard(), ag.ring(), ag.pool(), fd),
       _ag(ag),
       _at(at),
       _d(d),
@@ -138,66 +138,37 @@ void link::check_deadline(uint64_t now) {
   }
 }
 
-void link::on_data(net::chunk* c, size_t len) {
-  if (!_tls) {
-    _session.feed(std::string_view(reinterpret_cast<const char*>(c->data), len));
-    _pool.release(c);
-  } else {
-    _tls->feed(std::span<const std::byte>(c->data, len));  // lent to the next call only
-    bool released = false;
-    if (_handshaking) {
-      int rc = _tls->handshake();
-      _pool.release(c);
-      released = true;
-      if (rc < 0) {
-        ++_ag.counters().tls_failures;
-        _info.reason = tls_failure(*_tls);
-        _session.tls_failed(_info.reason);
-        flush();
-        return;
-      }
-      if (rc == 0) {
-        flush();
-        return;
-      }
-      _handshaking = false;
-      _info.tls = true;
-      _info.tls_version = std::string(_tls->version());
-      _info.cipher = std::string(_tls->cipher());
-      _info.cipher_bits = unsigned(_tls->cipher_bits());
-      _info.cert_checked = true;
-      _info.cert_ok = _tls->verdict() == tls::cert_verdict::verified;
-      if (!_info.cert_ok) _info.cert_reason = cert_reason(_tls->verdict());
-      outbound::tls_outcome o;
-      o.version = _info.tls_version;
-      o.cipher = _info.cipher;
-      o.cipher_bits = _info.cipher_bits;
-      o.cert = _info.cert_ok ? outbound::cert_verdict::verified : outbound::cert_verdict::invalid;
-      o.cert_reason = _info.cert_reason;
-      _session.tls_done(o);
-    }
-    net::chunk* pc = _pool.get();
-    for (;;) {
-      int n = _tls->read(std::span<std::byte>(pc->data, _pool.chunk_size()));
-      if (!released) {
-        _pool.release(c);
-        released = true;
-      }
-      if (n <= 0) {
-        if (n < 0 && n != tls::session::want_input) _session.connection_lost();
-        break;
-      }
-      _session.feed(std::string_view(reinterpret_cast<const char*>(pc->data), size_t(n)));
-      if (closing()) break;
-    }
-    _pool.release(pc);
-    if (!released) _pool.release(c);
-  }
-  _br.refill();
-  flush();
+void link::on_plain(net::chunk* c, size_t len) {
+  _session.feed(std::string_view(reinterpret_cast<const char*>(c->data), len));
+  _pool.release(c);
 }
 
-void link::on_eof(int) {
+void link::on_tls_ready() {
+  _handshaking = false;
+  const tls::session& t = *tls();
+  _info.tls = true;
+  _info.tls_version = std::string(t.version());
+  _info.cipher = std::string(t.cipher());
+  _info.cipher_bits = unsigned(t.cipher_bits());
+  _info.cert_checked = true;
+  _info.cert_ok = t.verdict() == tls::cert_verdict::verified;
+  if (!_info.cert_ok) _info.cert_reason = cert_reason(t.verdict());
+  outbound::tls_outcome o;
+  o.version = _info.tls_version;
+  o.cipher = _info.cipher;
+  o.cipher_bits = _info.cipher_bits;
+  o.cert = _info.cert_ok ? outbound::cert_verdict::verified : outbound::cert_verdict::invalid;
+  o.cert_reason = _info.cert_reason;
+  _session.tls_done(o);
+}
+
+void link::on_tls_failed() {
+  ++_ag.counters().tls_failures;
+  _info.reason = tls_failure(*tls());
+  _session.tls_failed(_info.reason);
+}
+
+void link::on_end(int) {
   if (_handshaking) {
     // A reset or EOF mid-handshake is a failed handshake (opportunistic retries it in
     // plaintext), not a lost connection.
@@ -211,29 +182,10 @@ void link::on_eof(int) {
   stream::close();
 }
 
-void link::prepare_wire(std::string& out, std::string& wire) {
-  wire.swap(out);
-  if (_tls) _tls->flush_to(_tls_plain, wire);
-}
-
-void link::send(std::string_view bytes) {
-  if (_tls) _tls_plain.append(bytes);
-  else queue(bytes);
-}
+void link::send(std::string_view bytes) { tls::stream::send(bytes); }
 
 void link::send_body(std::span<const iovec> iov) {
-  if (_tls) {
-    // Commands first (they precede the body), then each piece straight into wolfSSL.
-    if (!_tls_plain.empty()) {
-      _tls->write(std::span<const std::byte>(reinterpret_cast<const std::byte*>(_tls_plain.data()),
-                                             _tls_plain.size()));
-      _tls_plain.clear();
-    }
-    for (const iovec& v : iov)
-      _tls->write(std::span<const std::byte>(static_cast<const std::byte*>(v.iov_base), v.iov_len));
-  } else {
-    for (const iovec& v : iov) queue(std::string_view(static_cast<const char*>(v.iov_base), v.iov_len));
-  }
+  tls::stream::send(iov);
   flush();
 }
 
@@ -243,14 +195,11 @@ void link::start_tls() {
     _session.tls_failed(report::reason::handshake_failed);
     return;
   }
-  _tls = std::make_unique<tls::session>(std::move(s.value()));
   _handshaking = true;
-  int rc = _tls->handshake();  // queues the ClientHello
-  if (rc < 0) {
-    _info.reason = tls_failure(*_tls);
+  if (!tls::stream::start_tls(std::move(s.value()))) {  // sends the ClientHello
+    _info.reason = tls_failure(*tls());
     _session.tls_failed(_info.reason);
   }
-  flush();
 }
 
 void link::transaction_done(const outbound::txn_result& r) {

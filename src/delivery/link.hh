@@ -1,4 +1,4 @@
-// One outbound connection to one host: a net::stream carrying an outbound::session,
+// One outbound connection to one host: a tls::stream carrying an outbound::session,
 // with wolfSSL in between after STARTTLS. It asks the scheduler for jobs while idle
 // (connection reuse) and parks briefly when there are none.
 #pragma once
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "delivery/agent.hh"
-#include "net/stream.hh"
+#include "tls/stream.hh"
 #include "outbound/session.hh"
 #include "outbound/tls_decider.hh"
 #include "policy/decider.hh"
@@ -30,7 +30,7 @@ struct target {
   std::string ip;
 };
 
-class link final : public net::stream, outbound::events, outbound::tls_decider, queue::idle_waiter {
+class link final : public tls::stream, outbound::events, outbound::tls_decider, queue::idle_waiter {
  public:
   // `failed_tls`: this is the plaintext retry after that failed handshake (null: try STARTTLS).
   link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target& t,
@@ -46,11 +46,12 @@ class link final : public net::stream, outbound::events, outbound::tls_decider, 
   const link_info& info() const { return _info; }
 
  private:
-  // net::stream
-  void on_data(net::chunk* c, size_t len) override;
-  void on_eof(int err) override;
+  // tls::stream / net::stream
+  void on_plain(net::chunk* c, size_t len) override;
+  void on_tls_ready() override;
+  void on_tls_failed() override;
+  void on_end(int err) override;
   void on_closed() override;
-  void prepare_wire(std::string& out, std::string& wire) override;
   // outbound::events
   void send(std::string_view bytes) override;
   void send_body(std::span<const iovec> iov) override;
@@ -78,9 +79,7 @@ class link final : public net::stream, outbound::events, outbound::tls_decider, 
   bool _try_tls;
   policy::decider _pd;              // the domain's TLS policy, asked at each decision point
   outbound::session _session;
-  std::unique_ptr<tls::session> _tls;
-  bool _handshaking = false;
-  std::string _tls_plain;           // plaintext to encrypt once the handshake is done
+  bool _handshaking = false;        // STARTTLS sent, handshake not finished (EOF = TLS failure)
   link_info _info;
   std::optional<link_info> _failed_tls;  // the handshake this plaintext retry follows
   queue::job* _job = nullptr;       // the job of the current transaction

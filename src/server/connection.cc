@@ -1,4 +1,4 @@
-// Input path: chunk -> (TLS decrypt into a pool chunk) -> _in queue -> session.feed().
+// Input path: chunk -> (tls::stream decrypts into a pool chunk) -> _in -> session.feed().
 // The session stops consuming while a message is being made durable; input that
 // arrives meanwhile waits in _in (bounded) and is fed after the store answers.
 #include "server/connection.hh"
@@ -39,7 +39,7 @@ inbound::session_params make_params(shard_server& srv, const listener_info& li, 
 
 connection::connection(shard_server& srv, const listener_info& li, int fd,
                        const sockaddr_storage& peer, bool relay_allowed)
-    : net::stream(srv.shard(), srv.buffers(), srv.pool(), fd),
+    : tls::stream(srv.shard(), srv.buffers(), srv.pool(), fd),
       _srv(srv),
       _li(li),
       _session(make_params(srv, li, relay_allowed), *this),
@@ -68,65 +68,33 @@ void connection::refuse(std::string_view reply) {
   start_recv();  // reads the peer's EOF so the close completes promptly
 }
 
-void connection::on_data(net::chunk* c, size_t len) {
+void connection::on_plain(net::chunk* c, size_t len) {
   _last_input_ms = _shard.now_ms();
-  if (_tls) {
-    on_tls_data(c, len);
-  } else if (_in.size() - _in_head >= max_queued_pieces && !recv_paused()) {
+  if (_in.size() - _in_head >= max_queued_pieces && !recv_paused()) {
     _pool.release(c);
     _session.timeout();  // a flood while we wait: drop the client
-  } else {
-    _in.push_back({c, 0, uint32_t(len)});
-    pump();
+    return;
   }
-  _br.refill();
-  flush();
-}
-
-void connection::on_tls_data(net::chunk* c, size_t len) {
-  // feed() lends `c` to the next TLS call only; the session copies what that call
-  // leaves unconsumed, so `c` goes back to the pool once this function is done.
-  _tls->feed(std::span<const std::byte>(c->data, len));
-  struct give_back {
-    net::chunk_pool& pool;
-    net::chunk* c;
-    ~give_back() { pool.release(c); }
-  } release_on_exit{_pool, c};
-  if (_tls_handshaking) {
-    int rc = _tls->handshake();
-    if (rc < 0) {
-      _srv.shared().stats.tls_failures.fetch_add(1, std::memory_order_relaxed);
-      SR_INFO("%s: TLS handshake failed: %s (wolfSSL %d)", _peer_ip.c_str(), _tls->failure_reason(),
-              _tls->error_code());
-      stream::close();  // sends the alert wolfSSL queued
-      return;
-    }
-    if (rc == 0) return;
-    _tls_handshaking = false;
-    _srv.shared().stats.tls_handshakes.fetch_add(1, std::memory_order_relaxed);
-    if (_implicit_tls) _session.greet();
-    else _session.tls_established();
-  }
-  for (;;) {
-    net::chunk* pc = _pool.get();
-    int n = _tls->read(std::span<std::byte>(pc->data, _pool.chunk_size()));
-    if (n <= 0) {
-      _pool.release(pc);
-      if (n < 0) stream::close();
-      break;
-    }
-    if (_in.size() - _in_head >= max_queued_pieces && !recv_paused()) {
-      _pool.release(pc);
-      _session.timeout();
-      break;
-    }
-    _in.push_back({pc, 0, uint32_t(n)});
-  }
+  _in.push_back({c, 0, uint32_t(len)});
   pump();
 }
 
+void connection::on_tls_ready() {
+  _last_input_ms = _shard.now_ms();
+  _srv.shared().stats.tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+  if (_implicit_tls) _session.greet();
+  else _session.tls_established();
+}
+
+void connection::on_tls_failed() {
+  _srv.shared().stats.tls_failures.fetch_add(1, std::memory_order_relaxed);
+  SR_INFO("%s: TLS handshake failed: %s (wolfSSL %d)", _peer_ip.c_str(), tls()->failure_reason(),
+          tls()->error_code());
+  stream::close();  // sends the alert wolfSSL queued
+}
+
 bool connection::output_full() const {
-  return unsent_bytes() + _tls_plain.size() > max_unsent_output;
+  return unsent() > max_unsent_output;
 }
 
 void connection::pump() {
@@ -156,7 +124,7 @@ void connection::pump() {
     _in_head = 0;
   }
   if (_session.in_data() && _phase_started_ms == 0) _phase_started_ms = _shard.now_ms();
-  if (!_session.in_data() && !_tls_handshaking) _phase_started_ms = 0;
+  if (!_session.in_data() && !tls_handshaking()) _phase_started_ms = 0;
   // A command line begun but not finished runs on the (shorter) command timeout.
   if (!_session.partial_command()) _partial_since_ms = 0;
   else if (!_partial_since_ms) _partial_since_ms = _shard.now_ms();
@@ -175,8 +143,10 @@ void connection::on_drained() {
   if (!output_full() && !closing()) resume_recv();
 }
 
-void connection::on_eof(int) {
-  if (!_awaiting_store) {
+void connection::on_end(int err) {
+  if (err == tls::session::failed || err == tls::session::closed) {
+    stream::close();  // a bad record or close_notify after the handshake
+  } else if (!_awaiting_store) {
     abort_message();
     stream::close();
   }
@@ -185,15 +155,7 @@ void connection::on_eof(int) {
 
 void connection::on_closed() { _srv.on_connection_closed(this); }
 
-void connection::prepare_wire(std::string& out, std::string& wire) {
-  wire.swap(out);  // plaintext replies queued before TLS started (e.g. "220 Ready")
-  if (_tls) _tls->flush_to(_tls_plain, wire);
-}
-
-void connection::send(std::string_view bytes) {
-  if (_tls) _tls_plain.append(bytes);
-  else queue(bytes);
-}
+void connection::send(std::string_view bytes) { tls::stream::send(bytes); }
 
 void connection::start_tls() {
   // The 220 is already queued in plaintext; everything after it is TLS. Bytes the
@@ -210,8 +172,7 @@ bool connection::open_tls() {
     stream::close(true);
     return false;
   }
-  _tls = std::make_unique<tls::session>(std::move(s.value()));
-  _tls_handshaking = true;
+  tls::stream::start_tls(std::move(s.value()));
   _phase_started_ms = _shard.now_ms();
   return true;
 }
@@ -226,10 +187,10 @@ void connection::begin_message(const inbound::envelope& env) {
   ri.queue_id = _queue_id;
   ri.esmtp = env.esmtp;
   ri.tls = env.tls;
-  if (_tls && env.tls) {
-    ri.tls_version = _tls->version();
-    ri.cipher = _tls->cipher();
-    ri.cipher_bits = unsigned(_tls->cipher_bits());
+  if (tls() && env.tls) {
+    ri.tls_version = tls()->version();
+    ri.cipher = tls()->cipher();
+    ri.cipher_bits = unsigned(tls()->cipher_bits());
     ri.cipher_alg_bits = ri.cipher_bits;
   }
   if (env.rcpt_to.size() == 1) ri.single_rcpt = env.rcpt_to[0];
@@ -301,7 +262,7 @@ void connection::check_deadline(uint64_t now) {
   if (_awaiting_store) return;
   uint64_t limit;
   uint64_t since;
-  if (_tls_handshaking) {
+  if (tls_handshaking()) {
     limit = uint64_t(lim.command_timeout.count());
     since = _phase_started_ms;
   } else if (_session.in_data()) {
@@ -315,7 +276,7 @@ void connection::check_deadline(uint64_t now) {
     since = _last_input_ms;
   }
   if (now - since < limit) return;
-  if (_tls_handshaking) {
+  if (tls_handshaking()) {
     stream::close(true);
     return;
   }
@@ -326,7 +287,7 @@ void connection::check_deadline(uint64_t now) {
 
 void connection::begin_drain() {
   if (closing()) return;
-  if (_tls_handshaking || _session.shutdown()) {
+  if (tls_handshaking() || _session.shutdown()) {
     flush();
     stream::close();
   } else {

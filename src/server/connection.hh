@@ -1,5 +1,5 @@
-// One inbound SMTP connection: a net::stream carrying an inbound::session, with
-// wolfSSL in between after STARTTLS (or from the start on implicit-TLS listeners).
+// One inbound SMTP connection: a tls::stream carrying an inbound::session, TLS after
+// STARTTLS (or from the start on implicit-TLS listeners).
 // Received chunks queue here untouched; body spans the session reports are kept by
 // reference (the chunk is retained) and handed to the store as iovecs: zero copy.
 #pragma once
@@ -10,19 +10,15 @@
 #include <vector>
 
 #include "inbound/session.hh"
-#include "net/stream.hh"
+#include "tls/stream.hh"
 #include "server/store.hh"
-
-namespace sr::tls {
-class session;
-}
 
 namespace sr::server {
 
 class shard_server;
 struct listener_info;
 
-class connection final : public net::stream, inbound::events, store_client {
+class connection final : public tls::stream, inbound::events, store_client {
  public:
   connection(shard_server& srv, const listener_info& li, int fd, const sockaddr_storage& peer,
              bool relay_allowed);
@@ -49,11 +45,12 @@ class connection final : public net::stream, inbound::events, store_client {
     net::chunk* c;
     uint32_t off, len;
   };
-  // net::stream
-  void on_data(net::chunk* c, size_t len) override;
-  void on_eof(int err) override;
+  // tls::stream / net::stream
+  void on_plain(net::chunk* c, size_t len) override;
+  void on_tls_ready() override;
+  void on_tls_failed() override;
+  void on_end(int err) override;
   void on_closed() override;
-  void prepare_wire(std::string& out, std::string& wire) override;
   void on_drained() override;
   // inbound::events
   void send(std::string_view bytes) override;
@@ -66,7 +63,6 @@ class connection final : public net::stream, inbound::events, store_client {
   // store_client
   void on_stored(bool ok) override;
 
-  void on_tls_data(net::chunk* c, size_t len);
   bool open_tls();
   void pump();
   bool output_full() const;  // unsent replies past the bound: stop feeding the session
@@ -76,10 +72,7 @@ class connection final : public net::stream, inbound::events, store_client {
   shard_server& _srv;
   const listener_info& _li;
   inbound::session _session;
-  std::unique_ptr<tls::session> _tls;
-  bool _tls_handshaking = false;
   bool _implicit_tls = false;
-  std::string _tls_plain;            // replies to encrypt once TLS is on
   std::string _peer_ip;
   unsigned _ip_slot = ~0u;
 

@@ -387,15 +387,4 @@ int session::cipher_bits() const {
 
 bool session::resumed() const { return _ssl && wolfSSL_session_reused(_ssl) == 1; }
 
-void session::flush_to(std::string& plain, std::string& wire) {
-  if (_done && !plain.empty()) {
-    write(std::span<const std::byte>(reinterpret_cast<const std::byte*>(plain.data()), plain.size()));
-    plain.clear();
-  }
-  auto p = pending_output();
-  if (p.empty()) return;
-  wire.append(reinterpret_cast<const char*>(p.data()), p.size());
-  consume_output(p.size());
-}
-
 }  // namespace sr::tls

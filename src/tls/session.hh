@@ -82,9 +82,6 @@ class session {
   }
   // Drop n bytes of pending output that the socket accepted; frees the buffer when empty.
   void consume_output(size_t n);
-  // Encrypt `plain` (once the handshake is done; it is cleared then) and move every
-  // pending ciphertext byte to the end of `wire`: one call per socket write.
-  void flush_to(std::string& plain, std::string& wire);
 
   bool handshake_done() const { return _done; }
   bool is_client() const { return _client; }

@@ -233,8 +233,11 @@ void fuzz_session(FuzzedDataProvider& fdp) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
-  FuzzedDataProvider fdp(bytes, size);
-  if (fdp.ConsumeIntegral<uint8_t>() % 2 == 0)
+  // The first byte picks the mode (FuzzedDataProvider takes integers from the end, so a
+  // seed reads: mode, the MX's chunks separated by "\\x", then the choices, last first).
+  if (size == 0) return 0;
+  FuzzedDataProvider fdp(bytes + 1, size - 1);
+  if (bytes[0] % 2 == 0)
     fuzz_parser(fdp);
   else
     fuzz_session(fdp);

@@ -34,12 +34,8 @@ TEST(Crash, EveryAcknowledgedMessageSurvivesKill9AndRestart) {
 
   // A message in the middle of DATA when the process dies must not come back.
   raw_client partial;
-  ASSERT_TRUE(open_session(partial, r.port()));
-  ASSERT_TRUE(partial.command("MAIL FROM:<partial@example.org>"));
-  ASSERT_TRUE(partial.command("RCPT TO:<partial@example.net>"));
-  auto data = partial.command("DATA");
-  ASSERT_TRUE(data);
-  ASSERT_EQ(reply_code(*data), 354);
+  std::string why;
+  ASSERT_TRUE(open_data(partial, r.port(), "partial@example.org", "partial@example.net", &why)) << why;
   ASSERT_TRUE(partial.send("Subject: partial\r\n\r\n" + std::string(30000, 'p') + "\r\n"));
 
   r.kill9();
@@ -64,12 +60,8 @@ TEST(Shutdown, SigtermLetsOpenTransactionFinishAndRefusesNewConnections) {
   relay r(o);
   ASSERT_TRUE(r.start()) << r.error();
   raw_client c;
-  ASSERT_TRUE(open_session(c, r.port()));
-  ASSERT_TRUE(c.command("MAIL FROM:<drain@example.org>"));
-  ASSERT_TRUE(c.command("RCPT TO:<t@example.net>"));
-  auto data = c.command("DATA");
-  ASSERT_TRUE(data);
-  ASSERT_EQ(reply_code(*data), 354);
+  std::string why;
+  ASSERT_TRUE(open_data(c, r.port(), "drain@example.org", "t@example.net", &why)) << why;
   ASSERT_TRUE(c.send("Subject: drain\r\n\r\nfirst half\r\n"));
 
   r.signal(SIGTERM);

@@ -158,12 +158,8 @@ TEST(Limits, DataLineOver1000OctetsRejectsTheMessage) {
   relay r;
   ASSERT_TRUE(r.start()) << r.error();
   raw_client c;
-  ASSERT_TRUE(open_session(c, r.port()));
-  ASSERT_TRUE(c.command("MAIL FROM:<s@example.org>"));
-  ASSERT_TRUE(c.command("RCPT TO:<t@example.net>"));
-  auto data = c.command("DATA");
-  ASSERT_TRUE(data);
-  ASSERT_EQ(reply_code(*data), 354) << *data;
+  std::string why;
+  ASSERT_TRUE(open_data(c, r.port(), "s@example.org", "t@example.net", &why)) << why;
   ASSERT_TRUE(c.send("Subject: long line\r\n\r\n" + std::string(1200, 'x') + "\r\nshort\r\n.\r\nRSET\r\nQUIT\r\n"));
   auto replies = c.read_until_eof();
   ASSERT_EQ(replies.size(), 3u);

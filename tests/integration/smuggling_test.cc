@@ -21,12 +21,8 @@ TEST_P(Smuggling, FakeTerminatorIsRejectedOnceAndNothingIsSpooled) {
   relay r;
   ASSERT_TRUE(r.start()) << r.error();
   raw_client c;
-  ASSERT_TRUE(open_session(c, r.port()));
-  ASSERT_TRUE(c.command("MAIL FROM:<s@example.org>"));
-  ASSERT_TRUE(c.command("RCPT TO:<t@example.net>"));
-  auto data = c.command("DATA");
-  ASSERT_TRUE(data);
-  ASSERT_EQ(reply_code(*data), 354);
+  std::string why;
+  ASSERT_TRUE(open_data(c, r.port(), "s@example.org", "t@example.net", &why)) << why;
   std::string body = std::string("Subject: first\r\n\r\nhello") + GetParam().fake_end +
                      "MAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.net>\r\nDATA\r\n"
                      "Subject: smuggled\r\n\r\nsmuggled-body\r\n.\r\nQUIT\r\n";

@@ -49,12 +49,8 @@ TEST(Timeouts, StalledDataHitsDataTimeoutAndNothingIsSpooled) {
   relay r(with_limits({"idle_timeout = \"60s\"", "command_timeout = \"60s\"", "data_timeout = \"1s\""}));
   ASSERT_TRUE(r.start()) << r.error();
   raw_client c;
-  ASSERT_TRUE(open_session(c, r.port()));
-  ASSERT_TRUE(c.command("MAIL FROM:<s@example.org>"));
-  ASSERT_TRUE(c.command("RCPT TO:<t@example.net>"));
-  auto data = c.command("DATA");
-  ASSERT_TRUE(data);
-  ASSERT_EQ(reply_code(*data), 354);
+  std::string why;
+  ASSERT_TRUE(open_data(c, r.port(), "s@example.org", "t@example.net", &why)) << why;
   ASSERT_TRUE(c.send("Subject: stalled\r\n\r\nstalled-body-marker\r\n"));
   expect_timeout_and_close(c);
   ASSERT_EQ(r.stop(), 0) << r.log();

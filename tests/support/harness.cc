@@ -65,19 +65,6 @@ fs::path source_root() {
 #endif
 }
 
-temp_dir::temp_dir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/sealrelay-integ.XXXXXX";
-  if (char* made = mkdtemp(tmpl.data())) _path = made;
-}
-
-temp_dir::~temp_dir() {
-  if (_path.empty()) return;
-  if (const char* keep = std::getenv("SEALRELAY_KEEP_TMP"); keep && *keep) return;
-  std::error_code ec;
-  fs::remove_all(_path, ec);
-}
-
 uint16_t free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return 0;
@@ -606,6 +593,21 @@ bool open_session(raw_client& c, uint16_t port, std::string* ehlo) {
   auto r = c.command("EHLO client.test");
   if (!r || reply_code(*r) != 250) return false;
   if (ehlo) *ehlo = *r;
+  return true;
+}
+
+bool open_data(raw_client& c, uint16_t port, std::string_view from, std::string_view rcpt, std::string* why) {
+  auto fail = [&](std::string what) {
+    if (why) *why = std::move(what);
+    return false;
+  };
+  if (!open_session(c, port)) return fail("no session (greeting or EHLO failed)");
+  auto mail = c.command("MAIL FROM:<" + std::string(from) + ">");
+  if (!mail || reply_code(*mail) != 250) return fail("MAIL: " + mail.value_or("no reply"));
+  auto rcpt_reply = c.command("RCPT TO:<" + std::string(rcpt) + ">");
+  if (!rcpt_reply || reply_code(*rcpt_reply) != 250) return fail("RCPT: " + rcpt_reply.value_or("no reply"));
+  auto data = c.command("DATA");
+  if (!data || reply_code(*data) != 354) return fail("DATA: " + data.value_or("no reply"));
   return true;
 }
 

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/temp_dir.hh"
+
 namespace sr::integ {
 
 using namespace std::chrono_literals;
@@ -25,17 +27,7 @@ std::string relay_binary();
 std::filesystem::path source_root();
 
 // A fresh directory under $TMPDIR, removed with its contents on destruction.
-class temp_dir {
- public:
-  temp_dir();
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::filesystem::path& path() const { return _path; }
-
- private:
-  std::filesystem::path _path;
-};
+using test::temp_dir;
 
 // Return a loopback TCP port that is free right now (bound and released by us).
 uint16_t free_port();
@@ -200,6 +192,11 @@ relay_options with_limits(std::vector<std::string> limits);
 // Connect, read the 220 greeting and say EHLO; the EHLO reply goes to *ehlo. False when
 // any step fails or answers otherwise.
 bool open_session(raw_client& c, uint16_t port, std::string* ehlo = nullptr);
+
+// Open a session (open_session) and start a transaction up to DATA's 354: MAIL FROM:<from>,
+// RCPT TO:<rcpt>, DATA. False with the failing step or reply in *why.
+bool open_data(raw_client& c, uint16_t port, std::string_view from, std::string_view rcpt,
+               std::string* why = nullptr);
 
 // One transaction on an open session: MAIL, RCPT..., DATA, body, ".". Returns the first
 // reply that is not 250/354, else the reply to the final dot (nullopt on EOF/deadline).

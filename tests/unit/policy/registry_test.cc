@@ -10,20 +10,14 @@
 
 #include "alloc_count.hh"
 #include "policy/registry.hh"
+#include "support/names.hh"
 
 using namespace sr;
 using namespace sr::policy;
 
 namespace {
 
-// Build "<pre><i><post>" (GCC 12 warns falsely, -Wrestrict, on chained operator+).
-std::string name_of(const char* pre, size_t i, const char* post) {
-  std::string s(pre);
-  s += std::to_string(i);
-  s += post;
-  return s;
-}
-
+using sr::test::name_of;
 
 constexpr int k_domains = 64;
 

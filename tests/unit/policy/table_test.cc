@@ -9,20 +9,14 @@
 
 #include "config/config.hh"
 #include "policy/table.hh"
+#include "support/names.hh"
 
 using namespace sr;
 using namespace sr::policy;
 
 namespace {
 
-// Build "<pre><i><post>" (GCC 12 warns falsely, -Wrestrict, on chained operator+).
-std::string name_of(const char* pre, size_t i, const char* post) {
-  std::string s(pre);
-  s += std::to_string(i);
-  s += post;
-  return s;
-}
-
+using sr::test::name_of;
 
 config::config parse_ok(const std::string& body) {
   std::string text = "[[listen]]\naddress = \"127.0.0.1:2525\"\n" + body;

@@ -13,6 +13,7 @@
 #include "core/shard.hh"
 #include "spool/partition.hh"
 #include "spool/reader.hh"
+#include "support/temp_dir.hh"
 
 namespace fs = std::filesystem;
 using namespace sr;
@@ -21,16 +22,9 @@ namespace {
 
 class spool_reader : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/sr-reader-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr) << std::strerror(errno);
-    _state = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(_state, ec);
-  }
-  std::string _state;
+  void SetUp() override { ASSERT_FALSE(_state.empty()) << "mkdtemp failed"; }
+  sr::test::temp_dir _dir{"sr-reader-test"};   // removed with its contents after the test
+  std::string _state = _dir.path().string();
 };
 
 // Same length for every body, different bytes: a read served from the wrong segment

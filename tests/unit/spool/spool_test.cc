@@ -23,6 +23,7 @@
 #include "spool/partition.hh"
 #include "spool/record.hh"
 #include "util/log.hh"
+#include "support/temp_dir.hh"
 
 namespace fs = std::filesystem;
 using namespace sr::spool;
@@ -105,15 +106,8 @@ std::vector<std::string> segment_files(const std::string& dir) {
 
 class spool : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/sr-spool-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr) << std::strerror(errno);
-    _state = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(_state, ec);
-  }
+  void SetUp() override { ASSERT_FALSE(_state.empty()) << "mkdtemp failed"; }
+  sr::test::temp_dir _dir{"sr-spool-test"};   // removed with its contents after the test
 
   std::unique_ptr<partition> open(recovered_set* rs = nullptr,
                                   uint64_t limit = default_segment_limit, unsigned shard = 0) {
@@ -134,7 +128,7 @@ class spool : public ::testing::Test {
     }
   }
 
-  std::string _state;
+  std::string _state = _dir.path().string();
 };
 
 TEST_F(spool, round_trip_with_multi_piece_bodies) {
