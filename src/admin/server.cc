@@ -1,6 +1,6 @@
 // The admin HTTP server: one thread, one poll() over the listener, an eventfd for stop()
 // and up to max_connections non-blocking connections. Each connection reads one request
-// head, answers it, shuts down its write side and discards input until the client closes
+// (parsed by the http/ codec, whose limits give 400/414/431/413/505), answers it, shuts down its write side and discards input until the client closes
 // (so unread bytes never turn the answer into a reset), all within its deadline.
 #include "admin/server.hh"
 
@@ -15,8 +15,10 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <memory>
 #include <vector>
 
+#include "http/message.hh"
 #include "util/cidr.hh"
 #include "util/log.hh"
 
@@ -40,51 +42,41 @@ struct conn {
   int fd = -1;
   conn_state state = conn_state::reading;
   uint64_t deadline_ms = 0;
-  std::string in;
+  std::unique_ptr<http::request_parser> req;  // on the heap: its header views stay put
   std::string out;
   size_t out_off = 0;
 };
 
 constexpr uint64_t linger_ms = 1000;
 
-const char* reason_phrase(int code) {
-  switch (code) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-  }
-  return "Error";
-}
-
 void set_response(conn& c, int code, std::string_view content_type, std::string_view body,
                   bool allow_get = false) {
+  http::header fields[] = {{"Content-Type", content_type},
+                           {"Cache-Control", "no-store"},
+                           {"Allow", "GET"}};
   c.out.clear();
-  c.out += "HTTP/1.1 ";
-  c.out += std::to_string(code);
-  c.out += ' ';
-  c.out += reason_phrase(code);
-  c.out += "\r\nContent-Type: ";
-  c.out += content_type;
-  c.out += "\r\nContent-Length: ";
-  c.out += std::to_string(body.size());
-  if (allow_get) c.out += "\r\nAllow: GET";
-  c.out += "\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n";
-  c.out += body;
+  http::write_response(c.out, code, std::span<const http::header>(fields, allow_get ? 3 : 2), body,
+                       false);
   c.out_off = 0;
   c.state = conn_state::writing;
 }
 
-// Return the end of the request head (past the blank line), or npos.
-size_t head_end(const std::string& in) {
-  size_t crlf = in.find("\r\n\r\n");
-  size_t lf = in.find("\n\n");
-  if (crlf != std::string::npos && (lf == std::string::npos || crlf + 2 <= lf)) return crlf + 4;
-  if (lf != std::string::npos) return lf + 2;
-  return std::string::npos;
+// Answer a parsed request: GET /metrics or /healthz; 404 or 405 otherwise.
+void answer(conn& c, const http::request_parser& req, const server::options& opt, std::string& body) {
+  std::string_view path = req.path();
+  if (path != "/metrics" && path != "/healthz") {
+    set_response(c, 404, "text/plain; charset=utf-8", "not found\n");
+  } else if (req.method() != "GET") {
+    set_response(c, 405, "text/plain; charset=utf-8", "method not allowed\n", true);
+  } else if (path == "/metrics") {
+    body.clear();
+    if (opt.metrics) opt.metrics->render(body);
+    set_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", body);
+  } else if (!opt.healthy || opt.healthy()) {
+    set_response(c, 200, "text/plain; charset=utf-8", "ok\n");
+  } else {
+    set_response(c, 503, "text/plain; charset=utf-8", "unhealthy\n");
+  }
 }
 
 }  // namespace
@@ -172,41 +164,13 @@ void server::serve() {
           c.fd = -1;
           continue;
         }
-        if (n > 0) c.in.append(buf, size_t(n));
-        size_t end = head_end(c.in);
-        if (end == std::string::npos && c.in.size() > _opt.max_request_bytes) {
-          set_response(c, 431, "text/plain; charset=utf-8", "request too large\n");
-        } else if (end != std::string::npos) {
-          if (end > _opt.max_request_bytes) {
-            set_response(c, 431, "text/plain; charset=utf-8", "request too large\n");
-          } else {
-            // Request line: METHOD SP target SP HTTP/1.x
-            std::string_view head(c.in.data(), end);
-            std::string_view line = head.substr(0, head.find('\n'));
-            if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-            size_t sp1 = line.find(' ');
-            size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
-            if (sp2 == std::string_view::npos || !line.substr(sp2 + 1).starts_with("HTTP/1.")) {
-              set_response(c, 400, "text/plain; charset=utf-8", "bad request\n");
-            } else {
-              std::string_view method = line.substr(0, sp1);
-              std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-              target = target.substr(0, target.find('?'));
-              if (target != "/metrics" && target != "/healthz") {
-                set_response(c, 404, "text/plain; charset=utf-8", "not found\n");
-              } else if (method != "GET") {
-                set_response(c, 405, "text/plain; charset=utf-8", "method not allowed\n", true);
-              } else if (target == "/metrics") {
-                body.clear();
-                if (_opt.metrics) _opt.metrics->render(body);
-                set_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", body);
-              } else if (!_opt.healthy || _opt.healthy()) {
-                set_response(c, 200, "text/plain; charset=utf-8", "ok\n");
-              } else {
-                set_response(c, 503, "text/plain; charset=utf-8", "unhealthy\n");
-              }
-            }
-          }
+        if (n > 0) c.req->feed(std::string_view(buf, size_t(n)));
+        if (c.req->status() == http::parse_status::failed) {
+          int code = http::status_for(c.req->err());
+          set_response(c, code, "text/plain; charset=utf-8",
+                       code == 431 || code == 414 || code == 413 ? "request too large\n" : "bad request\n");
+        } else if (c.req->status() == http::parse_status::done) {
+          answer(c, *c.req, _opt, body);
         }
       } else if (ev && c.state == conn_state::writing) {
         ssize_t n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off, MSG_NOSIGNAL);
@@ -248,6 +212,9 @@ void server::serve() {
         if (fd < 0) break;
         conn c;
         c.fd = fd;
+        http::limits lim;
+        lim.max_line = lim.max_head = lim.max_body = _opt.max_request_bytes;
+        c.req = std::make_unique<http::request_parser>(lim);
         c.deadline_ms = now + _opt.timeout_ms;
         conns.push_back(std::move(c));
       }

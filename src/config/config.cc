@@ -400,8 +400,7 @@ void read_server(loader& l, table_reader& root) {
       if (h.empty() || h[0] == '.' || check_domain(h, false))
         r.fail("hostname", "not a host name: " + quoted(s.hostname));
     }
-    // A queue id names its spool partition in two hex digits: 256 shards at most.
-    r.read("shards", s.shards, 0, 256);
+    r.read("shards", s.shards, 0, 256);  // the spool tells 256 partitions apart (spool::max_shards)
     if (r.read("state_dir", s.state_dir) && s.state_dir.empty())
       r.fail("state_dir", "must not be empty");
     r.read_duration("drain_timeout", s.drain_timeout, duration(0));

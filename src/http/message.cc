@@ -185,6 +185,15 @@ size_t message_parser::feed_bytes(std::string_view in) {
         size_t take = std::min(in.size(), _limits.max_head + 4 - std::min(_head.size(), _limits.max_head + 4));
         size_t old = _head.size();
         _head.append(in.substr(0, take));
+        // The start line alone may be too long (judged on every prefix alike, so the
+        // verdict does not depend on how the bytes were split across feeds).
+        size_t lf = _head.find('\n');
+        size_t line_len = lf == std::string::npos ? _head.size() : lf;
+        if (line_len > 0 && _head[line_len - 1] == '\r') --line_len;
+        if (line_len > _limits.max_line) {
+          fail(error::line_too_long);
+          return used + take;
+        }
         size_t end = std::string::npos;
         for (size_t i = _scan; i < _head.size(); ++i) {
           if (_head[i] != '\n') continue;
@@ -192,14 +201,11 @@ size_t message_parser::feed_bytes(std::string_view in) {
           if (i + 2 < _head.size() && _head[i + 1] == '\r' && _head[i + 2] == '\n') { end = i + 3; break; }
           if (i == 0 || (i == 1 && _head[0] == '\r')) { end = i + 1; break; }  // empty head
         }
+        // A head may take max_head bytes plus its blank line: with no end so far and more
+        // than that collected, no later end can fit.
         if (end == std::string::npos) {
           _scan = _head.size() >= 2 ? _head.size() - 2 : 0;
-          // Without a line end so far, the start line alone may already be too long.
-          if (_head.find('\n') == std::string::npos && _head.size() > _limits.max_line) {
-            fail(error::line_too_long);
-            return used + take;
-          }
-          if (_head.size() > _limits.max_head) {
+          if (_head.size() > _limits.max_head + 2) {
             fail(error::head_too_large);
             return used + take;
           }

@@ -133,7 +133,7 @@ class request_parser : public message_parser {
   // Return the request target as sent ("/metrics?x=1").
   std::string_view target() const { return _target; }
   // Return the target's path ("/metrics"), without the query.
-  std::string_view path() const { return _target.substr(0, _target.find('?')); }
+  std::string_view path() const { return std::string_view(_target).substr(0, _target.find('?')); }
 
  private:
   bool on_start_line(std::string_view line) override;

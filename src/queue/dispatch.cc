@@ -93,32 +93,28 @@ void dispatcher::send_job(std::unique_ptr<job> j) {
 }
 
 void dispatcher::send_done(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices) {
-  unsigned to = home_shard(home, _boxes.shards());
-  if (to == _shard.index()) {
-    _mark_done(home, queue_id, std::move(indices));
+  if (home == _shard.index()) {
+    _mark_done(queue_id, std::move(indices));
     return;
   }
   shard_msg m;
   m.kind = shard_msg_kind::mark_done;
-  m.home = home;
   m.queue_id = queue_id;
   m.indices = std::move(indices);
-  _boxes.send(_shard, to, std::move(m));
+  _boxes.send(_shard, home, std::move(m));
 }
 
 void dispatcher::send_attempts(unsigned home, const std::string& queue_id,
                                std::vector<std::pair<uint32_t, uint32_t>> counts) {
-  unsigned to = home_shard(home, _boxes.shards());
-  if (to == _shard.index()) {
-    if (_record_attempts) _record_attempts(home, queue_id, std::move(counts));
+  if (home == _shard.index()) {
+    if (_record_attempts) _record_attempts(queue_id, std::move(counts));
     return;
   }
   shard_msg m;
   m.kind = shard_msg_kind::record_attempts;
-  m.home = home;
   m.queue_id = queue_id;
   m.counts = std::move(counts);
-  _boxes.send(_shard, to, std::move(m));
+  _boxes.send(_shard, home, std::move(m));
 }
 
 void dispatcher::on_message(shard_msg&& m) {
@@ -127,10 +123,10 @@ void dispatcher::on_message(shard_msg&& m) {
       if (m.job_to_queue) _sched.enqueue(std::move(m.job_to_queue));
       return;
     case shard_msg_kind::mark_done:
-      _mark_done(m.home, m.queue_id, std::move(m.indices));
+      _mark_done(m.queue_id, std::move(m.indices));
       return;
     case shard_msg_kind::record_attempts:
-      if (_record_attempts) _record_attempts(m.home, m.queue_id, std::move(m.counts));
+      if (_record_attempts) _record_attempts(m.queue_id, std::move(m.counts));
       return;
   }
   SR_WARN("queue: cross-shard message of unknown kind %u ignored", unsigned(m.kind));

@@ -24,7 +24,7 @@ class scheduler;
 struct spooled_message {
   message_kind kind = message_kind::message;
   std::string queue_id;
-  unsigned home = 0;              // spool partition holding it (see home_shard())
+  unsigned home = 0;              // shard whose spool partition holds it
   std::string segment;            // where its bytes are
   uint64_t offset = 0, length = 0;
   std::string mail_from;          // "" = null sender
@@ -50,8 +50,7 @@ std::string_view to_string(shard_msg_kind k);
 struct shard_msg {
   shard_msg_kind kind = shard_msg_kind::deliver_job;
   std::unique_ptr<queue::job> job_to_queue;  // deliver_job
-  unsigned home = 0;               // mark_done, record_attempts: the message's partition
-  std::string queue_id;            // mark_done, record_attempts
+  std::string queue_id;            // mark_done
   std::vector<uint32_t> indices;   // mark_done
   std::vector<std::pair<uint32_t, uint32_t>> counts;  // record_attempts
 };
@@ -61,9 +60,8 @@ using shard_mailboxes = core::mailboxes<shard_msg>;
 // One shard's end of the queue's cross-shard traffic.
 class dispatcher {
  public:
-  // Write a DONE record in partition `home` (served by this shard).
-  using mark_done_fn =
-      std::function<void(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices)>;
+  // Write a DONE record for recipients of a message whose home is this shard.
+  using mark_done_fn = std::function<void(const std::string& queue_id, std::vector<uint32_t> indices)>;
   dispatcher(core::shard& sh, shard_mailboxes& boxes, scheduler& sched, mark_done_fn mark_done);
 
   // Start receiving (on the shard thread, once the scheduler can take jobs).
@@ -72,13 +70,13 @@ class dispatcher {
   void dispatch(const spooled_message& m, std::span<const uint32_t> done = {});
   // Queue `j` on its owner shard.
   void send_job(std::unique_ptr<job> j);
-  // Tell the shard serving partition `home` that recipients `indices` of `queue_id` are final.
+  // Tell `home` that recipients `indices` of `queue_id` are final.
   void send_done(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices);
   // Record attempt counts at the home shard (set by the composition root).
-  using record_attempts_fn = std::function<void(unsigned home, const std::string& queue_id,
-                                                std::vector<std::pair<uint32_t, uint32_t>> counts)>;
+  using record_attempts_fn =
+      std::function<void(const std::string& queue_id, std::vector<std::pair<uint32_t, uint32_t>> counts)>;
   void on_record_attempts(record_attempts_fn fn) { _record_attempts = std::move(fn); }
-  // Tell the shard serving partition `home` how many attempts the pending recipients of `queue_id` have made.
+  // Tell `home` how many attempts the pending recipients of `queue_id` have made.
   void send_attempts(unsigned home, const std::string& queue_id,
                      std::vector<std::pair<uint32_t, uint32_t>> counts);
   // Messages held back because a destination ring is full.

@@ -29,7 +29,7 @@ struct job_rcpt {
 struct job {
   message_kind kind = message_kind::message;
   std::string queue_id;
-  unsigned home = 0;          // spool partition holding the message (served by home_shard())
+  unsigned home = 0;          // shard whose spool partition holds the message
   std::string segment;        // spool segment path
   uint64_t offset = 0, length = 0;
   std::string mail_from;      // "" = null sender
@@ -47,9 +47,5 @@ std::string domain_of(const std::string& address);
 
 // Return shard index that owns `domain` among `shards`.
 unsigned owner_shard(const std::string& domain, unsigned shards);
-
-// Return the shard that serves spool partition `home` among `shards`: its own shard, or,
-// for a partition left by a larger shard count, home % shards (it adopted it at start).
-inline unsigned home_shard(unsigned home, unsigned shards) { return shards ? home % shards : 0; }
 
 }  // namespace sr::queue

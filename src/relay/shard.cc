@@ -4,9 +4,6 @@
 // queue), and the listeners open last, once an accepted message has somewhere to go.
 #include "relay/shard.hh"
 
-#include <algorithm>
-#include <filesystem>
-
 #include "admin/metrics.hh"
 #include "audit/writer.hh"
 #include "delivery/agent.hh"
@@ -18,19 +15,6 @@
 #include "util/log.hh"
 
 namespace sr::relay {
-
-std::vector<unsigned> partitions_on_disk(const std::string& state_dir) {
-  std::vector<unsigned> out;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(state_dir + "/spool", ec)) {
-    const std::string name = e.path().filename().string();
-    if (name.empty() || name.size() > 5 || !e.is_directory(ec)) continue;
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    out.push_back(unsigned(std::stoul(name)));
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
 
 process_state::process_state(const config::config& c) : cfg(c), inbound(c), mail(inbound.shards) {}
 
@@ -46,45 +30,34 @@ status shard_root::start() {
   return _server->listen();
 }
 
-// Open partition `index` and its store, with what it recovered.
-sr::result<std::unique_ptr<server::spool_store>> shard_root::open_partition(unsigned index) {
+status shard_root::open_spool() {
   const auto& cfg = _ps.cfg;
   spool::recovered_set rec;
-  auto part = spool::partition::open(cfg.server.state_dir, index, &rec);
+  auto part = spool::partition::open(cfg.server.state_dir, _shard.index(), &rec);
   if (!part) return error{"spool: " + part.err()};
-  _ps.recovered += rec.messages.size();
-  if (rec.discarded_bytes)
-    SR_WARN("spool: discarded %llu bytes of unacknowledged partial records in partition %u",
-            (unsigned long long)rec.discarded_bytes, index);
-  auto store = std::make_unique<server::spool_store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
-  store->recovered = std::move(rec.messages);
-  return store;
-}
-
-status shard_root::open_spool() {
-  auto own = open_partition(_shard.index());
-  if (!own) return error{own.err()};
-  _store = std::move(own.value());
-  // Partitions of shards that no longer run (server.shards was larger): this shard
-  // serves those numbered index % shards == its own, delivers what they hold and writes
-  // their DONE records; new mail never goes there.
-  unsigned n = _ps.inbound.shards;
-  for (unsigned k : partitions_on_disk(_ps.cfg.server.state_dir)) {
-    if (k < n || queue::home_shard(k, n) != _shard.index()) continue;
-    auto adopted = open_partition(k);
-    if (!adopted) return error{adopted.err()};
-    if (!adopted.value()->recovered.empty())
-      SR_INFO("spool: partition %u (server.shards was larger) adopted: %zu messages to deliver", k,
-              adopted.value()->recovered.size());
-    _adopted.emplace(k, std::move(adopted.value()));
+  _store = std::make_unique<server::spool_store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
+  // Partitions of shards that no longer run (server.shards lowered, or shards = 0 on a
+  // smaller machine): shard i adopts every partition j >= shards with j % shards == i,
+  // so no accepted message is stranded.
+  const unsigned n = _ps.inbound.shards, me = _shard.index();
+  auto on_disk = spool::partition::shards_on_disk(cfg.server.state_dir);
+  if (!on_disk) return error{"spool: " + on_disk.err()};
+  for (unsigned other : on_disk.value()) {
+    if (other < n || other % n != me) continue;
+    size_t before = rec.messages.size();
+    auto adopted = spool::partition::open(cfg.server.state_dir, other, &rec);
+    if (!adopted) return error{"spool: " + adopted.err()};
+    SR_INFO("spool: partition %u adopted (server.shards = %u): %zu messages to deliver", other, n,
+            rec.messages.size() - before);
+    _store->adopt(std::move(adopted.value()));
   }
+  if (rec.discarded_bytes)
+    SR_WARN("spool: discarded %llu bytes (%u corrupt records skipped, the rest torn tails of "
+            "unacknowledged writes)",
+            (unsigned long long)rec.discarded_bytes, rec.records_skipped);
+  _ps.recovered += rec.messages.size();
+  _store->recovered = std::move(rec.messages);
   return {};
-}
-
-server::spool_store* shard_root::store_of(unsigned home) {
-  if (home == _shard.index()) return _store.get();
-  auto it = _adopted.find(home);
-  return it == _adopted.end() ? nullptr : it->second.get();
 }
 
 status shard_root::start_delivery() {
@@ -124,14 +97,10 @@ status shard_root::start_delivery() {
   _sched = std::make_unique<queue::scheduler>(_shard, cfg, std::move(link));
   _dispatch = std::make_unique<queue::dispatcher>(
       _shard, _ps.mail, *_sched,
-      [this](unsigned home, const std::string& qid, std::vector<uint32_t> idx) {
-        if (auto* st = store_of(home)) st->mark_done(qid, idx);
-        else SR_WARN("queue: DONE for %s names partition %u, which this shard does not serve", qid.c_str(), home);
-      });
-  _dispatch->on_record_attempts(
-      [this](unsigned home, const std::string& qid, std::vector<std::pair<uint32_t, uint32_t>> c) {
-        if (auto* st = store_of(home)) st->record_attempts(qid, c);
-      });
+      [this](const std::string& qid, std::vector<uint32_t> idx) { _store->mark_done(qid, idx); });
+  _dispatch->on_record_attempts([this](const std::string& qid, std::vector<std::pair<uint32_t, uint32_t>> c) {
+    _store->record_attempts(qid, c);
+  });
   if (_ps.policies) _policy_reader = std::make_unique<policy::reader>(*_ps.policies);
   _agent = std::make_unique<delivery::agent>(_shard, cfg, *_sched, *_resolver, _server->pool(),
                                              _server->buffers(), _audit.get());
@@ -148,29 +117,23 @@ status shard_root::start_delivery() {
   }
 
   _store->on_durable([this](const spool::message_meta& meta, const spool::message_location& loc) {
-    queue_durable(_shard.index(), meta, loc, {});
+    queue_durable(meta, loc, {});
   });
   _dispatch->attach();
 
   // Messages accepted before a restart: queue their unfinished recipients.
-  size_t queued = 0;
-  auto requeue = [&](unsigned home, server::spool_store& st) {
-    auto recovered = std::move(st.recovered);
-    st.recovered.clear();
-    for (const auto& m : recovered) {
-      spool::message_location loc{nullptr, m.segment, m.offset, m.length};
-      queue_durable(home, m.meta, loc, m.done_rcpts);
-    }
-    queued += recovered.size();
-  };
-  requeue(_shard.index(), *_store);
-  for (auto& [k, st] : _adopted) requeue(k, *st);
-  if (queued) SR_INFO("queue: %zu recovered messages queued for delivery", queued);
+  auto recovered = std::move(_store->recovered);
+  _store->recovered.clear();
+  for (const auto& m : recovered) {
+    spool::message_location loc{nullptr, m.segment, m.offset, m.length};
+    queue_durable(m.meta, loc, m.done_rcpts);
+  }
+  if (!recovered.empty()) SR_INFO("queue: %zu recovered messages queued for delivery", recovered.size());
   if (_ps.metrics) _shard.on_tick([this] { publish_metrics(); });
   return {};
 }
 
-void shard_root::queue_durable(unsigned home, const spool::message_meta& meta, const spool::message_location& loc,
+void shard_root::queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                                std::span<const uint32_t> done) {
   queue::spooled_message m;
   m.kind = meta.kind;
@@ -181,7 +144,7 @@ void shard_root::queue_durable(unsigned home, const spool::message_meta& meta, c
   m.msg_id = meta.msg_id;
   m.attempts = meta.attempts;
   m.queue_id = meta.queue_id;
-  m.home = home;
+  m.home = _shard.index();
   m.segment = loc.segment;
   m.offset = loc.offset;
   m.length = loc.length;
@@ -194,11 +157,7 @@ void shard_root::queue_durable(unsigned home, const spool::message_meta& meta, c
 
 void shard_root::begin_drain() { _server->begin_drain(); }
 
-bool shard_root::idle() const {
-  for (const auto& [k, st] : _adopted)
-    if (st->in_flight()) return false;
-  return _server->idle();
-}
+bool shard_root::idle() const { return _server->idle(); }
 
 void shard_root::abort_all() { _server->abort_all(); }
 

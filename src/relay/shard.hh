@@ -5,10 +5,7 @@
 // each gets only the references it needs, built in dependency order.
 #pragma once
 #include <atomic>
-#include <map>
 #include <memory>
-#include <string>
-#include <vector>
 
 #include "config/config.hh"
 #include "core/shard.hh"
@@ -57,9 +54,6 @@ struct process_state {
   std::atomic<uint64_t> recovered{0};        // messages found in the spools at start
 };
 
-// Return the partition numbers found under <state_dir>/spool, in order.
-std::vector<unsigned> partitions_on_disk(const std::string& state_dir);
-
 class shard_root final : public server::shard_unit {
  public:
   shard_root(core::shard& sh, process_state& ps);
@@ -74,11 +68,8 @@ class shard_root final : public server::shard_unit {
 
  private:
   status open_spool();
-  sr::result<std::unique_ptr<server::spool_store>> open_partition(unsigned index);
-  // The store of spool partition `home` if this shard serves it, else null.
-  server::spool_store* store_of(unsigned home);
   status start_delivery();
-  void queue_durable(unsigned home, const spool::message_meta& meta, const spool::message_location& loc,
+  void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                      std::span<const uint32_t> done);
   void publish_metrics();
 
@@ -87,7 +78,6 @@ class shard_root final : public server::shard_unit {
   // Declaration order is construction order; destruction runs backwards, so users go
   // before what they use (the agent before the scheduler, the server before the store).
   std::unique_ptr<server::spool_store> _store;
-  std::map<unsigned, std::unique_ptr<server::spool_store>> _adopted;  // partitions >= shards
   std::unique_ptr<server::shard_server> _server;
   std::unique_ptr<dns::resolver> _resolver;
   std::unique_ptr<audit::writer> _audit;

@@ -29,6 +29,7 @@ spool_store::~spool_store() {
     _batch = nullptr;
   }
   _part->flush(_outcomes);
+  for (auto& p : _adopted) p->flush(_outcomes);
 }
 
 namespace {
@@ -87,15 +88,44 @@ void spool_store::submit_owned(spool::message_meta meta, std::string text,
   submit(std::move(meta), std::span<const iovec>(&m->iov, 1), m);
 }
 
+spool::partition& spool_store::partition_of(const std::string& queue_id) {
+  // A queue id names the shard whose partition stored it (hex digits 8-9).
+  if (_adopted.empty() || queue_id.size() != spool::queue_id_len) return *_part;
+  unsigned shard = 0;
+  for (char c : std::string_view(queue_id).substr(8, 2))
+    shard = shard * 16 + unsigned(c >= 'A' ? c - 'A' + 10 : c - '0');
+  for (auto& p : _adopted)
+    if (p->shard() == shard) return *p;
+  return *_part;
+}
+
+void spool_store::flush_adopted() {
+  // Records for adopted partitions are rare (mail left over after server.shards was
+  // lowered), so they are written synchronously, in one batch per partition per round.
+  if (_adopted_flush_posted) return;
+  _adopted_flush_posted = true;
+  _shard.post([this] {
+    _adopted_flush_posted = false;
+    spool::partition::outcome_list out;
+    for (auto& p : _adopted)
+      if (p->staged_records() > 0 && !p->flush(out))
+        SR_ERROR("spool %s: could not write DONE/ATTEMPTS records", p->dir().c_str());
+  });
+}
+
 void spool_store::mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices) {
-  _part->mark_done(queue_id, indices);
-  schedule_commit();
+  spool::partition& p = partition_of(queue_id);
+  p.mark_done(queue_id, indices);
+  if (&p == _part.get()) schedule_commit();
+  else flush_adopted();
 }
 
 void spool_store::record_attempts(const std::string& queue_id,
                                   std::span<const std::pair<uint32_t, uint32_t>> counts) {
-  _part->record_attempts(queue_id, counts);
-  schedule_commit();
+  spool::partition& p = partition_of(queue_id);
+  p.record_attempts(queue_id, counts);
+  if (&p == _part.get()) schedule_commit();
+  else flush_adopted();
 }
 
 void spool_store::schedule_commit() {

@@ -31,6 +31,9 @@ class spool_store final : public message_store, public spool::intake {
                     std::function<void(bool)> stored) override;
   size_t in_flight() const override { return _in_flight; }
   spool::partition& partition() { return *_part; }
+  // Take over the partition of a shard that no longer runs (server.shards was lowered):
+  // its messages are delivered from here; DONE/ATTEMPTS records for them go back to it.
+  void adopt(std::unique_ptr<spool::partition> p) { _adopted.push_back(std::move(p)); }
 
   // Called for every message once durable, with where it landed (queues it for delivery).
   using durable_fn = std::function<void(const spool::message_meta&, const spool::message_location&)>;
@@ -52,9 +55,13 @@ class spool_store final : public message_store, public spool::intake {
   void on_op(op* o, int res);
   void finish_batch();
   void deliver(spool::partition::outcome_list& outcomes);
+  spool::partition& partition_of(const std::string& queue_id);
+  void flush_adopted();
 
   core::shard& _shard;
   std::unique_ptr<spool::partition> _part;
+  std::vector<std::unique_ptr<spool::partition>> _adopted;  // no new messages go there
+  bool _adopted_flush_posted = false;
   duration _interval;
   size_t _in_flight = 0;
   bool _commit_posted = false;

@@ -336,7 +336,8 @@ partition::~partition() {
 sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_dir,
                                                        unsigned shard, recovered_set* out,
                                                        uint64_t segment_limit) {
-  if (shard > 0xFF) return sr::error{"spool: shard " + std::to_string(shard) + " exceeds 255"};
+  if (shard >= max_shards)
+    return sr::error{"spool: shard " + std::to_string(shard) + " exceeds " + std::to_string(max_shards - 1)};
   std::string dir = partition_dir(state_dir, shard);
   std::error_code ec;
   if (std::filesystem::create_directories(dir, ec)) {
@@ -392,15 +393,14 @@ sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_
   return p;
 }
 
-sr::result<recovered_set> partition::list(const std::string& state_dir) {
-  recovered_set out;
+sr::result<std::vector<unsigned>> partition::shards_on_disk(const std::string& state_dir) {
+  std::vector<unsigned> shards;
   std::string root = state_dir + "/spool";
   DIR* d = ::opendir(root.c_str());
   if (!d) {
-    if (errno == ENOENT) return out;  // nothing was ever spooled
+    if (errno == ENOENT) return shards;  // nothing was ever spooled
     return sys_error("cannot read spool directory", root, errno);
   }
-  std::vector<unsigned> shards;
   while (dirent* e = ::readdir(d)) {
     uint64_t v = 0;
     const char* n = e->d_name;
@@ -409,11 +409,18 @@ sr::result<recovered_set> partition::list(const std::string& state_dir) {
       if (*c < '0' || *c > '9' || v > 0xFF) digits = false;
       v = v * 10 + unsigned(*c - '0');
     }
-    if (digits && v <= 0xFF) shards.push_back(unsigned(v));
+    if (digits && v <= max_shards - 1) shards.push_back(unsigned(v));
   }
   ::closedir(d);
   std::sort(shards.begin(), shards.end());
-  for (unsigned shard : shards) {
+  return shards;
+}
+
+sr::result<recovered_set> partition::list(const std::string& state_dir) {
+  recovered_set out;
+  auto shards = shards_on_disk(state_dir);
+  if (!shards) return sr::error{shards.err()};
+  for (unsigned shard : shards.value()) {
     scan_state st;
     if (sr::status s = scan_partition(partition_dir(state_dir, shard), shard, false, st); !s)
       return sr::error{s.err()};

@@ -25,6 +25,8 @@
 namespace sr::spool {
 
 inline constexpr uint64_t default_segment_limit = 64ull << 20;
+// Partitions the format can tell apart: a queue id names its shard in two hex digits.
+inline constexpr unsigned max_shards = 256;
 
 // A message found on disk at start-up (or by list()) with recipients still to deliver.
 struct recovered_message {
@@ -110,6 +112,8 @@ class partition {
                                                      uint64_t segment_limit = default_segment_limit);
   // Scan every partition under `state_dir` read-only (no repair) and return pending messages.
   static sr::result<recovered_set> list(const std::string& state_dir);
+  // Return the shard numbers of the partitions present under `state_dir`, ascending.
+  static sr::result<std::vector<unsigned>> shards_on_disk(const std::string& state_dir);
   // Return the directory of one partition: <state_dir>/spool/<shard>.
   static std::string partition_dir(const std::string& state_dir, unsigned shard);
 

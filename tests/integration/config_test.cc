@@ -81,6 +81,18 @@ TEST(CheckConfig, DaemonRefusesToStartOnBadConfig) {
   EXPECT_NE(res.output.find("shards"), std::string::npos) << res.output;
 }
 
+TEST(CheckConfig, ShardsBeyondWhatTheSpoolSupportsAreRefused) {
+  temp_dir d;
+  auto path = write_config(d, "bad.toml",
+                           std::string(listen_block) +  // lines 1-3
+                               "[server]\n"             // line 4
+                               "shards = 300\n");       // line 5: queue ids name 256 shards
+  auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
+  EXPECT_EQ(res.exit_code, 2) << res.output;
+  EXPECT_NE(res.output.find(path + ":5:"), std::string::npos) << res.output;
+  EXPECT_NE(res.output.find("shards"), std::string::npos) << res.output;
+}
+
 TEST(CheckConfig, MissingCertificateFileIsReported) {
   temp_dir d;
   auto path = write_config(d, "bad.toml",

@@ -1,13 +1,17 @@
 // Durability: every message that got a 250 survives kill -9 and a restart (the spool is
-// recovered, a half-received message is not), and SIGTERM drains: an open transaction
+// recovered, a half-received message is not), survives lowering server.shards (the
+// remaining shards adopt the partitions of the others), and SIGTERM drains: an open transaction
 // finishes with its 250 while new connections are refused, then the daemon exits 0.
 #include <gtest/gtest.h>
 #include <signal.h>
 
 #include <algorithm>
+#include <fstream>
 #include <set>
 
 #include "support/harness.hh"
+#include "support/peers.hh"
+#include "support/world.hh"
 
 namespace sr::integ {
 namespace {
@@ -52,6 +56,60 @@ TEST(Crash, EveryAcknowledgedMessageSurvivesKill9AndRestart) {
   EXPECT_TRUE(lost.empty()) << lost.size() << " acknowledged messages lost, e.g. " << lost.front();
   EXPECT_EQ(q->size(), ids.size()) << "unexpected extra messages:\n" << raw;
   for (const auto& m : *q) EXPECT_NE(m.from, "partial@example.org") << "half-received message recovered";
+}
+
+TEST(Crash, LoweringShardsStrandsNoAcceptedMail) {
+  uint16_t port = mx_port();
+  ASSERT_NE(port, 0);
+  relay_options o;
+  o.shards = 2;
+  o.smtp_port = port;
+  // No MX runs yet: the first attempt of each message fails and the next is an hour away.
+  o.outbound_extra = "connect_timeout = \"2s\"\nretry = [\"1h\"]\n";
+  o.extra_toml = "[[route]]\ndomain = \"*\"\nnext_hop = \"[127.0.0.2]:" + std::to_string(port) + "\"\n";
+  relay r(o);
+  ASSERT_TRUE(r.start()) << r.error();
+  // One connection per message until both partitions hold some (SO_REUSEPORT spreads
+  // connections over the shards); a queue id names its shard in hex digits 8-9.
+  std::set<std::string> ids, shards_seen;
+  for (int i = 0; i < 200 && (shards_seen.size() < 2 || ids.size() < 20); ++i) {
+    raw_client c;
+    ASSERT_TRUE(open_session(c, r.port()));
+    std::string n = std::to_string(i);
+    auto rep = send_message(c, "s" + n + "@sender.test", {"t" + n + "@far.test"},
+                            "Subject: shards " + n + "\r\n\r\nshards body " + n + "\r\n");
+    ASSERT_TRUE(rep);
+    auto id = queued_id(*rep);
+    ASSERT_TRUE(id) << *rep;
+    ids.insert(*id);
+    shards_seen.insert(id->substr(8, 2));
+    c.command("QUIT", 5s);
+  }
+  ASSERT_EQ(shards_seen, (std::set<std::string>{"00", "01"})) << "every message landed on one shard";
+  ASSERT_EQ(r.stop(), 0) << r.log();
+
+  // Restart with one shard: partition 1 must be adopted and its mail delivered.
+  std::string cfg = read_file(r.config_path());
+  auto at = cfg.find("shards = 2\n");
+  ASSERT_NE(at, std::string::npos) << cfg;
+  cfg.replace(at, 11, "shards = 1\n");
+  std::ofstream(r.config_path()) << cfg;
+  fake_mx mx({.hosts = {"127.0.0.2"}, .port = port});
+  ASSERT_TRUE(mx.start()) << mx.error();
+  ASSERT_TRUE(r.start()) << r.error();
+  bool all = mx.wait_messages(ids.size(), 60s);
+  std::string raw;
+  bool empty = wait_queue_empty(r, 20s, &raw);
+  ASSERT_EQ(r.stop(), 0) << r.log();
+  std::set<std::string> got;
+  for (const auto& m : mx.messages())
+    for (const auto& rc : m.rcpts) got.insert(rc);
+  EXPECT_TRUE(all) << got.size() << " of " << ids.size() << " messages delivered\n" << r.log();
+  EXPECT_EQ(got.size(), ids.size());
+  EXPECT_TRUE(empty) << raw;
+  auto q = r.list_queue(&raw);
+  ASSERT_TRUE(q) << raw;
+  EXPECT_TRUE(q->empty()) << raw;
 }
 
 TEST(Shutdown, SigtermLetsOpenTransactionFinishAndRefusesNewConnections) {

@@ -23,6 +23,8 @@
 #include <thread>
 #include <variant>
 
+#include "support/json_check.hh"
+
 namespace sr::integ {
 
 namespace fs = std::filesystem;
@@ -75,23 +77,6 @@ class jparser {
     }
     return true;
   }
-  static void utf8(std::string& s, unsigned cp) {
-    if (cp < 0x80) {
-      s += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      s += static_cast<char>(0xC0 | (cp >> 6));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      s += static_cast<char>(0xE0 | (cp >> 12));
-      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      s += static_cast<char>(0xF0 | (cp >> 18));
-      s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
   bool str(std::string& s) {
     if (_i >= _t.size() || _t[_i] != '"') return false;
     ++_i;
@@ -121,9 +106,9 @@ class jparser {
           } else if (cp >= 0xD800 && cp <= 0xDBFF && lit("\\u")) {
             unsigned lo = 0;
             if (!hex4(lo)) return false;
-            utf8(s, 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00));
+            json_check::put_utf8(0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00), s);
           } else {
-            utf8(s, cp);
+            json_check::put_utf8(cp, s);
           }
           break;
         }

@@ -297,6 +297,21 @@ TEST_F(admin_server, errors_404_405_400_431) {
   EXPECT_EQ(request(s->port(), "GET /healthz HTTP/1.1\r\n\r\n").status, 200);
 }
 
+// The http/ codec's refusals reach the client with their status codes.
+TEST_F(admin_server, codec_refusals_get_their_status) {
+  auto s = start();
+  EXPECT_EQ(request(s->port(), "GET /healthz HTTP/2.0\r\n\r\n").status, 505);
+  EXPECT_EQ(request(s->port(), "GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n").status, 400);
+  EXPECT_EQ(request(s->port(),
+                    "GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .status,
+            400);
+  EXPECT_EQ(request(s->port(), "GET /healthz HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n").status, 501);
+  // A chunked body is read whole before the answer.
+  auto r = request(s->port(), "POST /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n");
+  EXPECT_EQ(r.status, 405);
+}
+
 TEST_F(admin_server, a_silent_client_gets_408_and_does_not_block_others) {
   auto s = start(300);
   int slow = connect_to(s->port());

@@ -23,7 +23,7 @@
 #include "audit/record.hh"
 #include "audit/writer.hh"
 #include "core/shard.hh"
-#include "json_check.hh"
+#include "support/json_check.hh"
 
 using namespace sr;
 

@@ -80,7 +80,7 @@ struct test_shard {
     sched = std::make_unique<queue::scheduler>(sh, cfg, std::move(link));
     mx.sched = sched.get();
     sched->set_connector(&mx);
-    dispatch = std::make_unique<queue::dispatcher>(sh, boxes, *sched, [this](unsigned, const std::string& qid, std::vector<uint32_t>) {
+    dispatch = std::make_unique<queue::dispatcher>(sh, boxes, *sched, [this](const std::string& qid, std::vector<uint32_t>) {
       done_home.insert(qid);
       done_count = done_home.size();
     });

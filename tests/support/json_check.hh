@@ -1,6 +1,7 @@
 // A tiny strict JSON reader for one flat object per line (what the audit log writes):
 // string, number, true/false/null values; \u escapes decoded to UTF-8 (surrogate pairs
-// too); raw bytes must be valid UTF-8 and control characters must be escaped.
+// too); raw bytes must be valid UTF-8 and control characters must be escaped. The audit
+// unit test validates the writer with it; the peers reuse its UTF-8 encoder.
 #pragma once
 #include <cstdint>
 #include <map>
