@@ -859,15 +859,23 @@ uint32_t non_ascii_outside_strings(std::string_view t) {
 }  // namespace
 
 result<config> parse(std::string_view text, const std::string& name, not_built_mode nb) {
-  if (uint32_t line = non_ascii_outside_strings(text))
-    return error{name + ":" + std::to_string(line) +
-                 ": a non-ASCII character outside a string or comment (TOML allows only ASCII there)"};
-  toml::parse_result parsed = toml::parse(text, std::string_view(name));
-  if (!parsed) {
-    const toml::parse_error& e = parsed.error();
-    return error{name + ":" + std::to_string(std::max<uint32_t>(1, e.source().begin.line)) +
-                 ": " + std::string(e.description())};
+  const std::string non_ascii = ": a non-ASCII character outside a string or comment (TOML allows only ASCII there)";
+  if (uint32_t line = non_ascii_outside_strings(text)) return error{name + ":" + std::to_string(line) + non_ascii};
+  auto parse_error = [&](const toml::parse_error& e, std::string_view what) {
+    return error{name + ":" + std::to_string(std::max<uint32_t>(1, e.source().begin.line)) + ": " + std::string(what)};
+  };
+  if (std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
+    // Invalid TOML can make toml++ tokenize differently from that scan (a '"' after a
+    // number is no string), so parse first with every non-ASCII byte as '~', which TOML
+    // allows only in strings and comments: toml++ sees the real text only when it parses.
+    std::string ascii(text);
+    for (char& c : ascii)
+      if (static_cast<unsigned char>(c) >= 0x80) c = '~';
+    toml::parse_result probe = toml::parse(ascii, std::string_view(name));
+    if (!probe) return parse_error(probe.error(), std::string(probe.error().description()) + " (non-ASCII bytes shown as '~')");
   }
+  toml::parse_result parsed = toml::parse(text, std::string_view(name));
+  if (!parsed) return parse_error(parsed.error(), parsed.error().description());
   const toml::table& doc = parsed.table();
   config cfg;
   cfg.source_file = name;
