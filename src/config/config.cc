@@ -797,10 +797,6 @@ void refuse_not_built(loader& l, const toml::node& node, std::string_view key,
   }
 }
 
-}  // namespace
-
-namespace {
-
 // The line of the first non-ASCII byte where TOML allows only ASCII (outside strings and
 // comments, and where a line-ending backslash makes the parser skip whitespace), or 0.
 // toml++ 3.3 classifies such a character with a table that reaches __builtin_unreachable

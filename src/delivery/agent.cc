@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "delivery/link.hh"
+#include "delivery/walk.hh"
 #include "tls/context.hh"
 #include "tls/session_cache.hh"
 #include "util/log.hh"
@@ -102,6 +103,10 @@ void agent::complete(queue::job* j, std::vector<queue::rcpt_result> res, const l
   _sched.expire(*j, res);
   audit_job(*j, res, li);
   _sched.finish(j, res);
+}
+
+void agent::report_session(const link_end& e) {
+  if (e.kind == outbound::close_kind::tls_failed) ++_counters.tls_failures_by_reason[size_t(e.reason)];
 }
 
 // One message at the fallback: owns what the answer needs (the job stays taken from the

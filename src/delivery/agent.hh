@@ -23,6 +23,8 @@
 #include "net/chunk.hh"
 #include "policy/fallback.hh"
 #include "policy/registry.hh"
+#include "delivery/report.hh"
+#include "policy/resolver.hh"
 #include "queue/scheduler.hh"
 #include "report/policy_source.hh"
 #include "report/reason.hh"
@@ -36,6 +38,7 @@ class session_cache;
 namespace sr::delivery {
 
 class attempt;
+struct link_end;
 class link;
 
 struct delivery_counters {
@@ -60,14 +63,19 @@ class agent final : public queue::connector {
   void load(queue::job* j, std::function<void(bool)> done);
   // End this attempt for `j`: expire what is past max_queue_age, audit every recipient,
   // hand the results to the scheduler (which may free `j`).
-  void complete(queue::job* j, std::vector<queue::rcpt_result> res, const struct link_info& li);
+  void complete(queue::job* j, std::vector<queue::rcpt_result> res, const session_report& li);
+  // Count what a link's session report says for /metrics (TLS failures by reason).
+  void report_session(const link_end& e);
+  // The policy resolver (null: the shard's config table through policies()).
+  void set_policy_resolver(policy::resolver* r) { _resolver_override = r; }
+  policy::resolver* policy_resolver() { return _resolver_override; }
   // Hand `j` (taken from the scheduler, its attempt already audited as `li`) to the
   // fallback under `p`; the answer, whenever it comes, audits the hand-off and finishes
   // the job: unavailable -> deferred (fallback-unavailable), defer -> deferred (the TLS
   // reason), escrowed/pgp/smime -> final.
-  void hand_off(queue::job* j, const policy::effective_policy& p, const link_info& li);
+  void hand_off(queue::job* j, const policy::effective_policy& p, const session_report& li);
   // Write one audit record per recipient of `j` for this attempt.
-  void audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const struct link_info& li);
+  void audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const session_report& li);
 
   core::shard& shard() { return _shard; }
   const config::config& cfg() const { return _cfg; }
@@ -121,6 +129,7 @@ class agent final : public queue::connector {
   std::vector<attempt*> _attempts;
   delivery_counters _counters;
   policy::reader* _policies = nullptr;
+  policy::resolver* _resolver_override = nullptr;
   unsigned _handoff_logged = 0;       // hand-off log lines in the current second
   uint64_t _handoff_suppressed = 0;   // not logged since the last summary
   uint64_t _handoff_second = 0;
@@ -129,17 +138,6 @@ class agent final : public queue::connector {
 };
 
 // What an audit record needs to know about the link that carried an attempt.
-struct link_info {
-  std::string mx;           // host name ("" when none was contacted)
-  std::string ip;           // address ("" when none)
-  bool tls = false;
-  std::string tls_version, cipher;
-  unsigned cipher_bits = 0;
-  bool cert_checked = false, cert_ok = false;
-  report::reason cert_reason = report::reason::none;  // cert_untrusted, ... when !cert_ok
-  report::reason reason = report::reason::none;       // attempt-level reason (connect_failed, ...)
-  config::tls_policy policy = config::tls_policy::opportunistic;  // effective policy
-  report::policy_source source = report::policy_source::default_policy;  // where it came from
-};
+using link_info = session_report;
 
 }  // namespace sr::delivery

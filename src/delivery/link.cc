@@ -190,7 +190,10 @@ void link::send_body(std::span<const iovec> iov) {
 }
 
 void link::start_tls() {
-  auto s = tls::session::connect(*_ag.tls_client(), _t.host, &_ag.tls_cache());
+  // The walk's verification parameters: the certificate must name the host (TLSA records
+  // join them once DANE exists).
+  std::string_view name = _t.verify.names.empty() ? std::string_view(_t.host) : _t.verify.names.front();
+  auto s = tls::session::connect(*_ag.tls_client(), name, &_ag.tls_cache());
   if (!s) {
     _session.tls_failed(report::reason::handshake_failed);
     return;
@@ -403,118 +406,57 @@ void link::on_closed() {
 
 // ------------------------------------------------------------------------- attempt
 
-attempt::attempt(agent& ag, queue::domain_state& d) : _ag(ag), _d(d) {
-  _connect.self = this;
-  _port = uint16_t(ag.cfg().outbound.smtp_port);
-  if (auto* r = ag.policies()) {
-    policy::rule rule = r->lookup(d.name);
-    _policy = rule.policy;  // a copy: a SIGHUP swap cannot change it under this attempt
-  } else {
-    _policy.tls = ag.cfg().outbound.default_policy;
-  }
-  _enforce = _policy.tls != config::tls_policy::opportunistic;
-}
+attempt::attempt(agent& ag, queue::domain_state& d) : _ag(ag), _d(d) { _connect.self = this; }
 
 attempt::~attempt() = default;
 
 void attempt::start() {
-  if (const auto* r = find_route(_ag.cfg(), _d.name)) plan_route(*r);
-  else plan_mx();
+  // The policy first (an asynchronous lookup once MTA-STS and DANE plug in), then the walk.
+  policy::effective_policy fallback;
+  fallback.tls = _ag.cfg().outbound.default_policy;
+  policy::table_resolver table(_ag.policies(), fallback);
+  policy::resolver& r = _ag.policy_resolver() ? *_ag.policy_resolver() : table;
+  r.resolve(_d.name, *this);
 }
 
-void attempt::plan_route(const config::route_entry& r) {
-  const std::string& hop = r.next_hop;
-  socklen_t len = 0;
-  if (!hop.empty() && hop[0] == '[') {
-    // "[ip]:port": no DNS at all.
-    auto close = hop.find(']');
-    std::string ip = hop.substr(1, close - 1);
-    std::string ep = (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + hop.substr(close + 1);
-    auto ss = parse_endpoint(ep, &len);
-    if (!ss) {
-      give_up(report::reason::route_invalid, "bad next_hop " + hop, false);
-      return;
-    }
-    target t;
-    t.host = ip;
-    t.ip = ip;
-    t.addr = *ss;
-    t.addr_len = len;
-    _targets.push_back(t);
-    connect_next();
-    return;
+void attempt::policy_resolved(const policy::effective_policy& p) {
+  // A copy: a SIGHUP swap cannot change it under this attempt.
+  _walk.emplace(_d.name, p, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this));
+  _walk->start(find_route(_ag.cfg(), _d.name));
+}
+
+namespace {
+lookup lookup_of(dns::status s) {
+  switch (s) {
+    case dns::status::ok: return lookup::ok;
+    case dns::status::null_mx: return lookup::null_mx;
+    case dns::status::nxdomain: return lookup::nxdomain;
+    default: return lookup::temp_fail;
   }
-  auto colon = hop.rfind(':');
-  _hosts.push_back(hop.substr(0, colon));
-  _port = uint16_t(std::stoi(hop.substr(colon + 1)));
-  resolve_next_host();
 }
+}  // namespace
 
-void attempt::plan_mx() {
-  _ag.resolver().lookup_mx(_d.name, [this](const dns::mx_result& r) {
-    switch (r.status) {
-      case dns::status::ok:
-        for (const auto& h : r.hosts) _hosts.push_back(h.name);
-        resolve_next_host();
-        return;
-      case dns::status::null_mx:
-        give_up(report::reason::null_mx, "domain " + _d.name + " accepts no mail (null MX, RFC 7505)", true, "5.1.10");
-        return;
-      case dns::status::nxdomain:
-        give_up(report::reason::nxdomain, "domain " + _d.name + " does not exist", true, "5.1.2");
-        return;
-      default:
-        give_up(report::reason::dns_temp_fail, "temporary DNS failure looking up MX for " + _d.name, false);
-        return;
-    }
+void attempt::resolve_mx(const std::string& domain) {
+  _ag.resolver().lookup_mx(domain, [this](const dns::mx_result& r) {
+    std::vector<std::string> hosts;
+    for (const auto& h : r.hosts) hosts.push_back(h.name);
+    _walk->on_mx(lookup_of(r.status), hosts);
   });
 }
 
-void attempt::resolve_next_host() {
-  if (_next_host >= _hosts.size()) {
-    if (_enforce && _tls_failed > 0 && _other_failed == 0) give_up_tls();
-    else give_up(_last_reason, _last_reply, false);
-    return;
-  }
-  std::string host = _hosts[_next_host++];
+void attempt::resolve_host(const std::string& host) {
   _ag.resolver().lookup_addrs(host, [this, host](const dns::addr_result& r) {
-    if (r.status == dns::status::ok) {
-      for (const auto& a : r.addrs) {
-        target t;
-        t.host = host;
-        t.addr = a;
-        auto port = htons(_port);
-        if (a.ss_family == AF_INET) {
-          reinterpret_cast<sockaddr_in*>(&t.addr)->sin_port = port;
-          t.addr_len = sizeof(sockaddr_in);
-        } else {
-          reinterpret_cast<sockaddr_in6*>(&t.addr)->sin6_port = port;
-          t.addr_len = sizeof(sockaddr_in6);
-        }
-        t.ip = address_to_string(reinterpret_cast<const sockaddr*>(&t.addr));
-        _targets.push_back(t);
-      }
-    } else {
-      _last_reason = report::reason::mx_address_lookup_failed;
-      _last_reply = "no address for " + host + " (" + dns::to_string(r.status) + ")";
-    }
-    connect_next();
+    _walk->on_addrs(host, r.status == dns::status::ok ? lookup::ok : lookup::temp_fail, r.addrs,
+                    dns::to_string(r.status));
   });
 }
 
-void attempt::connect_next() {
-  if (_no_tls_retry_pending) {
-    _no_tls_retry_pending = false;
-    --_next_target;  // the same address again, this time without STARTTLS
-  } else if (_next_target >= _targets.size()) {
-    resolve_next_host();
-    return;
-  }
-  const target& t = _targets[_next_target++];
+void attempt::connect(const target& t, const session_report* plain_retry) {
+  _target = t;
+  _plain_retry = plain_retry ? std::optional<session_report>(*plain_retry) : std::nullopt;
   int fd = ::socket(t.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    _last_reason = report::reason::connect_failed;
-    connect_next();
+    _ag.shard().post([this, e = errno] { _walk->on_connect_failed(strerror(e)); });
     return;
   }
   int one = 1;
@@ -522,66 +464,33 @@ void attempt::connect_next() {
   _connect.fd = fd;
   _connecting = true;
   _connect_since = _ag.shard().now_ms();
-  io_uring_prep_connect(_ag.shard().sqe(&_connect), fd, reinterpret_cast<const sockaddr*>(&t.addr),
-                        t.addr_len);
+  io_uring_prep_connect(_ag.shard().sqe(&_connect), fd, reinterpret_cast<const sockaddr*>(&_target.addr),
+                        _target.addr_len);
 }
 
 void attempt::on_connected(int fd, int res) {
   _connecting = false;
-  const target& t = _targets[_next_target - 1];
   if (res < 0) {
     ::close(fd);
     ++_ag.counters().connect_failures;
-    _last_reason = report::reason::connect_failed;
-    _last_reply = "connect to " + t.host + "[" + t.ip + "]:" + std::to_string(_port) + ": " +
-                  strerror(-res);
-    _last_mx = t.host;
-    _last_ip = t.ip;
-    SR_DEBUG("%s: %s", _d.name.c_str(), _last_reply.c_str());
-    connect_next();
+    SR_DEBUG("%s: connect to %s[%s]: %s", _d.name.c_str(), _target.host.c_str(), _target.ip.c_str(),
+             strerror(-res));
+    _walk->on_connect_failed(strerror(-res));
     return;
   }
-  auto* l = new link(_ag, *this, _d, fd, t, _tried_plain_for(t) ? &_failed_tls : nullptr);
+  auto* l = new link(_ag, *this, _d, fd, _target, _plain_retry ? &*_plain_retry : nullptr);
   l->begin();
 }
 
-bool attempt::_tried_plain_for(const target& t) const { return _plain_retry_host == t.host + "|" + t.ip; }
-
 void attempt::on_link_closed(link& l) {
-  if (l.reached_idle()) {
-    finish();
-    return;
-  }
-  _last_reason = l.close_reason == report::reason::none ? report::reason::connection_lost : l.close_reason;
-  _last_reply = l.close_reply;
-  const target& t = _targets[_next_target - 1];
-  _last_mx = t.host;
-  _last_ip = t.ip;
-  bool tls_reason = l.close_kind == outbound::close_kind::tls_failed ||
-                    l.close_kind == outbound::close_kind::tls_policy;
-  if (_enforce) {
-    // Forced/exclusive: a TLS failure moves on to the next MX, never to plaintext.
-    if (tls_reason) {
-      ++_tls_failed;
-      _tls_reason = _last_reason;
-      _tls_info = l.info();  // what was negotiated before the policy said no, if anything
-      _tls_info.mx = t.host;
-      _tls_info.ip = t.ip;
-      if (l.close_kind == outbound::close_kind::tls_failed)
-        ++_ag.counters().tls_failures_by_reason[size_t(_last_reason)];
-    } else {
-      ++_other_failed;
-    }
-  } else if (l.close_kind == outbound::close_kind::tls_failed && !_tried_plain_for(t)) {
-    // Opportunistic: one plaintext retry on a new connection to the same address.
-    _plain_retry_host = t.host + "|" + t.ip;
-    _no_tls_retry_pending = true;
-    _failed_tls = link_info{};
-    _failed_tls.mx = t.host;
-    _failed_tls.ip = t.ip;
-    _failed_tls.reason = l.close_reason == report::reason::none ? report::reason::handshake_failed : l.close_reason;
-  }
-  connect_next();
+  link_end e;
+  e.reached_idle = l.reached_idle();
+  e.kind = l.close_kind;
+  e.reason = l.close_reason;
+  e.reply = l.close_reply;
+  e.report = l.info();
+  _ag.report_session(e);
+  _walk->on_link_closed(e);
 }
 
 void attempt::check_deadline(uint64_t now) {
@@ -595,11 +504,11 @@ void attempt::check_deadline(uint64_t now) {
 
 bool attempt::policy_changed() const {
   policy::reader* r = _ag.policies();
-  return r && differs(r->lookup(_d.name).policy, _policy);
+  return r && _walk && differs(r->lookup(_d.name).policy, _walk->policy());
 }
 
 void attempt::give_up(report::reason reason, const std::string& reply, bool permanent,
-                      const std::string& status) {
+                      const std::string& status, const session_report& li) {
   if (policy_changed()) {
     restart_under_new_policy();
     return;
@@ -607,20 +516,14 @@ void attempt::give_up(report::reason reason, const std::string& reply, bool perm
   // Every ready job of the domain shares this destination's fate for now.
   std::vector<queue::job*> jobs;
   while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
-  link_info li;
-  li.reason = reason;
-  li.policy = _policy.tls;
-  li.source = _policy.source;
-  li.mx = _last_mx;  // the last host tried, if any (null MX, NXDOMAIN: none)
-  li.ip = _last_ip;
   for (queue::job* j : jobs) {
     std::vector<queue::rcpt_result> res(j->rcpts.size());
     for (auto& r : res) {
       r.outcome = permanent ? queue::rcpt_outcome::bounced : queue::rcpt_outcome::deferred;
       r.reason = reason;
       r.reply = reply;
-      r.mx = _last_mx;
-      r.status = !status.empty() ? status : permanent ? "5.4.4" : "4.4.1";
+      r.mx = li.mx;
+      r.status = status;
     }
     _ag.complete(j, std::move(res), li);
   }
@@ -630,31 +533,26 @@ void attempt::give_up(report::reason reason, const std::string& reply, bool perm
 // Every MX that answered failed for a TLS reason (DESIGN.md §1): forced hands the
 // message to its fallback chain, exclusive drops it — at once, or once fallback_after
 // has passed since the message arrived; until then it is an ordinary retry.
-void attempt::give_up_tls() {
+void attempt::fall_back(const session_report& li) {
   if (policy_changed()) {
     restart_under_new_policy();
     return;
   }
+  const policy::effective_policy& pol = _walk->policy();
   std::vector<queue::job*> jobs;
   while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
-  // The audit shows the session the policy refused (version, cipher, bits, certificate)
-  // of the last host that failed for a TLS reason.
-  link_info li = _tls_info;
-  li.reason = _tls_reason;
-  li.policy = _policy.tls;
-  li.source = _policy.source;
   uint64_t now_ms = uint64_t(audit::now_unix_ms());
   for (queue::job* j : jobs) {
     duration since(int64_t(now_ms > j->received_ms ? now_ms - j->received_ms : 0));
-    auto o = policy::outcome_on_tls_failure(_policy, true, since);
+    auto o = policy::outcome_on_tls_failure(pol, true, since);
     std::vector<queue::rcpt_result> res(j->rcpts.size());
     for (auto& r : res) {
-      r.reason = _tls_reason;
+      r.reason = li.reason;
       r.mx = li.mx;
       r.status = "4.7.10";
       if (o == policy::tls_failure_outcome::drop) {
         r.outcome = queue::rcpt_outcome::dropped;
-        r.notify_sender = _policy.notify_sender;
+        r.notify_sender = pol.notify_sender;
         r.status = "5.7.10";
       } else {
         // retry: fallback_after not reached (or a chain of only "defer"); fallback: this
@@ -662,15 +560,17 @@ void attempt::give_up_tls() {
         r.outcome = queue::rcpt_outcome::deferred;
       }
     }
-    if (o == policy::tls_failure_outcome::fallback && policy::needs_handoff(_policy)) {
+    if (o == policy::tls_failure_outcome::fallback && policy::needs_handoff(pol)) {
       _ag.audit_job(*j, res, li);
-      _ag.hand_off(j, _policy, li);
+      _ag.hand_off(j, pol, li);
     } else {
       _ag.complete(j, std::move(res), li);
     }
   }
   finish();
 }
+
+void attempt::done() { finish(); }
 
 // A SIGHUP changed the domain's policy while this walk ran under the old one: what the
 // hosts did says nothing about the new policy (a TLS failure under exclusive must not drop
@@ -689,7 +589,9 @@ void attempt::finish() {
   _ag.remove(this);
   queue::domain_state& d = _d;
   agent& ag = _ag;
-  delete this;
+  // The walk may be on the stack below us (it called done/give_up/fall_back): delete
+  // after it returned.
+  ag.shard().post([this] { delete this; });
   ag.sched().connection_closed(d);
 }
 

@@ -14,21 +14,15 @@
 #include "outbound/session.hh"
 #include "outbound/tls_decider.hh"
 #include "policy/decider.hh"
+#include "policy/resolver.hh"
 #include "policy/table.hh"
+#include "delivery/walk.hh"
 
 namespace sr::tls {
 class session;
 }
 
 namespace sr::delivery {
-
-// The address of one host to try.
-struct target {
-  std::string host;           // MX (or route) host name; the IP text for "[ip]:port" routes
-  sockaddr_storage addr{};
-  socklen_t addr_len = 0;
-  std::string ip;
-};
 
 class link final : public tls::stream, outbound::events, outbound::tls_decider, queue::idle_waiter {
  public:
@@ -97,29 +91,38 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   std::string close_reply;          // the remote reply behind it, if any
 };
 
-// The host walk for one connection slot of a domain.
-class attempt {
+// One connection slot of a domain: resolves the policy (policy::resolver), then does the
+// I/O its delivery::walk asks for (DNS, connect, links) and applies the walk's ending to
+// the ready jobs (give up, fall back, or done: a link carries them).
+class attempt final : policy::resolve_completion, walk_events {
  public:
   attempt(agent& ag, queue::domain_state& d);
-  ~attempt();
+  ~attempt() override;
+  // Resolve the policy and start the walk.
   void start();
   // The effective TLS policy of this domain (fixed for the attempt, even across SIGHUP).
-  const policy::effective_policy& policy() const { return _policy; }
+  const policy::effective_policy& policy() const { return _walk->policy(); }
   // Has a SIGHUP changed the domain's policy since this attempt began?
   bool policy_changed() const;
-  // A link ended; decide whether to try the next host.
+  // A link ended: tell the walk (and the agent, for the metrics).
   void on_link_closed(link& l);
+  // Cancel a connect that has taken longer than outbound.connect_timeout.
   void check_deadline(uint64_t now_ms);
 
  private:
-  void plan_route(const config::route_entry& r);
-  void plan_mx();
-  void resolve_next_host();
-  void connect_next();
+  // policy::resolve_completion
+  void policy_resolved(const policy::effective_policy& p) override;
+  // walk_events
+  void resolve_mx(const std::string& domain) override;
+  void resolve_host(const std::string& host) override;
+  void connect(const target& t, const session_report* plain_retry) override;
+  void give_up(report::reason why, const std::string& reply, bool permanent, const std::string& status,
+               const session_report& last) override;
+  void fall_back(const session_report& last) override;
+  void done() override;
+
   void on_connected(int fd, int res);
-  void give_up(report::reason reason, const std::string& reply, bool permanent,
-               const std::string& status = {});
-  bool _tried_plain_for(const target& t) const;
+  void restart_under_new_policy();
   void finish();
 
   struct connect_op final : core::completion {
@@ -130,30 +133,13 @@ class attempt {
 
   agent& _ag;
   queue::domain_state& _d;
-  std::vector<std::string> _hosts;   // in order (MX preference, or the route's host)
-  uint16_t _port = 25;
-  size_t _next_host = 0;
-  std::vector<target> _targets;      // resolved addresses of hosts so far
-  size_t _next_target = 0;
-  bool _no_tls_retry_pending = false;  // opportunistic: handshake failed, retry plain once
-  std::string _plain_retry_host;       // "host|ip" already retried without STARTTLS
-  link_info _failed_tls;               // that host's failed handshake (for the audit)
+  std::optional<walk> _walk;           // once the policy is known
+  target _target;                      // being connected to
+  std::optional<session_report> _plain_retry;  // the handshake a plaintext retry follows
   connect_op _connect;
   bool _connecting = false;
   uint64_t _connect_since = 0;
-  report::reason _last_reason = report::reason::connect_failed;
-  std::string _last_reply;
-  std::string _last_mx;
-  std::string _last_ip;
   bool _done = false;
-  policy::effective_policy _policy;
-  bool _enforce = false;            // forced or exclusive: never plaintext
-  unsigned _tls_failed = 0;         // hosts that answered and failed for a TLS reason
-  unsigned _other_failed = 0;       // hosts that answered and failed otherwise
-  report::reason _tls_reason = report::reason::none;  // the last TLS reason
-  link_info _tls_info;              // the link of that failure (TLS details for the audit)
-  void give_up_tls();
-  void restart_under_new_policy();
 };
 
 }  // namespace sr::delivery

@@ -1,0 +1,125 @@
+// The host walk of one delivery attempt as an I/O-free state machine (like
+// outbound::session): DNS answers, connect results and link ends go in; "resolve this",
+// "connect there", "give up" and "fall back" come out through walk_events. It walks a
+// [[route]] next hop or the MX hosts in preference order and each host's addresses until
+// a link reaches idle (it then carries the jobs). Opportunistic: a failed handshake is
+// retried once in plaintext on a new connection to the same address (Postfix "may").
+// Forced/exclusive: never plaintext; when every host that answered failed for a TLS
+// reason, the walk ends in fall_back() (fallback or drop, the caller's policy decides).
+#pragma once
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "config/config.hh"
+#include "delivery/report.hh"
+#include "outbound/session.hh"
+#include "policy/table.hh"
+
+namespace sr::delivery {
+
+// How the TLS session of a link verifies the host (DESIGN.md §1 `verify`): the reference
+// names the certificate must carry (chained to tls.ca_file), or the TLSA records it must
+// match (DANE, RFC 7672: filled once DANE exists). The verdict is always computed and
+// recorded; the policy decides whether it is enforced.
+struct tls_verify {
+  config::verify_mode mode = config::verify_mode::none;
+  std::vector<std::string> names;  // the MX (or route) host name
+  std::vector<std::string> tlsa;   // TLSA RDATA in presentation form; empty today
+};
+
+// The address of one host to try, and how its TLS session verifies it.
+struct target {
+  std::string host;           // MX (or route) host name; the IP text for "[ip]:port" routes
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+  std::string ip;
+  tls_verify verify;
+};
+
+// A DNS answer as the walk needs it (dns/ stays out of this file).
+enum class lookup : uint8_t { ok, null_mx, nxdomain, temp_fail };
+
+// How a link ended.
+struct link_end {
+  bool reached_idle = false;   // ready for mail: the link carries the jobs from here
+  outbound::close_kind kind = outbound::close_kind::quit;
+  report::reason reason = report::reason::none;
+  std::string reply;           // the remote reply behind it, if any
+  session_report report;       // what the link negotiated before it ended
+};
+
+// What the walk asks of the engine. Calls never re-enter the walk synchronously from
+// inside these callbacks except where noted; the walk is done after give_up, fall_back
+// and done (exactly one of them, once).
+class walk_events {
+ public:
+  virtual ~walk_events() = default;
+  // Look up the MX hosts of `domain`; answer with walk::on_mx().
+  virtual void resolve_mx(const std::string& domain) = 0;
+  // Look up the addresses of `host`; answer with walk::on_addrs().
+  virtual void resolve_host(const std::string& host) = 0;
+  // Open a link to `t`; `plain_retry` is the failed handshake this plaintext retry follows
+  // (null: try STARTTLS). Answer with on_connect_failed() or, later, on_link_closed().
+  virtual void connect(const target& t, const session_report* plain_retry) = 0;
+  // Every host failed (or DNS said no): the ready jobs share `why`'s fate.
+  virtual void give_up(report::reason why, const std::string& reply, bool permanent,
+                       const std::string& status, const session_report& last) = 0;
+  // Every host that answered failed for a TLS reason under forced/exclusive; `last` is the
+  // session the policy refused (TLS details for the audit).
+  virtual void fall_back(const session_report& last) = 0;
+  // A link reached idle and carries the jobs; the walk is over.
+  virtual void done() = 0;
+};
+
+class walk {
+ public:
+  // Walk for `domain` under `p`, connecting to `port` unless a route names another.
+  walk(std::string domain, const policy::effective_policy& p, uint16_t port, walk_events& ev);
+  // Begin: the route's next hop when given, else an MX lookup.
+  void start(const config::route_entry* route);
+  // The MX answer: hosts in preference order when ok.
+  void on_mx(lookup status, std::span<const std::string> hosts);
+  // The address answer for `host` (ports are set here); `why` describes a failure.
+  void on_addrs(const std::string& host, lookup status, std::span<const sockaddr_storage> addrs,
+                std::string_view why = {});
+  // The TCP connect to the last target failed with `why` (e.g. strerror text).
+  void on_connect_failed(std::string_view why);
+  // The link to the last target ended.
+  void on_link_closed(const link_end& e);
+
+  const policy::effective_policy& policy() const { return _policy; }
+  bool finished() const { return _finished; }
+
+ private:
+  void resolve_next_host();
+  void connect_next();
+  void end_give_up(report::reason why, const std::string& reply, bool permanent,
+                   const std::string& status = {});
+  void add_target(target t);
+  bool tried_plain_for(const target& t) const { return _plain_retry_host == t.host + "|" + t.ip; }
+
+  std::string _domain;
+  policy::effective_policy _policy;
+  walk_events& _ev;
+  uint16_t _port;
+  bool _enforce;                       // forced or exclusive: never plaintext
+  bool _finished = false;
+  std::vector<std::string> _hosts;     // in order (MX preference, or the route's host)
+  size_t _next_host = 0;
+  std::vector<target> _targets;        // resolved addresses of hosts so far
+  size_t _next_target = 0;
+  bool _no_tls_retry_pending = false;  // opportunistic: handshake failed, retry plain once
+  std::string _plain_retry_host;       // "host|ip" already retried without STARTTLS
+  session_report _failed_tls;          // that host's failed handshake (for the audit)
+  report::reason _last_reason = report::reason::connect_failed;
+  std::string _last_reply, _last_mx, _last_ip;
+  unsigned _tls_failed = 0;            // hosts that answered and failed for a TLS reason
+  unsigned _other_failed = 0;          // hosts that answered and failed otherwise
+  session_report _tls_info;            // the last TLS failure's session (for the audit)
+};
+
+}  // namespace sr::delivery
