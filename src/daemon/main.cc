@@ -194,7 +194,7 @@ int main(int argc, char** argv) {
       where += l.address + " (" + sr::config::to_string(l.mode) + ", " + sr::config::to_string(l.tls) + ")";
     }
     SR_INFO("sealrelay ready: %u shards, %llu messages recovered from the spool, listening on %s",
-            cfg.server.shards ? cfg.server.shards : sr::core::online_cpus(),
+            ps.inbound.shards,
             (unsigned long long)ps.recovered.load(), where.c_str());
   };
   hooks.on_reload = [&] {

@@ -40,7 +40,7 @@ unsigned ip_hash(const sockaddr_storage& ss) {
 
 shared_state::shared_state(const config::config& c)
     : cfg(c),
-      shards(c.server.shards ? c.server.shards : core::online_cpus()),
+      shards(c.server.shards ? c.server.shards : std::min(core::online_cpus(), 256u)),  // queue ids: 2 hex digits
       per_ip(new std::atomic<uint32_t>[ip_slots]) {
   for (unsigned i = 0; i < ip_slots; ++i) per_ip[i].store(0, std::memory_order_relaxed);
 }

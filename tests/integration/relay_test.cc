@@ -1,11 +1,12 @@
-// The relay's shards across a restart (issue 7, item 2): two shards that each recover
-// more jobs for the other than a cross-shard ring holds (1024) start together, and
-// every job is delivered. Each message has one recipient in a domain owned by shard 0
+// The relay's shards across a restart (issue 7): two shards that each recover more jobs
+// for the other than a cross-shard ring holds (1024) start together, and every job is
+// delivered; and a lower server.shards never strands mail in the partitions left over. Each message has one recipient in a domain owned by shard 0
 // and one in a domain owned by shard 1, so whichever shard spooled it, one of its two
 // jobs must cross. Asserts on what the MX hosts received and that the queue is empty.
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <thread>
@@ -118,6 +119,61 @@ TEST(Relay, TwoShardsRecoveringMoreThanARingForEachOtherDeliverEveryJob) {
   auto q = r.list_queue(&raw);
   ASSERT_TRUE(q) << raw;
   EXPECT_EQ(q->size(), 0u) << raw.substr(0, 2000);
+}
+
+// server.shards lowered from 4 to 2: partitions 2 and 3 are adopted by shards 0 and 1
+// (k % 2) and everything in them is delivered, their DONE records written in place.
+TEST(Relay, PartitionsOfShardsThatNoLongerRunAreAdoptedAndDelivered) {
+  constexpr int messages = 40;
+  uint16_t port = mx_port();
+  ASSERT_NE(port, 0);
+  auto options = [&](unsigned shards) {
+    relay_options o;
+    o.shards = shards;
+    o.smtp_port = port;
+    o.outbound_extra = "connect_timeout = \"2s\"\nretry = [\"1h\"]\n";
+    o.extra_toml = "[[route]]\ndomain = \"*\"\nnext_hop = \"[127.0.0.2]:" + std::to_string(port) + "\"\n";
+    return o;
+  };
+  relay before(options(4));
+  ASSERT_TRUE(before.start()) << before.error();
+  for (int i = 0; i < messages; ++i) {  // one connection each: spread over the 4 shards
+    raw_client c;
+    std::string n = std::to_string(i);
+    ASSERT_TRUE(open_session(c, before.port()));
+    auto rep = send_message(c, "s" + n + "@sender.test", {"r" + n + "@d" + n + ".test"},
+                            "Subject: restart " + n + "\r\n\r\nbody " + n + "\r\n");
+    ASSERT_TRUE(rep && reply_code(*rep) == 250) << (rep ? *rep : "no reply");
+    c.command("QUIT", 5s);
+  }
+  ASSERT_EQ(before.stop(), 0) << before.log();
+  std::string raw;
+  auto q = before.list_queue(&raw);
+  ASSERT_TRUE(q) << raw;
+  ASSERT_EQ(q->size(), size_t(messages)) << raw;
+  // Queue ids carry the partition in hex digits 9-10: some must sit in partition 2 or 3.
+  size_t high = 0;
+  for (const auto& m : *q) high += std::stoul(m.id.substr(8, 2), nullptr, 16) >= 2;
+  ASSERT_GT(high, 0u) << raw;
+
+  relay after(options(2));
+  std::filesystem::copy(before.state_dir(), after.state_dir(), std::filesystem::copy_options::recursive);
+  fake_mx mx({.hosts = {"127.0.0.2"}, .port = port});
+  ASSERT_TRUE(mx.start()) << mx.error();
+  ASSERT_TRUE(after.start()) << after.error();
+  bool all = mx.wait_messages(messages, 60s);
+  ASSERT_EQ(after.stop(), 0) << after.log();
+  auto got = mx.messages();
+  ASSERT_TRUE(all) << got.size() << " of " << messages << " messages reached the MX\n" << after.log();
+  std::set<int> numbers;
+  for (const auto& m : got) numbers.insert(subject_number(m.data));
+  EXPECT_EQ(numbers.size(), size_t(messages));
+  EXPECT_EQ(got.size(), size_t(messages)) << "a message was delivered twice";
+
+  // The adopted partitions' DONE records were written: nothing is left to deliver.
+  q = after.list_queue(&raw);
+  ASSERT_TRUE(q) << raw;
+  EXPECT_EQ(q->size(), 0u) << raw;
 }
 
 }  // namespace

@@ -400,6 +400,9 @@ TEST(config, errors_name_file_line_and_key) {
       // Bad values.
       {"shards range", with_listener({"[server]", "shards = 2000"}),
        "t.toml:4: server.shards: must be between 0 and 256, got 2000"},
+      // More shards than queue ids can name (two hex digits of partition).
+      {"shards beyond the spool", with_listener({"[server]", "shards = 257"}),
+       "t.toml:4: server.shards: must be between 0 and 256, got 257"},
       {"port range", with_listener({"[mta_sts]", "https_port = 70000"}),
        "t.toml:4: mta_sts.https_port: must be between 1 and 65535, got 70000"},
       {"min_cipher_bits range", with_listener({"[tls]", "min_cipher_bits = 512"}),
