@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "policy/table.hh"
+#include "sealrelay/policy/table.hh"
 
 using namespace sr;
 using namespace sr::policy;

@@ -8,9 +8,9 @@
 #include <string>
 #include <vector>
 
-#include "inbound/session.hh"
-#include "smtp/command.hh"
-#include "smtp/data_scanner.hh"
+#include "sealrelay/inbound/session.hh"
+#include "sealrelay/smtp/command.hh"
+#include "sealrelay/smtp/data_scanner.hh"
 
 namespace {
 

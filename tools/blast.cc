@@ -22,15 +22,15 @@
 #include <thread>
 #include <vector>
 
-#include "core/shard.hh"
-#include "net/buffer_ring.hh"
-#include "tls/stream.hh"
-#include "smtp/reply.hh"
-#include "tls/context.hh"
-#include "tls/session.hh"
-#include "util/cidr.hh"
-#include "util/duration.hh"
-#include "util/log.hh"
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/net/buffer_ring.hh"
+#include "sealrelay/tls/stream.hh"
+#include "sealrelay/smtp/reply.hh"
+#include "sealrelay/tls/context.hh"
+#include "sealrelay/tls/session.hh"
+#include "sealrelay/util/cidr.hh"
+#include "sealrelay/util/duration.hh"
+#include "sealrelay/util/log.hh"
 
 namespace {
 

@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "server/runtime.hh"
-#include "server/sink_store.hh"
-#include "util/cidr.hh"
-#include "util/log.hh"
+#include "sealrelay/server/runtime.hh"
+#include "sealrelay/server/sink_store.hh"
+#include "sealrelay/util/cidr.hh"
+#include "sealrelay/util/log.hh"
 
 namespace {
 int usage() {

@@ -1,12 +1,12 @@
 // Registry storage and the Prometheus text rendering. Registration runs once at start-up
 // (allocation and validation here); the hot path only touches cells.
-#include "admin/metrics.hh"
+#include "sealrelay/admin/metrics.hh"
 
 #include <charconv>
 #include <cstdlib>
 #include <new>
 
-#include "util/log.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::admin {
 

@@ -2,7 +2,7 @@
 // and up to max_connections non-blocking connections. Each connection reads one request
 // (parsed by the http/ codec, whose limits give 400/414/431/413/505), answers it, shuts down its write side and discards input until the client closes
 // (so unread bytes never turn the answer into a reset), all within its deadline.
-#include "admin/server.hh"
+#include "sealrelay/admin/server.hh"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -18,9 +18,9 @@
 #include <memory>
 #include <vector>
 
-#include "http/message.hh"
-#include "util/cidr.hh"
-#include "util/log.hh"
+#include "sealrelay/http/message.hh"
+#include "sealrelay/util/cidr.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::admin {
 

@@ -1,6 +1,6 @@
 // JSON-lines formatting of audit records: hand-written (no JSON library) so a record
 // costs one pass over its fields and no allocation once the output buffer is warm.
-#include "audit/record.hh"
+#include "sealrelay/audit/record.hh"
 
 #include <charconv>
 #include <ctime>

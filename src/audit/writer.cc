@@ -3,7 +3,7 @@
 // complete records); both buffers are reserved up front (cap + one line) so append() does
 // not allocate until the cap is passed; past it the shard has paused delivery, so _fill
 // grows only by the records of transactions already under way.
-#include "audit/writer.hh"
+#include "sealrelay/audit/writer.hh"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "util/log.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::audit {
 

@@ -2,8 +2,8 @@
 // (DESIGN.md §4 plus [limits]); anything left over is an unknown key. All problems are
 // collected and the one written first in the file is reported as "FILE:LINE: KEY: message".
 // toml++ is used header-only with TOML_EXCEPTIONS=0 and never leaves this file.
-#include "config/config.hh"
-#include "config/not_built.hh"
+#include "sealrelay/config/config.hh"
+#include "not_built.hh"
 
 #include <sys/un.h>
 #include <toml++/toml.h>

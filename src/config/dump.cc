@@ -2,8 +2,8 @@
 // with every default written out. parse(dump(c)) yields the same config again.
 #include <cstdio>
 
-#include "config/config.hh"
-#include "config/not_built.hh"
+#include "sealrelay/config/config.hh"
+#include "not_built.hh"
 
 namespace sr::config {
 

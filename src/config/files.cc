@@ -13,7 +13,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "config/config.hh"
+#include "sealrelay/config/config.hh"
 
 namespace sr::config {
 namespace {

@@ -1,7 +1,7 @@
 // Wake-up uses IORING_OP_MSG_RING from the sender's own ring: the receiver sees a
 // CQE tagged mailbox_cqe and services its mailboxes in its on_wake handlers. The
 // same path carries the receiver's "room again" wake back to a blocked sender.
-#include "core/mailbox.hh"
+#include "sealrelay/core/mailbox.hh"
 
 namespace sr::core {
 

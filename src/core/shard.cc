@@ -1,7 +1,7 @@
 // The loop: submit + wait (bounded by the next tick) in one io_uring_enter, reap all
 // CQEs, run ticks. SINGLE_ISSUER + DEFER_TASKRUN keep completions on this thread and
 // batched; if the kernel refuses those flags we fall back to a plain ring.
-#include "core/shard.hh"
+#include "sealrelay/core/shard.hh"
 
 #include <pthread.h>
 #include <sched.h>
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <ctime>
 
-#include "util/log.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::core {
 

@@ -11,18 +11,18 @@
 #include <memory>
 #include <string>
 
-#include "admin/metrics.hh"
-#include "admin/server.hh"
-#include "audit/writer.hh"
-#include "config/config.hh"
-#include "policy/fallback.hh"
-#include "policy/registry.hh"
-#include "policy/table.hh"
-#include "relay/shard.hh"
-#include "server/runtime.hh"
-#include "spool/partition.hh"
-#include "tls/context.hh"
-#include "util/log.hh"
+#include "sealrelay/admin/metrics.hh"
+#include "sealrelay/admin/server.hh"
+#include "sealrelay/audit/writer.hh"
+#include "sealrelay/config/config.hh"
+#include "sealrelay/policy/fallback.hh"
+#include "sealrelay/policy/registry.hh"
+#include "sealrelay/policy/table.hh"
+#include "sealrelay/relay/shard.hh"
+#include "sealrelay/server/runtime.hh"
+#include "sealrelay/spool/partition.hh"
+#include "sealrelay/tls/context.hh"
+#include "sealrelay/util/log.hh"
 
 namespace {
 

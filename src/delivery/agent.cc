@@ -1,18 +1,18 @@
 // The agent owns what every outbound connection of the shard shares: the TLS client
 // context and session cache, the spool reader, the audit writer, and the tick
 // that enforces connect and per-phase deadlines.
-#include "delivery/agent.hh"
+#include "sealrelay/delivery/agent.hh"
 
 
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 
-#include "delivery/link.hh"
-#include "delivery/walk.hh"
-#include "tls/context.hh"
-#include "tls/session_cache.hh"
-#include "util/log.hh"
+#include "link.hh"
+#include "walk.hh"
+#include "sealrelay/tls/context.hh"
+#include "sealrelay/tls/session_cache.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::delivery {
 

@@ -5,7 +5,7 @@
 // (connect error, 4xx/5xx greeting, TLS failure) moves the walk to the next address
 // or MX; under opportunistic policy a failed handshake is retried once in plaintext
 // on a new connection to the same host (Postfix "may").
-#include "delivery/link.hh"
+#include "link.hh"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -14,12 +14,12 @@
 
 #include <cstring>
 
-#include "audit/record.hh"
-#include "tls/context.hh"
-#include "tls/session.hh"
-#include "tls/session_cache.hh"
-#include "util/cidr.hh"
-#include "util/log.hh"
+#include "sealrelay/audit/record.hh"
+#include "sealrelay/tls/context.hh"
+#include "sealrelay/tls/session.hh"
+#include "sealrelay/tls/session_cache.hh"
+#include "sealrelay/util/cidr.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::delivery {
 namespace {

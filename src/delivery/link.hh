@@ -9,14 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "delivery/agent.hh"
-#include "tls/stream.hh"
-#include "outbound/session.hh"
-#include "outbound/tls_decider.hh"
-#include "policy/decider.hh"
-#include "policy/resolver.hh"
-#include "policy/table.hh"
-#include "delivery/walk.hh"
+#include "sealrelay/delivery/agent.hh"
+#include "sealrelay/tls/stream.hh"
+#include "sealrelay/outbound/session.hh"
+#include "sealrelay/outbound/tls_decider.hh"
+#include "sealrelay/policy/decider.hh"
+#include "sealrelay/policy/resolver.hh"
+#include "sealrelay/policy/table.hh"
+#include "walk.hh"
 
 namespace sr::tls {
 class session;

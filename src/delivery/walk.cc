@@ -1,11 +1,11 @@
 // The host walk (walk.hh): the order is the route's host or the MX hosts by preference,
 // each host's addresses in DNS order; an opportunistic plaintext retry reuses the address
 // it follows. Every decision is here; the attempt only does the I/O it is asked for.
-#include "delivery/walk.hh"
+#include "walk.hh"
 
 #include <netinet/in.h>
 
-#include "util/cidr.hh"
+#include "sealrelay/util/cidr.hh"
 
 namespace sr::delivery {
 

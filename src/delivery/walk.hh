@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "config/config.hh"
-#include "delivery/report.hh"
-#include "outbound/session.hh"
-#include "policy/table.hh"
+#include "sealrelay/config/config.hh"
+#include "sealrelay/delivery/report.hh"
+#include "sealrelay/outbound/session.hh"
+#include "sealrelay/policy/table.hh"
 
 namespace sr::delivery {
 

@@ -1,7 +1,7 @@
 // Query building and response reading with ldns. Every ldns object is owned by a
 // unique_ptr for the length of one call; nothing ldns-typed escapes this file.
 // Names are compared in canonical form (ldns presentation, ASCII-lowercased).
-#include "dns/packet.hh"
+#include "packet.hh"
 
 #include <ldns/ldns.h>
 

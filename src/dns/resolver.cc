@@ -5,7 +5,7 @@
 // io_uring operation is an object that outlives its CQE: the UDP receive lives in its
 // server (orphaned, not freed, if the resolver goes first), sends and TCP connections
 // free themselves.
-#include "dns/resolver.hh"
+#include "sealrelay/dns/resolver.hh"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -21,8 +21,8 @@
 #include <span>
 #include <unordered_map>
 
-#include "dns/packet.hh"
-#include "util/log.hh"
+#include "packet.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::dns {
 

@@ -2,7 +2,7 @@
 // and split once into views; the body is framed by Content-Length, chunked coding, or
 // (responses only) the end of the connection. Line ends are CRLF; a bare LF is accepted
 // as RFC 9112 §2.2 allows, a bare CR anywhere in the head is refused.
-#include "http/message.hh"
+#include "sealrelay/http/message.hh"
 
 #include <algorithm>
 #include <charconv>

@@ -3,13 +3,13 @@
 // order, so pipelined commands get pipelined replies. Body bytes go through the in-place
 // DATA scanner. Security rules: only CRLF.CRLF ends a body (bare CR/LF never does), and
 // nothing received in the same buffer after STARTTLS is executed (CVE-2011-0411).
-#include "inbound/session.hh"
+#include "sealrelay/inbound/session.hh"
 
 #include <cassert>
 #include <charconv>
 #include <cstring>
 
-#include "smtp/reply.hh"
+#include "sealrelay/smtp/reply.hh"
 
 namespace sr::inbound {
 

@@ -1,5 +1,5 @@
 // Buffer ids are slots; a slot is free between take() and the next refill().
-#include "net/buffer_ring.hh"
+#include "sealrelay/net/buffer_ring.hh"
 
 #include <sys/mman.h>
 

@@ -1,6 +1,6 @@
 // Slabs are 2 MiB-aligned blocks carved into chunks; headers live apart so that a
 // chunk's data is exactly chunk_size bytes for the kernel's provided buffers.
-#include "net/chunk.hh"
+#include "sealrelay/net/chunk.hh"
 
 #include <cstdlib>
 

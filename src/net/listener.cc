@@ -1,6 +1,6 @@
 // Multishot accept is armed once and re-armed only when a CQE arrives without
 // IORING_CQE_F_MORE (e.g. after an error or overflow).
-#include "net/listener.hh"
+#include "sealrelay/net/listener.hh"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "util/log.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::net {
 

@@ -1,7 +1,7 @@
 // Close protocol: shutdown(2) ends the multishot recv (its final CQE has no F_MORE),
 // the send in flight completes or fails, then IORING_OP_CLOSE; on_closed() runs
 // once nothing references the object.
-#include "net/stream.hh"
+#include "sealrelay/net/stream.hh"
 
 #include <sys/socket.h>
 #include <unistd.h>

@@ -1,7 +1,7 @@
 // Dot-stuffing by splitting iovecs: one memchr per line, no byte copied. The inserted dots
 // and the terminators point into one static string, so the iovecs stay valid for as long
 // as the caller's pieces do.
-#include "outbound/body.hh"
+#include "body.hh"
 
 #include <cstring>
 

@@ -3,13 +3,13 @@
 // on the wire, so the handlers only record outcomes instead of sending the next command.
 // Recipient outcomes: a failed RCPT keeps its own reply; every other recipient gets the
 // message-level reply (MAIL, DATA, final dot, 421, or the connection failure).
-#include "outbound/session.hh"
+#include "sealrelay/outbound/session.hh"
 
 #include <cassert>
 #include <string>
 
-#include "outbound/body.hh"
-#include "smtp/command.hh"
+#include "body.hh"
+#include "sealrelay/smtp/command.hh"
 
 namespace sr::outbound {
 

@@ -1,8 +1,8 @@
 // The DESIGN.md §1 table as code. Checks run in the order an operator reads the audit:
 // STARTTLS offered, STARTTLS accepted, protocol version, cipher strength, certificate.
-#include "policy/decider.hh"
+#include "sealrelay/policy/decider.hh"
 
-#include "policy/floor.hh"
+#include "floor.hh"
 
 namespace sr::policy {
 

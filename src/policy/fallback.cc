@@ -1,5 +1,5 @@
 // Names, the chain check and the start-up notice of the fallback hand-off.
-#include "policy/fallback.hh"
+#include "sealrelay/policy/fallback.hh"
 
 namespace sr::policy {
 

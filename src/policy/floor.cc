@@ -1,6 +1,6 @@
 // Cipher strength by name and version comparison. Names are split into upper-cased tokens
 // on '_' and '-', so the IANA and the OpenSSL/wolfSSL spellings of one suite rate alike.
-#include "policy/floor.hh"
+#include "floor.hh"
 
 #include <array>
 

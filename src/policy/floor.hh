@@ -6,7 +6,7 @@
 #include <optional>
 #include <string_view>
 
-#include "config/config.hh"
+#include "sealrelay/config/config.hh"
 
 namespace sr::policy {
 

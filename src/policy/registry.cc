@@ -1,7 +1,7 @@
 // Epoch-based publication of policy tables (the reasoning is in registry.hh). The lock
 // serialises publishers, the reclaimer and reader (un)registration; readers' refresh() and
 // lookups never take it.
-#include "policy/registry.hh"
+#include "sealrelay/policy/registry.hh"
 
 #include <algorithm>
 

@@ -4,7 +4,7 @@
 // Exact keys ("bank.example") and suffix keys (".bank.example") share one slot array: the
 // final mix differs by kind and the stored key text differs by the leading dot. Slots hold
 // short patterns inline and point to de-duplicated policies, so a hit is one cache miss.
-#include "policy/table.hh"
+#include "sealrelay/policy/table.hh"
 
 #include <sys/mman.h>
 #include <unistd.h>

@@ -2,13 +2,13 @@
 // shard_msg, so ownership of the job crosses the ring with it and the sender keeps no
 // pointer into it. The mailbox never refuses a message (overflow queue), so a
 // dispatch never needs a retry loop.
-#include "queue/dispatch.hh"
+#include "sealrelay/queue/dispatch.hh"
 
 #include <algorithm>
 #include <cctype>
 
-#include "queue/scheduler.hh"
-#include "util/log.hh"
+#include "sealrelay/queue/scheduler.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::queue {
 

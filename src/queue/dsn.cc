@@ -2,11 +2,11 @@
 // providers already parse: a human-readable part, message/delivery-status with one
 // per-recipient block, and text/rfc822-headers of the original (never its body:
 // the body may carry PHI, and the sender has it anyway).
-#include "queue/dsn.hh"
+#include "dsn.hh"
 
 #include <cstdio>
 
-#include "smtp/received.hh"
+#include "sealrelay/smtp/received.hh"
 
 namespace sr::queue {
 

@@ -2,14 +2,14 @@
 // delivered or bounced (then DONE goes home); deferred ones stay in the job with
 // their attempt count. Bounces to the null sender are dropped, as RFC 5321 §4.5.5
 // requires (no DSN about a DSN).
-#include "queue/scheduler.hh"
+#include "sealrelay/queue/scheduler.hh"
 
 #include <algorithm>
 #include <chrono>
 #include <ctime>
 
-#include "queue/dsn.hh"
-#include "util/log.hh"
+#include "dsn.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::queue {
 

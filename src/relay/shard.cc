@@ -2,17 +2,17 @@
 // and attached to the mailboxes before any recovered message is dispatched (so a job
 // never waits on a shard that cannot take it: it waits in a ring or an overflow
 // queue), and the listeners open last, once an accepted message has somewhere to go.
-#include "relay/shard.hh"
+#include "sealrelay/relay/shard.hh"
 
-#include "admin/metrics.hh"
-#include "audit/writer.hh"
-#include "delivery/agent.hh"
-#include "dns/resolver.hh"
-#include "policy/registry.hh"
-#include "queue/scheduler.hh"
-#include "server/spool_store.hh"
-#include "spool/partition.hh"
-#include "util/log.hh"
+#include "sealrelay/admin/metrics.hh"
+#include "sealrelay/audit/writer.hh"
+#include "sealrelay/delivery/agent.hh"
+#include "sealrelay/dns/resolver.hh"
+#include "sealrelay/policy/registry.hh"
+#include "sealrelay/queue/scheduler.hh"
+#include "sealrelay/server/spool_store.hh"
+#include "sealrelay/spool/partition.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::relay {
 

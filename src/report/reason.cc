@@ -1,6 +1,6 @@
 // Tokens and RFC 8460 mapping of report::reason. The token table is indexed by the enum,
 // so a new reason without a token fails to compile (the array size is checked).
-#include "report/reason.hh"
+#include "sealrelay/report/reason.hh"
 
 #include <array>
 

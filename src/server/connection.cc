@@ -1,16 +1,16 @@
 // Input path: chunk -> (tls::stream decrypts into a pool chunk) -> _in -> session.feed().
 // The session stops consuming while a message is being made durable; input that
 // arrives meanwhile waits in _in (bounded) and is fed after the store answers.
-#include "server/connection.hh"
+#include "connection.hh"
 
 #include <algorithm>
 #include <cstring>
 
-#include "server/server.hh"
-#include "smtp/received.hh"
-#include "tls/session.hh"
-#include "util/cidr.hh"
-#include "util/log.hh"
+#include "sealrelay/server/server.hh"
+#include "sealrelay/smtp/received.hh"
+#include "sealrelay/tls/session.hh"
+#include "sealrelay/util/cidr.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::server {
 namespace {

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "inbound/session.hh"
-#include "tls/stream.hh"
-#include "server/store.hh"
+#include "sealrelay/inbound/session.hh"
+#include "sealrelay/tls/stream.hh"
+#include "sealrelay/server/store.hh"
 
 namespace sr::server {
 

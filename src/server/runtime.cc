@@ -1,7 +1,7 @@
 // Signals are blocked in every thread and taken synchronously by the main thread
 // (sigtimedwait), which never touches a ring: it flips the shared drain flag and
 // wakes the shards through their eventfds.
-#include "server/runtime.hh"
+#include "sealrelay/server/runtime.hh"
 
 #include <signal.h>
 
@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
-#include "net/listener.hh"
-#include "util/log.hh"
+#include "sealrelay/net/listener.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::server {
 namespace {

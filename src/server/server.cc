@@ -2,7 +2,7 @@
 // exists; a refused client gets one 421 line and is closed. Deadlines are scanned
 // on the shard's tick: O(connections) every 100 ms is cheaper than a timer per
 // connection at these counts and needs no allocation.
-#include "server/server.hh"
+#include "sealrelay/server/server.hh"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -12,9 +12,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include "server/connection.hh"
-#include "tls/context.hh"
-#include "util/log.hh"
+#include "connection.hh"
+#include "sealrelay/tls/context.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::server {
 namespace {

@@ -2,12 +2,12 @@
 // fdatasync. If a write fails or is short the kernel cancels the rest of the chain;
 // partition::complete() then fails every message of the batch and cuts the segment
 // back, so nothing after it is ever written behind garbage.
-#include "server/spool_store.hh"
+#include "sealrelay/server/spool_store.hh"
 
 #include <cerrno>
 #include <chrono>
 
-#include "util/log.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::server {
 

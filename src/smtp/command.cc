@@ -1,7 +1,7 @@
 // SMTP command-line codec: verb split and RFC 5321 path / ESMTP parameter syntax.
 // Strict on the path (angle brackets required, ASCII only, no SMTPUTF8), lenient only where
 // deployed clients commonly differ (spaces after "FROM:", lower-case verbs and keywords).
-#include "smtp/command.hh"
+#include "sealrelay/smtp/command.hh"
 
 #include <arpa/inet.h>
 

@@ -1,7 +1,7 @@
 // DATA body scanner: one pass per chunk; plain line text is located with a 16-byte SIMD
 // search for CR/LF (memchr-like) and moved only when an earlier stuffing dot in the same
 // chunk opened a gap. Line-start handling is a few branches per line, never per byte.
-#include "smtp/data_scanner.hh"
+#include "sealrelay/smtp/data_scanner.hh"
 
 #include <cstring>
 

@@ -1,6 +1,6 @@
 // Received: header formatting. Dates are UTC so the output does not depend on the host's
 // time zone; untrusted text is reduced to printable ASCII without parentheses' effect.
-#include "smtp/received.hh"
+#include "sealrelay/smtp/received.hh"
 
 #include <cstdio>
 

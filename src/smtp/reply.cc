@@ -1,7 +1,7 @@
 // SMTP reply formatting and incremental parsing. Lines end at LF (a preceding CR is
 // dropped) so a sloppy server's bare-LF replies still parse; every line must start with the
 // same three digits followed by '-', ' ' or the end of the line.
-#include "smtp/reply.hh"
+#include "sealrelay/smtp/reply.hh"
 
 #include <cstring>
 

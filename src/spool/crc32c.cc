@@ -1,7 +1,7 @@
 // CRC32C: SSE4.2 `crc32` instruction (8 bytes per step) with a slicing-by-8 fallback.
 // The implementation is chosen once; both take and return the finalised CRC so
 // crc32c_extend(crc32c(a), b) == crc32c(a + b).
-#include "spool/crc32c.hh"
+#include "crc32c.hh"
 
 #include <array>
 #include <cstring>

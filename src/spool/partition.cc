@@ -2,7 +2,7 @@
 // segment roll and reclamation of segments whose messages are all finished.
 // Invariant: records only ever follow complete, durable records in a segment; a failed
 // batch is cut off (ftruncate) or its segment abandoned before anything is appended.
-#include "spool/partition.hh"
+#include "sealrelay/spool/partition.hh"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -18,8 +18,8 @@
 #include <ctime>
 #include <filesystem>
 
-#include "spool/crc32c.hh"
-#include "util/log.hh"
+#include "crc32c.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::spool {
 namespace {

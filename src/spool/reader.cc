@@ -1,7 +1,7 @@
 // spool::reader: LRU of open segments, reads through the shard's io_uring. A read_op
 // holds a shared_ptr to its segment, so the fd is closed only when the cache has dropped
 // it AND no read names it any more (the last pin's destructor closes it).
-#include "spool/reader.hh"
+#include "sealrelay/spool/reader.hh"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "util/log.hh"
+#include "sealrelay/util/log.hh"
 
 namespace sr::spool {
 

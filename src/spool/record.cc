@@ -1,5 +1,5 @@
 // Encoding and bounds-checked decoding of spool records (format in record.hh).
-#include "spool/record.hh"
+#include "sealrelay/spool/record.hh"
 
 #include <cstring>
 

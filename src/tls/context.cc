@@ -5,11 +5,11 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
-#include "tls/context.hh"
+#include "sealrelay/tls/context.hh"
 
 #include <mutex>
 
-#include "tls/session.hh"
+#include "sealrelay/tls/session.hh"
 
 namespace sr::tls {
 namespace {

@@ -7,7 +7,7 @@
 #include <wolfssl/error-ssl.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
-#include "tls/session.hh"
+#include "sealrelay/tls/session.hh"
 
 #include <arpa/inet.h>
 
@@ -15,7 +15,7 @@
 #include <climits>
 #include <cstring>
 
-#include "tls/session_cache.hh"
+#include "sealrelay/tls/session_cache.hh"
 
 namespace sr::tls {
 

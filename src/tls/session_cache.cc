@@ -3,7 +3,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
-#include "tls/session_cache.hh"
+#include "sealrelay/tls/session_cache.hh"
 
 namespace sr::tls {
 

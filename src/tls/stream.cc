@@ -2,7 +2,7 @@
 // until done -> read() into fresh pool chunks until it wants input. Output: plaintext
 // from send() is encrypted at prepare_wire(), behind any plaintext queued before TLS
 // started (the "220" to STARTTLS), so one socket write carries both.
-#include "tls/stream.hh"
+#include "sealrelay/tls/stream.hh"
 
 namespace sr::tls {
 

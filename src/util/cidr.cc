@@ -1,6 +1,6 @@
 // Prefix matching is byte-wise on network-order addresses; v4-mapped IPv6 clients
 // (from a dual-stack listener) match IPv4 prefixes.
-#include "util/cidr.hh"
+#include "sealrelay/util/cidr.hh"
 
 #include <arpa/inet.h>
 

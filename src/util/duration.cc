@@ -1,5 +1,5 @@
 // Config duration syntax: one non-negative integer and one unit, no spaces.
-#include "util/duration.hh"
+#include "sealrelay/util/duration.hh"
 
 #include <charconv>
 

@@ -1,5 +1,5 @@
 // One write(2) per line so lines from different shards never interleave.
-#include "util/log.hh"
+#include "sealrelay/util/log.hh"
 
 #include <unistd.h>
 

@@ -10,7 +10,7 @@
 #include <string_view>
 
 #include "check.hh"
-#include "config/config.hh"
+#include "sealrelay/config/config.hh"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   if (size > 64 * 1024) return -1;   // a config is small; big inputs only slow the run

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "check.hh"
-#include "http/message.hh"
+#include "sealrelay/http/message.hh"
 
 namespace {
 

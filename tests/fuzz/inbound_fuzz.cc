@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "check.hh"
-#include "inbound/session.hh"
+#include "sealrelay/inbound/session.hh"
 #include "reference_scanner.hh"
-#include "smtp/data_scanner.hh"
+#include "sealrelay/smtp/data_scanner.hh"
 
 namespace {
 

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "check.hh"
-#include "outbound/session.hh"
-#include "smtp/reply.hh"
+#include "sealrelay/outbound/session.hh"
+#include "sealrelay/smtp/reply.hh"
 
 namespace {
 

@@ -7,7 +7,7 @@
 #include <random>
 #include <vector>
 
-#include "tls/session.hh"
+#include "sealrelay/tls/session.hh"
 
 namespace sr::tls::testing {
 

@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "admin/metrics.hh"
-#include "admin/server.hh"
+#include "sealrelay/admin/metrics.hh"
+#include "sealrelay/admin/server.hh"
 
 using namespace sr;
 

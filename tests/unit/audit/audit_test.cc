@@ -18,11 +18,11 @@
 #include <sstream>
 #include <thread>
 
-#include "admin/metrics.hh"
-#include "queue/scheduler.hh"
-#include "audit/record.hh"
-#include "audit/writer.hh"
-#include "core/shard.hh"
+#include "sealrelay/admin/metrics.hh"
+#include "sealrelay/queue/scheduler.hh"
+#include "sealrelay/audit/record.hh"
+#include "sealrelay/audit/writer.hh"
+#include "sealrelay/core/shard.hh"
 #include "support/json_check.hh"
 
 using namespace sr;

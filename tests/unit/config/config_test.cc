@@ -11,7 +11,7 @@
 #include <initializer_list>
 #include <string>
 
-#include "config/config.hh"
+#include "sealrelay/config/config.hh"
 
 using namespace std::chrono_literals;
 using namespace sr::config;

@@ -9,11 +9,11 @@
 #include <cstring>
 #include <thread>
 
-#include "core/mailbox.hh"
-#include "core/shard.hh"
-#include "core/spsc_ring.hh"
-#include "net/buffer_ring.hh"
-#include "net/stream.hh"
+#include "sealrelay/core/mailbox.hh"
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/core/spsc_ring.hh"
+#include "sealrelay/net/buffer_ring.hh"
+#include "sealrelay/net/stream.hh"
 
 using namespace sr;
 

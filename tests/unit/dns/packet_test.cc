@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "dns/packet.hh"
-#include "dns/resolver.hh"
+#include "sealrelay/dns/resolver.hh"
 
 using namespace sr;
 using dns::outcome;

@@ -18,8 +18,8 @@
 #include <sstream>
 #include <thread>
 
-#include "core/shard.hh"
-#include "dns/resolver.hh"
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/dns/resolver.hh"
 #include "support/peers.hh"
 
 using namespace sr;

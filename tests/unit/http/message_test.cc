@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "http/message.hh"
+#include "sealrelay/http/message.hh"
 
 namespace sr::http {
 namespace {

@@ -1,6 +1,6 @@
 // Inbound session: every reply code of the contract, pipelining, byte-split independence,
 // DATA smuggling patterns, STARTTLS injection discard and the 512/1000-octet limits.
-#include "inbound/session.hh"
+#include "sealrelay/inbound/session.hh"
 
 #include <gtest/gtest.h>
 

@@ -2,7 +2,7 @@
 // the exact bytes the session asked to send (and how many send() calls carried them), the
 // per-recipient outcomes, and the close reason; byte-split independence; zero-copy
 // dot-stuffing that never writes the stored message.
-#include "outbound/session.hh"
+#include "sealrelay/outbound/session.hh"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "inbound/session.hh"
+#include "sealrelay/inbound/session.hh"
 #include "outbound/body.hh"
 
 namespace {

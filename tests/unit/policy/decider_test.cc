@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "policy/decider.hh"
-#include "policy/fallback.hh"
-#include "smtp/reply.hh"
+#include "sealrelay/policy/decider.hh"
+#include "sealrelay/policy/fallback.hh"
+#include "sealrelay/smtp/reply.hh"
 
 using namespace sr;
 using namespace sr::policy;

@@ -6,8 +6,8 @@
 #include <set>
 #include <string>
 
-#include "report/policy_source.hh"
-#include "report/reason.hh"
+#include "sealrelay/report/policy_source.hh"
+#include "sealrelay/report/reason.hh"
 
 using namespace sr::report;
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "alloc_count.hh"
-#include "policy/registry.hh"
+#include "sealrelay/policy/registry.hh"
 #include "support/names.hh"
 
 using namespace sr;

@@ -7,8 +7,8 @@
 
 #include "alloc_count.hh"
 
-#include "config/config.hh"
-#include "policy/table.hh"
+#include "sealrelay/config/config.hh"
+#include "sealrelay/policy/table.hh"
 #include "support/names.hh"
 
 using namespace sr;

@@ -7,8 +7,8 @@
 #include <set>
 #include <thread>
 
-#include "queue/dispatch.hh"
-#include "queue/scheduler.hh"
+#include "sealrelay/queue/dispatch.hh"
+#include "sealrelay/queue/scheduler.hh"
 
 using namespace sr;
 

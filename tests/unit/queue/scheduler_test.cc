@@ -5,7 +5,7 @@
 #include <functional>
 
 #include "queue/dsn.hh"
-#include "queue/scheduler.hh"
+#include "sealrelay/queue/scheduler.hh"
 
 using namespace sr;
 using namespace std::chrono_literals;

@@ -1,5 +1,5 @@
 // Command-line codec: verb split and lookup, MAIL/RCPT path syntax, ESMTP parameters.
-#include "smtp/command.hh"
+#include "sealrelay/smtp/command.hh"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // DATA scanner: end-of-data detection, in-place dot-unstuffing, bare CR/LF, line and size
 // limits, smuggling patterns, and independence from how the input is split into chunks.
-#include "smtp/data_scanner.hh"
+#include "sealrelay/smtp/data_scanner.hh"
 
 #include <gtest/gtest.h>
 

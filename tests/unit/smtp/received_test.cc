@@ -1,5 +1,5 @@
 // Received: header format (ESMTP/ESMTPS/ESMTPSA, TLS clause, "for" only with one recipient).
-#include "smtp/received.hh"
+#include "sealrelay/smtp/received.hh"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-#include "smtp/data_scanner.hh"
+#include "sealrelay/smtp/data_scanner.hh"
 
 namespace sr::test {
 

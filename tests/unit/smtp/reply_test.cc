@@ -1,5 +1,5 @@
 // Reply formatting and the incremental reply parser (multi-line, any byte split).
-#include "smtp/reply.hh"
+#include "sealrelay/smtp/reply.hh"
 
 #include <gtest/gtest.h>
 

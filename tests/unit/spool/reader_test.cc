@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "core/shard.hh"
-#include "spool/partition.hh"
-#include "spool/reader.hh"
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/spool/partition.hh"
+#include "sealrelay/spool/reader.hh"
 #include "support/temp_dir.hh"
 
 namespace fs = std::filesystem;

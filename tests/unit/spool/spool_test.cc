@@ -20,9 +20,9 @@
 #include <vector>
 
 #include "spool/crc32c.hh"
-#include "spool/partition.hh"
-#include "spool/record.hh"
-#include "util/log.hh"
+#include "sealrelay/spool/partition.hh"
+#include "sealrelay/spool/record.hh"
+#include "sealrelay/util/log.hh"
 #include "support/temp_dir.hh"
 
 namespace fs = std::filesystem;

@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "support/tls_pump.hh"
-#include "tls/context.hh"
-#include "tls/session.hh"
+#include "sealrelay/tls/context.hh"
+#include "sealrelay/tls/session.hh"
 
 using namespace sr::tls;
 using sr::tls::testing::endpoint;

@@ -10,9 +10,9 @@
 #include <string>
 
 #include "support/tls_pump.hh"
-#include "tls/context.hh"
-#include "tls/session.hh"
-#include "tls/session_cache.hh"
+#include "sealrelay/tls/context.hh"
+#include "sealrelay/tls/session.hh"
+#include "sealrelay/tls/session_cache.hh"
 
 namespace {
 

@@ -2,8 +2,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
-#include "util/cidr.hh"
-#include "util/duration.hh"
+#include "sealrelay/util/cidr.hh"
+#include "sealrelay/util/duration.hh"
 
 using namespace std::chrono_literals;
 

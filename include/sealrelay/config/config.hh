@@ -1,0 +1,176 @@
+// The validated, immutable configuration (DESIGN.md §4) and its strict TOML loader.
+// Every key has a default; unknown keys, wrong types and bad values are errors that
+// name the file, line and key. Keys of later features are validated now, and the values
+// that would need them are refused ("not available in this version", not_built.hh).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "sealrelay/util/cidr.hh"
+#include "sealrelay/util/duration.hh"
+#include "sealrelay/util/result.hh"
+
+namespace sr::config {
+
+enum class listen_mode : uint8_t { relay, submission };
+enum class listen_tls : uint8_t { none, starttls, implicit };
+enum class tls_policy : uint8_t { opportunistic, forced, exclusive };
+enum class verify_mode : uint8_t { none, ca, dane };
+enum class tls_version : uint8_t { v1_0, v1_1, v1_2, v1_3 };
+
+struct server_section {
+  std::string hostname;            // default: gethostname()
+  unsigned shards = 0;             // 0 = one per online core
+  std::string state_dir = "var";
+  duration drain_timeout = std::chrono::seconds(10);
+};
+
+struct tls_section {
+  std::string cert_file = "conf/tls/relay.crt";
+  std::string key_file = "conf/tls/relay.key";
+  std::string ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  tls_version min_version = tls_version::v1_2;
+  unsigned min_cipher_bits = 128;
+};
+
+struct listen_entry {
+  std::string address;             // as written, "127.0.0.1:2525"
+  sockaddr_storage addr{};         // parsed
+  socklen_t addr_len = 0;
+  listen_mode mode = listen_mode::relay;
+  listen_tls tls = listen_tls::starttls;
+  bool require_tls = false;
+  std::vector<cidr> allow_relay_from{*cidr::parse("127.0.0.0/8"), *cidr::parse("::1/128")};
+  int line = 0;                    // where its [[listen]] header was written
+};
+
+// Inbound limits (not in DESIGN.md §4's example; named after Postfix's smtpd_* knobs).
+struct limits_section {
+  uint64_t max_message_size = 50ull << 20;   // SIZE advertised; 552 5.3.4 above it
+  unsigned max_recipients = 1000;            // 452 4.5.3 above it
+  unsigned max_errors = 20;                  // unknown/bad commands before 421 and close
+  unsigned max_junk_commands = 100;          // reply-only commands between messages before 421
+  unsigned max_conns_per_ip = 1000;          // 421 4.7.0 at connect above it (0 = no cap)
+  unsigned max_connections = 20000;          // per relay; 421 4.3.2 above it
+  duration idle_timeout = std::chrono::minutes(5);     // no input while waiting for a command
+  duration command_timeout = std::chrono::minutes(1);  // one command line (or TLS handshake) to complete
+  duration data_timeout = std::chrono::minutes(10);    // 354 to the final dot
+  duration commit_interval{0};  // extra wait to gather a spool batch (0: batches still form while an fsync is in flight)
+};
+
+struct auth_section {
+  std::string users_file = "conf/users";
+};
+
+struct dns_section {
+  std::vector<std::string> resolvers;   // "ip:port"; empty = /etc/resolv.conf
+};
+
+struct outbound_section {
+  unsigned smtp_port = 25;
+  tls_policy default_policy = tls_policy::opportunistic;
+  duration connect_timeout = std::chrono::seconds(30);
+  unsigned max_conns_per_domain = 16;
+  unsigned messages_per_conn = 100;
+  std::vector<duration> retry{std::chrono::minutes(1), std::chrono::minutes(5),
+                              std::chrono::minutes(15), std::chrono::hours(1),
+                              std::chrono::hours(4)};
+  duration max_queue_age = std::chrono::hours(24 * 5);
+};
+
+struct route_entry {
+  std::string domain;    // exact, ".suffix" or "*"
+  std::string next_hop;  // "[ip]:port" or "host:port"
+  int line = 0;          // where it was written, for later diagnostics
+};
+
+struct mta_sts_section {
+  bool enabled = false;  // DESIGN.md's default is true; MTA-STS is not built yet (not_built.hh)
+  unsigned https_port = 443;
+};
+
+struct policy_entry {
+  std::string domain;                     // exact or ".suffix"
+  tls_policy tls = tls_policy::forced;
+  verify_mode verify = verify_mode::none;
+  std::vector<std::string> fallback{"pgp", "smime", "escrow"};  // pgp|smime|escrow|defer
+  duration fallback_after{0};
+  bool notify_sender = false;
+  tls_version min_version = tls_version::v1_2;
+  unsigned min_cipher_bits = 128;
+  int line = 0;                           // where it was written, for later diagnostics
+};
+
+struct fallback_section {
+  bool spawn = true;
+  std::string socket = "var/fallback.sock";
+  std::string portal_listen = "127.0.0.1:8443";
+  std::string portal_url = "https://localhost:8443";
+  duration escrow_expiry = std::chrono::hours(24 * 30);
+  std::string pgp_home = "conf/keys/gnupg";
+  std::string smime_dir = "conf/keys/smime";
+};
+
+struct audit_section {
+  std::string file = "var/audit.jsonl";
+};
+
+struct admin_section {
+  std::string listen = "127.0.0.1:9025";  // "" = off
+};
+
+struct config {
+  std::string source_file;
+  server_section server;
+  tls_section tls;
+  std::vector<listen_entry> listen;       // at least one
+  limits_section limits;
+  auth_section auth;
+  dns_section dns;
+  outbound_section outbound;
+  std::vector<route_entry> routes;
+  mta_sts_section mta_sts;
+  std::vector<policy_entry> policies;
+  fallback_section fallback;
+  audit_section audit;
+  admin_section admin;
+  // Where each key was written: dotted path ("listen[0].address") -> line. Keys left at
+  // their default are absent. Lets later checks (files, bind) name the line too.
+  std::map<std::string, int, std::less<>> lines;
+
+  // Return the line where `key` was written, or 0 when it took its default.
+  int line_of(std::string_view key) const {
+    auto it = lines.find(key);
+    return it == lines.end() ? 0 : it->second;
+  }
+};
+
+// What parse() does with a value whose feature this version does not build (not_built.hh).
+enum class not_built_mode : uint8_t {
+  refuse,  // an error "... is not available in this version" (load(), --check-config, start)
+  accept,  // schema check only: tests of keys whose feature comes later
+};
+
+// Load and validate `path`. The error text is "FILE:LINE: KEY: what is wrong".
+result<config> load(const std::string& path);
+// Parse and validate TOML text as if read from `name`.
+result<config> parse(std::string_view text, const std::string& name,
+                     not_built_mode nb = not_built_mode::refuse);
+// Check that the files the config names can be loaded (certificate, key, CA file).
+status check_files(const config& cfg);
+
+const char* to_string(listen_mode m);
+const char* to_string(listen_tls t);
+const char* to_string(tls_policy p);
+const char* to_string(verify_mode v);
+const char* to_string(tls_version v);
+
+// Render the effective config (defaults filled in) as TOML that parse() accepts again.
+std::string dump(const config& cfg);
+
+}  // namespace sr::config

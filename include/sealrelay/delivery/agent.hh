@@ -1,0 +1,143 @@
+// The delivery side of a shard: implements queue::connector. For each connection the
+// scheduler asks for, an `attempt` walks the destination's hosts (a [[route]] next
+// hop, or the MX hosts in preference order and their addresses) until one link gets
+// through greeting, EHLO and TLS; that link then carries jobs until the queue has
+// none or outbound.messages_per_conn is reached. Every recipient of every attempt is
+// audited. Message bytes are read back through the shard's spool::reader.
+#pragma once
+#include <sys/socket.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "sealrelay/audit/writer.hh"
+#include "sealrelay/config/config.hh"
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/dns/resolver.hh"
+#include "sealrelay/net/buffer_ring.hh"
+#include "sealrelay/net/chunk.hh"
+#include "sealrelay/policy/fallback.hh"
+#include "sealrelay/policy/registry.hh"
+#include "sealrelay/delivery/report.hh"
+#include "sealrelay/policy/resolver.hh"
+#include "sealrelay/queue/scheduler.hh"
+#include "sealrelay/report/policy_source.hh"
+#include "sealrelay/report/reason.hh"
+#include "sealrelay/spool/reader.hh"
+
+namespace sr::tls {
+class context;
+class session_cache;
+}  // namespace sr::tls
+
+namespace sr::delivery {
+
+class attempt;
+struct link_end;
+class link;
+
+struct delivery_counters {
+  std::array<uint64_t, report::reason_count> tls_failures_by_reason{};  // indexed by report::reason
+  uint64_t tls_deliveries = 0, plain_deliveries = 0;
+  uint64_t tls13 = 0, tls12 = 0, tls_other = 0;
+  uint64_t connections = 0, connect_failures = 0, tls_failures = 0;
+  uint64_t fallback_handoffs = 0;  // messages handed to the fallback (forced, TLS failed everywhere)
+};
+
+class agent final : public queue::connector {
+ public:
+  agent(core::shard& sh, const config::config& cfg, queue::scheduler& sched, dns::resolver& res,
+        net::chunk_pool& pool, net::buffer_ring& ring, audit::writer* audit);
+  ~agent() override;
+  // Build the TLS client context; start-up only.
+  status start();
+
+  void open(queue::domain_state& d) override;
+
+  // Read `j`'s message bytes from the spool into j->body, then call `done(ok)`.
+  void load(queue::job* j, std::function<void(bool)> done);
+  // End this attempt for `j`: expire what is past max_queue_age, audit every recipient,
+  // hand the results to the scheduler (which may free `j`).
+  void complete(queue::job* j, std::vector<queue::rcpt_result> res, const session_report& li);
+  // Count what a link's session report says for /metrics (TLS failures by reason).
+  void report_session(const link_end& e);
+  // The policy resolver (null: the shard's config table through policies()).
+  void set_policy_resolver(policy::resolver* r) { _resolver_override = r; }
+  policy::resolver* policy_resolver() { return _resolver_override; }
+  // Hand `j` (taken from the scheduler, its attempt already audited as `li`) to the
+  // fallback under `p`; the answer, whenever it comes, audits the hand-off and finishes
+  // the job: unavailable -> deferred (fallback-unavailable), defer -> deferred (the TLS
+  // reason), escrowed/pgp/smime -> final.
+  void hand_off(queue::job* j, const policy::effective_policy& p, const session_report& li);
+  // Write one audit record per recipient of `j` for this attempt.
+  void audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const session_report& li);
+
+  core::shard& shard() { return _shard; }
+  const config::config& cfg() const { return _cfg; }
+  queue::scheduler& sched() { return _sched; }
+  dns::resolver& resolver() { return _res; }
+  net::chunk_pool& pool() { return _pool; }
+  net::buffer_ring& ring() { return _ring; }
+  tls::context* tls_client() { return _tls.get(); }
+  tls::session_cache& tls_cache() { return *_tls_cache; }
+  delivery_counters& counters() { return _counters; }
+  // The shard's view of the TLS policy table (null: everything is opportunistic).
+  void set_policies(policy::reader* r) { _policies = r; }
+  policy::reader* policies() { return _policies; }
+  // Where forced policies hand a message once TLS failed everywhere (DESIGN.md §2). Until
+  // the sidecar client exists it is a policy::unavailable_handoff owned here.
+  void set_fallback(policy::fallback_handoff* f) { _fallback = f ? f : &_unavailable; }
+  policy::fallback_handoff& fallback() { return *_fallback; }
+  size_t open_links() const { return _links.size(); }
+
+  // True while fewer than 20 hand-off lines were logged this second (the rest are counted
+  // and summed up on the next tick).
+  bool may_log_handoff() {
+    if (_handoff_logged < 20) {
+      ++_handoff_logged;
+      return true;
+    }
+    ++_handoff_suppressed;
+    return false;
+  }
+  // Registry of live links and attempts for the tick (deadlines).
+  void add(link* l) { _links.push_back(l); }
+  void remove(link* l);
+  void add(attempt* a) { _attempts.push_back(a); }
+  void remove(attempt* a);
+
+ private:
+  struct handoff_op;
+  void on_tick();
+
+  core::shard& _shard;
+  const config::config& _cfg;
+  queue::scheduler& _sched;
+  dns::resolver& _res;
+  net::chunk_pool& _pool;
+  net::buffer_ring& _ring;
+  audit::writer* _audit;
+  spool::reader _spool_reader;  // message bytes, from any shard's partition
+  std::unique_ptr<tls::context> _tls;
+  std::unique_ptr<tls::session_cache> _tls_cache;
+  std::vector<link*> _links;
+  std::vector<attempt*> _attempts;
+  delivery_counters _counters;
+  policy::reader* _policies = nullptr;
+  policy::resolver* _resolver_override = nullptr;
+  unsigned _handoff_logged = 0;       // hand-off log lines in the current second
+  uint64_t _handoff_suppressed = 0;   // not logged since the last summary
+  uint64_t _handoff_second = 0;
+  policy::unavailable_handoff _unavailable;
+  policy::fallback_handoff* _fallback = &_unavailable;
+};
+
+// What an audit record needs to know about the link that carried an attempt.
+using link_info = session_report;
+
+}  // namespace sr::delivery

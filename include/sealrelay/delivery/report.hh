@@ -1,0 +1,27 @@
+// The session report: what one outbound link (or a give-up without one) learnt, written
+// once at its end. It feeds the audit record of every recipient it carried, the metrics
+// (TLS failures by reason, deliveries by version) and, later, TLS-RPT (result_type_of).
+// Pure data: no I/O, so the host walk and its unit tests use it too.
+#pragma once
+#include <string>
+
+#include "sealrelay/config/config.hh"
+#include "sealrelay/report/policy_source.hh"
+#include "sealrelay/report/reason.hh"
+
+namespace sr::delivery {
+
+struct session_report {
+  std::string mx;           // host name ("" when none was contacted)
+  std::string ip;           // address ("" when none)
+  bool tls = false;
+  std::string tls_version, cipher;
+  unsigned cipher_bits = 0;
+  bool cert_checked = false, cert_ok = false;
+  report::reason cert_reason = report::reason::none;  // cert_untrusted, ... when !cert_ok
+  report::reason reason = report::reason::none;       // why the link (or attempt) ended badly
+  config::tls_policy policy = config::tls_policy::opportunistic;  // effective policy
+  report::policy_source source = report::policy_source::default_policy;  // where it came from
+};
+
+}  // namespace sr::delivery

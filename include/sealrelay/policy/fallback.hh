@@ -1,0 +1,77 @@
+// The hand-off point from the queue to the fallback (DESIGN.md §2 "fallback sidecar"):
+// when a forced policy gives up on TLS, delivery passes the message and the reason here
+// and the answer comes back later, as a completion, to set the recipients' outcome. The
+// sidecar (escrow / PGP / S/MIME) comes later; until then `unavailable_handoff` answers
+// `unavailable` for every message: it stays queued, is retried over TLS on the normal
+// schedule (audit: deferred, reason fallback-unavailable) and bounces at max_queue_age.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "sealrelay/policy/table.hh"
+#include "sealrelay/report/reason.hh"
+
+namespace sr::policy {
+
+// The fallback's answer, named after the audit `outcome` it leads to (DESIGN.md §5).
+enum class handoff_outcome : uint8_t {
+  unavailable,  // no fallback answered: stays queued (deferred, reason fallback-unavailable)
+  defer,        // the chain reached "defer": keep the message queued and retry over TLS
+  escrowed,     // stored in escrow, the recipient got a notice
+  pgp,          // re-encrypted with the recipient's PGP key and queued (opportunistic)
+  smime,        // re-encrypted with the recipient's S/MIME certificate and queued
+};
+// Return the audit outcome token: "deferred" (unavailable, defer), "escrowed", "pgp", "smime".
+const char* to_string(handoff_outcome o);
+
+// One message for the fallback. Views are valid during hand_off() only (the sidecar client
+// copies what it sends); the body is the spool's bytes as spans, possibly empty when the
+// message was not loaded (the client then streams it from the spool).
+struct handoff_request {
+  std::string_view queue_id;                          // the relay's id
+  std::string_view from;                              // envelope sender ("" = null sender)
+  std::span<const std::string_view> recipients;      // of this domain, without <>
+  std::string_view domain;                            // recipient domain
+  std::span<const std::span<const std::byte>> body;   // the message, in order
+  report::reason reason = report::reason::none;       // last TLS reason, e.g. weak_cipher
+  const effective_policy* policy = nullptr;           // fallback chain to walk
+};
+
+// Where the answer to one hand-off goes (the engine's object for that message).
+class handoff_completion {
+ public:
+  // The fallback answered `o` for the message this completion was handed with.
+  virtual void handoff_done(handoff_outcome o) = 0;
+
+ protected:
+  ~handoff_completion() = default;
+};
+
+// Implemented by the sidecar client; one per shard.
+class fallback_handoff {
+ public:
+  virtual ~fallback_handoff() = default;
+  // Hand `req` over; `done` gets the answer exactly once, on the shard's thread, possibly
+  // before this returns (a fallback that cannot be reached answers at once).
+  virtual void hand_off(const handoff_request& req, handoff_completion& done) = 0;
+};
+
+// Until the sidecar exists: no fallback can be reached.
+class unavailable_handoff final : public fallback_handoff {
+ public:
+  // Answer `unavailable` at once.
+  void hand_off(const handoff_request&, handoff_completion& done) override {
+    done.handoff_done(handoff_outcome::unavailable);
+  }
+};
+
+// Return whether `p`'s fallback chain has a method that needs the sidecar (anything but
+// "defer"): a chain of only "defer" keeps retrying without a hand-off.
+bool needs_handoff(const effective_policy& p);
+
+// Return the one-line start-up notice that forced policies' fallback is unavailable.
+std::string_view fallback_stub_notice();
+
+}  // namespace sr::policy

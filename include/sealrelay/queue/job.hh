@@ -1,0 +1,51 @@
+// A delivery job: the recipients of one spooled message that share one domain,
+// owned by that domain's shard (hash(domain) % shards). The message bytes stay in
+// the home shard's spool segment; the owner reads them back when it sends.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sealrelay/spool/record.hh"
+
+namespace sr::queue {
+
+// What a message is (message, dsn, escrow-notice, tlsrpt): the spool's record kind.
+using message_kind = spool::message_kind;
+
+// What became of one recipient in one attempt.
+// dropped: exclusive policy found no acceptable TLS; final, no DSN unless the policy asks.
+// escrowed, pgp, smime: forced policy's fallback took the message; final.
+enum class rcpt_outcome : uint8_t { delivered, deferred, bounced, dropped, escrowed, pgp, smime };
+
+struct job_rcpt {
+  std::string address;
+  uint32_t index = 0;      // position in the spooled envelope (for DONE records)
+  unsigned attempts = 0;   // attempts made so far (recorded in the spool: survives a restart)
+  std::string last_reply;  // for the DSN when it finally bounces
+  std::string last_mx;
+};
+
+struct job {
+  message_kind kind = message_kind::message;
+  std::string queue_id;
+  unsigned home = 0;          // shard whose spool partition holds the message
+  std::string segment;        // spool segment path
+  uint64_t offset = 0, length = 0;
+  std::string mail_from;      // "" = null sender
+  std::string domain;         // lower-case recipient domain
+  std::vector<job_rcpt> rcpts;
+  uint64_t received_ms = 0;   // unix ms (max_queue_age counts from here)
+  uint64_t next_attempt_ms = 0;  // monotonic ms of the owner shard; 0 = now
+  bool body_8bitmime = false;
+  std::string msg_id;         // Message-ID header without <> (audit)
+  std::string body;           // message bytes once loaded (empty while waiting)
+};
+
+// Return the lower-cased domain part of an address ("" when there is none).
+std::string domain_of(const std::string& address);
+
+// Return shard index that owns `domain` among `shards`.
+unsigned owner_shard(const std::string& domain, unsigned shards);
+
+}  // namespace sr::queue

@@ -1,0 +1,139 @@
+// The per-shard delivery queue for the recipient domains this shard owns.
+// Jobs wait per domain; the scheduler opens up to outbound.max_conns_per_domain
+// connections through a `connector`, each pulling jobs with take() (so one
+// connection carries several messages) and reporting per-recipient results with
+// finish(). Deferred recipients wait on a timer heap (outbound.retry, then every
+// last interval) until outbound.max_queue_age, when they bounce.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <queue>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "sealrelay/config/config.hh"
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/queue/job.hh"
+#include "sealrelay/report/reason.hh"
+
+namespace sr::queue {
+
+// A connection with nothing to send that waits (briefly) for more jobs of its domain:
+// connection reuse across bursts, like Postfix's connection cache.
+class idle_waiter {
+ public:
+  // A job became ready: call take() now.
+  virtual void wake() = 0;
+
+ protected:
+  ~idle_waiter() = default;
+};
+
+struct domain_state {
+  std::string name;
+  std::deque<job*> ready;       // due jobs, oldest first
+  unsigned active = 0;          // connections open or opening
+  unsigned in_progress = 0;     // jobs taken by connections and not finished
+  std::deque<idle_waiter*> idle;  // open connections waiting for work
+};
+
+// The result for one recipient of a job, in the job's rcpts order.
+struct rcpt_result {
+  rcpt_outcome outcome = rcpt_outcome::deferred;
+  std::string reply;            // remote reply line(s) or our own reason
+  std::string mx;               // host that gave it ("" when none answered)
+  std::string status;           // enhanced status code for DSNs ("5.1.1", "4.4.1")
+  report::reason reason = report::reason::none;  // when not a remote reply (null_mx, connect_failed)
+  bool notify_sender = false;   // dropped: send the sender a DSN anyway (policy notify_sender)
+};
+
+class connector {
+ public:
+  virtual ~connector() = default;
+  // Start one connection for `d`; it calls take(d) until null, finish() for each job,
+  // and connection_closed(d) exactly once at the end.
+  virtual void open(domain_state& d) = 0;
+};
+
+// How results reach the home shard of a message (cross-shard calls).
+struct home_link {
+  // Recipients `indices` of `queue_id` are final: write a DONE record at home.
+  std::function<void(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices)> mark_done;
+  // Recipients still pending of `queue_id` made these many attempts so far, as
+  // (recipient index, attempts): record it at home so a restart keeps the count.
+  std::function<void(unsigned home, const std::string& queue_id,
+                     std::vector<std::pair<uint32_t, uint32_t>> counts)> record_attempts;
+  // Spool `text` as a new message from <> to `rcpt` and queue it; call stored(durable)
+  // once it is durable (or could not be stored).
+  std::function<void(unsigned home, std::string text, std::string rcpt,
+                     std::function<void(bool durable)> stored)> spool_dsn;
+};
+
+struct queue_stats {
+  uint64_t delivered = 0, deferred = 0, bounced = 0, dropped = 0, dsn_sent = 0;
+  uint64_t handed_off = 0;  // recipients the fallback took (escrowed, pgp, smime)
+};
+
+class scheduler {
+ public:
+  scheduler(core::shard& sh, const config::config& cfg, home_link link);
+  ~scheduler();
+  void set_connector(connector* c) { _conn = c; }
+  // How a bounce reads the original message back when the job no longer holds it
+  // (deferred jobs drop their bytes; give-ups never load them): into j->body, then done(ok).
+  using body_loader = std::function<void(job* j, std::function<void(bool ok)> done)>;
+  void set_body_loader(body_loader l) { _load = std::move(l); }
+
+  // Accept a job on its owner shard.
+  void enqueue(std::unique_ptr<job> j);
+  // Next job for a connection of `d`, or null when none is due.
+  job* take(domain_state& d);
+  // Turn the deferred results of a job past outbound.max_queue_age into bounces (status
+  // 4.4.7, reason "expired"), so that the audit of this attempt shows the final outcome.
+  void expire(const job& j, std::span<rcpt_result> results) const;
+  // A transaction for `j` ended; `results` has one entry per j->rcpts (same order).
+  void finish(job* j, std::span<const rcpt_result> results);
+  // Give `j` back untried (the connection failed before its transaction).
+  void give_back(job* j);
+  // Park an idle connection until a job is ready (wake()) or it gives up (unpark()).
+  void park(domain_state& d, idle_waiter* w) { d.idle.push_back(w); }
+  void unpark(domain_state& d, idle_waiter* w);
+  // A connection of `d` is gone.
+  void connection_closed(domain_state& d);
+  // Hold delivery (take() answers null, no connection opens) while `paused`, e.g. while
+  // the shard's audit log cannot keep up; resuming kicks every domain with ready jobs.
+  void pause(bool paused);
+  bool paused() const { return _paused; }
+
+  size_t depth() const { return _jobs.size(); }
+  const queue_stats& stats() const { return _stats; }
+  // Monotonic ms delay before retry number `attempts` (1 = after the first failure).
+  uint64_t retry_delay_ms(unsigned attempts) const;
+
+ private:
+  void on_tick();
+  void kick(domain_state& d);
+  domain_state& domain(const std::string& name);
+  // Send the sender a DSN for `failed`; the recipients `finish_after` are marked done only
+  // once the DSN is durable, so the original is never reclaimed before its bounce exists.
+  void bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why,
+              std::vector<uint32_t> finish_after);
+
+  core::shard& _shard;
+  const config::config& _cfg;
+  home_link _link;
+  connector* _conn = nullptr;
+  body_loader _load;
+  std::unordered_map<std::string, std::unique_ptr<domain_state>> _domains;
+  std::unordered_map<job*, std::unique_ptr<job>> _jobs;
+  using timed = std::pair<uint64_t, job*>;
+  std::priority_queue<timed, std::vector<timed>, std::greater<timed>> _deferred;
+  queue_stats _stats;
+  bool _paused = false;
+};
+
+}  // namespace sr::queue

@@ -1,0 +1,90 @@
+// The per-shard composition root of the relay: it builds and wires, on one shard,
+// the spool intake, the inbound server, the resolver, the audit writer, the delivery
+// queue and its cross-shard dispatcher, the delivery agent and the policy reader, and
+// publishes their counters as metrics. No module below knows the others through it;
+// each gets only the references it needs, built in dependency order.
+#pragma once
+#include <atomic>
+#include <memory>
+
+#include "sealrelay/config/config.hh"
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/queue/dispatch.hh"
+#include "sealrelay/server/runtime.hh"
+#include "sealrelay/server/server.hh"
+
+namespace sr::admin {
+struct relay_metrics;
+}
+namespace sr::audit {
+class writer;
+}
+namespace sr::delivery {
+class agent;
+}
+namespace sr::dns {
+class resolver;
+}
+namespace sr::policy {
+class registry;
+class reader;
+}
+namespace sr::queue {
+class scheduler;
+}
+namespace sr::spool {
+struct message_meta;
+struct message_location;
+}
+namespace sr::server {
+class spool_store;
+}
+
+namespace sr::relay {
+
+// What every shard of the relay shares (built by the daemon before the shards start).
+struct process_state {
+  explicit process_state(const config::config& c);
+  const config::config& cfg;
+  server::shared_state inbound;          // caps, drain flag, inbound counters
+  queue::shard_mailboxes mail;           // cross-shard messages of the queue
+  int audit_fd = -1;                     // audit log (-1: none)
+  admin::relay_metrics* metrics = nullptr;   // published by each shard on its tick
+  policy::registry* policies = nullptr;      // TLS policy table; SIGHUP publishes a new one
+  std::atomic<uint64_t> recovered{0};        // messages found in the spools at start
+};
+
+class shard_root final : public server::shard_unit {
+ public:
+  shard_root(core::shard& sh, process_state& ps);
+  ~shard_root() override;
+
+  status start() override;
+  void begin_drain() override;
+  bool idle() const override;
+  void abort_all() override;
+  size_t connection_count() const override;
+  void finish() override;
+
+ private:
+  status open_spool();
+  status start_delivery();
+  void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
+                     std::span<const uint32_t> done);
+  void publish_metrics();
+
+  core::shard& _shard;
+  process_state& _ps;
+  // Declaration order is construction order; destruction runs backwards, so users go
+  // before what they use (the agent before the scheduler, the server before the store).
+  std::unique_ptr<server::spool_store> _store;
+  std::unique_ptr<server::shard_server> _server;
+  std::unique_ptr<dns::resolver> _resolver;
+  std::unique_ptr<audit::writer> _audit;
+  std::unique_ptr<queue::scheduler> _sched;
+  std::unique_ptr<queue::dispatcher> _dispatch;
+  std::unique_ptr<policy::reader> _policy_reader;
+  std::unique_ptr<delivery::agent> _agent;
+};
+
+}  // namespace sr::relay

@@ -1,0 +1,101 @@
+// The inbound SMTP server of a shard: its listeners, connections, caps, buffers and
+// TLS context. Accepted messages go to the `message_store` it is given (the spool
+// intake for the relay, a counter for the sink); it knows nothing of delivery.
+// Process-wide state (connection caps, drain flag, counters) is in `shared_state`,
+// touched only through atomics — never a lock.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "sealrelay/config/config.hh"
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/net/buffer_ring.hh"
+#include "sealrelay/net/chunk.hh"
+#include "sealrelay/net/listener.hh"
+#include "sealrelay/server/store.hh"
+
+namespace sr::tls {
+class context;
+}
+
+namespace sr::server {
+
+class connection;
+
+// One [[listen]] entry as the shard serves it.
+struct listener_info {
+  const config::listen_entry* entry;
+  std::unique_ptr<net::listener> sock;
+};
+
+struct counters {
+  std::atomic<uint64_t> connections_total{0};
+  std::atomic<uint64_t> connections_refused{0};
+  std::atomic<uint64_t> messages_accepted{0};
+  std::atomic<uint64_t> messages_rejected{0};
+  std::atomic<uint64_t> tls_handshakes{0};
+  std::atomic<uint64_t> tls_failures{0};
+};
+
+class shard_server;
+
+struct shared_state {
+  explicit shared_state(const config::config& c);
+  const config::config& cfg;
+  unsigned shards = 1;
+  std::atomic<bool> draining{false};
+  std::atomic<uint32_t> connections{0};
+  // Per-client-IP connection counts, by hash of the address (collisions only make
+  // the cap stricter for the colliding addresses).
+  static constexpr unsigned ip_slots = 1u << 16;
+  std::unique_ptr<std::atomic<uint32_t>[]> per_ip;
+  counters stats;
+};
+
+class shard_server {
+ public:
+  // `store` takes the accepted messages; it must outlive this server.
+  shard_server(core::shard& sh, shared_state& st, message_store& store);
+  ~shard_server();
+
+  // Register the receive buffers and load TLS (on the shard thread); nothing listens yet.
+  status prepare();
+  // Open the listeners and start accepting (after prepare()).
+  status listen();
+  // Stop accepting; idle sessions get 421, open transactions may finish.
+  void begin_drain();
+  // No connection left and no store write in flight.
+  bool idle() const;
+  // Close every connection now (drain timeout).
+  void abort_all();
+
+  core::shard& shard() { return _shard; }
+  shared_state& shared() { return _st; }
+  net::chunk_pool& pool() { return *_pool; }
+  net::buffer_ring& buffers() { return *_ring; }
+  message_store& store() { return _store; }
+  tls::context* tls_server() { return _tls_ctx.get(); }
+  size_t connection_count() const { return _conn_count; }
+  // Called by a connection when it is fully closed (deletes it).
+  void on_connection_closed(connection* c);
+
+ private:
+  void on_accept(listener_info& li, int fd);
+  void on_tick();
+
+  core::shard& _shard;
+  shared_state& _st;
+  message_store& _store;
+  std::unique_ptr<net::chunk_pool> _pool;
+  std::unique_ptr<net::buffer_ring> _ring;
+  std::unique_ptr<tls::context> _tls_ctx;
+  std::vector<std::unique_ptr<listener_info>> _listeners;
+  connection* _conns = nullptr;   // intrusive list
+  size_t _conn_count = 0;
+  bool _draining = false;
+};
+
+}  // namespace sr::server

@@ -1,0 +1,85 @@
+// The relay's message store: a spool partition written through the shard's
+// io_uring. Group commit: every message that finishes DATA while a batch is being
+// written (or within limits.commit_interval) rides on the next single writev chain +
+// fdatasync; their 250s go out when that fsync completes.
+#pragma once
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/server/store.hh"
+#include "sealrelay/spool/partition.hh"
+#include "sealrelay/util/duration.hh"
+
+namespace sr::server {
+
+// The relay's store: inbound SMTP (message_store) and every other producer
+// (spool::intake) reach the same partition through it.
+class spool_store final : public message_store, public spool::intake {
+ public:
+  spool_store(core::shard& sh, std::unique_ptr<spool::partition> part, duration commit_interval);
+  ~spool_store() override;
+
+  std::string next_queue_id() override { return _part->next_queue_id(); }
+  // Inbound SMTP: the envelope becomes the record's meta, then intake::submit().
+  void submit(const std::string& queue_id, const inbound::envelope& env,
+              std::span<const iovec> data, store_client* client) override;
+  void submit(spool::message_meta meta, std::span<const iovec> data,
+              spool::intake_client* client) override;
+  void submit_owned(spool::message_meta meta, std::string text,
+                    std::function<void(bool)> stored) override;
+  size_t in_flight() const override { return _in_flight; }
+  spool::partition& partition() { return *_part; }
+  // Take over the partition of a shard that no longer runs (server.shards was lowered):
+  // its messages are delivered from here; DONE/ATTEMPTS records for them go back to it.
+  void adopt(std::unique_ptr<spool::partition> p) { _adopted.push_back(std::move(p)); }
+
+  // Called for every message once durable, with where it landed (queues it for delivery).
+  using durable_fn = std::function<void(const spool::message_meta&, const spool::message_location&)>;
+  void on_durable(durable_fn fn) { _on_durable = std::move(fn); }
+  // Recipients `indices` of `queue_id` are final: append a DONE record (group commit).
+  void mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices);
+  // Record (recipient index, attempts so far) of a pending message (group commit).
+  void record_attempts(const std::string& queue_id, std::span<const std::pair<uint32_t, uint32_t>> counts);
+  // Messages found in the spool at start-up, not yet finished (for the queue).
+  std::vector<spool::recovered_message> recovered;
+
+ private:
+  struct op final : core::completion {
+    spool_store* self;
+    void on_complete(int res, unsigned flags) override;
+  };
+  void schedule_commit();
+  void commit_now();
+  void on_op(op* o, int res);
+  void finish_batch();
+  void deliver(spool::partition::outcome_list& outcomes);
+  spool::partition& partition_of(const std::string& queue_id);
+  void flush_adopted();
+
+  core::shard& _shard;
+  std::unique_ptr<spool::partition> _part;
+  std::vector<std::unique_ptr<spool::partition>> _adopted;  // no new messages go there
+  bool _adopted_flush_posted = false;
+  duration _interval;
+  size_t _in_flight = 0;
+  bool _commit_posted = false;
+  bool _timer_armed = false;
+
+  spool::batch* _batch = nullptr;   // in flight
+  std::vector<op> _ops;             // one per writev piece + fsync
+  unsigned _ops_pending = 0;
+  int64_t _written = 0;
+  int _write_err = 0;
+  int _fsync_res = 0;
+  op _timer_op;
+  __kernel_timespec _timer_ts{};
+  spool::partition::outcome_list _outcomes;
+  std::unordered_map<void*, spool::message_meta> _meta;  // by cookie, until durable
+  durable_fn _on_durable;
+  struct internal_msg;
+  std::vector<store_client*> _failed_now;  // stage() refused: answered on the next post
+};
+
+}  // namespace sr::server

@@ -1,0 +1,31 @@
+// Where inbound SMTP puts accepted messages: the durable spool (the relay, through
+// spool::intake) or nowhere (the sink). A store answers asynchronously, never from
+// inside submit(), so the inbound session is never re-entered while it is feeding.
+#pragma once
+#include <sys/uio.h>
+
+#include <span>
+#include <string>
+
+#include "sealrelay/inbound/session.hh"
+#include "sealrelay/spool/intake.hh"
+
+namespace sr::server {
+
+// The spool intake's client: on_stored(ok) once the message is durable (or failed).
+using store_client = spool::intake_client;
+
+class message_store {
+ public:
+  virtual ~message_store() = default;
+  // A fresh queue id (needed before the body for the Received: header).
+  virtual std::string next_queue_id() = 0;
+  // Make `data` (Received: header + body pieces, CRLF line ends) durable under
+  // `queue_id`; `data` must stay valid until client->on_stored().
+  virtual void submit(const std::string& queue_id, const inbound::envelope& env,
+                      std::span<const iovec> data, store_client* client) = 0;
+  // Messages submitted and not yet answered.
+  virtual size_t in_flight() const = 0;
+};
+
+}  // namespace sr::server
