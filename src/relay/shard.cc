@@ -10,7 +10,8 @@
 #include "sealrelay/dns/resolver.hh"
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/queue/scheduler.hh"
-#include "sealrelay/server/spool_store.hh"
+#include "sealrelay/server/store.hh"
+#include "sealrelay/spool/store.hh"
 #include "sealrelay/spool/partition.hh"
 #include "sealrelay/util/log.hh"
 
@@ -24,7 +25,7 @@ shard_root::~shard_root() = default;
 
 status shard_root::start() {
   if (status s = open_spool(); !s) return s;
-  _server = std::make_unique<server::shard_server>(_shard, _ps.inbound, *_store);
+  _server = std::make_unique<server::shard_server>(_shard, _ps.inbound, *_inbound_store);
   if (status s = _server->prepare(); !s) return s;
   if (status s = start_delivery(); !s) return s;
   return _server->listen();
@@ -35,7 +36,8 @@ status shard_root::open_spool() {
   spool::recovered_set rec;
   auto part = spool::partition::open(cfg.server.state_dir, _shard.index(), &rec);
   if (!part) return error{"spool: " + part.err()};
-  _store = std::make_unique<server::spool_store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
+  _store = std::make_unique<spool::store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
+  _inbound_store = std::make_unique<server::intake_store>(*_store);
   // Partitions of shards that no longer run (server.shards lowered, or shards = 0 on a
   // smaller machine): shard i adopts every partition j >= shards with j % shards == i,
   // so no accepted message is stranded.

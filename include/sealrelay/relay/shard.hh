@@ -35,9 +35,10 @@ class scheduler;
 namespace sr::spool {
 struct message_meta;
 struct message_location;
+class store;
 }
 namespace sr::server {
-class spool_store;
+class intake_store;
 }
 
 namespace sr::relay {
@@ -77,7 +78,8 @@ class shard_root final : public server::shard_unit {
   process_state& _ps;
   // Declaration order is construction order; destruction runs backwards, so users go
   // before what they use (the agent before the scheduler, the server before the store).
-  std::unique_ptr<server::spool_store> _store;
+  std::unique_ptr<spool::store> _store;
+  std::unique_ptr<server::intake_store> _inbound_store;  // inbound SMTP onto _store
   std::unique_ptr<server::shard_server> _server;
   std::unique_ptr<dns::resolver> _resolver;
   std::unique_ptr<audit::writer> _audit;

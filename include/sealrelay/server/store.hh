@@ -28,4 +28,17 @@ class message_store {
   virtual size_t in_flight() const = 0;
 };
 
+// Inbound SMTP onto the spool's intake: the envelope becomes the record's meta.
+class intake_store final : public message_store {
+ public:
+  explicit intake_store(spool::intake& in) : _in(in) {}
+  std::string next_queue_id() override { return _in.next_queue_id(); }
+  void submit(const std::string& queue_id, const inbound::envelope& env,
+              std::span<const iovec> data, store_client* client) override;
+  size_t in_flight() const override { return _in.in_flight(); }
+
+ private:
+  spool::intake& _in;
+};
+
 }  // namespace sr::server

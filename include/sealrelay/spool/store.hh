@@ -1,5 +1,5 @@
-// The relay's message store: a spool partition written through the shard's
-// io_uring. Group commit: every message that finishes DATA while a batch is being
+// spool::store, the relay's message store: a spool partition written through the
+// shard's io_uring; every producer reaches it through spool::intake. Group commit: every message that finishes DATA while a batch is being
 // written (or within limits.commit_interval) rides on the next single writev chain +
 // fdatasync; their 250s go out when that fsync completes.
 #pragma once
@@ -8,23 +8,20 @@
 #include <unordered_map>
 
 #include "sealrelay/core/shard.hh"
-#include "sealrelay/server/store.hh"
+#include "sealrelay/spool/intake.hh"
 #include "sealrelay/spool/partition.hh"
 #include "sealrelay/util/duration.hh"
 
-namespace sr::server {
+namespace sr::spool {
 
-// The relay's store: inbound SMTP (message_store) and every other producer
-// (spool::intake) reach the same partition through it.
-class spool_store final : public message_store, public spool::intake {
+// The relay's store: inbound SMTP (through server::intake_store) and every other
+// producer reach the same partition through its intake API.
+class store final : public intake {
  public:
-  spool_store(core::shard& sh, std::unique_ptr<spool::partition> part, duration commit_interval);
-  ~spool_store() override;
+  store(core::shard& sh, std::unique_ptr<spool::partition> part, duration commit_interval);
+  ~store() override;
 
   std::string next_queue_id() override { return _part->next_queue_id(); }
-  // Inbound SMTP: the envelope becomes the record's meta, then intake::submit().
-  void submit(const std::string& queue_id, const inbound::envelope& env,
-              std::span<const iovec> data, store_client* client) override;
   void submit(spool::message_meta meta, std::span<const iovec> data,
               spool::intake_client* client) override;
   void submit_owned(spool::message_meta meta, std::string text,
@@ -47,7 +44,7 @@ class spool_store final : public message_store, public spool::intake {
 
  private:
   struct op final : core::completion {
-    spool_store* self;
+    store* self;
     void on_complete(int res, unsigned flags) override;
   };
   void schedule_commit();
@@ -79,7 +76,7 @@ class spool_store final : public message_store, public spool::intake {
   std::unordered_map<void*, spool::message_meta> _meta;  // by cookie, until durable
   durable_fn _on_durable;
   struct internal_msg;
-  std::vector<store_client*> _failed_now;  // stage() refused: answered on the next post
+  std::vector<intake_client*> _failed_now;  // stage() refused: answered on the next post
 };
 
-}  // namespace sr::server
+}  // namespace sr::spool

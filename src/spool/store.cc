@@ -2,22 +2,22 @@
 // fdatasync. If a write fails or is short the kernel cancels the rest of the chain;
 // partition::complete() then fails every message of the batch and cuts the segment
 // back, so nothing after it is ever written behind garbage.
-#include "sealrelay/server/spool_store.hh"
+#include "sealrelay/spool/store.hh"
 
 #include <cerrno>
 #include <chrono>
 
 #include "sealrelay/util/log.hh"
 
-namespace sr::server {
+namespace sr::spool {
 
-spool_store::spool_store(core::shard& sh, std::unique_ptr<spool::partition> part,
+store::store(core::shard& sh, std::unique_ptr<spool::partition> part,
                          duration commit_interval)
     : _shard(sh), _part(std::move(part)), _interval(commit_interval) {
   _timer_op.self = this;
 }
 
-spool_store::~spool_store() {
+store::~store() {
   // The shard stops once no message awaits its answer; DONE and ATTEMPTS records may
   // still be staged or in flight (their bytes are ours). Write them synchronously so a
   // restart neither repeats finished deliveries nor loses attempt counts. Rewriting an
@@ -40,19 +40,7 @@ uint64_t unix_ms_now() {
 }
 }  // namespace
 
-void spool_store::submit(const std::string& queue_id, const inbound::envelope& env,
-                         std::span<const iovec> data, store_client* client) {
-  spool::message_meta meta;
-  meta.kind = spool::message_kind::message;
-  meta.queue_id = queue_id;
-  meta.mail_from = env.mail_from;
-  meta.rcpts = env.rcpt_to;
-  meta.body_8bitmime = env.body_8bitmime;
-  meta.tls = env.tls;
-  submit(std::move(meta), data, client);
-}
-
-void spool_store::submit(spool::message_meta meta, std::span<const iovec> data,
+void store::submit(spool::message_meta meta, std::span<const iovec> data,
                          spool::intake_client* client) {
   ++_in_flight;
   if (meta.received_ms == 0) meta.received_ms = unix_ms_now();
@@ -66,7 +54,7 @@ void spool_store::submit(spool::message_meta meta, std::span<const iovec> data,
 }
 
 // A message we generated ourselves; it owns its bytes until they are durable.
-struct spool_store::internal_msg final : spool::intake_client {
+struct store::internal_msg final : spool::intake_client {
   std::string text;
   iovec iov;
   std::function<void(bool)> stored;
@@ -78,7 +66,7 @@ struct spool_store::internal_msg final : spool::intake_client {
   }
 };
 
-void spool_store::submit_owned(spool::message_meta meta, std::string text,
+void store::submit_owned(spool::message_meta meta, std::string text,
                                std::function<void(bool)> stored) {
   auto* m = new internal_msg;
   m->text = std::move(text);
@@ -88,7 +76,7 @@ void spool_store::submit_owned(spool::message_meta meta, std::string text,
   submit(std::move(meta), std::span<const iovec>(&m->iov, 1), m);
 }
 
-spool::partition& spool_store::partition_of(const std::string& queue_id) {
+spool::partition& store::partition_of(const std::string& queue_id) {
   // A queue id names the shard whose partition stored it (hex digits 8-9).
   if (_adopted.empty() || queue_id.size() != spool::queue_id_len) return *_part;
   unsigned shard = 0;
@@ -99,7 +87,7 @@ spool::partition& spool_store::partition_of(const std::string& queue_id) {
   return *_part;
 }
 
-void spool_store::flush_adopted() {
+void store::flush_adopted() {
   // Records for adopted partitions are rare (mail left over after server.shards was
   // lowered), so they are written synchronously, in one batch per partition per round.
   if (_adopted_flush_posted) return;
@@ -113,14 +101,14 @@ void spool_store::flush_adopted() {
   });
 }
 
-void spool_store::mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices) {
+void store::mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices) {
   spool::partition& p = partition_of(queue_id);
   p.mark_done(queue_id, indices);
   if (&p == _part.get()) schedule_commit();
   else flush_adopted();
 }
 
-void spool_store::record_attempts(const std::string& queue_id,
+void store::record_attempts(const std::string& queue_id,
                                   std::span<const std::pair<uint32_t, uint32_t>> counts) {
   spool::partition& p = partition_of(queue_id);
   p.record_attempts(queue_id, counts);
@@ -128,7 +116,7 @@ void spool_store::record_attempts(const std::string& queue_id,
   else flush_adopted();
 }
 
-void spool_store::schedule_commit() {
+void store::schedule_commit() {
   if (_batch) return;  // finish_batch() commits what gathered meanwhile
   if (_interval.count() > 0 && !_timer_armed && _failed_now.empty()) {
     // Wait a little so that messages finishing together share one fsync.
@@ -148,9 +136,9 @@ void spool_store::schedule_commit() {
   });
 }
 
-void spool_store::op::on_complete(int res, unsigned) { self->on_op(this, res); }
+void store::op::on_complete(int res, unsigned) { self->on_op(this, res); }
 
-void spool_store::on_op(op* o, int res) {
+void store::on_op(op* o, int res) {
   if (o == &_timer_op) {
     _timer_armed = false;
     commit_now();
@@ -167,7 +155,7 @@ void spool_store::on_op(op* o, int res) {
   if (--_ops_pending == 0) finish_batch();
 }
 
-void spool_store::commit_now() {
+void store::commit_now() {
   if (!_failed_now.empty()) {
     auto failed = std::move(_failed_now);
     _failed_now.clear();
@@ -202,7 +190,7 @@ void spool_store::commit_now() {
   _ops_pending = unsigned(_ops.size());
 }
 
-void spool_store::finish_batch() {
+void store::finish_batch() {
   spool::batch* b = _batch;
   int64_t wr = _write_err ? _write_err : _written;
   int fs = _fsync_res;
@@ -216,7 +204,7 @@ void spool_store::finish_batch() {
   if (_part->staged_records() > 0 || !_failed_now.empty()) commit_now();
 }
 
-void spool_store::deliver(spool::partition::outcome_list& outcomes) {
+void store::deliver(spool::partition::outcome_list& outcomes) {
   if (_on_durable) {
     // Queue what became durable before answering, so a 250 never precedes the job.
     for (const auto& loc : _part->last_locations()) {
@@ -229,9 +217,9 @@ void spool_store::deliver(spool::partition::outcome_list& outcomes) {
   for (auto& [cookie, ok] : outcomes) {
     if (!cookie) continue;
     --_in_flight;
-    static_cast<store_client*>(cookie)->on_stored(ok);
+    static_cast<intake_client*>(cookie)->on_stored(ok);
   }
   outcomes.clear();
 }
 
-}  // namespace sr::server
+}  // namespace sr::spool
