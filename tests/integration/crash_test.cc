@@ -61,12 +61,8 @@ TEST(Crash, EveryAcknowledgedMessageSurvivesKill9AndRestart) {
 TEST(Crash, LoweringShardsStrandsNoAcceptedMail) {
   uint16_t port = mx_port();
   ASSERT_NE(port, 0);
-  relay_options o;
-  o.shards = 2;
-  o.smtp_port = port;
   // No MX runs yet: the first attempt of each message fails and the next is an hour away.
-  o.outbound_extra = "connect_timeout = \"2s\"\nretry = [\"1h\"]\n";
-  o.extra_toml = "[[route]]\ndomain = \"*\"\nnext_hop = \"[127.0.0.2]:" + std::to_string(port) + "\"\n";
+  relay_options o = parked_options(port, 2, route_to("*", "127.0.0.2", port));
   relay r(o);
   ASSERT_TRUE(r.start()) << r.error();
   // One connection per message until both partitions hold some (SO_REUSEPORT spreads

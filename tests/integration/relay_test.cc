@@ -47,14 +47,9 @@ TEST(Relay, TwoShardsRecoveringMoreThanARingForEachOtherDeliverEveryJob) {
   constexpr int threads = 8;
   uint16_t port = mx_port();
   ASSERT_NE(port, 0);
-  relay_options o;
-  o.shards = 2;
-  o.smtp_port = port;
   // No MX runs yet: every first attempt fails to connect, and the next would be in an hour.
-  o.outbound_extra = "connect_timeout = \"2s\"\nretry = [\"1h\"]\n";
-  o.extra_toml = std::string("[[route]]\ndomain = \"") + domain_of_shard0 + "\"\nnext_hop = \"[127.0.0.2]:" +
-                 std::to_string(port) + "\"\n[[route]]\ndomain = \"" + domain_of_shard1 +
-                 "\"\nnext_hop = \"[127.0.0.3]:" + std::to_string(port) + "\"\n";
+  relay_options o = parked_options(port, 2, route_to(domain_of_shard0, "127.0.0.2", port) +
+                                                route_to(domain_of_shard1, "127.0.0.3", port));
   relay r(o);
   ASSERT_TRUE(r.start()) << r.error();
 
@@ -127,14 +122,7 @@ TEST(Relay, PartitionsOfShardsThatNoLongerRunAreAdoptedAndDelivered) {
   constexpr int messages = 40;
   uint16_t port = mx_port();
   ASSERT_NE(port, 0);
-  auto options = [&](unsigned shards) {
-    relay_options o;
-    o.shards = shards;
-    o.smtp_port = port;
-    o.outbound_extra = "connect_timeout = \"2s\"\nretry = [\"1h\"]\n";
-    o.extra_toml = "[[route]]\ndomain = \"*\"\nnext_hop = \"[127.0.0.2]:" + std::to_string(port) + "\"\n";
-    return o;
-  };
+  auto options = [&](unsigned shards) { return parked_options(port, shards, route_to("*", "127.0.0.2", port)); };
   relay before(options(4));
   ASSERT_TRUE(before.start()) << before.error();
   for (int i = 0; i < messages; ++i) {  // one connection each: spread over the 4 shards

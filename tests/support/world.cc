@@ -34,6 +34,19 @@ relay_options delivery_options(const dns_fixture& dns, uint16_t smtp_port, const
   return delivery_options(dns.address(), smtp_port, outbound_extra, std::move(extra_toml));
 }
 
+relay_options parked_options(uint16_t smtp_port, unsigned shards, std::string routes) {
+  relay_options o;
+  o.shards = shards;
+  o.smtp_port = smtp_port;
+  o.outbound_extra = "connect_timeout = \"2s\"\nretry = [\"1h\"]\n";
+  o.extra_toml = std::move(routes);
+  return o;
+}
+
+std::string route_to(const std::string& domain, const std::string& ip, uint16_t port) {
+  return "[[route]]\ndomain = \"" + domain + "\"\nnext_hop = \"[" + ip + "]:" + std::to_string(port) + "\"\n";
+}
+
 std::string submit(const relay& r, const std::string& from, const std::vector<std::string>& rcpts,
                    std::string_view body, std::string* why) {
   raw_client c;

@@ -38,6 +38,13 @@ relay_options delivery_options(const std::string& dns_address, uint16_t smtp_por
 relay_options delivery_options(const dns_fixture& dns, uint16_t smtp_port, const std::string& outbound_extra = {},
                                std::string extra_toml = {});
 
+// Relay options for mail that must stay queued until a restart: `shards` shards, routes
+// from `routes` (route_to() tables), and while no MX answers, the first attempt fails to
+// connect and the next is an hour away.
+relay_options parked_options(uint16_t smtp_port, unsigned shards, std::string routes);
+// A [[route]] table sending `domain` ("*" = every domain) to [ip]:port.
+std::string route_to(const std::string& domain, const std::string& ip, uint16_t port);
+
 // Send one message over a fresh raw session (`body` is dot-stuffed here); the queue id,
 // or "" with the reply in *why.
 std::string submit(const relay& r, const std::string& from, const std::vector<std::string>& rcpts,
