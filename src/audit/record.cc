@@ -7,16 +7,6 @@
 
 namespace sr::audit {
 
-const char* to_string(kind k) {
-  switch (k) {
-    case kind::message: return "message";
-    case kind::dsn: return "dsn";
-    case kind::escrow_notice: return "escrow-notice";
-    case kind::tlsrpt: return "tlsrpt";
-  }
-  return "message";
-}
-
 const char* to_string(cert_status c) {
   switch (c) {
     case cert_status::none: return "none";

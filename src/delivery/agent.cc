@@ -188,7 +188,7 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
     audit::record r;
     r.queue_id = j.queue_id;
     if (!j.msg_id.empty()) r.msg_id = j.msg_id;
-    r.kind = j.kind == queue::message_kind::dsn ? audit::kind::dsn : audit::kind::message;
+    r.kind = j.kind;
     r.from = j.mail_from;
     r.rcpt = j.rcpts[i].address;
     r.domain = j.domain;

@@ -213,14 +213,4 @@ bool decode_attempts(std::span<const std::byte> payload, attempts_record& out) {
   return r.ok && r.pos == payload.size();
 }
 
-const char* to_string(message_kind k) {
-  switch (k) {
-    case message_kind::message: return "message";
-    case message_kind::dsn: return "dsn";
-    case message_kind::escrow_notice: return "escrow-notice";
-    case message_kind::tlsrpt: return "tlsrpt";
-  }
-  return "message";
-}
-
 }  // namespace sr::spool

@@ -10,13 +10,14 @@
 #include <string_view>
 
 #include "sealrelay/config/config.hh"
+#include "sealrelay/report/message_kind.hh"
 #include "sealrelay/report/policy_source.hh"
 #include "sealrelay/report/reason.hh"
 
 namespace sr::audit {
 
-// What the audited message is.
-enum class kind : uint8_t { message, dsn, escrow_notice, tlsrpt };
+// What the audited message is: the one enum of report/message_kind.hh.
+using kind = report::message_kind;
 // Where the effective policy came from: the one enum of report/policy_source.hh.
 using report::policy_source;
 // The certificate verdict: checked and recorded even when not enforced.
@@ -28,8 +29,7 @@ enum class cert_status : uint8_t {
 // What became of this recipient on this attempt.
 enum class outcome : uint8_t { delivered, deferred, bounced, escrowed, pgp, smime, dropped };
 
-// Return the JSON token: "message", "dsn", "escrow-notice", "tlsrpt".
-const char* to_string(kind k);
+using report::to_string;  // kind, policy_source: their JSON tokens
 // Return the JSON token: "none", "verified", "invalid".
 const char* to_string(cert_status c);
 // Return the JSON token: "delivered", "deferred", "bounced", "escrowed", "pgp", "smime", "dropped".

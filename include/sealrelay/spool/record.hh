@@ -16,6 +16,8 @@
 #include <utility>
 #include <vector>
 
+#include "sealrelay/report/message_kind.hh"
+
 namespace sr::spool {
 
 inline constexpr uint32_t record_magic = 0x31505253;  // "SRP1" in file byte order
@@ -31,15 +33,8 @@ enum class record_type : uint8_t {
   attempts = 3,  // delivery attempts made so far for recipients of an earlier message (v2)
 };
 
-// What a stored message is; the audit's `kind`.
-enum class message_kind : uint8_t {
-  message = 0,        // relayed or submitted mail
-  dsn = 1,            // a bounce we generated
-  escrow_notice = 2,  // the escrow link sent in place of a message
-  tlsrpt = 3,         // an RFC 8460 report we send
-};
-// Return the audit token of `k` ("message", "dsn", "escrow-notice", "tlsrpt").
-const char* to_string(message_kind k);
+// What a stored message is (the record's `kind` byte; the audit's `kind`).
+using report::message_kind;
 
 struct record_header {
   uint32_t magic = record_magic;

@@ -1,0 +1,17 @@
+// report::message_kind: what a message is, one enum for the spool record (v2 `kind`
+// byte: the values are on disk and never change), the queue and the audit's `kind`.
+#pragma once
+#include <cstdint>
+
+namespace sr::report {
+
+enum class message_kind : uint8_t {
+  message = 0,        // relayed or submitted mail
+  dsn = 1,            // a bounce we generated
+  escrow_notice = 2,  // the escrow link sent in place of a message
+  tlsrpt = 3,         // an RFC 8460 report we send
+};
+// Return the audit token of `k` ("message", "dsn", "escrow-notice", "tlsrpt").
+const char* to_string(message_kind k);
+
+}  // namespace sr::report
