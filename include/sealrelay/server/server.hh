@@ -40,8 +40,6 @@ struct counters {
   std::atomic<uint64_t> tls_failures{0};
 };
 
-class shard_server;
-
 struct shared_state {
   explicit shared_state(const config::config& c);
   const config::config& cfg;
