@@ -419,9 +419,10 @@ void attempt::start() {
   r.resolve(_d.name, *this);
 }
 
-void attempt::policy_resolved(const policy::effective_policy& p) {
+void attempt::policy_resolved(const policy::resolution& r) {
   // A copy: a SIGHUP swap cannot change it under this attempt.
-  _walk.emplace(_d.name, p, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this));
+  _sts = r.sts;
+  _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this));
   _walk->start(find_route(_ag.cfg(), _d.name));
 }
 

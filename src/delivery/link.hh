@@ -111,7 +111,7 @@ class attempt final : policy::resolve_completion, walk_events {
 
  private:
   // policy::resolve_completion
-  void policy_resolved(const policy::effective_policy& p) override;
+  void policy_resolved(const policy::resolution& r) override;
   // walk_events
   void resolve_mx(const std::string& domain) override;
   void resolve_host(const std::string& host) override;
@@ -134,6 +134,7 @@ class attempt final : policy::resolve_completion, walk_events {
   agent& _ag;
   queue::domain_state& _d;
   std::optional<walk> _walk;           // once the policy is known
+  std::shared_ptr<const policy::mta_sts_rules> _sts;  // the domain's MTA-STS rules, if any
   target _target;                      // being connected to
   std::optional<session_report> _plain_retry;  // the handshake a plaintext retry follows
   connect_op _connect;

@@ -18,9 +18,12 @@ constexpr std::array<std::string_view, reason_count> tokens = {
     "cert-name-mismatch",
     "cert-invalid",
     "tls-rejected",
+    "tlsa-mismatch",
+    "dane-required",
     "mx-not-in-sts-policy",
     "tls-error",
     "dane-unavailable",
+    "tlsa-lookup-failed",
     "connect-failed",
     "connection-lost",
     "timeout",
@@ -83,7 +86,10 @@ result_type result_type_of(reason r) {
     case reason::weak_cipher:
     case reason::cert_invalid:
     case reason::tls_rejected:
-    case reason::mx_not_in_sts_policy: return result_type::validation_failure;
+    case reason::mx_not_in_sts_policy:
+    case reason::tlsa_mismatch: return result_type::validation_failure;
+    case reason::dane_required: return result_type::dane_required;
+    case reason::tlsa_lookup_failed: return result_type::dnssec_invalid;
     default: return result_type::none;
   }
 }

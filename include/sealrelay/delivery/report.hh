@@ -3,6 +3,7 @@
 // (TLS failures by reason, deliveries by version) and, later, TLS-RPT (result_type_of).
 // Pure data: no I/O, so the host walk and its unit tests use it too.
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "sealrelay/config/config.hh"
@@ -10,6 +11,13 @@
 #include "sealrelay/report/reason.hh"
 
 namespace sr::delivery {
+
+// Which policy the recipient published for the session (TLS-RPT `policy-type`).
+enum class published_policy : uint8_t {
+  none,  // no-policy-found
+  sts,   // an MTA-STS policy (testing or enforce)
+  tlsa,  // usable DANE TLSA records
+};
 
 struct session_report {
   std::string mx;           // host name ("" when none was contacted)
@@ -22,6 +30,7 @@ struct session_report {
   report::reason reason = report::reason::none;       // why the link (or attempt) ended badly
   config::tls_policy policy = config::tls_policy::opportunistic;  // effective policy
   report::policy_source source = report::policy_source::default_policy;  // where it came from
+  published_policy published = published_policy::none;  // what the recipient publishes
 };
 
 }  // namespace sr::delivery

@@ -3,19 +3,42 @@
 // DANE and REQUIRETLS plug in later and need a lookup first (DNS TXT/TLSA, an HTTPS
 // fetch), so the answer comes through a completion, possibly before resolve() returns.
 #pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/policy/table.hh"
 
 namespace sr::policy {
 
+// A recipient domain's MTA-STS rules as delivery uses them (RFC 8461 §4.1): the mode and
+// the `mx` patterns an MX host must match ("mx1.example.com", or "*.example.net" = exactly
+// one more label). Parsed and cached by src/sts; pure data here so the host walk needs no
+// more than this.
+struct mta_sts_rules {
+  enum class mode : uint8_t { none, testing, enforce };
+  enum mode mode = mode::none;
+  std::vector<std::string> mx;  // lower-case patterns, no trailing dot
+  // Return whether `host` (any case, optional trailing dot) matches one of the patterns.
+  bool matches(std::string_view host) const;
+};
+
+// What a resolution yields: the effective policy (the config table's, raised by MTA-STS
+// enforce) and the domain's MTA-STS rules when it publishes a policy (testing or enforce).
+struct resolution {
+  effective_policy policy;
+  std::shared_ptr<const mta_sts_rules> sts;  // null: no MTA-STS policy in force
+};
+
 // Where a resolution's answer goes.
 class resolve_completion {
  public:
-  // The effective policy for the domain asked about (source inside: p.source). `p` is
+  // The resolution for the domain asked about (source inside: r.policy.source). `r` is
   // valid during the call only; copy it to keep it.
-  virtual void policy_resolved(const effective_policy& p) = 0;
+  virtual void policy_resolved(const resolution& r) = 0;
 
  protected:
   ~resolve_completion() = default;
@@ -37,8 +60,7 @@ class table_resolver final : public resolver {
   table_resolver(reader* r, const effective_policy& fallback) : _reader(r), _fallback(fallback) {}
   // Answer the table's most specific rule for `domain` at once.
   void resolve(std::string_view domain, resolve_completion& done) override {
-    if (_reader) done.policy_resolved(_reader->lookup(domain).policy);
-    else done.policy_resolved(_fallback);
+    done.policy_resolved(resolution{_reader ? _reader->lookup(domain).policy : _fallback, nullptr});
   }
   void set_reader(reader* r) { _reader = r; }
 

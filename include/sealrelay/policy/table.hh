@@ -52,6 +52,11 @@ struct effective_policy {
   fallback_chain fallback;
   unsigned min_cipher_bits = 128;
   duration fallback_after{0};
+  // The recipient's own policy raised the floor (MTA-STS enforce: verify = ca; DANE:
+  // verify = dane): TLS with a verified peer is required whatever `tls` says. Under an
+  // opportunistic `tls` a failure is then a temporary failure (retry, bounce at
+  // max_queue_age); forced and exclusive keep their fallback and drop.
+  bool raised = false;
 };
 
 // A lookup result (returned by value, two words): the policy and the pattern that selected

@@ -22,10 +22,13 @@ enum class reason : uint8_t {
   cert_name_mismatch,        // certificate does not name the MX host
   cert_invalid,              // certificate otherwise broken
   tls_rejected,              // the decider refused the session without a finer reason
+  tlsa_mismatch,             // DANE: no usable TLSA record matched the certificate chain
+  dane_required,             // verify = "dane" (or DANE-required): the host has no usable TLSA
   mx_not_in_sts_policy,      // MTA-STS enforce: MX host not matched by the policy's mx:
   // Not TLS failures: ordinary retries or final answers.
   tls_error,                 // TLS record error after the handshake (a lost connection)
   dane_unavailable,          // verify = "dane" asked but DANE is not built (our failure)
+  tlsa_lookup_failed,        // DANE: TLSA (or the DNSSEC status behind it) SERVFAIL/bogus: defer
   connect_failed,            // TCP connect failed or timed out
   connection_lost,           // EOF or I/O error mid-session
   timeout,                   // a phase timer fired

@@ -8,6 +8,7 @@
 #include "alloc_count.hh"
 
 #include "sealrelay/config/config.hh"
+#include "sealrelay/policy/resolver.hh"
 #include "sealrelay/policy/table.hh"
 #include "support/names.hh"
 
@@ -322,4 +323,18 @@ TEST(policy_table, lookup_does_not_allocate) {
   std::string probe(100, 'x');
   EXPECT_GT(test::allocs.load(), before);
   EXPECT_EQ(probe.size(), 100u);
+}
+
+// MTA-STS mx patterns (RFC 8461 §4.1): exact names, and "*." matching exactly one label.
+TEST(mta_sts_rules, matches_exact_and_one_label_wildcards) {
+  sr::policy::mta_sts_rules r;
+  r.mx = {"mx1.example.com", "*.example.net"};
+  EXPECT_TRUE(r.matches("mx1.example.com"));
+  EXPECT_TRUE(r.matches("MX1.Example.COM."));
+  EXPECT_FALSE(r.matches("mx2.example.com"));
+  EXPECT_TRUE(r.matches("a.example.net"));
+  EXPECT_FALSE(r.matches("example.net"));
+  EXPECT_FALSE(r.matches("a.b.example.net"));
+  EXPECT_FALSE(r.matches(".example.net"));
+  EXPECT_FALSE(r.matches(""));
 }
