@@ -25,6 +25,17 @@ class agent;
 namespace sr::dns {
 class resolver;
 }
+namespace sr::https {
+class client;
+}
+namespace sr::sts {
+class cache;
+class fetcher;
+class resolver;
+}
+namespace sr::tls {
+class context;
+}
 namespace sr::policy {
 class registry;
 class reader;
@@ -70,6 +81,7 @@ class shard_root final : public server::shard_unit {
  private:
   status open_spool();
   status start_delivery();
+  status start_mta_sts();
   void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                      std::span<const uint32_t> done);
   void publish_metrics();
@@ -86,6 +98,12 @@ class shard_root final : public server::shard_unit {
   std::unique_ptr<queue::scheduler> _sched;
   std::unique_ptr<queue::dispatcher> _dispatch;
   std::unique_ptr<policy::reader> _policy_reader;
+  // MTA-STS (when mta_sts.enabled): the agent asks _sts, which fetches through _https.
+  std::unique_ptr<tls::context> _sts_tls;
+  std::unique_ptr<https::client> _https;
+  std::unique_ptr<sts::fetcher> _sts_fetcher;
+  std::unique_ptr<sts::cache> _sts_cache;
+  std::unique_ptr<sts::resolver> _sts;
   std::unique_ptr<delivery::agent> _agent;
 };
 
