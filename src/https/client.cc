@@ -44,7 +44,7 @@ const char* to_string(failure f) {
 }
 
 namespace {
-class fetch;
+class fetch_op;
 }
 
 // What the client and its fetches share; the shard's tick function keeps it alive after
@@ -56,7 +56,7 @@ struct client::state {
   net::chunk_pool& pool;
   const tls::context& ctx;
   bool alive = true;
-  std::vector<fetch*> live;  // fetches whose callback has not run yet
+  std::vector<fetch_op*> live;  // fetches whose callback has not run yet
 };
 
 namespace {
@@ -78,9 +78,9 @@ bool has_ctl(std::string_view s) {
 
 class conn;
 
-class fetch final : public core::completion {
+class fetch_op final : public core::completion {
  public:
-  fetch(std::shared_ptr<client::state> st, request r, done_fn done)
+  fetch_op(std::shared_ptr<client::state> st, request r, done_fn done)
       : _st(std::move(st)), _r(std::move(r)), _done(std::move(done)) {
     _deadline = _st->sh.now_ms() + _r.timeout_ms;
   }
@@ -153,7 +153,7 @@ class fetch final : public core::completion {
 // The TLS connection of one fetch; deletes itself once closed.
 class conn final : public tls::stream {
  public:
-  conn(fetch& f, client::state& st, int fd) : tls::stream(st.sh, st.br, st.pool, fd), _f(&f) {}
+  conn(fetch_op& f, client::state& st, int fd) : tls::stream(st.sh, st.br, st.pool, fd), _f(&f) {}
   // Start reading and send the ClientHello: "" when under way, else why not.
   std::string begin(client::state& st, const std::string& host) {
     auto s = tls::session::connect(st.ctx, host);
@@ -181,15 +181,15 @@ class conn final : public tls::stream {
     close(true);
   }
   void on_closed() override {
-    fetch* f = _f;
+    fetch_op* f = _f;
     delete this;
     if (f) f->on_conn_closed();
   }
 
-  fetch* _f;
+  fetch_op* _f;
 };
 
-void fetch::start() {
+void fetch_op::start() {
   ++_pending;
   _st->res.lookup_addrs(_r.host, [this](const dns::addr_result& r) {
     on_addrs(r);
@@ -197,7 +197,7 @@ void fetch::start() {
   });
 }
 
-void fetch::on_addrs(const dns::addr_result& r) {
+void fetch_op::on_addrs(const dns::addr_result& r) {
   if (_finished) return;
   if (r.status != dns::status::ok || r.addrs.empty()) {
     fail(failure::dns, std::string(dns::to_string(r.status == dns::status::ok ? dns::status::nodata : r.status)));
@@ -207,7 +207,7 @@ void fetch::on_addrs(const dns::addr_result& r) {
   try_connect();
 }
 
-void fetch::try_connect() {
+void fetch_op::try_connect() {
   while (_next_addr < _addrs.size()) {
     sockaddr_storage& a = _addrs[_next_addr++];
     socklen_t len = sizeof(sockaddr_in6);
@@ -233,7 +233,7 @@ void fetch::try_connect() {
   fail(failure::connect, _connect_error.empty() ? "no address" : _connect_error);
 }
 
-void fetch::on_complete(int res, unsigned) {
+void fetch_op::on_complete(int res, unsigned) {
   _connecting = false;
   int fd = _connect_fd;
   _connect_fd = -1;
@@ -252,15 +252,15 @@ void fetch::on_complete(int res, unsigned) {
     fail(_conn->tls() ? failure::tls : failure::local, why);
 }
 
-void fetch::check_deadline(uint64_t now) {
+void fetch_op::check_deadline(uint64_t now) {
   if (!_finished && now >= _deadline) fail(failure::timeout, "no complete response within " + std::to_string(_r.timeout_ms) + " ms");
 }
 
-void fetch::resume_recv_if_starved() {
+void fetch_op::resume_recv_if_starved() {
   if (_conn) _conn->resume_recv_if_starved();
 }
 
-void fetch::on_tls_ready(const tls::session& s) {
+void fetch_op::on_tls_ready(const tls::session& s) {
   if (_finished) return;
   if (s.verdict() != tls::cert_verdict::verified) {
     fail(failure::cert, tls::to_string(s.verdict()));
@@ -282,18 +282,18 @@ void fetch::on_tls_ready(const tls::session& s) {
   _conn->flush();
 }
 
-void fetch::on_tls_failed(const tls::session& s) {
+void fetch_op::on_tls_failed(const tls::session& s) {
   if (_finished) return;
   fail(failure::tls, s.failure_reason()[0] ? s.failure_reason() : "handshake-failed");
 }
 
-void fetch::on_plain(std::string_view bytes) {
+void fetch_op::on_plain(std::string_view bytes) {
   if (_finished || !_parser) return;
   _parser->feed(bytes);
   if (_parser->status() != http::parse_status::need_more) evaluate();
 }
 
-void fetch::on_end(int err, bool handshaking) {
+void fetch_op::on_end(int err, bool handshaking) {
   if (_finished) return;
   if (handshaking || !_parser) {
     fail(failure::tls, err < 0 ? std::string("handshake: ") + strerror(-err) : "handshake: connection closed");
@@ -307,14 +307,14 @@ void fetch::on_end(int err, bool handshaking) {
   fail(failure::protocol, err < 0 ? strerror(-err) : "connection closed before the response ended");
 }
 
-void fetch::on_conn_closed() {
+void fetch_op::on_conn_closed() {
   _conn = nullptr;
   if (!_finished) fail(failure::protocol, "connection lost");
   release();
 }
 
 // A whole response (or a refused one): apply RFC 8461 §3.3.
-void fetch::evaluate() {
+void fetch_op::evaluate() {
   const http::response_parser& p = *_parser;
   if (p.status() == http::parse_status::failed) {
     if (p.err() == http::error::body_too_large)
@@ -348,7 +348,7 @@ void fetch::evaluate() {
 }
 
 // Stop what is in flight; each operation's end releases its hold on the object.
-void fetch::end_io() {
+void fetch_op::end_io() {
   if (_connecting) {
     io_uring_sqe* s = _st->sh.sqe();
     io_uring_prep_cancel(s, this, 0);
@@ -357,7 +357,7 @@ void fetch::end_io() {
   if (_conn && !_conn->closing()) _conn->close(true);
 }
 
-void fetch::finish(response resp) {
+void fetch_op::finish(response resp) {
   if (_finished) return;
   _finished = true;
   auto& live = _st->live;
@@ -384,8 +384,8 @@ client::client(core::shard& sh, dns::resolver& res, net::buffer_ring& br, net::c
     if (!st || !st->alive) return;
     uint64_t now = st->sh.now_ms();
     // A copy: a deadline (and its callback) may end other fetches or the client.
-    std::vector<fetch*> live = st->live;
-    for (fetch* f : live) {
+    std::vector<fetch_op*> live = st->live;
+    for (fetch_op* f : live) {
       if (!st->alive) return;
       if (std::find(st->live.begin(), st->live.end(), f) == st->live.end()) continue;
       f->resume_recv_if_starved();
@@ -396,9 +396,9 @@ client::client(core::shard& sh, dns::resolver& res, net::buffer_ring& br, net::c
 
 client::~client() {
   _st->alive = false;
-  std::vector<fetch*> live;
+  std::vector<fetch_op*> live;
   live.swap(_st->live);
-  for (fetch* f : live) f->detach();
+  for (fetch_op* f : live) f->detach();
 }
 
 void client::fetch(request r, std::function<void(const response&)> done) {
@@ -408,7 +408,7 @@ void client::fetch(request r, std::function<void(const response&)> done) {
   else if (r.path.empty() || r.path[0] != '/' || has_ctl(r.path) || r.path.find(' ') != std::string::npos) bad = "bad path";
   else if (has_ctl(r.content_type)) bad = "bad content type";
   else if (r.port == 0) bad = "port 0";
-  auto* f = new https::fetch(_st, std::move(r), std::move(done));
+  auto* f = new fetch_op(_st, std::move(r), std::move(done));
   _st->live.push_back(f);
   if (!bad.empty()) f->reject(bad);
   else f->start();

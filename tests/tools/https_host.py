@@ -7,6 +7,7 @@
 # Python 3.11 standard library only. Loopback addresses only (refuses anything else).
 import argparse
 import base64
+import http
 import ipaddress
 import json
 import os
@@ -69,6 +70,15 @@ def parse_route(text):
     return r
 
 
+def cert_names(crt):
+    """The DNS names of a certificate's subjectAltName (lower case)."""
+    try:
+        info = ssl._ssl._test_decode_cert(crt)   # CPython's own PEM decoder (no public API)
+    except (AttributeError, ssl.SSLError, OSError):
+        return []
+    return [v.lower() for k, v in info.get("subjectAltName", ()) if k == "DNS"]
+
+
 class host_server:
     def __init__(self, o):
         self.o = o
@@ -99,15 +109,15 @@ class host_server:
             ctx = cache.get((crt, key))
             if ctx is None:
                 ctx = cache[(crt, key)] = self.context(crt, key)
+            if self.default_ctx is None:
+                self.default_ctx = ctx    # the first certificate answers unknown names
             if not names:
-                self.default_ctx = self.default_ctx or ctx
+                names = cert_names(crt)
             for n in names:
                 if n.startswith("*."):
                     self.by_wild.setdefault(n[2:], ctx)
                 else:
                     self.by_name.setdefault(n, ctx)
-        if self.default_ctx is None:
-            self.default_ctx = next(iter(cache.values()))
         self.default_ctx.sni_callback = self.pick
         for ctx in cache.values():
             ctx.sni_callback = self.pick
@@ -128,6 +138,10 @@ class host_server:
         if not name:
             return None
         name = name.lower()
+        try:
+            sslobj.sr_sni = name   # for the request record
+        except AttributeError:
+            pass
         c = self.by_name.get(name)
         if c is None and "." in name:
             c = self.by_wild.get(name.split(".", 1)[1])
@@ -269,10 +283,11 @@ class host_server:
         method, target, headers, hmap, body = req
         path = target.split("?", 1)[0]
         host = hmap.get("host", "")
-        host = re.sub(r":[0-9]+$", "", host).lower() or (s.server_hostname or "")
+        sni = getattr(s, "sr_sni", "")
+        host = re.sub(r":[0-9]+$", "", host).lower() or sni
         self.write_line({
             "ts": time.time(), "listener": where, "conn": n, "method": method, "path": target,
-            "host": host, "sni": s.server_hostname or "", "tls_version": s.version() or "",
+            "host": host, "sni": sni, "tls_version": s.version() or "",
             "headers": headers, "body_b64": base64.b64encode(body).decode("ascii"),
         })
         r = self.find_route(host, path)
@@ -295,7 +310,11 @@ class host_server:
                 body = f.read()
         else:
             body = r.get("body", "").encode()
-        head = [f"HTTP/1.1 {status} {r.get('reason', 'Status')}"]
+        try:
+            phrase = http.HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Status"
+        head = [f"HTTP/1.1 {status} {r.get('reason', phrase)}"]
         if r.get("content_type"):
             head.append(f"Content-Type: {r['content_type']}")
         if r.get("location"):
@@ -330,7 +349,8 @@ def main(argv=None):
     p.add_argument("--listen", action="append", type=parse_listen, required=True,
                    help="HOST:PORT (repeatable; loopback only; port 0 = pick one, shared by every listener)")
     p.add_argument("--cert", action="append", type=parse_cert, default=[], metavar="[NAMES=]CRT:KEY",
-                   help="certificate for SNI names (comma-separated, '*.x' wildcards); without NAMES= the default")
+                   help="certificate chosen by SNI for NAMES (comma-separated, '*.x' wildcards; default: its DNS subjectAltNames); "
+                        "the first one also answers unknown names")
     p.add_argument("--route", action="append", type=parse_route, default=[],
                    metavar="[HOST]PATH=STATUS[:CONTENT_TYPE]:FILE", help="a canned response (FILE '-' = empty body)")
     p.add_argument("--config", help="JSON: {certs: [{names, crt, key}], routes: [{host, path, status, ...}], policy_dir}")
