@@ -4,12 +4,15 @@
 // queue), and the listeners open last, once an accepted message has somewhere to go.
 #include "sealrelay/relay/shard.hh"
 
+#include <ctime>
+
 #include "sealrelay/admin/metrics.hh"
 #include "sealrelay/audit/writer.hh"
 #include "sealrelay/delivery/agent.hh"
 #include "sealrelay/dns/resolver.hh"
 #include "sealrelay/https/client.hh"
 #include "sealrelay/policy/registry.hh"
+#include "sealrelay/queue/job.hh"
 #include "sealrelay/queue/scheduler.hh"
 #include "sealrelay/server/store.hh"
 #include "sealrelay/spool/store.hh"
