@@ -36,6 +36,8 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   void check_deadline(uint64_t now_ms);
   // Did the session get as far as being ready for mail?
   bool reached_idle() const { return _reached_idle; }
+  // Is this the opportunistic plaintext retry after a failed handshake?
+  bool plain_retry() const { return !_try_tls; }
   // What this link learnt for the audit: host, address, TLS details, reason.
   const link_info& info() const { return _info; }
 
@@ -136,6 +138,7 @@ class attempt final : policy::resolve_completion, walk_events {
   std::optional<walk> _walk;           // once the policy is known
   std::shared_ptr<const policy::mta_sts_rules> _sts;  // the domain's MTA-STS rules, if any
   target _target;                      // being connected to
+  std::string _local_ip;               // our address on the current connection (observer only)
   std::optional<session_report> _plain_retry;  // the handshake a plaintext retry follows
   connect_op _connect;
   bool _connecting = false;

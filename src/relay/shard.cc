@@ -13,6 +13,7 @@
 #include "sealrelay/server/store.hh"
 #include "sealrelay/spool/store.hh"
 #include "sealrelay/spool/partition.hh"
+#include "sealrelay/tlsrpt/reporter.hh"
 #include "sealrelay/util/log.hh"
 
 namespace sr::relay {
@@ -108,6 +109,7 @@ status shard_root::start_delivery() {
                                              _server->buffers(), _audit.get());
   if (status s = _agent->start(); !s) return s;
   _sched->set_connector(_agent.get());
+  if (status s = start_tlsrpt(); !s) return s;
   if (_policy_reader) {
     // This shard's view of the policy table: refreshed on every tick (a wait-free
     // pointer load), so a SIGHUP reaches new delivery attempts within 100 ms.
@@ -132,6 +134,26 @@ status shard_root::start_delivery() {
   }
   if (!recovered.empty()) SR_INFO("queue: %zu recovered messages queued for delivery", recovered.size());
   if (_ps.metrics) _shard.on_tick([this] { publish_metrics(); });
+  return {};
+}
+
+// TLS-RPT: the reporter hears of every session of this shard's agent and sends the
+// reports of the domains this shard owns (their sessions all run here).
+status shard_root::start_tlsrpt() {
+  const auto& cfg = _ps.cfg;
+  if (!cfg.tlsrpt.enabled) return {};
+  tlsrpt::reporter_options o;
+  o.organization = cfg.tlsrpt.organization;
+  o.contact = cfg.tlsrpt.contact;
+  o.submitter = cfg.server.hostname;
+  o.from = cfg.tlsrpt.from.empty() ? "noreply-tlsrpt@" + cfg.server.hostname : cfg.tlsrpt.from;
+  o.interval_ms = cfg.tlsrpt.interval.count();
+  o.state_dir = cfg.server.state_dir + "/tlsrpt";
+  o.shard = _shard.index();
+  o.shards = _ps.inbound.shards;
+  _tlsrpt = std::make_unique<tlsrpt::reporter>(_shard, *_resolver, *_store, std::move(o));
+  if (status s = _tlsrpt->start(); !s) return error{"tlsrpt: " + s.err()};
+  _agent->set_session_observer(_tlsrpt.get());
   return {};
 }
 
@@ -166,6 +188,7 @@ void shard_root::abort_all() { _server->abort_all(); }
 size_t shard_root::connection_count() const { return _server ? _server->connection_count() : 0; }
 
 void shard_root::finish() {
+  if (_tlsrpt) _tlsrpt->finish();
   if (_audit) _audit->flush_and_wait();
 }
 

@@ -40,6 +40,9 @@ class store;
 namespace sr::server {
 class intake_store;
 }
+namespace sr::tlsrpt {
+class reporter;
+}
 
 namespace sr::relay {
 
@@ -70,6 +73,7 @@ class shard_root final : public server::shard_unit {
  private:
   status open_spool();
   status start_delivery();
+  status start_tlsrpt();
   void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                      std::span<const uint32_t> done);
   void publish_metrics();
@@ -86,6 +90,7 @@ class shard_root final : public server::shard_unit {
   std::unique_ptr<queue::scheduler> _sched;
   std::unique_ptr<queue::dispatcher> _dispatch;
   std::unique_ptr<policy::reader> _policy_reader;
+  std::unique_ptr<tlsrpt::reporter> _tlsrpt;  // TLS-RPT (null when off); outlives the agent that reports to it
   std::unique_ptr<delivery::agent> _agent;
 };
 
