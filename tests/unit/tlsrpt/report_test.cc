@@ -102,8 +102,11 @@ TEST(tlsrpt_report, json_follows_the_rfc8460_schema) {
                    "additional-information", "failure-reason-code"});
       ASSERT_TRUE(d->get("failed-session-count")->is(node::number));
       detail_sum += std::stoull(d->get("failed-session-count")->text);
-      for (const auto& k : d->keys)
-        if (k != "failed-session-count") EXPECT_TRUE(d->get(k)->is(node::string)) << k;
+      for (const auto& k : d->keys) {
+        if (k != "failed-session-count") {
+          EXPECT_TRUE(d->get(k)->is(node::string)) << k;
+        }
+      }
     }
     EXPECT_EQ(detail_sum, failed);
     if (type == "sts") {
