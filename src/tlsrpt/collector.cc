@@ -16,13 +16,13 @@ std::string_view to_string(policy_type t) {
 }
 
 verdict classify(const delivery::session_report& r, bool reached_idle, bool plain_retry,
-                 report::reason close_reason) {
+                 report::reason close_reason, bool published) {
   verdict v;
   if (plain_retry) return v;
   report::reason why = report::reason::none;
   if (report::is_tls_failure(close_reason)) why = close_reason;
   else if (report::is_tls_failure(r.reason)) why = r.reason;
-  else if (r.published != delivery::published_policy::none && r.tls && r.cert_checked && !r.cert_ok)
+  else if (published && r.tls && r.cert_checked && !r.cert_ok)
     // A published policy in testing mode lets the session go on; the report still says
     // the certificate failed (RFC 8460 §4.3).
     why = r.cert_reason == report::reason::none ? report::reason::cert_invalid : r.cert_reason;

@@ -109,9 +109,13 @@ void reporter::adopt(state&& s) {
 
 void reporter::session_done(std::string_view domain, const delivery::session_report& r,
                             const delivery::session_end& e) {
-  verdict v = classify(r, e.reached_idle, e.plain_retry, e.close_reason);
+  policy_type type = policy_of(r.published);
+  // Until the attempt fills `published`, the MTA-STS rules it ran under say as much.
+  if (type == policy_type::no_policy_found && e.sts && e.sts->mode != policy::mta_sts_rules::mode::none)
+    type = policy_type::sts;
+  verdict v = classify(r, e.reached_idle, e.plain_retry, e.close_reason, type != policy_type::no_policy_found);
   if (!v.counted) return;
-  _counts.add(domain, policy_of(r.published), e.sts, v, e.sending_ip, r.mx, r.ip);
+  _counts.add(domain, type, e.sts, v, e.sending_ip, r.mx, r.ip);
   _dirty = true;
 }
 

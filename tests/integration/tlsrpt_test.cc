@@ -177,8 +177,11 @@ void check_json(const node& root, const std::string& domain, totals& t) {
         uint64_t c = std::stoull(n->text);
         detail_sum += c;
         t.by_type[d->get("result-type")->text] += c;
-        for (const char* k : {"sending-mta-ip", "receiving-mx-hostname", "receiving-ip"})
-          if (const node* v = d->get(k)) EXPECT_TRUE(v->is(node::string)) << k;
+        for (const char* k : {"sending-mta-ip", "receiving-mx-hostname", "receiving-ip"}) {
+          if (const node* v = d->get(k)) {
+            EXPECT_TRUE(v->is(node::string)) << k;
+          }
+        }
         if (const node* v = d->get("receiving-mx-hostname")) t.failed_mx.insert(v->text);
         if (const node* v = d->get("receiving-ip")) t.failed_ip.insert(v->text);
         if (const node* v = d->get("sending-mta-ip")) t.sending_ip.insert(v->text);

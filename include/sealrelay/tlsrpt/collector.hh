@@ -61,8 +61,9 @@ struct verdict {
 // ended for a TLS reason (failure, by result_type_of). Sessions that never reached TLS for
 // other reasons (connect refused, 4xx greeting) and the plaintext retry after a failed
 // handshake (already counted as that failure) are not counted.
+// `published`: the domain published a policy (MTA-STS or TLSA) for this session.
 verdict classify(const delivery::session_report& r, bool reached_idle, bool plain_retry,
-                 report::reason close_reason);
+                 report::reason close_reason, bool published);
 
 // Return the policy-string lines of an MTA-STS policy as delivery knows it (version, mode, mx).
 std::vector<std::string> sts_policy_strings(const policy::mta_sts_rules& rules);

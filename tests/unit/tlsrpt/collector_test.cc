@@ -28,7 +28,7 @@ delivery::session_report tls_session(const char* mx = "mx1.example.net", const c
 }  // namespace
 
 TEST(tlsrpt_collector, classify_success_failure_and_not_counted) {
-  auto ok = classify(tls_session(), true, false, reason::quit);
+  auto ok = classify(tls_session(), true, false, reason::quit, false);
   EXPECT_TRUE(ok.counted);
   EXPECT_TRUE(ok.success);
 
@@ -36,33 +36,32 @@ TEST(tlsrpt_collector, classify_success_failure_and_not_counted) {
   delivery::session_report plain;
   plain.mx = "mx1.example.net";
   plain.reason = reason::starttls_not_offered;
-  auto nt = classify(plain, true, false, reason::quit);
+  auto nt = classify(plain, true, false, reason::quit, false);
   EXPECT_TRUE(nt.counted);
   EXPECT_FALSE(nt.success);
   EXPECT_EQ(nt.type, result_type::starttls_not_supported);
 
   // Refused by the policy (forced, verify = ca) for the name: the close reason says why.
-  auto name = classify(tls_session(), false, false, reason::cert_name_mismatch);
+  auto name = classify(tls_session(), false, false, reason::cert_name_mismatch, false);
   EXPECT_TRUE(name.counted);
   EXPECT_EQ(name.type, result_type::certificate_host_mismatch);
 
   // The plaintext retry after a failed handshake was counted as that failure already.
   delivery::session_report retry;
   retry.reason = reason::handshake_failed;
-  EXPECT_FALSE(classify(retry, true, true, reason::quit).counted);
+  EXPECT_FALSE(classify(retry, true, true, reason::quit, false).counted);
 
   // Not TLS matters: never connected, a 4xx greeting.
-  EXPECT_FALSE(classify(delivery::session_report{}, false, false, reason::connect_failed).counted);
-  EXPECT_FALSE(classify(delivery::session_report{}, false, false, reason::remote_4xx).counted);
+  EXPECT_FALSE(classify(delivery::session_report{}, false, false, reason::connect_failed, false).counted);
+  EXPECT_FALSE(classify(delivery::session_report{}, false, false, reason::remote_4xx, false).counted);
 
   // Opportunistic TLS with an unverified certificate and no published policy: a success.
   auto unverified = tls_session();
   unverified.cert_ok = false;
   unverified.cert_reason = reason::cert_untrusted;
-  EXPECT_TRUE(classify(unverified, true, false, reason::quit).success);
+  EXPECT_TRUE(classify(unverified, true, false, reason::quit, false).success);
   // The same under a published policy (MTA-STS testing lets it through): a failure.
-  unverified.published = delivery::published_policy::sts;
-  auto testing = classify(unverified, true, false, reason::quit);
+  auto testing = classify(unverified, true, false, reason::quit, true);
   EXPECT_TRUE(testing.counted);
   EXPECT_FALSE(testing.success);
   EXPECT_EQ(testing.type, result_type::certificate_not_trusted);
