@@ -162,9 +162,9 @@ result<policy_file> parse_policy(std::string_view text) {
       have_version = true;
     } else if (key == "mode") {
       if (have_mode) return bad("mode given twice");
-      if (value == "enforce") out.rules.mode = policy::mta_sts_rules::mode::enforce;
-      else if (value == "testing") out.rules.mode = policy::mta_sts_rules::mode::testing;
-      else if (value == "none") out.rules.mode = policy::mta_sts_rules::mode::none;
+      if (value == "enforce") out.rules.mode = policy::sts_mode::enforce;
+      else if (value == "testing") out.rules.mode = policy::sts_mode::testing;
+      else if (value == "none") out.rules.mode = policy::sts_mode::none;
       else return bad("mode must be enforce, testing or none");
       have_mode = true;
     } else if (key == "max_age") {
@@ -189,7 +189,7 @@ result<policy_file> parse_policy(std::string_view text) {
   if (!have_version) return error{"no version"};
   if (!have_mode) return error{"no mode"};
   if (!have_max_age) return error{"no max_age"};
-  if (out.rules.mode != policy::mta_sts_rules::mode::none && out.rules.mx.empty()) return error{"no mx"};
+  if (out.rules.mode != policy::sts_mode::none && out.rules.mx.empty()) return error{"no mx"};
   return out;
 }
 

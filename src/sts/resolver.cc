@@ -35,8 +35,8 @@ int64_t resolver::now() const { return _opt.clock ? _opt.clock() : int64_t(::tim
 policy::resolution resolver::combine(const policy::effective_policy& p,
                                      std::shared_ptr<const policy::mta_sts_rules> sts) {
   policy::resolution out{p, nullptr};
-  if (!sts || sts->mode == policy::mta_sts_rules::mode::none) return out;
-  if (sts->mode == policy::mta_sts_rules::mode::enforce) {
+  if (!sts || sts->mode == policy::sts_mode::none) return out;
+  if (sts->mode == policy::sts_mode::enforce) {
     // RFC 8461 §4.2: a verified certificate; the configured tls keeps deciding what a
     // failure leads to (opportunistic: retry; forced: fallback; exclusive: drop).
     out.policy.raised = true;
@@ -140,8 +140,8 @@ void resolver::on_fetched(const std::string& domain, const std::string& id, cons
   ++_stats.stored;
   _cache.store(domain, id, parsed->rules, parsed->max_age, r.body, t);
   SR_INFO("mta-sts: %s: policy id %s, mode %s, max_age %u", domain.c_str(), id.c_str(),
-          parsed->rules.mode == policy::mta_sts_rules::mode::enforce   ? "enforce"
-          : parsed->rules.mode == policy::mta_sts_rules::mode::testing ? "testing"
+          parsed->rules.mode == policy::sts_mode::enforce   ? "enforce"
+          : parsed->rules.mode == policy::sts_mode::testing ? "testing"
                                                                        : "none",
           parsed->max_age);
   finish(domain);

@@ -84,7 +84,7 @@ TEST(StsCache, JsonLineRoundTrip) {
   EXPECT_EQ(back->second.id, "abc123");
   EXPECT_EQ(back->second.text, e.text);
   EXPECT_EQ(back->second.expires_at, 1700003600);
-  EXPECT_EQ(back->second.rules->mode, policy::mta_sts_rules::mode::testing);
+  EXPECT_EQ(back->second.rules->mode, policy::sts_mode::testing);
   EXPECT_TRUE(back->second.rules->matches("x.b.example"));
 }
 

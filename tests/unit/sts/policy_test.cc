@@ -9,7 +9,7 @@
 namespace sr::sts {
 namespace {
 
-using mode = enum policy::mta_sts_rules::mode;
+using mode = policy::sts_mode;
 
 txt_record txt(std::vector<std::string> records) { return parse_txt(records); }
 

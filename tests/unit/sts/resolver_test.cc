@@ -20,7 +20,7 @@ using namespace sr;
 
 namespace {
 
-using mode = enum policy::mta_sts_rules::mode;
+using mode = policy::sts_mode;
 
 const std::string zone =
     "$TTL 300\n"
