@@ -81,7 +81,7 @@ void walk::resolve_next_host() {
     // wins over MTA-STS, so a host that may still turn out DANE-secured is decided after
     // its TLSA lookup (add_host_targets).
     bool dane_possible = _opt.dane && _mx_secure;
-    if (!dane_possible && _opt.sts && _opt.sts->mode == policy::mta_sts_rules::mode::enforce &&
+    if (!dane_possible && _opt.sts && _opt.sts->mode == policy::sts_mode::enforce &&
         !_opt.sts->matches(host)) {
       skip_host(host, report::reason::mx_not_in_sts_policy,
                 host + " is not an mx of " + _domain + "'s MTA-STS policy");
@@ -168,7 +168,7 @@ void walk::on_tlsa(const std::string& host, lookup status, std::vector<std::vect
     return;
   }
   // Secure but no usable TLSA: MTA-STS (if any) rules this host.
-  if (_opt.sts && _opt.sts->mode == policy::mta_sts_rules::mode::enforce && !_opt.sts->matches(host)) {
+  if (_opt.sts && _opt.sts->mode == policy::sts_mode::enforce && !_opt.sts->matches(host)) {
     skip_host(host, report::reason::mx_not_in_sts_policy,
               host + " is not an mx of " + _domain + "'s MTA-STS policy");
     connect_next();
@@ -210,9 +210,9 @@ void walk::add_host_targets(const std::string& host, const std::vector<std::vect
 void walk::add_target(target t) {
   if (t.verify.tlsa.empty()) {
     t.policy = _policy;
-    if (_opt.sts && _opt.sts->mode != policy::mta_sts_rules::mode::none) {
+    if (_opt.sts && _opt.sts->mode != policy::sts_mode::none) {
       t.published = published_policy::sts;
-      if (_opt.sts->mode == policy::mta_sts_rules::mode::testing && !_opt.sts->matches(t.host))
+      if (_opt.sts->mode == policy::sts_mode::testing && !_opt.sts->matches(t.host))
         t.sts_testing = report::reason::mx_not_in_sts_policy;
     }
   }

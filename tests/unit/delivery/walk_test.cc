@@ -257,7 +257,7 @@ TEST(delivery_walk, routes_skip_mx_lookups) {
 // ---------------------------------------------------------------- MTA-STS and DANE
 
 namespace {
-std::shared_ptr<const policy::mta_sts_rules> sts(policy::mta_sts_rules::mode m, std::vector<std::string> mx) {
+std::shared_ptr<const policy::mta_sts_rules> sts(policy::sts_mode m, std::vector<std::string> mx) {
   auto r = std::make_shared<policy::mta_sts_rules>();
   r->mode = m;
   r->mx = std::move(mx);
@@ -281,7 +281,7 @@ std::vector<uint8_t> tlsa_3_1_1() {
 TEST(delivery_walk, sts_enforce_never_uses_an_mx_the_policy_does_not_name) {
   recorder ev;
   walk_options opt;
-  opt.sts = sts(policy::mta_sts_rules::mode::enforce, {"mx2.dest.test"});
+  opt.sts = sts(policy::sts_mode::enforce, {"mx2.dest.test"});
   walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
   w.start(nullptr);
   w.on_mx(lookup::ok, two_mx);
@@ -302,7 +302,7 @@ TEST(delivery_walk, sts_enforce_never_uses_an_mx_the_policy_does_not_name) {
 TEST(delivery_walk, sts_enforce_with_no_matching_mx_falls_back_without_connecting) {
   recorder ev;
   walk_options opt;
-  opt.sts = sts(policy::mta_sts_rules::mode::enforce, {"*.other.test"});
+  opt.sts = sts(policy::sts_mode::enforce, {"*.other.test"});
   walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
   w.start(nullptr);
   w.on_mx(lookup::ok, two_mx);
@@ -314,7 +314,7 @@ TEST(delivery_walk, sts_enforce_with_no_matching_mx_falls_back_without_connectin
 TEST(delivery_walk, sts_testing_uses_every_mx_and_records_what_enforce_would_refuse) {
   recorder ev;
   walk_options opt;
-  opt.sts = sts(policy::mta_sts_rules::mode::testing, {"mx2.dest.test"});
+  opt.sts = sts(policy::sts_mode::testing, {"mx2.dest.test"});
   walk w("dest.test", make(config::tls_policy::opportunistic), 25, ev, opt);
   w.start(nullptr);
   w.on_mx(lookup::ok, two_mx);
@@ -355,7 +355,7 @@ TEST(delivery_walk, usable_tlsa_makes_verified_tls_mandatory_and_wins_over_sts) 
   recorder ev;
   walk_options opt;
   opt.dane = true;
-  opt.sts = sts(policy::mta_sts_rules::mode::enforce, {"mx9.dest.test"});  // names neither MX
+  opt.sts = sts(policy::sts_mode::enforce, {"mx9.dest.test"});  // names neither MX
   walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
   w.start(nullptr);
   w.on_mx(lookup::ok, two_mx, true);

@@ -424,7 +424,7 @@ TEST(OutboundSession, TlsOutcomeDeferredQuitsWithoutMailAndIsNoTlsFailure) {
   h.s.feed("221 bye\r\n");
   ASSERT_TRUE(h.ev.closed_info.has_value());
   EXPECT_EQ(h.ev.closed_info->kind, close_kind::undecided);
-  EXPECT_EQ(h.ev.closed_info->reason, "dane-unavailable");
+  EXPECT_EQ(h.ev.closed_info->reason, "tlsa-lookup-failed");
   EXPECT_EQ(h.ev.wire.find("MAIL"), std::string::npos);
   EXPECT_STREQ(to_string(close_kind::undecided), "undecided");
 }
