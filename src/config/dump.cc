@@ -171,6 +171,9 @@ std::string dump(const config& c) {
   not_built_key(o, c, "mta_sts.https_port");
   kv(o, "https_port", n(c.mta_sts.https_port));
 
+  o += "\n[dane]\n";
+  kv(o, "enabled", b(c.dane.enabled));
+
   o += "\n[tlsrpt]\n";
   kv(o, "enabled", b(c.tlsrpt.enabled));
   kv(o, "organization", q(c.tlsrpt.organization));
