@@ -436,6 +436,7 @@ void attempt::policy_resolved(const policy::resolution& r) {
   walk_options opt;
   opt.dane = _ag.cfg().dane.enabled;
   opt.sts = r.sts;
+  _sts = r.sts;
   _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
                 std::move(opt));
   _walk->start(find_route(_ag.cfg(), _d.name));

@@ -140,6 +140,7 @@ class attempt final : policy::resolve_completion, walk_events {
   policy::effective_policy _configured;  // the config table's policy when the attempt began
   target _target;                      // being connected to
   std::string _local_ip;               // our address on the current connection (observer only)
+  std::shared_ptr<const policy::mta_sts_rules> _sts;  // the rules the walk runs under (observer)
   std::optional<session_report> _plain_retry;  // the handshake a plaintext retry follows
   connect_op _connect;
   bool _connecting = false;

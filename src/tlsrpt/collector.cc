@@ -44,8 +44,8 @@ verdict classify(const delivery::session_report& r, bool reached_idle, bool plai
 std::vector<std::string> sts_policy_strings(const policy::mta_sts_rules& rules) {
   std::vector<std::string> s;
   s.emplace_back("version: STSv1");
-  const char* mode = rules.mode == policy::mta_sts_rules::mode::enforce   ? "enforce"
-                     : rules.mode == policy::mta_sts_rules::mode::testing ? "testing"
+  const char* mode = rules.mode == policy::sts_mode::enforce   ? "enforce"
+                     : rules.mode == policy::sts_mode::testing ? "testing"
                                                                           : "none";
   s.push_back(std::string("mode: ") + mode);
   for (const auto& m : rules.mx) s.push_back("mx: " + m);
@@ -61,8 +61,8 @@ bool same_policy(const policy_counts& p, policy_type type, const policy::mta_sts
   if (!sts) return p.strings.empty();
   if (p.mx_host != sts->mx || p.strings.size() < 2) return false;
   std::string_view mode = p.strings[1];
-  std::string_view want = sts->mode == policy::mta_sts_rules::mode::enforce   ? "mode: enforce"
-                          : sts->mode == policy::mta_sts_rules::mode::testing ? "mode: testing"
+  std::string_view want = sts->mode == policy::sts_mode::enforce   ? "mode: enforce"
+                          : sts->mode == policy::sts_mode::testing ? "mode: testing"
                                                                               : "mode: none";
   return mode == want;
 }

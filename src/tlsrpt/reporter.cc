@@ -111,7 +111,7 @@ void reporter::session_done(std::string_view domain, const delivery::session_rep
                             const delivery::session_end& e) {
   policy_type type = policy_of(r.published);
   // Until the attempt fills `published`, the MTA-STS rules it ran under say as much.
-  if (type == policy_type::no_policy_found && e.sts && e.sts->mode != policy::mta_sts_rules::mode::none)
+  if (type == policy_type::no_policy_found && e.sts && e.sts->mode != policy::sts_mode::none)
     type = policy_type::sts;
   verdict v = classify(r, e.reached_idle, e.plain_retry, e.close_reason, type != policy_type::no_policy_found);
   if (!v.counted) return;

@@ -72,7 +72,7 @@ TEST(tlsrpt_collector, counts_group_by_domain_policy_and_detail) {
   verdict ok{true, true, result_type::none};
   verdict expired{true, false, result_type::certificate_expired};
   policy::mta_sts_rules rules;
-  rules.mode = policy::mta_sts_rules::mode::enforce;
+  rules.mode = policy::sts_mode::enforce;
   rules.mx = {"mx1.example.net", "*.example.net"};
   for (int i = 0; i < 3; ++i) c.add("example.net", policy_type::sts, &rules, ok, "10.0.0.1", "mx1.example.net", "192.0.2.1");
   c.add("example.net", policy_type::sts, &rules, expired, "10.0.0.1", "mx1.example.net", "192.0.2.1");
@@ -103,7 +103,7 @@ TEST(tlsrpt_collector, counts_group_by_domain_policy_and_detail) {
   EXPECT_EQ(c.counts().at("other.example").policies[0].successes, 1u);
 
   // A changed policy (mode testing now) is a policy of its own.
-  rules.mode = policy::mta_sts_rules::mode::testing;
+  rules.mode = policy::sts_mode::testing;
   c.add("example.net", policy_type::sts, &rules, ok, "", "mx1.example.net", "192.0.2.1");
   EXPECT_EQ(c.counts().at("example.net").policies.size(), 3u);
 
@@ -140,7 +140,7 @@ TEST(tlsrpt_state, round_trip_and_cut_short) {
   s.window_start_ms = 1765000000000;
   collector c;
   policy::mta_sts_rules rules;
-  rules.mode = policy::mta_sts_rules::mode::testing;
+  rules.mode = policy::sts_mode::testing;
   rules.mx = {"mx\t1.example"};  // escapes survive
   c.add("example.net", policy_type::sts, &rules, verdict{true, false, result_type::validation_failure}, "10.0.0.1",
         "mx1.example.net", "192.0.2.1");

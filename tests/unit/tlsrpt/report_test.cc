@@ -29,7 +29,7 @@ report_meta meta() {
 domain_counts sample() {
   collector c;
   policy::mta_sts_rules rules;
-  rules.mode = policy::mta_sts_rules::mode::enforce;
+  rules.mode = policy::sts_mode::enforce;
   rules.mx = {"*.example.net"};
   verdict ok{true, true, result_type::none};
   for (int i = 0; i < 5; ++i) c.add("example.net", policy_type::sts, &rules, ok, "10.0.0.1", "mx1.example.net", "192.0.2.1");
