@@ -141,15 +141,16 @@ sr::result<session> session::connect(const context& ctx, std::string_view host,
   for (const auto& r : tlsa)
     if (r.usable()) s._tlsa.push_back(r);
   s._dane_checked = !s._tlsa.empty();
-  s._cache_key = s._host;
-  if (s._dane_checked) s._cache_key += dane_cache_tag(s._tlsa);
+  // DANE sessions live under their own key per record set: a resumption restores no
+  // verdict made by the CA file or against other records.
+  if (s._dane_checked) s._dane_tag = dane_cache_tag(s._tlsa);
   wolfSSL_set_verify(ssl, WOLFSSL_VERIFY_PEER, io_hooks::verify);
   if (!s._host.empty() && !is_ip_literal(s._host) &&
       wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, s._host.data(),
                      static_cast<unsigned short>(s._host.size())) != WOLFSSL_SUCCESS)
     return sr::error{"tls: cannot set SNI " + s._host};
   if (cache && !s._host.empty()) {
-    if (const auto* e = cache->find(s._cache_key);
+    if (const auto* e = cache->find(s._host + s._dane_tag);
         e && wolfSSL_set_session(ssl, e->session) == WOLFSSL_SUCCESS) {
       s._cached_verdict = e->verdict;
       s._cached_subject = e->subject;
@@ -171,7 +172,7 @@ session::session(session&& o) noexcept
     : _ssl(o._ssl),
       _cache(o._cache),
       _host(std::move(o._host)),
-      _cache_key(std::move(o._cache_key)),
+      _dane_tag(std::move(o._dane_tag)),
       _tlsa(std::move(o._tlsa)),
       _dane(o._dane),
       _subject(std::move(o._subject)),
@@ -316,7 +317,7 @@ void session::remember_session() {
   WOLFSSL_SESSION* cur = wolfSSL_get_session(_ssl);
   if (!cur || !wolfSSL_SESSION_is_resumable(cur)) return;
   WOLFSSL_SESSION* copy = wolfSSL_SESSION_dup(cur);
-  if (copy) _cache->store(_cache_key, copy, _verdict, _subject);
+  if (copy) _cache->store(_host + _dane_tag, copy, _verdict, _subject);
 }
 
 int session::read(std::span<std::byte> out) {

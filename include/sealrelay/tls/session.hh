@@ -112,7 +112,7 @@ class session {
   WOLFSSL* _ssl = nullptr;
   session_cache* _cache = nullptr;
   std::string _host;           // expected name (client)
-  std::string _cache_key;      // _host, plus a tag of the TLSA record set under DANE
+  std::string _dane_tag;       // cache-key suffix of the TLSA record set ("" without DANE)
   std::vector<tlsa_record> _tlsa;      // usable TLSA records until the handshake is done
   dane_match _dane;
   std::string _subject;
