@@ -3,8 +3,8 @@
 // give one failed session (no STARTTLS under forced) and one good one; the report arrives
 // at the rua address's MX (a fake MX) as an RFC 8460 §5.3 multipart/report, and its gzip
 // JSON is checked field by field against RFC 8460 §4.4 and against the sessions that
-// happened. Also: the counters survive a restart (state under state_dir). Every wait polls
-// with a deadline.
+// happened; an https: rua gets the same report as a POST (tests/tools/https_host.py). Also:
+// the counters survive a restart (state under state_dir). Every wait polls with a deadline.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -309,6 +309,56 @@ TEST_F(Tlsrpt, CountersSurviveARestart) {
   // The counts came from the day window of the first run (midnight UTC).
   std::string start = reports[0].root->get("date-range")->get("start-datetime")->text;
   EXPECT_TRUE(start.ends_with("T00:00:00Z")) << start;
+}
+
+TEST_F(Tlsrpt, HttpsAndMailtoUrisEachGetTheReport) {
+  ASSERT_NE(_port, 0);
+  // The rua's HTTPS host: reports.mx.test (the test server certificate names *.mx.test,
+  // and chains to the tls.ca_file the relay trusts); POST /v1/tlsrpt answers 201.
+  https_host web({.hosts = {"127.0.0.5"}, .routes = {"/v1/tlsrpt=201:-"}});
+  ASSERT_TRUE(web.start()) << web.error() << web.log();
+  std::string rua = "mailto:tlsrpt@reports.test,https://reports.mx.test:" + std::to_string(web.port()) + "/v1/tlsrpt";
+  ASSERT_TRUE(start_dns(std::string("dest.test MX 10 mx1.mx.test\n"
+                                    "mx1.mx.test A 127.0.0.2\n"
+                                    "reports.mx.test A 127.0.0.5\n"
+                                    "_smtp._tls.dest.test TXT \"v=TLSRPTv1;rua=") + rua + "\"\n" + reports_zone));
+  fake_mx* good = start_mx({.hosts = {"127.0.0.2"}});
+  fake_mx* mail = start_mx({.hosts = {"127.0.0.4"}});
+  ASSERT_TRUE(good && mail);
+  relay* r = start_relay(tlsrpt_toml("2s"));
+  ASSERT_TRUE(r);
+  std::string why;
+  ASSERT_FALSE(submit(*r, "alice@sender.test", {"bob@dest.test"}, body_for("bob@dest.test"), &why).empty()) << why;
+  ASSERT_TRUE(good->wait_messages(1, 20s)) << dump_audit(*r);
+
+  // Both URIs get the window that counted the session (the first report may be an
+  // earlier, empty-of-that-session window only if the session ended in it: sum them).
+  std::vector<got_report> mailed;
+  totals t = wait_reports(*mail, [](const totals& x) { return x.ok >= 1; }, &mailed);
+  ASSERT_GE(t.ok, 1u) << r->log();
+  ASSERT_TRUE(web.wait_requests(mailed.size(), 20s)) << r->log() << web.log();
+  auto reqs = web.requests();
+  std::set<std::string> posted_ids, mailed_ids;
+  totals posted;
+  for (const auto& q : reqs) {
+    EXPECT_EQ(q.method, "POST");
+    EXPECT_EQ(q.path, "/v1/tlsrpt");
+    EXPECT_EQ(q.sni, "reports.mx.test");
+    EXPECT_TRUE(contains(q.host, "reports.mx.test")) << q.host;
+    EXPECT_EQ(q.header("Content-Type"), "application/tlsrpt+gzip");
+    auto unz = tlsrpt::gunzip(q.body);
+    ASSERT_TRUE(unz) << unz.err();
+    auto root = json_tree::parse(*unz);
+    ASSERT_TRUE(root) << *unz;
+    check_json(*root, "dest.test", posted);
+    posted_ids.insert(root->get("report-id")->text);
+  }
+  for (const auto& g : mailed) mailed_ids.insert(g.root->get("report-id")->text);
+  // The same reports (same ids, same counts) by both ways, one POST per report.
+  EXPECT_EQ(reqs.size(), posted_ids.size());
+  EXPECT_EQ(posted_ids, mailed_ids);
+  EXPECT_EQ(posted.ok, t.ok);
+  EXPECT_EQ(posted.failed, t.failed);
 }
 
 }  // namespace
