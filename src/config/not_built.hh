@@ -17,7 +17,6 @@ struct not_built_value {
 
 inline constexpr not_built_value not_built_values[] = {
     {"listen[].mode", "submission", "submission (AUTH after TLS)"},
-    {"policy[].verify", "dane", "DANE (RFC 7672)"},
     // Left unset, fallback keeps its DESIGN default (pgp, smime, escrow): until the sidecar
     // exists, such messages stay deferred.
     {"policy[].fallback", "pgp", "the fallback sidecar (PGP)"},

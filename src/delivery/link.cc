@@ -16,6 +16,7 @@
 
 #include "sealrelay/audit/record.hh"
 #include "sealrelay/tls/context.hh"
+#include "sealrelay/tls/dane.hh"
 #include "sealrelay/tls/session.hh"
 #include "sealrelay/tls/session_cache.hh"
 #include "sealrelay/util/cidr.hh"
@@ -65,6 +66,7 @@ report::reason cert_reason(tls::cert_verdict v) {
     case tls::cert_verdict::name_mismatch: return report::reason::cert_name_mismatch;
     case tls::cert_verdict::expired: return report::reason::cert_expired;
     case tls::cert_verdict::untrusted: return report::reason::cert_untrusted;
+    case tls::cert_verdict::tlsa_mismatch: return report::reason::tlsa_mismatch;
     case tls::cert_verdict::none:
     case tls::cert_verdict::verified: return report::reason::none;
     case tls::cert_verdict::invalid: break;
@@ -90,12 +92,14 @@ link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target&
       _d(d),
       _t(t),
       _try_tls(failed_tls == nullptr),
-      _pd(at.policy()),
+      _pd(t.policy),
       _session(outbound::session_params{ag.cfg().server.hostname}, *this, *this) {
   _info.mx = t.host;
   _info.ip = t.ip;
-  _info.policy = at.policy().tls;
-  _info.source = at.policy().source;
+  _info.policy = t.policy.tls;
+  _info.source = t.policy.source;
+  _info.published = t.published;
+  _info.sts_testing = t.sts_testing;
   if (failed_tls) {
     _failed_tls = *failed_tls;
     _info.reason = failed_tls->reason;
@@ -193,7 +197,11 @@ void link::start_tls() {
   // The walk's verification parameters: the certificate must name the host (TLSA records
   // join them once DANE exists).
   std::string_view name = _t.verify.names.empty() ? std::string_view(_t.host) : _t.verify.names.front();
-  auto s = tls::session::connect(*_ag.tls_client(), name, &_ag.tls_cache());
+  // DANE: the session's verdict comes from the host's TLSA records, not the CA file.
+  std::vector<tls::tlsa_record> tlsa;
+  if (_t.verify.mode == config::verify_mode::dane)
+    tlsa = tls::usable_tlsa(_t.verify.tlsa);
+  auto s = tls::session::connect(*_ag.tls_client(), name, &_ag.tls_cache(), tlsa);
   if (!s) {
     _session.tls_failed(report::reason::handshake_failed);
     return;
@@ -411,18 +419,25 @@ attempt::attempt(agent& ag, queue::domain_state& d) : _ag(ag), _d(d) { _connect.
 attempt::~attempt() = default;
 
 void attempt::start() {
-  // The policy first (an asynchronous lookup once MTA-STS and DANE plug in), then the walk.
+  // The policy first (MTA-STS may need a TXT lookup and an HTTPS fetch), then the walk.
   policy::effective_policy fallback;
   fallback.tls = _ag.cfg().outbound.default_policy;
   policy::table_resolver table(_ag.policies(), fallback);
+  // What the config table says now: a SIGHUP that changes it restarts the attempt
+  // (policy_changed); the resolution may have raised it (MTA-STS), which is no change.
+  _configured = _ag.policies() ? _ag.policies()->lookup(_d.name).policy : fallback;
   policy::resolver& r = _ag.policy_resolver() ? *_ag.policy_resolver() : table;
   r.resolve(_d.name, *this);
 }
 
 void attempt::policy_resolved(const policy::resolution& r) {
   // A copy: a SIGHUP swap cannot change it under this attempt.
+  walk_options opt;
+  opt.dane = _ag.cfg().dane.enabled;
+  opt.sts = r.sts;
   _sts = r.sts;
-  _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this));
+  _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
+                std::move(opt));
   _walk->start(find_route(_ag.cfg(), _d.name));
 }
 
@@ -441,14 +456,37 @@ void attempt::resolve_mx(const std::string& domain) {
   _ag.resolver().lookup_mx(domain, [this](const dns::mx_result& r) {
     std::vector<std::string> hosts;
     for (const auto& h : r.hosts) hosts.push_back(h.name);
-    _walk->on_mx(lookup_of(r.status), hosts);
+    _walk->on_mx(lookup_of(r.status), hosts, r.ad);
   });
 }
 
 void attempt::resolve_host(const std::string& host) {
   _ag.resolver().lookup_addrs(host, [this, host](const dns::addr_result& r) {
     _walk->on_addrs(host, r.status == dns::status::ok ? lookup::ok : lookup::temp_fail, r.addrs,
-                    dns::to_string(r.status));
+                    dns::to_string(r.status), r.ad);
+  });
+}
+
+void attempt::resolve_tlsa(const std::string& host, uint16_t port) {
+  std::string name = "_" + std::to_string(port) + "._tcp." + host;
+  _ag.resolver().lookup_tlsa(name, [this, host](const dns::tlsa_result& r) {
+    std::vector<std::vector<uint8_t>> usable;
+    lookup st = lookup::temp_fail;
+    switch (r.status) {
+      case dns::status::ok:
+        // An insecure TLSA answer is no answer at all (RFC 7672 §2.2): read as none.
+        if (r.ad)
+          for (const auto& rd : r.records) {
+            auto rec = tls::tlsa_record::from_rdata(rd);
+            if (rec && rec->usable()) usable.push_back(rd);  // RFC 7672 §3.1
+          }
+        st = lookup::ok;
+        break;
+      case dns::status::nodata:
+      case dns::status::nxdomain: st = lookup::nxdomain; break;
+      default: st = lookup::temp_fail; break;
+    }
+    _walk->on_tlsa(host, st, std::move(usable));
   });
 }
 
@@ -479,6 +517,13 @@ void attempt::on_connected(int fd, int res) {
     _walk->on_connect_failed(strerror(-res));
     return;
   }
+  _local_ip.clear();
+  if (_ag.observer()) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0)
+      _local_ip = address_to_string(reinterpret_cast<const sockaddr*>(&local));
+  }
   auto* l = new link(_ag, *this, _d, fd, _target, _plain_retry ? &*_plain_retry : nullptr);
   l->begin();
 }
@@ -491,6 +536,9 @@ void attempt::on_link_closed(link& l) {
   e.reply = l.close_reply;
   e.report = l.info();
   _ag.report_session(e);
+  if (session_observer* o = _ag.observer())
+    o->session_done(_d.name, e.report,
+                    session_end{e.reached_idle, l.plain_retry(), e.reason, _local_ip, _sts.get()});
   _walk->on_link_closed(e);
 }
 
@@ -505,7 +553,7 @@ void attempt::check_deadline(uint64_t now) {
 
 bool attempt::policy_changed() const {
   policy::reader* r = _ag.policies();
-  return r && _walk && differs(r->lookup(_d.name).policy, _walk->policy());
+  return r && _walk && differs(r->lookup(_d.name).policy, _configured);
 }
 
 void attempt::give_up(report::reason reason, const std::string& reply, bool permanent,

@@ -21,6 +21,7 @@
 #include "sealrelay/sts/https_fetcher.hh"
 #include "sealrelay/sts/resolver.hh"
 #include "sealrelay/tls/context.hh"
+#include "sealrelay/tlsrpt/reporter.hh"
 #include "sealrelay/util/log.hh"
 
 namespace sr::relay {
@@ -116,6 +117,7 @@ status shard_root::start_delivery() {
                                              _server->buffers(), _audit.get());
   if (status s = _agent->start(); !s) return s;
   _sched->set_connector(_agent.get());
+  if (status s = start_tlsrpt(); !s) return s;
   if (_policy_reader) {
     // This shard's view of the policy table: refreshed on every tick (a wait-free
     // pointer load), so a SIGHUP reaches new delivery attempts within 100 ms.
@@ -150,11 +152,10 @@ status shard_root::start_delivery() {
 // against tls.ca_file), and the resolver that every delivery attempt asks first.
 status shard_root::start_mta_sts() {
   const auto& cfg = _ps.cfg;
-  auto ctx = tls::context::client(cfg.tls.ca_file, tls::tls_version::v1_2);
-  if (!ctx) return error{"mta-sts: " + ctx.err()};
-  _sts_tls = std::make_unique<tls::context>(std::move(ctx.value()));
-  _https = std::make_unique<https::client>(_shard, *_resolver, _server->buffers(), _server->pool(), *_sts_tls);
-  _sts_fetcher = std::make_unique<sts::https_fetcher>(*_https, uint16_t(cfg.mta_sts.https_port));
+  std::string why;
+  https::client* c = https_client(&why);
+  if (!c) return error{"mta-sts: HTTPS client: " + why};
+  _sts_fetcher = std::make_unique<sts::https_fetcher>(*c, uint16_t(cfg.mta_sts.https_port));
   _sts_cache = std::make_unique<sts::cache>(cfg.server.state_dir + "/mta-sts", _shard.index());
   const unsigned n = _ps.inbound.shards, me = _shard.index();
   if (status s = _sts_cache->load(int64_t(::time(nullptr)),
@@ -167,6 +168,61 @@ status shard_root::start_mta_sts() {
   _sts = std::make_unique<sts::resolver>(*_resolver, *_sts_fetcher, *_sts_cache, _policy_reader.get(), fallback);
   _agent->set_policy_resolver(_sts.get());
   return {};
+}
+
+// TLS-RPT: the reporter hears of every session of this shard's agent and sends the
+// reports of the domains this shard owns (their sessions all run here).
+status shard_root::start_tlsrpt() {
+  const auto& cfg = _ps.cfg;
+  if (!cfg.tlsrpt.enabled) return {};
+  tlsrpt::reporter_options o;
+  o.organization = cfg.tlsrpt.organization;
+  o.contact = cfg.tlsrpt.contact;
+  o.submitter = cfg.server.hostname;
+  o.from = cfg.tlsrpt.from.empty() ? "noreply-tlsrpt@" + cfg.server.hostname : cfg.tlsrpt.from;
+  o.interval_ms = cfg.tlsrpt.interval.count();
+  o.state_dir = cfg.server.state_dir + "/tlsrpt";
+  o.shard = _shard.index();
+  o.shards = _ps.inbound.shards;
+  // https: rua URIs: a POST of the gzip report through the shard's HTTPS client (the
+  // certificate must chain to tls.ca_file and name the host; no redirects; a 2xx answer).
+  tlsrpt::post_fn post;
+  std::string why;
+  if (https::client* c = https_client(&why)) {
+    post = [c](tlsrpt::post_request r, std::function<void(bool, const std::string&)> done) {
+      https::request q;
+      q.method = "POST";
+      q.host = std::move(r.host);
+      q.port = r.port;
+      q.path = std::move(r.path);
+      q.content_type = "application/tlsrpt+gzip";
+      q.body = std::move(r.body);
+      c->fetch(std::move(q), [done = std::move(done)](const https::response& a) {
+        bool ok = a.fail == https::failure::none;
+        done(ok, ok ? std::string() : std::string(https::to_string(a.fail)) + (a.detail.empty() ? "" : ": " + a.detail));
+      });
+    };
+  } else {
+    SR_WARN("tlsrpt: no HTTPS client (%s): https: report URIs are skipped", why.c_str());
+  }
+  _tlsrpt = std::make_unique<tlsrpt::reporter>(_shard, *_resolver, *_store, std::move(o), std::move(post));
+  if (status s = _tlsrpt->start(); !s) return error{"tlsrpt: " + s.err()};
+  _agent->set_session_observer(_tlsrpt.get());
+  return {};
+}
+
+// The shard's HTTPS client, built on first use (null with the reason when the TLS context
+// cannot be made).
+https::client* shard_root::https_client(std::string* why) {
+  if (_https) return _https.get();
+  auto ctx = tls::context::client(_ps.cfg.tls.ca_file, tls::tls_version::v1_2);
+  if (!ctx) {
+    if (why) *why = ctx.err();
+    return nullptr;
+  }
+  _https_ctx = std::make_unique<tls::context>(std::move(ctx.value()));
+  _https = std::make_unique<https::client>(_shard, *_resolver, _server->buffers(), _server->pool(), *_https_ctx);
+  return _https.get();
 }
 
 void shard_root::queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
@@ -200,6 +256,7 @@ void shard_root::abort_all() { _server->abort_all(); }
 size_t shard_root::connection_count() const { return _server ? _server->connection_count() : 0; }
 
 void shard_root::finish() {
+  if (_tlsrpt) _tlsrpt->finish();
   if (_audit) _audit->flush_and_wait();
 }
 

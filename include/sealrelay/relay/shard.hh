@@ -25,16 +25,10 @@ class agent;
 namespace sr::dns {
 class resolver;
 }
-namespace sr::https {
-class client;
-}
 namespace sr::sts {
 class cache;
 class fetcher;
 class resolver;
-}
-namespace sr::tls {
-class context;
 }
 namespace sr::policy {
 class registry;
@@ -50,6 +44,15 @@ class store;
 }
 namespace sr::server {
 class intake_store;
+}
+namespace sr::tlsrpt {
+class reporter;
+}
+namespace sr::https {
+class client;
+}
+namespace sr::tls {
+class context;
 }
 
 namespace sr::relay {
@@ -82,6 +85,8 @@ class shard_root final : public server::shard_unit {
   status open_spool();
   status start_delivery();
   status start_mta_sts();
+  status start_tlsrpt();
+  https::client* https_client(std::string* why);
   void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                      std::span<const uint32_t> done);
   void publish_metrics();
@@ -98,9 +103,11 @@ class shard_root final : public server::shard_unit {
   std::unique_ptr<queue::scheduler> _sched;
   std::unique_ptr<queue::dispatcher> _dispatch;
   std::unique_ptr<policy::reader> _policy_reader;
-  // MTA-STS (when mta_sts.enabled): the agent asks _sts, which fetches through _https.
-  std::unique_ptr<tls::context> _sts_tls;
+  std::unique_ptr<tls::context> _https_ctx;   // TLS 1.2+, tls.ca_file (WebPKI-style checks)
+  // The shard's HTTPS client (MTA-STS policy fetches, TLS-RPT POSTs), made on first need.
   std::unique_ptr<https::client> _https;
+  std::unique_ptr<tlsrpt::reporter> _tlsrpt;  // TLS-RPT (null when off); outlives the agent that reports to it
+  // MTA-STS (when mta_sts.enabled): the agent asks _sts, which fetches through _https.
   std::unique_ptr<sts::fetcher> _sts_fetcher;
   std::unique_ptr<sts::cache> _sts_cache;
   std::unique_ptr<sts::resolver> _sts;
