@@ -291,7 +291,8 @@ TEST_F(MtaSts, ExpiredPolicyIsFetchedAgain) {
   ASSERT_TRUE(start_sts_relay());
   ASSERT_TRUE(delivered(send("d14.sts.test", unique("first"))));
   EXPECT_EQ(fetches("d14.sts.test"), 1u);
-  std::this_thread::sleep_for(3s);  // max_age 2: expired (a wait for time to pass, not an outcome)
+  ASSERT_TRUE(mx->wait_sessions(1, 20s));  // the connection (and its policy) is gone
+  std::this_thread::sleep_for(2s);  // max_age 2: expired (a wait for time to pass, not an outcome)
   auto d = delivered(send("d14.sts.test", unique("second")));
   ASSERT_TRUE(d);
   EXPECT_EQ(d->policy_source, "mta-sts") << d->raw;
@@ -307,6 +308,9 @@ TEST_F(MtaSts, NewTxtIdRefetchesThePolicy) {
   ASSERT_TRUE(start_sts_relay());
   ASSERT_TRUE(delivered(send("d15.sts.test", unique("first"))));
   ASSERT_EQ(fetches("d15.sts.test"), 1u);
+  // A connection kept open for reuse carries the policy it was opened under: wait until it
+  // has closed, so the next message starts a new attempt (and a new resolve).
+  ASSERT_TRUE(mx->wait_sessions(1, 20s));
   // The domain publishes a new policy (testing) under a new id; the TXT TTL is 1 s.
   put_policy("d15.sts.test", policy_text("testing", {"mx1.mx.test"}));
   uint16_t dns_port = _dns->port();
@@ -314,10 +318,17 @@ TEST_F(MtaSts, NewTxtIdRefetchesThePolicy) {
   _dns = std::make_unique<dns_fixture>(domain_zone("d15.sts.test", {"v=STSv1; id=2"}) + mx_zone,
                                        dns_options{.port = dns_port});
   ASSERT_TRUE(_dns->start()) << _dns->error() << _dns->log();
-  std::this_thread::sleep_for(1500ms);  // the cached TXT answer expires
+  // The old server may linger a moment: go on once the new record is what is served.
+  bool served = false;
+  for (int i = 0; i < 50 && !served; ++i) {
+    served = contains(drill(dns_port, "TXT", "_mta-sts.d15.sts.test").output, "id=2");
+    if (!served) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(served) << drill(dns_port, "TXT", "_mta-sts.d15.sts.test").output;
+  std::this_thread::sleep_for(1500ms);  // the relay's cached TXT answer (TTL 1 s) expires
   auto d = delivered(send("d15.sts.test", unique("second")));
   ASSERT_TRUE(d);
-  EXPECT_EQ(fetches("d15.sts.test"), 2u);
+  EXPECT_EQ(fetches("d15.sts.test"), 2u) << _relay->log();
   EXPECT_EQ(d->policy_source, "default") << d->raw;  // testing: the policy is unchanged
 }
 
