@@ -288,14 +288,14 @@ std::string render_text(const domain_result& d) {
     }
     for (size_t a = 0; a < hr.addresses.size(); ++a) text_address(o, d, h, a);
   }
-  o += "  MTA-STS TXT _mta-sts." + d.domain + ": ";
+  o += "  MTA-STS TXT _mta-sts." + d.domain + ":";
   if (d.sts_txt_status == sr::dns::status::ok) {
     o += "\n";
     for (const auto& t : d.sts_txt) o += "    \"" + t + "\"\n";
   } else if (d.sts_txt_status == sr::dns::status::nodata || d.sts_txt_status == sr::dns::status::nxdomain) {
-    o += "none\n";
+    o += " none\n";
   } else {
-    o += std::string("lookup failed (") + sr::dns::to_string(d.sts_txt_status) + ")\n";
+    o += std::string(" lookup failed (") + sr::dns::to_string(d.sts_txt_status) + ")\n";
   }
   o += "  MTA-STS: not checked (not built)\n";
   o += "  configured policy: " + std::string(policy_name(d.configured.tls)) + " (";

@@ -277,7 +277,7 @@ TEST_F(SealrelayCheck, UnknownDomainAndExitCodes) {
 
   // A bad key names file, line and key, as the daemon does.
   fs::path bad = _dir.path() / "bad.toml";
-  std::ofstream(bad) << "[outbound]\nsmtp_port = 25\nno_such_key = 1\n";
+  std::ofstream(bad) << "[outbound]\nsmtp_port = 25\nno_such_key = 1\n[[listen]]\naddress = \"127.0.0.1:2525\"\n";
   r = check({"-c", bad.string(), "good.test"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find(bad.string() + ":3:"), std::string::npos) << r.output;
