@@ -183,6 +183,60 @@ class dns_fixture {
   uint16_t _port = 0;
 };
 
+// Command-line options of https_host.py (tests/tools/README.md).
+struct https_host_options {
+  std::vector<std::string> hosts{"127.0.0.1"};   // loopback addresses, all on port()
+  uint16_t port = 0;                   // 0 = a port free on every host
+  // --cert values: "[NAMES=]STEM" for tests/certs/STEM.crt/.key, or "[NAMES=]CRT:KEY" paths;
+  // NAMES are SNI names (comma-separated, "*.x" wildcards; default: the certificate's DNS
+  // names). The first certificate also answers names no certificate carries.
+  std::vector<std::string> certs{"server", "sts"};
+  std::vector<std::string> routes{};     // --route [HOST]PATH=STATUS[:CONTENT_TYPE]:FILE
+  std::string config{};                  // JSON config text (written to a file), "" = none
+  std::string policy_dir{};              // --policy-dir: DIR/<domain>.txt for mta-sts.<domain>
+  std::string tls_min{}, tls_max{};      // "1.0" .. "1.3"
+  bool silent = false;                 // accept TCP, never send a byte (not even TLS)
+  std::vector<std::string> extra_args{};
+};
+
+// One request https_host.py read (a line of its --record file).
+struct https_request {
+  std::string listener, method, path, host, sni, tls_version;
+  std::vector<std::pair<std::string, std::string>> headers;   // as sent, in order
+  std::string body;                    // decoded from body_b64
+  int conn = 0;
+  // The first header called `name` (case-insensitive), "" when absent.
+  std::string header(std::string_view name) const;
+};
+
+// The HTTPS host: one https_host.py process serving every address in options.hosts.
+class https_host {
+ public:
+  explicit https_host(https_host_options opts = {});
+  ~https_host();
+  https_host(const https_host&) = delete;
+  https_host& operator=(const https_host&) = delete;
+
+  // Start it and wait for "ready PORT"; false with the reason in error().
+  bool start(std::chrono::milliseconds deadline = 10s);
+  void stop();
+  uint16_t port() const { return _opts.port; }
+  const std::string& error() const { return _proc.error(); }
+  std::string log() const { return _proc.log(); }
+  // A private folder for response bodies and policy files (removed with the host).
+  std::filesystem::path dir() const { return _dir.path(); }
+  std::filesystem::path record_path() const { return _dir.path() / "requests.jsonl"; }
+  // Every request recorded so far, in arrival order.
+  std::vector<https_request> requests() const;
+  // Wait until at least n requests are recorded; false at the deadline.
+  bool wait_requests(size_t n, std::chrono::milliseconds deadline = 15s) const;
+
+ private:
+  https_host_options _opts;
+  temp_dir _dir;
+  peer_process _proc;
+};
+
 // One line of the relay's audit log (DESIGN.md §5). JSON null becomes nullopt; `raw` is
 // the line as written, for failure messages.
 struct audit_line {
