@@ -228,7 +228,7 @@ TEST(config, every_section_is_parsed) {
                      "[dane]",                                        // 84
                      "enabled = true",                                // 85
                  }),
-                 "full.toml", not_built_mode::accept);  // submission, dane: schema only
+                 "full.toml", not_built_mode::accept);  // submission: schema only
   ASSERT_TRUE(r) << r.err();
   const config& c = *r;
   EXPECT_EQ(c.server.hostname, "mx.example.org");
@@ -676,10 +676,6 @@ TEST(config, values_of_features_not_built_are_refused) {
                                     "mode = \"submission\""}),
        "t.toml:5: listen[1].mode: \"submission\" is not available in this version (submission "
        "(AUTH after TLS) is not built yet)"},
-      {"dane", with_listener({"[[policy]]", "domain = \"a.example\"", "tls = \"exclusive\"",
-                              "verify = \"dane\""}),
-       "t.toml:6: policy[0].verify: \"dane\" is not available in this version (DANE (RFC 7672) "
-       "is not built yet)"},
       {"pgp", with_listener({"[[policy]]", "domain = \"a.example\"", "fallback = [\"pgp\"]"}),
        "t.toml:5: policy[0].fallback[0]: \"pgp\" is not available in this version (the fallback "
        "sidecar (PGP) is not built yet)"},
