@@ -435,6 +435,7 @@ void attempt::policy_resolved(const policy::resolution& r) {
   walk_options opt;
   opt.dane = _ag.cfg().dane.enabled;
   opt.sts = r.sts;
+  _sts = r.sts;
   _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
                 std::move(opt));
   _walk->start(find_route(_ag.cfg(), _d.name));
@@ -516,6 +517,13 @@ void attempt::on_connected(int fd, int res) {
     _walk->on_connect_failed(strerror(-res));
     return;
   }
+  _local_ip.clear();
+  if (_ag.observer()) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0)
+      _local_ip = address_to_string(reinterpret_cast<const sockaddr*>(&local));
+  }
   auto* l = new link(_ag, *this, _d, fd, _target, _plain_retry ? &*_plain_retry : nullptr);
   l->begin();
 }
@@ -528,6 +536,9 @@ void attempt::on_link_closed(link& l) {
   e.reply = l.close_reply;
   e.report = l.info();
   _ag.report_session(e);
+  if (session_observer* o = _ag.observer())
+    o->session_done(_d.name, e.report,
+                    session_end{e.reached_idle, l.plain_retry(), e.reason, _local_ip, _sts.get()});
   _walk->on_link_closed(e);
 }
 
