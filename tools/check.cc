@@ -28,9 +28,11 @@
 #include "sealrelay/config/config.hh"
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/dns/resolver.hh"
+#include "sealrelay/https/client.hh"
 #include "sealrelay/net/buffer_ring.hh"
 #include "sealrelay/policy/table.hh"
 #include "sealrelay/smtp/reply.hh"
+#include "sealrelay/sts/policy.hh"
 #include "sealrelay/tls/chain.hh"
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/tls/session.hh"
@@ -136,6 +138,8 @@ class engine {
   void on_connected(int res);
   void after_probe();
   void lookup_sts();
+  void on_sts_txt(const sr::dns::txt_result& r);
+  void on_sts_policy(const sr::https::response& r);
   void finish_domain();
   void tick();
 
@@ -144,6 +148,8 @@ class engine {
   std::unique_ptr<sr::net::buffer_ring> _ring;
   std::unique_ptr<sr::tls::context> _tls;
   std::unique_ptr<sr::dns::resolver> _dns;
+  std::unique_ptr<sr::tls::context> _https_tls;   // TLS 1.2 up (RFC 8461 §3.3)
+  std::unique_ptr<sr::https::client> _https;
   std::unique_ptr<sr::policy::table> _table;
 
   const std::vector<std::string>* _domains = nullptr;
@@ -321,6 +327,13 @@ bool engine::init(std::string* why) {
     *why = "dns: " + st.err();
     return false;
   }
+  auto hctx = sr::tls::context::client(cfg.tls.ca_file, sr::tls::tls_version::v1_2);
+  if (!hctx) {
+    *why = "tls.ca_file '" + cfg.tls.ca_file + "': " + hctx.err();
+    return false;
+  }
+  _https_tls = std::make_unique<sr::tls::context>(std::move(hctx.value()));
+  _https = std::make_unique<sr::https::client>(*_shard, *_dns, *_ring, *_pool, *_https_tls);
   auto t = sr::policy::compile(cfg);
   if (!t) {
     *why = "policy: " + t.err();
@@ -366,6 +379,8 @@ void engine::next_domain() {
   auto rule = _table->lookup(d.domain);
   d.configured = rule.policy;
   d.pattern = std::string(rule.pattern);
+  d.sts.enabled = cfg.mta_sts.enabled;
+  d.dane_enabled = cfg.dane.enabled;
   _results.push_back(std::move(d));
   _hi = 0;
   _dns->lookup_mx(_results.back().domain, [this](const sr::dns::mx_result& r) { on_mx(r); });
@@ -478,13 +493,50 @@ void engine::after_probe() {
 
 void engine::lookup_sts() {
   domain_result& d = _results.back();
-  _dns->lookup_txt("_mta-sts." + d.domain, [this](const sr::dns::txt_result& r) {
-    domain_result& d = _results.back();
-    d.sts_txt_status = r.status;
-    d.sts_txt_ad = r.ad;
-    d.sts_txt = r.texts;
-    finish_domain();
-  });
+  _dns->lookup_txt("_mta-sts." + d.domain, [this](const sr::dns::txt_result& r) { on_sts_txt(r); });
+}
+
+void engine::on_sts_txt(const sr::dns::txt_result& r) {
+  domain_result& d = _results.back();
+  d.sts_txt_status = r.status;
+  d.sts_txt_ad = r.ad;
+  d.sts_txt = r.texts;
+  if (r.status != sr::dns::status::ok) return finish_domain();
+  auto rec = sr::sts::parse_txt(r.texts);
+  d.sts.record = rec.verdict;
+  d.sts.id = rec.id;
+  d.sts.record_detail = rec.detail;
+  if (rec.verdict != sr::sts::txt_verdict::valid) return finish_domain();
+  // The fetch the relay makes (RFC 8461 §3.3), bounded by the step timeout.
+  sr::https::request q;
+  q.host = "mta-sts." + d.domain;
+  q.port = opt.sts_port;
+  q.path = "/.well-known/mta-sts.txt";
+  q.expect_content_type = "text/plain";
+  q.max_body = sr::sts::max_policy_bytes;
+  q.timeout_ms = uint32_t(std::min<uint64_t>(opt.timeout_ms, 60000));
+  d.sts.fetched = true;
+  d.sts.url = "https://" + q.host + (q.port == 443 ? "" : ":" + std::to_string(q.port)) + q.path;
+  _https->fetch(std::move(q), [this](const sr::https::response& resp) { on_sts_policy(resp); });
+}
+
+void engine::on_sts_policy(const sr::https::response& r) {
+  sts_result& s = _results.back().sts;
+  s.http_status = r.status;
+  s.fetch_ok = r.fail == sr::https::failure::none;
+  if (!s.fetch_ok) {
+    s.fetch_detail = sr::https::to_string(r.fail);
+    if (!r.detail.empty()) s.fetch_detail += ": " + r.detail;
+    return finish_domain();
+  }
+  auto p = sr::sts::parse_policy(r.body);
+  if (!p) {
+    s.policy_error = p.err();
+  } else {
+    s.rules = std::make_shared<const sr::policy::mta_sts_rules>(p.value().rules);
+    s.max_age = p.value().max_age;
+  }
+  finish_domain();
 }
 
 void engine::finish_domain() {
@@ -508,6 +560,7 @@ int usage(FILE* f) {
       "  --json               one JSON object per domain (with --file: {\"domains\":[...]})\n"
       "  --resolver IP:PORT   DNS server to ask (repeatable; overrides dns.resolvers)\n"
       "  --port N             SMTP port of the MX hosts (overrides outbound.smtp_port)\n"
+      "  --sts-port N         HTTPS port of MTA-STS policy hosts (overrides mta_sts.https_port)\n"
       "  --timeout SECONDS    limit per step: DNS answer, connect, each reply, handshake (10)\n"
       "  --ehlo NAME          EHLO name (server.hostname, else this host's name)\n"
       "exit: 0 every domain reachable under its configured policy, 1 not, 2 usage or config error\n",
@@ -544,7 +597,7 @@ int main(int argc, char** argv) {
   options o;
   std::string config_file, domain_file;
   std::vector<std::string> domains;
-  long port = -1;
+  long port = -1, sts_port = -1;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> const char* {
@@ -564,6 +617,14 @@ int main(int argc, char** argv) {
       port = std::strtol(v, &end, 10);
       if (!*v || *end || port < 1 || port > 65535) {
         std::fprintf(stderr, "sealrelay-check: --port: '%s' is not a port\n", v);
+        return 2;
+      }
+    } else if (a == "--sts-port") {
+      char* end = nullptr;
+      const char* v = next();
+      sts_port = std::strtol(v, &end, 10);
+      if (!*v || *end || sts_port < 1 || sts_port > 65535) {
+        std::fprintf(stderr, "sealrelay-check: --sts-port: '%s' is not a port\n", v);
         return 2;
       }
     } else if (a == "--timeout") {
@@ -606,6 +667,7 @@ int main(int argc, char** argv) {
     cfg = std::move(loaded.value());
   }
   o.port = port > 0 ? uint16_t(port) : uint16_t(cfg.outbound.smtp_port);
+  o.sts_port = sts_port > 0 ? uint16_t(sts_port) : uint16_t(cfg.mta_sts.https_port);
   if (o.ehlo.empty()) o.ehlo = cfg.server.hostname;
   if (o.ehlo.empty()) {
     char host[256] = {};

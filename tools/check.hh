@@ -7,14 +7,18 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "sealrelay/config/config.hh"
 #include "sealrelay/dns/resolver.hh"
+#include "sealrelay/policy/resolver.hh"
 #include "sealrelay/policy/table.hh"
 #include "sealrelay/report/reason.hh"
+#include "sealrelay/sts/policy.hh"
 #include "sealrelay/tls/chain.hh"
+#include "sealrelay/tls/dane.hh"
 #include "sealrelay/tls/session.hh"
 
 namespace check {
@@ -22,6 +26,7 @@ namespace check {
 struct options {
   std::vector<std::string> resolvers;  // --resolver; empty = dns.resolvers of the config
   uint16_t port = 25;                  // outbound.smtp_port, or --port
+  uint16_t sts_port = 443;             // mta_sts.https_port, or --sts-port
   uint64_t timeout_ms = 10000;         // per step: DNS answer, connect, each SMTP reply, handshake
   std::string ehlo;                    // server.hostname, else gethostname()
   size_t max_hosts = 10;               // MX hosts probed per domain
@@ -51,6 +56,7 @@ struct probe_result {
   sr::tls::cert_verdict verdict = sr::tls::cert_verdict::none;
   std::vector<sr::tls::cert_info> chain;
   unsigned ehlo_tls_code = 0;
+  sr::tls::dane_match dane;            // the chain against the host's usable TLSA records
 };
 
 // One MX host: its addresses and its TLSA records (_<port>._tcp.<host>).
@@ -64,6 +70,27 @@ struct host_result {
   sr::dns::status tlsa_status = sr::dns::status::temp_fail;
   bool tlsa_ad = false;
   std::vector<std::vector<uint8_t>> tlsa;  // raw rdata: usage, selector, mtype, data
+  // Filled by judge():
+  std::vector<sr::tls::tlsa_record> usable;  // RFC 7672 §3.1 usable records among `tlsa`
+  bool dane_secure = false;   // MX, address and TLSA answers all DNSSEC-validated (AD)
+  bool dane_applies = false;  // [dane] enabled, secure and usable records: DANE verifies it
+  bool sts_match = false;     // matches an mx pattern of the MTA-STS policy (if there is one)
+};
+
+// The domain's MTA-STS state (RFC 8461): TXT record, policy fetch, parsed policy.
+struct sts_result {
+  sr::sts::txt_verdict record = sr::sts::txt_verdict::none;
+  std::string id;                      // of a valid record
+  std::string record_detail;           // why the record is invalid
+  bool fetched = false;                // a fetch was attempted (valid record)
+  std::string url;
+  bool fetch_ok = false;
+  unsigned http_status = 0;
+  std::string fetch_detail;            // why the fetch failed ("cert: cert-untrusted", ...)
+  std::string policy_error;            // why the fetched file is not a valid policy
+  std::shared_ptr<const sr::policy::mta_sts_rules> rules;  // a valid policy
+  uint32_t max_age = 0;
+  bool enabled = false;                // mta_sts.enabled: the relay applies it
 };
 
 // The policies judged, in this order.
@@ -102,11 +129,14 @@ struct domain_result {
   sr::dns::status sts_txt_status = sr::dns::status::temp_fail;
   bool sts_txt_ad = false;
   std::vector<std::string> sts_txt;
+  sts_result sts;
+  bool dane_enabled = false;                // dane.enabled
   std::array<policy_verdict, 3> verdicts;   // by `policies`
   bool reachable = false;                   // under the configured policy
 };
 
-// Fill each address's rated bits, d.verdicts and d.reachable from the findings.
+// Fill the DANE matches, rated bits, MTA-STS mx matches, d.verdicts and d.reachable from
+// the findings, as the relay's host walk would decide (src/delivery/walk.cc).
 void judge(domain_result& d);
 
 // Return the report for people.

@@ -34,10 +34,11 @@ std::string floors(const sr::policy::effective_policy& p) {
   std::string s = "min_version ";
   s += sr::config::to_string(p.min_version);
   s += ", min_cipher_bits " + std::to_string(p.min_cipher_bits);
-  if (p.tls != sr::config::tls_policy::opportunistic) {
+  if (p.tls != sr::config::tls_policy::opportunistic && !p.raised) {
     s += ", verify ";
     s += sr::config::to_string(p.verify);
   }
+  if (p.raised) s += ", raised by MTA-STS enforce (verify ca)";
   return s;
 }
 
@@ -106,6 +107,8 @@ void json_policy(std::string& o, const sr::policy::effective_policy& p) {
   o += std::to_string(p.min_cipher_bits);
   jkey(o, "verify");
   jstr(o, sr::config::to_string(p.verify));
+  jkey(o, "raised");
+  jbool(o, p.raised);
   o += '}';
 }
 
@@ -164,6 +167,19 @@ void json_address(std::string& o, const domain_result& d, size_t h, size_t a) {
     jkey(o, "cert");
     if (p.tls_ok) jstr(o, sr::tls::to_string(p.verdict));
     else o += "null";
+    jkey(o, "dane");
+    if (p.tls_ok && !d.hosts[h].usable.empty()) {
+      o += '{';
+      jkey(o, "verdict");
+      jstr(o, sr::tls::to_string(p.dane.verdict));
+      jkey(o, "record");
+      o += std::to_string(p.dane.record);
+      jkey(o, "depth");
+      o += std::to_string(p.dane.depth);
+      o += '}';
+    } else {
+      o += "null";
+    }
     jkey(o, "chain");
     o += '[';
     for (const auto& c : p.chain) {
@@ -222,7 +238,14 @@ void text_address(std::string& o, const domain_result& d, size_t h, size_t a) {
       o += buf;
       o += "      certificate  ";
       o += sr::tls::to_string(p.verdict);
-      o += " for " + d.hosts[h].name + "\n";
+      o += " for " + d.hosts[h].name + " (tls.ca_file)\n";
+      if (!d.hosts[h].usable.empty()) {
+        o += "      DANE         ";
+        o += sr::tls::to_string(p.dane.verdict);
+        if (p.dane.record >= 0)
+          o += " (record " + std::to_string(p.dane.record) + ", chain depth " + std::to_string(p.dane.depth) + ")";
+        o += "\n";
+      }
       for (size_t i = 0; i < p.chain.size(); ++i) {
         const auto& c = p.chain[i];
         o += "        [" + std::to_string(i) + "] subject " + c.subject + "\n";
@@ -246,6 +269,127 @@ void text_address(std::string& o, const domain_result& d, size_t h, size_t a) {
     if (av.reason != reason::none) o += "(" + std::string(sr::report::to_string(av.reason)) + ")";
   }
   o += "\n";
+}
+
+
+// Whether DANE decides for a host, and why not.
+std::string dane_status(const domain_result& d, const host_result& h) {
+  if (h.usable.empty()) return "DANE: no usable record (RFC 7672 §3.1: DANE-TA/DANE-EE only)";
+  if (!h.dane_secure) {
+    std::string why = !d.mx_ad ? "the MX answer" : !h.addr_ad ? "the address answer" : "the TLSA answer";
+    return "DANE: not used: " + why + " is not DNSSEC-validated (no AD bit)";
+  }
+  if (!d.dane_enabled) return "DANE: would apply, but dane.enabled = false";
+  return "DANE: applies: authenticated TLS with these records is mandatory for this host";
+}
+
+const char* sts_mode_name(sr::policy::sts_mode m) {
+  switch (m) {
+    case sr::policy::sts_mode::none: return "none";
+    case sr::policy::sts_mode::testing: return "testing";
+    case sr::policy::sts_mode::enforce: return "enforce";
+  }
+  return "?";
+}
+
+void text_sts(std::string& o, const domain_result& d) {
+  const sts_result& s = d.sts;
+  o += "  MTA-STS TXT _mta-sts." + d.domain + ":";
+  if (d.sts_txt_status == sr::dns::status::ok) {
+    o += "\n";
+    for (const auto& t : d.sts_txt) o += "    \"" + t + "\"\n";
+  } else if (d.sts_txt_status == sr::dns::status::nodata || d.sts_txt_status == sr::dns::status::nxdomain) {
+    o += " none\n";
+  } else {
+    o += std::string(" lookup failed (") + sr::dns::to_string(d.sts_txt_status) + ")\n";
+  }
+  o += "  MTA-STS: ";
+  if (d.sts_txt_status != sr::dns::status::ok || s.record == sr::sts::txt_verdict::none) {
+    o += "no policy published\n";
+    return;
+  }
+  if (s.record == sr::sts::txt_verdict::invalid) {
+    o += "record invalid (" + s.record_detail + "): no policy in force (RFC 8461 §3.1)\n";
+    return;
+  }
+  o += "record valid, id " + s.id + "\n";
+  o += "    policy " + s.url + ": ";
+  if (!s.fetch_ok) {
+    o += "fetch failed: " + s.fetch_detail + "\n";
+    return;
+  }
+  if (!s.rules) {
+    o += "invalid policy: " + s.policy_error + "\n";
+    return;
+  }
+  o += "mode " + std::string(sts_mode_name(s.rules->mode)) + ", max_age " + std::to_string(s.max_age) + ", mx";
+  for (const auto& m : s.rules->mx) o += " " + m;
+  o += "\n";
+  for (const auto& h : d.hosts)
+    o += "    " + h.name + (h.sts_match ? ": matches" : ": matches no mx pattern") + "\n";
+  if (!s.enabled) o += "    not applied: mta_sts.enabled = false\n";
+  else if (s.rules->mode == sr::policy::sts_mode::enforce)
+    o += "    applied: enforce raises every policy below to verify = ca (DANE hosts: dane) and skips MX hosts it does not name\n";
+  else if (s.rules->mode == sr::policy::sts_mode::testing)
+    o += "    applied: testing: the relay delivers and records what would have failed\n";
+}
+
+
+void json_sts(std::string& o, const domain_result& d) {
+  const sts_result& s = d.sts;
+  o += '{';
+  jkey(o, "txt_status");
+  jstr(o, sr::dns::to_string(d.sts_txt_status));
+  jkey(o, "txt");
+  o += '[';
+  for (const auto& t : d.sts_txt) {
+    if (o.back() != '[') o += ',';
+    jstr(o, t);
+  }
+  o += ']';
+  jkey(o, "record");
+  jstr(o, d.sts_txt_status == sr::dns::status::ok ? sr::sts::to_string(s.record) : "none");
+  jkey(o, "id");
+  jstr_or_null(o, s.id);
+  jkey(o, "record_error");
+  jstr_or_null(o, s.record_detail);
+  jkey(o, "url");
+  jstr_or_null(o, s.url);
+  jkey(o, "fetch");
+  if (!s.fetched) {
+    o += "null";
+  } else {
+    o += '{';
+    jkey(o, "ok");
+    jbool(o, s.fetch_ok);
+    jkey(o, "status");
+    o += std::to_string(s.http_status);
+    jkey(o, "error");
+    jstr_or_null(o, s.fetch_detail);
+    o += '}';
+  }
+  jkey(o, "policy");
+  if (!s.rules) {
+    o += "null";
+  } else {
+    o += '{';
+    jkey(o, "mode");
+    jstr(o, sts_mode_name(s.rules->mode));
+    jkey(o, "max_age");
+    o += std::to_string(s.max_age);
+    jkey(o, "mx");
+    o += '[';
+    for (const auto& m : s.rules->mx) {
+      if (o.back() != '[') o += ',';
+      jstr(o, m);
+    }
+    o += "]}";
+  }
+  jkey(o, "policy_error");
+  jstr_or_null(o, s.policy_error);
+  jkey(o, "enabled");
+  jbool(o, s.enabled);
+  o += '}';
 }
 
 }  // namespace
@@ -278,9 +422,10 @@ std::string render_text(const domain_result& d) {
     }
     o += "    DANE TLSA " + hr.tlsa_name + ": ";
     if (hr.tlsa_status == sr::dns::status::ok) {
-      o += std::to_string(hr.tlsa.size()) + " record(s), " + ad_text(hr.tlsa_ad) + "\n";
+      o += std::to_string(hr.tlsa.size()) + " record(s) (" + std::to_string(hr.usable.size()) +
+           " usable), " + ad_text(hr.tlsa_ad) + "\n";
       for (const auto& r : hr.tlsa) o += "      " + tlsa_text(r) + "\n";
-      o += "      match: not checked (not built)\n";
+      o += "      " + dane_status(d, hr) + "\n";
     } else if (hr.tlsa_status == sr::dns::status::nodata || hr.tlsa_status == sr::dns::status::nxdomain) {
       o += "none\n";
     } else {
@@ -288,16 +433,7 @@ std::string render_text(const domain_result& d) {
     }
     for (size_t a = 0; a < hr.addresses.size(); ++a) text_address(o, d, h, a);
   }
-  o += "  MTA-STS TXT _mta-sts." + d.domain + ":";
-  if (d.sts_txt_status == sr::dns::status::ok) {
-    o += "\n";
-    for (const auto& t : d.sts_txt) o += "    \"" + t + "\"\n";
-  } else if (d.sts_txt_status == sr::dns::status::nodata || d.sts_txt_status == sr::dns::status::nxdomain) {
-    o += " none\n";
-  } else {
-    o += std::string(" lookup failed (") + sr::dns::to_string(d.sts_txt_status) + ")\n";
-  }
-  o += "  MTA-STS: not checked (not built)\n";
+  text_sts(o, d);
   o += "  configured policy: " + std::string(policy_name(d.configured.tls)) + " (";
   o += d.pattern.empty() ? std::string("default: outbound.default_policy")
                          : "[[policy]] domain = \"" + d.pattern + "\"";
@@ -374,29 +510,22 @@ std::string render_json(const domain_result& d) {
       jstr(o, tlsa_text(r));
     }
     o += ']';
-    jkey(o, "match");
-    o += "null";
-    jkey(o, "checked");
-    jbool(o, false);
+    jkey(o, "usable");
+    o += std::to_string(hr.usable.size());
+    jkey(o, "secure");
+    jbool(o, hr.dane_secure);
+    jkey(o, "applies");
+    jbool(o, hr.dane_applies);
+    jkey(o, "sts_match");
+    if (d.sts.rules) jbool(o, hr.sts_match);
+    else o += "null";
     o += "}}";
   }
   o += "]}";
   jkey(o, "mta_sts");
-  o += '{';
-  jkey(o, "txt_status");
-  jstr(o, sr::dns::to_string(d.sts_txt_status));
-  jkey(o, "txt");
-  o += '[';
-  for (const auto& t : d.sts_txt) {
-    if (o.back() != '[') o += ',';
-    jstr(o, t);
-  }
-  o += ']';
-  jkey(o, "checked");
-  jbool(o, false);
-  jkey(o, "note");
-  jstr(o, "not built");
-  o += '}';
+  json_sts(o, d);
+  jkey(o, "dane_enabled");
+  jbool(o, d.dane_enabled);
   jkey(o, "configured");
   o += '{';
   jkey(o, "policy");

@@ -3,7 +3,7 @@
 // certificate (127.0.0.4) and a wrong-name certificate (127.0.0.5), all on one port. Checks
 // the human report and the --json fields (MX, STARTTLS, TLS, chain, verdict tokens, TLSA
 // and MTA-STS records), the verdicts under each policy with the floors of -c FILE, the
-// exit codes 0/1/2 and --file with two domains. JSON is flattened by tests/tools/json_flat.py.
+// exit codes 0/1/2 and --file with two domains. JSON is read strictly (support/json_tree.hh).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "support/json_tree.hh"
 #include "support/world.hh"
 
 namespace sr::integ {
@@ -23,24 +24,40 @@ std::string check_binary() {
   return bin ? bin : "sealrelay-check";
 }
 
-// PATH -> JSON text of the scalar, from json_flat.py; empty when the output is not JSON.
-std::map<std::string, std::string> flatten(const temp_dir& dir, const std::string& json) {
-  fs::path f = dir.path() / ("out-" + unique("j") + ".json");
-  std::ofstream(f) << json;
-  run_result r = run({python_binary(), tool_path("json_flat.py").string(), f.string()}, 20s);
+// Every scalar of `n` as PATH -> JSON text ("\"x\"", 3, true, null); PATH joins object keys
+// and array indexes with '.' ("mx.hosts.0.name"); empty arrays/objects are "[]" / "{}".
+void flatten_into(const json_tree::node& n, const std::string& path, std::map<std::string, std::string>& out) {
+  auto sub = [&](const std::string& k) { return path.empty() ? k : path + "." + k; };
+  switch (n.type) {
+    case json_tree::node::object:
+      if (n.keys.empty()) out[path] = "{}";
+      for (const auto& k : n.keys) flatten_into(*n.get(k), sub(k), out);
+      return;
+    case json_tree::node::array:
+      if (n.items.empty()) out[path] = "[]";
+      for (size_t i = 0; i < n.items.size(); ++i) flatten_into(*n.items[i], sub(std::to_string(i)), out);
+      return;
+    case json_tree::node::string: out[path] = "\"" + n.text + "\""; return;
+    case json_tree::node::null: out[path] = "null"; return;
+    default: out[path] = n.text; return;
+  }
+}
+
+// The --json output flattened; empty (and a test failure) when it is not strict JSON.
+std::map<std::string, std::string> flatten(const std::string& json) {
   std::map<std::string, std::string> out;
-  if (r.exit_code != 0) {
-    ADD_FAILURE() << "not JSON: " << r.output << "\n" << json;
+  auto root = json_tree::parse(json);
+  if (!root) {
+    ADD_FAILURE() << "not JSON:\n" << json;
     return out;
   }
-  std::istringstream in(r.output);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto eq = line.find('=');
-    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
-  }
+  flatten_into(*root, "", out);
   return out;
 }
+
+// SHA-256 of tests/certs/server.crt's SubjectPublicKeyInfo (a DANE-EE 3 1 1 record):
+// openssl x509 -in server.crt -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum
+const std::string server_spki_sha256 = "2aaa2771397cbbbd0df76f0b6600dfe4bc37942db7181bbcc22d939316c64b0d";
 
 class SealrelayCheck : public ::testing::Test, public world {
  protected:
@@ -66,7 +83,39 @@ class SealrelayCheck : public ::testing::Test, public world {
         "mx5.mx.test A 127.0.0.6\n"
         "aes128.test MX 10 mx6.mx.test\n"
         "mx6.mx.test A 127.0.0.7\n"
-        "gone.test NXDOMAIN\n"));
+        "gone.test NXDOMAIN\n"
+        // MTA-STS: policies on https_host (127.0.0.1, tests/certs/sts.crt names mta-sts.dN.sts.test)
+        "d1.sts.test MX 10 mx1.mx.test\n"
+        "_mta-sts.d1.sts.test TXT \"v=STSv1; id=pol1\"\n"
+        "mta-sts.d1.sts.test A 127.0.0.1\n"
+        "d2.sts.test MX 10 mx1.mx.test\n"
+        "_mta-sts.d2.sts.test TXT \"v=STSv1; id=pol2\"\n"
+        "mta-sts.d2.sts.test A 127.0.0.1\n"
+        "d3.sts.test MX 10 mx1.mx.test\n"
+        "_mta-sts.d3.sts.test TXT \"v=STSv1; id=nofile\"\n"
+        "mta-sts.d3.sts.test A 127.0.0.1\n"
+        "d4.sts.test MX 10 mx1.mx.test\n"
+        "_mta-sts.d4.sts.test TXT \"v=STSv1; id=one\"\n"
+        "_mta-sts.d4.sts.test TXT \"v=STSv1; id=two\"\n"
+        // DANE: signed answers (AD) for the MX, the address and the TLSA records.
+        "dane.test MX 10 mx7.mx.test\n"
+        "dane.test AD\n"
+        "mx7.mx.test A 127.0.0.2\n"
+        "mx7.mx.test AD\n"
+        "_" + p + "._tcp.mx7.mx.test TLSA 3 1 1 " + server_spki_sha256 + "\n"
+        "_" + p + "._tcp.mx7.mx.test AD\n"
+        "danebad.test MX 10 mx8.mx.test\n"
+        "danebad.test AD\n"
+        "mx8.mx.test A 127.0.0.2\n"
+        "mx8.mx.test AD\n"
+        "_" + p + "._tcp.mx8.mx.test TLSA 3 1 1 "
+        "0102030405060708091011121314151617181920212223242526272829303132\n"
+        "_" + p + "._tcp.mx8.mx.test AD\n"
+        "danefail.test MX 10 mx9.mx.test\n"
+        "danefail.test AD\n"
+        "mx9.mx.test A 127.0.0.2\n"
+        "mx9.mx.test AD\n"
+        "_" + p + "._tcp.mx9.mx.test SERVFAIL\n"));
     fake_mx_options good;
     good.hosts = {"127.0.0.2"};
     ASSERT_NE(start_mx(good), nullptr);
@@ -137,7 +186,7 @@ TEST_F(SealrelayCheck, GoodHostJson) {
   auto cfg = config("[[policy]]\ndomain = \"good.test\"\ntls = \"forced\"\nverify = \"ca\"\n");
   run_result r = check({"-c", cfg.string(), "--json", "good.test"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  auto j = flatten(_dir, r.output);
+  auto j = flatten(r.output);
   EXPECT_EQ(j["domain"], "\"good.test\"");
   EXPECT_EQ(j["port"], std::to_string(_port));
   EXPECT_EQ(j["mx.status"], "\"ok\"");
@@ -176,7 +225,7 @@ TEST_F(SealrelayCheck, NoStarttlsUnderEachPolicy) {
   // Default (opportunistic): reachable in plaintext, exit 0.
   run_result r = check({"-c", config().string(), "--json", "plain.test"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  auto j = flatten(_dir, r.output);
+  auto j = flatten(r.output);
   EXPECT_EQ(j["mx.hosts.0.addresses.0.starttls_offered"], "false");
   EXPECT_EQ(j["mx.hosts.0.addresses.0.tls"], "null");
   EXPECT_EQ(j["verdicts.opportunistic.reachable"], "true");
@@ -207,7 +256,7 @@ TEST_F(SealrelayCheck, CertificateVerdictsAndFloors) {
   auto verify_ca = config("[[policy]]\ndomain = \".test\"\ntls = \"exclusive\"\nverify = \"ca\"\n");
   run_result r = check({"-c", verify_ca.string(), "--json", "expired.test"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  auto j = flatten(_dir, r.output);
+  auto j = flatten(r.output);
   EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.cert"], "\"cert-expired\"");
   EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.chain.0.not_after"], "\"2001-01-01T00:00:00Z\"");
   EXPECT_EQ(j["verdicts.exclusive.reachable"], "false");
@@ -219,7 +268,7 @@ TEST_F(SealrelayCheck, CertificateVerdictsAndFloors) {
 
   r = check({"-c", verify_ca.string(), "--json", "wrong.test"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  j = flatten(_dir, r.output);
+  j = flatten(r.output);
   EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.cert"], "\"cert-name-mismatch\"");
   EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.chain.0.names.0"], "\"wrong.example\"");
   EXPECT_EQ(j["verdicts.exclusive.reason"], "\"cert-name-mismatch\"");
@@ -245,13 +294,13 @@ TEST_F(SealrelayCheck, VersionAndCipherFloors) {
                     "[[policy]]\ndomain = \"aes128.test\"\ntls = \"exclusive\"\nmin_cipher_bits = 256\n");
   run_result r = check({"-c", cfg.string(), "--json", "old.test"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  auto j = flatten(_dir, r.output);
+  auto j = flatten(r.output);
   EXPECT_EQ(j["verdicts.forced.reason"], "\"old-protocol\"");
   EXPECT_EQ(j["verdicts.opportunistic.reachable"], "true");
 
   r = check({"-c", cfg.string(), "--json", "aes128.test"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  j = flatten(_dir, r.output);
+  j = flatten(r.output);
   EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.version"], "\"TLSv1.2\"");
   EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.cipher"], "\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"");
   EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.cipher_bits"], "128");
@@ -293,7 +342,7 @@ TEST_F(SealrelayCheck, FileOfDomains) {
   std::ofstream(list) << "# the domains we send to\ngood.test\n\n  plain.test   # a clinic\n";
   run_result r = check({"-c", cfg.string(), "--json", "--file", list.string()});
   EXPECT_EQ(r.exit_code, 1) << r.output;  // plain.test is not reachable under forced
-  auto j = flatten(_dir, r.output);
+  auto j = flatten(r.output);
   EXPECT_EQ(j["domains.0.domain"], "\"good.test\"");
   EXPECT_EQ(j["domains.0.reachable"], "true");
   EXPECT_EQ(j["domains.1.domain"], "\"plain.test\"");
@@ -307,6 +356,98 @@ TEST_F(SealrelayCheck, FileOfDomains) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("good.test (SMTP port"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("plain.test (SMTP port"), std::string::npos) << r.output;
+}
+
+TEST_F(SealrelayCheck, MtaStsRecordPolicyAndMxMatch) {
+  https_host_options ho;
+  ho.certs = {"sts"};
+  temp_dir pol;
+  std::ofstream(pol.path() / "d1.sts.test.txt") << "version: STSv1\r\nmode: enforce\r\nmx: mx1.mx.test\r\nmax_age: 86400\r\n";
+  std::ofstream(pol.path() / "d2.sts.test.txt") << "version: STSv1\nmode: testing\nmx: *.other.example\nmax_age: 600\n";
+  ho.policy_dir = pol.path().string();
+  https_host web(ho);
+  ASSERT_TRUE(web.start()) << web.error() << web.log();
+  std::string sts_port = std::to_string(web.port());
+  auto cfg = config();
+
+  run_result r = check({"-c", cfg.string(), "--sts-port", sts_port, "--json", "d1.sts.test"});
+  auto j = flatten(r.output);
+  EXPECT_EQ(j["mta_sts.txt.0"], "\"v=STSv1; id=pol1\"");
+  EXPECT_EQ(j["mta_sts.record"], "\"valid\"");
+  EXPECT_EQ(j["mta_sts.id"], "\"pol1\"");
+  EXPECT_EQ(j["mta_sts.url"], "\"https://mta-sts.d1.sts.test:" + sts_port + "/.well-known/mta-sts.txt\"");
+  EXPECT_EQ(j["mta_sts.fetch.ok"], "true");
+  EXPECT_EQ(j["mta_sts.fetch.status"], "200");
+  EXPECT_EQ(j["mta_sts.policy.mode"], "\"enforce\"");
+  EXPECT_EQ(j["mta_sts.policy.max_age"], "86400");
+  EXPECT_EQ(j["mta_sts.policy.mx.0"], "\"mx1.mx.test\"");
+  EXPECT_EQ(j["mx.hosts.0.tlsa.sts_match"], "true");
+
+  r = check({"-c", cfg.string(), "--sts-port", sts_port, "d2.sts.test"});
+  EXPECT_NE(r.output.find("mode testing, max_age 600, mx *.other.example"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("mx1.mx.test: matches no mx pattern"), std::string::npos) << r.output;
+
+  // A valid record whose policy is not there: the fetch fails (HTTP 404).
+  r = check({"-c", cfg.string(), "--sts-port", sts_port, "--json", "d3.sts.test"});
+  j = flatten(r.output);
+  EXPECT_EQ(j["mta_sts.record"], "\"valid\"");
+  EXPECT_EQ(j["mta_sts.fetch.ok"], "false");
+  EXPECT_EQ(j["mta_sts.fetch.status"], "404");
+  EXPECT_EQ(j["mta_sts.policy"], "null");
+
+  // Two records: invalid, nothing fetched (RFC 8461 §3.1).
+  r = check({"-c", cfg.string(), "--sts-port", sts_port, "--json", "d4.sts.test"});
+  j = flatten(r.output);
+  EXPECT_EQ(j["mta_sts.record"], "\"invalid\"");
+  EXPECT_EQ(j["mta_sts.fetch"], "null");
+  EXPECT_EQ(web.requests().size(), 3u) << "d1, d2, d3 fetched; d4 not";
+
+  // No record at all.
+  r = check({"-c", cfg.string(), "--sts-port", sts_port, "good.test"});
+  EXPECT_NE(r.output.find("MTA-STS: record valid, id 20261206T000000"), std::string::npos) << r.output;
+  r = check({"-c", cfg.string(), "--sts-port", sts_port, "plain.test"});
+  EXPECT_NE(r.output.find("MTA-STS: no policy published"), std::string::npos) << r.output;
+}
+
+TEST_F(SealrelayCheck, DaneMatchMismatchAndServfail) {
+  auto cfg = config("[dane]\nenabled = true\n");
+  run_result r = check({"-c", cfg.string(), "--json", "dane.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto j = flatten(r.output);
+  EXPECT_EQ(j["mx.ad"], "true");
+  EXPECT_EQ(j["mx.hosts.0.tlsa.usable"], "1");
+  EXPECT_EQ(j["mx.hosts.0.tlsa.secure"], "true");
+  EXPECT_EQ(j["mx.hosts.0.tlsa.applies"], "true");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.dane.verdict"], "\"verified\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.dane.depth"], "0");
+  // The CA check names mx7.mx.test too (wildcard): both agree here.
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.cert"], "\"verified\"");
+  EXPECT_EQ(j["verdicts.opportunistic.reachable"], "true");
+  EXPECT_EQ(j["verdicts.exclusive.reachable"], "true");
+
+  // A TLSA record that matches nothing: DANE makes TLS mandatory, so even opportunistic fails.
+  r = check({"-c", cfg.string(), "--json", "danebad.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  j = flatten(r.output);
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.dane.verdict"], "\"tlsa-mismatch\"");
+  EXPECT_EQ(j["verdicts.opportunistic.reachable"], "false");
+  EXPECT_EQ(j["verdicts.opportunistic.reason"], "\"tlsa-mismatch\"");
+  EXPECT_EQ(j["verdicts.forced.reason"], "\"tlsa-mismatch\"");
+  r = check({"-c", cfg.string(), "danebad.test"});
+  EXPECT_NE(r.output.find("DANE: applies"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("DANE         tlsa-mismatch"), std::string::npos) << r.output;
+
+  // Without [dane] enabled the same records are shown but do not decide.
+  r = check({"-c", config().string(), "danebad.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("DANE: would apply, but dane.enabled = false"), std::string::npos) << r.output;
+
+  // SERVFAIL for the TLSA name of a signed host: deferred, never read as "no TLSA".
+  r = check({"-c", cfg.string(), "--json", "danefail.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  j = flatten(r.output);
+  EXPECT_EQ(j["mx.hosts.0.tlsa.status"], "\"temp_fail\"");
+  EXPECT_EQ(j["verdicts.opportunistic.reason"], "\"tlsa-lookup-failed\"");
 }
 
 }  // namespace
