@@ -114,6 +114,8 @@ void reporter::adopt(state&& s) {
 
 void reporter::session_done(std::string_view domain, const delivery::session_report& r,
                             const delivery::session_end& e) {
+  // A smarthost's TLS says nothing about the recipient domain's MX hosts: not reported.
+  if (e.routed) return;
   policy_type type = policy_of(r.published);
   // Until the attempt fills `published`, the MTA-STS rules it ran under say as much.
   if (type == policy_type::no_policy_found && e.sts && e.sts->mode != policy::sts_mode::none)

@@ -151,6 +151,9 @@ TEST_F(tlsrpt_reporter, one_report_per_domain_and_window_by_mail_and_post) {
   _rep->session_done("none.test", tls_ok(), e);    // NXDOMAIN: no report
   _rep->session_done("bad.test", tls_ok(), e);     // no usable rua: no report
   _rep->session_done("broken.test", tls_ok(), e);  // SERVFAIL: retried, then given up
+  delivery::session_end routed = e;
+  routed.routed = true;
+  _rep->session_done("routed.test", tls_ok(), routed);  // through a [[route]]: not counted
   ASSERT_EQ(_rep->counts().counts().size(), 4u);
 
   _now += 5000;  // still the same window: nothing happens
