@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sealrelay/config/config.hh"
@@ -113,6 +114,7 @@ struct policy_verdict {
   std::string via;                      // "mx1.example.net[127.0.0.2]" of the first good address
   sr::report::reason reason = sr::report::reason::none;  // why not: the first address's reason
   std::string where;                    // the address of that reason, or "" for a domain-level one
+  std::vector<std::pair<sr::report::reason, std::string>> failures;  // every address that failed
   std::vector<std::vector<address_verdict>> per_host;     // [host][address]
 };
 

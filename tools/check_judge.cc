@@ -192,9 +192,12 @@ void judge(domain_result& d) {
           v.tls = a.tls;
           v.via = at;
         }
-        if (!a.ok && v.reason == reason::none) {
-          v.reason = a.reason;
-          v.where = at;
+        if (!a.ok) {
+          v.failures.emplace_back(a.reason, at);
+          if (v.reason == reason::none) {
+            v.reason = a.reason;
+            v.where = at;
+          }
         }
       }
     }

@@ -447,8 +447,11 @@ std::string render_text(const domain_result& d) {
     if (v.reachable) {
       o += "reachable " + std::string(v.tls ? "over TLS" : "in plaintext") + " via " + v.via;
     } else {
-      o += "NOT reachable: " + std::string(sr::report::to_string(v.reason));
-      if (!v.where.empty()) o += " at " + v.where;
+      o += "NOT reachable: ";
+      if (v.failures.empty()) o += sr::report::to_string(v.reason);
+      for (size_t i = 0; i < v.failures.size(); ++i)
+        o += (i ? "; " : "") + std::string(sr::report::to_string(v.failures[i].first)) + " at " +
+             v.failures[i].second;
       o += " -> " + consequence(v.policy);
     }
     o += "  [" + floors(v.policy) + "]";
@@ -551,6 +554,18 @@ std::string render_json(const domain_result& d) {
     jreason(o, v.reason);
     jkey(o, "where");
     jstr_or_null(o, v.where);
+    jkey(o, "failures");
+    o += '[';
+    for (const auto& [r, at] : v.failures) {
+      if (o.back() != '[') o += ',';
+      o += '{';
+      jkey(o, "reason");
+      jreason(o, r);
+      jkey(o, "where");
+      jstr(o, at);
+      o += '}';
+    }
+    o += ']';
     jkey(o, "on_failure");
     jstr(o, consequence(v.policy));
     jkey(o, "floors");

@@ -84,6 +84,10 @@ class SealrelayCheck : public ::testing::Test, public world {
         "aes128.test MX 10 mx6.mx.test\n"
         "mx6.mx.test A 127.0.0.7\n"
         "gone.test NXDOMAIN\n"
+        "mixed.test MX 10 mx2.mx.test\n"
+        "mixed.test MX 20 mx4.mx.test\n"
+        "silent.test MX 10 mx10.mx.test\n"
+        "mx10.mx.test A 127.0.0.8\n"
         // MTA-STS: policies on https_host (127.0.0.1, tests/certs/sts.crt names mta-sts.dN.sts.test)
         "d1.sts.test MX 10 mx1.mx.test\n"
         "_mta-sts.d1.sts.test TXT \"v=STSv1; id=pol1\"\n"
@@ -150,10 +154,10 @@ class SealrelayCheck : public ::testing::Test, public world {
     return f;
   }
 
-  run_result check(std::vector<std::string> args) {
+  run_result check(std::vector<std::string> args, const char* timeout_s = "5") {
     args.insert(args.begin(), check_binary());
     args.push_back("--timeout");
-    args.push_back("5");
+    args.push_back(timeout_s);
     return run(args, 60s);
   }
 
@@ -248,8 +252,20 @@ TEST_F(SealrelayCheck, NoStarttlsUnderEachPolicy) {
   // A second MX with TLS makes it reachable under forced again.
   r = check({"-c", forced.string(), "both.test"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
+
   EXPECT_NE(r.output.find("forced        reachable over TLS via mx1.mx.test[127.0.0.2]"), std::string::npos)
       << r.output;
+
+  // Every failing address is listed, in the order the relay tries them.
+  auto strict = config("[[policy]]\ndomain = \"mixed.test\"\ntls = \"exclusive\"\nverify = \"ca\"\n");
+  r = check({"-c", strict.string(), "--json", "mixed.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  auto m = flatten(r.output);
+  EXPECT_EQ(m["verdicts.exclusive.failures.0.reason"], "\"starttls-not-offered\"");
+  EXPECT_EQ(m["verdicts.exclusive.failures.0.where"], "\"mx2.mx.test[127.0.0.3]\"");
+  EXPECT_EQ(m["verdicts.exclusive.failures.1.reason"], "\"cert-name-mismatch\"");
+  EXPECT_EQ(m["verdicts.exclusive.failures.1.where"], "\"mx4.mx.test[127.0.0.5]\"");
+  EXPECT_EQ(m["verdicts.opportunistic.failures"], "[]");
 }
 
 TEST_F(SealrelayCheck, CertificateVerdictsAndFloors) {
@@ -334,6 +350,20 @@ TEST_F(SealrelayCheck, UnknownDomainAndExitCodes) {
   r = check({"-c", (_dir.path() / "missing.toml").string(), "good.test"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("missing.toml"), std::string::npos) << r.output;
+}
+
+TEST_F(SealrelayCheck, SilentMxTimesOut) {
+  fake_mx_options silent;
+  silent.hosts = {"127.0.0.8"};
+  silent.silent = true;
+  ASSERT_NE(start_mx(silent), nullptr);
+  run_result r = check({"-c", config().string(), "--json", "silent.test"}, "1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  auto j = flatten(r.output);
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.connected"], "true");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.error"], "\"timeout waiting for the greeting\"");
+  EXPECT_EQ(j["verdicts.opportunistic.reachable"], "false");
+  EXPECT_EQ(j["verdicts.opportunistic.reason"], "\"timeout\"");
 }
 
 TEST_F(SealrelayCheck, FileOfDomains) {
