@@ -3,15 +3,17 @@
 // domain when the window ends; mailto: URIs get one spooled message (kind tlsrpt), https:
 // URIs a POST; no record means no report; a failing lookup is retried, then given up; a
 // POST that fails is retried without mailing again; the state carries counts and unsent
-// reports across a restart.
+// reports across a restart; MTA-STS policy fetch failures are counted by result type.
 #include "sealrelay/tlsrpt/reporter.hh"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <map>
 #include <memory>
 
 #include "sealrelay/tlsrpt/report.hh"
+#include "sealrelay/tlsrpt/sts_fetcher.hh"
 #include "support/json_tree.hh"
 #include "support/peers.hh"
 #include "support/temp_dir.hh"
@@ -241,4 +243,40 @@ TEST_F(tlsrpt_reporter, state_survives_a_restart) {
   ASSERT_TRUE(root);
   EXPECT_EQ(root->get("date-range")->get("start-datetime")->text, rfc3339(1'800'000'000));
   EXPECT_EQ(root->get("policies")->items.at(0)->get("summary")->get("total-successful-session-count")->text, "3");
+}
+
+namespace {
+// Answers every fetch at once with `next`.
+class canned_fetcher final : public sts::fetcher {
+ public:
+  void fetch(std::string_view, std::function<void(const sts::fetch_result&)> done) override { done(next); }
+  sts::fetch_result next;
+};
+}  // namespace
+
+TEST_F(tlsrpt_reporter, mta_sts_fetch_failures_are_counted_by_result_type) {
+  _rep = make();
+  ASSERT_TRUE(_rep->start());
+  canned_fetcher inner;
+  reporting_fetcher f(inner, _rep.get());
+  int answered = 0;
+  auto fetch = [&](sts::fetch_result r) {
+    inner.next = std::move(r);
+    f.fetch("sts.test", [&](const sts::fetch_result&) { ++answered; });
+  };
+  fetch({true, "version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n", {}});  // fine: not counted
+  fetch({false, {}, "cert: cert-untrusted"});
+  fetch({false, {}, "status: HTTP 404"});
+  fetch({false, {}, "timeout"});
+  fetch({true, "version: STSv1\nmode: sometimes\n", {}});
+  EXPECT_EQ(answered, 5);
+  const auto& pol = _rep->counts().counts().at("sts.test").policies;
+  ASSERT_EQ(pol.size(), 1u);
+  EXPECT_EQ(pol[0].type, policy_type::sts);
+  EXPECT_EQ(pol[0].failures, 4u);
+  std::map<report::result_type, uint64_t> by;
+  for (const auto& d : pol[0].details) by[d.type] += d.count;
+  EXPECT_EQ(by[report::result_type::sts_webpki_invalid], 1u);
+  EXPECT_EQ(by[report::result_type::sts_policy_fetch_error], 2u);
+  EXPECT_EQ(by[report::result_type::sts_policy_invalid], 1u);
 }
