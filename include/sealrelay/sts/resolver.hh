@@ -26,7 +26,10 @@ namespace sr::sts {
 struct fetch_result {
   bool ok = false;
   std::string body;    // the policy file (ok only)
-  std::string detail;  // why it failed ("tls: ...", "status 404", "redirect", ...)
+  std::string detail;  // why it failed, for logs ("cert: ...", "status: HTTP 404", "redirect: ...")
+  // The policy host's certificate did not verify (TLS-RPT sts-webpki-invalid); any other
+  // failure is a fetch error.
+  bool cert_failed = false;
 };
 
 // Where policies come from: https://mta-sts.<domain>/.well-known/mta-sts.txt in the
