@@ -46,6 +46,10 @@ struct resolver_options {
   std::function<int64_t()> clock;
   // A failed fetch is not retried before this many seconds.
   int64_t refetch_interval_s = sts::refetch_interval_s;
+  // Domains whose mail goes to a configured next hop ([[route]]) rather than their MX hosts:
+  // MTA-STS describes MX hosts (RFC 8461 §4), so these get the table's policy at once, with
+  // no TXT lookup. Null: none.
+  std::function<bool(std::string_view domain)> routed;
 };
 
 // Counters for tests and /metrics.
@@ -69,7 +73,9 @@ class resolver final : public policy::resolver {
 
   // Resolve `domain`'s policy: the table's, raised by an MTA-STS enforce policy (verify
   // = ca unless the table says dane, source mta_sts), with the rules in `sts` when the
-  // domain publishes testing or enforce. Always answers later (after a DNS callback).
+  // domain publishes testing or enforce. Answers later (after a DNS callback), except for
+  // routed domains and while a refresh runs in the background (at once, from the table or
+  // the cache).
   void resolve(std::string_view domain, policy::resolve_completion& done) override;
 
   // Return what `p` becomes under the MTA-STS rules `sts` (null: unchanged).
