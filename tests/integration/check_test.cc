@@ -372,6 +372,32 @@ TEST_F(SealrelayCheck, SilentMxTimesOut) {
   EXPECT_EQ(j["verdicts.opportunistic.reason"], "\"timeout\"");
 }
 
+TEST_F(SealrelayCheck, RouteNextHopInsteadOfMx) {
+  // A [[route]] sends the domain to a next hop: no MX lookup (routed.test has no MX at all),
+  // no MTA-STS, no DANE; the next hop's name (or IP) is what the certificate must carry.
+  std::string p = std::to_string(_port);
+  auto cfg = config("[[route]]\ndomain = \"routed.test\"\nnext_hop = \"[127.0.0.2]:" + p + "\"\n"
+                    "[[route]]\ndomain = \".hop.test\"\nnext_hop = \"mx4.mx.test:" + p + "\"\n"
+                    "[[policy]]\ndomain = \".hop.test\"\ntls = \"forced\"\nverify = \"ca\"\n");
+  run_result r = check({"-c", cfg.string(), "--json", "routed.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto j = flatten(r.output);
+  EXPECT_EQ(j["route.next_hop"], "\"[127.0.0.2]:" + p + "\"");
+  EXPECT_EQ(j["route.pattern"], "\"routed.test\"");
+  EXPECT_EQ(j["mx.hosts.0.name"], "\"127.0.0.2\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.cert"], "\"verified\"");  // IP subjectAltName
+  EXPECT_EQ(j["mta_sts"], "null");
+  EXPECT_EQ(j["mx.hosts.0.tlsa.records"], "[]");
+
+  r = check({"-c", cfg.string(), "a.hop.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // wrong-name certificate under verify = ca
+  EXPECT_NE(r.output.find("route: [[route]] domain = \".hop.test\" sends it to mx4.mx.test:" + p),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("forced        NOT reachable: cert-name-mismatch at mx4.mx.test[127.0.0.5]"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("MTA-STS: not used for a [[route]] next hop"), std::string::npos) << r.output;
+}
+
 TEST_F(SealrelayCheck, FileOfDomains) {
   auto cfg = config("[[policy]]\ndomain = \"plain.test\"\ntls = \"forced\"\n");
   fs::path list = _dir.path() / "domains.txt";
