@@ -360,11 +360,14 @@ class child:
                 self.p.wait()
 
 
-def wait_answering(c, port, name, deadline):
+def wait_answering(c, port, name, deadline, want_flags):
+    """True once `c` answers NOERROR with `want_flags` (AA for nsd, RA for unbound) to the
+    SOA of `name`: some other server that got the port first answers otherwise."""
     while time.monotonic() < deadline:
         if c.p.poll() is not None:
             return False
-        if query(port, name, 6, 0.2) is not None:
+        r = query(port, name, 6, 0.2)
+        if r is not None and (not want_flags or (r[0] == 0 and r[1] & want_flags == want_flags)):
             return True
         time.sleep(0.05)
     return False
@@ -439,12 +442,15 @@ def main(argv=None):
         if served:
             nsd = child("nsd", [o.nsd, "-d", "-c", os.path.join(work, "nsd.conf")], os.path.join(work, "nsd.stderr"))
             children.append(nsd)
-            ok = wait_answering(nsd, nsd_port, served[0], deadline)
+            ok = wait_answering(nsd, nsd_port, served[0], deadline, 0x0400)
         if ok:
             ub = child("unbound", [o.unbound, "-d", "-c", os.path.join(work, "unbound.conf")],
                        os.path.join(work, "unbound.stderr"))
             children.append(ub)
-            ok = wait_answering(ub, unbound_port, served[0] if served else "ready.invalid.", deadline)
+            # Only a zone that validates (or is insecure) answers NOERROR through unbound.
+            good = [z.name for z in world.zones.values() if z.mode in ("secure", "insecure") and not z.bogus]
+            ok = wait_answering(ub, unbound_port, (good or served or ["ready.invalid."])[0], deadline,
+                                0x0080 if good else 0)
         if ok:
             break
         for c in reversed(children):
