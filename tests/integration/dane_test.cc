@@ -146,7 +146,11 @@ class Dane : public ::testing::Test, protected world {
     EXPECT_EQ(d.mx, mx_name);
     EXPECT_TRUE(d.tls);
     EXPECT_EQ(d.policy_source, source);
-    EXPECT_FALSE(d.reason) << d.raw;
+    if (source == "dane") {
+      // Authenticated by TLSA: nothing to report against the certificate.
+      EXPECT_EQ(d.cert, "verified");
+      EXPECT_FALSE(d.reason) << d.raw;
+    }
     return d;
   }
 
@@ -335,17 +339,20 @@ TEST_F(Dane, NoTlsaInASignedZoneDeliversOpportunistically) {
 }
 
 TEST_F(Dane, UnsignedZoneTlsaIsIgnored) {
-  // An insecure zone publishes a TLSA record that matches nothing: without AD it is not
-  // DANE, so the message goes out over ordinary opportunistic TLS.
-  ASSERT_TRUE(start_world("$ZONE dest.test insecure\ndest.test MX 10 mx1.dest.test\nmx1.dest.test A 127.0.0.2\n" +
-                          _tlsa + "mx1.dest.test TLSA " + _ee_wrong + "\n"));
+  // Unsigned zones publish a TLSA record that matches nothing: without AD it is not DANE,
+  // so the message goes out over ordinary opportunistic TLS (the certificate chains to
+  // tls.ca_file and names mx1.mx.test: verified the usual way, the TLSA record unheard of).
+  ASSERT_TRUE(start_world("$ZONE dest.test insecure\ndest.test MX 10 mx1.mx.test\n$ZONE mx.test insecure\n"
+                          "mx1.mx.test A 127.0.0.2\n" + _tlsa + "mx1.mx.test TLSA " + _ee_wrong + "\n"));
   fake_mx* mx = mx_on("127.0.0.2");
   ASSERT_TRUE(mx);
   START_DANE_RELAY("");
   std::string secret = unique("insecure");
   std::string qid = send_to("dest.test", secret);
   ASSERT_FALSE(qid.empty());
-  expect_delivered(*mx, qid, secret, "mx1.dest.test", "default");
+  auto d = expect_delivered(*mx, qid, secret, "mx1.mx.test", "default");
+  EXPECT_EQ(d.cert, "verified") << d.raw;
+  EXPECT_FALSE(d.reason) << d.raw;
 }
 
 TEST_F(Dane, InsecureMxAnswerDisablesDaneForASignedHost) {
@@ -359,7 +366,9 @@ TEST_F(Dane, InsecureMxAnswerDisablesDaneForASignedHost) {
   std::string secret = unique("insecure-mx");
   std::string qid = send_to("dest.test", secret);
   ASSERT_FALSE(qid.empty());
-  expect_delivered(*mx, qid, secret, "mx1.mx.test", "default");
+  auto d = expect_delivered(*mx, qid, secret, "mx1.mx.test", "default");
+  EXPECT_EQ(d.cert, "verified") << d.raw;
+  EXPECT_FALSE(d.reason) << d.raw;
 }
 
 TEST_F(Dane, VerifyDaneWithoutUsableTlsaIsDaneRequired) {
