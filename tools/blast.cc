@@ -48,6 +48,7 @@ struct options {
   std::string from = "blast@sender.test";
   std::string to_domain = "rcpt.test";
   unsigned domains = 0;          // > 0: recipients spread over d0.test .. d<K-1>.test
+  bool spread_domains = false;   // domains in run order (every domain once before any twice)
   std::string ehlo = "blast.test";
   unsigned shards = 1;
   double time_limit_s = 300;
@@ -137,6 +138,7 @@ class blast_shard {
  public:
   blast_shard(const options& o, totals& t, const std::string& msg, unsigned index, unsigned conns)
       : opt(o), tot(t), message(msg), _index(index), _conns(conns) {}
+  unsigned index() const { return _index; }
 
   void run() {
     run_loop();
@@ -369,9 +371,14 @@ void client::send_txn() {
   for (unsigned r = 0; r < o.rcpts; ++r) {
     // Consecutive messages of one connection rotate through the domains, so every
     // domain sees load from every connection (a relay queues per domain).
+    // --spread-domains: connection k takes the k-th block of messages * rcpts domains,
+    // so a run of C x M messages reaches min(K, C x M x R) distinct domains.
     char rcpt[320];
+    uint64_t seq = o.spread_domains
+                       ? (uint64_t(_id) * o.shards + _bs.index()) * o.messages * o.rcpts + uint64_t(_sent) * o.rcpts + r
+                       : uint64_t(_id) + uint64_t(_sent) * o.rcpts + r;
     int n = o.domains ? std::snprintf(rcpt, sizeof rcpt, "RCPT TO:<u%ur%u@d%u.test>\r\n", _id, r,
-                                      (_id + _sent * o.rcpts + r) % o.domains)
+                                      unsigned(seq % o.domains))
                       : std::snprintf(rcpt, sizeof rcpt, "RCPT TO:<u%ur%u@%s>\r\n", _id, r, o.to_domain.c_str());
     _cmds.emplace_back(rcpt, size_t(std::min(n, int(sizeof rcpt) - 1)));
   }
@@ -522,6 +529,7 @@ int usage() {
       "  --rate N              offered load: N messages/s in all (default: as fast as possible)\n"
       "  --from ADDR --to-domain DOMAIN --ehlo NAME\n"
       "  --domains K           spread recipients over d0.test .. d<K-1>.test\n"
+      "  --spread-domains      domains in run order: every one of the K once before any twice\n"
       "  --json                print the result as one JSON object\n"
       "  --quiet               no progress bar\n",
       stderr);
@@ -556,6 +564,7 @@ int main(int argc, char** argv) {
     else if (a == "--from") o.from = next();
     else if (a == "--to-domain") o.to_domain = next();
     else if (a == "--domains") o.domains = unsigned(std::atoi(next()));
+    else if (a == "--spread-domains") o.spread_domains = true;
     else if (a == "--ehlo") o.ehlo = next();
     else if (a == "--json") o.json = true;
     else if (a == "--quiet") o.quiet = true;

@@ -605,6 +605,14 @@ void read_mta_sts(loader& l, table_reader& root) {
   r.reject_unknown();
 }
 
+void read_dane(loader& l, table_reader& root) {
+  const toml::table* t = section(root, "dane");
+  if (!t) return;
+  table_reader r(l, *t, "dane");
+  r.read("enabled", l.cfg().dane.enabled);
+  r.reject_unknown();
+}
+
 void read_policies(loader& l, table_reader& root) {
   config& cfg = l.cfg();
   entries(root, "policy", [&](table_reader& r, size_t) {
@@ -747,6 +755,16 @@ void cross_check(loader& l, const toml::table& doc) {
   };
   clash("admin.listen", cfg.admin.listen);
   clash("fallback.portal_listen", cfg.fallback.portal_listen);
+  // verify = "dane" without DANE would never find a usable TLSA record: every message
+  // would go to its fallback. Say so at start instead.
+  if (!cfg.dane.enabled)
+    for (size_t i = 0; i < cfg.policies.size(); ++i)
+      if (cfg.policies[i].verify == verify_mode::dane) {
+        std::string key = "policy[" + std::to_string(i) + "].verify";
+        int ln = cfg.line_of(key);
+        l.fail(uint32_t(ln ? ln : cfg.policies[i].line), key,
+               "\"dane\" needs [dane] enabled = true (and a validating resolver in dns.resolvers)");
+      }
   if (cfg.auth.users_file.empty())
     for (size_t i = 0; i < cfg.listen.size(); ++i)
       if (cfg.listen[i].mode == listen_mode::submission) {
@@ -891,6 +909,7 @@ result<config> parse(std::string_view text, const std::string& name, not_built_m
   read_outbound(l, root);
   read_routes(l, root);
   read_mta_sts(l, root);
+  read_dane(l, root);
   read_policies(l, root);
   read_fallback(l, root);
   read_audit(l, root);

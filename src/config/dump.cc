@@ -171,6 +171,9 @@ std::string dump(const config& c) {
   not_built_key(o, c, "mta_sts.https_port");
   kv(o, "https_port", n(c.mta_sts.https_port));
 
+  o += "\n[dane]\n";
+  kv(o, "enabled", b(c.dane.enabled));
+
   for (size_t i = 0; i < c.policies.size(); ++i) {
     const policy_entry& p = c.policies[i];
     o += "\n[[policy]]\n";

@@ -217,6 +217,8 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
       why = li.cert_reason;  // delivered over TLS whose certificate did not verify
     } else if (!li.tls) {
       why = li.reason;       // delivered in the clear: why (starttls_not_offered, ...)
+    } else if (li.sts_testing != reason::none) {
+      why = li.sts_testing;  // MTA-STS testing: what enforce would have refused
     }
     if (rr.reason != reason::none) why = rr.reason;
     r.reason = why;

@@ -71,6 +71,13 @@ report::reason cert_reason(tls::cert_verdict v) {
   }
   return report::reason::cert_invalid;
 }
+// Is `rd` (TLSA rdata) usable for SMTP (RFC 7672 §3.1)? DANE-TA(2) or DANE-EE(3), selector
+// Cert(0) or SPKI(1), matching Full(0), SHA2-256(1) or SHA2-512(2) with the digest's length.
+bool usable_tlsa(const std::vector<uint8_t>& rd) {
+  if (rd.size() < 4 || (rd[0] != 2 && rd[0] != 3) || rd[1] > 1) return false;
+  size_t n = rd.size() - 3;
+  return (rd[2] == 0 && n > 0) || (rd[2] == 1 && n == 32) || (rd[2] == 2 && n == 64);
+}
 // Does `now` differ from `was` in anything a delivery decision or its audit depends on?
 bool differs(const policy::effective_policy& now, const policy::effective_policy& was) {
   return now.tls != was.tls || now.verify != was.verify || now.min_version != was.min_version ||
@@ -90,12 +97,14 @@ link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target&
       _d(d),
       _t(t),
       _try_tls(failed_tls == nullptr),
-      _pd(at.policy()),
+      _pd(t.policy),
       _session(outbound::session_params{ag.cfg().server.hostname}, *this, *this) {
   _info.mx = t.host;
   _info.ip = t.ip;
-  _info.policy = at.policy().tls;
-  _info.source = at.policy().source;
+  _info.policy = t.policy.tls;
+  _info.source = t.policy.source;
+  _info.published = t.published;
+  _info.sts_testing = t.sts_testing;
   if (failed_tls) {
     _failed_tls = *failed_tls;
     _info.reason = failed_tls->reason;
@@ -411,18 +420,24 @@ attempt::attempt(agent& ag, queue::domain_state& d) : _ag(ag), _d(d) { _connect.
 attempt::~attempt() = default;
 
 void attempt::start() {
-  // The policy first (an asynchronous lookup once MTA-STS and DANE plug in), then the walk.
+  // The policy first (MTA-STS may need a TXT lookup and an HTTPS fetch), then the walk.
   policy::effective_policy fallback;
   fallback.tls = _ag.cfg().outbound.default_policy;
   policy::table_resolver table(_ag.policies(), fallback);
+  // What the config table says now: a SIGHUP that changes it restarts the attempt
+  // (policy_changed); the resolution may have raised it (MTA-STS), which is no change.
+  _configured = _ag.policies() ? _ag.policies()->lookup(_d.name).policy : fallback;
   policy::resolver& r = _ag.policy_resolver() ? *_ag.policy_resolver() : table;
   r.resolve(_d.name, *this);
 }
 
 void attempt::policy_resolved(const policy::resolution& r) {
   // A copy: a SIGHUP swap cannot change it under this attempt.
-  _sts = r.sts;
-  _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this));
+  walk_options opt;
+  opt.dane = _ag.cfg().dane.enabled;
+  opt.sts = r.sts;
+  _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
+                std::move(opt));
   _walk->start(find_route(_ag.cfg(), _d.name));
 }
 
@@ -441,14 +456,35 @@ void attempt::resolve_mx(const std::string& domain) {
   _ag.resolver().lookup_mx(domain, [this](const dns::mx_result& r) {
     std::vector<std::string> hosts;
     for (const auto& h : r.hosts) hosts.push_back(h.name);
-    _walk->on_mx(lookup_of(r.status), hosts);
+    _walk->on_mx(lookup_of(r.status), hosts, r.ad);
   });
 }
 
 void attempt::resolve_host(const std::string& host) {
   _ag.resolver().lookup_addrs(host, [this, host](const dns::addr_result& r) {
     _walk->on_addrs(host, r.status == dns::status::ok ? lookup::ok : lookup::temp_fail, r.addrs,
-                    dns::to_string(r.status));
+                    dns::to_string(r.status), r.ad);
+  });
+}
+
+void attempt::resolve_tlsa(const std::string& host, uint16_t port) {
+  std::string name = "_" + std::to_string(port) + "._tcp." + host;
+  _ag.resolver().lookup_tlsa(name, [this, host](const dns::tlsa_result& r) {
+    std::vector<std::vector<uint8_t>> usable;
+    lookup st = lookup::temp_fail;
+    switch (r.status) {
+      case dns::status::ok:
+        // An insecure TLSA answer is no answer at all (RFC 7672 §2.2): read as none.
+        if (r.ad)
+          for (const auto& rd : r.records)
+            if (usable_tlsa(rd)) usable.push_back(rd);
+        st = lookup::ok;
+        break;
+      case dns::status::nodata:
+      case dns::status::nxdomain: st = lookup::nxdomain; break;
+      default: st = lookup::temp_fail; break;
+    }
+    _walk->on_tlsa(host, st, std::move(usable));
   });
 }
 
@@ -505,7 +541,7 @@ void attempt::check_deadline(uint64_t now) {
 
 bool attempt::policy_changed() const {
   policy::reader* r = _ag.policies();
-  return r && _walk && differs(r->lookup(_d.name).policy, _walk->policy());
+  return r && _walk && differs(r->lookup(_d.name).policy, _configured);
 }
 
 void attempt::give_up(report::reason reason, const std::string& reply, bool permanent,

@@ -115,6 +115,7 @@ class attempt final : policy::resolve_completion, walk_events {
   // walk_events
   void resolve_mx(const std::string& domain) override;
   void resolve_host(const std::string& host) override;
+  void resolve_tlsa(const std::string& host, uint16_t port) override;
   void connect(const target& t, const session_report* plain_retry) override;
   void give_up(report::reason why, const std::string& reply, bool permanent, const std::string& status,
                const session_report& last) override;
@@ -134,7 +135,7 @@ class attempt final : policy::resolve_completion, walk_events {
   agent& _ag;
   queue::domain_state& _d;
   std::optional<walk> _walk;           // once the policy is known
-  std::shared_ptr<const policy::mta_sts_rules> _sts;  // the domain's MTA-STS rules, if any
+  policy::effective_policy _configured;  // the config table's policy when the attempt began
   target _target;                      // being connected to
   std::optional<session_report> _plain_retry;  // the handshake a plaintext retry follows
   connect_op _connect;

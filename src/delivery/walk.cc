@@ -9,12 +9,9 @@
 
 namespace sr::delivery {
 
-walk::walk(std::string domain, const policy::effective_policy& p, uint16_t port, walk_events& ev)
-    : _domain(std::move(domain)),
-      _policy(p),
-      _ev(ev),
-      _port(port),
-      _enforce(p.tls != config::tls_policy::opportunistic) {}
+walk::walk(std::string domain, const policy::effective_policy& p, uint16_t port, walk_events& ev,
+           walk_options opt)
+    : _domain(std::move(domain)), _policy(p), _ev(ev), _port(port), _opt(std::move(opt)) {}
 
 void walk::start(const config::route_entry* route) {
   if (!route) {
@@ -56,9 +53,10 @@ void walk::start(const config::route_entry* route) {
   resolve_next_host();
 }
 
-void walk::on_mx(lookup status, std::span<const std::string> hosts) {
+void walk::on_mx(lookup status, std::span<const std::string> hosts, bool secure) {
   switch (status) {
     case lookup::ok:
+      _mx_secure = secure;
       _hosts.assign(hosts.begin(), hosts.end());
       resolve_next_host();
       return;
@@ -77,48 +75,148 @@ void walk::on_mx(lookup status, std::span<const std::string> hosts) {
 }
 
 void walk::resolve_next_host() {
-  if (_next_host >= _hosts.size()) {
-    if (_enforce && _tls_failed > 0 && _other_failed == 0) {
-      _finished = true;
-      session_report li = _tls_info;
-      li.policy = _policy.tls;
-      li.source = _policy.source;
-      _ev.fall_back(li);
-    } else {
-      end_give_up(_last_reason, _last_reply, false);
+  while (_next_host < _hosts.size()) {
+    const std::string& host = _hosts[_next_host++];
+    // MTA-STS enforce (RFC 8461 §4.1): an MX the policy does not name is never used. DANE
+    // wins over MTA-STS, so a host that may still turn out DANE-secured is decided after
+    // its TLSA lookup (add_host_targets).
+    bool dane_possible = _opt.dane && _mx_secure;
+    if (!dane_possible && _opt.sts && _opt.sts->mode == policy::sts_mode::enforce &&
+        !_opt.sts->matches(host)) {
+      skip_host(host, report::reason::mx_not_in_sts_policy,
+                host + " is not an mx of " + _domain + "'s MTA-STS policy");
+      continue;
     }
+    if (!dane_possible && _policy.verify == config::verify_mode::dane) {
+      skip_host(host, report::reason::dane_required,
+                host + ": verify = dane, but the MX answer of " + _domain + " is not DNSSEC-signed");
+      continue;
+    }
+    _ev.resolve_host(host);
     return;
   }
-  _ev.resolve_host(_hosts[_next_host++]);
+  if (_tls_failed > 0 && _other_failed == 0) {
+    // Every host that answered (or was ruled out by the recipient's policy) failed for a
+    // TLS reason under a policy that forbids plaintext.
+    _finished = true;
+    session_report li = _tls_info;
+    _ev.fall_back(li);
+  } else {
+    end_give_up(_last_reason, _last_reply, false);
+  }
+}
+
+void walk::skip_host(const std::string& host, report::reason why, const std::string& reply) {
+  _last_reason = why;
+  _last_reply = reply;
+  _last_mx = host;
+  _last_ip.clear();
+  if (report::is_tls_failure(why)) {
+    ++_tls_failed;
+    _tls_info = session_report{};
+    _tls_info.mx = host;
+    _tls_info.reason = why;
+    _tls_info.policy = _policy.tls;
+    _tls_info.source = _policy.source;
+    if (why == report::reason::mx_not_in_sts_policy) _tls_info.published = published_policy::sts;
+  } else {
+    ++_other_failed;
+  }
 }
 
 void walk::on_addrs(const std::string& host, lookup status, std::span<const sockaddr_storage> addrs,
-                    std::string_view why) {
-  if (status == lookup::ok) {
-    for (const auto& a : addrs) {
-      target t;
-      t.host = host;
-      t.addr = a;
-      auto port = htons(_port);
-      if (a.ss_family == AF_INET) {
-        reinterpret_cast<sockaddr_in*>(&t.addr)->sin_port = port;
-        t.addr_len = sizeof(sockaddr_in);
-      } else {
-        reinterpret_cast<sockaddr_in6*>(&t.addr)->sin6_port = port;
-        t.addr_len = sizeof(sockaddr_in6);
-      }
-      t.ip = address_to_string(reinterpret_cast<const sockaddr*>(&t.addr));
-      add_target(std::move(t));
-    }
-  } else {
+                    std::string_view why, bool secure) {
+  if (status != lookup::ok) {
     _last_reason = report::reason::mx_address_lookup_failed;
     _last_reply = "no address for " + host + (why.empty() ? "" : " (" + std::string(why) + ")");
+    connect_next();
+    return;
   }
+  _pending_addrs.assign(addrs.begin(), addrs.end());
+  if (_opt.dane && _mx_secure && secure) {
+    // RFC 7672 §2.2: TLSA records count only when the MX and address answers were
+    // secure too; the TLSA answer decides how this host is verified.
+    _ev.resolve_tlsa(host, _port);
+    return;
+  }
+  if (_policy.verify == config::verify_mode::dane) {
+    skip_host(host, report::reason::dane_required,
+              host + ": verify = dane, but its address answer is not DNSSEC-signed");
+    connect_next();
+    return;
+  }
+  add_host_targets(host, nullptr);
+}
+
+void walk::on_tlsa(const std::string& host, lookup status, std::vector<std::vector<uint8_t>> usable) {
+  if (status == lookup::temp_fail) {
+    // SERVFAIL or bogus: never read as "no TLSA" (a downgrade an attacker could force);
+    // this host is deferred like an unreachable one.
+    skip_host(host, report::reason::tlsa_lookup_failed,
+              "TLSA lookup for _" + std::to_string(_port) + "._tcp." + host +
+                  " failed (SERVFAIL or bogus DNSSEC): deferred");
+    connect_next();
+    return;
+  }
+  if (status == lookup::ok && !usable.empty()) {
+    add_host_targets(host, &usable);
+    return;
+  }
+  if (_policy.verify == config::verify_mode::dane) {
+    skip_host(host, report::reason::dane_required, host + ": verify = dane, but it has no usable TLSA records");
+    connect_next();
+    return;
+  }
+  // Secure but no usable TLSA: MTA-STS (if any) rules this host.
+  if (_opt.sts && _opt.sts->mode == policy::sts_mode::enforce && !_opt.sts->matches(host)) {
+    skip_host(host, report::reason::mx_not_in_sts_policy,
+              host + " is not an mx of " + _domain + "'s MTA-STS policy");
+    connect_next();
+    return;
+  }
+  add_host_targets(host, nullptr);
+}
+
+void walk::add_host_targets(const std::string& host, const std::vector<std::vector<uint8_t>>* tlsa) {
+  for (const auto& a : _pending_addrs) {
+    target t;
+    t.host = host;
+    t.addr = a;
+    auto port = htons(_port);
+    if (a.ss_family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(&t.addr)->sin_port = port;
+      t.addr_len = sizeof(sockaddr_in);
+    } else {
+      reinterpret_cast<sockaddr_in6*>(&t.addr)->sin6_port = port;
+      t.addr_len = sizeof(sockaddr_in6);
+    }
+    t.ip = address_to_string(reinterpret_cast<const sockaddr*>(&t.addr));
+    if (tlsa) {
+      // DANE (RFC 7672 §2.2): authenticated TLS is mandatory for this host, whatever the
+      // configured policy; it wins over MTA-STS.
+      t.verify.tlsa = *tlsa;
+      t.policy = _policy;
+      t.policy.verify = config::verify_mode::dane;
+      t.policy.raised = true;
+      t.policy.source = report::policy_source::dane;
+      t.published = published_policy::tlsa;
+    }
+    add_target(std::move(t));
+  }
+  _pending_addrs.clear();
   connect_next();
 }
 
 void walk::add_target(target t) {
-  t.verify.mode = _policy.verify;
+  if (t.verify.tlsa.empty()) {
+    t.policy = _policy;
+    if (_opt.sts && _opt.sts->mode != policy::sts_mode::none) {
+      t.published = published_policy::sts;
+      if (_opt.sts->mode == policy::sts_mode::testing && !_opt.sts->matches(t.host))
+        t.sts_testing = report::reason::mx_not_in_sts_policy;
+    }
+  }
+  t.verify.mode = t.policy.verify;
   t.verify.names = {t.host};
   _targets.push_back(std::move(t));
 }
@@ -156,14 +254,18 @@ void walk::on_link_closed(const link_end& e) {
   _last_mx = t.host;
   _last_ip = t.ip;
   bool tls_end = e.kind == outbound::close_kind::tls_failed || e.kind == outbound::close_kind::tls_policy;
-  if (_enforce) {
-    // Forced/exclusive: a TLS failure moves on to the next MX, never to plaintext.
+  if (enforcing(t.policy)) {
+    // Forced/exclusive, MTA-STS enforce, DANE: a TLS failure moves on to the next MX,
+    // never to plaintext.
     if (tls_end && report::is_tls_failure(_last_reason)) {
       ++_tls_failed;
       _tls_info = e.report;  // what was negotiated before the policy said no, if anything
       _tls_info.mx = t.host;
       _tls_info.ip = t.ip;
       _tls_info.reason = _last_reason;
+      _tls_info.policy = t.policy.tls;
+      _tls_info.source = t.policy.source;
+      _tls_info.published = t.published;
     } else {
       ++_other_failed;
     }
@@ -177,6 +279,9 @@ void walk::on_link_closed(const link_end& e) {
     _failed_tls.reason = e.reason == report::reason::none ? report::reason::handshake_failed : e.reason;
     _failed_tls.policy = _policy.tls;
     _failed_tls.source = _policy.source;
+    _failed_tls.published = t.published;
+  } else {
+    ++_other_failed;
   }
   connect_next();
 }

@@ -19,7 +19,8 @@ reason cert_failure(reason r) {
   switch (r) {
     case reason::cert_untrusted:
     case reason::cert_expired:
-    case reason::cert_name_mismatch: return r;
+    case reason::cert_name_mismatch:
+    case reason::tlsa_mismatch: return r;
     default: return reason::cert_invalid;
   }
 }
@@ -50,17 +51,13 @@ decision<tls_action> decider::on_tls(const outbound::tls_outcome& o) {
     if (fail != reason::none) note_would_fail(fail);
     return {tls_action::proceed};
   }
-  if (fail == reason::none && _p.verify == config::verify_mode::ca &&
+  // verify = ca: the chain and the MX name, checked by the TLS layer against tls.ca_file.
+  // verify = dane: the TLS layer checked the chain against the host's TLSA records (the
+  // walk never connects a DANE host without them: dane-required).
+  if (fail == reason::none && _p.verify != config::verify_mode::none &&
       o.cert != outbound::cert_verdict::verified)
     fail = cert_failure(o.cert_reason);
-  if (fail == reason::none) {
-    if (_p.verify != config::verify_mode::dane) return {tls_action::proceed};
-    // Our limitation, not the MX's: defer (an ordinary retry), never a TLS failure that
-    // would send the message to its fallback or drop it. The config refuses "dane" until
-    // DANE is built, so only a table built by code gets here.
-    _abort = reason::dane_unavailable;
-    return {tls_action::defer, _abort};
-  }
+  if (fail == reason::none) return {tls_action::proceed};
   note_would_fail(fail);
   _abort = fail;
   return {tls_action::abort, _abort};

@@ -22,7 +22,6 @@ constexpr std::array<std::string_view, reason_count> tokens = {
     "dane-required",
     "mx-not-in-sts-policy",
     "tls-error",
-    "dane-unavailable",
     "tlsa-lookup-failed",
     "connect-failed",
     "connection-lost",

@@ -12,10 +12,12 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cstring>
 
 #include "sealrelay/tls/session_cache.hh"
+#include "peer_check.hh"
 
 namespace sr::tls {
 
@@ -44,11 +46,6 @@ cert_verdict verdict_of(int err) {
     default:
       return cert_verdict::invalid;
   }
-}
-
-bool is_ip_literal(const std::string& host) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, host.c_str(), buf) == 1 || inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
 bool want_io(int e) { return e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE; }
@@ -117,6 +114,7 @@ const char* to_string(cert_verdict v) {
     case cert_verdict::expired: return "cert-expired";
     case cert_verdict::invalid: return "cert-invalid";
     case cert_verdict::untrusted: return "cert-untrusted";
+    case cert_verdict::tlsa_mismatch: return "tlsa-mismatch";
   }
   return "?";
 }
@@ -133,20 +131,26 @@ sr::result<session> session::accept(const context& ctx) {
 }
 
 sr::result<session> session::connect(const context& ctx, std::string_view host,
-                                     session_cache* cache) {
+                                     session_cache* cache, std::span<const tlsa_record> tlsa) {
   if (!ctx.native() || ctx.role() != role::client) return sr::error{"tls: not a client context"};
   WOLFSSL* ssl = wolfSSL_new(ctx.native());
   if (!ssl) return sr::error{"tls: cannot create session"};
   session s(ssl, true);
   s._host.assign(host);
   s._cache = cache;
+  for (const auto& r : tlsa)
+    if (r.usable()) s._tlsa.push_back(r);
+  s._dane_checked = !s._tlsa.empty();
+  // DANE sessions live under their own key per record set: a resumption restores no
+  // verdict made by the CA file or against other records.
+  if (s._dane_checked) s._dane_tag = dane_cache_tag(s._tlsa);
   wolfSSL_set_verify(ssl, WOLFSSL_VERIFY_PEER, io_hooks::verify);
   if (!s._host.empty() && !is_ip_literal(s._host) &&
       wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, s._host.data(),
                      static_cast<unsigned short>(s._host.size())) != WOLFSSL_SUCCESS)
     return sr::error{"tls: cannot set SNI " + s._host};
   if (cache && !s._host.empty()) {
-    if (const auto* e = cache->find(s._host);
+    if (const auto* e = cache->find(s._host + s._dane_tag);
         e && wolfSSL_set_session(ssl, e->session) == WOLFSSL_SUCCESS) {
       s._cached_verdict = e->verdict;
       s._cached_subject = e->subject;
@@ -168,6 +172,9 @@ session::session(session&& o) noexcept
     : _ssl(o._ssl),
       _cache(o._cache),
       _host(std::move(o._host)),
+      _dane_tag(std::move(o._dane_tag)),
+      _tlsa(std::move(o._tlsa)),
+      _dane(o._dane),
       _subject(std::move(o._subject)),
       _cached_subject(std::move(o._cached_subject)),
       _lent(o._lent),
@@ -184,7 +191,8 @@ session::session(session&& o) noexcept
       _eof(o._eof),
       _peer_closed(o._peer_closed),
       _ticket_seen(o._ticket_seen),
-      _chain_seen(o._chain_seen) {
+      _chain_seen(o._chain_seen),
+      _dane_checked(o._dane_checked) {
   o._ssl = nullptr;
   o._lent = {};
   if (_ssl) bind();
@@ -269,13 +277,12 @@ void session::on_handshake_done() {
     if (!cert) {
       _verdict = cert_verdict::invalid;
     } else {
-      if (_verdict == cert_verdict::none) _verdict = cert_verdict::verified;
-      if (!_host.empty()) {
-        bool match = is_ip_literal(_host)
-                         ? wolfSSL_X509_check_ip_asc(cert, _host.c_str(), 0) == WOLFSSL_SUCCESS
-                         : wolfSSL_X509_check_host(cert, _host.data(), _host.size(), 0,
-                                                   nullptr) == WOLFSSL_SUCCESS;
-        if (!match) _verdict = worst(_verdict, cert_verdict::name_mismatch);
+      if (_dane_checked) {
+        check_dane();
+      } else {
+        if (_verdict == cert_verdict::none) _verdict = cert_verdict::verified;
+        if (!_host.empty() && !names_host(cert, _host))
+          _verdict = worst(_verdict, cert_verdict::name_mismatch);
       }
       char buf[512];
       if (wolfSSL_X509_NAME_oneline(wolfSSL_X509_get_subject_name(cert), buf, sizeof buf))
@@ -284,8 +291,24 @@ void session::on_handshake_done() {
     }
   }
   std::string().swap(_cached_subject);
+  std::vector<tlsa_record>().swap(_tlsa);
   // TLS 1.2 hands out its ticket or session id inside the handshake.
   if (wolfSSL_version(_ssl) != TLS1_3_VERSION) _ticket_seen = true;
+}
+
+void session::check_dane() {
+  // The verify callback's CA verdict is ignored: DANE decides (RFC 7672 §3.1).
+  std::array<std::span<const uint8_t>, 16> certs;
+  size_t n = 0;
+  WOLFSSL_X509_CHAIN* chain = wolfSSL_get_peer_chain(_ssl);
+  int count = chain ? wolfSSL_get_chain_count(chain) : 0;
+  for (int i = 0; i < count && n < certs.size(); ++i) {
+    int len = wolfSSL_get_chain_length(chain, i);
+    const unsigned char* der = wolfSSL_get_chain_cert(chain, i);
+    if (der && len > 0) certs[n++] = {der, static_cast<size_t>(len)};
+  }
+  _dane = match_tlsa(std::span(certs).first(n), _tlsa, _host);
+  _verdict = _dane.verdict;
 }
 
 void session::remember_session() {
@@ -294,7 +317,7 @@ void session::remember_session() {
   WOLFSSL_SESSION* cur = wolfSSL_get_session(_ssl);
   if (!cur || !wolfSSL_SESSION_is_resumable(cur)) return;
   WOLFSSL_SESSION* copy = wolfSSL_SESSION_dup(cur);
-  if (copy) _cache->store(_host, copy, _verdict, _subject);
+  if (copy) _cache->store(_host + _dane_tag, copy, _verdict, _subject);
 }
 
 int session::read(std::span<std::byte> out) {

@@ -556,6 +556,96 @@ run_result drill(uint16_t port, std::string_view type, std::string_view name, bo
   return run(a, 10s);
 }
 
+// ---------------------------------------------------------------------------- https_host
+
+namespace {
+std::string base64_decode(std::string_view in) {
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    int v = c >= 'A' && c <= 'Z' ? c - 'A'
+          : c >= 'a' && c <= 'z' ? c - 'a' + 26
+          : c >= '0' && c <= '9' ? c - '0' + 52
+          : c == '+' ? 62 : c == '/' ? 63 : -1;
+    if (v < 0) continue;   // '=' padding
+    acc = (acc << 6) | uint32_t(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += char((acc >> bits) & 0xff);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+std::string https_request::header(std::string_view name) const {
+  for (const auto& [k, v] : headers)
+    if (k.size() == name.size() && strncasecmp(k.data(), name.data(), name.size()) == 0) return v;
+  return {};
+}
+
+https_host::https_host(https_host_options opts) : _opts(std::move(opts)) {
+  if (_opts.port == 0) _opts.port = free_port_on(_opts.hosts);
+}
+
+https_host::~https_host() { stop(); }
+
+bool https_host::start(std::chrono::milliseconds deadline) {
+  const auto& o = _opts;
+  std::vector<std::string> a{python_binary(), tool_path("https_host.py").string()};
+  for (const auto& h : o.hosts) a.insert(a.end(), {"--listen", h + ":" + std::to_string(o.port)});
+  a.insert(a.end(), {"--record", record_path().string()});
+  fs::path certs = source_root() / "tests" / "certs";
+  for (const auto& c : o.certs) {
+    size_t eq = c.find('=');
+    std::string names = eq == std::string::npos ? "" : c.substr(0, eq + 1);
+    std::string file = eq == std::string::npos ? c : c.substr(eq + 1);
+    if (file.find(':') == std::string::npos)
+      file = (certs / (file + ".crt")).string() + ":" + (certs / (file + ".key")).string();
+    a.insert(a.end(), {"--cert", names + file});
+  }
+  for (const auto& r : o.routes) a.insert(a.end(), {"--route", r});
+  if (!o.config.empty()) {
+    fs::path cfg = _dir.path() / "config.json";
+    std::ofstream(cfg) << o.config;
+    a.insert(a.end(), {"--config", cfg.string()});
+  }
+  if (!o.policy_dir.empty()) a.insert(a.end(), {"--policy-dir", o.policy_dir});
+  if (!o.tls_min.empty()) a.insert(a.end(), {"--tls-min", o.tls_min});
+  if (!o.tls_max.empty()) a.insert(a.end(), {"--tls-max", o.tls_max});
+  if (o.silent) a.push_back("--silent");
+  a.insert(a.end(), o.extra_args.begin(), o.extra_args.end());
+  return _proc.start(a, _dir.path() / "https_host.log", deadline);
+}
+
+void https_host::stop() { _proc.stop(); }
+
+std::vector<https_request> https_host::requests() const {
+  std::vector<https_request> out;
+  for (const auto& v : read_jsonl(record_path())) {
+    https_request r;
+    r.listener = get_str(v, "listener");
+    r.conn = static_cast<int>(get_num(v, "conn"));
+    r.method = get_str(v, "method");
+    r.path = get_str(v, "path");
+    r.host = get_str(v, "host");
+    r.sni = get_str(v, "sni");
+    r.tls_version = get_str(v, "tls_version");
+    r.body = base64_decode(get_str(v, "body_b64"));
+    if (auto* h = field(v, "headers"); h && h->k == jvalue::kind::array)
+      for (const auto& kv : h->a)
+        if (kv.k == jvalue::kind::array && kv.a.size() == 2) r.headers.emplace_back(kv.a[0].s, kv.a[1].s);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+bool https_host::wait_requests(size_t n, std::chrono::milliseconds deadline) const {
+  return wait_lines(record_path(), n, deadline);
+}
+
 // --------------------------------------------------------------------------- audit
 
 std::vector<audit_line> read_audit(const fs::path& file) {

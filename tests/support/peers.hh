@@ -1,7 +1,7 @@
 // Test peers for delivery and policy tests: the scriptable fake MX (tests/tools/fake_mx.py),
-// the loopback DNS fixture (tests/tools/dns_zone.py over ldns-testns) and the DNSSEC world
-// (tests/tools/dnssec_world.py: nsd + a validating unbound), each a child process owned by
-// PID: started with fork/exec, ready when it prints "ready", stopped with
+// the loopback DNS fixture (tests/tools/dns_zone.py over ldns-testns), the DNSSEC world
+// (tests/tools/dnssec_world.py: nsd + a validating unbound) and the HTTPS host
+// (tests/tools/https_host.py), each a child process owned by PID: started with fork/exec, ready when it prints "ready", stopped with
 // SIGTERM (SIGKILL after a deadline) on destruction, and killed with the test binary if it
 // dies (PR_SET_PDEATHSIG). What the MX received is read back from its JSON-lines records.
 // Every wait has a deadline; nothing here sleeps to decide an outcome.
@@ -223,6 +223,60 @@ class dnssec_world {
 // certificate, 1 = its SubjectPublicKeyInfo; mtype 0 = the bytes, 1 = SHA-256, 2 = SHA-512.
 // "" when openssl fails.
 std::string tlsa_rdata(const std::filesystem::path& cert, int usage, int selector, int mtype);
+
+// Command-line options of https_host.py (tests/tools/README.md).
+struct https_host_options {
+  std::vector<std::string> hosts{"127.0.0.1"};   // loopback addresses, all on port()
+  uint16_t port = 0;                   // 0 = a port free on every host
+  // --cert values: "[NAMES=]STEM" for tests/certs/STEM.crt/.key, or "[NAMES=]CRT:KEY" paths;
+  // NAMES are SNI names (comma-separated, "*.x" wildcards; default: the certificate's DNS
+  // names). The first certificate also answers names no certificate carries.
+  std::vector<std::string> certs{"server", "sts"};
+  std::vector<std::string> routes{};     // --route [HOST]PATH=STATUS[:CONTENT_TYPE]:FILE
+  std::string config{};                  // JSON config text (written to a file), "" = none
+  std::string policy_dir{};              // --policy-dir: DIR/<domain>.txt for mta-sts.<domain>
+  std::string tls_min{}, tls_max{};      // "1.0" .. "1.3"
+  bool silent = false;                 // accept TCP, never send a byte (not even TLS)
+  std::vector<std::string> extra_args{};
+};
+
+// One request https_host.py read (a line of its --record file).
+struct https_request {
+  std::string listener, method, path, host, sni, tls_version;
+  std::vector<std::pair<std::string, std::string>> headers;   // as sent, in order
+  std::string body;                    // decoded from body_b64
+  int conn = 0;
+  // The first header called `name` (case-insensitive), "" when absent.
+  std::string header(std::string_view name) const;
+};
+
+// The HTTPS host: one https_host.py process serving every address in options.hosts.
+class https_host {
+ public:
+  explicit https_host(https_host_options opts = {});
+  ~https_host();
+  https_host(const https_host&) = delete;
+  https_host& operator=(const https_host&) = delete;
+
+  // Start it and wait for "ready PORT"; false with the reason in error().
+  bool start(std::chrono::milliseconds deadline = 10s);
+  void stop();
+  uint16_t port() const { return _opts.port; }
+  const std::string& error() const { return _proc.error(); }
+  std::string log() const { return _proc.log(); }
+  // A private folder for response bodies and policy files (removed with the host).
+  std::filesystem::path dir() const { return _dir.path(); }
+  std::filesystem::path record_path() const { return _dir.path() / "requests.jsonl"; }
+  // Every request recorded so far, in arrival order.
+  std::vector<https_request> requests() const;
+  // Wait until at least n requests are recorded; false at the deadline.
+  bool wait_requests(size_t n, std::chrono::milliseconds deadline = 15s) const;
+
+ private:
+  https_host_options _opts;
+  temp_dir _dir;
+  peer_process _proc;
+};
 
 // One line of the relay's audit log (DESIGN.md §5). JSON null becomes nullopt; `raw` is
 // the line as written, for failure messages.

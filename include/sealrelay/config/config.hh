@@ -94,6 +94,12 @@ struct mta_sts_section {
   unsigned https_port = 443;
 };
 
+// DANE (RFC 7672): TLSA records of MX hosts, trusted only with the AD bit of a validating
+// resolver (dns.resolvers must validate DNSSEC, as Postfix's smtp_dns_support_level = dnssec).
+struct dane_section {
+  bool enabled = false;
+};
+
 struct policy_entry {
   std::string domain;                     // exact or ".suffix"
   tls_policy tls = tls_policy::forced;
@@ -135,6 +141,7 @@ struct config {
   outbound_section outbound;
   std::vector<route_entry> routes;
   mta_sts_section mta_sts;
+  dane_section dane;
   std::vector<policy_entry> policies;
   fallback_section fallback;
   audit_section audit;

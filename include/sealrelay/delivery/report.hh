@@ -31,6 +31,9 @@ struct session_report {
   config::tls_policy policy = config::tls_policy::opportunistic;  // effective policy
   report::policy_source source = report::policy_source::default_policy;  // where it came from
   published_policy published = published_policy::none;  // what the recipient publishes
+  // MTA-STS testing: what enforce would have refused this session for (recorded in the
+  // audit `reason` and TLS-RPT, never enforced); none when nothing.
+  report::reason sts_testing = report::reason::none;
 };
 
 }  // namespace sr::delivery

@@ -44,7 +44,7 @@ enum class refused_action : uint8_t {
 enum class tls_action : uint8_t {
   proceed,  // EHLO again over TLS and deliver
   abort,    // QUIT (over TLS), close; reason e.g. weak_cipher, old_protocol, cert_untrusted
-  defer,    // QUIT (over TLS), close: this side cannot judge the session (e.g. dane_unavailable);
+  defer,    // QUIT (over TLS), close: this side cannot judge the session (e.g. tlsa_lookup_failed);
             // not the MX's TLS failure, so never a reason to fall back, drop or go plaintext
 };
 

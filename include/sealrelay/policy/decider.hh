@@ -1,10 +1,9 @@
 // The per-connection TLS decision (DESIGN.md §1 table, issue 4): implements the outbound
 // session's tls_decider for one connection under one effective policy, and the per-message
-// consequence once every MX has failed. opportunistic is Postfix `may`; forced/exclusive
-// never let MAIL go out without a session that meets the floor and the `verify` check.
-// verify = "none" is Postfix `encrypt`; verify = "ca" needs the TLS layer's verdict;
-// verify = "dane" is not implemented yet (and refused by the config): such sessions end
-// with tls_action::defer, dane_unavailable, an ordinary retry and never a TLS failure.
+// consequence once every MX has failed. opportunistic is Postfix `may`; forced/exclusive,
+// and a policy the recipient raised (MTA-STS enforce, DANE), never let MAIL go out without
+// a session that meets the floor and the `verify` check. verify = "none" is Postfix
+// `encrypt`; "ca" and "dane" need the TLS layer's verdict (CA file and name, or TLSA).
 #pragma once
 #include <cstdint>
 
@@ -16,9 +15,7 @@
 namespace sr::policy {
 
 // Reasons are report::reason (report/reason.hh): is_tls_failure() says which ones count
-// towards "every MX failed for a TLS reason". DANE is not there yet: dane_unavailable is
-// our failure, not the MX's, so it is not a TLS failure and never sends a message to its
-// fallback or drops it; it retries and bounces at max_queue_age.
+// towards "every MX failed for a TLS reason".
 
 // One connection's TLS decisions. Keeps its own copy of the policy, so it may outlive the
 // table it came from.
@@ -49,7 +46,7 @@ class decider final : public outbound::tls_decider {
   const effective_policy& policy() const { return _p; }
 
  private:
-  bool enforcing() const { return _p.tls != config::tls_policy::opportunistic; }
+  bool enforcing() const { return _p.tls != config::tls_policy::opportunistic || _p.raised; }
   void note_would_fail(report::reason r) {
     if (_would_fail == report::reason::none) _would_fail = r;
   }
@@ -71,7 +68,8 @@ const char* to_string(tls_failure_outcome o);
 
 // Decide the message's fate: when every MX that answered failed for a TLS reason and the
 // policy's fallback_after has passed since the first attempt, forced falls back and
-// exclusive drops; otherwise (and always under opportunistic) it is an ordinary retry.
+// exclusive drops; otherwise (and always under opportunistic, raised by MTA-STS or DANE
+// or not) it is an ordinary retry.
 tls_failure_outcome outcome_on_tls_failure(const effective_policy& p, bool all_mx_failed_for_tls,
                                            duration since_first_attempt);
 

@@ -18,9 +18,10 @@ namespace sr::policy {
 // the `mx` patterns an MX host must match ("mx1.example.com", or "*.example.net" = exactly
 // one more label). Parsed and cached by src/sts; pure data here so the host walk needs no
 // more than this.
+enum class sts_mode : uint8_t { none, testing, enforce };
+
 struct mta_sts_rules {
-  enum class mode : uint8_t { none, testing, enforce };
-  enum mode mode = mode::none;
+  sts_mode mode = sts_mode::none;
   std::vector<std::string> mx;  // lower-case patterns, no trailing dot
   // Return whether `host` (any case, optional trailing dot) matches one of the patterns.
   bool matches(std::string_view host) const;

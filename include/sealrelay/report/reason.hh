@@ -27,7 +27,6 @@ enum class reason : uint8_t {
   mx_not_in_sts_policy,      // MTA-STS enforce: MX host not matched by the policy's mx:
   // Not TLS failures: ordinary retries or final answers.
   tls_error,                 // TLS record error after the handshake (a lost connection)
-  dane_unavailable,          // verify = "dane" asked but DANE is not built (our failure)
   tlsa_lookup_failed,        // DANE: TLSA (or the DNSSEC status behind it) SERVFAIL/bogus: defer
   connect_failed,            // TCP connect failed or timed out
   connection_lost,           // EOF or I/O error mid-session

@@ -18,6 +18,8 @@
 #include <vector>
 
 #include "sealrelay/tls/context.hh"
+#include "sealrelay/tls/dane.hh"
+#include "sealrelay/tls/verdict.hh"
 #include "sealrelay/util/result.hh"
 
 struct WOLFSSL;
@@ -25,21 +27,6 @@ struct WOLFSSL;
 namespace sr::tls {
 
 class session_cache;
-
-// Result of the client-side certificate check, always computed, never enforced here.
-// Order is severity: a chain with several faults reports the worst.
-enum class cert_verdict : uint8_t {
-  none,           // no certificate checked (server side, or handshake not done)
-  verified,       // chains to the CA file and names the expected host
-  name_mismatch,  // chains to the CA file but does not name the expected host
-  expired,        // outside its validity period (expired or not yet valid)
-  invalid,        // otherwise broken (bad signature, unparsable, bad usage)
-  untrusted,      // does not chain to the CA file (self-signed, unknown issuer)
-};
-
-// Return the audit token: "verified", "cert-name-mismatch", "cert-expired", "cert-invalid",
-// "cert-untrusted", "none".
-const char* to_string(cert_verdict v);
 
 class session {
  public:
@@ -52,9 +39,12 @@ class session {
   static sr::result<session> accept(const context& ctx);
   // Create a client-side session for `host` (SNI unless an IP literal, and the name the
   // certificate must carry; "" = skip the name check). With a cache, offers the cached
-  // session for `host` and stores new resumable sessions into it.
+  // session for `host` and stores new resumable sessions into it. With usable TLSA records
+  // (others are ignored) the verdict comes from DANE (RFC 7672), not the CA file, and the
+  // cache keeps such sessions apart, per record set, from CA-verdict ones.
   static sr::result<session> connect(const context& ctx, std::string_view host,
-                                     session_cache* cache = nullptr);
+                                     session_cache* cache = nullptr,
+                                     std::span<const tlsa_record> tlsa = {});
 
   session(session&& o) noexcept;
   session& operator=(session&& o) noexcept;
@@ -95,6 +85,10 @@ class session {
   bool resumed() const;
   // Return the client-side certificate verdict (restored from the cache on resumption).
   cert_verdict verdict() const { return _verdict; }
+  // Return true when verdict() came from TLSA records (DANE) rather than the CA file.
+  bool dane_checked() const { return _dane_checked; }
+  // Return which record and chain certificate decided a DANE verdict (-1 when resumed).
+  const dane_match& dane() const { return _dane; }
   // Return the peer certificate's subject, "/O=.../CN=mx.test" ("" when none).
   const std::string& peer_subject() const { return _subject; }
   // Return the audit reason token of a failure: "handshake-failed", "old-protocol", ...
@@ -112,11 +106,15 @@ class session {
   void keep_unconsumed();      // copy the unconsumed tail of the lent span
   int fail(int ret);           // record error/reason from a wolfSSL return value
   void on_handshake_done();
+  void check_dane();           // DANE verdict from the peer chain and _tlsa
   void remember_session();
 
   WOLFSSL* _ssl = nullptr;
   session_cache* _cache = nullptr;
-  std::string _host;           // expected name (client), cache key
+  std::string _host;           // expected name (client)
+  std::string _dane_tag;       // cache-key suffix of the TLSA record set ("" without DANE)
+  std::vector<tlsa_record> _tlsa;      // usable TLSA records until the handshake is done
+  dane_match _dane;
   std::string _subject;
   std::string _cached_subject;         // subject of the offered session (until done)
 
@@ -136,6 +134,7 @@ class session {
   bool _peer_closed = false;   // close_notify received
   bool _ticket_seen = false;   // a new session ticket arrived: store it after this call
   bool _chain_seen = false;    // the verify callback ran (a certificate chain came in)
+  bool _dane_checked = false;  // the verdict is DANE's (set at connect when records are usable)
 };
 
 }  // namespace sr::tls

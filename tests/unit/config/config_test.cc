@@ -225,6 +225,8 @@ TEST(config, every_section_is_parsed) {
                      "file = \"/var/log/relay/audit.jsonl\"",         // 81
                      "[admin]",                                       // 82
                      "listen = \"\"",                                 // 83
+                     "[dane]",                                        // 84
+                     "enabled = true",                                // 85
                  }),
                  "full.toml", not_built_mode::accept);  // submission, dane: schema only
   ASSERT_TRUE(r) << r.err();
@@ -653,10 +655,15 @@ TEST(config, schema_of_features_not_built_is_checked) {
   EXPECT_EQ(schema_err(doc({"[auth]", "users_file = \"\"", "[[listen]]",
                             "address = \"127.0.0.1:587\"", "mode = \"submission\""})),
             "t.toml:2: auth.users_file: must be set: listen[0] is a submission listener");
-  EXPECT_EQ(schema_err(with_listener({"[mta_sts]", "enabled = true", "[[policy]]",
-                                      "domain = \"a.example\"", "verify = \"dane\"",
+  EXPECT_EQ(schema_err(with_listener({"[mta_sts]", "enabled = true", "[dane]", "enabled = true",
+                                      "[[policy]]", "domain = \"a.example\"", "verify = \"dane\"",
                                       "fallback = [\"pgp\", \"escrow\"]"})),
             "<ok>");
+  // verify = "dane" would never find a usable TLSA record without [dane].
+  EXPECT_EQ(schema_err(with_listener({"[[policy]]", "domain = \"a.example\"", "tls = \"forced\"",
+                                      "verify = \"dane\""})),
+            "t.toml:6: policy[0].verify: \"dane\" needs [dane] enabled = true (and a validating "
+            "resolver in dns.resolvers)");
 }
 
 // DESIGN.md §4: a value whose feature is not built is refused, never accepted and ignored.

@@ -31,6 +31,9 @@ struct recorder : walk_events {
 
   void resolve_mx(const std::string& d) override { calls.push_back("mx " + d); }
   void resolve_host(const std::string& h) override { calls.push_back("addr " + h); }
+  void resolve_tlsa(const std::string& h, uint16_t port) override {
+    calls.push_back("tlsa _" + std::to_string(port) + "._tcp." + h);
+  }
   void connect(const target& t, const session_report* retry) override {
     calls.push_back("connect " + t.host + " " + t.ip + ":" +
                     std::to_string(ntohs(reinterpret_cast<const sockaddr_in*>(&t.addr)->sin_port)) +
@@ -209,9 +212,9 @@ TEST(delivery_walk, forced_with_one_non_tls_failure_is_an_ordinary_retry) {
 }
 
 TEST(delivery_walk, our_own_limitation_is_never_a_tls_failure) {
-  // An abort that is ours (dane_unavailable) or a record error after the handshake
+  // An abort that is ours (tlsa_lookup_failed) or a record error after the handshake
   // (tls_error) never sends a message to its fallback or drops it.
-  for (reason r : {reason::dane_unavailable, reason::tls_error}) {
+  for (reason r : {reason::tlsa_lookup_failed, reason::tls_error}) {
     recorder ev;
     walk w("dest.test", make(config::tls_policy::exclusive), 25, ev);
     w.start(nullptr);
@@ -249,4 +252,164 @@ TEST(delivery_walk, routes_skip_mx_lookups) {
   walk w3("dest.test", make(config::tls_policy::opportunistic), 25, ev3);
   w3.start(&bad);
   EXPECT_EQ(ev3.calls, std::vector<std::string>{"give_up route-invalid"});
+}
+
+// ---------------------------------------------------------------- MTA-STS and DANE
+
+namespace {
+std::shared_ptr<const policy::mta_sts_rules> sts(policy::sts_mode m, std::vector<std::string> mx) {
+  auto r = std::make_shared<policy::mta_sts_rules>();
+  r->mode = m;
+  r->mx = std::move(mx);
+  return r;
+}
+// What an MTA-STS enforce resolution yields for an opportunistic domain.
+policy::effective_policy sts_raised(config::tls_policy tls) {
+  auto p = make(tls);
+  p.raised = true;
+  p.verify = config::verify_mode::ca;
+  p.source = report::policy_source::mta_sts;
+  return p;
+}
+std::vector<uint8_t> tlsa_3_1_1() {
+  std::vector<uint8_t> rd = {3, 1, 1};
+  rd.resize(3 + 32, 0xab);
+  return rd;
+}
+}  // namespace
+
+TEST(delivery_walk, sts_enforce_never_uses_an_mx_the_policy_does_not_name) {
+  recorder ev;
+  walk_options opt;
+  opt.sts = sts(policy::sts_mode::enforce, {"mx2.dest.test"});
+  walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, two_mx);
+  // mx1 is skipped without a lookup or a connection.
+  ASSERT_EQ(ev.calls.back(), "addr mx2.dest.test");
+  sockaddr_storage a2[] = {v4("127.0.0.3")};
+  w.on_addrs("mx2.dest.test", lookup::ok, a2);
+  ASSERT_EQ(ev.targets.size(), 1u);
+  EXPECT_EQ(ev.targets[0].verify.mode, config::verify_mode::ca);
+  EXPECT_TRUE(ev.targets[0].policy.raised);
+  EXPECT_EQ(ev.targets[0].published, published_policy::sts);
+  // A certificate failure there: never plaintext; every host failed for a TLS reason.
+  w.on_link_closed(ended(close_kind::tls_policy, reason::cert_untrusted));
+  EXPECT_EQ(ev.calls.back(), "fall_back cert-untrusted");
+  EXPECT_EQ(ev.last.source, report::policy_source::mta_sts);
+}
+
+TEST(delivery_walk, sts_enforce_with_no_matching_mx_falls_back_without_connecting) {
+  recorder ev;
+  walk_options opt;
+  opt.sts = sts(policy::sts_mode::enforce, {"*.other.test"});
+  walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, two_mx);
+  EXPECT_EQ(ev.calls, (std::vector<std::string>{"mx dest.test", "fall_back mx-not-in-sts-policy"}));
+  EXPECT_EQ(ev.last.mx, "mx2.dest.test");
+  EXPECT_EQ(ev.last.published, published_policy::sts);
+}
+
+TEST(delivery_walk, sts_testing_uses_every_mx_and_records_what_enforce_would_refuse) {
+  recorder ev;
+  walk_options opt;
+  opt.sts = sts(policy::sts_mode::testing, {"mx2.dest.test"});
+  walk w("dest.test", make(config::tls_policy::opportunistic), 25, ev, opt);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, two_mx);
+  sockaddr_storage a1[] = {v4("127.0.0.2")};
+  w.on_addrs("mx1.dest.test", lookup::ok, a1);
+  ASSERT_EQ(ev.targets.size(), 1u);
+  EXPECT_EQ(ev.targets[0].sts_testing, reason::mx_not_in_sts_policy);
+  EXPECT_FALSE(ev.targets[0].policy.raised);
+  // Opportunistic as before: a failed handshake is retried in plaintext.
+  w.on_link_closed(ended(close_kind::tls_failed, reason::handshake_failed));
+  EXPECT_EQ(ev.calls.back(), "connect mx1.dest.test 127.0.0.2:25 plain");
+}
+
+TEST(delivery_walk, dane_needs_secure_mx_and_address_answers_before_asking_for_tlsa) {
+  walk_options opt;
+  opt.dane = true;
+  {
+    recorder ev;  // insecure MX answer: no TLSA lookup at all
+    walk w("dest.test", make(config::tls_policy::opportunistic), 25, ev, opt);
+    w.start(nullptr);
+    w.on_mx(lookup::ok, two_mx, false);
+    sockaddr_storage a1[] = {v4("127.0.0.2")};
+    w.on_addrs("mx1.dest.test", lookup::ok, a1, {}, true);
+    EXPECT_EQ(ev.calls.back(), "connect mx1.dest.test 127.0.0.2:25");
+  }
+  {
+    recorder ev;  // secure MX, insecure address: none either
+    walk w("dest.test", make(config::tls_policy::opportunistic), 25, ev, opt);
+    w.start(nullptr);
+    w.on_mx(lookup::ok, two_mx, true);
+    sockaddr_storage a1[] = {v4("127.0.0.2")};
+    w.on_addrs("mx1.dest.test", lookup::ok, a1, {}, false);
+    EXPECT_EQ(ev.calls.back(), "connect mx1.dest.test 127.0.0.2:25");
+  }
+}
+
+TEST(delivery_walk, usable_tlsa_makes_verified_tls_mandatory_and_wins_over_sts) {
+  recorder ev;
+  walk_options opt;
+  opt.dane = true;
+  opt.sts = sts(policy::sts_mode::enforce, {"mx9.dest.test"});  // names neither MX
+  walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, two_mx, true);
+  ASSERT_EQ(ev.calls.back(), "addr mx1.dest.test");  // DANE may apply: STS waits for TLSA
+  sockaddr_storage a1[] = {v4("127.0.0.2")};
+  w.on_addrs("mx1.dest.test", lookup::ok, a1, {}, true);
+  ASSERT_EQ(ev.calls.back(), "tlsa _25._tcp.mx1.dest.test");
+  w.on_tlsa("mx1.dest.test", lookup::ok, {tlsa_3_1_1()});
+  ASSERT_EQ(ev.targets.size(), 1u);
+  const target& t = ev.targets[0];
+  EXPECT_EQ(t.verify.mode, config::verify_mode::dane);
+  EXPECT_EQ(t.verify.tlsa.size(), 1u);
+  EXPECT_TRUE(t.policy.raised);
+  EXPECT_EQ(t.policy.source, report::policy_source::dane);
+  EXPECT_EQ(t.published, published_policy::tlsa);
+  // A TLSA mismatch: no plaintext retry; mx2 (secure, no TLSA) falls to MTA-STS: not named.
+  w.on_link_closed(ended(close_kind::tls_policy, reason::tlsa_mismatch));
+  sockaddr_storage a2[] = {v4("127.0.0.3")};
+  w.on_addrs("mx2.dest.test", lookup::ok, a2, {}, true);
+  w.on_tlsa("mx2.dest.test", lookup::nxdomain, {});
+  EXPECT_EQ(ev.calls.back(), "fall_back mx-not-in-sts-policy");
+  EXPECT_EQ(ev.targets.size(), 1u);
+}
+
+TEST(delivery_walk, a_failed_tlsa_lookup_defers_and_is_never_read_as_no_tlsa) {
+  recorder ev;
+  walk_options opt;
+  opt.dane = true;
+  walk w("dest.test", make(config::tls_policy::exclusive), 25, ev, opt);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, std::vector<std::string>{"mx1.dest.test"}, true);
+  sockaddr_storage a1[] = {v4("127.0.0.2")};
+  w.on_addrs("mx1.dest.test", lookup::ok, a1, {}, true);
+  w.on_tlsa("mx1.dest.test", lookup::temp_fail, {});
+  // No connection, and an ordinary retry: not a TLS failure that would drop the message.
+  EXPECT_TRUE(ev.targets.empty());
+  EXPECT_EQ(ev.calls.back(), "give_up tlsa-lookup-failed");
+  EXPECT_FALSE(ev.permanent);
+}
+
+TEST(delivery_walk, verify_dane_without_usable_tlsa_is_dane_required) {
+  recorder ev;
+  walk_options opt;
+  opt.dane = true;
+  auto p = make(config::tls_policy::forced);
+  p.verify = config::verify_mode::dane;
+  walk w("dest.test", p, 25, ev, opt);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, two_mx, true);
+  sockaddr_storage a1[] = {v4("127.0.0.2")};
+  w.on_addrs("mx1.dest.test", lookup::ok, a1, {}, true);
+  w.on_tlsa("mx1.dest.test", lookup::nxdomain, {});
+  sockaddr_storage a2[] = {v4("127.0.0.3")};
+  w.on_addrs("mx2.dest.test", lookup::ok, a2, {}, false);  // insecure address: no DANE
+  EXPECT_TRUE(ev.targets.empty());
+  EXPECT_EQ(ev.calls.back(), "fall_back dane-required");
 }

@@ -416,7 +416,7 @@ TEST(OutboundSession, TlsOutcomeRejectedQuitsOverTlsWithoutMail) {
 // no MAIL, and a close kind the engine never counts as the MX's TLS failure.
 TEST(OutboundSession, TlsOutcomeDeferredQuitsWithoutMailAndIsNoTlsFailure) {
   harness h;
-  h.dec.tls = {tls_action::defer, sr::report::reason::dane_unavailable};
+  h.dec.tls = {tls_action::defer, sr::report::reason::tlsa_lookup_failed};
   h.open(k_ehlo_tls);
   h.s.feed("220 go\r\n");
   h.s.tls_done(tls_outcome{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256});
@@ -424,7 +424,7 @@ TEST(OutboundSession, TlsOutcomeDeferredQuitsWithoutMailAndIsNoTlsFailure) {
   h.s.feed("221 bye\r\n");
   ASSERT_TRUE(h.ev.closed_info.has_value());
   EXPECT_EQ(h.ev.closed_info->kind, close_kind::undecided);
-  EXPECT_EQ(h.ev.closed_info->reason, "dane-unavailable");
+  EXPECT_EQ(h.ev.closed_info->reason, "tlsa-lookup-failed");
   EXPECT_EQ(h.ev.wire.find("MAIL"), std::string::npos);
   EXPECT_STREQ(to_string(close_kind::undecided), "undecided");
 }

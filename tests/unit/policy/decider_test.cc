@@ -275,17 +275,31 @@ TEST(policy_decider, verify_none_is_encryption_only) {
   }
 }
 
-TEST(policy_decider, verify_dane_is_unavailable_and_not_a_tls_reason) {
+TEST(policy_decider, verify_dane_needs_the_tlsa_verdict) {
   for (tls_policy tls : k_enforcing) {
     decider d(make(tls, verify_mode::dane));
     EXPECT_EQ(d.on_ehlo(true).action, ehlo_action::starttls);
-    auto a = d.on_tls(good());
-    // Not a TLS abort: the session would report it as the MX's TLS failure (issue 7).
-    EXPECT_NE(a.action, tls_action::abort);
-    EXPECT_EQ(a.action, tls_action::defer);
-    EXPECT_EQ(tok(a.reason), "dane-unavailable");
-    EXPECT_FALSE(d.tls_failure());  // our limitation: retry, never fallback or drop
+    EXPECT_EQ(d.on_tls(good()).action, tls_action::proceed);
+    decider m(make(tls, verify_mode::dane));
+    auto a = m.on_tls(bad_cert("tlsa-mismatch"));
+    EXPECT_EQ(a.action, tls_action::abort);
+    EXPECT_EQ(tok(a.reason), "tlsa-mismatch");
+    EXPECT_TRUE(m.tls_failure());
   }
+}
+
+TEST(policy_decider, a_raised_opportunistic_policy_never_goes_plaintext) {
+  // MTA-STS enforce or DANE raised an opportunistic domain's floor.
+  auto p = make(tls_policy::opportunistic, verify_mode::ca);
+  p.raised = true;
+  decider d(p);
+  auto e = d.on_ehlo(false);
+  EXPECT_EQ(e.action, ehlo_action::abort);
+  EXPECT_EQ(tok(e.reason), "starttls-not-offered");
+  decider c(p);
+  EXPECT_EQ(c.on_tls(bad_cert("cert-untrusted")).action, tls_action::abort);
+  // ... and its failure stays a retry (a temporary failure), never a fallback or a drop.
+  EXPECT_EQ(outcome_on_tls_failure(p, true, std::chrono::hours(1)), tls_failure_outcome::retry);
 }
 
 TEST(policy_decider, reason_tokens) {
@@ -293,7 +307,7 @@ TEST(policy_decider, reason_tokens) {
                              "weak-cipher", "old-protocol", "cert-untrusted", "cert-expired",
                              "cert-name-mismatch", "cert-invalid"})
     EXPECT_TRUE(report::is_tls_failure(of(t))) << t;
-  for (std::string_view t : {"connect-failed", "remote-4xx", "remote-5xx", "dane-unavailable", ""})
+  for (std::string_view t : {"connect-failed", "remote-4xx", "remote-5xx", "tlsa-lookup-failed", ""})
     EXPECT_FALSE(report::is_tls_failure(of(t))) << t;
 }
 

@@ -55,8 +55,8 @@ TEST(report_reason, tls_failures_and_rfc8460_result_types) {
   EXPECT_EQ(to_string(result_type::dane_required), "dane-required");
   EXPECT_EQ(result_type_of(reason::dane_required), result_type::dane_required);
   EXPECT_EQ(result_type_of(reason::tlsa_lookup_failed), result_type::dnssec_invalid);
-  // dane_unavailable is our limitation, not the MX's: never a fallback or a drop.
-  EXPECT_FALSE(is_tls_failure(reason::dane_unavailable));
+  // A TLSA lookup that failed is a DNS problem, not the MX's TLS: never a fallback or a drop.
+  EXPECT_FALSE(is_tls_failure(reason::tlsa_lookup_failed));
 }
 
 TEST(report_policy_source, tokens) {
