@@ -9,7 +9,6 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,9 +72,6 @@ class Dane : public ::testing::Test, protected world {
     for (auto* s : {&_ee_server, &_ee_selfsigned, &_ee_wrong, &_ta_ca, &_ta_ca_spki, &_ta_other})
       ASSERT_FALSE(s->empty()) << "openssl could not compute TLSA data from tests/certs";
     EXPECT_NE(_ee_server, _ee_wrong);
-    // A PEM chain (leaf, then the CA) so DANE-TA can find its trust anchor in what the MX sends.
-    _chain = _files.path() / "server-chain.pem";
-    std::ofstream(_chain) << read_file(cert("server")) << read_file(cert("ca"));
   }
 
   // Start the DNSSEC world: `zone` (dnssec_world.py lines) plus the sender's signed zone.
@@ -87,14 +83,16 @@ class Dane : public ::testing::Test, protected world {
     return false;
   }
 
-  // A fake MX on `ip` presenting `cert_name` (tests/certs) or, with chain = true, server.crt + ca.crt.
+  // A fake MX on `ip` presenting tests/certs/<cert_name>.crt or, with chain = true,
+  // <cert_name>-chain.crt (the certificate, then the CA: what DANE-TA needs to see).
   fake_mx* mx_on(const std::string& ip, const std::string& cert_name = "server", bool chain = false) {
     fake_mx_options o{.hosts = {ip}};
+    o.cert = cert_name;
     if (chain) {
+      fs::path certs = source_root() / "tests" / "certs";
       o.cert = "";
-      o.extra_args = {"--cert", _chain.string(), "--key", (source_root() / "tests" / "certs" / "server.key").string()};
-    } else {
-      o.cert = cert_name;
+      o.extra_args = {"--cert", (certs / (cert_name + "-chain.crt")).string(), "--key",
+                      (certs / (cert_name + ".key")).string()};
     }
     return start_mx(std::move(o));
   }
@@ -173,8 +171,6 @@ class Dane : public ::testing::Test, protected world {
         << raw;
   }
 
-  temp_dir _files;
-  fs::path _chain;
   std::unique_ptr<dnssec_world> _world;
   std::string _tlsa;   // "_<port>._tcp."
   std::string _ee_server, _ee_selfsigned, _ee_wrong, _ta_ca, _ta_ca_spki, _ta_other;
@@ -229,7 +225,7 @@ TEST_F(Dane, TaMatchDeliversWhenTheChainLeadsToThePinnedCa) {
   ASSERT_TRUE(start_world("$ZONE dest.test\ndest.test MX 10 mx1.mx.test\n$ZONE mx.test\nmx1.mx.test A 127.0.0.2\n" +
                           _tlsa + "mx1.mx.test TLSA " + _ta_ca + "\n" + _tlsa + "mx1.mx.test TLSA " + _ta_ca_spki +
                           "\n"));
-  fake_mx* mx = mx_on("127.0.0.2", "", true);
+  fake_mx* mx = mx_on("127.0.0.2", "server", true);
   ASSERT_TRUE(mx);
   START_DANE_RELAY("");
   std::string secret = unique("ta-match");
@@ -243,7 +239,7 @@ TEST_F(Dane, TaMismatchIsNeverDelivered) {
   // The TLSA record names a trust anchor (the self-signed certificate) that is not in the chain.
   ASSERT_TRUE(start_world("$ZONE dest.test\ndest.test MX 10 mx1.mx.test\n$ZONE mx.test\nmx1.mx.test A 127.0.0.2\n" +
                           _tlsa + "mx1.mx.test TLSA " + _ta_other + "\n"));
-  fake_mx* mx = mx_on("127.0.0.2", "", true);
+  fake_mx* mx = mx_on("127.0.0.2", "server", true);
   ASSERT_TRUE(mx);
   START_DANE_RELAY("");
   std::string qid = send_to("dest.test", unique("ta-mismatch"));
@@ -256,12 +252,7 @@ TEST_F(Dane, TaMatchWithAWrongNameIsAMismatch) {
   // MX host name (RFC 7672 §3.2.2), so this is not authenticated TLS.
   ASSERT_TRUE(start_world("$ZONE dest.test\ndest.test MX 10 mx1.mx.test\n$ZONE mx.test\nmx1.mx.test A 127.0.0.2\n" +
                           _tlsa + "mx1.mx.test TLSA " + _ta_ca + "\n"));
-  fs::path chain = _files.path() / "wrongname-chain.pem";
-  std::ofstream(chain) << read_file(cert("wrongname")) << read_file(cert("ca"));
-  fake_mx_options o{.hosts = {"127.0.0.2"}};
-  o.cert = "";
-  o.extra_args = {"--cert", chain.string(), "--key", (source_root() / "tests" / "certs" / "wrongname.key").string()};
-  fake_mx* mx = start_mx(std::move(o));
+  fake_mx* mx = mx_on("127.0.0.2", "wrongname", true);
   ASSERT_TRUE(mx);
   START_DANE_RELAY("");
   std::string qid = send_to("dest.test", unique("ta-wrongname"));
