@@ -613,6 +613,50 @@ void read_dane(loader& l, table_reader& root) {
   r.reject_unknown();
 }
 
+// An address "local@domain" with no spaces, brackets or a second '@' (what a TLS-RPT
+// contact or report sender must look like); nullopt when fine.
+std::optional<std::string> check_mailbox(std::string_view a) {
+  size_t at = a.find('@');
+  if (at == std::string_view::npos || at == 0 || at + 1 >= a.size() || a.find('@', at + 1) != std::string_view::npos)
+    return "expected an address local@domain, got " + quoted(a);
+  for (char c : a)
+    if (c <= ' ' || c == '<' || c == '>' || c == '"' || c == ',' || c == ';' || uint8_t(c) >= 0x7f)
+      return "expected an address local@domain, got " + quoted(a);
+  return std::nullopt;
+}
+
+void read_tlsrpt(loader& l, table_reader& root) {
+  tlsrpt_section& s = l.cfg().tlsrpt;
+  const toml::table* t = section(root, "tlsrpt");
+  if (!t) return;
+  table_reader r(l, *t, "tlsrpt");
+  r.read("enabled", s.enabled);
+  if (r.read("organization", s.organization)) {
+    if (std::any_of(s.organization.begin(), s.organization.end(), [](char c) { return c == '\r' || c == '\n'; }))
+      r.fail("organization", "must be one line");
+  }
+  if (r.read("contact", s.contact) && !s.contact.empty()) {
+    std::string_view c = s.contact;
+    bool url = c.starts_with("https://") || c.starts_with("http://") || c.starts_with("mailto:");
+    if (url ? c.find_first_of(" \t\r\n") != std::string_view::npos : bool(check_mailbox(c)))
+      r.fail("contact", "expected an address (local@domain) or a URL (https://..., mailto:...), got " + quoted(c));
+  }
+  if (r.read("from", s.from) && !s.from.empty())
+    if (auto err = check_mailbox(s.from)) r.fail("from", *err + " (or \"\" for noreply-tlsrpt@<server.hostname>)");
+  // Short intervals are for tests; a real one is a day (RFC 8460 §4.1).
+  r.read_duration("interval", s.interval, std::chrono::seconds(1));
+  // A report must say who sent it and whom to ask (RFC 8460 §4.4 organization-name,
+  // contact-info): no default would be true.
+  auto required = [&](const char* key, const std::string& v) {
+    if (!s.enabled || !v.empty()) return;
+    if (r.has(key)) r.fail(key, "must not be empty when tlsrpt.enabled = true");
+    else l.fail(r.line(), r.path(key), "missing (required when tlsrpt.enabled = true)");
+  };
+  required("organization", s.organization);
+  required("contact", s.contact);
+  r.reject_unknown();
+}
+
 void read_policies(loader& l, table_reader& root) {
   config& cfg = l.cfg();
   entries(root, "policy", [&](table_reader& r, size_t) {
@@ -910,6 +954,7 @@ result<config> parse(std::string_view text, const std::string& name, not_built_m
   read_routes(l, root);
   read_mta_sts(l, root);
   read_dane(l, root);
+  read_tlsrpt(l, root);
   read_policies(l, root);
   read_fallback(l, root);
   read_audit(l, root);

@@ -174,6 +174,13 @@ std::string dump(const config& c) {
   o += "\n[dane]\n";
   kv(o, "enabled", b(c.dane.enabled));
 
+  o += "\n[tlsrpt]\n";
+  kv(o, "enabled", b(c.tlsrpt.enabled));
+  kv(o, "organization", q(c.tlsrpt.organization));
+  kv(o, "contact", q(c.tlsrpt.contact));
+  kv(o, "from", q(c.tlsrpt.from));
+  kv(o, "interval", q(c.tlsrpt.interval));
+
   for (size_t i = 0; i < c.policies.size(); ++i) {
     const policy_entry& p = c.policies[i];
     o += "\n[[policy]]\n";

@@ -18,8 +18,6 @@ struct not_built_value {
 inline constexpr not_built_value not_built_values[] = {
     {"mta_sts.enabled", "true", "MTA-STS (RFC 8461)"},
     {"listen[].mode", "submission", "submission (AUTH after TLS)"},
-    {"policy[].verify", "dane", "DANE (RFC 7672)"},
-    {"dane.enabled", "true", "DANE (RFC 7672)"},
     // Left unset, fallback keeps its DESIGN default (pgp, smime, escrow): until the sidecar
     // exists, such messages stay deferred.
     {"policy[].fallback", "pgp", "the fallback sidecar (PGP)"},

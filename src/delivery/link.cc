@@ -16,6 +16,7 @@
 
 #include "sealrelay/audit/record.hh"
 #include "sealrelay/tls/context.hh"
+#include "sealrelay/tls/dane.hh"
 #include "sealrelay/tls/session.hh"
 #include "sealrelay/tls/session_cache.hh"
 #include "sealrelay/util/cidr.hh"
@@ -65,18 +66,12 @@ report::reason cert_reason(tls::cert_verdict v) {
     case tls::cert_verdict::name_mismatch: return report::reason::cert_name_mismatch;
     case tls::cert_verdict::expired: return report::reason::cert_expired;
     case tls::cert_verdict::untrusted: return report::reason::cert_untrusted;
+    case tls::cert_verdict::tlsa_mismatch: return report::reason::tlsa_mismatch;
     case tls::cert_verdict::none:
     case tls::cert_verdict::verified: return report::reason::none;
     case tls::cert_verdict::invalid: break;
   }
   return report::reason::cert_invalid;
-}
-// Is `rd` (TLSA rdata) usable for SMTP (RFC 7672 §3.1)? DANE-TA(2) or DANE-EE(3), selector
-// Cert(0) or SPKI(1), matching Full(0), SHA2-256(1) or SHA2-512(2) with the digest's length.
-bool usable_tlsa(const std::vector<uint8_t>& rd) {
-  if (rd.size() < 4 || (rd[0] != 2 && rd[0] != 3) || rd[1] > 1) return false;
-  size_t n = rd.size() - 3;
-  return (rd[2] == 0 && n > 0) || (rd[2] == 1 && n == 32) || (rd[2] == 2 && n == 64);
 }
 // Does `now` differ from `was` in anything a delivery decision or its audit depends on?
 bool differs(const policy::effective_policy& now, const policy::effective_policy& was) {
@@ -202,7 +197,11 @@ void link::start_tls() {
   // The walk's verification parameters: the certificate must name the host (TLSA records
   // join them once DANE exists).
   std::string_view name = _t.verify.names.empty() ? std::string_view(_t.host) : _t.verify.names.front();
-  auto s = tls::session::connect(*_ag.tls_client(), name, &_ag.tls_cache());
+  // DANE: the session's verdict comes from the host's TLSA records, not the CA file.
+  std::vector<tls::tlsa_record> tlsa;
+  if (_t.verify.mode == config::verify_mode::dane)
+    tlsa = tls::usable_tlsa(_t.verify.tlsa);
+  auto s = tls::session::connect(*_ag.tls_client(), name, &_ag.tls_cache(), tlsa);
   if (!s) {
     _session.tls_failed(report::reason::handshake_failed);
     return;
@@ -436,6 +435,7 @@ void attempt::policy_resolved(const policy::resolution& r) {
   walk_options opt;
   opt.dane = _ag.cfg().dane.enabled;
   opt.sts = r.sts;
+  _sts = r.sts;
   _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
                 std::move(opt));
   _walk->start(find_route(_ag.cfg(), _d.name));
@@ -476,8 +476,10 @@ void attempt::resolve_tlsa(const std::string& host, uint16_t port) {
       case dns::status::ok:
         // An insecure TLSA answer is no answer at all (RFC 7672 §2.2): read as none.
         if (r.ad)
-          for (const auto& rd : r.records)
-            if (usable_tlsa(rd)) usable.push_back(rd);
+          for (const auto& rd : r.records) {
+            auto rec = tls::tlsa_record::from_rdata(rd);
+            if (rec && rec->usable()) usable.push_back(rd);  // RFC 7672 §3.1
+          }
         st = lookup::ok;
         break;
       case dns::status::nodata:
@@ -515,6 +517,13 @@ void attempt::on_connected(int fd, int res) {
     _walk->on_connect_failed(strerror(-res));
     return;
   }
+  _local_ip.clear();
+  if (_ag.observer()) {
+    sockaddr_storage local{};
+    socklen_t len = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0)
+      _local_ip = address_to_string(reinterpret_cast<const sockaddr*>(&local));
+  }
   auto* l = new link(_ag, *this, _d, fd, _target, _plain_retry ? &*_plain_retry : nullptr);
   l->begin();
 }
@@ -527,6 +536,9 @@ void attempt::on_link_closed(link& l) {
   e.reply = l.close_reply;
   e.report = l.info();
   _ag.report_session(e);
+  if (session_observer* o = _ag.observer())
+    o->session_done(_d.name, e.report,
+                    session_end{e.reached_idle, l.plain_retry(), e.reason, _local_ip, _sts.get()});
   _walk->on_link_closed(e);
 }
 

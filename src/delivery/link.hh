@@ -36,6 +36,8 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   void check_deadline(uint64_t now_ms);
   // Did the session get as far as being ready for mail?
   bool reached_idle() const { return _reached_idle; }
+  // Is this the opportunistic plaintext retry after a failed handshake?
+  bool plain_retry() const { return !_try_tls; }
   // What this link learnt for the audit: host, address, TLS details, reason.
   const link_info& info() const { return _info; }
 
@@ -137,6 +139,8 @@ class attempt final : policy::resolve_completion, walk_events {
   std::optional<walk> _walk;           // once the policy is known
   policy::effective_policy _configured;  // the config table's policy when the attempt began
   target _target;                      // being connected to
+  std::string _local_ip;               // our address on the current connection (observer only)
+  std::shared_ptr<const policy::mta_sts_rules> _sts;  // the rules the walk runs under (observer)
   std::optional<session_report> _plain_retry;  // the handshake a plaintext retry follows
   connect_op _connect;
   bool _connecting = false;

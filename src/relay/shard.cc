@@ -13,6 +13,9 @@
 #include "sealrelay/server/store.hh"
 #include "sealrelay/spool/store.hh"
 #include "sealrelay/spool/partition.hh"
+#include "sealrelay/https/client.hh"
+#include "sealrelay/tls/context.hh"
+#include "sealrelay/tlsrpt/reporter.hh"
 #include "sealrelay/util/log.hh"
 
 namespace sr::relay {
@@ -108,6 +111,7 @@ status shard_root::start_delivery() {
                                              _server->buffers(), _audit.get());
   if (status s = _agent->start(); !s) return s;
   _sched->set_connector(_agent.get());
+  if (status s = start_tlsrpt(); !s) return s;
   if (_policy_reader) {
     // This shard's view of the policy table: refreshed on every tick (a wait-free
     // pointer load), so a SIGHUP reaches new delivery attempts within 100 ms.
@@ -133,6 +137,61 @@ status shard_root::start_delivery() {
   if (!recovered.empty()) SR_INFO("queue: %zu recovered messages queued for delivery", recovered.size());
   if (_ps.metrics) _shard.on_tick([this] { publish_metrics(); });
   return {};
+}
+
+// TLS-RPT: the reporter hears of every session of this shard's agent and sends the
+// reports of the domains this shard owns (their sessions all run here).
+status shard_root::start_tlsrpt() {
+  const auto& cfg = _ps.cfg;
+  if (!cfg.tlsrpt.enabled) return {};
+  tlsrpt::reporter_options o;
+  o.organization = cfg.tlsrpt.organization;
+  o.contact = cfg.tlsrpt.contact;
+  o.submitter = cfg.server.hostname;
+  o.from = cfg.tlsrpt.from.empty() ? "noreply-tlsrpt@" + cfg.server.hostname : cfg.tlsrpt.from;
+  o.interval_ms = cfg.tlsrpt.interval.count();
+  o.state_dir = cfg.server.state_dir + "/tlsrpt";
+  o.shard = _shard.index();
+  o.shards = _ps.inbound.shards;
+  // https: rua URIs: a POST of the gzip report through the shard's HTTPS client (the
+  // certificate must chain to tls.ca_file and name the host; no redirects; a 2xx answer).
+  tlsrpt::post_fn post;
+  std::string why;
+  if (https::client* c = https_client(&why)) {
+    post = [c](tlsrpt::post_request r, std::function<void(bool, const std::string&)> done) {
+      https::request q;
+      q.method = "POST";
+      q.host = std::move(r.host);
+      q.port = r.port;
+      q.path = std::move(r.path);
+      q.content_type = "application/tlsrpt+gzip";
+      q.body = std::move(r.body);
+      c->fetch(std::move(q), [done = std::move(done)](const https::response& a) {
+        bool ok = a.fail == https::failure::none;
+        done(ok, ok ? std::string() : std::string(https::to_string(a.fail)) + (a.detail.empty() ? "" : ": " + a.detail));
+      });
+    };
+  } else {
+    SR_WARN("tlsrpt: no HTTPS client (%s): https: report URIs are skipped", why.c_str());
+  }
+  _tlsrpt = std::make_unique<tlsrpt::reporter>(_shard, *_resolver, *_store, std::move(o), std::move(post));
+  if (status s = _tlsrpt->start(); !s) return error{"tlsrpt: " + s.err()};
+  _agent->set_session_observer(_tlsrpt.get());
+  return {};
+}
+
+// The shard's HTTPS client, built on first use (null with the reason when the TLS context
+// cannot be made).
+https::client* shard_root::https_client(std::string* why) {
+  if (_https) return _https.get();
+  auto ctx = tls::context::client(_ps.cfg.tls.ca_file, tls::tls_version::v1_2);
+  if (!ctx) {
+    if (why) *why = ctx.err();
+    return nullptr;
+  }
+  _https_ctx = std::make_unique<tls::context>(std::move(ctx.value()));
+  _https = std::make_unique<https::client>(_shard, *_resolver, _server->buffers(), _server->pool(), *_https_ctx);
+  return _https.get();
 }
 
 void shard_root::queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
@@ -166,6 +225,7 @@ void shard_root::abort_all() { _server->abort_all(); }
 size_t shard_root::connection_count() const { return _server ? _server->connection_count() : 0; }
 
 void shard_root::finish() {
+  if (_tlsrpt) _tlsrpt->finish();
   if (_audit) _audit->flush_and_wait();
 }
 

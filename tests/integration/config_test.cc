@@ -112,8 +112,6 @@ TEST(CheckConfig, ValuesOfFeaturesNotBuiltAreRefused) {
     std::string where; // ":LINE: KEY"
   };
   const refused cases[] = {
-      {"[[policy]]\ndomain = \"bank.example\"\ntls = \"forced\"\nverify = \"dane\"\n",
-       ":8: policy[0].verify"},
       {"[mta_sts]\nenabled = true\n", ":6: mta_sts.enabled"},
       {"[[listen]]\naddress = \"127.0.0.1:2\"\nmode = \"submission\"\n", ":7: listen[1].mode"},
       {"[[policy]]\ndomain = \"bank.example\"\nfallback = [\"escrow\"]\n",

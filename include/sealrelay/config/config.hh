@@ -100,6 +100,16 @@ struct dane_section {
   bool enabled = false;
 };
 
+// TLS-RPT (RFC 8460): aggregate reports of our TLS sessions to the recipient domains
+// that publish `_smtp._tls` with a `rua` (src/tlsrpt).
+struct tlsrpt_section {
+  bool enabled = false;
+  std::string organization;  // organization-name in the reports (required when enabled)
+  std::string contact;       // contact-info: an address or URL (required when enabled)
+  std::string from;          // sender of mailed reports; "" = noreply-tlsrpt@<server.hostname>
+  duration interval = std::chrono::hours(24);  // one report per domain per interval
+};
+
 struct policy_entry {
   std::string domain;                     // exact or ".suffix"
   tls_policy tls = tls_policy::forced;
@@ -142,6 +152,7 @@ struct config {
   std::vector<route_entry> routes;
   mta_sts_section mta_sts;
   dane_section dane;
+  tlsrpt_section tlsrpt;
   std::vector<policy_entry> policies;
   fallback_section fallback;
   audit_section audit;

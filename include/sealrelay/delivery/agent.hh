@@ -49,6 +49,25 @@ struct delivery_counters {
   uint64_t fallback_handoffs = 0;  // messages handed to the fallback (forced, TLS failed everywhere)
 };
 
+// What the end of one outbound session tells a session_observer beyond its report.
+struct session_end {
+  bool reached_idle = false;   // the session got ready for mail
+  bool plain_retry = false;    // the opportunistic plaintext retry after a failed handshake
+  report::reason close_reason = report::reason::none;  // why it ended (a TLS failure, ...)
+  std::string_view sending_ip;                         // our address on it ("" unknown)
+  const policy::mta_sts_rules* sts = nullptr;          // the domain's MTA-STS rules, if any
+};
+
+// Told of every outbound session's end (TLS-RPT counts them), on the agent's shard.
+class session_observer {
+ public:
+  // One session (link) to a host of `domain` ended; called once per link.
+  virtual void session_done(std::string_view domain, const session_report& r, const session_end& e) = 0;
+
+ protected:
+  ~session_observer() = default;
+};
+
 class agent final : public queue::connector {
  public:
   agent(core::shard& sh, const config::config& cfg, queue::scheduler& sched, dns::resolver& res,
@@ -94,6 +113,9 @@ class agent final : public queue::connector {
   void set_fallback(policy::fallback_handoff* f) { _fallback = f ? f : &_unavailable; }
   policy::fallback_handoff& fallback() { return *_fallback; }
   size_t open_links() const { return _links.size(); }
+  // Who hears of each session's end (null: nobody; TLS-RPT when enabled).
+  void set_session_observer(delivery::session_observer* o) { _observer = o; }
+  delivery::session_observer* observer() const { return _observer; }
 
   // True while fewer than 20 hand-off lines were logged this second (the rest are counted
   // and summed up on the next tick).
@@ -135,6 +157,7 @@ class agent final : public queue::connector {
   uint64_t _handoff_second = 0;
   policy::unavailable_handoff _unavailable;
   policy::fallback_handoff* _fallback = &_unavailable;
+  delivery::session_observer* _observer = nullptr;
 };
 
 // What an audit record needs to know about the link that carried an attempt.

@@ -40,6 +40,15 @@ class store;
 namespace sr::server {
 class intake_store;
 }
+namespace sr::tlsrpt {
+class reporter;
+}
+namespace sr::https {
+class client;
+}
+namespace sr::tls {
+class context;
+}
 
 namespace sr::relay {
 
@@ -70,6 +79,8 @@ class shard_root final : public server::shard_unit {
  private:
   status open_spool();
   status start_delivery();
+  status start_tlsrpt();
+  https::client* https_client(std::string* why);
   void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                      std::span<const uint32_t> done);
   void publish_metrics();
@@ -86,6 +97,9 @@ class shard_root final : public server::shard_unit {
   std::unique_ptr<queue::scheduler> _sched;
   std::unique_ptr<queue::dispatcher> _dispatch;
   std::unique_ptr<policy::reader> _policy_reader;
+  std::unique_ptr<tls::context> _https_ctx;   // TLS 1.2+, tls.ca_file (WebPKI-style checks)
+  std::unique_ptr<https::client> _https;      // the shard's HTTPS client (TLS-RPT POSTs), made on first need
+  std::unique_ptr<tlsrpt::reporter> _tlsrpt;  // TLS-RPT (null when off); outlives the agent that reports to it
   std::unique_ptr<delivery::agent> _agent;
 };
 

@@ -228,7 +228,7 @@ TEST(config, every_section_is_parsed) {
                      "[dane]",                                        // 84
                      "enabled = true",                                // 85
                  }),
-                 "full.toml", not_built_mode::accept);  // submission, dane: schema only
+                 "full.toml", not_built_mode::accept);  // submission: schema only
   ASSERT_TRUE(r) << r.err();
   const config& c = *r;
   EXPECT_EQ(c.server.hostname, "mx.example.org");
@@ -676,10 +676,6 @@ TEST(config, values_of_features_not_built_are_refused) {
                                     "mode = \"submission\""}),
        "t.toml:5: listen[1].mode: \"submission\" is not available in this version (submission "
        "(AUTH after TLS) is not built yet)"},
-      {"dane", with_listener({"[[policy]]", "domain = \"a.example\"", "tls = \"exclusive\"",
-                              "verify = \"dane\""}),
-       "t.toml:6: policy[0].verify: \"dane\" is not available in this version (DANE (RFC 7672) "
-       "is not built yet)"},
       {"pgp", with_listener({"[[policy]]", "domain = \"a.example\"", "fallback = [\"pgp\"]"}),
        "t.toml:5: policy[0].fallback[0]: \"pgp\" is not available in this version (the fallback "
        "sidecar (PGP) is not built yet)"},
@@ -862,4 +858,59 @@ TEST(config, non_ascii_outside_strings_is_an_error_and_inside_strings_is_kept) {
                   "t.toml");
   ASSERT_TRUE(ok) << ok.err();
   EXPECT_EQ(ok->server.state_dir, "/tmp/jos\xc3\xa9");
+}
+
+// [tlsrpt] (RFC 8460 reports, DESIGN.md §7): off by default; when on, organization and
+// contact are required; `from` must be an address; interval takes durations down to 1s.
+TEST(config, tlsrpt_section) {
+  auto d = parse(with_listener({}), "t.toml");
+  ASSERT_TRUE(d) << d.err();
+  EXPECT_FALSE(d->tlsrpt.enabled);
+  EXPECT_EQ(d->tlsrpt.interval, 24h);
+  EXPECT_EQ(d->tlsrpt.from, "");
+
+  auto r = parse(with_listener({"[tlsrpt]", "enabled = true", "organization = \"Example Org\"",
+                                "contact = \"tls-reports@example.org\"", "from = \"tlsrpt@example.org\"",
+                                "interval = \"2s\""}),
+                 "t.toml");
+  ASSERT_TRUE(r) << r.err();
+  EXPECT_TRUE(r->tlsrpt.enabled);
+  EXPECT_EQ(r->tlsrpt.organization, "Example Org");
+  EXPECT_EQ(r->tlsrpt.contact, "tls-reports@example.org");
+  EXPECT_EQ(r->tlsrpt.from, "tlsrpt@example.org");
+  EXPECT_EQ(r->tlsrpt.interval, 2s);
+  auto again = parse(dump(*r), "dump.toml");
+  ASSERT_TRUE(again) << again.err() << "\n" << dump(*r);
+  EXPECT_EQ(again->tlsrpt.organization, "Example Org");
+  EXPECT_EQ(again->tlsrpt.interval, 2s);
+  EXPECT_NE(dump(*r).find("[tlsrpt]\nenabled = true\n"), std::string::npos) << dump(*r);
+
+  auto url = parse(with_listener({"[tlsrpt]", "enabled = true", "organization = \"O\"",
+                                  "contact = \"https://example.org/tls\""}),
+                   "t.toml");
+  ASSERT_TRUE(url) << url.err();
+
+  struct bad {
+    const char* name;
+    std::string text, expected;
+  };
+  const bad cases[] = {
+      {"organization missing", with_listener({"[tlsrpt]", "enabled = true", "contact = \"a@b.example\""}),
+       "t.toml:3: tlsrpt.organization: missing (required when tlsrpt.enabled = true)"},
+      {"contact empty", with_listener({"[tlsrpt]", "enabled = true", "organization = \"O\"", "contact = \"\""}),
+       "t.toml:6: tlsrpt.contact: must not be empty when tlsrpt.enabled = true"},
+      {"contact not an address", with_listener({"[tlsrpt]", "contact = \"reports\""}),
+       "t.toml:4: tlsrpt.contact: expected an address (local@domain) or a URL (https://..., mailto:...), got "
+       "\"reports\""},
+      {"from not an address", with_listener({"[tlsrpt]", "from = \"a@b@c\""}),
+       "t.toml:4: tlsrpt.from: expected an address local@domain, got \"a@b@c\" (or \"\" for "
+       "noreply-tlsrpt@<server.hostname>)"},
+      {"interval too short", with_listener({"[tlsrpt]", "interval = \"0s\""}),
+       "t.toml:4: tlsrpt.interval: "},
+      {"unknown key", with_listener({"[tlsrpt]", "rua = \"x\""}), "t.toml:4: tlsrpt.rua: unknown key"},
+  };
+  for (const auto& c : cases) {
+    std::string e = err_of(c.text);
+    EXPECT_EQ(e.substr(0, c.expected.size()), c.expected) << c.name << "\n" << c.text;
+  }
 }

@@ -271,7 +271,7 @@ TEST_F(https_client, post_sends_the_body) {
   r.port = _host->port();
   r.path = "/report";
   r.content_type = "application/tlsrpt+gzip";
-  r.body = std::string("\x1f\x8b\x08\x00binary\r\n\0body", 19);
+  r.body = std::string("\x1f\x8b\x08") + '\0' + "binary\r\n" + '\0' + "body";  // NULs and CRLF pass as they are
   auto refused = r;
   refused.path = "/refused";
   auto rs = fetch_all({r, refused});

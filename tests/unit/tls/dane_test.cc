@@ -261,6 +261,26 @@ TEST(match_tlsa, ta_over_the_leaf_itself_still_checks_name_and_dates) {
             cert_verdict::expired);
 }
 
+TEST(match_tlsa, ta_through_an_intermediate) {
+  auto leaf = der_of(cert("chained.crt")), inter = der_of(cert("inter.crt")),
+       ca = der_of(cert("ca.crt")), server = der_of(cert("server.crt"));
+  std::vector<std::span<const uint8_t>> chain = {leaf, inter, ca};
+  auto m = match_tlsa(chain, std::vector{rec(2, 0, 1, "ca")}, "mx.test");
+  EXPECT_EQ(m.verdict, cert_verdict::verified);
+  EXPECT_EQ(m.depth, 2);
+  m = match_tlsa(chain, std::vector{rec(2, 1, 2, "inter")}, "mx.test");
+  EXPECT_EQ(m.verdict, cert_verdict::verified);
+  EXPECT_EQ(m.depth, 1);
+  // Without the intermediate the leaf does not chain to the CA.
+  m = match_tlsa(std::vector<std::span<const uint8_t>>{leaf, ca}, std::vector{rec(2, 0, 1, "ca")},
+                 "mx.test");
+  EXPECT_EQ(m.verdict, cert_verdict::tlsa_mismatch);
+  // The matched TA must be the leaf's issuer path: server.crt is the CA's, not inter's.
+  m = match_tlsa(std::vector<std::span<const uint8_t>>{server, inter, ca},
+                 std::vector{rec(2, 0, 1, "inter")}, "mx.test");
+  EXPECT_EQ(m.verdict, cert_verdict::tlsa_mismatch);
+}
+
 // --- sessions --------------------------------------------------------------------------
 
 TEST(dane_session, ee_records_match) {
@@ -307,6 +327,17 @@ TEST(dane_session, ta_records_match_the_ca_sent_in_the_chain) {
                          "relay1.mx.test")
                 .verdict,
             cert_verdict::verified);
+}
+
+TEST(dane_session, ta_at_depth_two) {
+  auto o = verdict_with("chained-chain.crt", "chained.key", {rec(2, 0, 1, "ca")}, false);
+  EXPECT_EQ(o.verdict, cert_verdict::verified);
+  EXPECT_EQ(o.match.depth, 2);
+  o = verdict_with("chained-chain.crt", "chained.key",
+                   {broken(rec(2, 0, 1, "ca")), rec(2, 1, 1, "inter")}, false);
+  EXPECT_EQ(o.verdict, cert_verdict::verified);
+  EXPECT_EQ(o.match.record, 1);
+  EXPECT_EQ(o.match.depth, 1);
 }
 
 TEST(dane_session, ta_match_with_wrong_name_or_dates) {
