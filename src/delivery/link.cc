@@ -538,7 +538,8 @@ void attempt::on_link_closed(link& l) {
   _ag.report_session(e);
   if (session_observer* o = _ag.observer())
     o->session_done(_d.name, e.report,
-                    session_end{e.reached_idle, l.plain_retry(), e.reason, _local_ip, _sts.get()});
+                    session_end{e.reached_idle, l.plain_retry(), e.reason, _local_ip, _sts.get(),
+                                find_route(_ag.cfg(), _d.name) != nullptr});
   _walk->on_link_closed(e);
 }
 

@@ -41,6 +41,7 @@ policy_type policy_of(delivery::published_policy p) {
 reporter::reporter(core::shard& sh, dns::resolver& res, spool::intake& intake, reporter_options o, post_fn post)
     : _shard(sh), _res(res), _intake(intake), _o(std::move(o)), _post(std::move(post)) {
   if (_o.interval_ms < 1000) _o.interval_ms = 1000;
+  if (!_o.clock) _o.clock = wall_ms;
 }
 
 reporter::~reporter() { *_alive = false; }
@@ -53,7 +54,7 @@ status reporter::start() {
   std::error_code ec;
   std::filesystem::create_directories(_o.state_dir, ec);
   if (ec) return error{_o.state_dir + ": " + ec.message()};
-  _now = wall_ms();
+  _now = _o.clock();
   _window_start = floor_to(_now, _o.interval_ms);
   _last_save = _now;
   auto own = load(state_path(_o.shard));
@@ -81,7 +82,11 @@ status reporter::start() {
     SR_INFO("tlsrpt: shard %u resumed %zu counted domains and %zu reports to send", _o.shard,
             _counts.counts().size(), _pending.size());
   if (!_adopted_files.empty()) save_now();
-  _shard.on_tick([this] { tick(wall_ms()); });
+  // The shard keeps its tick functions for good: a reporter destroyed before its shard
+  // (tests) must not be called.
+  _shard.on_tick([this, alive = std::weak_ptr<bool>(_alive)] {
+    if (!alive.expired()) tick(_o.clock());
+  });
   return {};
 }
 
@@ -109,6 +114,8 @@ void reporter::adopt(state&& s) {
 
 void reporter::session_done(std::string_view domain, const delivery::session_report& r,
                             const delivery::session_end& e) {
+  // A smarthost's TLS says nothing about the recipient domain's MX hosts: not reported.
+  if (e.routed) return;
   policy_type type = policy_of(r.published);
   // Until the attempt fills `published`, the MTA-STS rules it ran under say as much.
   if (type == policy_type::no_policy_found && e.sts && e.sts->mode != policy::sts_mode::none)
@@ -270,7 +277,8 @@ void reporter::send_done(uint64_t id, const std::string& uri, bool ok, const std
   entry& e = it->second;
   if (ok) {
     if (!detail.empty()) SR_WARN("tlsrpt: %s: %s: %s", e.r.domain.c_str(), uri.c_str(), detail.c_str());
-    else SR_INFO("tlsrpt: report for %s sent to %s", e.r.domain.c_str(), uri.c_str());
+    else SR_INFO("tlsrpt: report for %s %s %s", e.r.domain.c_str(), uri.starts_with("mailto:") ? "spooled for" : "posted to",
+                 uri.c_str());
     e.r.done.push_back(uri);
     _dirty = true;
   } else {

@@ -284,13 +284,22 @@ TEST_F(Tlsrpt, CountersSurviveARestart) {
   std::string why;
   ASSERT_FALSE(submit(*r, "alice@sender.test", {"bob@dest.test"}, body_for("bob@dest.test"), &why).empty()) << why;
   ASSERT_TRUE(good->wait_messages(1, 20s)) << dump_audit(*r);
-  // The session is counted when it ends (the idle link QUITs after a short park).
+  // The session is counted when it ends (the idle link QUITs after a short park), and
+  // saved within seconds.
   ASSERT_TRUE(good->wait_sessions(1, 20s));
+  auto saved = [&] {
+    std::string text;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(r->state_dir() / "tlsrpt", ec))
+      if (e.path().extension() == ".state") text += read_file(e.path());
+    return text;
+  };
+  for (auto until = std::chrono::steady_clock::now() + 20s;
+       !contains(saved(), "dest.test") && std::chrono::steady_clock::now() < until;)
+    std::this_thread::sleep_for(200ms);
+  EXPECT_TRUE(contains(saved(), "dest.test")) << saved();
   EXPECT_EQ(r->stop(), 0) << r->log();
-  std::string saved;
-  for (const auto& e : fs::directory_iterator(r->state_dir() / "tlsrpt"))
-    if (e.path().extension() == ".state") saved += read_file(e.path());
-  EXPECT_TRUE(contains(saved, "dest.test")) << saved;
+  EXPECT_TRUE(contains(saved(), "dest.test")) << saved();
   EXPECT_TRUE(rua->messages().empty());
 
   // Restart with a short interval: the saved day-window is over as far as the new

@@ -56,6 +56,7 @@ struct session_end {
   report::reason close_reason = report::reason::none;  // why it ended (a TLS failure, ...)
   std::string_view sending_ip;                         // our address on it ("" unknown)
   const policy::mta_sts_rules* sts = nullptr;          // the domain's MTA-STS rules, if any
+  bool routed = false;  // a [[route]] next hop, not the domain's MX hosts, took the session
 };
 
 // Told of every outbound session's end (TLS-RPT counts them), on the agent's shard.

@@ -48,6 +48,7 @@ struct reporter_options {
   unsigned max_tries = 5;             // sending rounds before a report is given up
   unsigned max_sending = 16;          // reports being sent at once
   int64_t save_every_ms = 5000;       // how stale the saved counts may get
+  std::function<int64_t()> clock;     // wall-clock UNIX ms (tests move time); default: the system clock
 };
 
 class reporter final : public delivery::session_observer {
