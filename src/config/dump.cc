@@ -168,7 +168,6 @@ std::string dump(const config& c) {
 
   o += "\n[mta_sts]\n";
   kv(o, "enabled", b(c.mta_sts.enabled));
-  not_built_key(o, c, "mta_sts.https_port");
   kv(o, "https_port", n(c.mta_sts.https_port));
 
   o += "\n[dane]\n";

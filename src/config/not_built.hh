@@ -16,7 +16,6 @@ struct not_built_value {
 };
 
 inline constexpr not_built_value not_built_values[] = {
-    {"mta_sts.enabled", "true", "MTA-STS (RFC 8461)"},
     {"listen[].mode", "submission", "submission (AUTH after TLS)"},
     // Left unset, fallback keeps its DESIGN default (pgp, smime, escrow): until the sidecar
     // exists, such messages stay deferred.
@@ -24,7 +23,6 @@ inline constexpr not_built_value not_built_values[] = {
     {"policy[].fallback", "smime", "the fallback sidecar (S/MIME)"},
     {"policy[].fallback", "escrow", "the fallback sidecar (escrow)"},
     // Keys that only configure a feature not built: written at all, they would do nothing.
-    {"mta_sts.https_port", "*", "MTA-STS (RFC 8461)"},
     {"auth.users_file", "*", "submission (AUTH after TLS)"},
     {"fallback.spawn", "*", "the fallback sidecar"},
     {"fallback.socket", "*", "the fallback sidecar"},

@@ -4,16 +4,22 @@
 // queue), and the listeners open last, once an accepted message has somewhere to go.
 #include "sealrelay/relay/shard.hh"
 
+#include <ctime>
+
 #include "sealrelay/admin/metrics.hh"
 #include "sealrelay/audit/writer.hh"
 #include "sealrelay/delivery/agent.hh"
 #include "sealrelay/dns/resolver.hh"
+#include "sealrelay/https/client.hh"
 #include "sealrelay/policy/registry.hh"
+#include "sealrelay/queue/job.hh"
 #include "sealrelay/queue/scheduler.hh"
 #include "sealrelay/server/store.hh"
 #include "sealrelay/spool/store.hh"
 #include "sealrelay/spool/partition.hh"
-#include "sealrelay/https/client.hh"
+#include "sealrelay/sts/cache.hh"
+#include "sealrelay/sts/https_fetcher.hh"
+#include "sealrelay/sts/resolver.hh"
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/tlsrpt/reporter.hh"
 #include "sealrelay/util/log.hh"
@@ -121,6 +127,8 @@ status shard_root::start_delivery() {
       _ps.policies->try_reclaim();
     });
   }
+  if (cfg.mta_sts.enabled)
+    if (status s = start_mta_sts(); !s) return s;
 
   _store->on_durable([this](const spool::message_meta& meta, const spool::message_location& loc) {
     queue_durable(meta, loc, {});
@@ -136,6 +144,29 @@ status shard_root::start_delivery() {
   }
   if (!recovered.empty()) SR_INFO("queue: %zu recovered messages queued for delivery", recovered.size());
   if (_ps.metrics) _shard.on_tick([this] { publish_metrics(); });
+  return {};
+}
+
+// MTA-STS (src/sts): this shard's policy cache (loaded from state_dir: only the domains
+// this shard owns), the HTTPS client that fetches policies (TLS 1.2+, certificates checked
+// against tls.ca_file), and the resolver that every delivery attempt asks first.
+status shard_root::start_mta_sts() {
+  const auto& cfg = _ps.cfg;
+  std::string why;
+  https::client* c = https_client(&why);
+  if (!c) return error{"mta-sts: HTTPS client: " + why};
+  _sts_fetcher = std::make_unique<sts::https_fetcher>(*c, uint16_t(cfg.mta_sts.https_port));
+  _sts_cache = std::make_unique<sts::cache>(cfg.server.state_dir + "/mta-sts", _shard.index());
+  const unsigned n = _ps.inbound.shards, me = _shard.index();
+  if (status s = _sts_cache->load(int64_t(::time(nullptr)),
+                                  [n, me](std::string_view d) { return queue::owner_shard(std::string(d), n) == me; });
+      !s)
+    return s;
+  if (_sts_cache->size()) SR_INFO("mta-sts: %zu cached policies loaded", _sts_cache->size());
+  policy::effective_policy fallback;
+  fallback.tls = cfg.outbound.default_policy;
+  _sts = std::make_unique<sts::resolver>(*_resolver, *_sts_fetcher, *_sts_cache, _policy_reader.get(), fallback);
+  _agent->set_policy_resolver(_sts.get());
   return {};
 }
 

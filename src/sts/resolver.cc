@@ -57,6 +57,11 @@ void resolver::resolve(std::string_view domain, policy::resolve_completion& done
   std::string key(domain);
   for (char& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));
   while (!key.empty() && key.back() == '.') key.pop_back();
+  // Forget expired policies and old failures now and then (O(cache) every 5 minutes).
+  if (int64_t t = now(); t - _last_sweep >= sts::refetch_interval_s) {
+    _cache.drop_expired(t);
+    _last_sweep = t;
+  }
   if (auto it = _pending.find(key); it != _pending.end()) {
     if (it->second->st == pending::stage::refresh) return answer(key, done);
     if (it->second->st == pending::stage::fetch) ++_stats.waited;

@@ -112,7 +112,6 @@ TEST(CheckConfig, ValuesOfFeaturesNotBuiltAreRefused) {
     std::string where; // ":LINE: KEY"
   };
   const refused cases[] = {
-      {"[mta_sts]\nenabled = true\n", ":6: mta_sts.enabled"},
       {"[[listen]]\naddress = \"127.0.0.1:2\"\nmode = \"submission\"\n", ":7: listen[1].mode"},
       {"[[policy]]\ndomain = \"bank.example\"\nfallback = [\"escrow\"]\n",
        ":7: policy[0].fallback[0]"},

@@ -182,7 +182,7 @@ void relay::write_config() {
   for (const auto& line : _opts.limits) c << line << "\n";
   c << "\n[dns]\nresolvers = [\"" << _opts.dns_resolver << "\"]\n"
     << "\n[outbound]\nsmtp_port = " << _opts.smtp_port << "\n" << _opts.outbound_extra << "\n";
-  c << "\n[mta_sts]\nenabled = false\n\n"
+  c << "\n[mta_sts]\n" << _opts.mta_sts << "\n\n"
     << "[audit]\n"
     << "file = " << (_opts.audit_file.empty() ? state_dir() / "audit.jsonl" : fs::path(_opts.audit_file))
     << "\n\n"

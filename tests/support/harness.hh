@@ -55,6 +55,9 @@ struct relay_options {
   std::string extra_toml;
   std::string audit_file;            // [audit] file; "" = state_dir/audit.jsonl
   std::string admin_listen;          // [admin] listen, e.g. "127.0.0.1:<port>"; "" = off
+  // Raw lines for [mta_sts]. Off by default here: most tests route mail without DNS, where
+  // a TXT lookup would only wait for its timeout (MTA-STS tests turn it on).
+  std::string mta_sts = "enabled = false";
 };
 
 // Milliseconds left until `until` (0 when it has passed), for poll().

@@ -180,8 +180,9 @@ relay* world::start_relay(const std::string& extra_toml, const std::string& outb
     ADD_FAILURE() << "relay: start_dns() first";
     return nullptr;
   }
-  _relay = std::make_unique<relay>(
-      delivery_options(_dns->address(), _port, outbound_extra, extra_toml, _outbound_defaults));
+  relay_options o = delivery_options(_dns->address(), _port, outbound_extra, extra_toml, _outbound_defaults);
+  o.mta_sts = _mta_sts;
+  _relay = std::make_unique<relay>(o);
   if (!_relay->start()) {
     ADD_FAILURE() << "relay: " << _relay->error() << _relay->log();
     return nullptr;

@@ -25,6 +25,11 @@ class agent;
 namespace sr::dns {
 class resolver;
 }
+namespace sr::sts {
+class cache;
+class fetcher;
+class resolver;
+}
 namespace sr::policy {
 class registry;
 class reader;
@@ -79,6 +84,7 @@ class shard_root final : public server::shard_unit {
  private:
   status open_spool();
   status start_delivery();
+  status start_mta_sts();
   status start_tlsrpt();
   https::client* https_client(std::string* why);
   void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
@@ -98,8 +104,13 @@ class shard_root final : public server::shard_unit {
   std::unique_ptr<queue::dispatcher> _dispatch;
   std::unique_ptr<policy::reader> _policy_reader;
   std::unique_ptr<tls::context> _https_ctx;   // TLS 1.2+, tls.ca_file (WebPKI-style checks)
-  std::unique_ptr<https::client> _https;      // the shard's HTTPS client (TLS-RPT POSTs), made on first need
+  // The shard's HTTPS client (MTA-STS policy fetches, TLS-RPT POSTs), made on first need.
+  std::unique_ptr<https::client> _https;
   std::unique_ptr<tlsrpt::reporter> _tlsrpt;  // TLS-RPT (null when off); outlives the agent that reports to it
+  // MTA-STS (when mta_sts.enabled): the agent asks _sts, which fetches through _https.
+  std::unique_ptr<sts::fetcher> _sts_fetcher;
+  std::unique_ptr<sts::cache> _sts_cache;
+  std::unique_ptr<sts::resolver> _sts;
   std::unique_ptr<delivery::agent> _agent;
 };
 

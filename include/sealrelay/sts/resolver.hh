@@ -93,6 +93,7 @@ class resolver final : public policy::resolver {
   policy::effective_policy _fallback;
   resolver_options _opt;
   resolver_stats _stats;
+  int64_t _last_sweep = 0;  // when the cache last dropped expired entries
   std::unordered_map<std::string, std::unique_ptr<pending>> _pending;
   // Callbacks hold a weak reference: after destruction they do nothing.
   std::shared_ptr<resolver*> _self;

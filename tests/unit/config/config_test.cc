@@ -121,7 +121,7 @@ TEST(config, minimal_config_takes_every_default) {
   EXPECT_EQ(c.outbound.max_queue_age, 120h);
 
   EXPECT_TRUE(c.routes.empty());
-  EXPECT_FALSE(c.mta_sts.enabled);  // true once MTA-STS is built (not_built.hh)
+  EXPECT_TRUE(c.mta_sts.enabled);  // DESIGN.md §4
   EXPECT_EQ(c.mta_sts.https_port, 443u);
   EXPECT_TRUE(c.policies.empty());
 
@@ -669,9 +669,6 @@ TEST(config, schema_of_features_not_built_is_checked) {
 // DESIGN.md §4: a value whose feature is not built is refused, never accepted and ignored.
 TEST(config, values_of_features_not_built_are_refused) {
   const error_case cases[] = {
-      {"mta_sts", with_listener({"[mta_sts]", "enabled = true"}),
-       "t.toml:4: mta_sts.enabled: true is not available in this version (MTA-STS (RFC 8461) is "
-       "not built yet)"},
       {"submission", with_listener({"[[listen]]", "address = \"127.0.0.1:587\"",
                                     "mode = \"submission\""}),
        "t.toml:5: listen[1].mode: \"submission\" is not available in this version (submission "
@@ -697,9 +694,6 @@ TEST(config, values_of_features_not_built_are_refused) {
       {"users_file", with_listener({"[auth]", "users_file = \"u\""}),
        "t.toml:4: auth.users_file: is not available in this version (submission (AUTH after "
        "TLS) is not built yet)"},
-      {"https_port", with_listener({"[mta_sts]", "https_port = 8443"}),
-       "t.toml:4: mta_sts.https_port: is not available in this version (MTA-STS (RFC 8461) is "
-       "not built yet)"},
   };
   for (const auto& c : cases) EXPECT_EQ(err_of(c.text), c.expected) << c.name << "\n" << c.text;
 
@@ -723,10 +717,14 @@ TEST(config, values_of_features_not_built_are_refused) {
   EXPECT_EQ(again->policies[0].fallback, ok->policies[0].fallback);
   EXPECT_NE(dump(*ok).find("# fallback = [\"pgp\", \"smime\", \"escrow\"]"), std::string::npos)
       << dump(*ok);
-  // MTA-STS is off unless asked for (and asking is refused above).
+  // MTA-STS is on unless turned off, and its port may be set.
   auto plain = parse(with_listener({}), "t.toml");
   ASSERT_TRUE(plain) << plain.err();
-  EXPECT_FALSE(plain->mta_sts.enabled);
+  EXPECT_TRUE(plain->mta_sts.enabled);
+  auto sts = parse(with_listener({"[mta_sts]", "enabled = true", "https_port = 8443"}), "t.toml");
+  ASSERT_TRUE(sts) << sts.err();
+  EXPECT_TRUE(sts->mta_sts.enabled);
+  EXPECT_EQ(sts->mta_sts.https_port, 8443u);
 }
 
 // A private key (or the users file) that group or others may read is refused, as OpenSSH
@@ -808,7 +806,7 @@ TEST(config, example_config_is_valid_with_and_without_its_examples) {
   EXPECT_EQ(r->server.state_dir, "var");
   EXPECT_EQ(r->admin.listen, "127.0.0.1:9025");
   EXPECT_EQ(r->outbound.smtp_port, 25u);
-  EXPECT_FALSE(r->mta_sts.enabled);
+  EXPECT_TRUE(r->mta_sts.enabled);
   EXPECT_TRUE(r->policies.empty());
 
   // Uncomment "# [[table]]" and "# key = value" lines: the examples must parse too.
