@@ -165,7 +165,11 @@ status shard_root::start_mta_sts() {
   if (_sts_cache->size()) SR_INFO("mta-sts: %zu cached policies loaded", _sts_cache->size());
   policy::effective_policy fallback;
   fallback.tls = cfg.outbound.default_policy;
-  _sts = std::make_unique<sts::resolver>(*_resolver, *_sts_fetcher, *_sts_cache, _policy_reader.get(), fallback);
+  sts::resolver_options so;
+  if (!cfg.routes.empty())
+    so.routed = [&cfg](std::string_view d) { return config::find_route(cfg, d) != nullptr; };
+  _sts = std::make_unique<sts::resolver>(*_resolver, *_sts_fetcher, *_sts_cache, _policy_reader.get(), fallback,
+                                         std::move(so));
   _agent->set_policy_resolver(_sts.get());
   return {};
 }

@@ -101,6 +101,12 @@ class SealrelayCheck : public ::testing::Test, public world {
         "d4.sts.test MX 10 mx1.mx.test\n"
         "_mta-sts.d4.sts.test TXT \"v=STSv1; id=one\"\n"
         "_mta-sts.d4.sts.test TXT \"v=STSv1; id=two\"\n"
+        "d5.sts.test MX 10 mx3.mx.test\n"
+        "_mta-sts.d5.sts.test TXT \"v=STSv1; id=expired\"\n"
+        "mta-sts.d5.sts.test A 127.0.0.1\n"
+        "d6.sts.test MX 10 mx1.mx.test\n"
+        "_mta-sts.d6.sts.test TXT \"v=STSv1; id=elsewhere\"\n"
+        "mta-sts.d6.sts.test A 127.0.0.1\n"
         // DANE: signed answers (AD) for the MX, the address and the TLSA records.
         "dane.test MX 10 mx7.mx.test\n"
         "dane.test AD\n"
@@ -366,6 +372,32 @@ TEST_F(SealrelayCheck, SilentMxTimesOut) {
   EXPECT_EQ(j["verdicts.opportunistic.reason"], "\"timeout\"");
 }
 
+TEST_F(SealrelayCheck, RouteNextHopInsteadOfMx) {
+  // A [[route]] sends the domain to a next hop: no MX lookup (routed.test has no MX at all),
+  // no MTA-STS, no DANE; the next hop's name (or IP) is what the certificate must carry.
+  std::string p = std::to_string(_port);
+  auto cfg = config("[[route]]\ndomain = \"routed.test\"\nnext_hop = \"[127.0.0.2]:" + p + "\"\n"
+                    "[[route]]\ndomain = \".hop.test\"\nnext_hop = \"mx4.mx.test:" + p + "\"\n"
+                    "[[policy]]\ndomain = \".hop.test\"\ntls = \"forced\"\nverify = \"ca\"\n");
+  run_result r = check({"-c", cfg.string(), "--json", "routed.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto j = flatten(r.output);
+  EXPECT_EQ(j["route.next_hop"], "\"[127.0.0.2]:" + p + "\"");
+  EXPECT_EQ(j["route.pattern"], "\"routed.test\"");
+  EXPECT_EQ(j["mx.hosts.0.name"], "\"127.0.0.2\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.cert"], "\"verified\"");  // IP subjectAltName
+  EXPECT_EQ(j["mta_sts"], "null");
+  EXPECT_EQ(j["mx.hosts.0.tlsa.records"], "[]");
+
+  r = check({"-c", cfg.string(), "a.hop.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // wrong-name certificate under verify = ca
+  EXPECT_NE(r.output.find("route: [[route]] domain = \".hop.test\" sends it to mx4.mx.test:" + p),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("forced        NOT reachable: cert-name-mismatch at mx4.mx.test[127.0.0.5]"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("MTA-STS: not used for a [[route]] next hop"), std::string::npos) << r.output;
+}
+
 TEST_F(SealrelayCheck, FileOfDomains) {
   auto cfg = config("[[policy]]\ndomain = \"plain.test\"\ntls = \"forced\"\n");
   fs::path list = _dir.path() / "domains.txt";
@@ -437,6 +469,50 @@ TEST_F(SealrelayCheck, MtaStsRecordPolicyAndMxMatch) {
   EXPECT_NE(r.output.find("MTA-STS: record valid, id 20261206T000000"), std::string::npos) << r.output;
   r = check({"-c", cfg.string(), "--sts-port", sts_port, "plain.test"});
   EXPECT_NE(r.output.find("MTA-STS: no policy published"), std::string::npos) << r.output;
+}
+
+TEST_F(SealrelayCheck, MtaStsEnforceRaisesThePolicy) {
+  https_host_options ho;
+  ho.certs = {"sts"};
+  temp_dir pol;
+  std::ofstream(pol.path() / "d1.sts.test.txt") << "version: STSv1\nmode: enforce\nmx: *.mx.test\nmax_age: 86400\n";
+  std::ofstream(pol.path() / "d5.sts.test.txt") << "version: STSv1\nmode: enforce\nmx: *.mx.test\nmax_age: 86400\n";
+  std::ofstream(pol.path() / "d6.sts.test.txt") << "version: STSv1\nmode: enforce\nmx: *.other.example\nmax_age: 86400\n";
+  ho.policy_dir = pol.path().string();
+  https_host web(ho);
+  ASSERT_TRUE(web.start()) << web.error() << web.log();
+  // MTA-STS is on by default; the policy hosts listen on a high port.
+  auto cfg = config("[mta_sts]\nhttps_port = " + std::to_string(web.port()) + "\n");
+
+  // A good MX the policy names: reachable, every policy raised to verify = ca.
+  run_result r = check({"-c", cfg.string(), "--json", "d1.sts.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto j = flatten(r.output);
+  EXPECT_EQ(j["mta_sts.enabled"], "true");
+  EXPECT_EQ(j["verdicts.opportunistic.reachable"], "true");
+  EXPECT_EQ(j["verdicts.opportunistic.floors.raised"], "true");
+  EXPECT_EQ(j["verdicts.opportunistic.floors.verify"], "\"ca\"");
+
+  // An expired certificate: the configured opportunistic policy is raised and fails.
+  r = check({"-c", cfg.string(), "--json", "d5.sts.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  j = flatten(r.output);
+  EXPECT_EQ(j["verdicts.opportunistic.reachable"], "false");
+  EXPECT_EQ(j["verdicts.opportunistic.reason"], "\"cert-expired\"");
+  EXPECT_EQ(j["verdicts.opportunistic.on_failure"], "\"retried, bounced at outbound.max_queue_age\"");
+
+  // An MX the policy does not name is never used.
+  r = check({"-c", cfg.string(), "d6.sts.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("mx1.mx.test: matches no mx pattern"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("NOT reachable: mx-not-in-sts-policy at mx1.mx.test[127.0.0.2]"), std::string::npos)
+      << r.output;
+
+  // With MTA-STS off in the relay's config, the same domains are judged without it.
+  auto off = config("[mta_sts]\nenabled = false\n");
+  r = check({"-c", off.string(), "--sts-port", std::to_string(web.port()), "d5.sts.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("not applied: mta_sts.enabled = false"), std::string::npos) << r.output;
 }
 
 TEST_F(SealrelayCheck, DaneMatchMismatchAndServfail) {

@@ -353,3 +353,22 @@ TEST_F(MtaSts, RestartKeepsTheCachedPolicy) {
 
 }  // namespace
 }  // namespace sr::integ
+
+namespace sr::integ {
+namespace {
+
+TEST_F(MtaSts, RoutedDomainsIgnoreMtaSts) {
+  ASSERT_NE(_port, 0);
+  // d17 publishes enforce with an mx that is not the route's host; a [[route]] sends its
+  // mail to a configured next hop, which MTA-STS does not describe: no lookup, no policy.
+  ASSERT_TRUE(start_dns(domain_zone("d17.sts.test", {"v=STSv1; id=1"}) + mx_zone));
+  fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}});
+  ASSERT_TRUE(mx && start_https());
+  put_policy("d17.sts.test", policy_text("enforce", {"mx9.mx.test"}));
+  ASSERT_TRUE(start_sts_relay(route_to("d17.sts.test", "127.0.0.2", _port)));
+  expect_no_policy("d17.sts.test", *mx);
+  EXPECT_EQ(fetches("d17.sts.test"), 0u);
+}
+
+}  // namespace
+}  // namespace sr::integ
