@@ -22,6 +22,7 @@
 #include "sealrelay/sts/resolver.hh"
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/tlsrpt/reporter.hh"
+#include "sealrelay/tlsrpt/sts_fetcher.hh"
 #include "sealrelay/util/log.hh"
 
 namespace sr::relay {
@@ -168,7 +169,13 @@ status shard_root::start_mta_sts() {
   sts::resolver_options so;
   if (!cfg.routes.empty())
     so.routed = [&cfg](std::string_view d) { return config::find_route(cfg, d) != nullptr; };
-  _sts = std::make_unique<sts::resolver>(*_resolver, *_sts_fetcher, *_sts_cache, _policy_reader.get(), fallback,
+  // TLS-RPT counts policies that could not be had (sts-policy-fetch-error, ...).
+  sts::fetcher* fetcher = _sts_fetcher.get();
+  if (_tlsrpt) {
+    _sts_report_fetcher = std::make_unique<tlsrpt::reporting_fetcher>(*_sts_fetcher, _tlsrpt.get());
+    fetcher = _sts_report_fetcher.get();
+  }
+  _sts = std::make_unique<sts::resolver>(*_resolver, *fetcher, *_sts_cache, _policy_reader.get(), fallback,
                                          std::move(so));
   _agent->set_policy_resolver(_sts.get());
   return {};
