@@ -59,6 +59,9 @@ std::map<std::string, std::string> flatten(const std::string& json) {
 // openssl x509 -in server.crt -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum
 const std::string server_spki_sha256 = "2aaa2771397cbbbd0df76f0b6600dfe4bc37942db7181bbcc22d939316c64b0d";
 
+// SHA-256 of tests/certs/inter.crt (DER): a DANE-TA 2 0 1 record for the intermediate CA.
+const std::string inter_sha256 = "73dbd16550c034c2a15dfc4535011b3b28e97c38e55967cd67536c40e008b074";
+
 class SealrelayCheck : public ::testing::Test, public world {
  protected:
   void SetUp() override {
@@ -121,6 +124,12 @@ class SealrelayCheck : public ::testing::Test, public world {
         "_" + p + "._tcp.mx8.mx.test TLSA 3 1 1 "
         "0102030405060708091011121314151617181920212223242526272829303132\n"
         "_" + p + "._tcp.mx8.mx.test AD\n"
+        "daneta.test MX 10 mx11.mx.test\n"
+        "daneta.test AD\n"
+        "mx11.mx.test A 127.0.0.9\n"
+        "mx11.mx.test AD\n"
+        "_" + p + "._tcp.mx11.mx.test TLSA 2 0 1 " + inter_sha256 + "\n"
+        "_" + p + "._tcp.mx11.mx.test AD\n"
         "danefail.test MX 10 mx9.mx.test\n"
         "danefail.test AD\n"
         "mx9.mx.test A 127.0.0.2\n"
@@ -547,6 +556,22 @@ TEST_F(SealrelayCheck, DaneMatchMismatchAndServfail) {
   r = check({"-c", config().string(), "danebad.test"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("DANE: would apply, but dane.enabled = false"), std::string::npos) << r.output;
+
+  // DANE-TA: the intermediate the MX sends (chained-chain.crt: leaf, intermediate, CA)
+  // matches at depth 1; the whole chain is shown.
+  fake_mx_options chained;
+  chained.hosts = {"127.0.0.9"};
+  fs::path certs = source_root() / "tests" / "certs";
+  chained.extra_args = {"--cert", (certs / "chained-chain.crt").string(), "--key", (certs / "chained.key").string()};
+  ASSERT_NE(start_mx(chained), nullptr);
+  r = check({"-c", cfg.string(), "--json", "daneta.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  j = flatten(r.output);
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.dane.verdict"], "\"verified\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.dane.depth"], "1");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.chain.1.subject"], "\"/O=sealrelay tests/CN=sealrelay test intermediate\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.chain.2.subject"], "\"/O=sealrelay tests/CN=sealrelay test CA\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.chain.0.issuer"], j["mx.hosts.0.addresses.0.tls.chain.1.subject"]);
 
   // SERVFAIL for the TLSA name of a signed host: deferred, never read as "no TLSA".
   r = check({"-c", cfg.string(), "--json", "danefail.test"});
