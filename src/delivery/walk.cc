@@ -81,12 +81,7 @@ void walk::resolve_next_host() {
     // wins over MTA-STS, so a host that may still turn out DANE-secured is decided after
     // its TLSA lookup (add_host_targets).
     bool dane_possible = _opt.dane && _mx_secure;
-    if (!dane_possible && _opt.sts && _opt.sts->mode == policy::sts_mode::enforce &&
-        !_opt.sts->matches(host)) {
-      skip_host(host, report::reason::mx_not_in_sts_policy,
-                host + " is not an mx of " + _domain + "'s MTA-STS policy");
-      continue;
-    }
+    if (!dane_possible && sts_refuses(host)) continue;
     if (!dane_possible && _policy.verify == config::verify_mode::dane) {
       skip_host(host, report::reason::dane_required,
                 host + ": verify = dane, but the MX answer of " + _domain + " is not DNSSEC-signed");
@@ -145,7 +140,18 @@ void walk::on_addrs(const std::string& host, lookup status, std::span<const sock
     connect_next();
     return;
   }
+  // No DANE for this host after all: MTA-STS rules it (resolve_next_host left it to us).
+  if (sts_refuses(host)) {
+    connect_next();
+    return;
+  }
   add_host_targets(host, nullptr);
+}
+
+bool walk::sts_refuses(const std::string& host) {
+  if (!_opt.sts || _opt.sts->mode != policy::sts_mode::enforce || _opt.sts->matches(host)) return false;
+  skip_host(host, report::reason::mx_not_in_sts_policy, host + " is not an mx of " + _domain + "'s MTA-STS policy");
+  return true;
 }
 
 void walk::on_tlsa(const std::string& host, lookup status, std::vector<std::vector<uint8_t>> usable) {
@@ -168,9 +174,7 @@ void walk::on_tlsa(const std::string& host, lookup status, std::vector<std::vect
     return;
   }
   // Secure but no usable TLSA: MTA-STS (if any) rules this host.
-  if (_opt.sts && _opt.sts->mode == policy::sts_mode::enforce && !_opt.sts->matches(host)) {
-    skip_host(host, report::reason::mx_not_in_sts_policy,
-              host + " is not an mx of " + _domain + "'s MTA-STS policy");
+  if (sts_refuses(host)) {
     connect_next();
     return;
   }

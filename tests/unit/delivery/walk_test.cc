@@ -413,3 +413,23 @@ TEST(delivery_walk, verify_dane_without_usable_tlsa_is_dane_required) {
   EXPECT_TRUE(ev.targets.empty());
   EXPECT_EQ(ev.calls.back(), "fall_back dane-required");
 }
+
+TEST(delivery_walk, sts_enforce_still_rules_a_host_whose_address_answer_was_insecure) {
+  // Secure MX answer with DANE on: the STS check waits for DANE; an insecure address answer
+  // rules DANE out, and MTA-STS must then still refuse an MX its policy does not name.
+  recorder ev;
+  walk_options opt;
+  opt.dane = true;
+  opt.sts = sts(policy::sts_mode::enforce, {"mx2.dest.test"});
+  walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, two_mx, true);
+  sockaddr_storage a1[] = {v4("127.0.0.2")};
+  w.on_addrs("mx1.dest.test", lookup::ok, a1, {}, false);
+  EXPECT_TRUE(ev.targets.empty());
+  ASSERT_EQ(ev.calls.back(), "addr mx2.dest.test");
+  sockaddr_storage a2[] = {v4("127.0.0.3")};
+  w.on_addrs("mx2.dest.test", lookup::ok, a2, {}, false);
+  ASSERT_EQ(ev.targets.size(), 1u);
+  EXPECT_EQ(ev.targets[0].host, "mx2.dest.test");
+}
