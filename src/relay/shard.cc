@@ -297,6 +297,11 @@ void shard_root::publish_metrics() {
   auto r = _resolver->stats();
   m.dns_cache_hits.cell(me).store(r.cache_hits, std::memory_order_relaxed);
   m.dns_cache_misses.cell(me).store(r.cache_misses, std::memory_order_relaxed);
+  if (_sts) {
+    m.mta_sts_fetches.cell(me).store(_sts->stats().fetches, std::memory_order_relaxed);
+    m.mta_sts_fetch_failures.cell(me).store(_sts->stats().fetch_failures, std::memory_order_relaxed);
+    m.mta_sts_policies.set(me, int64_t(_sts_cache->size()));
+  }
 }
 
 }  // namespace sr::relay
