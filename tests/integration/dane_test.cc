@@ -5,10 +5,12 @@
 // Usable TLSA records make authenticated TLS mandatory (a mismatch is never delivered,
 // not even over TLS, and never in the clear); a TLSA lookup that fails (bogus signature,
 // SERVFAIL) defers with `tlsa-lookup-failed`, never "no TLSA"; a proven absence of TLSA
-// or an unsigned zone leave the usual opportunistic delivery. Every wait polls with a deadline.
+// or an unsigned zone leave the usual opportunistic delivery; DANE wins over an MTA-STS
+// enforce policy (https_host.py). Every wait polls with a deadline.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,8 +102,9 @@ class Dane : public ::testing::Test, protected world {
   // The relay with DANE on, resolving through the world's unbound; `extra` appended. Null
   // when it does not start; *refused says the daemon refused [dane] as not built (yet).
   relay* start_dane_relay(const std::string& extra, bool* refused) {
-    _relay = std::make_unique<relay>(delivery_options(_world->address(), _port, {},
-                                                      "[dane]\nenabled = true\n\n" + extra, _outbound_defaults));
+    auto o = delivery_options(_world->address(), _port, {}, "[dane]\nenabled = true\n\n" + extra, _outbound_defaults);
+    o.mta_sts = _mta_sts;
+    _relay = std::make_unique<relay>(std::move(o));
     if (!_relay->start()) {
       std::string log = _relay->log();
       *refused = contains(log, "dane") && (contains(log, "not available") || contains(log, "unknown"));
@@ -386,6 +389,46 @@ TEST_F(Dane, VerifyDaneWithoutUsableTlsaIsDaneRequired) {
   EXPECT_EQ(lines[0].policy, "exclusive") << lines[0].raw;
   for (const auto& a : audit_of(*_relay, qid)) EXPECT_NE(a.outcome, "delivered") << a.raw;
   expect_no_mail(*mx);
+}
+
+// ------------------------------------------------------------------------- DANE and MTA-STS
+
+TEST_F(Dane, DaneWinsOverMtaStsEnforce) {
+  // d20.sts.test and d19.sts.test publish MTA-STS enforce naming only mx9.mx.test. d20's MX
+  // mx1.mx.test presents a self-signed certificate that MTA-STS alone would refuse too, but
+  // its TLSA record (DANE-EE) matches, and DANE wins (RFC 8461 §2): delivered, policy_source
+  // dane. d19's MX mx2.mx.test has no TLSA record (secure denial): MTA-STS rules it out.
+  std::string zone = "$ZONE mx.test\nmx1.mx.test A 127.0.0.2\nmx2.mx.test A 127.0.0.3\n" + _tlsa +
+                     "mx1.mx.test TLSA " + _ee_selfsigned + "\n";
+  temp_dir policies;
+  for (const auto& [domain, host] : {std::pair{"d20.sts.test", "mx1.mx.test"}, std::pair{"d19.sts.test", "mx2.mx.test"}}) {
+    zone += "$ZONE " + std::string(domain) + "\n" + domain + " MX 10 " + host + "\nmta-sts." + domain +
+            " A 127.0.0.1\n_mta-sts." + domain + " TXT \"v=STSv1; id=1\"\n";
+    std::ofstream(policies.path() / (std::string(domain) + ".txt"))
+        << "version: STSv1\r\nmode: enforce\r\nmx: mx9.mx.test\r\nmax_age: 86400\r\n";
+  }
+  ASSERT_TRUE(start_world(zone));
+  https_host https({.hosts = {"127.0.0.1"}, .policy_dir = policies.path().string()});
+  ASSERT_TRUE(https.start()) << https.error() << https.log();
+  _mta_sts = "enabled = true\nhttps_port = " + std::to_string(https.port());
+  fake_mx* mx1 = mx_on("127.0.0.2", "selfsigned");
+  fake_mx* mx2 = mx_on("127.0.0.3");
+  ASSERT_TRUE(mx1 && mx2);
+  START_DANE_RELAY("");
+
+  std::string secret = unique("dane-over-sts");
+  std::string qid = send_to("d20.sts.test", secret);
+  ASSERT_FALSE(qid.empty());
+  auto d = expect_delivered(*mx1, qid, secret, "mx1.mx.test", "dane");
+  EXPECT_EQ(d.domain, "d20.sts.test") << d.raw;
+
+  std::string control = send_to("d19.sts.test", unique("sts-only"));
+  ASSERT_FALSE(control.empty());
+  auto refused = wait_audit(*_relay, 1, [&](const audit_line& a) { return a.queue_id == control && a.outcome == "deferred"; });
+  ASSERT_GE(refused.size(), 1u) << diagnostics();
+  EXPECT_EQ(refused[0].reason, "mx-not-in-sts-policy") << refused[0].raw;
+  EXPECT_EQ(refused[0].policy_source, "mta-sts") << refused[0].raw;
+  expect_no_mail(*mx2);
 }
 
 }  // namespace sr::integ
