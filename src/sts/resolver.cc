@@ -109,7 +109,7 @@ void resolver::on_txt(const std::string& domain, const dns::txt_result& r) {
       auto waiters = std::move(p->waiters);
       p->waiters.clear();
       p->st = pending::stage::refresh;
-      start_fetch(domain, rec.id, p);
+      start_fetch(domain, rec.id);
       for (auto* w : waiters) answer(domain, *w);
       return;
     }
@@ -118,10 +118,10 @@ void resolver::on_txt(const std::string& domain, const dns::txt_result& r) {
   if (!may_fetch) return finish(domain);  // failed recently: the cached policy, or none
   p->st = pending::stage::fetch;
   _stats.waited += p->waiters.size();
-  start_fetch(domain, rec.id, p);
+  start_fetch(domain, rec.id);
 }
 
-void resolver::start_fetch(const std::string& domain, const std::string& id, pending*) {
+void resolver::start_fetch(const std::string& domain, const std::string& id) {
   ++_stats.fetches;
   std::weak_ptr<resolver*> self = _self;
   _fetcher.fetch(domain, [self, domain, id](const fetch_result& r) {

@@ -89,7 +89,7 @@ class resolver final : public policy::resolver {
   struct pending;  // one domain's TXT lookup or fetch in flight, and who waits for it
   int64_t now() const;
   void on_txt(const std::string& domain, const dns::txt_result& r);
-  void start_fetch(const std::string& domain, const std::string& id, pending* p);
+  void start_fetch(const std::string& domain, const std::string& id);
   void on_fetched(const std::string& domain, const std::string& id, const fetch_result& r);
   // Answer every waiter of `domain` from the cache and forget its pending state.
   void finish(const std::string& domain);
