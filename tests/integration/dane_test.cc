@@ -323,6 +323,22 @@ TEST_F(Dane, BogusMxAnswerIsNeverDelivered) {
   expect_no_mail(*mx);
 }
 
+TEST_F(Dane, BogusAaaaDoesNotSwitchDaneOff) {
+  // The MX host's A record validates, its AAAA answer is bogus: the relay uses the validated
+  // address under DANE (a mismatching TLSA: never delivered), instead of taking the broken
+  // AAAA for an unsigned zone and delivering without DANE (a downgrade anyone on the path to
+  // the zone's servers could cause).
+  ASSERT_TRUE(start_world("$ZONE dest.test\ndest.test MX 10 mx1.mx.test\n$ZONE mx.test\nmx1.mx.test A 127.0.0.2\n"
+                          "mx1.mx.test AAAA ::1\nmx1.mx.test BOGUS AAAA\n" + _tlsa + "mx1.mx.test TLSA " + _ee_wrong +
+                          "\n"));
+  fake_mx* mx = mx_on("127.0.0.2");
+  ASSERT_TRUE(mx);
+  START_DANE_RELAY("");
+  std::string qid = send_to("dest.test", unique("bogus-aaaa"));
+  ASSERT_FALSE(qid.empty());
+  expect_deferred({mx}, qid, "tlsa-mismatch", "dane");
+}
+
 // ------------------------------------------------------- no usable TLSA: opportunistic as before
 
 TEST_F(Dane, NoTlsaInASignedZoneDeliversOpportunistically) {
