@@ -130,6 +130,7 @@ class engine {
   };
 
   void next_domain();
+  void start_route();
   void on_mx(const sr::dns::mx_result& r);
   void next_host();
   void on_addrs(const sr::dns::addr_result& r);
@@ -381,9 +382,50 @@ void engine::next_domain() {
   d.pattern = std::string(rule.pattern);
   d.sts.enabled = cfg.mta_sts.enabled;
   d.dane_enabled = cfg.dane.enabled;
-  _results.push_back(std::move(d));
   _hi = 0;
+  if (const auto* rt = sr::config::find_route(cfg, d.domain)) {
+    d.route = rt->next_hop;
+    d.route_pattern = rt->domain;
+    _results.push_back(std::move(d));
+    return start_route();
+  }
+  _results.push_back(std::move(d));
   _dns->lookup_mx(_results.back().domain, [this](const sr::dns::mx_result& r) { on_mx(r); });
+}
+
+// "[ip]:port" or "host:port" (src/delivery/walk.cc reads next_hop the same way); the one
+// host is probed on the route's port, its name (or IP) is what the certificate must name.
+void engine::start_route() {
+  domain_result& d = _results.back();
+  const std::string& hop = d.route;
+  std::string host;
+  long port = 0;
+  size_t colon = std::string::npos;
+  if (!hop.empty() && hop[0] == '[') {
+    size_t close = hop.find(']');
+    if (close != std::string::npos) {
+      host = hop.substr(1, close - 1);
+      if (close + 1 < hop.size() && hop[close + 1] == ':') colon = close + 1;
+    }
+  } else {
+    colon = hop.rfind(':');
+    if (colon != std::string::npos) host = hop.substr(0, colon);
+  }
+  if (colon != std::string::npos && colon + 1 < hop.size()) {
+    char* end = nullptr;
+    port = std::strtol(hop.c_str() + colon + 1, &end, 10);
+    if (*end) port = 0;
+  }
+  if (host.empty() || port < 1 || port > 65535) {
+    d.route_invalid = true;
+    return finish_domain();
+  }
+  d.port = uint16_t(port);
+  d.mx_status = sr::dns::status::ok;
+  host_result h;
+  h.name = host;
+  d.hosts.push_back(std::move(h));
+  next_host();  // an IP literal answers itself
 }
 
 void engine::on_mx(const sr::dns::mx_result& r) {
@@ -419,7 +461,12 @@ void engine::on_addrs(const sr::dns::addr_result& r) {
     p.ip = ip_of(r.addrs[i]);
     h.addresses.push_back(std::move(p));
   }
-  std::string name = "_" + std::to_string(opt.port) + "._tcp." + h.name;
+  if (!_results.back().route.empty()) {
+    h.tlsa_status = sr::dns::status::nodata;  // a next hop is never DANE-checked
+    _ai = 0;
+    return next_address();
+  }
+  std::string name = "_" + std::to_string(_results.back().port) + "._tcp." + h.name;
   h.tlsa_name = name;
   _dns->lookup_tlsa(name, [this](const sr::dns::tlsa_result& t) { on_tlsa(t); });
 }
@@ -443,10 +490,10 @@ void engine::next_address() {
   sockaddr_storage addr = p.addr;
   socklen_t len;
   if (addr.ss_family == AF_INET) {
-    reinterpret_cast<sockaddr_in&>(addr).sin_port = htons(opt.port);
+    reinterpret_cast<sockaddr_in&>(addr).sin_port = htons(_results.back().port);
     len = sizeof(sockaddr_in);
   } else {
-    reinterpret_cast<sockaddr_in6&>(addr).sin6_port = htons(opt.port);
+    reinterpret_cast<sockaddr_in6&>(addr).sin6_port = htons(_results.back().port);
     len = sizeof(sockaddr_in6);
   }
   p.addr = addr;
@@ -493,6 +540,7 @@ void engine::after_probe() {
 
 void engine::lookup_sts() {
   domain_result& d = _results.back();
+  if (!d.route.empty()) return finish_domain();  // the relay applies no MTA-STS to a next hop
   _dns->lookup_txt("_mta-sts." + d.domain, [this](const sr::dns::txt_result& r) { on_sts_txt(r); });
 }
 

@@ -123,6 +123,11 @@ struct domain_result {
   uint16_t port = 25;
   sr::policy::effective_policy configured;  // from the config table
   std::string pattern;                      // the [[policy]] domain that matched ("" = default)
+  // A [[route]] sends the domain's mail to a next hop instead of its MX hosts: no MX
+  // lookup, no MTA-STS, no DANE (as the relay's walk and resolver do).
+  std::string route;                        // next_hop as written ("" = MX hosts)
+  std::string route_pattern;                // the [[route]] domain that matched
+  bool route_invalid = false;               // next_hop is not [ip]:port or host:port
   sr::dns::status mx_status = sr::dns::status::temp_fail;
   bool mx_ad = false;
   bool mx_implicit = false;

@@ -91,6 +91,7 @@ address_verdict judge_address(probe_result& p, const sr::policy::effective_polic
 
 // The domain-level reason when no address could even be tried.
 reason domain_reason(const domain_result& d) {
+  if (d.route_invalid) return reason::route_invalid;
   switch (d.mx_status) {
     case sr::dns::status::ok: break;
     case sr::dns::status::nxdomain: return reason::nxdomain;

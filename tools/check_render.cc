@@ -294,6 +294,10 @@ const char* sts_mode_name(sr::policy::sts_mode m) {
 
 void text_sts(std::string& o, const domain_result& d) {
   const sts_result& s = d.sts;
+  if (!d.route.empty()) {
+    o += "  MTA-STS: not used for a [[route]] next hop (not looked up)\n";
+    return;
+  }
   o += "  MTA-STS TXT _mta-sts." + d.domain + ":";
   if (d.sts_txt_status == sr::dns::status::ok) {
     o += "\n";
@@ -397,9 +401,15 @@ void json_sts(std::string& o, const domain_result& d) {
 std::string render_text(const domain_result& d) {
   std::string o;
   o += d.domain + " (SMTP port " + std::to_string(d.port) + ")\n";
+  if (!d.route.empty()) {
+    o += "  route: [[route]] domain = \"" + d.route_pattern + "\" sends it to " + d.route;
+    o += d.route_invalid ? ": not a usable next_hop ([ip]:port or host:port)\n"
+                         : " (no MX lookup, no MTA-STS, no DANE)\n";
+  }
   o += "  MX: ";
   switch (d.mx_status) {
     case sr::dns::status::ok:
+      if (!d.route.empty()) o += "(not looked up) ";
       o += std::to_string(d.hosts.size()) + (d.hosts.size() == 1 ? " host" : " hosts");
       if (d.mx_implicit) o += " (no MX records: the domain itself)";
       if (d.mx_truncated) o += " (more not shown)";
@@ -421,7 +431,9 @@ std::string render_text(const domain_result& d) {
       o += std::string(", ") + ad_text(hr.addr_ad) + "\n";
     }
     o += "    DANE TLSA " + hr.tlsa_name + ": ";
-    if (hr.tlsa_status == sr::dns::status::ok) {
+    if (!d.route.empty()) {
+      o += "not used for a [[route]] next hop (not looked up)\n";
+    } else if (hr.tlsa_status == sr::dns::status::ok) {
       o += std::to_string(hr.tlsa.size()) + " record(s) (" + std::to_string(hr.usable.size()) +
            " usable), " + ad_text(hr.tlsa_ad) + "\n";
       for (const auto& r : hr.tlsa) o += "      " + tlsa_text(r) + "\n";
@@ -469,6 +481,19 @@ std::string render_json(const domain_result& d) {
   jstr(o, d.domain);
   jkey(o, "port");
   o += std::to_string(d.port);
+  jkey(o, "route");
+  if (d.route.empty()) {
+    o += "null";
+  } else {
+    o += '{';
+    jkey(o, "pattern");
+    jstr(o, d.route_pattern);
+    jkey(o, "next_hop");
+    jstr(o, d.route);
+    jkey(o, "valid");
+    jbool(o, !d.route_invalid);
+    o += '}';
+  }
   jkey(o, "mx");
   o += '{';
   jkey(o, "status");
@@ -526,7 +551,8 @@ std::string render_json(const domain_result& d) {
   }
   o += "]}";
   jkey(o, "mta_sts");
-  json_sts(o, d);
+  if (d.route.empty()) json_sts(o, d);
+  else o += "null";  // not looked up for a next hop
   jkey(o, "dane_enabled");
   jbool(o, d.dane_enabled);
   jkey(o, "configured");

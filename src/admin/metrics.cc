@@ -173,6 +173,11 @@ relay_metrics::relay_metrics(registry& r) {
                                  "DNS lookups answered from the shard's cache.");
   dns_cache_misses = r.add_counter("sealrelay_dns_cache_misses_total",
                                    "DNS lookups that went to a resolver.");
+  mta_sts_fetches = r.add_counter("sealrelay_mta_sts_fetches_total", "MTA-STS policy fetches started.");
+  mta_sts_fetch_failures = r.add_counter("sealrelay_mta_sts_fetch_failures_total",
+                                         "MTA-STS policy fetches that failed or returned an invalid policy.");
+  mta_sts_policies = r.add_gauge("sealrelay_mta_sts_policies",
+                                 "MTA-STS cache entries in the shards (policies, and recent fetch failures).");
   for (unsigned i = 0; i < report::reason_count; ++i) {
     auto why = report::reason(i);
     if (why != report::reason::none && !report::is_tls_failure(why)) continue;

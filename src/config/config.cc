@@ -976,4 +976,22 @@ result<config> load(const std::string& path) {
   return parse(text.str(), path);
 }
 
+const route_entry* find_route(const config& cfg, std::string_view domain) {
+  const route_entry* best = nullptr;
+  size_t best_len = 0;
+  for (const auto& r : cfg.routes) {
+    if (r.domain == domain) return &r;
+    if (r.domain == "*") {
+      if (!best) best = &r;
+    } else if (r.domain.size() > 1 && r.domain[0] == '.' && domain.size() > r.domain.size() &&
+               domain.substr(domain.size() - r.domain.size()) == r.domain) {
+      if (r.domain.size() > best_len) {
+        best = &r;
+        best_len = r.domain.size();
+      }
+    }
+  }
+  return best;
+}
+
 }  // namespace sr::config

@@ -81,12 +81,7 @@ void walk::resolve_next_host() {
     // wins over MTA-STS, so a host that may still turn out DANE-secured is decided after
     // its TLSA lookup (add_host_targets).
     bool dane_possible = _opt.dane && _mx_secure;
-    if (!dane_possible && _opt.sts && _opt.sts->mode == policy::sts_mode::enforce &&
-        !_opt.sts->matches(host)) {
-      skip_host(host, report::reason::mx_not_in_sts_policy,
-                host + " is not an mx of " + _domain + "'s MTA-STS policy");
-      continue;
-    }
+    if (!dane_possible && sts_refuses(host)) continue;
     if (!dane_possible && _policy.verify == config::verify_mode::dane) {
       skip_host(host, report::reason::dane_required,
                 host + ": verify = dane, but the MX answer of " + _domain + " is not DNSSEC-signed");
@@ -111,17 +106,20 @@ void walk::skip_host(const std::string& host, report::reason why, const std::str
   _last_reply = reply;
   _last_mx = host;
   _last_ip.clear();
+  session_report r;
+  r.mx = host;
+  r.reason = why;
+  r.policy = _policy.tls;
+  r.source = _policy.source;
+  if (why == report::reason::mx_not_in_sts_policy) r.published = published_policy::sts;
+  else if (why == report::reason::tlsa_lookup_failed) r.published = published_policy::tlsa;
   if (report::is_tls_failure(why)) {
     ++_tls_failed;
-    _tls_info = session_report{};
-    _tls_info.mx = host;
-    _tls_info.reason = why;
-    _tls_info.policy = _policy.tls;
-    _tls_info.source = _policy.source;
-    if (why == report::reason::mx_not_in_sts_policy) _tls_info.published = published_policy::sts;
+    _tls_info = r;
   } else {
     ++_other_failed;
   }
+  _ev.host_ruled_out(r);
 }
 
 void walk::on_addrs(const std::string& host, lookup status, std::span<const sockaddr_storage> addrs,
@@ -145,7 +143,18 @@ void walk::on_addrs(const std::string& host, lookup status, std::span<const sock
     connect_next();
     return;
   }
+  // No DANE for this host after all: MTA-STS rules it (resolve_next_host left it to us).
+  if (sts_refuses(host)) {
+    connect_next();
+    return;
+  }
   add_host_targets(host, nullptr);
+}
+
+bool walk::sts_refuses(const std::string& host) {
+  if (!_opt.sts || _opt.sts->mode != policy::sts_mode::enforce || _opt.sts->matches(host)) return false;
+  skip_host(host, report::reason::mx_not_in_sts_policy, host + " is not an mx of " + _domain + "'s MTA-STS policy");
+  return true;
 }
 
 void walk::on_tlsa(const std::string& host, lookup status, std::vector<std::vector<uint8_t>> usable) {
@@ -168,9 +177,7 @@ void walk::on_tlsa(const std::string& host, lookup status, std::vector<std::vect
     return;
   }
   // Secure but no usable TLSA: MTA-STS (if any) rules this host.
-  if (_opt.sts && _opt.sts->mode == policy::sts_mode::enforce && !_opt.sts->matches(host)) {
-    skip_host(host, report::reason::mx_not_in_sts_policy,
-              host + " is not an mx of " + _domain + "'s MTA-STS policy");
+  if (sts_refuses(host)) {
     connect_next();
     return;
   }

@@ -87,6 +87,9 @@ class walk_events {
   // Open a link to `t`; `plain_retry` is the failed handshake this plaintext retry follows
   // (null: try STARTTLS). Answer with on_connect_failed() or, later, on_link_closed().
   virtual void connect(const target& t, const session_report* plain_retry) = 0;
+  // The recipient's policy ruled a host out before any connection (mx-not-in-sts-policy,
+  // dane-required, tlsa-lookup-failed): `r` says which and why (TLS-RPT counts it).
+  virtual void host_ruled_out(const session_report& r) = 0;
   // Every host failed (or DNS said no): the ready jobs share `why`'s fate.
   virtual void give_up(report::reason why, const std::string& reply, bool permanent,
                        const std::string& status, const session_report& last) = 0;
@@ -131,6 +134,8 @@ class walk {
   void add_host_targets(const std::string& host, const std::vector<std::vector<uint8_t>>* tlsa);
   // Count `host` as failed for `why` without connecting (TLS failure or not), then go on.
   void skip_host(const std::string& host, report::reason why, const std::string& reply);
+  // MTA-STS enforce: skip `host` (mx-not-in-sts-policy) when no `mx` pattern names it.
+  bool sts_refuses(const std::string& host);
   bool tried_plain_for(const target& t) const { return _plain_retry_host == t.host + "|" + t.ip; }
   static bool enforcing(const policy::effective_policy& p) {
     return p.tls != config::tls_policy::opportunistic || p.raised;

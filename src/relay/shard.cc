@@ -22,6 +22,7 @@
 #include "sealrelay/sts/resolver.hh"
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/tlsrpt/reporter.hh"
+#include "sealrelay/tlsrpt/sts_fetcher.hh"
 #include "sealrelay/util/log.hh"
 
 namespace sr::relay {
@@ -165,7 +166,17 @@ status shard_root::start_mta_sts() {
   if (_sts_cache->size()) SR_INFO("mta-sts: %zu cached policies loaded", _sts_cache->size());
   policy::effective_policy fallback;
   fallback.tls = cfg.outbound.default_policy;
-  _sts = std::make_unique<sts::resolver>(*_resolver, *_sts_fetcher, *_sts_cache, _policy_reader.get(), fallback);
+  sts::resolver_options so;
+  if (!cfg.routes.empty())
+    so.routed = [&cfg](std::string_view d) { return config::find_route(cfg, d) != nullptr; };
+  // TLS-RPT counts policies that could not be had (sts-policy-fetch-error, ...).
+  sts::fetcher* fetcher = _sts_fetcher.get();
+  if (_tlsrpt) {
+    _sts_report_fetcher = std::make_unique<tlsrpt::reporting_fetcher>(*_sts_fetcher, _tlsrpt.get());
+    fetcher = _sts_report_fetcher.get();
+  }
+  _sts = std::make_unique<sts::resolver>(*_resolver, *fetcher, *_sts_cache, _policy_reader.get(), fallback,
+                                         std::move(so));
   _agent->set_policy_resolver(_sts.get());
   return {};
 }
@@ -286,6 +297,11 @@ void shard_root::publish_metrics() {
   auto r = _resolver->stats();
   m.dns_cache_hits.cell(me).store(r.cache_hits, std::memory_order_relaxed);
   m.dns_cache_misses.cell(me).store(r.cache_misses, std::memory_order_relaxed);
+  if (_sts) {
+    m.mta_sts_fetches.cell(me).store(_sts->stats().fetches, std::memory_order_relaxed);
+    m.mta_sts_fetch_failures.cell(me).store(_sts->stats().fetch_failures, std::memory_order_relaxed);
+    m.mta_sts_policies.set(me, int64_t(_sts_cache->size()));
+  }
 }
 
 }  // namespace sr::relay

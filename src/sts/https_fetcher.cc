@@ -22,6 +22,7 @@ void https_fetcher::fetch(std::string_view domain, std::function<void(const fetc
     if (f.ok) {
       f.body = resp.body;
     } else {
+      f.cert_failed = resp.fail == https::failure::cert;
       f.detail = https::to_string(resp.fail);
       if (!resp.detail.empty()) f.detail += ": " + resp.detail;
     }

@@ -62,6 +62,10 @@ void resolver::resolve(std::string_view domain, policy::resolve_completion& done
     _cache.drop_expired(t);
     _last_sweep = t;
   }
+  if (_opt.routed && _opt.routed(key)) {
+    policy::effective_policy base = _table ? _table->lookup(key).policy : _fallback;
+    return done.policy_resolved(combine(base, nullptr));
+  }
   if (auto it = _pending.find(key); it != _pending.end()) {
     if (it->second->st == pending::stage::refresh) return answer(key, done);
     if (it->second->st == pending::stage::fetch) ++_stats.waited;

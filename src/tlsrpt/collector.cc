@@ -20,8 +20,10 @@ verdict classify(const delivery::session_report& r, bool reached_idle, bool plai
   verdict v;
   if (plain_retry) return v;
   report::reason why = report::reason::none;
-  if (report::is_tls_failure(close_reason)) why = close_reason;
-  else if (report::is_tls_failure(r.reason)) why = r.reason;
+  // Any reason RFC 8460 has a result type for: the TLS failures, and a TLSA lookup that
+  // failed (dnssec-invalid), which defers the host rather than failing TLS.
+  if (report::result_type_of(close_reason) != report::result_type::none) why = close_reason;
+  else if (report::result_type_of(r.reason) != report::result_type::none) why = r.reason;
   else if (published && r.tls && r.cert_checked && !r.cert_ok)
     // A published policy in testing mode lets the session go on; the report still says
     // the certificate failed (RFC 8460 §4.3).

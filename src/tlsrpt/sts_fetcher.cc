@@ -1,6 +1,5 @@
-// The failure's class comes from the HTTPS client's failure token at the head of
-// fetch_result::detail ("cert: ..." = the WebPKI check) and from parsing the body with
-// the same strict parser sts::resolver uses.
+// The failure's class comes from fetch_result::cert_failed (the WebPKI check) and from
+// parsing the body with the same strict parser sts::resolver uses.
 #include "sealrelay/tlsrpt/sts_fetcher.hh"
 
 #include <string>
@@ -12,8 +11,7 @@ namespace sr::tlsrpt {
 
 report::result_type sts_fetch_result_type(const sts::fetch_result& r) {
   if (r.ok) return sts::parse_policy(r.body) ? report::result_type::none : report::result_type::sts_policy_invalid;
-  std::string_view d = r.detail;
-  if (d == "cert" || d.starts_with("cert:")) return report::result_type::sts_webpki_invalid;
+  if (r.cert_failed) return report::result_type::sts_webpki_invalid;
   return report::result_type::sts_policy_fetch_error;
 }
 

@@ -59,6 +59,9 @@ std::map<std::string, std::string> flatten(const std::string& json) {
 // openssl x509 -in server.crt -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum
 const std::string server_spki_sha256 = "2aaa2771397cbbbd0df76f0b6600dfe4bc37942db7181bbcc22d939316c64b0d";
 
+// SHA-256 of tests/certs/inter.crt (DER): a DANE-TA 2 0 1 record for the intermediate CA.
+const std::string inter_sha256 = "73dbd16550c034c2a15dfc4535011b3b28e97c38e55967cd67536c40e008b074";
+
 class SealrelayCheck : public ::testing::Test, public world {
  protected:
   void SetUp() override {
@@ -101,6 +104,12 @@ class SealrelayCheck : public ::testing::Test, public world {
         "d4.sts.test MX 10 mx1.mx.test\n"
         "_mta-sts.d4.sts.test TXT \"v=STSv1; id=one\"\n"
         "_mta-sts.d4.sts.test TXT \"v=STSv1; id=two\"\n"
+        "d5.sts.test MX 10 mx3.mx.test\n"
+        "_mta-sts.d5.sts.test TXT \"v=STSv1; id=expired\"\n"
+        "mta-sts.d5.sts.test A 127.0.0.1\n"
+        "d6.sts.test MX 10 mx1.mx.test\n"
+        "_mta-sts.d6.sts.test TXT \"v=STSv1; id=elsewhere\"\n"
+        "mta-sts.d6.sts.test A 127.0.0.1\n"
         // DANE: signed answers (AD) for the MX, the address and the TLSA records.
         "dane.test MX 10 mx7.mx.test\n"
         "dane.test AD\n"
@@ -115,6 +124,12 @@ class SealrelayCheck : public ::testing::Test, public world {
         "_" + p + "._tcp.mx8.mx.test TLSA 3 1 1 "
         "0102030405060708091011121314151617181920212223242526272829303132\n"
         "_" + p + "._tcp.mx8.mx.test AD\n"
+        "daneta.test MX 10 mx11.mx.test\n"
+        "daneta.test AD\n"
+        "mx11.mx.test A 127.0.0.9\n"
+        "mx11.mx.test AD\n"
+        "_" + p + "._tcp.mx11.mx.test TLSA 2 0 1 " + inter_sha256 + "\n"
+        "_" + p + "._tcp.mx11.mx.test AD\n"
         "danefail.test MX 10 mx9.mx.test\n"
         "danefail.test AD\n"
         "mx9.mx.test A 127.0.0.2\n"
@@ -366,6 +381,32 @@ TEST_F(SealrelayCheck, SilentMxTimesOut) {
   EXPECT_EQ(j["verdicts.opportunistic.reason"], "\"timeout\"");
 }
 
+TEST_F(SealrelayCheck, RouteNextHopInsteadOfMx) {
+  // A [[route]] sends the domain to a next hop: no MX lookup (routed.test has no MX at all),
+  // no MTA-STS, no DANE; the next hop's name (or IP) is what the certificate must carry.
+  std::string p = std::to_string(_port);
+  auto cfg = config("[[route]]\ndomain = \"routed.test\"\nnext_hop = \"[127.0.0.2]:" + p + "\"\n"
+                    "[[route]]\ndomain = \".hop.test\"\nnext_hop = \"mx4.mx.test:" + p + "\"\n"
+                    "[[policy]]\ndomain = \".hop.test\"\ntls = \"forced\"\nverify = \"ca\"\n");
+  run_result r = check({"-c", cfg.string(), "--json", "routed.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto j = flatten(r.output);
+  EXPECT_EQ(j["route.next_hop"], "\"[127.0.0.2]:" + p + "\"");
+  EXPECT_EQ(j["route.pattern"], "\"routed.test\"");
+  EXPECT_EQ(j["mx.hosts.0.name"], "\"127.0.0.2\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.cert"], "\"verified\"");  // IP subjectAltName
+  EXPECT_EQ(j["mta_sts"], "null");
+  EXPECT_EQ(j["mx.hosts.0.tlsa.records"], "[]");
+
+  r = check({"-c", cfg.string(), "a.hop.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;  // wrong-name certificate under verify = ca
+  EXPECT_NE(r.output.find("route: [[route]] domain = \".hop.test\" sends it to mx4.mx.test:" + p),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("forced        NOT reachable: cert-name-mismatch at mx4.mx.test[127.0.0.5]"),
+            std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("MTA-STS: not used for a [[route]] next hop"), std::string::npos) << r.output;
+}
+
 TEST_F(SealrelayCheck, FileOfDomains) {
   auto cfg = config("[[policy]]\ndomain = \"plain.test\"\ntls = \"forced\"\n");
   fs::path list = _dir.path() / "domains.txt";
@@ -439,6 +480,50 @@ TEST_F(SealrelayCheck, MtaStsRecordPolicyAndMxMatch) {
   EXPECT_NE(r.output.find("MTA-STS: no policy published"), std::string::npos) << r.output;
 }
 
+TEST_F(SealrelayCheck, MtaStsEnforceRaisesThePolicy) {
+  https_host_options ho;
+  ho.certs = {"sts"};
+  temp_dir pol;
+  std::ofstream(pol.path() / "d1.sts.test.txt") << "version: STSv1\nmode: enforce\nmx: *.mx.test\nmax_age: 86400\n";
+  std::ofstream(pol.path() / "d5.sts.test.txt") << "version: STSv1\nmode: enforce\nmx: *.mx.test\nmax_age: 86400\n";
+  std::ofstream(pol.path() / "d6.sts.test.txt") << "version: STSv1\nmode: enforce\nmx: *.other.example\nmax_age: 86400\n";
+  ho.policy_dir = pol.path().string();
+  https_host web(ho);
+  ASSERT_TRUE(web.start()) << web.error() << web.log();
+  // MTA-STS is on by default; the policy hosts listen on a high port.
+  auto cfg = config("[mta_sts]\nhttps_port = " + std::to_string(web.port()) + "\n");
+
+  // A good MX the policy names: reachable, every policy raised to verify = ca.
+  run_result r = check({"-c", cfg.string(), "--json", "d1.sts.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  auto j = flatten(r.output);
+  EXPECT_EQ(j["mta_sts.enabled"], "true");
+  EXPECT_EQ(j["verdicts.opportunistic.reachable"], "true");
+  EXPECT_EQ(j["verdicts.opportunistic.floors.raised"], "true");
+  EXPECT_EQ(j["verdicts.opportunistic.floors.verify"], "\"ca\"");
+
+  // An expired certificate: the configured opportunistic policy is raised and fails.
+  r = check({"-c", cfg.string(), "--json", "d5.sts.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  j = flatten(r.output);
+  EXPECT_EQ(j["verdicts.opportunistic.reachable"], "false");
+  EXPECT_EQ(j["verdicts.opportunistic.reason"], "\"cert-expired\"");
+  EXPECT_EQ(j["verdicts.opportunistic.on_failure"], "\"retried, bounced at outbound.max_queue_age\"");
+
+  // An MX the policy does not name is never used.
+  r = check({"-c", cfg.string(), "d6.sts.test"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("mx1.mx.test: matches no mx pattern"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("NOT reachable: mx-not-in-sts-policy at mx1.mx.test[127.0.0.2]"), std::string::npos)
+      << r.output;
+
+  // With MTA-STS off in the relay's config, the same domains are judged without it.
+  auto off = config("[mta_sts]\nenabled = false\n");
+  r = check({"-c", off.string(), "--sts-port", std::to_string(web.port()), "d5.sts.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("not applied: mta_sts.enabled = false"), std::string::npos) << r.output;
+}
+
 TEST_F(SealrelayCheck, DaneMatchMismatchAndServfail) {
   auto cfg = config("[dane]\nenabled = true\n");
   run_result r = check({"-c", cfg.string(), "--json", "dane.test"});
@@ -471,6 +556,22 @@ TEST_F(SealrelayCheck, DaneMatchMismatchAndServfail) {
   r = check({"-c", config().string(), "danebad.test"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("DANE: would apply, but dane.enabled = false"), std::string::npos) << r.output;
+
+  // DANE-TA: the intermediate the MX sends (chained-chain.crt: leaf, intermediate, CA)
+  // matches at depth 1; the whole chain is shown.
+  fake_mx_options chained;
+  chained.hosts = {"127.0.0.9"};
+  fs::path certs = source_root() / "tests" / "certs";
+  chained.extra_args = {"--cert", (certs / "chained-chain.crt").string(), "--key", (certs / "chained.key").string()};
+  ASSERT_NE(start_mx(chained), nullptr);
+  r = check({"-c", cfg.string(), "--json", "daneta.test"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  j = flatten(r.output);
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.dane.verdict"], "\"verified\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.dane.depth"], "1");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.chain.1.subject"], "\"/O=sealrelay tests/CN=sealrelay test intermediate\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.chain.2.subject"], "\"/O=sealrelay tests/CN=sealrelay test CA\"");
+  EXPECT_EQ(j["mx.hosts.0.addresses.0.tls.chain.0.issuer"], j["mx.hosts.0.addresses.0.tls.chain.1.subject"]);
 
   // SERVFAIL for the TLSA name of a signed host: deferred, never read as "no TLSA".
   r = check({"-c", cfg.string(), "--json", "danefail.test"});

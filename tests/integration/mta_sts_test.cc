@@ -239,7 +239,13 @@ TEST_F(MtaSts, TestingDeliversAndLeavesThePolicy) {
   ASSERT_TRUE(mx && start_https());
   put_policy("d11.sts.test", policy_text("testing", {"mx9.mx.test"}));  // mx1 would fail enforce
   ASSERT_TRUE(start_sts_relay());
-  expect_no_policy("d11.sts.test", *mx);  // delivered, source default
+  auto d = delivered(send("d11.sts.test", unique("testing")));
+  ASSERT_TRUE(d);
+  SCOPED_TRACE(d->raw);
+  EXPECT_EQ(d->policy_source, "default");  // the policy is unchanged...
+  EXPECT_EQ(d->mx, "mx1.mx.test");
+  EXPECT_EQ(d->reason, "mx-not-in-sts-policy");  // ...and the record says what enforce would refuse
+  ASSERT_TRUE(mx->wait_messages(1, 10s));
   EXPECT_EQ(fetches("d11.sts.test"), 1u);
 }
 
@@ -349,6 +355,63 @@ TEST_F(MtaSts, RestartKeepsTheCachedPolicy) {
   EXPECT_EQ(d->policy_source, "mta-sts") << d->raw;
   EXPECT_TRUE(wait_log(*_relay, [](const std::string& l) { return contains(l, "cached policies loaded"); }))
       << _relay->log();
+}
+
+}  // namespace
+}  // namespace sr::integ
+
+namespace sr::integ {
+namespace {
+
+TEST_F(MtaSts, RoutedDomainsIgnoreMtaSts) {
+  ASSERT_NE(_port, 0);
+  // d17 publishes enforce with an mx that is not the route's host; a [[route]] sends its
+  // mail to a configured next hop, which MTA-STS does not describe: no lookup, no policy.
+  ASSERT_TRUE(start_dns(domain_zone("d17.sts.test", {"v=STSv1; id=1"}) + mx_zone));
+  fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}});
+  ASSERT_TRUE(mx && start_https());
+  put_policy("d17.sts.test", policy_text("enforce", {"mx9.mx.test"}));
+  ASSERT_TRUE(start_sts_relay(route_to("d17.sts.test", "127.0.0.2", _port)));
+  expect_no_policy("d17.sts.test", *mx);
+  EXPECT_EQ(fetches("d17.sts.test"), 0u);
+}
+
+}  // namespace
+}  // namespace sr::integ
+
+namespace sr::integ {
+namespace {
+
+// Enforce under a configured forced or exclusive policy: the MTA-STS failure is a TLS
+// failure like any other, so forced goes to its fallback (unavailable until the sidecar
+// exists: deferred, fallback-unavailable) and exclusive drops, with policy_source mta-sts.
+TEST_F(MtaSts, EnforceUnderForcedFallsBackAndUnderExclusiveDrops) {
+  ASSERT_NE(_port, 0);
+  ASSERT_TRUE(start_dns(domain_zone("d18.sts.test", {"v=STSv1; id=1"}) +
+                        domain_zone("d19.sts.test", {"v=STSv1; id=1"}) + mx_zone));
+  fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}});
+  ASSERT_TRUE(mx && start_https());
+  put_policy("d18.sts.test", policy_text("enforce", {"mx9.mx.test"}));
+  put_policy("d19.sts.test", policy_text("enforce", {"mx9.mx.test"}));
+  ASSERT_TRUE(start_sts_relay("[[policy]]\ndomain = \"d18.sts.test\"\ntls = \"forced\"\n\n"
+                              "[[policy]]\ndomain = \"d19.sts.test\"\ntls = \"exclusive\"\n"));
+  std::string forced = send("d18.sts.test", unique("forced"));
+  std::string exclusive = send("d19.sts.test", unique("exclusive"));
+  auto handoff = wait_audit(*_relay, 1, [&](const audit_line& a) {
+    return a.queue_id == forced && a.reason == "fallback-unavailable";
+  });
+  ASSERT_EQ(handoff.size(), 1u) << dump_audit(*_relay) << _relay->log();
+  EXPECT_EQ(handoff[0].policy, "forced") << handoff[0].raw;
+  EXPECT_EQ(handoff[0].policy_source, "mta-sts") << handoff[0].raw;
+  auto first = audit_of(*_relay, forced);
+  ASSERT_FALSE(first.empty());
+  EXPECT_EQ(first[0].reason, "mx-not-in-sts-policy") << first[0].raw;
+  auto dropped = wait_audit(*_relay, 1, [&](const audit_line& a) { return a.queue_id == exclusive && a.outcome == "dropped"; });
+  ASSERT_EQ(dropped.size(), 1u) << dump_audit(*_relay) << _relay->log();
+  EXPECT_EQ(dropped[0].policy, "exclusive") << dropped[0].raw;
+  EXPECT_EQ(dropped[0].policy_source, "mta-sts") << dropped[0].raw;
+  EXPECT_EQ(dropped[0].reason, "mx-not-in-sts-policy") << dropped[0].raw;
+  EXPECT_TRUE(mx->messages().empty());
 }
 
 }  // namespace

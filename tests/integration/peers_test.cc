@@ -1,10 +1,15 @@
 // Self-tests of the test peers (support/peers.hh): the fake MX driven by swaks and a raw client, each
 // misbehaviour option checked against what a real client sees and what the MX recorded;
-// the DNS fixture checked with drill. If these fail, the delivery and policy tests built
+// the DNS fixture and the DNSSEC world checked with drill. If these fail, the delivery and policy tests built
 // on the peers cannot be trusted.
 #include "support/peers.hh"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
 
 namespace sr::integ {
 namespace {
@@ -259,6 +264,65 @@ big.test          MX 10 mx1.example.test
   auto tcp = drill(dns.port(), "MX", "big.test", true);
   EXPECT_FALSE(contains(tcp.output, " tc ")) << tcp.output;
   EXPECT_TRUE(contains(tcp.output, "MX\t10 mx1.example.test.")) << tcp.output;
+}
+
+// `drill -D` (DO bit: unbound sets AD only when asked) through the DNSSEC world's unbound.
+run_result drill_do(const dnssec_world& w, const std::string& type, const std::string& name) {
+  return run({"drill", "-D", "@127.0.0.1", "-p", std::to_string(w.port()), type, name}, 20s);
+}
+
+// The PID a pidfile names, or 0.
+pid_t pid_in(const std::filesystem::path& file) { return static_cast<pid_t>(std::atoi(read_file(file).c_str())); }
+
+TEST(Peers, DnssecWorldValidatesAndStopsItsServers) {
+  if (access("/usr/sbin/nsd", X_OK) != 0 || access("/usr/sbin/unbound", X_OK) != 0)
+    GTEST_SKIP() << "nsd or unbound not installed (tools/install-deps)";
+  std::string ee = tlsa_rdata(source_root() / "tests" / "certs" / "server.crt", 3, 1, 1);
+  ASSERT_EQ(ee.size(), 6u + 64u) << ee;
+  EXPECT_EQ(ee.rfind("3 1 1 ", 0), 0u);
+  std::string full = tlsa_rdata(source_root() / "tests" / "certs" / "ca.crt", 2, 0, 0);
+  EXPECT_EQ(full.rfind("2 0 0 3082", 0), 0u) << full;   // the DER certificate itself
+  EXPECT_EQ(tlsa_rdata(source_root() / "tests" / "certs" / "absent.crt", 3, 1, 1), "");
+
+  dnssec_world w("$ZONE good.test\ngood.test MX 10 mx1.good.test\nmx1.good.test A 127.0.0.2\n"
+                 "_25._tcp.mx1.good.test TLSA " + ee + "\n_25._tcp.mx1.good.test BOGUS TLSA\n"
+                 "$ZONE bad.test bogus\nbad.test MX 10 mx1.bad.test\n"
+                 "$ZONE plain.test insecure\nplain.test MX 10 mx1.plain.test\n"
+                 "$ZONE gone.test dead\n");
+  ASSERT_TRUE(w.start()) << w.error() << "\n" << w.log();
+  ASSERT_NE(w.port(), 0);
+
+  auto mx = drill_do(w, "MX", "good.test");
+  EXPECT_TRUE(contains(mx.output, "rcode: NOERROR")) << mx.output;
+  EXPECT_TRUE(contains(mx.output, "flags: qr rd ra ad")) << mx.output;
+  EXPECT_TRUE(contains(mx.output, "MX\t10 mx1.good.test.")) << mx.output;
+  EXPECT_TRUE(contains(mx.output, "RRSIG\tMX 13 ")) << mx.output;   // ECDSA P-256
+  auto tlsa = drill_do(w, "TLSA", "_25._tcp.mx1.good.test");   // its signature broken after signing
+  EXPECT_TRUE(contains(tlsa.output, "rcode: SERVFAIL")) << tlsa.output;
+  auto bad = drill_do(w, "MX", "bad.test");
+  EXPECT_TRUE(contains(bad.output, "rcode: SERVFAIL")) << bad.output;
+  auto plain = drill_do(w, "MX", "plain.test");
+  EXPECT_TRUE(contains(plain.output, "rcode: NOERROR")) << plain.output;
+  EXPECT_TRUE(contains(plain.output, "flags: qr rd ra ;")) << plain.output;   // no AD
+  auto gone = drill_do(w, "MX", "gone.test");
+  EXPECT_TRUE(contains(gone.output, "rcode: SERVFAIL")) << gone.output;
+  auto outside = drill_do(w, "A", "elsewhere.example");   // never asked beyond loopback
+  EXPECT_TRUE(contains(outside.output, "rcode: SERVFAIL")) << outside.output;
+  EXPECT_TRUE(contains(w.log(), "validation failure <bad.test. MX IN>")) << w.log();
+
+  pid_t nsd = pid_in(w.dir() / "nsd.pid");
+  pid_t unbound = pid_in(w.dir() / "unbound.pid");
+  ASSERT_GT(nsd, 0);
+  ASSERT_GT(unbound, 0);
+  EXPECT_EQ(::kill(nsd, 0), 0);
+  EXPECT_EQ(::kill(unbound, 0), 0);
+  w.stop();
+  // Both servers are gone once the fixture has stopped (it waits for them).
+  for (pid_t p : {nsd, unbound}) {
+    auto until = clock::now() + 5s;
+    while (::kill(p, 0) == 0 && clock::now() < until) std::this_thread::sleep_for(20ms);
+    EXPECT_NE(::kill(p, 0), 0) << "pid " << p << " still running after stop()";
+  }
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 // give one failed session (no STARTTLS under forced) and one good one; the report arrives
 // at the rua address's MX (a fake MX) as an RFC 8460 §5.3 multipart/report, and its gzip
 // JSON is checked field by field against RFC 8460 §4.4 and against the sessions that
-// happened; an https: rua gets the same report as a POST (tests/tools/https_host.py). Also:
+// happened; an https: rua gets the same report as a POST (tests/tools/https_host.py); MTA-STS
+// domains are reported under policy-type sts, and a policy that cannot be fetched as
+// sts-policy-fetch-error. Also:
 // the counters survive a restart (state under state_dir). Every wait polls with a deadline.
 #include <gtest/gtest.h>
 
@@ -84,7 +86,7 @@ struct got_report {
 
 // The report carried by `m` (its application/tlsrpt+gzip attachment); a gtest failure when
 // the message is not an RFC 8460 §5.3 report.
-std::optional<got_report> report_of(const mx_message& m) {
+std::optional<got_report> report_of(const mx_message& m, const std::string& domain = "dest.test") {
   got_report g{m, {}, nullptr};
   const std::string& d = m.data;
   EXPECT_TRUE(contains(header(d, "Content-Type"), "multipart/report; report-type=\"tlsrpt\"")) << d.substr(0, 800);
@@ -98,7 +100,8 @@ std::optional<got_report> report_of(const mx_message& m) {
   if (body == std::string::npos || end == std::string::npos) return std::nullopt;
   std::string part_headers = d.substr(att, body - att);
   EXPECT_TRUE(contains(part_headers, "Content-Transfer-Encoding: base64")) << part_headers;
-  EXPECT_TRUE(std::regex_search(part_headers, std::regex(R"(filename="relay\.test!dest\.test!\d+!\d+\.json\.gz")")))
+  std::string escaped = std::regex_replace(domain, std::regex(R"(\.)"), R"(\.)");
+  EXPECT_TRUE(std::regex_search(part_headers, std::regex(R"(filename="relay\.test!)" + escaped + R"(!\d+!\d+\.json\.gz")")))
       << part_headers;
   auto unz = tlsrpt::gunzip(base64_decode(d.substr(body + 4, end - body - 4)));
   if (!unz) {
@@ -368,6 +371,86 @@ TEST_F(Tlsrpt, HttpsAndMailtoUrisEachGetTheReport) {
   EXPECT_EQ(posted_ids, mailed_ids);
   EXPECT_EQ(posted.ok, t.ok);
   EXPECT_EQ(posted.failed, t.failed);
+}
+
+// MTA-STS and TLS-RPT together: a domain with an enforce policy is reported under
+// policy-type sts with its policy lines and mx patterns; a domain whose policy cannot be
+// fetched (404) gets an sts-policy-fetch-error failure beside its sessions' counts.
+TEST_F(Tlsrpt, StsPoliciesAndPolicyFetchFailuresAreReported) {
+  ASSERT_NE(_port, 0);
+  temp_dir policies;
+  std::ofstream(policies.path() / "d19.sts.test.txt")
+      << "version: STSv1\r\nmode: enforce\r\nmx: *.mx.test\r\nmax_age: 86400\r\n";
+  // d20.sts.test publishes a TXT record but no policy file: 404.
+  https_host web({.hosts = {"127.0.0.1"}, .policy_dir = policies.path().string()});
+  ASSERT_TRUE(web.start()) << web.error() << web.log();
+  std::string zone;
+  for (const char* d : {"d19.sts.test", "d20.sts.test"}) {
+    std::string dom = d;
+    zone += dom + " MX 10 mx1.mx.test\n" + "mta-sts." + dom + " A 127.0.0.1\n" + "_mta-sts." + dom +
+            " TXT \"v=STSv1; id=1\"\n" + "_smtp._tls." + dom + " TXT \"v=TLSRPTv1;rua=mailto:tlsrpt@reports.test\"\n";
+  }
+  ASSERT_TRUE(start_dns(zone + "mx1.mx.test A 127.0.0.2\n" + reports_zone));
+  fake_mx* good = start_mx({.hosts = {"127.0.0.2"}});
+  fake_mx* rua = start_mx({.hosts = {"127.0.0.4"}});
+  ASSERT_TRUE(good && rua);
+  _mta_sts = "enabled = true\nhttps_port = " + std::to_string(web.port());
+  relay* r = start_relay(tlsrpt_toml("2s"));
+  ASSERT_TRUE(r);
+  std::string why;
+  for (const char* d : {"d19.sts.test", "d20.sts.test"})
+    ASSERT_FALSE(submit(*r, "alice@sender.test", {std::string("bob@") + d}, body_for(std::string("bob@") + d), &why)
+                     .empty())
+        << why;
+  ASSERT_TRUE(good->wait_messages(2, 20s)) << dump_audit(*r);
+
+  // Sum the policies of each domain's reports until both show what happened.
+  struct seen {
+    uint64_t sts_ok = 0, no_policy_ok = 0, fetch_errors = 0;
+    std::vector<std::string> strings, mx_host;
+  };
+  std::map<std::string, seen> by_domain;
+  auto until = std::chrono::steady_clock::now() + 45s;
+  while (true) {
+    by_domain.clear();
+    for (const auto& m : rua->messages()) {
+      std::string domain = header(m.data, "TLS-Report-Domain");
+      if (domain != "d19.sts.test" && domain != "d20.sts.test") continue;
+      auto g = report_of(m, domain);
+      if (!g) continue;
+      totals t;
+      check_json(*g->root, domain, t);
+      seen& s = by_domain[domain];
+      s.fetch_errors += t.by_type["sts-policy-fetch-error"];
+      for (const auto& p : g->root->get("policies")->items) {
+        const node* pol = p->get("policy");
+        uint64_t ok = std::stoull(p->get("summary")->get("total-successful-session-count")->text);
+        if (pol->get("policy-type")->text == "sts") {
+          s.sts_ok += ok;
+          if (const node* a = pol->get("policy-string"); a && s.strings.empty())
+            for (const auto& x : a->items) s.strings.push_back(x->text);
+          if (const node* a = pol->get("mx-host"); a && s.mx_host.empty())
+            for (const auto& x : a->items) s.mx_host.push_back(x->text);
+        } else if (pol->get("policy-type")->text == "no-policy-found") {
+          s.no_policy_ok += ok;
+        }
+      }
+    }
+    if ((by_domain["d19.sts.test"].sts_ok >= 1 && by_domain["d20.sts.test"].fetch_errors >= 1 &&
+         by_domain["d20.sts.test"].no_policy_ok >= 1) ||
+        std::chrono::steady_clock::now() >= until)
+      break;
+    std::this_thread::sleep_for(200ms);
+  }
+  const seen& enforce = by_domain["d19.sts.test"];
+  EXPECT_GE(enforce.sts_ok, 1u) << r->log();
+  EXPECT_EQ(enforce.no_policy_ok, 0u);
+  EXPECT_EQ(enforce.strings, (std::vector<std::string>{"version: STSv1", "mode: enforce", "mx: *.mx.test"}));
+  EXPECT_EQ(enforce.mx_host, (std::vector<std::string>{"*.mx.test"}));
+  const seen& missing = by_domain["d20.sts.test"];
+  EXPECT_GE(missing.fetch_errors, 1u) << r->log();
+  EXPECT_GE(missing.no_policy_ok, 1u);
+  EXPECT_EQ(missing.sts_ok, 0u);
 }
 
 }  // namespace

@@ -511,6 +511,44 @@ int dns_fixture::queries(std::string_view name, std::string_view type, std::stri
   return n;
 }
 
+// ---------------------------------------------------------------------------- dnssec_world
+
+dnssec_world::dnssec_world(std::string zone) : _zone(std::move(zone)) {}
+
+dnssec_world::~dnssec_world() { stop(); }
+
+bool dnssec_world::start(std::chrono::milliseconds deadline) {
+  fs::path zone_file = _dir.path() / "world.txt";
+  std::ofstream(zone_file) << _zone;
+  std::vector<std::string> a{python_binary(), tool_path("dnssec_world.py").string(), zone_file.string(),
+                             "--dir", dir().string()};
+  std::string ready;
+  if (!_proc.start(a, _dir.path() / "world.log", deadline, &ready)) return false;
+  _port = static_cast<uint16_t>(std::atoi(ready.c_str() + 5));   // "ready PORT"
+  return _port != 0;
+}
+
+void dnssec_world::stop() { _proc.stop(); }
+
+std::string dnssec_world::log() const {
+  return _proc.log() + "--- unbound.log\n" + read_file(dir() / "unbound.log");
+}
+
+std::string tlsa_rdata(const fs::path& cert, int usage, int selector, int mtype) {
+  // DER of the certificate or of its public key, then the digest (or the bytes) as hex.
+  std::string der = selector == 0 ? "openssl x509 -in '" + cert.string() + "' -outform DER"
+                                  : "openssl x509 -in '" + cert.string() +
+                                        "' -noout -pubkey | openssl pkey -pubin -outform DER";
+  std::string hex = mtype == 0 ? " | od -An -v -tx1 | tr -d ' \\n'"
+                    : mtype == 1 ? " | sha256sum | cut -d' ' -f1"
+                                 : " | sha512sum | cut -d' ' -f1";
+  auto r = run({"/bin/bash", "-c", "set -o pipefail; " + der + hex}, 10s);
+  std::string out = r.output;
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  if (r.exit_code != 0 || out.empty() || out.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
+  return std::to_string(usage) + " " + std::to_string(selector) + " " + std::to_string(mtype) + " " + out;
+}
+
 run_result drill(uint16_t port, std::string_view type, std::string_view name, bool tcp) {
   std::vector<std::string> a{"drill"};
   if (tcp) a.push_back("-t");

@@ -1,6 +1,7 @@
-// Test peers for delivery and policy tests: the scriptable fake MX (tests/tools/fake_mx.py)
-// and the loopback DNS fixture (tests/tools/dns_zone.py over ldns-testns), each a child
-// process owned by PID: started with fork/exec, ready when it prints "ready", stopped with
+// Test peers for delivery and policy tests: the scriptable fake MX (tests/tools/fake_mx.py),
+// the loopback DNS fixture (tests/tools/dns_zone.py over ldns-testns), the DNSSEC world
+// (tests/tools/dnssec_world.py: nsd + a validating unbound) and the HTTPS host
+// (tests/tools/https_host.py), each a child process owned by PID: started with fork/exec, ready when it prints "ready", stopped with
 // SIGTERM (SIGKILL after a deadline) on destruction, and killed with the test binary if it
 // dies (PR_SET_PDEATHSIG). What the MX received is read back from its JSON-lines records.
 // Every wait has a deadline; nothing here sleeps to decide an outcome.
@@ -182,6 +183,46 @@ class dns_fixture {
   peer_process _proc;
   uint16_t _port = 0;
 };
+
+// The loopback DNSSEC world (tests/tools/dnssec_world.py): nsd serving zones signed with
+// ldns-signzone behind a private validating unbound, both on 127.0.0.1 high ports. `zone`
+// is a dnssec_world.py description: dns_zone.py's record lines plus `$ZONE NAME MODE`
+// (secure | insecure | bogus | expired | dead) and `NAME BOGUS [TYPE...]`, e.g.
+//   "$ZONE dane.test\ndane.test MX 10 mx1.dane.test\nmx1.dane.test A 127.0.0.2\n"
+//   "_25._tcp.mx1.dane.test TLSA 3 1 1 <hex>\n$ZONE gone.test dead\n"
+// address() is unbound's: secure answers carry AD, bogus and dead ones are SERVFAIL.
+class dnssec_world {
+ public:
+  explicit dnssec_world(std::string zone);
+  ~dnssec_world();
+  dnssec_world(const dnssec_world&) = delete;
+  dnssec_world& operator=(const dnssec_world&) = delete;
+
+  // Make keys, sign, start nsd and unbound, wait until unbound answers; false with the
+  // reason in error() (and log()) otherwise.
+  bool start(std::chrono::milliseconds deadline = 30s);
+  void stop();
+  uint16_t port() const { return _port; }
+  // "127.0.0.1:PORT" of the validating unbound, the form dns.resolvers takes.
+  std::string address() const { return "127.0.0.1:" + std::to_string(_port); }
+  const std::string& error() const { return _proc.error(); }
+  // The fixture's stderr, then unbound's log (val-log-level 2: why an answer was bogus).
+  std::string log() const;
+  // The work directory: zone files, keys, nsd.conf/unbound.conf and their logs.
+  std::filesystem::path dir() const { return _dir.path() / "world"; }
+
+ private:
+  std::string _zone;
+  temp_dir _dir;
+  peer_process _proc;
+  uint16_t _port = 0;
+};
+
+// The data of a TLSA record for the PEM certificate `cert` (openssl command line), e.g.
+// tlsa_rdata(cert, 3, 1, 1) = "3 1 1 <sha256 of the SPKI, hex>"; selector 0 = the full
+// certificate, 1 = its SubjectPublicKeyInfo; mtype 0 = the bytes, 1 = SHA-256, 2 = SHA-512.
+// "" when openssl fails.
+std::string tlsa_rdata(const std::filesystem::path& cert, int usage, int selector, int mtype);
 
 // Command-line options of https_host.py (tests/tools/README.md).
 struct https_host_options {

@@ -163,6 +163,9 @@ struct relay_metrics {
   gauge connections_outbound;  // sealrelay_connections{direction="outbound"}
   counter dns_cache_hits;      // sealrelay_dns_cache_hits_total
   counter dns_cache_misses;    // sealrelay_dns_cache_misses_total
+  counter mta_sts_fetches;     // sealrelay_mta_sts_fetches_total: policy fetches started
+  counter mta_sts_fetch_failures;  // sealrelay_mta_sts_fetch_failures_total: failed or invalid
+  gauge mta_sts_policies;      // sealrelay_mta_sts_policies: cache entries (policies, recent failures)
   counter tls_failures_by_reason[report::reason_count];  // sealrelay_tls_failures_total{reason}; index none = "other"
   counter audit_dropped;       // sealrelay_audit_dropped_total: records lost to failed writes
   counter audit_write_errors;  // sealrelay_audit_write_errors_total

@@ -191,4 +191,8 @@ const char* to_string(tls_version v);
 // Render the effective config (defaults filled in) as TOML that parse() accepts again.
 std::string dump(const config& cfg);
 
+// Return the most specific [[route]] for `domain` (lower case): exact, then the longest
+// ".suffix", then "*"; null when mail for it goes to its MX hosts.
+const route_entry* find_route(const config& cfg, std::string_view domain);
+
 }  // namespace sr::config

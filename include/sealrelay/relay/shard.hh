@@ -109,6 +109,7 @@ class shard_root final : public server::shard_unit {
   std::unique_ptr<tlsrpt::reporter> _tlsrpt;  // TLS-RPT (null when off); outlives the agent that reports to it
   // MTA-STS (when mta_sts.enabled): the agent asks _sts, which fetches through _https.
   std::unique_ptr<sts::fetcher> _sts_fetcher;
+  std::unique_ptr<sts::fetcher> _sts_report_fetcher;  // _sts_fetcher telling _tlsrpt of failures (TLS-RPT on)
   std::unique_ptr<sts::cache> _sts_cache;
   std::unique_ptr<sts::resolver> _sts;
   std::unique_ptr<delivery::agent> _agent;

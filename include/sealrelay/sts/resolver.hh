@@ -26,7 +26,10 @@ namespace sr::sts {
 struct fetch_result {
   bool ok = false;
   std::string body;    // the policy file (ok only)
-  std::string detail;  // why it failed ("tls: ...", "status 404", "redirect", ...)
+  std::string detail;  // why it failed, for logs ("cert: ...", "status: HTTP 404", "redirect: ...")
+  // The policy host's certificate did not verify (TLS-RPT sts-webpki-invalid); any other
+  // failure is a fetch error.
+  bool cert_failed = false;
 };
 
 // Where policies come from: https://mta-sts.<domain>/.well-known/mta-sts.txt in the
@@ -43,6 +46,10 @@ struct resolver_options {
   std::function<int64_t()> clock;
   // A failed fetch is not retried before this many seconds.
   int64_t refetch_interval_s = sts::refetch_interval_s;
+  // Domains whose mail goes to a configured next hop ([[route]]) rather than their MX hosts:
+  // MTA-STS describes MX hosts (RFC 8461 §4), so these get the table's policy at once, with
+  // no TXT lookup. Null: none.
+  std::function<bool(std::string_view domain)> routed;
 };
 
 // Counters for tests and /metrics.
@@ -66,7 +73,9 @@ class resolver final : public policy::resolver {
 
   // Resolve `domain`'s policy: the table's, raised by an MTA-STS enforce policy (verify
   // = ca unless the table says dane, source mta_sts), with the rules in `sts` when the
-  // domain publishes testing or enforce. Always answers later (after a DNS callback).
+  // domain publishes testing or enforce. Answers later (after a DNS callback), except for
+  // routed domains and while a refresh runs in the background (at once, from the table or
+  // the cache).
   void resolve(std::string_view domain, policy::resolve_completion& done) override;
 
   // Return what `p` becomes under the MTA-STS rules `sts` (null: unchanged).

@@ -58,7 +58,8 @@ struct verdict {
 
 // Classify a session's end for TLS-RPT. A session counts when it got ready for mail over
 // TLS (success, unless a published policy's certificate check failed: testing mode) or
-// ended for a TLS reason (failure, by result_type_of). Sessions that never reached TLS for
+// ended for a reason RFC 8460 has a result type for (failure, by result_type_of: the TLS
+// failures, and a failed TLSA lookup as dnssec-invalid). Sessions that never reached TLS for
 // other reasons (connect refused, 4xx greeting) and the plaintext retry after a failed
 // handshake (already counted as that failure) are not counted.
 // `published`: the domain published a policy (MTA-STS or TLSA) for this session.

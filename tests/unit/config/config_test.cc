@@ -285,6 +285,9 @@ TEST(config, every_section_is_parsed) {
   EXPECT_EQ(c.routes[0].line, 47);
   EXPECT_EQ(c.routes[1].domain, "*");
   EXPECT_EQ(c.routes[1].next_hop, "smarthost.example:587");
+  // find_route: exact first, then "*" (no suffix route here).
+  EXPECT_EQ(find_route(c, "partner.example"), &c.routes[0]);
+  EXPECT_EQ(find_route(c, "other.example"), &c.routes[1]);
 
   EXPECT_FALSE(c.mta_sts.enabled);
   EXPECT_EQ(c.mta_sts.https_port, 8443u);
@@ -328,6 +331,18 @@ TEST(config, every_section_is_parsed) {
   EXPECT_EQ(body(dump(*again)), body(dump(c)));
   EXPECT_EQ(again->policies[0].fallback, bank.fallback);
   EXPECT_EQ(again->listen[1].addr_len, sizeof(sockaddr_in6));
+}
+
+TEST(config, find_route_prefers_exact_then_longest_suffix_then_star) {
+  config c;
+  EXPECT_EQ(find_route(c, "a.example"), nullptr);
+  c.routes = {{".example", "[10.0.0.1]:25"}, {".b.example", "[10.0.0.2]:25"}, {"b.example", "[10.0.0.3]:25"}};
+  EXPECT_EQ(find_route(c, "x.b.example"), &c.routes[1]);
+  EXPECT_EQ(find_route(c, "b.example"), &c.routes[2]);
+  EXPECT_EQ(find_route(c, "a.example"), &c.routes[0]);
+  EXPECT_EQ(find_route(c, "example"), nullptr);  // a suffix never matches the name itself
+  c.routes.push_back({"*", "[10.0.0.4]:25"});
+  EXPECT_EQ(find_route(c, "other.test"), &c.routes[3]);
 }
 
 TEST(config, max_message_size_takes_bytes_or_suffixed_strings) {

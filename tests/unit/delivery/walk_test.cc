@@ -31,6 +31,9 @@ struct recorder : walk_events {
 
   void resolve_mx(const std::string& d) override { calls.push_back("mx " + d); }
   void resolve_host(const std::string& h) override { calls.push_back("addr " + h); }
+  void host_ruled_out(const session_report& r) override {
+    calls.push_back("ruled_out " + r.mx + " " + std::string(report::to_string(r.reason)));
+  }
   void resolve_tlsa(const std::string& h, uint16_t port) override {
     calls.push_back("tlsa _" + std::to_string(port) + "._tcp." + h);
   }
@@ -306,7 +309,10 @@ TEST(delivery_walk, sts_enforce_with_no_matching_mx_falls_back_without_connectin
   walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
   w.start(nullptr);
   w.on_mx(lookup::ok, two_mx);
-  EXPECT_EQ(ev.calls, (std::vector<std::string>{"mx dest.test", "fall_back mx-not-in-sts-policy"}));
+  // Each host is ruled out without a connection (reported for TLS-RPT), then the walk ends.
+  EXPECT_EQ(ev.calls, (std::vector<std::string>{"mx dest.test", "ruled_out mx1.dest.test mx-not-in-sts-policy",
+                                                "ruled_out mx2.dest.test mx-not-in-sts-policy",
+                                                "fall_back mx-not-in-sts-policy"}));
   EXPECT_EQ(ev.last.mx, "mx2.dest.test");
   EXPECT_EQ(ev.last.published, published_policy::sts);
 }
@@ -412,4 +418,24 @@ TEST(delivery_walk, verify_dane_without_usable_tlsa_is_dane_required) {
   w.on_addrs("mx2.dest.test", lookup::ok, a2, {}, false);  // insecure address: no DANE
   EXPECT_TRUE(ev.targets.empty());
   EXPECT_EQ(ev.calls.back(), "fall_back dane-required");
+}
+
+TEST(delivery_walk, sts_enforce_still_rules_a_host_whose_address_answer_was_insecure) {
+  // Secure MX answer with DANE on: the STS check waits for DANE; an insecure address answer
+  // rules DANE out, and MTA-STS must then still refuse an MX its policy does not name.
+  recorder ev;
+  walk_options opt;
+  opt.dane = true;
+  opt.sts = sts(policy::sts_mode::enforce, {"mx2.dest.test"});
+  walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, two_mx, true);
+  sockaddr_storage a1[] = {v4("127.0.0.2")};
+  w.on_addrs("mx1.dest.test", lookup::ok, a1, {}, false);
+  EXPECT_TRUE(ev.targets.empty());
+  ASSERT_EQ(ev.calls.back(), "addr mx2.dest.test");
+  sockaddr_storage a2[] = {v4("127.0.0.3")};
+  w.on_addrs("mx2.dest.test", lookup::ok, a2, {}, false);
+  ASSERT_EQ(ev.targets.size(), 1u);
+  EXPECT_EQ(ev.targets[0].host, "mx2.dest.test");
 }

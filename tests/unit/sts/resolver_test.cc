@@ -362,6 +362,21 @@ TEST_F(sts_resolver, a_dns_failure_keeps_the_cache) {
   EXPECT_TRUE(_fetch->count.empty());
 }
 
+TEST_F(sts_resolver, routed_domains_get_the_table_policy_without_a_lookup) {
+  sts::resolver_options ro;
+  ro.clock = [this] { return _now; };
+  ro.routed = [](std::string_view d) { return d == "enforce.test"; };
+  _res = std::make_unique<sts::resolver>(*_dns, *_fetch, _cache, nullptr, _fallback, ro);
+  _fetch->auto_answer["enforce.test"] = ok(policy_text("enforce"));
+  answer a;
+  _res->resolve("Enforce.Test", a);  // answered at once: nothing to wait for
+  EXPECT_TRUE(a.got);
+  EXPECT_EQ(a.r.sts, nullptr);
+  EXPECT_FALSE(a.r.policy.raised);
+  run({expect_sts("nothing.test", std::nullopt)});  // not routed: looked up as usual
+  EXPECT_TRUE(_fetch->count.find("enforce.test") == _fetch->count.end());
+}
+
 TEST_F(sts_resolver, combine_spells_out_the_modes) {
   policy::effective_policy p;
   p.tls = config::tls_policy::exclusive;

@@ -51,6 +51,17 @@ TEST(tlsrpt_collector, classify_success_failure_and_not_counted) {
   retry.reason = reason::handshake_failed;
   EXPECT_FALSE(classify(retry, true, true, reason::quit, false).counted);
 
+  // A host ruled out before any session (MTA-STS enforce mx mismatch, a failed TLSA
+  // lookup), when the walk reports it: failures of their RFC 8460 types.
+  delivery::session_report ruled_out;
+  ruled_out.mx = "mx9.example.net";
+  ruled_out.reason = reason::mx_not_in_sts_policy;
+  EXPECT_EQ(classify(ruled_out, false, false, reason::none, true).type, result_type::validation_failure);
+  ruled_out.reason = reason::tlsa_lookup_failed;
+  auto dnssec = classify(ruled_out, false, false, reason::none, true);
+  EXPECT_TRUE(dnssec.counted);
+  EXPECT_EQ(dnssec.type, result_type::dnssec_invalid);
+
   // Not TLS matters: never connected, a 4xx greeting.
   EXPECT_FALSE(classify(delivery::session_report{}, false, false, reason::connect_failed, false).counted);
   EXPECT_FALSE(classify(delivery::session_report{}, false, false, reason::remote_4xx, false).counted);

@@ -265,7 +265,7 @@ TEST_F(tlsrpt_reporter, mta_sts_fetch_failures_are_counted_by_result_type) {
     f.fetch("sts.test", [&](const sts::fetch_result&) { ++answered; });
   };
   fetch({true, "version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n", {}});  // fine: not counted
-  fetch({false, {}, "cert: cert-untrusted"});
+  fetch({false, {}, "cert: cert-untrusted", true});
   fetch({false, {}, "status: HTTP 404"});
   fetch({false, {}, "timeout"});
   fetch({true, "version: STSv1\nmode: sometimes\n", {}});
