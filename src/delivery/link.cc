@@ -543,6 +543,13 @@ void attempt::on_link_closed(link& l) {
   _walk->on_link_closed(e);
 }
 
+void attempt::host_ruled_out(const session_report& r) {
+  // No link was opened, but the recipient's policy failed there: TLS-RPT counts it.
+  if (session_observer* o = _ag.observer())
+    o->session_done(_d.name, r,
+                    session_end{false, false, r.reason, {}, _sts.get(), find_route(_ag.cfg(), _d.name) != nullptr});
+}
+
 void attempt::check_deadline(uint64_t now) {
   if (_connecting && now - _connect_since >= uint64_t(_ag.cfg().outbound.connect_timeout.count())) {
     _connecting = false;

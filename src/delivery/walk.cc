@@ -106,17 +106,20 @@ void walk::skip_host(const std::string& host, report::reason why, const std::str
   _last_reply = reply;
   _last_mx = host;
   _last_ip.clear();
+  session_report r;
+  r.mx = host;
+  r.reason = why;
+  r.policy = _policy.tls;
+  r.source = _policy.source;
+  if (why == report::reason::mx_not_in_sts_policy) r.published = published_policy::sts;
+  else if (why == report::reason::tlsa_lookup_failed) r.published = published_policy::tlsa;
   if (report::is_tls_failure(why)) {
     ++_tls_failed;
-    _tls_info = session_report{};
-    _tls_info.mx = host;
-    _tls_info.reason = why;
-    _tls_info.policy = _policy.tls;
-    _tls_info.source = _policy.source;
-    if (why == report::reason::mx_not_in_sts_policy) _tls_info.published = published_policy::sts;
+    _tls_info = r;
   } else {
     ++_other_failed;
   }
+  _ev.host_ruled_out(r);
 }
 
 void walk::on_addrs(const std::string& host, lookup status, std::span<const sockaddr_storage> addrs,

@@ -31,6 +31,9 @@ struct recorder : walk_events {
 
   void resolve_mx(const std::string& d) override { calls.push_back("mx " + d); }
   void resolve_host(const std::string& h) override { calls.push_back("addr " + h); }
+  void host_ruled_out(const session_report& r) override {
+    calls.push_back("ruled_out " + r.mx + " " + std::string(report::to_string(r.reason)));
+  }
   void resolve_tlsa(const std::string& h, uint16_t port) override {
     calls.push_back("tlsa _" + std::to_string(port) + "._tcp." + h);
   }
@@ -306,7 +309,10 @@ TEST(delivery_walk, sts_enforce_with_no_matching_mx_falls_back_without_connectin
   walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
   w.start(nullptr);
   w.on_mx(lookup::ok, two_mx);
-  EXPECT_EQ(ev.calls, (std::vector<std::string>{"mx dest.test", "fall_back mx-not-in-sts-policy"}));
+  // Each host is ruled out without a connection (reported for TLS-RPT), then the walk ends.
+  EXPECT_EQ(ev.calls, (std::vector<std::string>{"mx dest.test", "ruled_out mx1.dest.test mx-not-in-sts-policy",
+                                                "ruled_out mx2.dest.test mx-not-in-sts-policy",
+                                                "fall_back mx-not-in-sts-policy"}));
   EXPECT_EQ(ev.last.mx, "mx2.dest.test");
   EXPECT_EQ(ev.last.published, published_policy::sts);
 }
