@@ -222,6 +222,26 @@ TEST_F(Dane, EeMismatchIsNeverDeliveredNotEvenWithACaValidCertificate) {
   for (const auto& s : mx->sessions()) EXPECT_TRUE(has_command(s, "STARTTLS")) << commands_of(s);
 }
 
+TEST_F(Dane, EachMxHostIsPinnedByItsOwnTlsa) {
+  // mx1 (preferred) fails its TLSA match; mx2 matches its own: the message goes to mx2
+  // over authenticated TLS, and mx1 never sees MAIL.
+  ASSERT_TRUE(start_world("$ZONE dest.test\ndest.test MX 10 mx1.mx.test\ndest.test MX 20 mx2.mx.test\n$ZONE mx.test\n"
+                          "mx1.mx.test A 127.0.0.2\nmx2.mx.test A 127.0.0.3\n" + _tlsa + "mx1.mx.test TLSA " +
+                          _ee_wrong + "\n" + _tlsa + "mx2.mx.test TLSA " + _ee_server + "\n"));
+  fake_mx* mx1 = mx_on("127.0.0.2");
+  fake_mx* mx2 = mx_on("127.0.0.3");
+  ASSERT_TRUE(mx1 && mx2);
+  START_DANE_RELAY("");
+  std::string secret = unique("second-mx");
+  std::string qid = send_to("dest.test", secret);
+  ASSERT_FALSE(qid.empty());
+  auto d = expect_delivered(*mx2, qid, secret, "mx2.mx.test", "dane");
+  EXPECT_EQ(d.ip, "127.0.0.3") << d.raw;
+  expect_no_mail(*mx1);
+  for (const auto& a : audit_of(*_relay, qid))
+    if (a.mx == "mx1.mx.test") EXPECT_EQ(a.reason, "tlsa-mismatch") << a.raw;
+}
+
 // ------------------------------------------------------------------------- DANE-TA (2)
 
 TEST_F(Dane, TaMatchDeliversWhenTheChainLeadsToThePinnedCa) {
