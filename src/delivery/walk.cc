@@ -111,8 +111,13 @@ void walk::skip_host(const std::string& host, report::reason why, const std::str
   r.reason = why;
   r.policy = _policy.tls;
   r.source = _policy.source;
-  if (why == report::reason::mx_not_in_sts_policy) r.published = published_policy::sts;
-  else if (why == report::reason::tlsa_lookup_failed) r.published = published_policy::tlsa;
+  if (why == report::reason::mx_not_in_sts_policy) {
+    r.published = published_policy::sts;
+  } else if (why == report::reason::tlsa_lookup_failed || why == report::reason::dane_required) {
+    // DANE decided for this host: the audit says so (policy_source = "dane").
+    r.published = published_policy::tlsa;
+    r.source = report::policy_source::dane;
+  }
   if (report::is_tls_failure(why)) {
     ++_tls_failed;
     _tls_info = r;
@@ -299,7 +304,7 @@ void walk::end_give_up(report::reason why, const std::string& reply, bool perman
   session_report li;
   li.reason = why;
   li.policy = _policy.tls;
-  li.source = _policy.source;
+  li.source = why == report::reason::tlsa_lookup_failed ? report::policy_source::dane : _policy.source;
   li.mx = _last_mx;  // the last host tried, if any (null MX, NXDOMAIN: none)
   li.ip = _last_ip;
   _ev.give_up(why, reply, permanent,

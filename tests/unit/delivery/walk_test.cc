@@ -400,6 +400,7 @@ TEST(delivery_walk, a_failed_tlsa_lookup_defers_and_is_never_read_as_no_tlsa) {
   EXPECT_TRUE(ev.targets.empty());
   EXPECT_EQ(ev.calls.back(), "give_up tlsa-lookup-failed");
   EXPECT_FALSE(ev.permanent);
+  EXPECT_EQ(ev.last.source, report::policy_source::dane);
 }
 
 TEST(delivery_walk, verify_dane_without_usable_tlsa_is_dane_required) {
@@ -418,6 +419,7 @@ TEST(delivery_walk, verify_dane_without_usable_tlsa_is_dane_required) {
   w.on_addrs("mx2.dest.test", lookup::ok, a2, {}, false);  // insecure address: no DANE
   EXPECT_TRUE(ev.targets.empty());
   EXPECT_EQ(ev.calls.back(), "fall_back dane-required");
+  EXPECT_EQ(ev.last.source, report::policy_source::dane);
 }
 
 TEST(delivery_walk, sts_enforce_still_rules_a_host_whose_address_answer_was_insecure) {
