@@ -426,6 +426,17 @@ void attempt::start() {
   // What the config table says now: a SIGHUP that changes it restarts the attempt
   // (policy_changed); the resolution may have raised it (MTA-STS), which is no change.
   _configured = _ag.policies() ? _ag.policies()->lookup(_d.name).policy : fallback;
+  if (_d.opportunistic_only) {
+    // Reports and notices (RFC 8460 §5.3, DESIGN.md §7): plain opportunistic, whatever
+    // the domain's configured or published policy; no MTA-STS lookup.
+    policy::effective_policy plain;
+    plain.tls = config::tls_policy::opportunistic;
+    plain.min_version = config::tls_version::v1_0;
+    plain.min_cipher_bits = 0;
+    _configured = plain;
+    policy_resolved(policy::resolution{plain, nullptr});
+    return;
+  }
   policy::resolver& r = _ag.policy_resolver() ? *_ag.policy_resolver() : table;
   r.resolve(_d.name, *this);
 }
@@ -433,7 +444,7 @@ void attempt::start() {
 void attempt::policy_resolved(const policy::resolution& r) {
   // A copy: a SIGHUP swap cannot change it under this attempt.
   walk_options opt;
-  opt.dane = _ag.cfg().dane.enabled;
+  opt.dane = _ag.cfg().dane.enabled && !_d.opportunistic_only;
   opt.sts = r.sts;
   _sts = r.sts;
   _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
@@ -536,11 +547,19 @@ void attempt::on_link_closed(link& l) {
   e.reply = l.close_reply;
   e.report = l.info();
   _ag.report_session(e);
-  if (session_observer* o = _ag.observer())
+  // A report's own delivery is not counted in the next report (RFC 8460 §5.3).
+  if (session_observer* o = _d.opportunistic_only ? nullptr : _ag.observer())
     o->session_done(_d.name, e.report,
                     session_end{e.reached_idle, l.plain_retry(), e.reason, _local_ip, _sts.get(),
                                 find_route(_ag.cfg(), _d.name) != nullptr});
   _walk->on_link_closed(e);
+}
+
+void attempt::host_ruled_out(const session_report& r) {
+  // No link was opened, but the recipient's policy failed there: TLS-RPT counts it.
+  if (session_observer* o = _d.opportunistic_only ? nullptr : _ag.observer())
+    o->session_done(_d.name, r,
+                    session_end{false, false, r.reason, {}, _sts.get(), find_route(_ag.cfg(), _d.name) != nullptr});
 }
 
 void attempt::check_deadline(uint64_t now) {
@@ -554,7 +573,7 @@ void attempt::check_deadline(uint64_t now) {
 
 bool attempt::policy_changed() const {
   policy::reader* r = _ag.policies();
-  return r && _walk && differs(r->lookup(_d.name).policy, _configured);
+  return r && _walk && !_d.opportunistic_only && differs(r->lookup(_d.name).policy, _configured);
 }
 
 void attempt::give_up(report::reason reason, const std::string& reply, bool permanent,

@@ -118,6 +118,7 @@ class attempt final : policy::resolve_completion, walk_events {
   void resolve_mx(const std::string& domain) override;
   void resolve_host(const std::string& host) override;
   void resolve_tlsa(const std::string& host, uint16_t port) override;
+  void host_ruled_out(const session_report& r) override;
   void connect(const target& t, const session_report* plain_retry) override;
   void give_up(report::reason why, const std::string& reply, bool permanent, const std::string& status,
                const session_report& last) override;

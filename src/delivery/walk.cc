@@ -106,17 +106,25 @@ void walk::skip_host(const std::string& host, report::reason why, const std::str
   _last_reply = reply;
   _last_mx = host;
   _last_ip.clear();
+  session_report r;
+  r.mx = host;
+  r.reason = why;
+  r.policy = _policy.tls;
+  r.source = _policy.source;
+  if (why == report::reason::mx_not_in_sts_policy) {
+    r.published = published_policy::sts;
+  } else if (why == report::reason::tlsa_lookup_failed || why == report::reason::dane_required) {
+    // DANE decided for this host: the audit says so (policy_source = "dane").
+    r.published = published_policy::tlsa;
+    r.source = report::policy_source::dane;
+  }
   if (report::is_tls_failure(why)) {
     ++_tls_failed;
-    _tls_info = session_report{};
-    _tls_info.mx = host;
-    _tls_info.reason = why;
-    _tls_info.policy = _policy.tls;
-    _tls_info.source = _policy.source;
-    if (why == report::reason::mx_not_in_sts_policy) _tls_info.published = published_policy::sts;
+    _tls_info = r;
   } else {
     ++_other_failed;
   }
+  _ev.host_ruled_out(r);
 }
 
 void walk::on_addrs(const std::string& host, lookup status, std::span<const sockaddr_storage> addrs,
@@ -296,7 +304,7 @@ void walk::end_give_up(report::reason why, const std::string& reply, bool perman
   session_report li;
   li.reason = why;
   li.policy = _policy.tls;
-  li.source = _policy.source;
+  li.source = why == report::reason::tlsa_lookup_failed ? report::policy_source::dane : _policy.source;
   li.mx = _last_mx;  // the last host tried, if any (null MX, NXDOMAIN: none)
   li.ip = _last_ip;
   _ev.give_up(why, reply, permanent,

@@ -87,6 +87,9 @@ class walk_events {
   // Open a link to `t`; `plain_retry` is the failed handshake this plaintext retry follows
   // (null: try STARTTLS). Answer with on_connect_failed() or, later, on_link_closed().
   virtual void connect(const target& t, const session_report* plain_retry) = 0;
+  // The recipient's policy ruled a host out before any connection (mx-not-in-sts-policy,
+  // dane-required, tlsa-lookup-failed): `r` says which and why (TLS-RPT counts it).
+  virtual void host_ruled_out(const session_report& r) = 0;
   // Every host failed (or DNS said no): the ready jobs share `why`'s fate.
   virtual void give_up(report::reason why, const std::string& reply, bool permanent,
                        const std::string& status, const session_report& last) = 0;

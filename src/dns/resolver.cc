@@ -663,10 +663,20 @@ void resolver::lookup_addrs(std::string_view host, std::function<void(const addr
         }
       if (--j->pending) return;
       addr_result r;
-      r.ad = j->ad[0] && j->ad[1];
+      auto failed = [](outcome k) { return k != outcome::records && k != outcome::nodata && k != outcome::nxdomain; };
+      // AD over the families that answered: a family that failed (SERVFAIL, bogus, timeout)
+      // adds no address, so it must not make validated addresses of the other family look
+      // insecure — an attacker who breaks the AAAA answer would otherwise switch DANE off.
+      bool answered = false;
+      r.ad = true;
+      for (int k = 0; k < 2; ++k)
+        if (!failed(j->kind[k])) {
+          answered = true;
+          r.ad = r.ad && j->ad[k];
+        }
+      r.ad = r.ad && answered;
       r.addrs = std::move(j->addrs[0]);
       r.addrs.insert(r.addrs.end(), j->addrs[1].begin(), j->addrs[1].end());
-      auto failed = [](outcome k) { return k != outcome::records && k != outcome::nodata && k != outcome::nxdomain; };
       if (!r.addrs.empty()) r.status = status::ok;
       else if (failed(j->kind[0]) || failed(j->kind[1])) r.status = status::temp_fail;
       else if (j->kind[0] == outcome::nxdomain && j->kind[1] == outcome::nxdomain) r.status = status::nxdomain;

@@ -20,13 +20,20 @@ scheduler::scheduler(core::shard& sh, const config::config& cfg, home_link link)
 
 scheduler::~scheduler() = default;
 
-domain_state& scheduler::domain(const std::string& name) {
-  auto& slot = _domains[name];
+domain_state& scheduler::domain(const std::string& name, bool opportunistic_only) {
+  // A NUL cannot occur in a domain name: the reports' queue of a domain never collides.
+  auto& slot = _domains[opportunistic_only ? name + std::string(1, '\0') + "opportunistic" : name];
   if (!slot) {
     slot = std::make_unique<domain_state>();
     slot->name = name;
+    slot->opportunistic_only = opportunistic_only;
   }
   return *slot;
+}
+
+domain_state& scheduler::domain_of(const job& j) {
+  bool report = j.kind == message_kind::tlsrpt || j.kind == message_kind::escrow_notice;
+  return domain(j.domain, report);
 }
 
 void scheduler::enqueue(std::unique_ptr<job> j) {
@@ -36,7 +43,7 @@ void scheduler::enqueue(std::unique_ptr<job> j) {
     _deferred.emplace(raw->next_attempt_ms, raw);
     return;
   }
-  auto& d = domain(raw->domain);
+  auto& d = domain_of(*raw);
   d.ready.push_back(raw);
   kick(d);
 }
@@ -74,7 +81,7 @@ job* scheduler::take(domain_state& d) {
 }
 
 void scheduler::give_back(job* j) {
-  auto& d = domain(j->domain);
+  auto& d = domain_of(*j);
   --d.in_progress;
   d.ready.push_front(j);
 }
@@ -115,7 +122,7 @@ void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
 }
 
 void scheduler::finish(job* j, std::span<const rcpt_result> given) {
-  auto& d = domain(j->domain);
+  auto& d = domain_of(*j);
   --d.in_progress;
   std::vector<rcpt_result> results(given.begin(), given.end());
   results.resize(j->rcpts.size());  // a missing result is a deferral
@@ -257,7 +264,7 @@ void scheduler::on_tick() {
   while (!_deferred.empty() && _deferred.top().first <= now) {
     job* j = _deferred.top().second;
     _deferred.pop();
-    auto& d = domain(j->domain);
+    auto& d = domain_of(*j);
     d.ready.push_back(j);
     touched.push_back(&d);
   }

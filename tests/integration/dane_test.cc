@@ -222,6 +222,26 @@ TEST_F(Dane, EeMismatchIsNeverDeliveredNotEvenWithACaValidCertificate) {
   for (const auto& s : mx->sessions()) EXPECT_TRUE(has_command(s, "STARTTLS")) << commands_of(s);
 }
 
+TEST_F(Dane, EachMxHostIsPinnedByItsOwnTlsa) {
+  // mx1 (preferred) fails its TLSA match; mx2 matches its own: the message goes to mx2
+  // over authenticated TLS, and mx1 never sees MAIL.
+  ASSERT_TRUE(start_world("$ZONE dest.test\ndest.test MX 10 mx1.mx.test\ndest.test MX 20 mx2.mx.test\n$ZONE mx.test\n"
+                          "mx1.mx.test A 127.0.0.2\nmx2.mx.test A 127.0.0.3\n" + _tlsa + "mx1.mx.test TLSA " +
+                          _ee_wrong + "\n" + _tlsa + "mx2.mx.test TLSA " + _ee_server + "\n"));
+  fake_mx* mx1 = mx_on("127.0.0.2");
+  fake_mx* mx2 = mx_on("127.0.0.3");
+  ASSERT_TRUE(mx1 && mx2);
+  START_DANE_RELAY("");
+  std::string secret = unique("second-mx");
+  std::string qid = send_to("dest.test", secret);
+  ASSERT_FALSE(qid.empty());
+  auto d = expect_delivered(*mx2, qid, secret, "mx2.mx.test", "dane");
+  EXPECT_EQ(d.ip, "127.0.0.3") << d.raw;
+  expect_no_mail(*mx1);
+  for (const auto& a : audit_of(*_relay, qid))
+    if (a.mx == "mx1.mx.test") EXPECT_EQ(a.reason, "tlsa-mismatch") << a.raw;
+}
+
 // ------------------------------------------------------------------------- DANE-TA (2)
 
 TEST_F(Dane, TaMatchDeliversWhenTheChainLeadsToThePinnedCa) {
@@ -321,6 +341,22 @@ TEST_F(Dane, BogusMxAnswerIsNeverDelivered) {
   for (const auto& a : audit_of(*_relay, qid)) EXPECT_NE(a.outcome, "delivered") << a.raw;
   EXPECT_TRUE(mx->sessions().empty()) << "an MX from a bogus answer was contacted";
   expect_no_mail(*mx);
+}
+
+TEST_F(Dane, BogusAaaaDoesNotSwitchDaneOff) {
+  // The MX host's A record validates, its AAAA answer is bogus: the relay uses the validated
+  // address under DANE (a mismatching TLSA: never delivered), instead of taking the broken
+  // AAAA for an unsigned zone and delivering without DANE (a downgrade anyone on the path to
+  // the zone's servers could cause).
+  ASSERT_TRUE(start_world("$ZONE dest.test\ndest.test MX 10 mx1.mx.test\n$ZONE mx.test\nmx1.mx.test A 127.0.0.2\n"
+                          "mx1.mx.test AAAA ::1\nmx1.mx.test BOGUS AAAA\n" + _tlsa + "mx1.mx.test TLSA " + _ee_wrong +
+                          "\n"));
+  fake_mx* mx = mx_on("127.0.0.2");
+  ASSERT_TRUE(mx);
+  START_DANE_RELAY("");
+  std::string qid = send_to("dest.test", unique("bogus-aaaa"));
+  ASSERT_FALSE(qid.empty());
+  expect_deferred({mx}, qid, "tlsa-mismatch", "dane");
 }
 
 // ------------------------------------------------------- no usable TLSA: opportunistic as before

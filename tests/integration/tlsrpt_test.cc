@@ -230,10 +230,13 @@ TEST_F(Tlsrpt, MailtoReportCountsTheSessionsThatHappened) {
                         reports_zone));
   fake_mx* bad = start_mx({.hosts = {"127.0.0.2"}, .no_starttls = true});
   fake_mx* good = start_mx({.hosts = {"127.0.0.3"}});
-  fake_mx* rua = start_mx({.hosts = {"127.0.0.4"}});
+  // The rua's MX offers no STARTTLS and its domain is configured exclusive: a report is
+  // still delivered, under plain opportunistic policy (RFC 8460 §5.3).
+  fake_mx* rua = start_mx({.hosts = {"127.0.0.4"}, .no_starttls = true});
   ASSERT_TRUE(bad && good && rua);
   // Forced: mx1 (no STARTTLS) fails for TLS, the walk goes on to mx2, which delivers.
-  relay* r = start_relay("[[policy]]\ndomain = \"dest.test\"\ntls = \"forced\"\n" + tlsrpt_toml("3s"));
+  relay* r = start_relay("[[policy]]\ndomain = \"dest.test\"\ntls = \"forced\"\n"
+                         "[[policy]]\ndomain = \"reports.test\"\ntls = \"exclusive\"\n" + tlsrpt_toml("3s"));
   ASSERT_TRUE(r);
   std::string why;
   std::string qid = submit(*r, "alice@sender.test", {"bob@dest.test"}, body_for("bob@dest.test"), &why);
@@ -270,6 +273,8 @@ TEST_F(Tlsrpt, MailtoReportCountsTheSessionsThatHappened) {
   ASSERT_FALSE(lines.empty()) << dump_audit(*r);
   EXPECT_EQ(lines[0].domain, "reports.test");
   EXPECT_EQ(lines[0].rcpt, "tlsrpt@reports.test");
+  EXPECT_EQ(lines[0].policy, "opportunistic");
+  EXPECT_FALSE(lines[0].tls);
 }
 
 TEST_F(Tlsrpt, CountersSurviveARestart) {

@@ -44,7 +44,7 @@ struct mx_result {
 
 struct addr_result {
   dns::status status = dns::status::temp_fail;
-  bool ad = false;  // both the A and the AAAA answers had the AD bit
+  bool ad = false;  // the A and AAAA answers had the AD bit (a failed one, which adds no address, aside)
   std::vector<sockaddr_storage> addrs;  // IPv4 first, then IPv6; port 0
 };
 

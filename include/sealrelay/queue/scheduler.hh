@@ -35,6 +35,10 @@ class idle_waiter {
 
 struct domain_state {
   std::string name;
+  // Reports and notices (kind tlsrpt, escrow-notice) queue apart from the domain's mail:
+  // they go out under plain opportunistic policy, without MTA-STS or DANE (RFC 8460 §5.3:
+  // a TLS report is delivered despite TLS failures; DESIGN.md §7 escrow notices).
+  bool opportunistic_only = false;
   std::deque<job*> ready;       // due jobs, oldest first
   unsigned active = 0;          // connections open or opening
   unsigned in_progress = 0;     // jobs taken by connections and not finished
@@ -117,7 +121,9 @@ class scheduler {
  private:
   void on_tick();
   void kick(domain_state& d);
-  domain_state& domain(const std::string& name);
+  domain_state& domain(const std::string& name, bool opportunistic_only = false);
+  // The domain queue `j` belongs to (its domain, apart for reports and notices).
+  domain_state& domain_of(const job& j);
   // Send the sender a DSN for `failed`; the recipients `finish_after` are marked done only
   // once the DSN is durable, so the original is never reclaimed before its bounce exists.
   void bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why,

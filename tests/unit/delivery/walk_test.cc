@@ -31,6 +31,9 @@ struct recorder : walk_events {
 
   void resolve_mx(const std::string& d) override { calls.push_back("mx " + d); }
   void resolve_host(const std::string& h) override { calls.push_back("addr " + h); }
+  void host_ruled_out(const session_report& r) override {
+    calls.push_back("ruled_out " + r.mx + " " + std::string(report::to_string(r.reason)));
+  }
   void resolve_tlsa(const std::string& h, uint16_t port) override {
     calls.push_back("tlsa _" + std::to_string(port) + "._tcp." + h);
   }
@@ -306,7 +309,10 @@ TEST(delivery_walk, sts_enforce_with_no_matching_mx_falls_back_without_connectin
   walk w("dest.test", sts_raised(config::tls_policy::opportunistic), 25, ev, opt);
   w.start(nullptr);
   w.on_mx(lookup::ok, two_mx);
-  EXPECT_EQ(ev.calls, (std::vector<std::string>{"mx dest.test", "fall_back mx-not-in-sts-policy"}));
+  // Each host is ruled out without a connection (reported for TLS-RPT), then the walk ends.
+  EXPECT_EQ(ev.calls, (std::vector<std::string>{"mx dest.test", "ruled_out mx1.dest.test mx-not-in-sts-policy",
+                                                "ruled_out mx2.dest.test mx-not-in-sts-policy",
+                                                "fall_back mx-not-in-sts-policy"}));
   EXPECT_EQ(ev.last.mx, "mx2.dest.test");
   EXPECT_EQ(ev.last.published, published_policy::sts);
 }
@@ -394,6 +400,7 @@ TEST(delivery_walk, a_failed_tlsa_lookup_defers_and_is_never_read_as_no_tlsa) {
   EXPECT_TRUE(ev.targets.empty());
   EXPECT_EQ(ev.calls.back(), "give_up tlsa-lookup-failed");
   EXPECT_FALSE(ev.permanent);
+  EXPECT_EQ(ev.last.source, report::policy_source::dane);
 }
 
 TEST(delivery_walk, verify_dane_without_usable_tlsa_is_dane_required) {
@@ -412,6 +419,7 @@ TEST(delivery_walk, verify_dane_without_usable_tlsa_is_dane_required) {
   w.on_addrs("mx2.dest.test", lookup::ok, a2, {}, false);  // insecure address: no DANE
   EXPECT_TRUE(ev.targets.empty());
   EXPECT_EQ(ev.calls.back(), "fall_back dane-required");
+  EXPECT_EQ(ev.last.source, report::policy_source::dane);
 }
 
 TEST(delivery_walk, sts_enforce_still_rules_a_host_whose_address_answer_was_insecure) {

@@ -32,6 +32,9 @@ std::string world_zone() {
          "secure.test TXT \"v=STSv1; id=20240101\"\n"
          "mx1.secure.test A 127.0.0.2\n"
          "alias.secure.test CNAME mx1.secure.test\n"
+         "half.secure.test A 127.0.0.4\n"
+         "half.secure.test AAAA ::1\n"
+         "half.secure.test BOGUS AAAA\n"
          "_25._tcp.mx1.secure.test TLSA 3 1 1 " + digest + "\n"
          "$ZONE bogus.test bogus\n"
          "bogus.test MX 10 mx1.bogus.test\n"
@@ -232,6 +235,17 @@ TEST_F(dns_dnssec, one_bogus_rrset_fails_alone) {
   EXPECT_EQ(t.status, dns::status::temp_fail) << dns::to_string(t.status) << "\n" << _world->log();
   EXPECT_FALSE(t.ad);
   EXPECT_TRUE(t.records.empty());
+}
+
+TEST_F(dns_dnssec, a_bogus_address_family_does_not_unsecure_the_other) {
+  // half.secure.test: a valid A, a bogus AAAA. The addresses that are left are validated,
+  // so the answer stays secure (else breaking AAAA would switch DANE off), without ::1.
+  dns::addr_result a;
+  run({addrs("half.secure.test", a)});
+  ASSERT_EQ(a.status, dns::status::ok) << _world->log();
+  ASSERT_EQ(a.addrs.size(), 1u);
+  EXPECT_EQ(addr_str(a.addrs[0]), "127.0.0.4");
+  EXPECT_TRUE(a.ad);
 }
 
 TEST_F(dns_dnssec, dead_authoritative_server_is_temp_fail) {

@@ -162,6 +162,40 @@ TEST(scheduler, connections_scale_with_backlog_up_to_the_domain_limit) {
   EXPECT_EQ(conn.opened.size(), 3u) << "domains are independent";
 }
 
+TEST(scheduler, reports_and_notices_queue_apart_under_opportunistic_policy) {
+  core::shard::options o;
+  core::shard sh(o);
+  if (!sh.init()) GTEST_SKIP() << "io_uring is not available here";
+  auto cfg = make_cfg();
+  queue::scheduler s(sh, cfg, {});
+  recorder conn;
+  s.set_connector(&conn);
+  s.enqueue(make_job("AAAAAAAAAAAAAD01", "bank.test", {"u@bank.test"}, unix_ms()));
+  auto report = make_job("AAAAAAAAAAAAAD02", "bank.test", {"tlsrpt@bank.test"}, unix_ms());
+  report->kind = queue::message_kind::tlsrpt;
+  s.enqueue(std::move(report));
+  auto notice = make_job("AAAAAAAAAAAAAD03", "bank.test", {"v@bank.test"}, unix_ms());
+  notice->kind = queue::message_kind::escrow_notice;
+  s.enqueue(std::move(notice));
+  // The domain's mail and its reports/notices never share a connection (nor its policy).
+  // Two jobs in the reports' queue: two connections (max_conns_per_domain = 2).
+  ASSERT_EQ(conn.opened.size(), 3u);
+  EXPECT_EQ(conn.opened[0]->name, "bank.test");
+  EXPECT_FALSE(conn.opened[0]->opportunistic_only);
+  EXPECT_EQ(conn.opened[1]->name, "bank.test");
+  EXPECT_TRUE(conn.opened[1]->opportunistic_only);
+  EXPECT_EQ(conn.opened[2], conn.opened[1]);
+  queue::job* m = s.take(*conn.opened[0]);
+  ASSERT_NE(m, nullptr);
+  EXPECT_EQ(m->queue_id, "AAAAAAAAAAAAAD01");
+  EXPECT_EQ(s.take(*conn.opened[0]), nullptr);
+  queue::job* r1 = s.take(*conn.opened[1]);
+  queue::job* r2 = s.take(*conn.opened[1]);
+  ASSERT_TRUE(r1 && r2);
+  EXPECT_EQ(r1->queue_id, "AAAAAAAAAAAAAD02");
+  EXPECT_EQ(r2->queue_id, "AAAAAAAAAAAAAD03");
+}
+
 TEST(queue, owner_shard_and_domain_of) {
   EXPECT_EQ(queue::domain_of("User@Example.NET"), "example.net");
   EXPECT_EQ(queue::domain_of("nodomain"), "");
