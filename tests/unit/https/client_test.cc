@@ -35,6 +35,8 @@ const char* zone =
     "mta-sts.d5.sts.test A 127.0.0.2\n"   // TLS 1.1 only
     "mta-sts.d6.sts.test A 127.0.0.3\n"   // silent
     "report.sts.test A 127.0.0.1\n"
+    "two.sts.test A 127.0.0.9\n"         // nothing listens there: the next address serves
+    "two.sts.test A 127.0.0.1\n"
     "gone.sts.test NXDOMAIN\n";
 
 std::string routes_json() {
@@ -297,6 +299,12 @@ TEST_F(https_client, dns_and_connect_failures) {
   EXPECT_EQ(rs[0].detail, "nxdomain");
   EXPECT_EQ(rs[1].fail, https::failure::connect);
   EXPECT_FALSE(rs[1].detail.empty());
+}
+
+TEST_F(https_client, a_refused_address_moves_to_the_next) {
+  auto r = fetch_one(get("two.sts.test", "/.well-known/mta-sts.txt"));
+  EXPECT_EQ(r.fail, https::failure::none) << r.detail;
+  EXPECT_EQ(r.body, policy);
 }
 
 TEST_F(https_client, bad_requests_fail_later_not_inside_fetch) {
