@@ -176,6 +176,7 @@ result<policy_file> parse_policy(std::string_view text) {
       if (ec != std::errc{} || p != value.data() + value.size()) return bad("max_age must be 1-10 digits");
       if (v > max_max_age) return bad("max_age above 31557600");
       out.max_age = uint32_t(v);
+      out.rules.max_age = out.max_age;
       have_max_age = true;
     } else if (key == "mx") {
       if (!valid_mx_pattern(value)) return bad("bad mx pattern");

@@ -51,6 +51,7 @@ std::vector<std::string> sts_policy_strings(const policy::mta_sts_rules& rules) 
                                                                           : "none";
   s.push_back(std::string("mode: ") + mode);
   for (const auto& m : rules.mx) s.push_back("mx: " + m);
+  s.push_back("max_age: " + std::to_string(rules.max_age));
   return s;
 }
 
@@ -62,6 +63,7 @@ bool same_policy(const policy_counts& p, policy_type type, const policy::mta_sts
   if (type != policy_type::sts) return true;
   if (!sts) return p.strings.empty();
   if (p.mx_host != sts->mx || p.strings.size() < 2) return false;
+  if (p.strings.back() != "max_age: " + std::to_string(sts->max_age)) return false;
   std::string_view mode = p.strings[1];
   std::string_view want = sts->mode == policy::sts_mode::enforce   ? "mode: enforce"
                           : sts->mode == policy::sts_mode::testing ? "mode: testing"

@@ -450,7 +450,8 @@ TEST_F(Tlsrpt, StsPoliciesAndPolicyFetchFailuresAreReported) {
   const seen& enforce = by_domain["d19.sts.test"];
   EXPECT_GE(enforce.sts_ok, 1u) << r->log();
   EXPECT_EQ(enforce.no_policy_ok, 0u);
-  EXPECT_EQ(enforce.strings, (std::vector<std::string>{"version: STSv1", "mode: enforce", "mx: *.mx.test"}));
+  EXPECT_EQ(enforce.strings,
+            (std::vector<std::string>{"version: STSv1", "mode: enforce", "mx: *.mx.test", "max_age: 86400"}));
   EXPECT_EQ(enforce.mx_host, (std::vector<std::string>{"*.mx.test"}));
   const seen& missing = by_domain["d20.sts.test"];
   EXPECT_GE(missing.fetch_errors, 1u) << r->log();

@@ -23,6 +23,7 @@ enum class sts_mode : uint8_t { none, testing, enforce };
 struct mta_sts_rules {
   sts_mode mode = sts_mode::none;
   std::vector<std::string> mx;  // lower-case patterns, no trailing dot
+  uint32_t max_age = 0;         // seconds, as published (TLS-RPT reports the policy string)
   // Return whether `host` (any case, optional trailing dot) matches one of the patterns.
   bool matches(std::string_view host) const;
 };

@@ -85,6 +85,7 @@ TEST(tlsrpt_collector, counts_group_by_domain_policy_and_detail) {
   policy::mta_sts_rules rules;
   rules.mode = policy::sts_mode::enforce;
   rules.mx = {"mx1.example.net", "*.example.net"};
+  rules.max_age = 604800;
   for (int i = 0; i < 3; ++i) c.add("example.net", policy_type::sts, &rules, ok, "10.0.0.1", "mx1.example.net", "192.0.2.1");
   c.add("example.net", policy_type::sts, &rules, expired, "10.0.0.1", "mx1.example.net", "192.0.2.1");
   c.add("example.net", policy_type::sts, &rules, expired, "10.0.0.1", "mx1.example.net", "192.0.2.1");
@@ -99,7 +100,7 @@ TEST(tlsrpt_collector, counts_group_by_domain_policy_and_detail) {
   const policy_counts& sts = d.policies[0];
   EXPECT_EQ(sts.type, policy_type::sts);
   EXPECT_EQ(sts.strings, (std::vector<std::string>{"version: STSv1", "mode: enforce", "mx: mx1.example.net",
-                                                   "mx: *.example.net"}));
+                                                   "mx: *.example.net", "max_age: 604800"}));
   EXPECT_EQ(sts.mx_host, rules.mx);
   EXPECT_EQ(sts.successes, 3u);
   EXPECT_EQ(sts.failures, 3u);

@@ -114,10 +114,11 @@ TEST(tlsrpt_report, json_follows_the_rfc8460_schema) {
       EXPECT_EQ(failed, 1u);
       const node* strings = pol->get("policy-string");
       ASSERT_TRUE(strings);
-      ASSERT_EQ(strings->items.size(), 3u);
+      ASSERT_EQ(strings->items.size(), 4u);
       EXPECT_EQ(strings->items[0]->text, "version: STSv1");
       EXPECT_EQ(strings->items[1]->text, "mode: enforce");
       EXPECT_EQ(strings->items[2]->text, "mx: *.example.net");
+      EXPECT_EQ(strings->items[3]->text, "max_age: 0");
       ASSERT_EQ(pol->get("mx-host")->items.size(), 1u);
       EXPECT_EQ(pol->get("mx-host")->items[0]->text, "*.example.net");
       const node* d = details->items.at(0).get();
