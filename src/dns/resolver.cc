@@ -532,6 +532,13 @@ sr::status resolver::impl::start() {
       if (fd >= 0) ::close(fd);
       continue;
     }
+    // One receive is armed at a time: answers to a burst of lookups (a queue of thousands
+    // of new domains, each with MX, A/AAAA and MTA-STS TXT questions) wait in the socket
+    // buffer, and the default (~208 KiB) drops them, turning into timeouts and retries.
+    // 4 MiB holds tens of thousands of answers; as root the rmem_max cap does not apply.
+    int rcvbuf = 4 << 20;
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
     auto* s = new server;
     s->owner = this;
     s->index = unsigned(servers.size());
