@@ -36,24 +36,6 @@ std::string reply_line(unsigned code, std::string_view text) {
   return std::to_string(code) + " " + std::string(text);
 }
 
-// Most specific [[route]] for `domain`: exact, then the longest ".suffix", then "*".
-const config::route_entry* find_route(const config::config& cfg, const std::string& domain) {
-  const config::route_entry* best = nullptr;
-  size_t best_len = 0;
-  for (const auto& r : cfg.routes) {
-    if (r.domain == domain) return &r;
-    if (r.domain == "*") {
-      if (!best) best = &r;
-    } else if (r.domain.size() > 1 && r.domain[0] == '.' && domain.size() > r.domain.size() &&
-               domain.compare(domain.size() - r.domain.size(), r.domain.size(), r.domain) == 0) {
-      if (r.domain.size() > best_len) {
-        best = &r;
-        best_len = r.domain.size();
-      }
-    }
-  }
-  return best;
-}
 // The reason of a failed handshake, from the TLS layer's token (handshake_failed when it
 // names none we know).
 report::reason tls_failure(const tls::session& s) {
@@ -100,6 +82,10 @@ link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target&
   _info.source = t.policy.source;
   _info.published = t.published;
   _info.sts_testing = t.sts_testing;
+  for (const auto& rd : t.verify.tlsa)
+    if (auto rec = tls::tlsa_record::from_rdata(rd))
+      _info.tlsa_policy.push_back("_" + std::to_string(ag.cfg().outbound.smtp_port) + "._tcp." + t.host +
+                                  ". IN TLSA ( " + rec->to_string() + " )");
   if (failed_tls) {
     _failed_tls = *failed_tls;
     _info.reason = failed_tls->reason;
@@ -449,7 +435,7 @@ void attempt::policy_resolved(const policy::resolution& r) {
   _sts = r.sts;
   _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
                 std::move(opt));
-  _walk->start(find_route(_ag.cfg(), _d.name));
+  _walk->start(config::find_route(_ag.cfg(), _d.name));
 }
 
 namespace {
@@ -551,7 +537,7 @@ void attempt::on_link_closed(link& l) {
   if (session_observer* o = _d.opportunistic_only ? nullptr : _ag.observer())
     o->session_done(_d.name, e.report,
                     session_end{e.reached_idle, l.plain_retry(), e.reason, _local_ip, _sts.get(),
-                                find_route(_ag.cfg(), _d.name) != nullptr});
+                                config::find_route(_ag.cfg(), _d.name) != nullptr});
   _walk->on_link_closed(e);
 }
 
@@ -559,7 +545,7 @@ void attempt::host_ruled_out(const session_report& r) {
   // No link was opened, but the recipient's policy failed there: TLS-RPT counts it.
   if (session_observer* o = _d.opportunistic_only ? nullptr : _ag.observer())
     o->session_done(_d.name, r,
-                    session_end{false, false, r.reason, {}, _sts.get(), find_route(_ag.cfg(), _d.name) != nullptr});
+                    session_end{false, false, r.reason, {}, _sts.get(), config::find_route(_ag.cfg(), _d.name) != nullptr});
 }
 
 void attempt::check_deadline(uint64_t now) {

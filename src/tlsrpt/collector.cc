@@ -58,8 +58,11 @@ std::vector<std::string> sts_policy_strings(const policy::mta_sts_rules& rules) 
 namespace {
 
 // Does `p` hold the policy `type` / `sts` describes? (No allocation: compares in place.)
-bool same_policy(const policy_counts& p, policy_type type, const policy::mta_sts_rules* sts) {
+bool same_policy(const policy_counts& p, policy_type type, const policy::mta_sts_rules* sts,
+                 std::span<const std::string> tlsa) {
   if (p.type != type) return false;
+  // Each MX host's TLSA RRset is a policy of its own (RFC 8460 §4.4 policy-string).
+  if (type == policy_type::tlsa) return std::equal(p.strings.begin(), p.strings.end(), tlsa.begin(), tlsa.end());
   if (type != policy_type::sts) return true;
   if (!sts) return p.strings.empty();
   if (p.mx_host != sts->mx || p.strings.size() < 2) return false;
@@ -71,11 +74,13 @@ bool same_policy(const policy_counts& p, policy_type type, const policy::mta_sts
   return mode == want;
 }
 
-policy_counts& find_policy(domain_counts& d, policy_type type, const policy::mta_sts_rules* sts) {
+policy_counts& find_policy(domain_counts& d, policy_type type, const policy::mta_sts_rules* sts,
+                           std::span<const std::string> tlsa = {}) {
   for (auto& p : d.policies)
-    if (same_policy(p, type, sts)) return p;
+    if (same_policy(p, type, sts, tlsa)) return p;
   policy_counts& p = d.policies.emplace_back();
   p.type = type;
+  if (type == policy_type::tlsa) p.strings.assign(tlsa.begin(), tlsa.end());
   if (type == policy_type::sts && sts) {
     p.strings = sts_policy_strings(*sts);
     p.mx_host = sts->mx;
@@ -127,11 +132,12 @@ domain_counts* collector::find_domain(std::string_view domain) {
 }
 
 void collector::add(std::string_view domain, policy_type type, const policy::mta_sts_rules* sts, const verdict& v,
-                    std::string_view sending_ip, std::string_view mx, std::string_view ip) {
+                    std::string_view sending_ip, std::string_view mx, std::string_view ip,
+                    std::span<const std::string> tlsa) {
   if (!v.counted) return;
   domain_counts* d = find_domain(domain);
   if (!d) return;
-  policy_counts& p = find_policy(*d, type, type == policy_type::sts ? sts : nullptr);
+  policy_counts& p = find_policy(*d, type, type == policy_type::sts ? sts : nullptr, tlsa);
   if (v.success) {
     ++p.successes;
     return;

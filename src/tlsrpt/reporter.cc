@@ -122,7 +122,7 @@ void reporter::session_done(std::string_view domain, const delivery::session_rep
     type = policy_type::sts;
   verdict v = classify(r, e.reached_idle, e.plain_retry, e.close_reason, type != policy_type::no_policy_found);
   if (!v.counted) return;
-  _counts.add(domain, type, e.sts, v, e.sending_ip, r.mx, r.ip);
+  _counts.add(domain, type, e.sts, v, e.sending_ip, r.mx, r.ip, r.tlsa_policy);
   _dirty = true;
 }
 

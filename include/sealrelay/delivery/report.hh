@@ -5,6 +5,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "sealrelay/config/config.hh"
 #include "sealrelay/report/policy_source.hh"
@@ -34,6 +35,9 @@ struct session_report {
   // MTA-STS testing: what enforce would have refused this session for (recorded in the
   // audit `reason` and TLS-RPT, never enforced); none when nothing.
   report::reason sts_testing = report::reason::none;
+  // DANE: the host's usable TLSA records in presentation form, "_25._tcp.mx.example. IN
+  // TLSA ( 3 1 1 <hex> )" (TLS-RPT policy-string); empty otherwise.
+  std::vector<std::string> tlsa_policy;
 };
 
 }  // namespace sr::delivery

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -75,9 +76,11 @@ class collector {
   // (bounds memory under a flood of distinct recipient domains).
   explicit collector(size_t max_domains = 100000) : _max_domains(max_domains) {}
 
-  // Count one session to `domain` under policy `type` (`sts`: the rules it ran under).
+  // Count one session to `domain` under policy `type` (`sts`: the rules it ran under;
+  // `tlsa`: the TLSA records it ran under, in presentation form, as the policy-string).
   void add(std::string_view domain, policy_type type, const policy::mta_sts_rules* sts, const verdict& v,
-           std::string_view sending_ip, std::string_view mx, std::string_view ip);
+           std::string_view sending_ip, std::string_view mx, std::string_view ip,
+           std::span<const std::string> tlsa = {});
   // Count a failure that happened before any session: MTA-STS policy fetch/validation
   // failures (sts-policy-fetch-error, sts-policy-invalid, sts-webpki-invalid), filed
   // under policy-type sts with no policy string.

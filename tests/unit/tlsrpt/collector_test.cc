@@ -194,3 +194,22 @@ TEST(tlsrpt_state, round_trip_and_cut_short) {
   ASSERT_TRUE(loaded) << loaded.err();
   EXPECT_EQ(serialize(*loaded), text);
 }
+
+// DANE: each MX host's TLSA RRset is its own policy, its records the policy-string.
+TEST(tlsrpt_collector, tlsa_policies_are_kept_apart_by_their_records) {
+  collector c;
+  verdict ok{true, true, result_type::none};
+  verdict bad{true, false, result_type::validation_failure};
+  std::vector<std::string> mx1 = {"_25._tcp.mx1.example.net. IN TLSA ( 3 1 1 AB )"};
+  std::vector<std::string> mx2 = {"_25._tcp.mx2.example.net. IN TLSA ( 2 0 1 CD )",
+                                  "_25._tcp.mx2.example.net. IN TLSA ( 3 1 1 EF )"};
+  c.add("example.net", policy_type::tlsa, nullptr, ok, "10.0.0.1", "mx1.example.net", "192.0.2.1", mx1);
+  c.add("example.net", policy_type::tlsa, nullptr, bad, "10.0.0.1", "mx2.example.net", "192.0.2.2", mx2);
+  c.add("example.net", policy_type::tlsa, nullptr, ok, "10.0.0.1", "mx1.example.net", "192.0.2.1", mx1);
+  const domain_counts& d = c.counts().at("example.net");
+  ASSERT_EQ(d.policies.size(), 2u);
+  EXPECT_EQ(d.policies[0].strings, mx1);
+  EXPECT_EQ(d.policies[0].successes, 2u);
+  EXPECT_EQ(d.policies[1].strings, mx2);
+  EXPECT_EQ(d.policies[1].failures, 1u);
+}
