@@ -5,6 +5,7 @@
 #include <string>
 
 #include "check.hh"
+#include "sealrelay/policy/fallback.hh"
 
 namespace check {
 
@@ -55,7 +56,12 @@ std::string fallback_list(const sr::policy::effective_policy& p) {
 std::string consequence(const sr::policy::effective_policy& p) {
   switch (p.tls) {
     case sr::config::tls_policy::opportunistic: return "retried, bounced at outbound.max_queue_age";
-    case sr::config::tls_policy::forced: return "fallback: " + fallback_list(p);
+    case sr::config::tls_policy::forced:
+      // Until the fallback sidecar exists the hand-off finds none: the relay keeps such a
+      // message queued (audit fallback-unavailable) and retries it over TLS.
+      return "fallback: " + fallback_list(p) +
+             (sr::policy::needs_handoff(p) ? " (no fallback sidecar in this version: kept queued, retried over TLS)"
+                                           : "");
     case sr::config::tls_policy::exclusive: return "dropped (audited)";
   }
   return "";
