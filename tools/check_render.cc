@@ -6,6 +6,7 @@
 
 #include "check.hh"
 #include "sealrelay/policy/fallback.hh"
+#include "sealrelay/util/json.hh"
 
 namespace check {
 
@@ -70,27 +71,7 @@ std::string consequence(const sr::policy::effective_policy& p) {
 const char* ad_text(bool ad) { return ad ? "AD (DNSSEC validated)" : "no AD (not DNSSEC validated)"; }
 
 // JSON helpers: a string literal with escapes, or null for "".
-void jstr(std::string& o, std::string_view s) {
-  o += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\r': o += "\\r"; break;
-      case '\t': o += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          o += buf;
-        } else {
-          o += char(c);  // bytes >= 0x80 pass through; the peer's text is usually ASCII
-        }
-    }
-  }
-  o += '"';
-}
+void jstr(std::string& o, std::string_view s) { sr::append_json_string(o, s); }
 void jstr_or_null(std::string& o, std::string_view s) {
   if (s.empty()) o += "null";
   else jstr(o, s);

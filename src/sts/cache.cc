@@ -15,6 +15,7 @@
 #include <map>
 
 #include "sealrelay/sts/policy.hh"
+#include "sealrelay/util/json.hh"
 #include "sealrelay/util/log.hh"
 
 namespace sr::sts {
@@ -27,29 +28,6 @@ int64_t refresh_time(int64_t fetched_at, uint32_t max_age) {
 // ------------------------------------------------------------------------- JSON lines
 
 namespace {
-
-void put_string(std::string& o, std::string_view s) {
-  static const char hex[] = "0123456789abcdef";
-  o += '"';
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\r': o += "\\r"; break;
-      case '\t': o += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          o += "\\u00";
-          o += hex[c >> 4];
-          o += hex[c & 15];
-        } else {
-          o += char(c);
-        }
-    }
-  }
-  o += '"';
-}
 
 // A reader for the flat objects to_json_line() writes: string and integer values only.
 struct flat_reader {
@@ -100,8 +78,17 @@ struct flat_reader {
             else if (h >= 'A' && h <= 'F') v |= unsigned(h - 'A' + 10);
             else return false;
           }
-          if (v >= 0x80) return false;  // we only write \u00XX for control characters
-          out += char(v);
+          // append_json_string writes \u00XX for a control character, DEL or a byte
+          // that is not valid UTF-8 (so XX is that byte), and \u2028/\u2029 for the
+          // line separators: decode exactly those, back to the bytes written.
+          if (v <= 0xff) {
+            out += char(v);
+          } else if (v == 0x2028 || v == 0x2029) {
+            out += "\xe2\x80";
+            out += char(v == 0x2028 ? 0xa8 : 0xa9);
+          } else {
+            return false;
+          }
           break;
         }
         default: return false;
@@ -135,13 +122,13 @@ std::string to_json_line(std::string_view domain, const cache_entry& e) {
   std::string o;
   o.reserve(96 + domain.size() + e.id.size() + e.text.size());
   o += "{\"domain\":";
-  put_string(o, domain);
+  append_json_string(o, domain);
   o += ",\"id\":";
-  put_string(o, e.id);
+  append_json_string(o, e.id);
   o += ",\"fetched_at\":" + std::to_string(e.fetched_at);
   o += ",\"max_age\":" + std::to_string(e.max_age);
   o += ",\"policy\":";
-  put_string(o, e.text);
+  append_json_string(o, e.text);
   o += "}\n";
   return o;
 }

@@ -8,38 +8,16 @@
 #include <ctime>
 
 #include "sealrelay/smtp/received.hh"
+#include "sealrelay/util/json.hh"
 
 namespace sr::tlsrpt {
 namespace {
-
-void json_string(std::string& o, std::string_view s) {
-  o += '"';
-  for (char c : s) {
-    auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\r': o += "\\r"; break;
-      case '\t': o += "\\t"; break;
-      default:
-        if (u < 0x20 || u == 0x7f) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", unsigned(u));
-          o += buf;
-        } else {
-          o += c;
-        }
-    }
-  }
-  o += '"';
-}
 
 void json_strings(std::string& o, const std::vector<std::string>& v) {
   o += '[';
   for (size_t i = 0; i < v.size(); ++i) {
     if (i) o += ',';
-    json_string(o, v[i]);
+    append_json_string(o, v[i]);
   }
   o += ']';
 }
@@ -89,28 +67,28 @@ std::string report_json(const report_meta& m, std::string_view domain, const dom
   std::string o;
   o.reserve(512);
   o += "{\"organization-name\":";
-  json_string(o, m.organization);
+  append_json_string(o, m.organization);
   o += ",\"date-range\":{\"start-datetime\":";
-  json_string(o, rfc3339(m.start_s));
+  append_json_string(o, rfc3339(m.start_s));
   o += ",\"end-datetime\":";
-  json_string(o, rfc3339(m.end_s > m.start_s ? m.end_s - 1 : m.start_s));
+  append_json_string(o, rfc3339(m.end_s > m.start_s ? m.end_s - 1 : m.start_s));
   o += "},\"contact-info\":";
-  json_string(o, m.contact);
+  append_json_string(o, m.contact);
   o += ",\"report-id\":";
-  json_string(o, report_id(m, domain));
+  append_json_string(o, report_id(m, domain));
   o += ",\"policies\":[";
   bool first = true;
   for (const auto& p : counts.policies) {
     if (!first) o += ',';
     first = false;
     o += "{\"policy\":{\"policy-type\":";
-    json_string(o, to_string(p.type));
+    append_json_string(o, to_string(p.type));
     if (!p.strings.empty()) {
       o += ",\"policy-string\":";
       json_strings(o, p.strings);
     }
     o += ",\"policy-domain\":";
-    json_string(o, domain);
+    append_json_string(o, domain);
     if (!p.mx_host.empty()) {
       o += ",\"mx-host\":";
       json_strings(o, p.mx_host);
@@ -124,24 +102,24 @@ std::string report_json(const report_meta& m, std::string_view domain, const dom
       const failure_detail& d = p.details[i];
       if (i) o += ',';
       o += "{\"result-type\":";
-      json_string(o, report::to_string(d.type));
+      append_json_string(o, report::to_string(d.type));
       if (!d.sending_ip.empty()) {
         o += ",\"sending-mta-ip\":";
-        json_string(o, d.sending_ip);
+        append_json_string(o, d.sending_ip);
       }
       if (!d.mx.empty()) {
         o += ",\"receiving-mx-hostname\":";
-        json_string(o, d.mx);
+        append_json_string(o, d.mx);
       }
       if (!d.ip.empty()) {
         o += ",\"receiving-ip\":";
-        json_string(o, d.ip);
+        append_json_string(o, d.ip);
       }
       o += ",\"failed-session-count\":";
       o += std::to_string(d.count);
       if (!d.info.empty()) {
         o += ",\"additional-information\":";
-        json_string(o, d.info);
+        append_json_string(o, d.info);
       }
       o += '}';
     }

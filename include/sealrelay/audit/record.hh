@@ -66,8 +66,8 @@ inline constexpr size_t max_line_bytes = 20 * (max_field_bytes * 6 + 32) + 512;
 
 // Append one JSON line for `r` (ending in '\n') to `out`; ts_ms 0 is written as now.
 void format(const record& r, std::string& out);
-// Append `s` to `out` as a JSON string (quotes included): control characters and invalid
-// UTF-8 bytes \u-escaped (an invalid byte b becomes \u00XX), valid UTF-8 kept as is.
+// Append `s`, cut to max_field_bytes, to `out` as a JSON string (quotes included),
+// escaped by sr::append_json_string (util/json.hh).
 void append_json_string(std::string_view s, std::string& out);
 // Append `unix_ms` as RFC 3339 UTC with milliseconds, "2026-11-28T11:02:35.123Z".
 void append_timestamp(int64_t unix_ms, std::string& out);
