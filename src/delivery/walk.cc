@@ -142,13 +142,16 @@ void walk::on_addrs(const std::string& host, lookup status, std::span<const sock
     _ev.resolve_tlsa(host, _port);
     return;
   }
+  without_dane(host, "its address answer is not DNSSEC-signed");
+}
+
+void walk::without_dane(const std::string& host, const char* why) {
   if (_policy.verify == config::verify_mode::dane) {
-    skip_host(host, report::reason::dane_required,
-              host + ": verify = dane, but its address answer is not DNSSEC-signed");
+    skip_host(host, report::reason::dane_required, host + ": verify = dane, but " + why);
     connect_next();
     return;
   }
-  // No DANE for this host after all: MTA-STS rules it (resolve_next_host left it to us).
+  // MTA-STS rules this host (resolve_next_host left it to us while DANE was possible).
   if (sts_refuses(host)) {
     connect_next();
     return;
@@ -176,17 +179,7 @@ void walk::on_tlsa(const std::string& host, lookup status, std::vector<std::vect
     add_host_targets(host, &usable);
     return;
   }
-  if (_policy.verify == config::verify_mode::dane) {
-    skip_host(host, report::reason::dane_required, host + ": verify = dane, but it has no usable TLSA records");
-    connect_next();
-    return;
-  }
-  // Secure but no usable TLSA: MTA-STS (if any) rules this host.
-  if (sts_refuses(host)) {
-    connect_next();
-    return;
-  }
-  add_host_targets(host, nullptr);
+  without_dane(host, "it has no usable TLSA records");
 }
 
 void walk::add_host_targets(const std::string& host, const std::vector<std::vector<uint8_t>>* tlsa) {

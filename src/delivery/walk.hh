@@ -134,6 +134,9 @@ class walk {
   void add_host_targets(const std::string& host, const std::vector<std::vector<uint8_t>>* tlsa);
   // Count `host` as failed for `why` without connecting (TLS failure or not), then go on.
   void skip_host(const std::string& host, report::reason why, const std::string& reply);
+  // Go on with `host` without DANE (`why`): dane-required under verify = dane, else the
+  // MTA-STS check, else its addresses become targets.
+  void without_dane(const std::string& host, const char* why);
   // MTA-STS enforce: skip `host` (mx-not-in-sts-policy) when no `mx` pattern names it.
   bool sts_refuses(const std::string& host);
   bool tried_plain_for(const target& t) const { return _plain_retry_host == t.host + "|" + t.ip; }
