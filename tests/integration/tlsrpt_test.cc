@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "sealrelay/tlsrpt/report.hh"
+#include "support/base64.hh"
 #include "support/json_tree.hh"
 #include "support/world.hh"
 
@@ -36,24 +37,6 @@ std::string tlsrpt_toml(const std::string& interval) {
 std::string body_for(const std::string& rcpt) {
   return "From: <alice@sender.test>\r\nTo: <" + rcpt + ">\r\nSubject: tlsrpt\r\nMessage-ID: <" + unique("m") +
          "@sender.test>\r\n\r\nhello\r\n";
-}
-
-std::string base64_decode(std::string_view in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
-            : c == '+' ? 62 : c == '/' ? 63 : -1;
-    if (v < 0) continue;
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += char((acc >> bits) & 0xff);
-    }
-  }
-  return out;
 }
 
 // The value of header `name` in the header section of `msg` (unfolded), or "".
@@ -103,7 +86,7 @@ std::optional<got_report> report_of(const mx_message& m, const std::string& doma
   std::string escaped = std::regex_replace(domain, std::regex(R"(\.)"), R"(\.)");
   EXPECT_TRUE(std::regex_search(part_headers, std::regex(R"(filename="relay\.test!)" + escaped + R"(!\d+!\d+\.json\.gz")")))
       << part_headers;
-  auto unz = tlsrpt::gunzip(base64_decode(d.substr(body + 4, end - body - 4)));
+  auto unz = tlsrpt::gunzip(test::base64_decode(d.substr(body + 4, end - body - 4)));
   if (!unz) {
     ADD_FAILURE() << unz.err();
     return std::nullopt;

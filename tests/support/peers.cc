@@ -23,6 +23,7 @@
 #include <thread>
 #include <variant>
 
+#include "support/base64.hh"
 #include "support/json_check.hh"
 
 namespace sr::integ {
@@ -558,28 +559,6 @@ run_result drill(uint16_t port, std::string_view type, std::string_view name, bo
 
 // ---------------------------------------------------------------------------- https_host
 
-namespace {
-std::string base64_decode(std::string_view in) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = c >= 'A' && c <= 'Z' ? c - 'A'
-          : c >= 'a' && c <= 'z' ? c - 'a' + 26
-          : c >= '0' && c <= '9' ? c - '0' + 52
-          : c == '+' ? 62 : c == '/' ? 63 : -1;
-    if (v < 0) continue;   // '=' padding
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += char((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
-}  // namespace
-
 std::string https_request::header(std::string_view name) const {
   for (const auto& [k, v] : headers)
     if (k.size() == name.size() && strncasecmp(k.data(), name.data(), name.size()) == 0) return v;
@@ -633,7 +612,7 @@ std::vector<https_request> https_host::requests() const {
     r.host = get_str(v, "host");
     r.sni = get_str(v, "sni");
     r.tls_version = get_str(v, "tls_version");
-    r.body = base64_decode(get_str(v, "body_b64"));
+    r.body = test::base64_decode(get_str(v, "body_b64"));
     if (auto* h = field(v, "headers"); h && h->k == jvalue::kind::array)
       for (const auto& kv : h->a)
         if (kv.k == jvalue::kind::array && kv.a.size() == 2) r.headers.emplace_back(kv.a[0].s, kv.a[1].s);

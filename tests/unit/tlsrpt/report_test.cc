@@ -7,6 +7,7 @@
 
 #include <regex>
 
+#include "support/base64.hh"
 #include "support/json_tree.hh"
 
 using namespace sr;
@@ -151,33 +152,6 @@ TEST(tlsrpt_report, gzip_round_trip) {
   EXPECT_FALSE(gunzip(*gz, 10));  // over the limit
 }
 
-namespace {
-std::string base64_decode(std::string_view in) {
-  auto val = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (char c : in) {
-    int v = val(c);
-    if (v < 0) continue;
-    acc = (acc << 6) | uint32_t(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += char((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
-}  // namespace
-
 TEST(tlsrpt_report, mail_follows_rfc8460_section_5_3) {
   report_meta m = meta();
   std::string json = report_json(m, "example.net", sample());
@@ -210,7 +184,7 @@ TEST(tlsrpt_report, mail_follows_rfc8460_section_5_3) {
   size_t body = msg.find("\r\n\r\n", fn) + 4;
   size_t end = msg.find("\r\n--", body);
   ASSERT_NE(end, std::string::npos);
-  auto unz = gunzip(base64_decode(msg.substr(body, end - body)));
+  auto unz = gunzip(test::base64_decode(msg.substr(body, end - body)));
   ASSERT_TRUE(unz) << unz.err();
   EXPECT_EQ(*unz, json);
   EXPECT_EQ(attachment_name(m, "example.net"), "relay.example.org!example.net!1764979200!1765065599.json.gz");
