@@ -1,46 +1,29 @@
 // DANE chain matching cost (issue 8): tls::match_tlsa over the test PKI's 2-certificate
 // chain (server.crt + ca.crt, ECDSA P-256) against 1 and 4 TLSA records: DANE-EE SPKI
 // SHA2-256 (3 1 1) and DANE-TA Cert SHA2-512 (2 0 2, which also verifies the leaf with a
-// temporary wolfSSL cert manager). Digests and DER come from the openssl command line
-// once at start-up; each iteration is what one fresh handshake pays (no digest reuse).
+// temporary wolfSSL cert manager). Digests and DER come from the command line (openssl,
+// sha256sum: support/cert_files.hh) once at start-up; each iteration is what one fresh
+// handshake pays (no digest reuse).
 #include <benchmark/benchmark.h>
 
-#include <cstdio>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "sealrelay/tls/dane.hh"
+#include "support/cert_files.hh"
 
 using namespace sr::tls;
 
 namespace {
 
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0 && out.size() < (1u << 20)) out.append(buf, n);
-  pclose(p);
-  return out;
-}
-
 std::string cert(const char* stem) { return std::string(SR_TEST_CERTS) + "/" + stem + ".crt"; }
 
-std::vector<uint8_t> der(const char* stem) {
-  std::string s = run("openssl x509 -in '" + cert(stem) + "' -outform DER");
-  return {s.begin(), s.end()};
-}
+std::vector<uint8_t> der(const char* stem) { return sr::test::cert_der(cert(stem)); }
 
-// "U S M" + openssl's digest of the certificate (S 0) or its SPKI (S 1).
-tlsa_record record(const char* usage_sel_mtype, const char* stem, bool spki, const char* alg) {
-  std::string src = spki ? "openssl x509 -in '" + cert(stem) +
-                               "' -noout -pubkey | openssl pkey -pubin -outform DER"
-                         : "openssl x509 -in '" + cert(stem) + "' -outform DER";
-  std::string hex = run(src + " | openssl dgst -" + alg + " -r");
-  auto r = tlsa_record::parse(std::string(usage_sel_mtype) + " " + hex.substr(0, hex.find(' ')));
+// A TLSA record "U S M" + the openssl digest of the certificate (S 0) or its SPKI (S 1).
+tlsa_record record(int usage, int selector, int mtype, const char* stem) {
+  auto r = tlsa_record::parse(sr::test::tlsa_text(cert(stem), usage, selector, mtype));
   return r.ok() ? *r : tlsa_record{};
 }
 
@@ -53,8 +36,8 @@ tlsa_record broken(tlsa_record r, uint8_t mask = 0x5a) {
 struct fixture {
   std::vector<uint8_t> leaf = der("server"), ca = der("ca");
   std::vector<std::span<const uint8_t>> chain{leaf, ca};
-  tlsa_record ee = record("3 1 1", "server", true, "sha256");
-  tlsa_record ta = record("2 0 2", "ca", false, "sha512");
+  tlsa_record ee = record(3, 1, 1, "server");
+  tlsa_record ta = record(2, 0, 2, "ca");
 };
 
 const fixture& fx() {

@@ -24,6 +24,7 @@
 #include <variant>
 
 #include "support/base64.hh"
+#include "support/cert_files.hh"
 #include "support/json_check.hh"
 
 namespace sr::integ {
@@ -536,18 +537,8 @@ std::string dnssec_world::log() const {
 }
 
 std::string tlsa_rdata(const fs::path& cert, int usage, int selector, int mtype) {
-  // DER of the certificate or of its public key, then the digest (or the bytes) as hex.
-  std::string der = selector == 0 ? "openssl x509 -in '" + cert.string() + "' -outform DER"
-                                  : "openssl x509 -in '" + cert.string() +
-                                        "' -noout -pubkey | openssl pkey -pubin -outform DER";
-  std::string hex = mtype == 0 ? " | od -An -v -tx1 | tr -d ' \\n'"
-                    : mtype == 1 ? " | sha256sum | cut -d' ' -f1"
-                                 : " | sha512sum | cut -d' ' -f1";
-  auto r = run({"/bin/bash", "-c", "set -o pipefail; " + der + hex}, 10s);
-  std::string out = r.output;
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  if (r.exit_code != 0 || out.empty() || out.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
-  return std::to_string(usage) + " " + std::to_string(selector) + " " + std::to_string(mtype) + " " + out;
+  auto r = run({"/bin/bash", "-c", "set -o pipefail; " + test::tlsa_hex_pipeline(cert.string(), selector, mtype)}, 10s);
+  return test::tlsa_text_of(usage, selector, mtype, r.exit_code, r.output);
 }
 
 run_result drill(uint16_t port, std::string_view type, std::string_view name, bool tcp) {

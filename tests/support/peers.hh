@@ -221,7 +221,7 @@ class dnssec_world {
 // The data of a TLSA record for the PEM certificate `cert` (openssl command line), e.g.
 // tlsa_rdata(cert, 3, 1, 1) = "3 1 1 <sha256 of the SPKI, hex>"; selector 0 = the full
 // certificate, 1 = its SubjectPublicKeyInfo; mtype 0 = the bytes, 1 = SHA-256, 2 = SHA-512.
-// "" when openssl fails.
+// "" when openssl fails. (The pipeline of support/cert_files.hh, run with a time limit.)
 std::string tlsa_rdata(const std::filesystem::path& cert, int usage, int selector, int mtype);
 
 // Command-line options of https_host.py (tests/tools/README.md).

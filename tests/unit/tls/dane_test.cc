@@ -1,14 +1,15 @@
 // DANE (RFC 7672) on the TLS side: TLSA record parsing and usability, SPKI extraction,
 // chain matching (match_tlsa) and the verdict of client sessions given TLSA records,
-// including resumption. Expected digests come from the openssl command line over the
-// committed test PKI (tests/certs), never from the code under test.
+// including resumption. Expected digests come from the command line (openssl, sha*sum:
+// support/cert_files.hh) over the committed test PKI (tests/certs), never from the code
+// under test.
 #include <gtest/gtest.h>
 
-#include <cstdio>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "support/cert_files.hh"
 #include "support/tls_pump.hh"
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/tls/dane.hh"
@@ -23,52 +24,18 @@ using sr::tls::testing::wire;
 
 std::string cert(const std::string& name) { return std::string(SR_TEST_CERTS) + "/" + name; }
 
-// Run a shell pipeline and return its standard output (bounded: the outputs are small).
-std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0 && out.size() < (1u << 20)) out.append(buf, n);
-  EXPECT_EQ(pclose(p), 0) << cmd;
-  return out;
-}
-
 // DER of a PEM certificate file (its first certificate), or of its SubjectPublicKeyInfo.
 std::vector<uint8_t> der_of(const std::string& file, bool spki = false) {
-  std::string cmd = spki ? "openssl x509 -in '" + file +
-                               "' -noout -pubkey | openssl pkey -pubin -outform DER"
-                         : "openssl x509 -in '" + file + "' -outform DER";
-  std::string s = run(cmd);
-  return {s.begin(), s.end()};
-}
-
-// Hex digest ("sha256"/"sha512") of a certificate or its SPKI, as a TLSA data field.
-std::string digest_hex(const std::string& file, bool spki, const char* alg) {
-  std::string cmd = spki ? "openssl x509 -in '" + file +
-                               "' -noout -pubkey | openssl pkey -pubin -outform DER"
-                         : "openssl x509 -in '" + file + "' -outform DER";
-  std::string s = run(cmd + " | openssl dgst -" + alg + " -r");
-  return s.substr(0, s.find(' '));
+  auto d = sr::test::cert_der(file, spki);
+  EXPECT_FALSE(d.empty()) << "openssl could not read " << file;
+  return d;
 }
 
 // A TLSA record "U S M <digest of file>" (M 1 = SHA-256, 2 = SHA-512, 0 = full DER).
 tlsa_record rec(int usage, int selector, int mtype, const std::string& stem) {
-  std::string file = cert(stem + ".crt");
-  std::string hex;
-  if (mtype == 0) {
-    static constexpr char digits[] = "0123456789abcdef";
-    for (uint8_t b : der_of(file, selector == 1)) {
-      hex += digits[b >> 4];
-      hex += digits[b & 15];
-    }
-  } else {
-    hex = digest_hex(file, selector == 1, mtype == 1 ? "sha256" : "sha512");
-  }
-  auto r = tlsa_record::parse(std::to_string(usage) + " " + std::to_string(selector) + " " +
-                              std::to_string(mtype) + " " + hex);
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.err());
+  std::string text = sr::test::tlsa_text(cert(stem + ".crt"), usage, selector, mtype);
+  auto r = tlsa_record::parse(text);
+  EXPECT_TRUE(r.ok()) << stem << ": " << text << ": " << (r.ok() ? "" : r.err());
   return r.ok() ? *r : tlsa_record{};
 }
 
