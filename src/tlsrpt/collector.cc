@@ -24,6 +24,9 @@ verdict classify(const delivery::session_report& r, bool reached_idle, bool plai
   // failed (dnssec-invalid), which defers the host rather than failing TLS.
   if (report::result_type_of(close_reason) != report::result_type::none) why = close_reason;
   else if (report::result_type_of(r.reason) != report::result_type::none) why = r.reason;
+  else if (published && r.sts_testing != report::reason::none)
+    // MTA-STS testing used an MX the policy does not name: reported as enforce would fail.
+    why = r.sts_testing;
   else if (published && r.tls && r.cert_checked && !r.cert_ok)
     // A published policy in testing mode lets the session go on; the report still says
     // the certificate failed (RFC 8460 §4.3).

@@ -76,6 +76,13 @@ TEST(tlsrpt_collector, classify_success_failure_and_not_counted) {
   EXPECT_TRUE(testing.counted);
   EXPECT_FALSE(testing.success);
   EXPECT_EQ(testing.type, result_type::certificate_not_trusted);
+  // MTA-STS testing delivered through an MX its policy does not name: a failure too.
+  auto unnamed = tls_session("mx9.example.net");
+  unnamed.sts_testing = reason::mx_not_in_sts_policy;
+  auto t2 = classify(unnamed, true, false, reason::quit, true);
+  EXPECT_TRUE(t2.counted);
+  EXPECT_FALSE(t2.success);
+  EXPECT_EQ(t2.type, result_type::validation_failure);
 }
 
 TEST(tlsrpt_collector, counts_group_by_domain_policy_and_detail) {
