@@ -15,6 +15,7 @@
 #include "sealrelay/dns/resolver.hh"
 #include "sealrelay/sts/policy.hh"
 #include "support/peers.hh"
+#include "support/shard_dns.hh"
 
 using namespace sr;
 
@@ -79,31 +80,21 @@ struct answer final : policy::resolve_completion {
   }
 };
 
-class sts_resolver : public ::testing::Test {
+class sts_resolver : public test::shard_dns_test {
  protected:
   void SetUp() override {
-    if (access("/usr/bin/ldns-testns", X_OK) != 0) GTEST_SKIP() << "ldns-testns not installed (Debian package ldnsutils)";
-    _ns = std::make_unique<integ::dns_fixture>(zone);
-    ASSERT_TRUE(_ns->start()) << _ns->error() << _ns->log();
-    ASSERT_TRUE(_sh.init()) << "io_uring unavailable";
-    dns::resolver_options o;
-    o.servers = {_ns->address()};
-    _dns = std::make_unique<dns::resolver>(_sh, o);
-    ASSERT_TRUE(_dns->start().ok());
+    start_shard_dns(zone);
+    if (IsSkipped() || HasFatalFailure()) return;
     _fetch = std::make_unique<stub_fetcher>(_sh);
     _fallback.tls = config::tls_policy::opportunistic;
     make_resolver();
-    _sh.on_tick([this] {
-      if (_until && _until()) {
-        _until = nullptr;
-        auto then = std::move(_then);
-        then();
-      }
-      if (_sh.now_ms() > _deadline_ms) {
-        _timed_out = true;
-        _sh.stop();
-      }
-    });
+  }
+  void on_tick() override {
+    if (_until && _until()) {
+      _until = nullptr;
+      auto then = std::move(_then);
+      then();
+    }
   }
   void TearDown() override {
     _res.reset();
@@ -123,10 +114,7 @@ class sts_resolver : public ::testing::Test {
   // stopped), each calling next() when done; false at the deadline.
   void run(std::vector<step> steps) {
     _steps = std::move(steps);
-    _deadline_ms = _sh.now_ms() + 20000;
-    _sh.post([this] { advance(); });
-    _sh.run();
-    ASSERT_FALSE(_timed_out) << "steps did not finish (stuck at step " << _at << ")";
+    ASSERT_TRUE(run_loop(20000, [this] { advance(); })) << "steps did not finish (stuck at step " << _at << ")";
   }
   void advance() {
     if (_at == _steps.size()) return _sh.stop();
@@ -168,16 +156,11 @@ class sts_resolver : public ::testing::Test {
     };
   }
 
-  std::unique_ptr<integ::dns_fixture> _ns;
-  core::shard _sh{core::shard::options{}};
-  std::unique_ptr<dns::resolver> _dns;
   std::unique_ptr<stub_fetcher> _fetch;
   sts::cache _cache{"", 0};
   policy::effective_policy _fallback;
   std::unique_ptr<sts::resolver> _res;
   int64_t _now = 1'000'000;
-  uint64_t _deadline_ms = ~uint64_t(0);
-  bool _timed_out = false;
   std::vector<step> _steps;
   size_t _at = 0;
   std::function<bool()> _until;

@@ -16,6 +16,7 @@
 #include "sealrelay/tlsrpt/sts_fetcher.hh"
 #include "support/json_tree.hh"
 #include "support/peers.hh"
+#include "support/shard_dns.hh"
 #include "support/temp_dir.hh"
 
 using namespace sr;
@@ -60,28 +61,18 @@ delivery::session_report tls_ok() {
   return r;
 }
 
-class tlsrpt_reporter : public ::testing::Test {
+class tlsrpt_reporter : public test::shard_dns_test {
  protected:
   void SetUp() override {
-    if (access("/usr/bin/ldns-testns", X_OK) != 0) GTEST_SKIP() << "ldns-testns not installed (Debian package ldnsutils)";
-    _ns = std::make_unique<integ::dns_fixture>(zone);
-    ASSERT_TRUE(_ns->start()) << _ns->error() << _ns->log();
-    ASSERT_TRUE(_sh.init()) << "io_uring unavailable";
-    dns::resolver_options o;
-    o.servers = {_ns->address()};
-    _dns = std::make_unique<dns::resolver>(_sh, o);
-    ASSERT_TRUE(_dns->start().ok());
+    start_shard_dns(zone);
+    if (IsSkipped() || HasFatalFailure()) return;
     _intake = std::make_unique<recording_intake>(_sh);
-    _sh.on_tick([this] {
-      if (_at < _steps.size() && (!_steps[_at].until || _steps[_at].until())) {
-        ++_at;
-        begin_step();
-      }
-      if (_sh.now_ms() > _deadline_ms) {
-        _timed_out = true;
-        _sh.stop();
-      }
-    });
+  }
+  void on_tick() override {
+    if (_at < _steps.size() && (!_steps[_at].until || _steps[_at].until())) {
+      ++_at;
+      begin_step();
+    }
   }
   void TearDown() override {
     _rep.reset();
@@ -112,25 +103,17 @@ class tlsrpt_reporter : public ::testing::Test {
   // stopped); false at the deadline.
   bool run(std::vector<step> steps) {
     _steps = std::move(steps);
-    _deadline_ms = _sh.now_ms() + 30000;
-    _sh.post([this] { begin_step(); });
-    _sh.run();
-    return !_timed_out;
+    return run_loop(30000, [this] { begin_step(); });
   }
   void begin_step() {
     if (_at == _steps.size()) return _sh.stop();
     if (_steps[_at].act) _steps[_at].act();
   }
 
-  std::unique_ptr<integ::dns_fixture> _ns;
-  core::shard _sh{core::shard::options{}};
-  std::unique_ptr<dns::resolver> _dns;
   std::unique_ptr<recording_intake> _intake;
   std::unique_ptr<reporter> _rep;
   test::temp_dir _dir;
   int64_t _now = 1'800'000'000'000;  // a window boundary for 10 s
-  uint64_t _deadline_ms = ~uint64_t(0);
-  bool _timed_out = false;
   std::vector<step> _steps;
   size_t _at = 0;
   std::vector<post_request> posts;
