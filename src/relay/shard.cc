@@ -178,6 +178,10 @@ status shard_root::start_mta_sts() {
   _sts = std::make_unique<sts::resolver>(*_resolver, *fetcher, *_sts_cache, _policy_reader.get(), fallback,
                                          std::move(so));
   _agent->set_policy_resolver(_sts.get());
+  // Proactive refresh of cached policies (RFC 8461 §10.2), every 10 s (the tick is 100 ms).
+  _shard.on_tick([this, ticks = 0u]() mutable {
+    if (++ticks % 100 == 0) _sts->refresh_due();
+  });
   return {};
 }
 

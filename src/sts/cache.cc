@@ -362,4 +362,14 @@ void cache::drop_expired(int64_t now) {
   });
 }
 
+std::vector<std::string> cache::due_for_refresh(int64_t now, int64_t refetch_s, size_t max) const {
+  std::vector<std::string> out;
+  for (const auto& [domain, e] : _map) {
+    if (out.size() >= max) break;
+    if (e.live(now) && now >= e.next_refresh_at && (!e.last_fetch_attempt || now - e.last_fetch_attempt >= refetch_s))
+      out.push_back(domain);
+  }
+  return out;
+}
+
 }  // namespace sr::sts

@@ -81,6 +81,21 @@ void resolver::resolve(std::string_view domain, policy::resolve_completion& done
   });
 }
 
+void resolver::refresh_due(size_t max) {
+  const int64_t t = now();
+  for (const std::string& domain : _cache.due_for_refresh(t, _opt.refetch_interval_s, max)) {
+    if (_pending.count(domain)) continue;  // a resolve is already on it
+    // A pending record without waiters: on_txt sees a live, due policy and refetches it
+    // (or fetches at once when the TXT id changed); nobody waits either way.
+    _pending.emplace(domain, std::make_unique<pending>());
+    ++_stats.refreshes;
+    std::weak_ptr<resolver*> self = _self;
+    _dns.lookup_txt("_mta-sts." + domain, [self, domain](const dns::txt_result& r) {
+      if (auto s = self.lock()) (*s)->on_txt(domain, r);
+    });
+  }
+}
+
 void resolver::on_txt(const std::string& domain, const dns::txt_result& r) {
   auto it = _pending.find(domain);
   if (it == _pending.end()) return;

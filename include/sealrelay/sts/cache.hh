@@ -65,6 +65,9 @@ class cache {
   // logged and leaves the in-memory entry in place.
   const cache_entry& store(std::string_view domain, std::string_view id, const policy::mta_sts_rules& rules,
                            uint32_t max_age, std::string_view text, int64_t now);
+  // Return up to `max` domains whose live policy is due for a proactive refresh at `now`
+  // (next_refresh_at passed, no failed fetch within `refetch_s`).
+  std::vector<std::string> due_for_refresh(int64_t now, int64_t refetch_s, size_t max) const;
   // Remember that a fetch for `domain` failed at `now` (its policy, if any, stays).
   void note_failure(std::string_view domain, int64_t now);
   // Forget entries whose policy has expired and that record no recent failure.

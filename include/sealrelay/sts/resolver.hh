@@ -58,6 +58,7 @@ struct resolver_stats {
   uint64_t fetch_failures = 0;  // fetches that failed or returned an invalid policy
   uint64_t stored = 0;          // policies fetched and cached
   uint64_t waited = 0;          // resolves that waited for a fetch
+  uint64_t refreshes = 0;       // background refreshes started by refresh_due()
 };
 
 class resolver final : public policy::resolver {
@@ -77,6 +78,12 @@ class resolver final : public policy::resolver {
   // routed domains and while a refresh runs in the background (at once, from the table or
   // the cache).
   void resolve(std::string_view domain, policy::resolve_completion& done) override;
+
+  // Start background refreshes (TXT lookup, then a fetch) of live cached policies due for
+  // one, at most `max` per call, so that a domain without traffic still has a fresh policy
+  // when mail for it comes (RFC 8461 §10.2: a policy that expires unrefreshed lets an
+  // attacker who blocks the fetch downgrade the domain). The relay calls it every 10 s.
+  void refresh_due(size_t max = 64);
 
   // Return what `p` becomes under the MTA-STS rules `sts` (null: unchanged).
   static policy::resolution combine(const policy::effective_policy& p,

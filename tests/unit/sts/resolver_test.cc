@@ -329,6 +329,27 @@ TEST_F(sts_resolver, refresh_before_expiry_answers_at_once) {
        expect_sts("enforce.test", mode::testing)});
 }
 
+TEST_F(sts_resolver, refresh_due_refetches_policies_nobody_asked_for) {
+  // A cached policy due for refresh is refetched in the background without any mail for
+  // the domain (RFC 8461 §10.2); one not due yet is left alone.
+  auto p = sts::parse_policy(policy_text("enforce", 4000));
+  _cache.store("enforce.test", "1", p->rules, p->max_age, policy_text("enforce", 4000), _now);
+  _cache.store("testing.test", "1", p->rules, p->max_age, policy_text("enforce", 4000), _now);
+  _now += 3000;  // 1000 s left for both
+  _cache.store("testing.test", "1", p->rules, p->max_age, policy_text("enforce", 4000), _now);  // fresh again
+  _fetch->auto_answer["enforce.test"] = ok(policy_text("testing", 4000));
+  run({act([&] { _res->refresh_due(); }),
+       wait_for([&] { return _cache.find("enforce.test")->fetched_at == _now; }),
+       act([&] {
+         EXPECT_EQ(_fetch->count["enforce.test"], 1);
+         EXPECT_EQ(_fetch->count["testing.test"], 0);
+         EXPECT_EQ(_res->stats().refreshes, 1u);
+         _res->refresh_due();  // nothing due any more
+         EXPECT_EQ(_res->stats().refreshes, 1u);
+       }),
+       expect_sts("enforce.test", mode::testing)});
+}
+
 TEST_F(sts_resolver, without_txt_the_cache_holds_until_expiry) {
   auto p = sts::parse_policy(policy_text("enforce", 600));
   _cache.store("gone.test", "1", p->rules, p->max_age, policy_text("enforce", 600), _now);
