@@ -558,8 +558,13 @@ void attempt::check_deadline(uint64_t now) {
 }
 
 bool attempt::policy_changed() const {
+  if (!_walk || _d.opportunistic_only) return false;
   policy::reader* r = _ag.policies();
-  return r && _walk && !_d.opportunistic_only && differs(r->lookup(_d.name).policy, _configured);
+  if (r && differs(r->lookup(_d.name).policy, _configured)) return true;
+  // The recipient's own policy (MTA-STS) changed since this attempt resolved it: a
+  // connection set up under the old one must not carry the next message.
+  policy::resolver* res = _ag.policy_resolver();
+  return res && !res->still_current(_d.name, policy::resolution{_walk->policy(), _sts});
 }
 
 void attempt::give_up(report::reason reason, const std::string& reply, bool permanent,
@@ -633,7 +638,8 @@ void attempt::done() { finish(); }
 // queued after the reload, are left untouched and a new walk under the current policy
 // takes them (connection_closed() kicks the domain).
 void attempt::restart_under_new_policy() {
-  SR_INFO("%s: policy changed (SIGHUP) during a delivery attempt; trying again under the new one",
+  SR_INFO("%s: policy changed (SIGHUP, or a new MTA-STS policy) during a delivery attempt; trying again "
+          "under the new one",
           _d.name.c_str());
   finish();
 }

@@ -53,6 +53,20 @@ void resolver::answer(std::string_view domain, policy::resolve_completion& done)
   done.policy_resolved(combine(base, e && e->live(now()) ? e->rules : nullptr));
 }
 
+bool resolver::still_current(std::string_view domain, const policy::resolution& r) const {
+  std::string key(domain);
+  for (char& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));
+  while (!key.empty() && key.back() == '.') key.pop_back();
+  if (_opt.routed && _opt.routed(key)) return true;  // answered without MTA-STS, always
+  // What answer() would say now: combine() keeps rules only when their mode is not none.
+  const cache_entry* e = _cache.find(key);
+  const policy::mta_sts_rules* now_rules = e && e->live(now()) ? e->rules.get() : nullptr;
+  if (now_rules && now_rules->mode == policy::sts_mode::none) now_rules = nullptr;
+  const policy::mta_sts_rules* had = r.sts.get();
+  if (!now_rules || !had) return now_rules == had;
+  return now_rules == had || (now_rules->mode == had->mode && now_rules->mx == had->mx);
+}
+
 void resolver::resolve(std::string_view domain, policy::resolve_completion& done) {
   std::string key(domain);
   for (char& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));

@@ -52,6 +52,14 @@ class resolver {
   // Resolve the policy of `domain`; `done` gets it exactly once, on the caller's thread,
   // possibly before this returns.
   virtual void resolve(std::string_view domain, resolve_completion& done) = 0;
+  // Return whether `r`, answered earlier for `domain`, still holds as far as the resolver
+  // knows now, without a lookup (a connection reused for the next message asks: a policy
+  // fetched since then must not be bypassed). Must not be false for a fresh answer.
+  virtual bool still_current(std::string_view domain, const resolution& r) const {
+    (void)domain;
+    (void)r;
+    return true;
+  }
 };
 
 // The config table only: answers at once from the shard's reader (or `fallback` when the

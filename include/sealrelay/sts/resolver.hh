@@ -79,6 +79,10 @@ class resolver final : public policy::resolver {
   // the cache).
   void resolve(std::string_view domain, policy::resolve_completion& done) override;
 
+  // Return false when the cache now holds other MTA-STS rules for `domain` than `r` was
+  // answered with (a new policy, or the old one expired).
+  bool still_current(std::string_view domain, const policy::resolution& r) const override;
+
   // Start background refreshes (TXT lookup, then a fetch) of live cached policies due for
   // one, at most `max` per call, so that a domain without traffic still has a fresh policy
   // when mail for it comes (RFC 8461 §10.2: a policy that expires unrefreshed lets an

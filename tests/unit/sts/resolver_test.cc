@@ -350,6 +350,35 @@ TEST_F(sts_resolver, refresh_due_refetches_policies_nobody_asked_for) {
        expect_sts("enforce.test", mode::testing)});
 }
 
+TEST_F(sts_resolver, still_current_says_when_a_new_policy_replaced_an_answer) {
+  auto a = std::make_shared<answer>();
+  _fetch->auto_answer["enforce.test"] = ok(policy_text("testing", 4000));
+  run({resolve("enforce.test", *a),
+       act([&] {
+         ASSERT_TRUE(a->r.sts);
+         EXPECT_TRUE(_res->still_current("enforce.test", a->r));
+         EXPECT_TRUE(_res->still_current("Enforce.Test.", a->r));
+         // Refetched with the same rules: still current (a new pointer, same content).
+         auto same = sts::parse_policy(policy_text("testing", 4000));
+         _cache.store("enforce.test", "1", same->rules, same->max_age, policy_text("testing", 4000), _now);
+         EXPECT_TRUE(_res->still_current("enforce.test", a->r));
+         // Now enforce: a reused connection must not carry the next message.
+         auto p = sts::parse_policy(policy_text("enforce", 4000));
+         _cache.store("enforce.test", "2", p->rules, p->max_age, policy_text("enforce", 4000), _now);
+         EXPECT_FALSE(_res->still_current("enforce.test", a->r));
+         // No policy answered, none cached: current; "mode: none" counts as none.
+         policy::resolution nothing{_fallback, nullptr};
+         EXPECT_TRUE(_res->still_current("other.test", nothing));
+         auto none = sts::parse_policy("version: STSv1\nmode: none\nmax_age: 600\n");
+         ASSERT_TRUE(none);
+         _cache.store("none.test", "1", none->rules, none->max_age, "", _now);
+         EXPECT_TRUE(_res->still_current("none.test", nothing));
+         // An answered policy that expired since: not current.
+         _now += 4001;
+         EXPECT_FALSE(_res->still_current("enforce.test", a->r));
+       })});
+}
+
 TEST_F(sts_resolver, without_txt_the_cache_holds_until_expiry) {
   auto p = sts::parse_policy(policy_text("enforce", 600));
   _cache.store("gone.test", "1", p->rules, p->max_age, policy_text("enforce", 600), _now);
