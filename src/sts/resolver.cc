@@ -54,9 +54,18 @@ void resolver::answer(std::string_view domain, policy::resolve_completion& done)
 }
 
 bool resolver::still_current(std::string_view domain, const policy::resolution& r) const {
-  std::string key(domain);
-  for (char& c : key) c = char(std::tolower(static_cast<unsigned char>(c)));
-  while (!key.empty() && key.back() == '.') key.pop_back();
+  // Asked once per message on a reused connection: no copy when the name is already in
+  // the cache's form (the queue's domains are lower case without a trailing dot).
+  std::string copy;
+  std::string_view key = domain;
+  bool plain = !key.empty() && key.back() != '.';
+  for (char c : key) plain = plain && !std::isupper(static_cast<unsigned char>(c));
+  if (!plain) {
+    copy.assign(domain);
+    for (char& c : copy) c = char(std::tolower(static_cast<unsigned char>(c)));
+    while (!copy.empty() && copy.back() == '.') copy.pop_back();
+    key = copy;
+  }
   if (_opt.routed && _opt.routed(key)) return true;  // answered without MTA-STS, always
   // What answer() would say now: combine() keeps rules only when their mode is not none.
   const cache_entry* e = _cache.find(key);
