@@ -11,9 +11,10 @@ namespace sr::test {
 
 class temp_dir {
  public:
-  // Create the directory; path() is empty when that failed.
-  explicit temp_dir(const char* tag = "sealrelay-test") {
-    const char* base = std::getenv("TMPDIR");
+  // Create the directory under `base` ($TMPDIR, else /tmp, when null; /tmp keeps paths
+  // short for unix sockets such as gpg-agent's); path() is empty when that failed.
+  explicit temp_dir(const char* tag = "sealrelay-test", const char* base = nullptr) {
+    if (!base) base = std::getenv("TMPDIR");
     std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + tag + ".XXXXXX";
     if (char* made = ::mkdtemp(tmpl.data())) _path = made;
   }
