@@ -103,7 +103,7 @@ class pgp_test : public ::testing::Test {
     if (!h.gpg("--quick-gen-key 'Sig <sig@dest.test>' ed25519 sign never")) return false;
     auto& o = *other;
     if (!o.gpg("--quick-gen-key 'Carol <carol@dest.test>' future-default default never")) return false;
-    if (!o.gpg("--armor --export carol@dest.test -o '" + o.file("carol.asc").string() + "'")) return false;
+    if (!o.gpg("--armor -o '" + o.file("carol.asc").string() + "' --export carol@dest.test")) return false;
     return h.gpg("--import '" + o.file("carol.asc").string() + "'");
   }
 
