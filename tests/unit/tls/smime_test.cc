@@ -178,6 +178,23 @@ TEST_F(smime, wrong_recipient_key_does_not_open_it) {
   }
 }
 
+// A larger message (about 300 KB, many AES blocks and a long DER length) with an RSA-4096
+// recipient: the output buffer is sized right and openssl still gets every byte back.
+TEST_F(smime, large_message_to_a_4096_bit_key) {
+  std::string key = shell_quote(file("big.key")), crt = shell_quote(file("big.crt"));
+  ASSERT_TRUE(run_pipeline("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:4096 -out " + key +
+                           " 2>/dev/null && openssl req -x509 -new -key " + key + " -out " + crt +
+                           " -days 30 -subj /CN=big 2>/dev/null"));
+  std::string big = "From: a@bank.test\r\nTo: big@clinic.test\r\nSubject: big\r\n\r\n";
+  for (int i = 0; i < 5000; ++i) big += "line " + std::to_string(i) + " of a long report, padded to sixty bytes.\r\n";
+  auto env = smime_envelope(big, read_file(file("big.crt")));
+  ASSERT_TRUE(env.ok()) << env.err();
+  write_file(file("m.eml"), *env);
+  auto inner = decrypt(file("m.eml"), "big");
+  ASSERT_TRUE(inner.has_value());
+  EXPECT_EQ(*inner, big);
+}
+
 TEST_F(smime, bare_lf_is_canonicalised_to_crlf) {
   ASSERT_TRUE(make_identity("bob", "bob@clinic.test"));
   auto env = smime_envelope("From: a@bank.test\nTo: bob@clinic.test\n\nline one\nline two\r\n",
