@@ -40,6 +40,7 @@ enum class open_status : uint8_t {
   locked,        // 5 wrong codes
   wrong_secret,  // the record exists but the secret does not open it
 };
+// Name an open answer for the portal's log and the audit ("wrong-secret", ...).
 std::string_view to_string(open_status s);
 
 struct opened {

@@ -31,6 +31,7 @@ enum class escrow_state : uint8_t {
   retracted,  // the sender withdrew it: sealed bytes wiped
   locked,     // max_wrong_codes wrong codes: never opens again (bytes kept until expiry)
 };
+// Name a state as the store and the audit write it ("active", "locked", ...).
 std::string_view to_string(escrow_state s);
 // Parse what to_string() wrote; nullopt for anything else.
 std::optional<escrow_state> escrow_state_from(std::string_view s);
@@ -61,6 +62,7 @@ enum class access : uint8_t {
   retracted,
   locked,
 };
+// Name an access answer for logs and the audit ("ok", "expired", ...).
 std::string_view to_string(access a);
 
 // The answer to one code entered on the portal.
@@ -72,6 +74,7 @@ enum class code_verdict : uint8_t {
   code_expired,  // the code is older than code_validity (not counted; it is dropped)
   refused,       // the record is unknown or unusable (why in code_try::refused)
 };
+// Name a code verdict for the audit ("accepted", "locked-now", ...).
 std::string_view to_string(code_verdict v);
 
 struct code_try {
