@@ -74,11 +74,17 @@ gpgme_subkey_t usable_subkey(gpgme_key_t k, std::time_t now, std::string& why) {
       continue;
     if (!best || s->timestamp > best->timestamp) best = s;
   }
-  if (!best) why = any_encrypt ? "its encryption subkeys are revoked or expired" : "it cannot encrypt";
+  if (!best) {
+    why = any_encrypt ? "its encryption subkeys are revoked or expired" : "it cannot encrypt";
+  } else if (!k->can_encrypt) {  // gpg's verdict on the whole key, for what we did not see
+    why = "it cannot encrypt";
+    best = nullptr;
+  }
   return best;
 }
 
-// Why `k` (with user id `u`) may not be used, or "" when it may.
+// Why `k` (with user id `u`) may not be used, or "" when it may; usable_subkey() then
+// checks the encryption capability.
 std::string refusal(gpgme_key_t k, gpgme_user_id_t u, pgp_trust trust, std::time_t now) {
   if (k->revoked) return "revoked";
   if (k->expired || (k->subkeys && expired_at(k->subkeys->expires, now))) return "expired";
@@ -86,7 +92,6 @@ std::string refusal(gpgme_key_t k, gpgme_user_id_t u, pgp_trust trust, std::time
   if (k->invalid) return "invalid";
   if (u->revoked) return "its user id is revoked";
   if (u->invalid) return "its user id is invalid";
-  if (!k->can_encrypt) return "it cannot encrypt";
   if (trust == pgp_trust::gnupg && u->validity < GPGME_VALIDITY_FULL) return "its user id is not valid in pgp_home";
   return {};
 }

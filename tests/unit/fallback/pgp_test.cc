@@ -101,6 +101,27 @@ class pgp_test : public ::testing::Test {
     write_file(h.file("rev.asc"), cert);
     if (!h.gpg("--import '" + h.file("rev.asc").string() + "'")) return false;
     if (!h.gpg("--quick-gen-key 'Sig <sig@dest.test>' ed25519 sign never")) return false;
+    // Dan's second user id is revoked, his key is not.
+    if (!h.gpg("--quick-gen-key 'Dan <dan@dest.test>' future-default default never")) return false;
+    std::string dan = h.fingerprint("dan@dest.test");
+    if (dan.empty() || !h.gpg("--quick-add-uid " + dan + " 'Dan <dan.old@dest.test>'") ||
+        !h.gpg("--quick-revoke-uid " + dan + " 'Dan <dan.old@dest.test>'"))
+      return false;
+    // Eve's primary key is valid, her only encryption subkey expired in 2020.
+    const std::string past = "--faked-system-time 20200101T000000! ";
+    if (!h.gpg(past + "--quick-gen-key 'Eve <eve@dest.test>' ed25519 cert never")) return false;
+    std::string eve = h.fingerprint("eve@dest.test");
+    if (eve.empty() || !h.gpg(past + "--quick-add-key " + eve + " cv25519 encr 2020-06-01")) return false;
+    // Two keys for twice@: one from 2024, one from now.
+    if (!h.gpg("--faked-system-time 20240101T000000! "
+               "--quick-gen-key 'Twice <twice@dest.test>' future-default default never") ||
+        !h.gpg("--yes --quick-gen-key 'Twice <twice@dest.test>' future-default default never"))
+      return false;
+    // Dis's key is disabled (ownertrust 6 = ultimate, +128 = disabled).
+    if (!h.gpg("--quick-gen-key 'Dis <dis@dest.test>' future-default default never")) return false;
+    std::string dis = h.fingerprint("dis@dest.test");
+    write_file(h.file("ownertrust.txt"), dis + ":134:\n");
+    if (dis.empty() || !h.gpg("--import-ownertrust '" + h.file("ownertrust.txt").string() + "'")) return false;
     auto& o = *other;
     if (!o.gpg("--quick-gen-key 'Carol <carol@dest.test>' future-default default never")) return false;
     if (!o.gpg("--armor -o '" + o.file("carol.asc").string() + "' --export carol@dest.test")) return false;
@@ -153,7 +174,12 @@ TEST_F(pgp_test, refuses_expired_revoked_and_sign_only_keys) {
   struct {
     const char* address;
     const char* why;
-  } cases[] = {{"old@dest.test", "expired"}, {"rev@dest.test", "revoked"}, {"sig@dest.test", "cannot encrypt"}};
+  } cases[] = {{"old@dest.test", "expired"},
+               {"rev@dest.test", "revoked"},
+               {"sig@dest.test", "cannot encrypt"},
+               {"dan.old@dest.test", "user id is revoked"},
+               {"eve@dest.test", "encryption subkeys are revoked or expired"},
+               {"dis@dest.test", "disabled"}};
   for (const auto& c : cases) {
     auto r = ring.find(c.address);
     ASSERT_TRUE(r.ok()) << c.address << ": " << r.err();
@@ -167,6 +193,25 @@ TEST_F(pgp_test, refuses_expired_revoked_and_sign_only_keys) {
     ASSERT_TRUE(r.ok());
     EXPECT_FALSE(r->key.has_value()) << c.address;
   }
+}
+
+TEST_F(pgp_test, a_revoked_user_id_leaves_the_others_usable) {
+  auto ring = open();
+  auto r = ring.find("dan@dest.test");
+  ASSERT_TRUE(r.ok()) << r.err();
+  ASSERT_TRUE(r->key.has_value()) << r->refused;
+  EXPECT_EQ(r->key->fingerprint, home->fingerprint("dan@dest.test"));
+}
+
+TEST_F(pgp_test, picks_the_newest_of_several_usable_keys) {
+  auto ring = open();
+  auto r = ring.find("twice@dest.test");
+  ASSERT_TRUE(r.ok()) << r.err();
+  ASSERT_TRUE(r->key.has_value()) << r->refused;
+  // Listed oldest first: the 2024 key is the first fingerprint gpg prints.
+  std::string older = home->fingerprint("twice@dest.test");
+  ASSERT_FALSE(older.empty());
+  EXPECT_NE(r->key->fingerprint, older);
 }
 
 TEST_F(pgp_test, an_uncertified_key_counts_only_under_placement_trust) {
