@@ -549,7 +549,7 @@ std::string sanitize_html(std::string_view html, const sanitize_limits& limits) 
   html = html.substr(0, limits.max_input);
   std::string bounded = bound_depth(html, limits.max_depth);
   tracked_heap heap;
-  heap.budget = limits.parser_memory + 32 * bounded.size();
+  heap.budget = limits.parser_memory + limits.parser_memory_per_byte * bounded.size();
   GumboOutput* output = parse_bounded(heap, bounded);
   if (output == nullptr) {
     // Too costly to parse: show the source as text rather than nothing.

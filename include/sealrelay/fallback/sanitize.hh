@@ -17,8 +17,10 @@ struct sanitize_limits {
   size_t max_input = 4u << 20;
   // Element nesting kept; deeper start tags are shown as text and deeper elements unwrapped.
   size_t max_depth = 256;
-  // Parser memory budget on top of 32 bytes per input byte; over it, the HTML is shown as text.
+  // Parser memory budget: a base plus so much per input byte; over it, the HTML source is
+  // shown as text.
   size_t parser_memory = 64u << 20;
+  size_t parser_memory_per_byte = 32;
 };
 
 // Returns `html` re-serialised from the allow-list (see sanitize.cc), safe to embed.
