@@ -4,9 +4,9 @@
 //     limit and its scope checks walk the stack per tag (quadratic on deep input), so this
 //     keeps its stack short. The rewrite only ever escapes a `<`, so it can never create
 //     markup; the model may be wrong about HTML, which costs looks, never safety.
-//  2. gumbo parses into a heap we own (every block tracked, a byte budget; over budget the
-//     parse is abandoned by longjmp and the heap freed as a list: gumbo's own destroy
-//     recurses on depth).
+//  2. gumbo parses into a heap we own (every block tracked, a byte budget and a deadline;
+//     over either the parse is abandoned by longjmp, the HTML shown as escaped source, and
+//     the heap freed as a list: gumbo's own destroy recurses on depth).
 //  3. an iterative walk re-serialises only the allow-list below; everything else is
 //     dropped with its content or unwrapped (children kept).
 #include "sealrelay/fallback/sanitize.hh"
@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <csetjmp>
 #include <cstdint>
 #include <cstdlib>
@@ -158,26 +159,40 @@ const std::array<uint64_t, 7> scope_markers{
     name_hash("table"), name_hash("td"), name_hash("th"), name_hash("caption"),
     name_hash("object"), name_hash("applet"), name_hash("template")};
 
+const std::array<uint64_t, 14> formatting_hashes{
+    name_hash("a"), name_hash("b"), name_hash("big"), name_hash("code"), name_hash("em"),
+    name_hash("font"), name_hash("i"), name_hash("nobr"), name_hash("s"), name_hash("small"),
+    name_hash("strike"), name_hash("strong"), name_hash("tt"), name_hash("u")};
+
 // The pre-scan's element stack: names (hashed) and the rules above.
 class depth_model {
  public:
   size_t depth() const { return _stack.size(); }
 
-  // Applies a start tag's implicit closes, then pushes it unless it never stays open.
+  // Applies a start tag's implicit closes, then pushes it unless it never stays open. Table
+  // parts outside any table are ignored, as the tree builder ignores them.
   void open(std::string_view lname) {
     for (const auto& rule : implicit_closes) {
       if (rule.tag != lname) continue;
+      bool table_part = std::find(rule.stop_at.begin(), rule.stop_at.end(), "table") !=
+                            rule.stop_at.end() &&
+                        lname != "li" && lname != "dt" && lname != "dd";
+      bool found_stop = false;
       for (size_t k = _stack.size(); k-- > 0;) {
         uint64_t h = _stack[k];
         if (std::any_of(rule.stop_at.begin(), rule.stop_at.end(),
-                        [&](std::string_view s) { return name_hash(s) == h; }))
+                        [&](std::string_view s) { return name_hash(s) == h; })) {
+          found_stop = true;
           break;
+        }
         if (std::any_of(rule.closes.begin(), rule.closes.end(),
                         [&](std::string_view s) { return name_hash(s) == h; })) {
-          _stack.resize(k);
+          pop_to(k);
+          found_stop = true;
           break;
         }
       }
+      if (table_part && !found_stop) return;
     }
     if (!never_pushed(lname)) _stack.push_back(name_hash(lname));
   }
@@ -191,7 +206,7 @@ class depth_model {
         if (formatting(lname))
           _stack.erase(_stack.begin() + static_cast<std::ptrdiff_t>(k));
         else
-          _stack.resize(k);
+          pop_to(k);
         return;
       }
       if (std::find(scope_markers.begin(), scope_markers.end(), _stack[k]) !=
@@ -201,6 +216,22 @@ class depth_model {
   }
 
  private:
+  // Pops _stack[k] and everything above it, except the formatting elements below the first
+  // scope marker: the tree builder keeps those in its active list and reopens them at the
+  // next text (sloppy `<div><font>x</div>` deepens the real tree too).
+  void pop_to(size_t k) {
+    size_t kept = k;
+    for (size_t j = k; j < _stack.size(); ++j) {
+      uint64_t h = _stack[j];
+      if (std::find(scope_markers.begin(), scope_markers.end(), h) != scope_markers.end())
+        break;
+      if (std::find(formatting_hashes.begin(), formatting_hashes.end(), h) !=
+          formatting_hashes.end())
+        _stack[kept++] = h;
+    }
+    _stack.resize(kept);
+  }
+
   std::vector<uint64_t> _stack;
 };
 
@@ -295,6 +326,8 @@ struct tracked_heap {
   block list{&list, &list, 0};
   size_t used = 0;
   size_t budget = 0;
+  std::chrono::steady_clock::time_point deadline;
+  unsigned until_clock = 1;  // allocations until the deadline is looked at again
   std::jmp_buf* escape = nullptr;
 
   tracked_heap() = default;
@@ -311,6 +344,10 @@ struct tracked_heap {
 
 void* heap_allocate(void* userdata, size_t size) {
   auto* heap = static_cast<tracked_heap*>(userdata);
+  if (--heap->until_clock == 0) {
+    heap->until_clock = 1024;  // the tree builder allocates at least once per token
+    if (std::chrono::steady_clock::now() > heap->deadline) std::longjmp(*heap->escape, 1);
+  }
   block* b = size <= heap->budget - heap->used
                  ? static_cast<block*>(std::malloc(sizeof(block) + size))
                  : nullptr;
@@ -334,7 +371,7 @@ void heap_deallocate(void* userdata, void* ptr) {
   std::free(b);
 }
 
-// Parses with gumbo, or returns null if the parse went over the heap's budget. Only trivial
+// Parses with gumbo, or returns null if the parse went over the heap's budget or deadline. Only trivial
 // objects live between setjmp and the longjmp (C frames and heap_allocate).
 GumboOutput* parse_bounded(tracked_heap& heap, std::string_view html) {
   GumboOptions options = kGumboDefaultOptions;
@@ -550,6 +587,7 @@ std::string sanitize_html(std::string_view html, const sanitize_limits& limits) 
   std::string bounded = bound_depth(html, limits.max_depth);
   tracked_heap heap;
   heap.budget = limits.parser_memory + limits.parser_memory_per_byte * bounded.size();
+  heap.deadline = std::chrono::steady_clock::now() + limits.max_parse_time;
   GumboOutput* output = parse_bounded(heap, bounded);
   if (output == nullptr) {
     // Too costly to parse: show the source as text rather than nothing.

@@ -5,6 +5,7 @@
 // throws, never recurses on the input's depth, and bounds time and memory for any input
 // (limits below). Synchronous, no shared state: callable from any thread.
 #pragma once
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -21,6 +22,8 @@ struct sanitize_limits {
   // shown as text.
   size_t parser_memory = 64u << 20;
   size_t parser_memory_per_byte = 32;
+  // Parse time, the backstop for costs the pre-scan does not foresee; over it, as above.
+  std::chrono::milliseconds max_parse_time{3000};
 };
 
 // Returns `html` re-serialised from the allow-list (see sanitize.cc), safe to embed.

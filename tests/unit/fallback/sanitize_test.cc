@@ -256,6 +256,15 @@ TEST(Sanitize, InputBeyondTheLimitIsCut) {
   EXPECT_EQ(sanitize_html("<b>abcd</b>efgh", limits), "<b>abcd&lt;</b>");
 }
 
+TEST(Sanitize, OverDeadlineParseFallsBackToText) {
+  sanitize_limits limits;
+  limits.max_parse_time = std::chrono::milliseconds{-1};  // past at the first look
+  std::string html;
+  for (int i = 0; i < 5'000; ++i) html += "<b>x</b>";
+  std::string out = sanitize_html(html, limits);
+  EXPECT_EQ(out.rfind("<pre>&lt;b&gt;x&lt;/b&gt;", 0), 0u) << out.substr(0, 80);
+}
+
 TEST(Sanitize, OverBudgetParseFallsBackToText) {
   sanitize_limits limits;
   limits.parser_memory = 0;  // gumbo's first allocation is over the budget
