@@ -163,6 +163,14 @@ page unavailable_page() {
                 "withdrawn, or the link may be incomplete. Please contact the sender.</p>\n");
 }
 
+page refusal_page(access why) {
+  return why == access::locked ? locked_page() : unavailable_page();
+}
+
+page refusal_page(escrow::open_status why) {
+  return why == escrow::open_status::locked ? locked_page() : unavailable_page();
+}
+
 page server_error_page() {
   return layout(500, "Please try again later",
                 "<p>The secure message cannot be shown right now. Please try again "

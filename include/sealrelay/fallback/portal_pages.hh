@@ -52,6 +52,12 @@ page rate_limited_page(const escrow::link& link);
 page locked_page();
 // Unknown, expired or retracted link: one neutral page, byte-identical for all three.
 page unavailable_page();
+// Choose the page for a record the portal may not use: locked_page() for locked, else
+// unavailable_page() (unknown, expired, retracted alike; ok is not a refusal and gets it too).
+page refusal_page(access why);
+// The same for an open answer; wrong_secret is unavailable_page() too (a guessed secret must
+// not learn that the id exists).
+page refusal_page(escrow::open_status why);
 // A fault on our side (store error): nothing about the message.
 page server_error_page();
 
