@@ -1,8 +1,9 @@
 // The PostgreSQL escrow store: the shared suite (store_suite.cc) over a fresh database per
 // test in one throwaway cluster per run (support/pg_cluster.hh), and what only a shared
 // server shows: two connections (two relay nodes) share one try count, wrong codes entered
-// on both at once are each counted once, the rows hold neither a message nor a link secret
-// nor a link id, a newer schema version is refused, an unreachable server is an error.
+// on several at once are each counted once, the rows hold neither a message nor a link secret
+// nor a link id, a dropped connection is reset, a newer schema version is refused, an
+// unreachable server is an error.
 #include <libpq-fe.h>
 
 #include <atomic>
@@ -233,6 +234,37 @@ TEST_F(PgEscrowStore, RecordsSurviveAReconnect) {
   ASSERT_TRUE(o) << o.err();
   EXPECT_EQ(o->status, escrow::open_status::ok);
   EXPECT_EQ(std::string(o->message.begin(), o->message.end()), "hello");
+}
+
+// The server drops the connection (a restart, a failover): the call that finds it dead
+// fails, the next one reconnects and prepares its statements again.
+TEST_F(PgEscrowStore, ADroppedConnectionIsResetOnTheNextCall) {
+  auto store = open();
+  ASSERT_TRUE(store) << store.err();
+  auto l = escrow::deposit(**store, bytes_of("kept"), "<d@b>", "s@x", "r@y", t0, 1h);
+  ASSERT_TRUE(l) << l.err();
+  std::string killed;
+  ASSERT_EQ(admin_exec("postgres",
+                       "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE datname = '" + _db + "' AND application_name = 'sealrelay-escrow'",
+                       &killed),
+            "");
+  ASSERT_EQ(killed, "1");
+  const auto link = escrow::hash_link_id(l->id);
+  int failed = 0;
+  result<std::optional<escrow_record>> found = error{"not tried"};
+  for (int i = 0; i < 2; ++i) {
+    found = (*store)->find_by_link_hash(link);
+    if (found) break;
+    ++failed;
+    EXPECT_NE(found.err().find("escrow store (postgresql)"), std::string::npos) << found.err();
+  }
+  ASSERT_TRUE(found) << found.err();
+  ASSERT_TRUE(*found);
+  EXPECT_LE(failed, 1);
+  auto o = escrow::open(**store, l->id, l->secret, t0 + 1s);
+  ASSERT_TRUE(o) << o.err();
+  EXPECT_EQ(o->status, escrow::open_status::ok);
 }
 
 TEST_F(PgEscrowStore, NewerSchemaVersionIsRefused) {
