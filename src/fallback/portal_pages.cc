@@ -4,6 +4,8 @@
 // retracted links takes no argument, so it cannot differ between them.
 #include "sealrelay/fallback/portal_pages.hh"
 
+#include <cctype>
+#include <cstring>
 #include <string>
 
 namespace sr::fallback::portal {
@@ -175,6 +177,57 @@ page server_error_page() {
   return layout(500, "Please try again later",
                 "<p>The secure message cannot be shown right now. Please try again "
                 "later.</p>\n");
+}
+
+namespace {
+
+bool is_token_char(unsigned char c) {
+  // RFC 9110 tchar
+  return std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
+}
+
+// "type/subtype" of tchars only (parameters dropped), lower-cased; "" when not that shape.
+std::string plain_media_type(std::string_view ct) {
+  ct = ct.substr(0, ct.find(';'));
+  while (!ct.empty() && (ct.back() == ' ' || ct.back() == '\t')) ct.remove_suffix(1);
+  auto slash = ct.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == ct.size()) return {};
+  std::string out;
+  for (std::size_t i = 0; i < ct.size(); ++i) {
+    auto c = static_cast<unsigned char>(ct[i]);
+    if (i != slash && (c == '\0' || !is_token_char(c))) return {};
+    out += static_cast<char>(std::tolower(c));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<http_header> attachment_headers(std::string_view name, std::string_view content_type,
+                                            std::uint64_t size) {
+  auto h = security_headers();
+  std::string type = plain_media_type(content_type);
+  h.push_back({"Content-Type", type.empty() ? "application/octet-stream" : type});
+  // The ASCII fallback keeps letters, digits and a few safe marks; filename* carries the
+  // exact name percent-encoded (RFC 5987 attr-char kept as is).
+  std::string ascii, encoded;
+  for (char ch : name) {
+    auto c = static_cast<unsigned char>(ch);
+    ascii += std::isalnum(c) || std::strchr(".-_ ()+,", c) ? static_cast<char>(c) : '_';
+    if (std::isalnum(c) || std::strchr("!#$&+-.^_`|~", c)) {
+      encoded += static_cast<char>(c);
+    } else {
+      static constexpr char hex[] = "0123456789ABCDEF";
+      encoded += '%';
+      encoded += hex[c >> 4];
+      encoded += hex[c & 15];
+    }
+  }
+  if (ascii.empty()) ascii = encoded = "attachment";
+  h.push_back({"Content-Disposition",
+               "attachment; filename=\"" + ascii + "\"; filename*=UTF-8''" + encoded});
+  h.push_back({"Content-Length", std::to_string(size)});
+  return h;
 }
 
 page message_page(const escrow::link& link, const message_view& m) {

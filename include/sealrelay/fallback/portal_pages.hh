@@ -74,6 +74,14 @@ struct message_view {
   std::vector<attachment_info> attachments; // downloaded at /m/<id>/<secret>/a/<n>, n from 0
 };
 
+// Return the headers of an attachment download (GET /m/<id>/<secret>/a/<n>):
+// security_headers(), Content-Type (`content_type` when it is a plain type/subtype token
+// pair, else application/octet-stream), Content-Disposition attachment with an ASCII
+// `filename` (anything unsafe replaced by '_') and an RFC 5987 `filename*` in UTF-8, and
+// Content-Length. Nothing of `name` or `content_type` can end a header line.
+std::vector<http_header> attachment_headers(std::string_view name, std::string_view content_type,
+                                            std::uint64_t size);
+
 // The message after the right code: headers, text in <pre>, the sanitised HTML in a
 // sandboxed iframe (srcdoc, no allow-* token) and the attachment links.
 page message_page(const escrow::link& link, const message_view& m);

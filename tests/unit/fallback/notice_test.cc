@@ -191,7 +191,8 @@ TEST(EscrowNotice, HeaderInjectionIsRefused) {
     EXPECT_FALSE(escrow_notice(p)) << "portal " << bad;
   }
   // Not an address, or a second one / a display name smuggled in.
-  for (std::string bad : std::vector<std::string>{"", "no-at-sign", "a@b.example>, <c@d.example", "\"x\" <a@b>",
+  for (std::string bad : std::vector<std::string>{"", "no-at-sign",
+                                                  "a@b.example>, <c@d.example", "\"x\" <a@b>",
                           "a@b.example (comment)", std::string(255, 'a') + "@x"}) {
     auto p = params();
     p.sender = bad;
@@ -203,7 +204,8 @@ TEST(EscrowNotice, HeaderInjectionIsRefused) {
 }
 
 TEST(EscrowNotice, UnsafePortalUrlOrLinkIsRefused) {
-  for (std::string bad : std::vector<std::string>{"javascript:alert(1)", "ftp://portal.example", "https://",
+  for (std::string bad : std::vector<std::string>{"javascript:alert(1)", "ftp://portal.example",
+                                                  "https://",
                           "https://portal.example/\"><b>", "https://portal example",
                           "https://portal.example/<x>", "https://pörtal.example",
                           "//portal.example"}) {

@@ -262,5 +262,29 @@ TEST(PortalPages, CheckerCatchesUnbalancedTags) {
   EXPECT_EQ(check_balanced("<p>a &lt; b<br></p>"), "");
 }
 
+TEST(PortalPages, AttachmentHeadersCannotBeInjected) {
+  auto h = attachment_headers("Befund März \"final\".pdf\r\nSet-Cookie: x=1",
+                              "application/PDF; name=\"x\"", 1234);
+  auto want = security_headers();
+  want.push_back({"Content-Type", "application/pdf"});
+  want.push_back({"Content-Disposition",
+                  "attachment; filename=\"Befund M__rz _final_.pdf__Set-Cookie_ x_1\"; "
+                  "filename*=UTF-8''Befund%20M%C3%A4rz%20%22final%22.pdf"
+                  "%0D%0ASet-Cookie%3A%20x%3D1"});
+  want.push_back({"Content-Length", "1234"});
+  EXPECT_EQ(h, want);
+  for (auto& [name, value] : h)
+    for (unsigned char c : value) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << name;
+
+  for (std::string_view bad :
+       std::vector<std::string_view>{"text/html\r\nX: y", "text", "/x", "text/", "te xt/html",
+                                     std::string_view("text/h\0ml", 9), "a/b/c\"x"}) {
+    auto hh = attachment_headers("a.txt", bad, 1);
+    EXPECT_EQ(hh[5], (http_header{"Content-Type", "application/octet-stream"})) << bad;
+  }
+  auto unnamed = attachment_headers("", "text/plain", 0);
+  EXPECT_EQ(unnamed[6].value, "attachment; filename=\"attachment\"; filename*=UTF-8''attachment");
+}
+
 }  // namespace
 }  // namespace sr::fallback::portal
