@@ -1,7 +1,7 @@
 // The escrow store (DESIGN.md §7): one record per escrowed message and recipient, holding
 // only what cannot open it — the SHA-256 of the link id, the HKDF salt and the sealed bytes
 // (escrow.hh seals with a key derived from the link secret, which is never stored). One
-// interface, several backends (SQLite now, PostgreSQL later) and one test suite; the rules
+// interface, several backends (SQLite, PostgreSQL) and one test suite; the rules
 // for codes, locking and expiry live here once (apply_*), the backends only keep bytes and
 // run each change atomically. A store object is used from one thread at a time.
 #pragma once
