@@ -136,23 +136,33 @@ bool formatting(std::string_view n) {
 }
 
 // Start tags that close an open element of the same family first (`<td>` after `<td>`),
-// looking no further down than the container they belong to.
+// looking no further down than the container they belong to. Names are kept hashed: the
+// scan runs per tag over the model's stack.
 struct implicit_close {
   std::string_view tag;
-  std::initializer_list<std::string_view> closes;
-  std::initializer_list<std::string_view> stop_at;
+  std::vector<uint64_t> closes;
+  std::vector<uint64_t> stop_at;
+  bool table_part;  // ignored outside a table, as the tree builder does
 };
-const std::array<implicit_close, 9> implicit_closes{{
-    {"td", {"td", "th"}, {"tr", "table"}},
-    {"th", {"td", "th"}, {"tr", "table"}},
-    {"tr", {"tr"}, {"table"}},
-    {"tbody", {"tbody", "thead", "tfoot"}, {"table"}},
-    {"thead", {"tbody", "thead", "tfoot"}, {"table"}},
-    {"tfoot", {"tbody", "thead", "tfoot"}, {"table"}},
-    {"li", {"li"}, {"ul", "ol", "table"}},
-    {"dt", {"dt", "dd"}, {"dl", "table"}},
-    {"dd", {"dt", "dd"}, {"dl", "table"}},
-}};
+std::vector<implicit_close> make_implicit_closes() {
+  auto h = [](std::initializer_list<std::string_view> names) {
+    std::vector<uint64_t> v;
+    for (auto n : names) v.push_back(name_hash(n));
+    return v;
+  };
+  return {
+      {"td", h({"td", "th"}), h({"tr", "table"}), true},
+      {"th", h({"td", "th"}), h({"tr", "table"}), true},
+      {"tr", h({"tr"}), h({"table"}), true},
+      {"tbody", h({"tbody", "thead", "tfoot"}), h({"table"}), true},
+      {"thead", h({"tbody", "thead", "tfoot"}), h({"table"}), true},
+      {"tfoot", h({"tbody", "thead", "tfoot"}), h({"table"}), true},
+      {"li", h({"li"}), h({"ul", "ol", "table"}), false},
+      {"dt", h({"dt", "dd"}), h({"dl", "table"}), false},
+      {"dd", h({"dt", "dd"}), h({"dl", "table"}), false},
+  };
+}
+const std::vector<implicit_close> implicit_closes = make_implicit_closes();
 
 // Elements an end tag does not close through (HTML's "in scope" boundaries).
 const std::array<uint64_t, 7> scope_markers{
@@ -174,25 +184,22 @@ class depth_model {
   void open(std::string_view lname) {
     for (const auto& rule : implicit_closes) {
       if (rule.tag != lname) continue;
-      bool table_part = std::find(rule.stop_at.begin(), rule.stop_at.end(), "table") !=
-                            rule.stop_at.end() &&
-                        lname != "li" && lname != "dt" && lname != "dd";
+      auto in = [](const std::vector<uint64_t>& set, uint64_t h) {
+        return std::find(set.begin(), set.end(), h) != set.end();
+      };
       bool found_stop = false;
       for (size_t k = _stack.size(); k-- > 0;) {
-        uint64_t h = _stack[k];
-        if (std::any_of(rule.stop_at.begin(), rule.stop_at.end(),
-                        [&](std::string_view s) { return name_hash(s) == h; })) {
+        if (in(rule.stop_at, _stack[k])) {
           found_stop = true;
           break;
         }
-        if (std::any_of(rule.closes.begin(), rule.closes.end(),
-                        [&](std::string_view s) { return name_hash(s) == h; })) {
+        if (in(rule.closes, _stack[k])) {
           pop_to(k);
           found_stop = true;
           break;
         }
       }
-      if (table_part && !found_stop) return;
+      if (rule.table_part && !found_stop) return;
     }
     if (!never_pushed(lname)) _stack.push_back(name_hash(lname));
   }
