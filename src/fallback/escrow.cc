@@ -2,6 +2,8 @@
 // derived from the link secret each time the link is opened and dropped afterwards.
 #include "sealrelay/fallback/escrow.hh"
 
+#include "sealrelay/util/text.hh"
+
 #include <algorithm>
 #include <array>
 
@@ -14,27 +16,6 @@ constexpr std::size_t salt_bytes = 16;
 
 std::span<const uint8_t> as_bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
-
-// URL-safe base64 (RFC 4648 §5) without padding: fits a path segment as it is.
-std::string base64url(std::span<const uint8_t> in) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((in.size() * 4 + 2) / 3);
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    const uint32_t v = uint32_t(in[i]) << 16 | uint32_t(in[i + 1]) << 8 | in[i + 2];
-    for (int shift : {18, 12, 6, 0}) out += alphabet[(v >> shift) & 63];
-  }
-  if (const std::size_t rest = in.size() - i; rest > 0) {
-    uint32_t v = uint32_t(in[i]) << 16;
-    if (rest == 2) v |= uint32_t(in[i + 1]) << 8;
-    out += alphabet[(v >> 18) & 63];
-    out += alphabet[(v >> 12) & 63];
-    if (rest == 2) out += alphabet[(v >> 6) & 63];
-  }
-  return out;
 }
 
 // Whether `s` has the length and alphabet of `bytes` random bytes in base64url.
@@ -129,7 +110,11 @@ result<link> deposit(escrow_store& store, std::span<const uint8_t> message,
   for (std::span<uint8_t> s : {std::span<uint8_t>(id_raw), std::span<uint8_t>(secret_raw),
                                std::span<uint8_t>(r.salt)})
     if (auto st = tls::random_bytes(s); !st) return error{st.err()};
-  link out{base64url(id_raw), base64url(secret_raw)};
+  link out;
+  append_base64(out.id, std::string_view(reinterpret_cast<const char*>(id_raw.data()), id_raw.size()),
+                base64_alphabet::url);
+  append_base64(out.secret, std::string_view(reinterpret_cast<const char*>(secret_raw.data()), secret_raw.size()),
+                base64_alphabet::url);
   r.link = hash_link_id(out.id);
   r.msg_id = strip_angles(msg_id);
   r.sender = sender;

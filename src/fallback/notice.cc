@@ -13,6 +13,8 @@
 #include <ctime>
 
 #include "sealrelay/fallback/portal_pages.hh"
+#include "sealrelay/smtp/received.hh"
+#include "sealrelay/util/text.hh"
 
 namespace sr::fallback {
 namespace {
@@ -112,16 +114,6 @@ std::string random_hex(std::size_t bytes) {
   return out;
 }
 
-// "Mon, 07 Dec 2026 00:14:37 +0000" (RFC 5322 date-time, always UTC).
-std::string rfc5322_date(seconds_t t) {
-  std::time_t tt = t.time_since_epoch().count();
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[64];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return buf;
-}
-
 // "7 December 2026, 00:14 UTC" for people.
 std::string human_date(seconds_t t) {
   std::time_t tt = t.time_since_epoch().count();
@@ -132,30 +124,6 @@ std::string human_date(seconds_t t) {
   std::string s = buf;
   if (s.size() > 1 && s[0] == '0') s.erase(0, 1);
   return s;
-}
-
-std::string base64(std::string_view in) {
-  static constexpr char tbl[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = (uint32_t(uint8_t(in[i])) << 16) | (uint32_t(uint8_t(in[i + 1])) << 8) |
-                 uint8_t(in[i + 2]);
-    out += tbl[v >> 18];
-    out += tbl[(v >> 12) & 63];
-    out += tbl[(v >> 6) & 63];
-    out += tbl[v & 63];
-  }
-  if (std::size_t rest = in.size() - i) {
-    uint32_t v = uint32_t(uint8_t(in[i])) << 16;
-    if (rest == 2) v |= uint32_t(uint8_t(in[i + 1])) << 8;
-    out += tbl[v >> 18];
-    out += tbl[(v >> 12) & 63];
-    out += rest == 2 ? tbl[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
 }
 
 struct envelope_fields {
@@ -175,7 +143,9 @@ result<std::string> common_headers(const envelope_fields& f, std::string& msg_id
   std::string h;
   h += "From: <" + std::string(f.from) + ">\r\n";
   h += "To: <" + std::string(f.to) + ">\r\n";
-  h += "Date: " + rfc5322_date(f.now) + "\r\n";
+  h += "Date: ";
+  smtp::append_rfc5322_date(h, std::time_t(f.now.time_since_epoch().count()));
+  h += "\r\n";
   h += "Message-ID: <" + msg_id + ">\r\n";
   h += "Auto-Submitted: auto-generated\r\n";
   h += "MIME-Version: 1.0\r\n";
@@ -240,7 +210,9 @@ result<std::string> header_text(std::string_view text) {
     std::size_t end = std::min(text.size(), i + 45);
     while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xc0) == 0x80) --end;
     if (!out.empty()) out += "\r\n ";
-    out += "=?UTF-8?B?" + base64(text.substr(i, end - i)) + "?=";
+    out += "=?UTF-8?B?";
+    append_base64(out, text.substr(i, end - i));
+    out += "?=";
     i = end;
   }
   return out;

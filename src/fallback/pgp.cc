@@ -13,6 +13,8 @@
 #include <mutex>
 #include <vector>
 
+#include "sealrelay/util/text.hh"
+
 namespace sr::fallback {
 namespace {
 
@@ -33,14 +35,6 @@ std::string gpg_error_text(const char* what, gpgme_error_t e) {
   return std::string(what) + ": " + gpgme_strerror(e);
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
-
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
 
 // An addr-spec we are willing to put into a gpg pattern: local@domain, both non-empty,
 // no whitespace, controls or angle brackets (a pattern must not change meaning).
@@ -58,7 +52,7 @@ bool plain_address(std::string_view a) {
 bool same_address(std::string_view uid_addr, std::string_view want) {
   size_t a = uid_addr.rfind('@'), b = want.rfind('@');
   if (a == std::string_view::npos || b == std::string_view::npos) return false;
-  return uid_addr.substr(0, a) == want.substr(0, b) && iequal(uid_addr.substr(a), want.substr(b));
+  return uid_addr.substr(0, a) == want.substr(0, b) && iequals(uid_addr.substr(a), want.substr(b));
 }
 
 bool expired_at(long expires, std::time_t now) { return expires > 0 && expires <= now; }
@@ -168,7 +162,7 @@ void append_crlf(std::string& out, std::string_view text) {
 bool contains_icase(std::string_view hay, std::string_view needle) {
   if (needle.size() > hay.size()) return false;
   for (size_t i = 0; i + needle.size() <= hay.size(); ++i)
-    if (iequal(hay.substr(i, needle.size()), needle)) return true;
+    if (iequals(hay.substr(i, needle.size()), needle)) return true;
   return false;
 }
 
@@ -204,7 +198,7 @@ std::string pgp_inner_entity(std::string_view message) {
     append_crlf(out, f.text);
     // Mark the payload as carrying protected headers (the convention mail readers use to
     // show the inner Subject instead of the outer `...`).
-    if (iequal(f.name, "Content-Type")) {
+    if (iequals(f.name, "Content-Type")) {
       have_type = true;
       if (!contains_icase(f.text, "protected-headers")) {
         while (!out.empty() && (out.back() == ' ' || out.back() == '\t' || out.back() == ';')) out.pop_back();
@@ -341,7 +335,7 @@ result<std::string> pgp_keyring::pgp_mime(std::string_view message, const pgp_ke
   msg.reserve(armored.size() + 1024);
   for (const auto& f : fields) {
     bool keep = std::any_of(std::begin(k_outer_fields), std::end(k_outer_fields),
-                            [&](std::string_view n) { return iequal(f.name, n); });
+                            [&](std::string_view n) { return iequals(f.name, n); });
     if (!keep) continue;
     append_crlf(msg, f.text);
     msg += "\r\n";

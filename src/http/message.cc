@@ -4,6 +4,8 @@
 // as RFC 9112 §2.2 allows, a bare CR anywhere in the head is refused.
 #include "sealrelay/http/message.hh"
 
+#include "sealrelay/util/text.hh"
+
 #include <algorithm>
 #include <charconv>
 
@@ -46,17 +48,6 @@ std::optional<uint64_t> parse_decimal(std::string_view s) {
 }
 
 }  // namespace
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 const char* to_string(error e) {
   switch (e) {

@@ -6,6 +6,8 @@
 // the client's destructor.
 #include "sealrelay/https/client.hh"
 
+#include "sealrelay/util/text.hh"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -337,7 +339,7 @@ void fetch_op::evaluate() {
     return;
   }
   if (_r.method != "POST" && !_r.expect_content_type.empty() &&
-      !http::iequals(media_type(resp.content_type), media_type(_r.expect_content_type))) {
+      !sr::iequals(media_type(resp.content_type), media_type(_r.expect_content_type))) {
     resp.fail = failure::content_type;
     resp.detail = "Content-Type " + (resp.content_type.empty() ? std::string("(none)") : resp.content_type);
     finish(std::move(resp));

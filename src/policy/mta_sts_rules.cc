@@ -2,17 +2,10 @@
 // name, which matches exactly one more leftmost label ("*.example.net" matches
 // "mx.example.net", never "example.net" or "a.b.example.net"). Case-insensitive; a
 // trailing dot on the host is ignored.
-#include <strings.h>
-
 #include "sealrelay/policy/resolver.hh"
+#include "sealrelay/util/text.hh"
 
 namespace sr::policy {
-
-namespace {
-bool iequal(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-}  // namespace
 
 bool mta_sts_rules::matches(std::string_view host) const {
   if (!host.empty() && host.back() == '.') host.remove_suffix(1);
@@ -22,8 +15,8 @@ bool mta_sts_rules::matches(std::string_view host) const {
     if (pat.size() > 2 && pat[0] == '*' && pat[1] == '.') {
       size_t dot = host.find('.');
       if (dot == 0 || dot == std::string_view::npos) continue;  // needs a label before the suffix
-      if (iequal(host.substr(dot + 1), pat.substr(2))) return true;
-    } else if (iequal(host, pat)) {
+      if (iequals(host.substr(dot + 1), pat.substr(2))) return true;
+    } else if (iequals(host, pat)) {
       return true;
     }
   }

@@ -12,6 +12,8 @@
 
 #include "sealrelay/tls/smime.hh"
 
+#include "sealrelay/util/text.hh"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,17 +46,6 @@ std::string canonical_crlf(std::string_view m) {
     out += m[i];
   }
   return out;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
 }
 
 // The outer header of the envelope: the kept fields of the canonical message's header, in
@@ -92,33 +83,6 @@ std::string outer_fields(std::string_view m) {
       break;
     }
   }
-  return out;
-}
-
-// `der` as base64 (RFC 2045 §6.8): lines of 76 characters, each ending in CRLF.
-std::string base64_lines(const uint8_t* der, size_t n) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((n + 2) / 3 * 4 + (n / 57 + 1) * 2);
-  size_t col = 0;
-  auto put = [&](char c) {
-    out += c;
-    if (++col == 76) {
-      out += "\r\n";
-      col = 0;
-    }
-  };
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = uint32_t(der[i]) << 16;
-    if (i + 1 < n) v |= uint32_t(der[i + 1]) << 8;
-    if (i + 2 < n) v |= der[i + 2];
-    put(alphabet[(v >> 18) & 63]);
-    put(alphabet[(v >> 12) & 63]);
-    put(i + 1 < n ? alphabet[(v >> 6) & 63] : '=');
-    put(i + 2 < n ? alphabet[v & 63] : '=');
-  }
-  if (col != 0) out += "\r\n";
   return out;
 }
 
@@ -189,7 +153,7 @@ sr::result<std::string> smime_envelope(std::string_view message, std::string_vie
       "Content-Transfer-Encoding: base64\r\n"
       "Content-Disposition: attachment; filename=\"smime.p7m\"\r\n"
       "\r\n";
-  msg += base64_lines(out.data(), size_t(n));
+  append_base64_lines(msg, std::string_view(reinterpret_cast<const char*>(out.data()), size_t(n)));
   return msg;
 }
 

@@ -9,6 +9,7 @@
 
 #include "sealrelay/smtp/received.hh"
 #include "sealrelay/util/json.hh"
+#include "sealrelay/util/text.hh"
 
 namespace sr::tlsrpt {
 namespace {
@@ -20,26 +21,6 @@ void json_strings(std::string& o, const std::vector<std::string>& v) {
     append_json_string(o, v[i]);
   }
   o += ']';
-}
-
-void base64_lines(std::string& o, std::string_view in) {
-  static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t col = 0;
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t n = uint32_t(uint8_t(in[i])) << 16;
-    if (i + 1 < in.size()) n |= uint32_t(uint8_t(in[i + 1])) << 8;
-    if (i + 2 < in.size()) n |= uint32_t(uint8_t(in[i + 2]));
-    o += tbl[(n >> 18) & 63];
-    o += tbl[(n >> 12) & 63];
-    o += i + 1 < in.size() ? tbl[(n >> 6) & 63] : '=';
-    o += i + 2 < in.size() ? tbl[n & 63] : '=';
-    col += 4;
-    if (col >= 76) {
-      o += "\r\n";
-      col = 0;
-    }
-  }
-  if (col) o += "\r\n";
 }
 
 }  // namespace
@@ -237,7 +218,7 @@ std::string report_message(const report_meta& m, const mail_input& in) {
   o += "Content-Disposition: attachment;\r\n filename=\"";
   o += attachment_name(m, in.domain);
   o += "\"\r\n\r\n";
-  base64_lines(o, in.gz);
+  append_base64_lines(o, in.gz);
   o += "\r\n--";
   o += boundary;
   o += "--\r\n";

@@ -39,12 +39,9 @@ int status_for(error e);
 std::string_view reason_phrase(int code);
 
 struct header {
-  std::string_view name;   // as sent (compare with iequals)
+  std::string_view name;   // as sent (compare with sr::iequals, util/text.hh)
   std::string_view value;  // without surrounding whitespace
 };
-
-// Return true when a and b are equal ignoring ASCII case.
-bool iequals(std::string_view a, std::string_view b);
 
 struct limits {
   size_t max_line = 8192;         // request or status line

@@ -101,7 +101,7 @@ TEST(EscrowNotice, SubjectLinkAndHeaders) {
   EXPECT_EQ(m.find("example//m/"), std::string::npos);
   EXPECT_EQ(header(m, "From"), "<escrow@relay.example>");
   EXPECT_EQ(header(m, "To"), "<patient@mail.example>");
-  EXPECT_EQ(header(m, "Date"), "Mon, 07 Dec 2026 00:00:00 +0000");
+  EXPECT_EQ(header(m, "Date"), "Mon, 7 Dec 2026 00:00:00 +0000");  // smtp::append_rfc5322_date, as DSNs
   EXPECT_EQ(header(m, "Message-ID"), "<notice.1@relay.example>");
   EXPECT_EQ(n->msg_id, "notice.1@relay.example");
   EXPECT_EQ(header(m, "Auto-Submitted"), "auto-generated");

@@ -1,0 +1,23 @@
+// Small byte-text helpers several modules need: ASCII case-insensitive comparison (header
+// and field names, host names) and base64 (RFC 4648: standard or URL-safe alphabet, MIME
+// lines of 76 characters). Bytes only: no locale, no allocation beyond `out` growing.
+#pragma once
+#include <string>
+#include <string_view>
+
+namespace sr {
+
+// Return whether `a` and `b` are equal ignoring ASCII case.
+bool iequals(std::string_view a, std::string_view b);
+
+enum class base64_alphabet : bool {
+  standard,  // A-Z a-z 0-9 + /, padded with '='
+  url,       // A-Z a-z 0-9 - _, unpadded (RFC 4648 §5: fits a path segment as it is)
+};
+// Append the base64 of `in` to `out`.
+void append_base64(std::string& out, std::string_view in, base64_alphabet a = base64_alphabet::standard);
+// Append the base64 of `in` as MIME body lines (RFC 2045 §6.8): 76 characters, each line
+// ending in CRLF (the last one too).
+void append_base64_lines(std::string& out, std::string_view in);
+
+}  // namespace sr
