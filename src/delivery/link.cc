@@ -435,7 +435,8 @@ void attempt::policy_resolved(const policy::resolution& r) {
   _sts = r.sts;
   _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
                 std::move(opt));
-  _walk->start(config::find_route(_ag.cfg(), _d.name));
+  _route = config::find_route(_ag.cfg(), _d.name);
+  _walk->start(_route);
 }
 
 namespace {
@@ -537,7 +538,7 @@ void attempt::on_link_closed(link& l) {
   if (session_observer* o = _d.opportunistic_only ? nullptr : _ag.observer())
     o->session_done(_d.name, e.report,
                     session_end{e.reached_idle, l.plain_retry(), e.reason, _local_ip, _sts.get(),
-                                config::find_route(_ag.cfg(), _d.name) != nullptr});
+                                _route != nullptr});
   _walk->on_link_closed(e);
 }
 
@@ -545,7 +546,7 @@ void attempt::host_ruled_out(const session_report& r) {
   // No link was opened, but the recipient's policy failed there: TLS-RPT counts it.
   if (session_observer* o = _d.opportunistic_only ? nullptr : _ag.observer())
     o->session_done(_d.name, r,
-                    session_end{false, false, r.reason, {}, _sts.get(), config::find_route(_ag.cfg(), _d.name) != nullptr});
+                    session_end{false, false, r.reason, {}, _sts.get(), _route != nullptr});
 }
 
 void attempt::check_deadline(uint64_t now) {

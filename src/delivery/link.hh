@@ -142,6 +142,7 @@ class attempt final : policy::resolve_completion, walk_events {
   target _target;                      // being connected to
   std::string _local_ip;               // our address on the current connection (observer only)
   std::shared_ptr<const policy::mta_sts_rules> _sts;  // the rules the walk runs under (observer)
+  const config::route_entry* _route = nullptr;  // the [[route]] the walk follows, if any
   std::optional<session_report> _plain_retry;  // the handshake a plaintext retry follows
   connect_op _connect;
   bool _connecting = false;
