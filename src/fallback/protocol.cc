@@ -8,7 +8,10 @@ namespace sr::fallback::wire {
 
 namespace {
 
-enum class type : uint8_t { hello = 1, hello_ok = 2, handoff = 3, result = 4, ping = 5, pong = 6 };
+enum class type : uint8_t {
+  hello = 1, hello_ok = 2, handoff = 3, result = 4, ping = 5, pong = 6,
+  submit = 7, submitted = 8, retract = 9, retracted = 10,
+};
 
 void put_u8(std::string& o, uint8_t v) { o += char(v); }
 void put_u32(std::string& o, uint32_t v) {
@@ -20,6 +23,15 @@ void put_u64(std::string& o, uint64_t v) {
 void put_str(std::string& o, std::string_view s) {
   put_u32(o, uint32_t(s.size()));
   o.append(s);
+}
+
+void put_output(std::string& o, const output& m) {
+  put_u8(o, m.kind);
+  put_str(o, m.from);
+  put_u32(o, uint32_t(m.rcpts.size()));
+  for (const auto& r : m.rcpts) put_str(o, r);
+  put_str(o, m.msg_id);
+  put_str(o, m.path);
 }
 
 struct writer {
@@ -53,6 +65,31 @@ struct writer {
     put_u64(o, f.request_id);
     put_u32(o, uint32_t(f.outcomes.size()));
     for (outcome x : f.outcomes) put_u8(o, uint8_t(x));
+    put_str(o, f.detail);
+    put_u32(o, uint32_t(f.outputs.size()));
+    for (const auto& m : f.outputs) put_output(o, m);
+  }
+  void operator()(const submit& f) {
+    put_u8(o, uint8_t(type::submit));
+    put_u64(o, f.submit_id);
+    put_output(o, f.mail);
+  }
+  void operator()(const submitted& f) {
+    put_u8(o, uint8_t(type::submitted));
+    put_u64(o, f.submit_id);
+    put_u8(o, f.ok ? 1 : 0);
+    put_str(o, f.detail);
+  }
+  void operator()(const retract& f) {
+    put_u8(o, uint8_t(type::retract));
+    put_u64(o, f.request_id);
+    put_str(o, f.msg_id);
+  }
+  void operator()(const retracted& f) {
+    put_u8(o, uint8_t(type::retracted));
+    put_u64(o, f.request_id);
+    put_u8(o, f.ok ? 1 : 0);
+    put_u32(o, f.count);
     put_str(o, f.detail);
   }
   void operator()(const ping& f) {
@@ -108,6 +145,28 @@ struct reader {
     return bad ? 0 : n;
   }
 };
+
+// An output: the kind byte must name a known message kind (0..max_kind), the path and
+// at least one recipient must be there.
+constexpr uint8_t max_kind = 15;
+output get_output(reader& r) {
+  output m;
+  m.kind = r.u8();
+  if (m.kind > max_kind) r.bad = true;
+  m.from = r.str();
+  uint32_t n = r.count(4);
+  for (uint32_t i = 0; i < n && !r.bad; ++i) m.rcpts.push_back(r.str());
+  m.msg_id = r.str();
+  m.path = r.str();
+  if (!r.bad && (m.rcpts.empty() || m.path.empty())) r.bad = true;
+  return m;
+}
+
+bool get_bool(reader& r) {
+  uint8_t b = r.u8();
+  if (b > 1) r.bad = true;
+  return b == 1;
+}
 
 bool valid_method(uint8_t m) { return m >= uint8_t(method::pgp) && m <= uint8_t(method::defer); }
 bool valid_outcome(uint8_t o) { return o >= uint8_t(outcome::pgp) && o <= uint8_t(outcome::failed); }
@@ -193,6 +252,39 @@ std::optional<frame> decoder::next() {
         if (!valid_outcome(x)) r.bad = true;
         f.outcomes.push_back(outcome(x));
       }
+      f.detail = r.str();
+      uint32_t k = r.count(4 * 4 + 1);
+      for (uint32_t i = 0; i < k && !r.bad; ++i) f.outputs.push_back(get_output(r));
+      out = std::move(f);
+      break;
+    }
+    case type::submit: {
+      submit f;
+      f.submit_id = r.u64();
+      f.mail = get_output(r);
+      out = std::move(f);
+      break;
+    }
+    case type::submitted: {
+      submitted f;
+      f.submit_id = r.u64();
+      f.ok = get_bool(r);
+      f.detail = r.str();
+      out = std::move(f);
+      break;
+    }
+    case type::retract: {
+      retract f;
+      f.request_id = r.u64();
+      f.msg_id = r.str();
+      out = std::move(f);
+      break;
+    }
+    case type::retracted: {
+      retracted f;
+      f.request_id = r.u64();
+      f.ok = get_bool(r);
+      f.count = r.u32();
       f.detail = r.str();
       out = std::move(f);
       break;

@@ -32,7 +32,9 @@ domain_state& scheduler::domain(const std::string& name, bool opportunistic_only
 }
 
 domain_state& scheduler::domain_of(const job& j) {
-  bool report = j.kind == message_kind::tlsrpt || j.kind == message_kind::escrow_notice;
+  // Reports, notices and the fallback's re-encrypted mail go out under plain opportunistic
+  // policy (a forced domain's PGP copy must not be handed to the fallback again).
+  bool report = j.kind != message_kind::message && j.kind != message_kind::dsn;
   return domain(j.domain, report);
 }
 

@@ -9,6 +9,8 @@ const char* to_string(message_kind k) {
     case message_kind::dsn: return "dsn";
     case message_kind::escrow_notice: return "escrow-notice";
     case message_kind::tlsrpt: return "tlsrpt";
+    case message_kind::pgp: return "pgp";
+    case message_kind::smime: return "smime";
   }
   return "message";
 }

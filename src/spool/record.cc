@@ -143,7 +143,7 @@ bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, siz
   meta.requiretls = flags & flag_requiretls;
   meta.tls_required_no = flags & flag_tls_required_no;
   uint8_t kind = v2 ? uint8_t(r.get(1)) : 0;
-  if (kind > uint8_t(message_kind::tlsrpt)) return false;
+  if (kind > uint8_t(message_kind::smime)) return false;
   meta.kind = message_kind(kind);
   meta.mail_from = r.str(r.get(2));
   meta.auth_user = v2 ? r.str(r.get(2)) : std::string();

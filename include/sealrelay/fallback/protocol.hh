@@ -50,11 +50,50 @@ struct handoff {
   uint8_t reason = 0;               // report::reason of the TLS failure
   std::vector<method> chain;        // the policy's fallback chain, in order
 };
-// sidecar -> engine: what became of every recipient of a hand-off, in its rcpts order.
+// A mail the sidecar made (PGP/MIME, S/MIME, escrow notice, code mail) for the engine to
+// spool through its intake API: the finished RFC 5322 bytes are in the file `path` (under
+// the sidecar's outbox, complete before the frame is sent); the engine reads it, spools it
+// and then unlinks it. `kind` is a report::message_kind value (the spool record's kind).
+struct output {
+  uint8_t kind = 0;
+  std::string from;                 // envelope sender ("" = null sender)
+  std::vector<std::string> rcpts;   // without <>
+  std::string msg_id;               // its Message-ID without <> (audit)
+  std::string path;
+};
+// sidecar -> engine: what became of every recipient of a hand-off, in its rcpts order, and
+// the mails that must be durable in the spool before those outcomes count. The engine
+// spools every output first and only then marks the recipients done; if it cannot, every
+// recipient stays queued (handled again later: twice at worst, never zero times).
 struct result {
   uint64_t request_id = 0;
   std::vector<outcome> outcomes;
   std::string detail;               // for the log ("no key for bob@…, escrowed")
+  std::vector<output> outputs;
+};
+// sidecar -> engine: spool one mail that no hand-off asked for (the portal's code mail).
+struct submit {
+  uint64_t submit_id = 0;           // echoed in submitted; unique per sidecar connection
+  output mail;
+};
+// engine -> sidecar: the answer to submit, once the mail is durable (ok) or refused.
+struct submitted {
+  uint64_t submit_id = 0;
+  bool ok = false;
+  std::string detail;               // why not, when !ok
+};
+// engine -> sidecar: the sender retracts every escrowed copy of a Message-ID (the admin
+// endpoint POST /escrow/retract).
+struct retract {
+  uint64_t request_id = 0;
+  std::string msg_id;               // without <>
+};
+// sidecar -> engine: the answer to retract.
+struct retracted {
+  uint64_t request_id = 0;
+  bool ok = false;                  // false: the store failed (detail says why)
+  uint32_t count = 0;               // escrow records retracted (0: none had that Message-ID)
+  std::string detail;
 };
 // Either side: liveness.
 struct ping {
@@ -64,7 +103,8 @@ struct pong {
   uint64_t nonce = 0;
 };
 
-using frame = std::variant<hello, hello_ok, handoff, result, ping, pong>;
+using frame = std::variant<hello, hello_ok, handoff, result, ping, pong, submit, submitted,
+                           retract, retracted>;
 
 // Append the encoding of `f` to `out`.
 void encode(const frame& f, std::string& out);

@@ -10,8 +10,11 @@ enum class message_kind : uint8_t {
   dsn = 1,            // a bounce we generated
   escrow_notice = 2,  // the escrow link sent in place of a message
   tlsrpt = 3,         // an RFC 8460 report we send
+  pgp = 4,            // a forced domain's message re-encrypted as PGP/MIME by the fallback
+  smime = 5,          // a forced domain's message re-encrypted as S/MIME by the fallback
 };
-// Return the audit token of `k` ("message", "dsn", "escrow-notice", "tlsrpt").
+// Return the audit token of `k` ("message", "dsn", "escrow-notice", "tlsrpt", "pgp",
+// "smime").
 const char* to_string(message_kind k);
 
 }  // namespace sr::report

@@ -131,3 +131,58 @@ TEST(fallback_wire, a_partial_frame_waits_for_more) {
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(std::get<handoff>(*got).rcpts.size(), 2u);
 }
+
+TEST(fallback_wire, outputs_submit_and_retract_round_trip) {
+  output o;
+  o.kind = 4;
+  o.from = "";
+  o.rcpts = {"bob@bank.test"};
+  o.msg_id = "abc@relay.test";
+  o.path = "var/fallback/outbox/1.eml";
+  result res{7, {outcome::pgp}, "pgp", {o}};
+  submit sub{3, o};
+  std::string stream = encoded(res) + encoded(sub) + encoded(submitted{3, true, ""}) +
+                       encoded(retract{5, "m1@x.test"}) + encoded(retracted{5, true, 2, ""});
+  decoder d;
+  d.feed(stream);
+  auto r = d.next();
+  ASSERT_TRUE(r) << d.error();
+  const auto& rr = std::get<result>(*r);
+  ASSERT_EQ(rr.outputs.size(), 1u);
+  EXPECT_EQ(rr.outputs[0].kind, 4);
+  EXPECT_EQ(rr.outputs[0].from, "");
+  EXPECT_EQ(rr.outputs[0].rcpts, o.rcpts);
+  EXPECT_EQ(rr.outputs[0].msg_id, o.msg_id);
+  EXPECT_EQ(rr.outputs[0].path, o.path);
+  auto s = d.next();
+  ASSERT_TRUE(s);
+  EXPECT_EQ(std::get<submit>(*s).submit_id, 3u);
+  EXPECT_EQ(std::get<submit>(*s).mail.path, o.path);
+  auto sd = d.next();
+  ASSERT_TRUE(sd);
+  EXPECT_TRUE(std::get<submitted>(*sd).ok);
+  auto rt = d.next();
+  ASSERT_TRUE(rt);
+  EXPECT_EQ(std::get<retract>(*rt).msg_id, "m1@x.test");
+  auto rd = d.next();
+  ASSERT_TRUE(rd);
+  EXPECT_EQ(std::get<retracted>(*rd).count, 2u);
+  EXPECT_FALSE(d.next());
+  EXPECT_FALSE(d.failed());
+}
+
+TEST(fallback_wire, an_output_without_recipients_or_path_or_a_bad_bool_breaks_the_stream) {
+  output o;
+  o.rcpts = {"bob@bank.test"};
+  o.path = "";
+  decoder d;
+  d.feed(encoded(submit{1, o}));
+  EXPECT_FALSE(d.next());
+  EXPECT_TRUE(d.failed());
+  std::string s = encoded(submitted{1, true, ""});
+  s[4 + 1 + 1 + 8] = 2;  // the bool byte
+  decoder d2;
+  d2.feed(s);
+  EXPECT_FALSE(d2.next());
+  EXPECT_TRUE(d2.failed());
+}
