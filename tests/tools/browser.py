@@ -672,11 +672,12 @@ def flow_wrong_code(b, o):
     return s
 
 
-def code_from_mx(record, rcpt, skip=0):
+def code_from_mx(record, rcpt, skip=0, subject="code"):
     """The 6-digit code of the newest code mail to `rcpt` in a fake_mx.py record file (one
-    JSON line per transaction): the first 6-digit number of its decoded text body. Mails whose
-    body has no such number (the escrow notice) are passed over. `skip`: ignore that many
-    matching mails from the end (an older code). None when there is none (yet)."""
+    JSON line per transaction): the first 6-digit number standing alone (not inside a token
+    such as a link's secret) in the decoded text of a mail whose Subject contains `subject`
+    (any case; the escrow notice's does not). `skip`: ignore that many matching mails from
+    the end (an older code). None when there is none (yet)."""
     import email
     import email.policy
     codes = []
@@ -694,6 +695,8 @@ def code_from_mx(record, rcpt, skip=0):
             continue
         raw = r.get("data", "").encode("utf-8", errors="surrogateescape")
         msg = email.message_from_bytes(raw, policy=email.policy.default)
+        if subject.lower() not in str(msg.get("Subject", "")).lower():
+            continue
         for part in msg.walk():
             if part.get_content_maintype() != "text":
                 continue
@@ -701,7 +704,7 @@ def code_from_mx(record, rcpt, skip=0):
                 body = part.get_content()
             except (LookupError, ValueError):
                 continue
-            m = re.search(r"(?<![0-9])([0-9]{6})(?![0-9])", body)
+            m = re.search(r"(?<![0-9A-Za-z_-])([0-9]{6})(?![0-9A-Za-z_-])", body)
             if m:
                 codes.append(m.group(1))
                 break
@@ -734,6 +737,7 @@ def main(argv=None):
         sp.add_argument("--timeout", type=float, default=20.0, help="seconds per browser step")
         sp.add_argument("--code-timeout", type=float, default=30.0, help="seconds to wait for --code-cmd")
         sp.add_argument("--javascript", action="store_true", help="leave page JavaScript on")
+        sp.add_argument("--json", help="also write the JSON summary to this file")
 
     pf = sub.add_parser("portal-flow", help="link -> request code -> enter it -> message -> download /a/0")
     common(pf)
@@ -752,9 +756,10 @@ def main(argv=None):
     mc = sub.add_parser("mx-code", help="print the newest code mailed to --rcpt in a fake_mx.py --record file")
     mc.add_argument("--record", required=True)
     mc.add_argument("--rcpt", required=True)
+    mc.add_argument("--subject", default="code", help="a code mail's Subject contains this (any case)")
     o = p.parse_args(argv)
     if o.flow == "mx-code":
-        code = code_from_mx(o.record, o.rcpt)
+        code = code_from_mx(o.record, o.rcpt, subject=o.subject)
         if code is None:
             print(f"browser.py mx-code: no code mail to {o.rcpt} in {o.record}", file=sys.stderr)
             return 1
@@ -796,8 +801,12 @@ def main(argv=None):
     except driver_error as e:
         print(f"browser.py {o.flow}: {e}", file=sys.stderr)
         return 1
-    json.dump(summary, sys.stdout, indent=1, ensure_ascii=False)
-    sys.stdout.write("\n")
+    text = json.dumps(summary, indent=1, ensure_ascii=False) + "\n"
+    if o.json:
+        with open(o.json + ".tmp", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(o.json + ".tmp", o.json)
+    sys.stdout.write(text)
     return 0
 
 

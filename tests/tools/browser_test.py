@@ -137,9 +137,11 @@ def main():
         out = os.path.join(work, "flow")
         rc, s, err = run_driver(["portal-flow", "--link", f"https://portal.mx.test:{line[1]}/m/testid/testsecret",
                                  "--resolve", "portal.mx.test=127.0.0.1", "--code-cmd", f"cat {code_file}",
-                                 "--out", out] + ca, tag)
+                                 "--out", out, "--json", os.path.join(work, "flow.json")] + ca, tag)
         if check(rc == 0 and s is not None, f"portal-flow exits 0 with a JSON summary ({err.strip()[-300:]})"):
             pages = s["pages"]
+            with open(os.path.join(work, "flow.json"), encoding="utf-8") as f:
+                check(json.load(f) == s, "--json writes the summary printed on stdout")
             check(pages["link"]["status"] == 200 and "Email me a code" in pages["link"]["text"], "link page asks for a code")
             check("default-src 'none'" in pages["link"]["headers"].get("content-security-policy", ""),
                   "response headers are reported")
@@ -225,6 +227,7 @@ def main():
     rec = os.path.join(work, "mx.jsonl")
     mails = [
         ("bob@x.test", "Subject: Secure message from a@b.test\r\n\r\nOpen https://p/m/AAAA/BBBB\r\n"),
+        ("bob@x.test", "Subject: Secure message from a@b.test\r\n\r\nOpen https://p/m/AAAA/BB-111111-B\r\n"),
         ("bob@x.test", "Subject: Your code\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nYour code: 123456\r\n"),
         ("eve@x.test", "Subject: Your code\r\n\r\nYour code: 999999\r\n"),
         ("bob@x.test", "Subject: Your code\r\nDate: Mon, 07 Dec 2026 01:02:03 +0000\r\n\r\nYour code is 654321.\r\n"),
