@@ -753,6 +753,7 @@ def main(argv=None):
     op = sub.add_parser("open", help="open the link; report the page")
     common(op)
     op.add_argument("--name", help="screenshot file name (without .png)")
+    sub.add_parser("check", help="exit 0 when the driver can run here, 77 (with the reason) when not")
     mc = sub.add_parser("mx-code", help="print the newest code mailed to --rcpt in a fake_mx.py --record file")
     mc.add_argument("--record", required=True)
     mc.add_argument("--rcpt", required=True)
@@ -770,6 +771,8 @@ def main(argv=None):
     if why:
         print(f"browser.py: skipped: {why}", file=sys.stderr)
         return SKIP
+    if o.flow == "check":
+        return 0
     if not 1 <= getattr(o, "tries", 1) <= 20:
         p.error("--tries: 1..20")
     resolve = {}
