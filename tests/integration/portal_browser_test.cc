@@ -126,7 +126,7 @@ class PortalBrowser : public ::testing::Test, protected world {
     _admin_port = free_port();
     ASSERT_NE(_portal_port, 0);
     std::string policy = "[[policy]]\ndomain = \"bank.test\"\ntls = \"forced\"\nfallback = [\"escrow\"]\n";
-    relay_options o = delivery_options(*_dns, _port, {}, policy, _outbound_defaults);
+    relay_options o = delivery_options(_dns->address(), _port, {}, policy, _outbound_defaults);
     o.mta_sts = _mta_sts;
     o.admin_listen = "127.0.0.1:" + std::to_string(_admin_port);
     o.fallback = "spawn = true\nportal_listen = \"127.0.0.1:" + std::to_string(_portal_port) + "\"\n" +
