@@ -21,6 +21,7 @@
 
 #include "sealrelay/util/text.hh"
 #include "support/json_tree.hh"
+#include "support/temp_dir.hh"
 #include "support/world.hh"
 
 namespace sr::integ {
@@ -125,15 +126,22 @@ class PortalBrowser : public ::testing::Test, protected world {
     _portal_port = free_port();
     _admin_port = free_port();
     ASSERT_NE(_portal_port, 0);
-    std::string policy = "[[policy]]\ndomain = \"bank.test\"\ntls = \"forced\"\nfallback = [\"escrow\"]\n";
-    relay_options o = delivery_options(_dns->address(), _port, {}, policy, _outbound_defaults);
-    o.mta_sts = _mta_sts;
-    o.admin_listen = "127.0.0.1:" + std::to_string(_admin_port);
-    o.fallback = "spawn = true\nportal_listen = \"127.0.0.1:" + std::to_string(_portal_port) + "\"\n" +
-                 "portal_url = \"https://" + portal_host + ":" + std::to_string(_portal_port) + "\"\n" +
-                 "escrow_expiry = \"" + expiry + "\"\n";
-    _relay = std::make_unique<relay>(o);
-    ASSERT_TRUE(_relay->start()) << _relay->error() << _relay->log();
+    _admin_listen = "127.0.0.1:" + std::to_string(_admin_port);
+    // Escrow only: the key directories are empty (no recipient has a key or certificate).
+    fs::create_directories(_keys.path() / "gnupg");
+    fs::create_directories(_keys.path() / "smime");
+    _fallback = "spawn = true\nportal_listen = \"127.0.0.1:" + std::to_string(_portal_port) + "\"\n" +
+                "portal_url = \"https://" + portal_host + ":" + std::to_string(_portal_port) + "\"\n" +
+                "escrow_expiry = \"" + expiry + "\"\npgp_home = \"" + (_keys.path() / "gnupg").string() +
+                "\"\nsmime_dir = \"" + (_keys.path() / "smime").string() + "\"\n";
+    ASSERT_TRUE(start_relay("[[policy]]\ndomain = \"bank.test\"\ntls = \"forced\"\nfallback = [\"escrow\"]\n"));
+    // Every shard links to the sidecar before the message comes (else its hand-off waits
+    // for the next retry).
+    ASSERT_TRUE(wait_log(*_relay, [](const std::string& log) {
+      size_t n = 0;
+      for (size_t p = 0; (p = log.find("fallback: sidecar link up", p)) != std::string::npos; ++p) ++n;
+      return n >= 2;   // the harness's two shards
+    }, 20s)) << _relay->log();
     _art = artifacts_dir(::testing::UnitTest::GetInstance()->current_test_info()->name(), _relay->dir());
   }
 
@@ -246,11 +254,12 @@ class PortalBrowser : public ::testing::Test, protected world {
   fs::path _art;
   std::string _qid;
   mx_message _notice;
+  sr::test::temp_dir _keys{"sr-portal-keys", "/tmp"};
 };
 
 // The whole flow: notice link, code request, code from the MX, message, attachment.
 TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
-  start_world();
+  ASSERT_NO_FATAL_FAILURE(start_world());
   std::string secret = unique("portal-secret");
   std::string msg_id = unique("portal") + "@sender.test";
   std::string link = send_and_read_link(msg_id, secret);
@@ -311,7 +320,7 @@ TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
 
 // One wrong code says how many tries are left; the right code still opens the message.
 TEST_F(PortalBrowser, AWrongCodeThenTheRightOne) {
-  start_world();
+  ASSERT_NO_FATAL_FAILURE(start_world());
   std::string secret = unique("wrong-secret");
   std::string msg_id = unique("wrong") + "@sender.test";
   std::string link = send_and_read_link(msg_id, secret);
@@ -334,7 +343,7 @@ TEST_F(PortalBrowser, AWrongCodeThenTheRightOne) {
 
 // Five wrong codes lock the message: no sixth try, and the link shows it locked after.
 TEST_F(PortalBrowser, FiveWrongCodesLockTheMessage) {
-  start_world();
+  ASSERT_NO_FATAL_FAILURE(start_world());
   std::string secret = unique("lock-secret");
   std::string msg_id = unique("lock") + "@sender.test";
   std::string link = send_and_read_link(msg_id, secret);
@@ -365,7 +374,7 @@ TEST_F(PortalBrowser, FiveWrongCodesLockTheMessage) {
 
 // From the moment a message expires its link shows no content (the neutral page).
 TEST_F(PortalBrowser, AnExpiredMessageShowsNothing) {
-  start_world("5s");
+  ASSERT_NO_FATAL_FAILURE(start_world("5s"));
   std::string secret = unique("expired-secret");
   std::string msg_id = unique("expired") + "@sender.test";
   auto sent = std::chrono::system_clock::now();
@@ -387,7 +396,7 @@ TEST_F(PortalBrowser, AnExpiredMessageShowsNothing) {
 
 // A retracted message (POST /escrow/retract on the admin listener) shows no content.
 TEST_F(PortalBrowser, ARetractedMessageShowsNothing) {
-  start_world();
+  ASSERT_NO_FATAL_FAILURE(start_world());
   std::string secret = unique("retracted-secret");
   std::string msg_id = unique("retracted") + "@sender.test";
   std::string link = send_and_read_link(msg_id, secret);
