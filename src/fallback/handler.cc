@@ -49,22 +49,12 @@ bool pread_full(int fd, char* dst, size_t len, uint64_t off) {
   return true;
 }
 
-// Read and check the record a hand-off names; the error says what was wrong with it.
-result<spooled> read_record(const wire::handoff& h, uint64_t max_record) {
-  if (h.segment.empty() || h.segment[0] != '/') return error{"segment path is not absolute"};
-  if (h.length <= spool::header_size || h.length > max_record)
-    return error{"record length " + std::to_string(h.length) + " out of range"};
-  int fd = ::open(h.segment.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return error{"cannot open " + h.segment + ": " + errno_text(errno)};
-  std::vector<std::byte> buf(h.length);
-  bool ok = pread_full(fd, reinterpret_cast<char*>(buf.data()), buf.size(), h.offset);
-  int e = errno;
-  ::close(fd);
-  if (!ok) return error{"cannot read the record from " + h.segment + ": " + (e ? errno_text(e) : "short file")};
+// Check and decode the record `buf` (header + payload); the error says what was wrong.
+result<spooled> decode_record(std::span<const std::byte> buf, const wire::handoff& h) {
   spool::record_header hd = spool::decode_header(buf.data());
   if (!spool::header_plausible(hd) || hd.type != spool::record_type::message)
     return error{"no message record at that offset"};
-  std::span<const std::byte> payload(buf.data() + spool::header_size, buf.size() - spool::header_size);
+  std::span<const std::byte> payload = buf.subspan(spool::header_size);
   if (!spool::payload_crc_ok(hd, payload)) return error{"record length or checksum mismatch"};
   spooled s;
   size_t env_len = 0;
@@ -73,6 +63,67 @@ result<spooled> read_record(const wire::handoff& h, uint64_t max_record) {
     return error{"record holds queue id " + s.meta.queue_id + ", not " + h.queue_id};
   s.message.assign(reinterpret_cast<const char*>(payload.data() + env_len), payload.size() - env_len);
   return s;
+}
+
+// Find the record whose message bytes are exactly [off, off + len): its header sits before
+// them, at most `window` bytes back, and its payload ends where the message ends. Returns
+// the record's offset, or -1.
+int64_t find_record_before(int fd, uint64_t off, uint64_t len, uint64_t window) {
+  uint64_t start = off > window ? off - window : 0;
+  std::vector<std::byte> buf(off - start);
+  if (buf.size() < spool::header_size || !pread_full(fd, reinterpret_cast<char*>(buf.data()), buf.size(), start))
+    return -1;
+  for (size_t p = buf.size() - spool::header_size + 1; p-- > 0;) {
+    spool::record_header hd = spool::decode_header(buf.data() + p);
+    if (hd.magic != spool::record_magic || !spool::header_plausible(hd) || hd.type != spool::record_type::message)
+      continue;
+    if (start + p + spool::header_size + hd.payload_len == off + len) return int64_t(start + p);
+  }
+  return -1;
+}
+
+// Read and check the record a hand-off names. (segment, offset, length) is the whole record
+// (header + payload) or, as the spool's message_location gives it, only its message bytes;
+// then the record is found just before them. Either way the header, the CRC32C of the whole
+// payload, the envelope and the queue id are checked.
+result<spooled> read_record(const wire::handoff& h, uint64_t max_record) {
+  if (h.segment.empty() || h.segment[0] != '/') return error{"segment path is not absolute"};
+  if (h.length == 0 || h.length > max_record)
+    return error{"record length " + std::to_string(h.length) + " out of range"};
+  int fd = ::open(h.segment.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return error{"cannot open " + h.segment + ": " + errno_text(errno)};
+  struct closer {
+    int fd;
+    ~closer() { ::close(fd); }
+  } close_fd{fd};
+  uint64_t rec_off = h.offset, rec_len = h.length;
+  std::byte head[spool::header_size];
+  bool whole = h.length > spool::header_size &&
+               pread_full(fd, reinterpret_cast<char*>(head), sizeof head, h.offset);
+  if (whole) {
+    spool::record_header hd = spool::decode_header(head);
+    whole = spool::header_plausible(hd) && hd.payload_len + spool::header_size == h.length;
+  }
+  if (!whole) {
+    int64_t found = -1;
+    for (uint64_t window = 64 * 1024; found < 0; window *= 4) {
+      found = find_record_before(fd, h.offset, h.length, window);
+      if (window >= h.offset || window >= (16u << 20)) break;
+    }
+    if (found < 0) return error{"no message record at that offset"};
+    rec_off = uint64_t(found);
+    rec_len = h.offset + h.length - rec_off;
+    if (rec_len > max_record) return error{"record too long"};
+  }
+  std::vector<std::byte> buf(rec_len);
+  if (!pread_full(fd, reinterpret_cast<char*>(buf.data()), buf.size(), rec_off)) {
+    int e = errno;
+    return error{"cannot read the record from " + h.segment + ": " + (e ? errno_text(e) : "short file")};
+  }
+  auto rec = decode_record(buf, h);
+  if (rec && !whole && rec->message.size() != h.length)
+    return error{"the range is not the record's message bytes"};
+  return rec;
 }
 
 // Keep only characters safe in a file name (the queue id is ours, but be sure).

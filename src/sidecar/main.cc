@@ -12,8 +12,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "sealrelay/config/config.hh"
@@ -58,16 +56,6 @@ int clear_outbox(const std::string& dir) {
   return removed;
 }
 
-// Load the config. The sidecar is the feature the [fallback] keys configure, so it reads
-// them even while the daemon's loader still refuses them as not built.
-sr::result<sr::config::config> load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return sr::error{path + ": cannot read: " + std::strerror(errno)};
-  std::ostringstream text;
-  text << in.rdbuf();
-  return sr::config::parse(text.str(), path, sr::config::not_built_mode::accept);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -91,7 +79,7 @@ int main(int argc, char** argv) {
   }
   sr::set_log_thread_name("fallback");
   if (verbose) sr::set_log_level(sr::log_level::debug);
-  auto cfg = load_config(config_file);
+  auto cfg = sr::config::load(config_file);
   if (!cfg) {
     std::fprintf(stderr, "sealrelay-fallback: %s\n", cfg.err().c_str());
     return 2;
@@ -142,7 +130,7 @@ int main(int argc, char** argv) {
   so.handler.pgp_home = c.fallback.pgp_home;
   so.handler.smime_dir = c.fallback.smime_dir;
   so.handler.state_dir = c.server.state_dir;
-  so.handler.store_spec = "sqlite";  // TODO(lead): c.fallback.store once config has it
+  so.handler.store_spec = c.fallback.store;
 
   // The store must open now: a sidecar that cannot reach it would fail every escrow.
   if (auto st = sr::fallback::open_escrow_store(so.handler.store_spec, so.handler.state_dir); !st) {

@@ -343,6 +343,27 @@ TEST_F(handler_test, a_corrupt_or_wrong_record_fails_every_recipient) {
   EXPECT_EQ(ok.outcomes, (std::vector<outcome>{outcome::pgp, outcome::escrowed})) << ok.detail;
 }
 
+TEST_F(handler_test, a_handoff_may_name_only_the_message_bytes) {
+  // The spool's message_location names the raw message bytes after the envelope; the
+  // handler finds the record before them and checks it all the same.
+  handler h(options(), nullptr);
+  auto ho = handoff({"pgp@dest.test"}, {method::pgp});
+  ho.offset = loc.offset + loc.length - k_message.size();
+  ho.length = k_message.size();
+  auto r = h.handle(ho);
+  ASSERT_EQ(r.outcomes, std::vector<outcome>{outcome::pgp}) << r.detail;
+  EXPECT_NE(gpg_decrypt(read_file(r.outputs.at(0).path)).find("HbA1c"), std::string::npos);
+  for (int64_t d : {-1, 1}) {
+    auto off = ho;
+    off.offset += d;
+    off.length -= d;
+    EXPECT_EQ(h.handle(off).outcomes, std::vector<outcome>{outcome::failed}) << d;
+  }
+  auto wrong = ho;
+  wrong.queue_id = "FEDCBA9876543210";
+  EXPECT_EQ(h.handle(wrong).outcomes, std::vector<outcome>{outcome::failed});
+}
+
 TEST_F(handler_test, a_store_that_is_down_fails_only_escrow) {
   auto opts = options();
   opts.store_spec = "postgresql://sealrelay@127.0.0.1:1/none?connect_timeout=2";
