@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <regex>
 #include <set>
@@ -33,7 +34,7 @@ const char* const bank_zone =
 // The children of `pid` named sealrelay-fallback (the supervised sidecar).
 std::vector<pid_t> sidecar_pids(pid_t relay) {
   std::vector<pid_t> out;
-  auto r = run_pipeline("pgrep -P " + std::to_string(relay) + " -x sealrelay-fallb || true");
+  auto r = run_pipeline("pgrep -P " + std::to_string(relay) + " -f sealrelay-fallback || true");
   if (!r) return out;
   std::istringstream in(*r);
   for (long p; in >> p;) out.push_back(pid_t(p));
@@ -261,6 +262,7 @@ TEST_F(Fallback, SidecarKilledMidStreamLosesNothingAndSendsNothingInClear) {
   std::string secret = unique("drill");
   std::set<std::string> qids;
   int kills = 0;
+  pid_t last_killed = 0;
   for (int i = 0; i < total; ++i) {
     std::string why;
     std::string q = submit(*r, "alice@sender.test", {"r" + std::to_string(i) + "@bank.test"},
@@ -268,9 +270,17 @@ TEST_F(Fallback, SidecarKilledMidStreamLosesNothingAndSendsNothingInClear) {
     ASSERT_FALSE(q.empty()) << why;
     qids.insert(q);
     if (i % 250 == 125 && kills < 3) {
-      auto pids = sidecar_pids(r->pid());
+      // The supervisor restarts it with backoff: wait for the new one before killing it.
+      std::vector<pid_t> pids;
+      for (int t = 0; t < 200; ++t) {
+        pids = sidecar_pids(r->pid());
+        if (pids.size() == 1 && pids[0] != last_killed) break;
+        std::this_thread::sleep_for(50ms);
+      }
       ASSERT_EQ(pids.size(), 1u) << r->log();
+      ASSERT_NE(pids[0], last_killed);
       ::kill(pids[0], SIGKILL);
+      last_killed = pids[0];
       ++kills;
     }
   }
@@ -293,6 +303,8 @@ TEST_F(Fallback, SidecarKilledMidStreamLosesNothingAndSendsNothingInClear) {
   size_t dups = 0;
   for (const auto& [rc, n] : notices) dups += size_t(n - 1);
   RecordProperty("duplicates", int(dups));
+  std::cout << "drill: " << total << " forced messages, sidecar killed " << kills << " times, "
+            << dups << " duplicate notices, nothing in the clear\n";
   EXPECT_LT(double(dups), total * 0.01) << dups << " duplicate notices";
   // The supervisor restarted it each time; /metrics counts that.
   auto metrics = run_pipeline("curl -s --max-time 5 http://" + _admin_listen + "/metrics");
