@@ -195,6 +195,20 @@ relay_metrics::relay_metrics(registry& r) {
                                    "Recipients dropped under an exclusive policy (no acceptable TLS).");
   fallback_handoffs = r.add_counter("sealrelay_fallback_handoffs_total",
                                     "Messages handed to the fallback after TLS failed at every MX (forced).");
+  fallback_link_up = r.add_gauge("sealrelay_fallback_links_up",
+                                 "Shards whose link to the fallback sidecar is up (0: sidecar down, "
+                                 "forced messages stay queued).");
+  fallback_pending = r.add_gauge("sealrelay_fallback_pending", "Hand-offs awaiting the sidecar's answer.");
+  fallback_unavailable = r.add_counter("sealrelay_fallback_unavailable_total",
+                                       "Hand-offs kept queued because the sidecar was down, slow or failed.");
+  const char* help = "Recipients the fallback sidecar handled, by outcome.";
+  fallback_outcome_pgp = r.add_counter("sealrelay_fallback_outcomes_total", help, {{"outcome", "pgp"}});
+  fallback_outcome_smime = r.add_counter("sealrelay_fallback_outcomes_total", help, {{"outcome", "smime"}});
+  fallback_outcome_escrowed =
+      r.add_counter("sealrelay_fallback_outcomes_total", help, {{"outcome", "escrowed"}});
+  fallback_outcome_defer = r.add_counter("sealrelay_fallback_outcomes_total", help, {{"outcome", "defer"}});
+  fallback_restarts = r.add_counter("sealrelay_fallback_restarts_total",
+                                    "Times the supervisor restarted the fallback sidecar.");
 }
 
 const counter& relay_metrics::deliveries(std::string_view tls_version) const {

@@ -61,21 +61,25 @@ void set_response(conn& c, int code, std::string_view content_type, std::string_
   c.state = conn_state::writing;
 }
 
-// Answer a parsed request: GET /metrics or /healthz; 404 or 405 otherwise.
+// Answer a parsed request: GET /metrics or /healthz, the route callback, else 404 or 405.
 void answer(conn& c, const http::request_parser& req, const server::options& opt, std::string& body) {
   std::string_view path = req.path();
   if (path != "/metrics" && path != "/healthz") {
-    set_response(c, 404, "text/plain; charset=utf-8", "not found\n");
+    std::optional<response> r;
+    if (opt.route) r = opt.route(req.method(), path, req.body());
+    if (r) set_response(c, r->code, r->content_type, r->body);
+    else set_response(c, 404, "text/plain; charset=utf-8", "not found\n");
   } else if (req.method() != "GET") {
     set_response(c, 405, "text/plain; charset=utf-8", "method not allowed\n", true);
   } else if (path == "/metrics") {
     body.clear();
     if (opt.metrics) opt.metrics->render(body);
     set_response(c, 200, "text/plain; version=0.0.4; charset=utf-8", body);
-  } else if (!opt.healthy || opt.healthy()) {
-    set_response(c, 200, "text/plain; charset=utf-8", "ok\n");
   } else {
-    set_response(c, 503, "text/plain; charset=utf-8", "unhealthy\n");
+    bool ok = !opt.healthy || opt.healthy();
+    body = ok ? "ok\n" : "unhealthy\n";
+    if (opt.health_detail) body += opt.health_detail();
+    set_response(c, ok ? 200 : 503, "text/plain; charset=utf-8", body);
   }
 }
 

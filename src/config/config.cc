@@ -747,6 +747,9 @@ void read_fallback(loader& l, table_reader& root) {
       r.fail("socket", "longer than " + std::to_string(sizeof(sockaddr_un{}.sun_path) - 1) +
                            " bytes (the limit of a unix socket path)");
   }
+  if (r.read("store", s.store) && s.store != "sqlite" &&
+      !s.store.starts_with("postgresql://") && !s.store.starts_with("postgres://"))
+    r.fail("store", "expected \"sqlite\" or a postgresql:// connection URI, got " + quoted(s.store));
   read_optional_endpoint(r, "portal_listen", s.portal_listen);
   if (r.read("portal_url", s.portal_url)) {
     std::string_view u = s.portal_url;

@@ -202,19 +202,13 @@ std::string dump(const config& c) {
   }
 
   o += "\n[fallback]\n";
-  not_built_key(o, c, "fallback.spawn");
   kv(o, "spawn", b(c.fallback.spawn));
-  not_built_key(o, c, "fallback.socket");
   kv(o, "socket", q(c.fallback.socket));
-  not_built_key(o, c, "fallback.portal_listen");
+  kv(o, "store", q(c.fallback.store));
   kv(o, "portal_listen", q(c.fallback.portal_listen));
-  not_built_key(o, c, "fallback.portal_url");
   kv(o, "portal_url", q(c.fallback.portal_url));
-  not_built_key(o, c, "fallback.escrow_expiry");
   kv(o, "escrow_expiry", q(c.fallback.escrow_expiry));
-  not_built_key(o, c, "fallback.pgp_home");
   kv(o, "pgp_home", q(c.fallback.pgp_home));
-  not_built_key(o, c, "fallback.smime_dir");
   kv(o, "smime_dir", q(c.fallback.smime_dir));
 
   o += "\n[audit]\n";

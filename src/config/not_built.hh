@@ -17,20 +17,8 @@ struct not_built_value {
 
 inline constexpr not_built_value not_built_values[] = {
     {"listen[].mode", "submission", "submission (AUTH after TLS)"},
-    // Left unset, fallback keeps its DESIGN default (pgp, smime, escrow): until the sidecar
-    // exists, such messages stay deferred.
-    {"policy[].fallback", "pgp", "the fallback sidecar (PGP)"},
-    {"policy[].fallback", "smime", "the fallback sidecar (S/MIME)"},
-    {"policy[].fallback", "escrow", "the fallback sidecar (escrow)"},
     // Keys that only configure a feature not built: written at all, they would do nothing.
     {"auth.users_file", "*", "submission (AUTH after TLS)"},
-    {"fallback.spawn", "*", "the fallback sidecar"},
-    {"fallback.socket", "*", "the fallback sidecar"},
-    {"fallback.portal_listen", "*", "the escrow portal"},
-    {"fallback.portal_url", "*", "the escrow portal"},
-    {"fallback.escrow_expiry", "*", "escrow"},
-    {"fallback.pgp_home", "*", "the fallback sidecar (PGP)"},
-    {"fallback.smime_dir", "*", "the fallback sidecar (S/MIME)"},
 };
 
 }  // namespace sr::config

@@ -15,6 +15,8 @@
 #include "sealrelay/admin/server.hh"
 #include "sealrelay/audit/writer.hh"
 #include "sealrelay/config/config.hh"
+#include "sealrelay/handoff/client.hh"
+#include "sealrelay/handoff/supervisor.hh"
 #include "sealrelay/policy/fallback.hh"
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/policy/table.hh"
@@ -22,6 +24,7 @@
 #include "sealrelay/server/runtime.hh"
 #include "sealrelay/spool/partition.hh"
 #include "sealrelay/tls/context.hh"
+#include "sealrelay/util/json.hh"
 #include "sealrelay/util/log.hh"
 
 namespace {
@@ -144,11 +147,6 @@ int main(int argc, char** argv) {
   }
   sr::policy::registry policies(std::move(table.value()));
   ps.policies = &policies;
-  for (const auto& p : cfg.policies)
-    if (p.tls == sr::config::tls_policy::forced) {
-      SR_INFO("%.*s", int(sr::policy::fallback_stub_notice().size()), sr::policy::fallback_stub_notice().data());
-      break;
-    }
   sr::audit::log_file audit_log;
   if (!cfg.audit.file.empty()) {
     auto slash = cfg.audit.file.rfind('/');
@@ -166,6 +164,24 @@ int main(int argc, char** argv) {
   sr::admin::registry registry(ps.inbound.shards);
   sr::admin::relay_metrics metrics(registry);
   ps.metrics = &metrics;
+  // The fallback sidecar: linked to when a forced policy needs it; spawned and supervised
+  // here unless fallback.spawn = false (the operator runs it).
+  sr::handoff::shared_status sidecar;
+  std::unique_ptr<sr::handoff::supervisor> sidecar_sup;
+  if (sr::relay::needs_sidecar(cfg)) {
+    ps.sidecar = &sidecar;
+    if (cfg.fallback.spawn) {
+      sidecar_sup = std::make_unique<sr::handoff::supervisor>(sr::handoff::sidecar_binary_next_to_self(),
+                                                             config_file, &sidecar);
+      if (auto s = sidecar_sup->start(); !s) {
+        SR_ERROR("%s", s.err().c_str());
+        return 1;
+      }
+    } else {
+      SR_INFO("fallback: fallback.spawn = false: expecting a sealrelay-fallback on %s",
+              cfg.fallback.socket.c_str());
+    }
+  }
   std::unique_ptr<sr::admin::server> admin;
   std::atomic<bool> running{false};
   sr::server::runtime_hooks hooks;
@@ -181,6 +197,34 @@ int main(int argc, char** argv) {
       // Unhealthy too while an audit write fails: delivery would go unaudited (HIPAA).
       ao.healthy = [&] {
         return running.load() && !ps.inbound.draining.load() && metrics.audit_failing.value() == 0;
+      };
+      ao.health_detail = [&]() -> std::string {
+        if (!ps.sidecar) return "";
+        unsigned up = sidecar.links_up.load(std::memory_order_relaxed);
+        if (up == ps.inbound.shards) return "fallback: up\n";
+        return up == 0 ? "fallback: down (hand-offs deferred)\n" : "fallback: partly up\n";
+      };
+      ao.route = [&](std::string_view method, std::string_view path,
+                     std::string_view body) -> std::optional<sr::admin::response> {
+        if (path != "/escrow/retract") return std::nullopt;
+        if (method != "POST") return sr::admin::response{405, "application/json", "{\"error\":\"use POST\"}\n"};
+        auto id = sr::handoff::retract_request_msg_id(body);
+        std::string out;
+        if (!id) {
+          out = "{\"error\":";
+          sr::append_json_string(out, id.err());
+          return sr::admin::response{400, "application/json", out + "}\n"};
+        }
+        auto n = sr::handoff::retract(cfg.fallback.socket, id.value(), 5000);
+        if (!n) {
+          out = "{\"error\":";
+          sr::append_json_string(out, n.err());
+          return sr::admin::response{503, "application/json", out + "}\n"};
+        }
+        out = "{\"msg_id\":";
+        sr::append_json_string(out, id.value());
+        return sr::admin::response{200, "application/json",
+                                   out + ",\"retracted\":" + std::to_string(n.value()) + "}\n"};
       };
       admin = std::make_unique<sr::admin::server>(ao);
       if (auto s = admin->start(); !s) {
@@ -217,5 +261,6 @@ int main(int argc, char** argv) {
   };
   int rc = sr::server::run(cfg, ps.inbound, hooks);
   if (admin) admin->stop();
+  if (sidecar_sup) sidecar_sup->stop();
   return rc;
 }

@@ -117,16 +117,22 @@ struct agent::handoff_op final : policy::handoff_completion {
   policy::effective_policy policy;
   link_info li;
 
-  void handoff_done(policy::handoff_outcome o) override {
+  void handoff_done(std::span<const policy::handoff_outcome> per_rcpt) override {
     using policy::handoff_outcome;
     std::vector<queue::rcpt_result> res(j->rcpts.size());
     // The hand-off's own audit record: no host was contacted for it.
     link_info h;
     h.policy = li.policy;
     h.source = li.source;
-    for (auto& r : res) {
+    h.reason = li.reason;
+    size_t handled = 0;
+    for (size_t i = 0; i < res.size(); ++i) {
+      auto& r = res[i];
+      handoff_outcome o = i < per_rcpt.size() ? per_rcpt[i] : handoff_outcome::unavailable;
       r.mx = li.mx;
       r.status = "4.7.10";
+      r.reason = li.reason;
+      if (o != handoff_outcome::unavailable && o != handoff_outcome::defer) ++handled;
       switch (o) {
         case handoff_outcome::unavailable:
           r.outcome = queue::rcpt_outcome::deferred;
@@ -146,9 +152,9 @@ struct agent::handoff_op final : policy::handoff_completion {
     // Bulk mail to a forced domain whose MX lost TLS would log a line per message per
     // retry; the agent lets a few through per second and sums up the rest.
     if (ag->may_log_handoff())
-      SR_INFO("%s: handed to the fallback (%s, every MX failed for TLS: %s): %s", j->queue_id.c_str(),
-              j->domain.c_str(), std::string(report::to_string(li.reason)).c_str(),
-              o == handoff_outcome::unavailable ? "unavailable, kept queued" : policy::to_string(o));
+      SR_INFO("%s: handed to the fallback (%s, every MX failed for TLS: %s): %zu of %zu recipients "
+              "handled, the rest kept queued", j->queue_id.c_str(), j->domain.c_str(),
+              std::string(report::to_string(li.reason)).c_str(), handled, res.size());
     agent* a = ag;
     queue::job* job = j;
     delete this;
@@ -165,16 +171,14 @@ void agent::hand_off(queue::job* j, const policy::effective_policy& p, const lin
   std::vector<std::string_view> rcpts;
   rcpts.reserve(j->rcpts.size());
   for (const auto& r : j->rcpts) rcpts.push_back(r.address);
-  // The body when it is in memory; the sidecar client will stream it from the spool.
-  std::span<const std::byte> piece(reinterpret_cast<const std::byte*>(j->body.data()), j->body.size());
-  std::span<const std::span<const std::byte>> body;
-  if (!j->body.empty()) body = std::span<const std::span<const std::byte>>(&piece, 1);
   policy::handoff_request req;
   req.queue_id = j->queue_id;
   req.from = j->mail_from;
   req.recipients = rcpts;
   req.domain = j->domain;
-  req.body = body;
+  req.segment = j->segment;
+  req.offset = j->offset;
+  req.length = j->length;
   req.reason = li.reason;
   req.policy = &op->policy;
   ++_counters.fallback_handoffs;

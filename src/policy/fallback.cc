@@ -1,6 +1,8 @@
 // Names, the chain check and the start-up notice of the fallback hand-off.
 #include "sealrelay/policy/fallback.hh"
 
+#include <vector>
+
 namespace sr::policy {
 
 const char* to_string(handoff_outcome o) {
@@ -20,10 +22,9 @@ bool needs_handoff(const effective_policy& p) {
   return false;
 }
 
-std::string_view fallback_stub_notice() {
-  return "fallback sidecar not available yet: a forced policy's message whose MX hosts all "
-         "failed TLS stays queued (audit: deferred, fallback-unavailable), is retried over TLS "
-         "and bounces at outbound.max_queue_age";
+void answer_all(const handoff_request& req, handoff_completion& done, handoff_outcome o) {
+  std::vector<handoff_outcome> all(req.recipients.size(), o);
+  done.handoff_done(all);
 }
 
 }  // namespace sr::policy

@@ -4,12 +4,15 @@
 // queue), and the listeners open last, once an accepted message has somewhere to go.
 #include "sealrelay/relay/shard.hh"
 
+#include "sealrelay/handoff/client.hh"
+
 #include <ctime>
 
 #include "sealrelay/admin/metrics.hh"
 #include "sealrelay/audit/writer.hh"
 #include "sealrelay/delivery/agent.hh"
 #include "sealrelay/dns/resolver.hh"
+#include "sealrelay/handoff/client.hh"
 #include "sealrelay/https/client.hh"
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/queue/job.hh"
@@ -72,6 +75,14 @@ status shard_root::open_spool() {
   return {};
 }
 
+bool needs_sidecar(const config::config& cfg) {
+  for (const auto& p : cfg.policies)
+    if (p.tls == config::tls_policy::forced)
+      for (const auto& m : p.fallback)
+        if (m != "defer") return true;
+  return false;
+}
+
 status shard_root::start_delivery() {
   const auto& cfg = _ps.cfg;
   dns::resolver_options ro;
@@ -119,6 +130,15 @@ status shard_root::start_delivery() {
   if (status s = _agent->start(); !s) return s;
   _sched->set_connector(_agent.get());
   if (status s = start_tlsrpt(); !s) return s;
+  if (_ps.sidecar) {
+    handoff::client::options ho;
+    ho.socket = cfg.fallback.socket;
+    ho.outbox = cfg.server.state_dir + "/fallback/outbox";
+    ho.node = cfg.server.hostname;
+    _handoff = std::make_unique<handoff::client>(_shard, *_store, std::move(ho), _ps.sidecar);
+    _handoff->start();
+    _agent->set_fallback(_handoff.get());
+  }
   if (_policy_reader) {
     // This shard's view of the policy table: refreshed on every tick (a wait-free
     // pointer load), so a SIGHUP reaches new delivery attempts within 100 ms.
@@ -293,6 +313,19 @@ void shard_root::publish_metrics() {
   const auto& c = _agent->counters();
   m.connections_outbound.set(me, int64_t(_agent->open_links()));
   m.fallback_handoffs.cell(me).store(c.fallback_handoffs, std::memory_order_relaxed);
+  if (_handoff) {
+    const auto& h = _handoff->stats();
+    m.fallback_link_up.set(me, _handoff->up() ? 1 : 0);
+    m.fallback_pending.set(me, int64_t(_handoff->pending()));
+    m.fallback_unavailable.cell(me).store(h.unavailable, std::memory_order_relaxed);
+    m.fallback_outcome_pgp.cell(me).store(h.outcomes_pgp, std::memory_order_relaxed);
+    m.fallback_outcome_smime.cell(me).store(h.outcomes_smime, std::memory_order_relaxed);
+    m.fallback_outcome_escrowed.cell(me).store(h.outcomes_escrowed, std::memory_order_relaxed);
+    m.fallback_outcome_defer.cell(me).store(h.outcomes_defer, std::memory_order_relaxed);
+    if (me == 0 && _ps.sidecar)
+      m.fallback_restarts.cell(0).store(_ps.sidecar->restarts.load(std::memory_order_relaxed),
+                                        std::memory_order_relaxed);
+  }
   m.deliveries("").cell(me).store(c.plain_deliveries, std::memory_order_relaxed);
   m.deliveries("TLSv1.3").cell(me).store(c.tls13, std::memory_order_relaxed);
   m.deliveries("TLSv1.2").cell(me).store(c.tls12, std::memory_order_relaxed);

@@ -113,9 +113,7 @@ TEST(CheckConfig, ValuesOfFeaturesNotBuiltAreRefused) {
   };
   const refused cases[] = {
       {"[[listen]]\naddress = \"127.0.0.1:2\"\nmode = \"submission\"\n", ":7: listen[1].mode"},
-      {"[[policy]]\ndomain = \"bank.example\"\nfallback = [\"escrow\"]\n",
-       ":7: policy[0].fallback[0]"},
-      {"[fallback]\nspawn = false\n", ":6: fallback.spawn"},
+      {"[auth]\nusers_file = \"u\"\n", ":6: auth.users_file"},
   };
   for (const auto& c : cases) {
     temp_dir d;
@@ -129,12 +127,15 @@ TEST(CheckConfig, ValuesOfFeaturesNotBuiltAreRefused) {
       EXPECT_NE(res.output.find("not available in this version"), std::string::npos) << res.output;
     }
   }
-  // A forced policy that leaves fallback unset, and "defer", stay valid.
+  // A forced policy that leaves fallback unset, "defer", the fallback methods and the
+  // [fallback] keys (the sidecar is built) are valid.
   temp_dir d;
   auto path = write_config(d, "ok.toml",
                            std::string(listen_block) +
                                "[[policy]]\ndomain = \"bank.example\"\ntls = \"forced\"\n"
-                               "[[policy]]\ndomain = \"clinic.example\"\nfallback = [\"defer\"]\n");
+                               "[[policy]]\ndomain = \"clinic.example\"\nfallback = [\"defer\"]\n"
+                               "[[policy]]\ndomain = \"lab.example\"\nfallback = [\"pgp\", \"escrow\"]\n"
+                               "[fallback]\nspawn = false\nstore = \"sqlite\"\nportal_listen = \"\"\n");
   auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
   EXPECT_EQ(res.exit_code, 0) << res.output;
 }

@@ -188,6 +188,9 @@ void relay::write_config() {
     << "\n\n"
     << "[admin]\n"
     << "listen = \"" << _opts.admin_listen << "\"\n\n"
+    << "[fallback]\n"
+    << "socket = " << (dir() / "fallback.sock") << "\n"
+    << _opts.fallback << "\n\n"
     << _opts.extra_toml << "\n";
   std::ofstream(config_path()) << c.str();
 }

@@ -58,6 +58,10 @@ struct relay_options {
   // Raw lines for [mta_sts]. Off by default here: most tests route mail without DNS, where
   // a TXT lookup would only wait for its timeout (MTA-STS tests turn it on).
   std::string mta_sts = "enabled = false";
+  // Raw lines for [fallback] (socket is always <dir>/fallback.sock). By default no sidecar
+  // runs and no portal listens: a forced domain's failed message stays queued (audit
+  // fallback-unavailable). Fallback tests set spawn = true and their portal, store, keys.
+  std::string fallback = "spawn = false\nportal_listen = \"\"";
 };
 
 // Milliseconds left until `until` (0 when it has passed), for poll().

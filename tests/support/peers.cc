@@ -652,6 +652,8 @@ std::vector<audit_line> read_audit(const fs::path& file) {
     a.cipher = opt("cipher");
     a.reason = opt("reason");
     a.smtp_reply = opt("smtp_reply");
+    a.event = get_str(v, "event");
+    a.detail = get_str(v, "detail");
     if (auto* f = field(v, "cipher_bits"); f && f->k == jvalue::kind::number) a.cipher_bits = int(f->n);
     a.attempt = int(get_num(v, "attempt"));
     a.tls = get_bool(v, "tls");

@@ -182,6 +182,8 @@ relay* world::start_relay(const std::string& extra_toml, const std::string& outb
   }
   relay_options o = delivery_options(_dns->address(), _port, outbound_extra, extra_toml, _outbound_defaults);
   o.mta_sts = _mta_sts;
+  o.fallback = _fallback;
+  o.admin_listen = _admin_listen;
   _relay = std::make_unique<relay>(o);
   if (!_relay->start()) {
     ADD_FAILURE() << "relay: " << _relay->error() << _relay->log();

@@ -99,6 +99,8 @@ class world {
   toml_defaults _outbound_defaults = fast_outbound;
   uint16_t _port = 0;   // the MX port shared by every host; 0 when none was free
   std::string _mta_sts = "enabled = false";  // [mta_sts] lines of the relay's config
+  std::string _fallback = relay_options{}.fallback;  // [fallback] lines (no sidecar by default)
+  std::string _admin_listen;                         // [admin] listen ("" = off)
   std::unique_ptr<dns_fixture> _dns;
   std::vector<std::unique_ptr<fake_mx>> _mxs;
   std::unique_ptr<relay> _relay;

@@ -172,6 +172,12 @@ struct relay_metrics {
   gauge audit_failing;         // sealrelay_audit_failing: shards whose last audit write failed
   counter messages_dropped;    // sealrelay_messages_dropped_total: per recipient (exclusive policy)
   counter fallback_handoffs;   // sealrelay_fallback_handoffs_total: forced, TLS failed at every MX
+  gauge fallback_link_up;      // sealrelay_fallback_links_up: shards linked to the sidecar
+  gauge fallback_pending;      // sealrelay_fallback_pending: hand-offs awaiting the sidecar
+  counter fallback_unavailable;  // sealrelay_fallback_unavailable_total: hand-offs kept queued
+  counter fallback_outcome_pgp, fallback_outcome_smime, fallback_outcome_escrowed,
+      fallback_outcome_defer;  // sealrelay_fallback_outcomes_total{outcome}: per recipient
+  counter fallback_restarts;   // sealrelay_fallback_restarts_total: sidecar restarts
 
   // Return the deliveries counter for a negotiated version ("TLSv1.3"; "" = plaintext).
   const counter& deliveries(std::string_view tls_version) const;

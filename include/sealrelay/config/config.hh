@@ -125,6 +125,9 @@ struct policy_entry {
 struct fallback_section {
   bool spawn = true;
   std::string socket = "var/fallback.sock";
+  // Escrow store: "sqlite" (state_dir/escrow.db) or a "postgresql://..." connection URI
+  // (several relay nodes sharing one portal).
+  std::string store = "sqlite";
   std::string portal_listen = "127.0.0.1:8443";
   std::string portal_url = "https://localhost:8443";
   duration escrow_expiry = std::chrono::hours(24 * 30);

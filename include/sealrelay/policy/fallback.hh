@@ -1,9 +1,10 @@
 // The hand-off point from the queue to the fallback (DESIGN.md §2 "fallback sidecar"):
 // when a forced policy gives up on TLS, delivery passes the message and the reason here
-// and the answer comes back later, as a completion, to set the recipients' outcome. The
-// sidecar (escrow / PGP / S/MIME) comes later; until then `unavailable_handoff` answers
-// `unavailable` for every message: it stays queued, is retried over TLS on the normal
-// schedule (audit: deferred, reason fallback-unavailable) and bounces at max_queue_age.
+// and the answer comes back later, as a completion, to set each recipient's outcome. The
+// sidecar client (src/handoff) implements it; `unavailable_handoff` (no sidecar: the
+// fallback.spawn = false relay before its sidecar connects, unit tests) answers
+// `unavailable`: the message stays queued, is retried over TLS on the normal schedule
+// (audit: deferred, reason fallback-unavailable) and bounces at max_queue_age.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -27,14 +28,15 @@ enum class handoff_outcome : uint8_t {
 const char* to_string(handoff_outcome o);
 
 // One message for the fallback. Views are valid during hand_off() only (the sidecar client
-// copies what it sends); the body is the spool's bytes as spans, possibly empty when the
-// message was not loaded (the client then streams it from the spool).
+// copies what it sends). The message is passed by reference: the sidecar reads it from its
+// spool record (segment, offset, length), never through the socket.
 struct handoff_request {
   std::string_view queue_id;                          // the relay's id
   std::string_view from;                              // envelope sender ("" = null sender)
   std::span<const std::string_view> recipients;      // of this domain, without <>
   std::string_view domain;                            // recipient domain
-  std::span<const std::span<const std::byte>> body;   // the message, in order
+  std::string_view segment;                           // spool segment holding the record
+  uint64_t offset = 0, length = 0;                    // the record within it
   report::reason reason = report::reason::none;       // last TLS reason, e.g. weak_cipher
   const effective_policy* policy = nullptr;           // fallback chain to walk
 };
@@ -42,8 +44,8 @@ struct handoff_request {
 // Where the answer to one hand-off goes (the engine's object for that message).
 class handoff_completion {
  public:
-  // The fallback answered `o` for the message this completion was handed with.
-  virtual void handoff_done(handoff_outcome o) = 0;
+  // The fallback answered: one outcome per recipient of the request, in its order.
+  virtual void handoff_done(std::span<const handoff_outcome> per_rcpt) = 0;
 
  protected:
   ~handoff_completion() = default;
@@ -58,20 +60,22 @@ class fallback_handoff {
   virtual void hand_off(const handoff_request& req, handoff_completion& done) = 0;
 };
 
-// Until the sidecar exists: no fallback can be reached.
+// Answer `o` for every recipient of `req`.
+void answer_all(const handoff_request& req, handoff_completion& done, handoff_outcome o);
+
+// No sidecar: no fallback can be reached.
 class unavailable_handoff final : public fallback_handoff {
  public:
   // Answer `unavailable` at once.
-  void hand_off(const handoff_request&, handoff_completion& done) override {
-    done.handoff_done(handoff_outcome::unavailable);
+  void hand_off(const handoff_request& req, handoff_completion& done) override {
+    answer_all(req, done, handoff_outcome::unavailable);
   }
 };
+
 
 // Return whether `p`'s fallback chain has a method that needs the sidecar (anything but
 // "defer"): a chain of only "defer" keeps retrying without a hand-off.
 bool needs_handoff(const effective_policy& p);
 
-// Return the one-line start-up notice that forced policies' fallback is unavailable.
-std::string_view fallback_stub_notice();
 
 }  // namespace sr::policy

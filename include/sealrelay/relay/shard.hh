@@ -51,6 +51,10 @@ class reporter;
 namespace sr::https {
 class client;
 }
+namespace sr::handoff {
+class client;
+struct shared_status;
+}
 namespace sr::tls {
 class context;
 }
@@ -67,7 +71,14 @@ struct process_state {
   admin::relay_metrics* metrics = nullptr;   // published by each shard on its tick
   policy::registry* policies = nullptr;      // TLS policy table; SIGHUP publishes a new one
   std::atomic<uint64_t> recovered{0};        // messages found in the spools at start
+  // The fallback sidecar's shared state; null when no forced policy needs the sidecar
+  // (then hand-offs are answered unavailable without a link).
+  handoff::shared_status* sidecar = nullptr;
 };
+
+// Return whether `cfg` has a forced [[policy]] whose fallback chain needs the sidecar
+// (anything but "defer").
+bool needs_sidecar(const config::config& cfg);
 
 class shard_root final : public server::shard_unit {
  public:
@@ -113,6 +124,7 @@ class shard_root final : public server::shard_unit {
   std::unique_ptr<sts::cache> _sts_cache;
   std::unique_ptr<sts::resolver> _sts;
   std::unique_ptr<delivery::agent> _agent;
+  std::unique_ptr<handoff::client> _handoff;  // the agent's fallback; destroyed before it
 };
 
 }  // namespace sr::relay

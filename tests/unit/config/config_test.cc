@@ -688,32 +688,26 @@ TEST(config, values_of_features_not_built_are_refused) {
                                     "mode = \"submission\""}),
        "t.toml:5: listen[1].mode: \"submission\" is not available in this version (submission "
        "(AUTH after TLS) is not built yet)"},
-      {"pgp", with_listener({"[[policy]]", "domain = \"a.example\"", "fallback = [\"pgp\"]"}),
-       "t.toml:5: policy[0].fallback[0]: \"pgp\" is not available in this version (the fallback "
-       "sidecar (PGP) is not built yet)"},
-      {"one element per line", with_listener({"[[policy]]", "domain = \"a.example\"",
-                                                       "fallback = [", "  \"smime\",",
-                                                       "  \"escrow\"]"}),
-       "t.toml:6: policy[0].fallback[0]: \"smime\" is not available in this version (the "
-       "fallback sidecar (S/MIME) is not built yet)"},
-      {"escrow", with_listener({"[[policy]]", "domain = \"b.example\"", "tls = \"forced\"",
-                                "fallback = [\"escrow\"]"}),
-       "t.toml:6: policy[0].fallback[0]: \"escrow\" is not available in this version (the "
-       "fallback sidecar (escrow) is not built yet)"},      // Keys that only configure a feature not built are refused whatever their value.
-      {"fallback table", with_listener({"[fallback]", "spawn = false"}),
-       "t.toml:4: fallback.spawn: is not available in this version (the fallback sidecar is "
-       "not built yet)"},
-      {"portal", with_listener({"[fallback]", "portal_listen = \"\""}),
-       "t.toml:4: fallback.portal_listen: is not available in this version (the escrow portal "
-       "is not built yet)"},
       {"users_file", with_listener({"[auth]", "users_file = \"u\""}),
        "t.toml:4: auth.users_file: is not available in this version (submission (AUTH after "
        "TLS) is not built yet)"},
   };
   for (const auto& c : cases) EXPECT_EQ(err_of(c.text), c.expected) << c.name << "\n" << c.text;
 
+  // The fallback sidecar is built (issue 9): its methods and keys are accepted.
+  auto fb = parse(with_listener({"[[policy]]", "domain = \"a.example\"",
+                                 "fallback = [\"pgp\", \"smime\", \"escrow\"]", "[fallback]",
+                                 "spawn = false", "store = \"postgresql://relay@db/escrow\"",
+                                 "portal_listen = \"\""}),
+                  "t.toml");
+  ASSERT_TRUE(fb) << fb.err();
+  EXPECT_EQ(fb->fallback.store, "postgresql://relay@db/escrow");
+  EXPECT_EQ(err_of(with_listener({"[fallback]", "store = \"mysql://x\""})),
+            "t.toml:4: fallback.store: expected \"sqlite\" or a postgresql:// connection URI, got "
+            "\"mysql://x\"");
+
   // What stays valid: MTA-STS off, relay listeners, verify none/ca, "defer", and a forced
-  // policy that leaves fallback unset (the DESIGN default chain; deferred until the sidecar).
+  // policy that leaves fallback unset (the DESIGN default chain).
   auto ok = parse(with_listener({"[mta_sts]", "enabled = false", "[[listen]]",
                                  "address = \"127.0.0.1:2526\"", "mode = \"relay\"", "[[policy]]",
                                  "domain = \"a.example\"", "verify = \"ca\"",

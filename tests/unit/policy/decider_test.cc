@@ -335,26 +335,26 @@ TEST(policy_outcome, forced_falls_back_exclusive_drops_after_fallback_after) {
   EXPECT_STREQ(to_string(tls_failure_outcome::drop), "drop");
 }
 
-// The hand-off answers through a completion; until the sidecar exists every message is
-// answered `unavailable` (audit: deferred, fallback-unavailable).
+// The hand-off answers through a completion, one outcome per recipient; without a sidecar
+// every recipient is answered `unavailable` (audit: deferred, fallback-unavailable).
 TEST(policy_fallback, stub_answers_unavailable_through_the_completion) {
   struct answer : handoff_completion {
     std::vector<handoff_outcome> got;
-    void handoff_done(handoff_outcome o) override { got.push_back(o); }
+    void handoff_done(std::span<const handoff_outcome> o) override {
+      got.assign(o.begin(), o.end());
+    }
   } done;
   unavailable_handoff h;
   fallback_handoff& iface = h;
   effective_policy p = make(tls_policy::forced);
-  std::string body = "Subject: x\r\n\r\nhello\r\n";
-  std::span<const std::byte> part(reinterpret_cast<const std::byte*>(body.data()), body.size());
-  std::string_view rcpts[] = {"a@bank.example"};
-  handoff_request req{"Q1", "s@relay.example", rcpts, "bank.example",
-                      std::span<const std::span<const std::byte>>(&part, 1), reason::weak_cipher, &p};
+  std::string_view rcpts[] = {"a@bank.example", "b@bank.example"};
+  handoff_request req{"Q1", "s@relay.example", rcpts, "bank.example", "/var/spool/0/1.seg",
+                      0, 100, reason::weak_cipher, &p};
   iface.hand_off(req, done);
-  EXPECT_EQ(done.got, std::vector<handoff_outcome>{handoff_outcome::unavailable});
+  EXPECT_EQ(done.got, (std::vector<handoff_outcome>{handoff_outcome::unavailable,
+                                                    handoff_outcome::unavailable}));
   EXPECT_STREQ(to_string(handoff_outcome::unavailable), "deferred");
   EXPECT_STREQ(to_string(handoff_outcome::escrowed), "escrowed");
-  EXPECT_NE(fallback_stub_notice().find("fallback-unavailable"), std::string_view::npos);
 }
 
 TEST(policy_fallback, a_chain_of_only_defer_needs_no_hand_off) {
