@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include "crc32c.hh"
+
 namespace sr::spool {
 namespace {
 
@@ -95,6 +97,14 @@ bool header_plausible(const record_header& h) {
   if (h.version == format_v1) return h.type == record_type::message || h.type == record_type::done;
   return h.version == format_v2 && (h.type == record_type::message || h.type == record_type::done ||
                                     h.type == record_type::attempts);
+}
+
+uint32_t payload_crc(std::span<const std::byte> payload) {
+  return crc32c(payload.data(), payload.size());
+}
+
+bool payload_crc_ok(const record_header& h, std::span<const std::byte> payload) {
+  return payload.size() == h.payload_len && payload_crc(payload) == h.crc;
 }
 
 bool envelope_fits(const message_meta& meta) {

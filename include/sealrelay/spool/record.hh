@@ -84,6 +84,11 @@ void encode_header(const record_header& h, std::byte* out);
 record_header decode_header(const std::byte* in);
 // Check the fields a torn or foreign write would get wrong (magic, type, zero fields).
 bool header_plausible(const record_header& h);
+// Return the CRC32C of a payload, as a header's `crc` field holds it.
+uint32_t payload_crc(std::span<const std::byte> payload);
+// Check that `payload` is as long as `h` says and matches its CRC (a reader outside the
+// spool, such as the fallback sidecar, checks a record it was pointed at this way).
+bool payload_crc_ok(const record_header& h, std::span<const std::byte> payload);
 
 // Check that `meta` fits the format (id length, address lengths); false = cannot be stored.
 bool envelope_fits(const message_meta& meta);
