@@ -281,7 +281,8 @@ status server::start() {
   impl& m = *_impl;
   if (m.listen_fd >= 0) return error{"portal: already started"};
   if (!m.opt.open_store) return error{"portal: no store factory"};
-  auto ctx = tls::context::server(m.opt.cert_file, m.opt.key_file, tls::tls_version::v1_2);
+  auto ctx = tls::context::server(m.opt.cert_file, m.opt.key_file,
+                                  std::max(m.opt.min_version, tls::tls_version::v1_2));
   if (!ctx) return error{"portal: " + ctx.err()};
   m.ctx.emplace(std::move(*ctx));
   socklen_t len = 0;

@@ -20,6 +20,7 @@
 #include "sealrelay/fallback/audit_event.hh"
 #include "sealrelay/fallback/escrow_store.hh"
 #include "sealrelay/fallback/protocol.hh"
+#include "sealrelay/tls/context.hh"
 #include "sealrelay/util/result.hh"
 
 namespace sr::fallback::portal {
@@ -33,6 +34,7 @@ using store_factory = std::function<result<std::unique_ptr<escrow_store>>()>;
 struct server_options {
   std::string listen;                 // "ip:port" or "[v6]:port"; port 0 = any (tests)
   std::string cert_file, key_file;    // the relay's tls.cert_file / tls.key_file
+  tls::tls_version min_version = tls::tls_version::v1_2;  // raised to 1.2 when lower
   std::string state_dir;              // code mails are written to <state_dir>/fallback/outbox/
   std::string hostname;               // server.hostname: From noreply-escrow@<hostname>
   store_factory open_store;

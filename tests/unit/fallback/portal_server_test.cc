@@ -32,6 +32,7 @@
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/tls/socket_session.hh"
 #include "sealrelay/util/text.hh"
+#include "support/https_client.hh"
 #include "support/temp_dir.hh"
 
 namespace {
@@ -40,6 +41,8 @@ using namespace sr::fallback;
 using namespace std::chrono_literals;
 using clk = sr::tls::socket_session::clock;
 namespace fs = std::filesystem;
+using sr::test::reply;
+using https_client = sr::test::https_client;
 
 const seconds_t t0{std::chrono::seconds{1'900'000'000}};
 
@@ -82,88 +85,6 @@ std::string escrowed_message() {
          "\r\n" + b64 +
          "--mix--\r\n";
 }
-
-struct reply {
-  int code = 0;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  bool ok = false;  // a whole response arrived
-  std::string header(std::string_view name) const {
-    for (const auto& [n, v] : headers)
-      if (sr::iequals(n, name)) return v;
-    return {};
-  }
-  int count(std::string_view name) const {
-    int n = 0;
-    for (const auto& h : headers) n += sr::iequals(h.first, name);
-    return n;
-  }
-};
-
-// One HTTPS client connection to the portal (keep-alive allowed).
-class client {
- public:
-  explicit client(uint16_t port) {
-    auto ctx = sr::tls::context::client(cert("ca.crt"), sr::tls::tls_version::v1_2);
-    EXPECT_TRUE(ctx.ok());
-    _ctx.emplace(std::move(*ctx));
-    auto s = sr::tls::socket_session::connect(*_ctx, dial(port), "localhost", clk::now() + 10s);
-    EXPECT_TRUE(s.ok()) << (s.ok() ? "" : s.err());
-    if (s) {
-      EXPECT_EQ(s->tls().verdict(), sr::tls::cert_verdict::verified);
-      _s.emplace(std::move(*s));
-    }
-  }
-
-  static int dial(uint16_t port) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    return fd;
-  }
-
-  // Send raw bytes (for malformed requests) and read one response.
-  reply raw(std::string_view bytes, bool head = false) {
-    reply r;
-    if (!_s || !_s->write_all(bytes, clk::now() + 10s)) return r;
-    sr::http::response_parser p(sr::http::limits{.max_body = 64u << 20});
-    p.expect_no_body(head);
-    std::byte buf[16384];
-    auto deadline = clk::now() + 20s;
-    while (p.status() == sr::http::parse_status::need_more) {
-      long n = _s->read(buf, deadline);
-      if (n <= 0) {
-        p.feed_eof();
-        break;
-      }
-      p.feed(std::string_view(reinterpret_cast<const char*>(buf), static_cast<size_t>(n)));
-    }
-    if (p.status() != sr::http::parse_status::done) return r;
-    r.ok = true;
-    r.code = p.code();
-    for (const auto& h : p.headers()) r.headers.emplace_back(h.name, h.value);
-    r.body = std::string(p.body());
-    return r;
-  }
-
-  reply request(std::string_view method, std::string_view target, std::string_view body = {},
-                std::string_view cookie = {}, bool keep_alive = false) {
-    std::vector<sr::http::header> fields;
-    if (!body.empty())
-      fields.push_back({"Content-Type", "application/x-www-form-urlencoded"});
-    if (!cookie.empty()) fields.push_back({"Cookie", cookie});
-    std::string out;
-    sr::http::write_request(out, method, target, "localhost", fields, body, keep_alive);
-    return raw(out, method == "HEAD");
-  }
-
- private:
-  std::optional<sr::tls::context> _ctx;
-  std::optional<sr::tls::socket_session> _s;
-};
 
 struct captured_mail {
   wire::output out;
@@ -233,10 +154,10 @@ class PortalServer : public testing::Test {
   static std::string path(const escrow::link& l) { return "/m/" + l.id + "/" + l.secret; }
 
   reply get(const std::string& target, std::string_view cookie = {}) {
-    return client(_server->port()).request("GET", target, {}, cookie);
+    return https_client(_server->port(), cert("ca.crt")).request("GET", target, {}, cookie);
   }
   reply post(const std::string& target, std::string_view body = {}) {
-    return client(_server->port()).request("POST", target, body);
+    return https_client(_server->port(), cert("ca.crt")).request("POST", target, body);
   }
 
   size_t mail_count() {
@@ -474,12 +395,12 @@ TEST_F(PortalServer, MalformedAndOversizedRequestsAndTheServerStaysUp) {
   start();
   auto l = deposit();
   {
-    reply r = client(_server->port()).raw("BLAH\r\n\r\n");
+    reply r = https_client(_server->port(), cert("ca.crt")).raw("BLAH\r\n\r\n");
     EXPECT_EQ(r.code, 400);
     expect_security_headers(r);
   }
   {
-    reply r = client(_server->port()).raw("POST " + path(l) +
+    reply r = https_client(_server->port(), cert("ca.crt")).raw("POST " + path(l) +
                                           " HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n");
     EXPECT_EQ(r.code, 413);
     expect_security_headers(r);
@@ -487,28 +408,28 @@ TEST_F(PortalServer, MalformedAndOversizedRequestsAndTheServerStaysUp) {
   {
     std::string big = "GET / HTTP/1.1\r\nHost: x\r\n";
     for (int i = 0; i < 200; ++i) big += "X-Pad-" + std::to_string(i) + ": " + std::string(60, 'p') + "\r\n";
-    reply r = client(_server->port()).raw(big + "\r\n");
+    reply r = https_client(_server->port(), cert("ca.crt")).raw(big + "\r\n");
     EXPECT_TRUE(r.code == 431 || r.code == 400) << r.code;
   }
   {
-    reply r = client(_server->port()).raw(
+    reply r = https_client(_server->port(), cert("ca.crt")).raw(
         "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
     EXPECT_EQ(r.code, 400);
   }
   {
     // Plain text on the TLS port, and a client that connects and says nothing.
-    int fd = client::dial(_server->port());
+    int fd = https_client::dial(_server->port());
     std::string req = "GET / HTTP/1.1\r\n\r\n";
     ASSERT_GT(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), 0);
     char buf[256];
     ::recv(fd, buf, sizeof buf, 0);
     ::close(fd);
   }
-  int silent = client::dial(_server->port());
+  int silent = https_client::dial(_server->port());
   EXPECT_EQ(get(path(l)).code, 200);  // the other worker still serves
   ::close(silent);
   // Keep-alive: two requests on one connection; HEAD has no body.
-  client c(_server->port());
+  https_client c(_server->port(), cert("ca.crt"));
   reply first = c.request("GET", path(l), {}, {}, true);
   EXPECT_EQ(first.code, 200);
   EXPECT_EQ(first.header("Connection"), "");
@@ -537,7 +458,7 @@ TEST_F(PortalServer, FailedSubmitShowsTheErrorPageAndLeavesNoFile) {
 TEST_F(PortalServer, StopEndsIdleConnectionsPromptly) {
   start();
   auto l = deposit();
-  client c(_server->port());
+  https_client c(_server->port(), cert("ca.crt"));
   EXPECT_EQ(c.request("GET", path(l), {}, {}, true).code, 200);  // then idles (keep-alive)
   auto begin = clk::now();
   _server->stop();
