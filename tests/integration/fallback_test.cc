@@ -268,7 +268,12 @@ TEST_F(Fallback, SidecarKilledMidStreamLosesNothingAndSendsNothingInClear) {
     ASSERT_FALSE(q.empty()) << why;
     qids.insert(q);
     if (i % 250 == 125 && kills < 3) {
+      // The supervisor may still be backing off from the previous kill: wait for the new one.
       auto pids = sidecar_pids(r->pid());
+      for (auto until = clock::now() + 20s; pids.size() != 1 && clock::now() < until;) {
+        std::this_thread::sleep_for(50ms);
+        pids = sidecar_pids(r->pid());
+      }
       ASSERT_EQ(pids.size(), 1u) << r->log();
       ::kill(pids[0], SIGKILL);
       ++kills;
