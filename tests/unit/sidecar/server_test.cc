@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -88,6 +89,11 @@ class server_test : public ::testing::Test {
  protected:
   void SetUp() override {
     std::filesystem::create_directories(_dir.path() / "outbox");
+    // An output two hours old (its engine died before spooling it) and a fresh one.
+    std::ofstream(_dir.path() / "outbox" / "old.eml") << "x";
+    std::ofstream(_dir.path() / "outbox" / "new.eml") << "x";
+    std::filesystem::last_write_time(_dir.path() / "outbox" / "old.eml",
+                                     std::filesystem::file_time_type::clock::now() - 2h);
     server_options o;
     o.socket_path = (_dir.path() / "fb.sock").string();
     o.handler.outbox_dir = (_dir.path() / "outbox").string();
@@ -121,6 +127,13 @@ class server_test : public ::testing::Test {
   std::unique_ptr<server> _srv;
   std::thread _loop;
 };
+
+TEST_F(server_test, the_sweep_removes_only_stale_outputs) {
+  auto old = _dir.path() / "outbox" / "old.eml";
+  for (int i = 0; i < 500 && std::filesystem::exists(old); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(std::filesystem::exists(old));
+  EXPECT_TRUE(std::filesystem::exists(_dir.path() / "outbox" / "new.eml"));
+}
 
 TEST_F(server_test, submit_without_an_engine_is_false_at_once) {
   auto t0 = std::chrono::steady_clock::now();
