@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   // SIGTERM/SIGINT arrive through a signalfd in the loop; blocked before any thread starts
   // so that every thread (workers, the portal) inherits the mask.
   ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);  // the daemon reloads on SIGHUP; the sidecar keeps its config
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
