@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "sealrelay/fallback/escrow.hh"
+#include "sealrelay/fallback/handler.hh"
 #include "sealrelay/fallback/mime_view.hh"
 #include "sealrelay/fallback/notice.hh"
 #include "sealrelay/fallback/portal_pages.hh"
@@ -596,42 +597,22 @@ bool server::impl::send_code_mail(const std::string& recipient, const std::strin
     SR_ERROR("portal: code mail: %s", mail.err().c_str());
     return false;
   }
-  namespace fs = std::filesystem;
-  fs::path dir = fs::path(opt.state_dir) / "fallback" / "outbox";
+  // The sidecar's main made the outbox (0700); a portal run alone (tests) makes it here.
+  std::string dir = opt.state_dir + "/fallback/outbox";
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  uint8_t rnd[12];
-  if (!tls::random_bytes(rnd)) return false;
-  std::string stem = "portal-code-" + hex(rnd);
-  fs::path tmp = dir / ("." + stem + ".tmp");
-  fs::path final_path = dir / (stem + ".eml");
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    SR_ERROR("portal: %s: %s", tmp.c_str(), strerror(errno));
+  std::filesystem::create_directories(dir, ec);
+  auto written = write_outbox(dir, "code", mail->message);
+  if (!written) {
+    SR_ERROR("portal: code mail: %s", written.err().c_str());
     return false;
   }
-  const std::string& bytes = mail->message;
-  std::size_t off = 0;
-  // Bounded: every round writes bytes or fails.
-  while (off < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    off += static_cast<std::size_t>(n);
-  }
-  bool written = off == bytes.size();
-  if (::close(fd) != 0) written = false;
-  if (!written || ::rename(tmp.c_str(), final_path.c_str()) != 0) {
-    SR_ERROR("portal: cannot write %s: %s", final_path.c_str(), strerror(errno));
-    ::unlink(tmp.c_str());
-    return false;
-  }
+  const std::string& final_path = *written;
   wire::output out;
   out.kind = kind_escrow_notice;
   out.from = "";  // null sender: nothing should answer an automatic code mail
   out.rcpts = {recipient};
   out.msg_id = mail->msg_id;
-  out.path = final_path.string();
+  out.path = final_path;
   if (!opt.submit_mail(out, opt.submit_timeout)) {
     SR_WARN("portal: the relay did not take the code mail %s", mail->msg_id.c_str());
     ::unlink(final_path.c_str());  // the reader asks again; no stale code mail later
