@@ -302,6 +302,21 @@ TEST_F(Sidecar, ServesSeveralEnginesAndDropsOnlyABrokenOne) {
   ASSERT_TRUE(bad.send_raw(f));
   EXPECT_FALSE(bad.next(5s));
   EXPECT_TRUE(bad.eof()) << "a malformed frame closes the connection";
+  // A length prefix beyond max_frame, and random bytes: each closes only its connection.
+  for (int round = 0; round < 2; ++round) {
+    engine_link junk;
+    ASSERT_TRUE(junk.connect(socket_path(), steady::now() + 2s));
+    std::string bytes;
+    if (round == 0) {
+      ASSERT_TRUE(junk.hello());
+      bytes = std::string("\xff\xff\xff\xff", 4) + std::string(64, 'x');
+    } else {
+      for (int i = 0; i < 4096; ++i) bytes += char((i * 7919 + 13) & 0xff);
+    }
+    junk.send_raw(bytes);
+    EXPECT_FALSE(junk.next(5s));
+    EXPECT_TRUE(junk.eof()) << "round " << round;
+  }
   // A hand-off before hello.
   ASSERT_TRUE(early.send(record("00000000000000B0", {"x@dest.test"}, {wire::method::escrow})));
   EXPECT_FALSE(early.next(5s));
