@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "support/cert_files.hh"
+#include "support/pg_cluster.hh"
 #include "support/temp_dir.hh"
 #include "support/world.hh"
 
@@ -314,6 +315,45 @@ TEST_F(Fallback, SidecarKilledMidStreamLosesNothingAndSendsNothingInClear) {
   auto health = run_pipeline("curl -s --max-time 5 http://" + _admin_listen + "/healthz");
   ASSERT_TRUE(health);
   EXPECT_TRUE(contains(*health, "fallback: up")) << *health;
+}
+
+// Several relay nodes share one portal through PostgreSQL (fallback.store): two relays,
+// one cluster; each escrows a message and both records are in the shared store.
+TEST_F(Fallback, EscrowStoreOnPostgresqlSharedByTwoRelays) {
+  ASSERT_NE(_port, 0);
+  sr::test::pg_cluster pg;
+  ASSERT_TRUE(pg.start()) << pg.error();
+  ASSERT_TRUE(start_dns(bank_zone));
+  fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}, .cert = "", .no_starttls = true});
+  ASSERT_TRUE(mx);
+  use_sidecar();
+  _fallback += "store = \"postgresql://postgres@127.0.0.1:" + std::to_string(pg.port()) + "/postgres\"\n";
+  relay* a = start_relay(policy("[\"escrow\"]"));
+  ASSERT_TRUE(a);
+  auto first = std::move(_relay);  // start_relay keeps one; the second node gets its own
+  relay* b = start_relay(policy("[\"escrow\"]"));
+  ASSERT_TRUE(b);
+  ASSERT_TRUE(wait_sidecar(*a)) << a->log();
+  ASSERT_TRUE(wait_sidecar(*b)) << b->log();
+  std::string secret = unique("pg");
+  std::string qa = submit(*a, "alice@sender.test", {"one@bank.test"}, body_with(secret, "pg"));
+  std::string qb = submit(*b, "alice@sender.test", {"two@bank.test"}, body_with(secret, "pg"));
+  ASSERT_FALSE(qa.empty());
+  ASSERT_FALSE(qb.empty());
+  EXPECT_EQ(wait_audit(*a, 1, [&](const audit_line& l) { return l.queue_id == qa && l.outcome == "escrowed"; }, 30s).size(), 1u)
+      << dump_audit(*a) << a->log();
+  EXPECT_EQ(wait_audit(*b, 1, [&](const audit_line& l) { return l.queue_id == qb && l.outcome == "escrowed"; }, 30s).size(), 1u)
+      << dump_audit(*b) << b->log();
+  ASSERT_TRUE(mx->wait_messages(2, 30s));
+  for (const auto& m : mx->messages()) EXPECT_FALSE(contains(m.data, secret));
+  // Both records are in the one store, sealed (the secret text is nowhere in it).
+  auto n = run_pipeline("psql -h 127.0.0.1 -p " + std::to_string(pg.port()) +
+                        " -U postgres -d postgres -At -c \"SELECT recipient FROM escrow ORDER BY recipient\" 2>&1");
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, "one@bank.test\ntwo@bank.test\n");
+  auto dump = run_pipeline("pg_dump -h 127.0.0.1 -p " + std::to_string(pg.port()) + " -U postgres -a postgres 2>&1");
+  ASSERT_TRUE(dump);
+  EXPECT_FALSE(contains(*dump, secret));
 }
 
 // With the sidecar gone for good (fallback.spawn = false and nothing listening) the relay
