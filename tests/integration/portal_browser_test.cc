@@ -74,19 +74,20 @@ std::string message_text(const std::string& msg_id, const std::string& secret) {
   std::string m;
   m += "From: Alice <" + std::string(sender) + ">\r\n";
   m += "To: Bob <" + std::string(rcpt) + ">\r\n";
-  m += "Subject: Statement " + secret + "\r\n";
+  m += "Subject: Your December statement, ref. " + secret + "\r\n";
   m += "Message-ID: <" + msg_id + ">\r\n";
   m += "Date: Mon, 07 Dec 2026 01:00:00 +0000\r\n";
   m += "MIME-Version: 1.0\r\n";
   m += "Content-Type: multipart/mixed; boundary=\"outer-b\"\r\n\r\n";
   m += "--outer-b\r\nContent-Type: multipart/alternative; boundary=\"alt-b\"\r\n\r\n";
   m += "--alt-b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
-  m += "Dear Bob, your balance text part " + secret + ".\r\n\r\n";
+  m += "Dear Bob,\r\n\r\nyour December statement is attached (text part, ref. " + secret + ").\r\n\r\n";
   m += "--alt-b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n";
-  m += "<html><body><p>Dear Bob, your <b>balance</b> html part " + secret + ".</p>"
+  m += "<html><body><p>Dear Bob,</p><p>your <b>December statement</b> is attached (HTML part, ref. " +
+       secret + ").</p>"
        "<script>document.title='pwned'</script>"
        "<img src=\"https://tracker.example/pixel.gif\" onerror=\"alert(1)\">"
-       "<p onclick=\"alert(2)\">click</p></body></html>\r\n";
+       "<p onclick=\"alert(2)\">Questions? Reply to this message.</p></body></html>\r\n";
   m += "--alt-b--\r\n\r\n";
   m += "--outer-b\r\nContent-Type: application/pdf; name=\"statement.pdf\"\r\n";
   m += "Content-Disposition: attachment; filename=\"statement.pdf\"\r\n";
@@ -286,16 +287,17 @@ TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
   expect_phone_page(msg, "message page");
   EXPECT_EQ(text_at(msg, {"status"}), "200");
   std::string text = text_at(msg, {"text"});
-  EXPECT_TRUE(contains(text, "your balance text part " + secret)) << text;
-  EXPECT_TRUE(contains(text, "Statement " + secret)) << text;   // the subject, inside the portal only
+  EXPECT_TRUE(contains(text, "(text part, ref. " + secret + ")")) << text;
+  EXPECT_TRUE(contains(text, "Your December statement, ref. " + secret)) << text;   // the subject, inside only
   EXPECT_TRUE(contains(text, sender)) << text;
   EXPECT_TRUE(contains(text, "statement.pdf")) << text;
   EXPECT_FALSE(bool_at(msg, {"has_script"})) << text_at(msg, {"html"});
   const node* frames = at(msg, {"frames"});
   ASSERT_TRUE(frames && frames->is(node::array) && frames->items.size() == 1) << text_at(msg, {"html"});
   std::string frame = frames->items[0]->text;
-  EXPECT_TRUE(contains(frame, "html part " + secret)) << frame;
-  EXPECT_TRUE(contains(frame, "<b>balance</b>")) << frame;
+  EXPECT_TRUE(contains(frame, "(HTML part, ref. " + secret + ")")) << frame;
+  EXPECT_TRUE(contains(frame, "<b>December statement</b>")) << frame;
+  EXPECT_TRUE(contains(frame, "Questions? Reply to this message.")) << frame;
   EXPECT_FALSE(contains(frame, "<script")) << frame;
   EXPECT_FALSE(contains(frame, "onerror")) << frame;
   EXPECT_FALSE(contains(frame, "onclick")) << frame;
@@ -313,9 +315,11 @@ TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
   EXPECT_GE(wait_escrow_audit(msg_id, "view", 1), 1u) << dump_audit(*_relay);
   EXPECT_GE(wait_escrow_audit(msg_id, "download", 1), 1u) << dump_audit(*_relay);
 
-  // README's picture: the message page on a phone.
+  // README's picture (docs/portal.png): the whole message page on a phone.
+  std::string full = text_at(msg, {"screenshot_full"});
+  EXPECT_EQ(read_file(full).substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << full;
   std::error_code ec;
-  fs::copy_file(text_at(msg, {"screenshot"}), _art / "portal.png", fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(full, _art / "portal.png", fs::copy_options::overwrite_existing, ec);
 }
 
 // One wrong code says how many tries are left; the right code still opens the message.
@@ -335,7 +339,7 @@ TEST_F(PortalBrowser, AWrongCodeThenTheRightOne) {
   const node* right = at(d.summary.get(), {"pages", "right_code"});
   ASSERT_TRUE(right) << d.output;
   EXPECT_EQ(text_at(right, {"status"}), "200");
-  EXPECT_TRUE(contains(text_at(right, {"text"}), "your balance text part " + secret)) << text_at(right, {"text"});
+  EXPECT_TRUE(contains(text_at(right, {"text"}), "(text part, ref. " + secret + ")")) << text_at(right, {"text"});
   EXPECT_GE(wait_escrow_audit(msg_id, "code-wrong", 1), 1u) << dump_audit(*_relay);
   EXPECT_GE(wait_escrow_audit(msg_id, "view", 1), 1u) << dump_audit(*_relay);
   expect_no_content_at_mx(secret);
