@@ -111,6 +111,12 @@ class PortalBrowser : public ::testing::Test, protected world {
     _outbound_defaults = {{"connect_timeout", "\"2s\""}, {"retry", "[\"1s\"]"}, {"max_queue_age", "\"300s\""}};
   }
 
+  // Stop the relay with SIGTERM: it stops its sidecar (and the portal) before the temp
+  // dirs go, so nothing writes into them while they are removed.
+  void TearDown() override {
+    if (_relay && _relay->running()) _relay->stop();
+  }
+
   void SetUp() override {
     run_result r = run({python_binary(), tool_path("browser.py").string(), "check"}, 10s);
     if (r.exit_code == 77) GTEST_SKIP() << r.output;
@@ -195,7 +201,7 @@ class PortalBrowser : public ::testing::Test, protected world {
   // Escrow audit lines (kind "escrow") of the message `msg_id` whose event is `event`,
   // waiting until at least `n` are there (fewer at the deadline).
   size_t wait_escrow_audit(const std::string& msg_id, const std::string& event, size_t n,
-                           std::chrono::milliseconds deadline = 15s) {
+                           std::chrono::milliseconds deadline = 15s, const std::string& detail = {}) {
     size_t count = 0;
     for (auto until = clock::now() + deadline;;) {
       count = 0;
@@ -206,7 +212,7 @@ class PortalBrowser : public ::testing::Test, protected world {
         std::string line = all.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
         pos = nl == std::string::npos ? all.size() : nl + 1;
         if (contains(line, "\"kind\":\"escrow\"") && contains(line, "\"event\":\"" + event + "\"") &&
-            contains(line, msg_id))
+            contains(line, msg_id) && (detail.empty() || contains(line, "\"detail\":\"" + detail + "\"")))
           ++count;
       }
       if (count >= n || clock::now() >= until) return count;
@@ -221,6 +227,17 @@ class PortalBrowser : public ::testing::Test, protected world {
       EXPECT_FALSE(contains(m.data, secret)) << m.data;
       EXPECT_FALSE(contains(m.data, "JVBERi0xLjQ")) << "the attachment's base64 reached the MX";
     }
+  }
+
+  // POST `form` to `path` on the portal over TLS (the test CA), outside any browser (a
+  // reader's browser cannot post without a form); the whole response.
+  std::string portal_post(const std::string& path, const std::string& form) {
+    raw_client c;
+    if (!c.connect(_portal_port, 5s) || !c.start_tls(10s)) return {};
+    c.send("POST " + path + " HTTP/1.1\r\nHost: " + portal_host + "\r\n"
+           "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " + std::to_string(form.size()) +
+           "\r\nConnection: close\r\n\r\n" + form);
+    return c.read_for(5s);
   }
 
   // POST /escrow/retract {"msg_id": ...} on the admin listener; the whole response.
@@ -371,6 +388,14 @@ TEST_F(PortalBrowser, FiveWrongCodesLockTheMessage) {
   EXPECT_TRUE(contains(text_at(reopened, {"text"}), "locked")) << text_at(reopened, {"text"});
   EXPECT_FALSE(at(d.summary.get(), {"pages", "right_code"})) << "a locked message offered a code form";
   for (const auto& t : tries->items) EXPECT_FALSE(contains(text_at(t.get(), {"text"}), secret));
+  // Even the right code no longer opens it (posted without the browser: no form is left).
+  std::string code = text_at(d.summary.get(), {"code"});
+  ASSERT_EQ(code.size(), 6u) << d.output;
+  std::string path = link.substr(link.find("/m/"));
+  std::string right = portal_post(path, "code=" + code);
+  EXPECT_EQ(right.rfind("HTTP/1.1 403", 0), 0u) << right;
+  EXPECT_TRUE(contains(right, "locked")) << right;
+  EXPECT_FALSE(contains(right, secret)) << right;
   EXPECT_GE(wait_escrow_audit(msg_id, "code-wrong", 4), 4u) << dump_audit(*_relay);
   EXPECT_GE(wait_escrow_audit(msg_id, "code-locked", 1), 1u) << dump_audit(*_relay);
   EXPECT_EQ(wait_escrow_audit(msg_id, "view", 1, 0ms), 0u) << dump_audit(*_relay);
@@ -396,6 +421,7 @@ TEST_F(PortalBrowser, AnExpiredMessageShowsNothing) {
   EXPECT_FALSE(bool_at(page, {"has_code_form"}));
   expect_phone_page(page, "expired page");
   EXPECT_GE(wait_escrow_audit(msg_id, "notice", 1), 1u) << dump_audit(*_relay);
+  EXPECT_GE(wait_escrow_audit(msg_id, "refused", 1, 15s, "expired"), 1u) << dump_audit(*_relay);
 }
 
 // A retracted message (POST /escrow/retract on the admin listener) shows no content.
@@ -420,6 +446,7 @@ TEST_F(PortalBrowser, ARetractedMessageShowsNothing) {
   EXPECT_TRUE(contains(text_at(page, {"text"}), "Message not available")) << text_at(page, {"text"});
   EXPECT_FALSE(bool_at(page, {"has_request_form"}));
   EXPECT_FALSE(contains(text_at(page, {"html"}), secret));
+  EXPECT_GE(wait_escrow_audit(msg_id, "refused", 1, 15s, "retracted"), 1u) << dump_audit(*_relay);
 }
 
 }  // namespace
