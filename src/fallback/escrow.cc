@@ -131,8 +131,10 @@ result<link> deposit(escrow_store& store, std::span<const uint8_t> message,
   return out;
 }
 
-result<opened> open(escrow_store& store, std::string_view id, std::string_view secret,
-                    seconds_t now) {
+namespace {
+
+result<opened> open_link(escrow_store& store, std::string_view id, std::string_view secret,
+                         seconds_t now, bool count_view) {
   opened out;
   if (!well_formed(id, id_bytes)) return out;  // unknown
   auto found = store.find_by_link_hash(hash_link_id(id));
@@ -150,6 +152,11 @@ result<opened> open(escrow_store& store, std::string_view id, std::string_view s
   auto message = tls::open(*key, r.sealed, associated_data(r));
   key->fill(0);
   if (!message) return out;
+  if (!count_view) {
+    out.status = open_status::ok;
+    out.message = std::move(*message);
+    return out;
+  }
   // Count the view only once it succeeded; a record retracted meanwhile refuses it.
   auto viewed = store.mark_viewed(r.link, now);
   if (!viewed) return error{viewed.err()};
@@ -161,6 +168,18 @@ result<opened> open(escrow_store& store, std::string_view id, std::string_view s
   out.message = std::move(*message);
   out.views = viewed->views;
   return out;
+}
+
+}  // namespace
+
+result<opened> open(escrow_store& store, std::string_view id, std::string_view secret,
+                    seconds_t now) {
+  return open_link(store, id, secret, now, true);
+}
+
+result<opened> peek(escrow_store& store, std::string_view id, std::string_view secret,
+                    seconds_t now) {
+  return open_link(store, id, secret, now, false);
 }
 
 result<issued_code> issue_code(escrow_store& store, std::string_view id, seconds_t now) {

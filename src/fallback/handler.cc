@@ -27,7 +27,7 @@
 namespace sr::fallback {
 namespace {
 
-std::atomic<unsigned> next_handler_id{0};
+std::atomic<uint64_t> next_output{0};  // outbox file names, unique in the process
 
 // The message of a hand-off as read from the spool.
 struct spooled {
@@ -130,8 +130,10 @@ result<spooled> read_record(const wire::handoff& h, uint64_t max_record) {
 std::string file_safe(std::string_view s) {
   std::string o;
   for (char c : s)
-    if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) o += c;
-  return o.empty() ? std::string("x") : o;
+    if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '-' ||
+        c == '_' || (c == '.' && !o.empty()))
+      o += c;
+  return o.empty() ? std::string("mail") : o;
 }
 
 bool is_dir(const std::string& p) {
@@ -147,6 +149,32 @@ result<std::unique_ptr<escrow_store>> open_escrow_store(std::string_view spec,
   if (spec.starts_with("postgresql://") || spec.starts_with("postgres://"))
     return open_pg_store(std::string(spec));
   return error{"unknown escrow store \"" + std::string(spec) + "\" (sqlite or postgresql://...)"};
+}
+
+result<std::string> write_outbox(std::string_view outbox_dir, std::string_view tag, std::string_view bytes) {
+  std::string name = file_safe(tag) + "-" + std::to_string(::getpid()) + "-" + std::to_string(++next_output) + ".eml";
+  std::string dir(outbox_dir);
+  std::string tmp = dir + "/.tmp-" + name, final_path = dir + "/" + name;
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return error{"outbox: cannot create " + tmp + ": " + errno_text(errno)};
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = n < 0 ? errno : ENOSPC;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return error{"outbox: cannot write " + tmp + ": " + errno_text(e)};
+    }
+    done += size_t(n);
+  }
+  if (::close(fd) < 0 || ::rename(tmp.c_str(), final_path.c_str()) < 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return error{"outbox: cannot finish " + final_path + ": " + errno_text(e)};
+  }
+  return final_path;
 }
 
 std::string header_message_id(std::string_view m) {
@@ -185,7 +213,7 @@ struct handler::rcpt_outcome {
 };
 
 handler::handler(handler_options opts, audit_log* audit, clock_fn now)
-    : _opts(std::move(opts)), _audit(audit), _now(std::move(now)), _id(next_handler_id++) {
+    : _opts(std::move(opts)), _audit(audit), _now(std::move(now)) {
   if (!_now) _now = [] { return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()); };
 }
 
@@ -217,33 +245,6 @@ void handler::audit(audit_event e) {
   if (_audit) _audit->write(e);
 }
 
-result<std::string> handler::write_output(std::string_view queue_id, std::string_view tag,
-                                          std::string_view bytes) {
-  std::string name = file_safe(queue_id) + "-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(_id) + "-" + std::to_string(++_seq) + "." + std::string(tag) + ".eml";
-  std::string tmp = _opts.outbox_dir + "/.tmp-" + name, final_path = _opts.outbox_dir + "/" + name;
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return error{"outbox: cannot create " + tmp + ": " + errno_text(errno)};
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int e = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return error{"outbox: cannot write " + tmp + ": " + errno_text(e)};
-    }
-    done += size_t(n);
-  }
-  if (::close(fd) < 0 || ::rename(tmp.c_str(), final_path.c_str()) < 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return error{"outbox: cannot finish " + final_path + ": " + errno_text(e)};
-  }
-  return final_path;
-}
-
 handler::rcpt_outcome handler::one_rcpt(const wire::handoff& h, std::string_view rcpt,
                                         std::string_view message, std::string_view msg_id) {
   rcpt_outcome o;
@@ -255,7 +256,7 @@ handler::rcpt_outcome handler::one_rcpt(const wire::handoff& h, std::string_view
   };
   auto made = [&](wire::outcome oc, report::message_kind kind, std::string_view tag,
                   std::string_view bytes, std::string out_msg_id) -> rcpt_outcome {
-    auto path = write_output(h.queue_id, tag, bytes);
+    auto path = write_outbox(_opts.outbox_dir, h.queue_id + "." + std::string(tag), bytes);
     if (!path) return fail(path.err());
     o.outcome = oc;
     o.output = wire::output{uint8_t(kind), h.from, {std::string(rcpt)}, std::move(out_msg_id),

@@ -1,8 +1,9 @@
 // sealrelay-fallback: the fallback sidecar (issue 9, DESIGN.md §2). Loads the relay's
 // config (exit 2 with file:line: key on error), empties and creates the outbox
-// (<state_dir>/fallback/outbox, 0700), serves the engine link on fallback.socket until
-// SIGTERM/SIGINT, then exits 0. Logs go to stderr. Normally spawned by `sealrelay`, which
-// looks it up next to its own binary.
+// (<state_dir>/fallback/outbox, 0700), serves the engine link on fallback.socket and the
+// escrow portal on fallback.portal_listen (unless "") until SIGTERM/SIGINT, then exits 0.
+// Logs go to stderr. Normally spawned by `sealrelay`, which looks it up next to its own
+// binary.
 #include <dirent.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -12,10 +13,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "sealrelay/config/config.hh"
 #include "sealrelay/fallback/audit_event.hh"
+#include "sealrelay/fallback/portal_server.hh"
+#include "sealrelay/tls/context.hh"
 #include "sealrelay/util/log.hh"
 #include "server.hh"
 
@@ -89,6 +93,7 @@ int main(int argc, char** argv) {
   // SIGTERM/SIGINT arrive through a signalfd in the loop; blocked before any thread starts
   // so that every thread (workers, the portal) inherits the mask.
   ::signal(SIGPIPE, SIG_IGN);
+  ::signal(SIGHUP, SIG_IGN);  // the daemon reloads on SIGHUP; the sidecar keeps its config
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGTERM);
@@ -145,17 +150,34 @@ int main(int argc, char** argv) {
   }
   SR_INFO("fallback: listening on %s (outbox %s)", so.socket_path.c_str(), outbox.c_str());
 
-  // ---- PORTAL: start here ----------------------------------------------------------------
-  // The escrow portal (fallback.portal_listen, "" = off) starts here on its own thread(s),
-  // with its own escrow store (open_escrow_store(so.handler.store_spec, state_dir)), the
-  // audit log (&audit.value()), so.handler.outbox_dir for its code mails, and
-  // srv.submitter() to have the engine spool them. Stop it after srv.run() returns and
-  // before srv is destroyed (submit_mail must not be called on a destroyed server).
-  // ----------------------------------------------------------------------------------------
+  // The escrow portal (fallback.portal_listen, "" = off) on its own threads: each worker
+  // opens its own store; code mails go through the outbox and srv.submitter(). It is
+  // stopped after srv.run() returns and before srv is destroyed (submit_mail must not be
+  // called on a destroyed server).
+  std::unique_ptr<sr::fallback::portal::server> portal;
+  if (!c.fallback.portal_listen.empty()) {
+    sr::fallback::portal::server_options po;
+    po.listen = c.fallback.portal_listen;
+    po.cert_file = c.tls.cert_file;
+    po.key_file = c.tls.key_file;
+    po.min_version = static_cast<sr::tls::tls_version>(c.tls.min_version);  // same order
+    po.state_dir = c.server.state_dir;
+    po.hostname = c.server.hostname;
+    po.open_store = [spec = so.handler.store_spec, dir = so.handler.state_dir] {
+      return sr::fallback::open_escrow_store(spec, dir);
+    };
+    po.submit_mail = srv.submitter();
+    po.audit = &audit.value();
+    portal = std::make_unique<sr::fallback::portal::server>(std::move(po));
+    if (auto s = portal->start(); !s) {
+      std::fprintf(stderr, "sealrelay-fallback: %s\n", s.err().c_str());
+      return 1;
+    }
+  }
 
   srv.run(sig_fd);
 
-  // ---- PORTAL: stop here -----------------------------------------------------------------
+  if (portal) portal->stop();
 
   ::close(sig_fd);
   SR_INFO("fallback: stopped");

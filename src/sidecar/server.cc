@@ -5,6 +5,7 @@
 // message and hands it again (twice at worst, never zero times).
 #include "server.hh"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -17,6 +18,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
+#include <exception>
 
 #include "sealrelay/util/log.hh"
 
@@ -29,6 +32,26 @@ namespace {
 constexpr size_t read_chunk = 64 * 1024;
 constexpr size_t max_out_bytes = 64u << 20;  // an engine that stops reading is dropped
 constexpr const char* sidecar_version = "sealrelay-fallback 0.1.0";
+
+// Remove outbox files older than `age`: outputs of results whose engine died before it
+// spooled them (the engine hands those messages again). Returns how many went.
+size_t remove_stale_outputs(const std::string& dir, std::chrono::seconds age) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return 0;
+  size_t n = 0;
+  time_t cutoff = ::time(nullptr) - age.count();
+  for (int i = 0; i < 1000000; ++i) {
+    dirent* e = ::readdir(d);
+    if (!e) break;
+    struct stat st;
+    if (e->d_name[0] == '.' && (e->d_name[1] == 0 || (e->d_name[1] == '.' && e->d_name[2] == 0))) continue;
+    if (::fstatat(::dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        st.st_mtime < cutoff && ::unlinkat(::dirfd(d), e->d_name, 0) == 0)
+      ++n;
+  }
+  ::closedir(d);
+  return n;
+}
 
 }  // namespace
 
@@ -112,13 +135,14 @@ size_t server::engines() const {
   return n;
 }
 
-void server::send(const std::shared_ptr<conn>& c, const wire::frame& f) {
+bool server::send(const std::shared_ptr<conn>& c, const wire::frame& f) {
   {
     std::lock_guard lk(c->mu);
-    if (c->closed) return;
+    if (c->closed) return false;
     wire::encode(f, c->out);
   }
   wake();
+  return true;
 }
 
 bool server::enqueue(job j) {
@@ -157,9 +181,21 @@ void server::worker_main(unsigned index) {
       if (j.what == job::kind::sweep) _sweep_queued = false;
     }
     switch (j.what) {
-      case job::kind::handoff:
-        send(j.from, h.handle(j.handoff));
+      case job::kind::handoff: {
+        wire::result r;
+        try {
+          r = h.handle(j.handoff);
+        } catch (const std::exception& e) {  // never let one message take the sidecar down
+          r = wire::result{j.handoff.request_id, {}, std::string("internal error: ") + e.what(), {}};
+          r.outcomes.assign(j.handoff.rcpts.size(), wire::outcome::failed);
+          SR_ERROR("fallback: %s: %s", j.handoff.queue_id.c_str(), r.detail.c_str());
+        }
+        // The engine that asked is gone: nobody will spool or unlink these outputs (it
+        // hands the message again, to this or the next sidecar).
+        if (!send(j.from, r))
+          for (const auto& o : r.outputs) ::unlink(o.path.c_str());
         break;
+      }
       case job::kind::retract: {
         wire::retracted r = h.retract(j.retract);
         if (!r.ok) SR_WARN("fallback: retract %s: %s", j.retract.msg_id.c_str(), r.detail.c_str());
@@ -168,6 +204,9 @@ void server::worker_main(unsigned index) {
         break;
       }
       case job::kind::sweep: {
+        if (size_t n = remove_stale_outputs(_opts.handler.outbox_dir, _opts.stale_output))
+          SR_WARN("fallback: removed %zu outputs no engine spooled within %llds", n,
+                  (long long)_opts.stale_output.count());
         auto n = h.sweep();
         if (!n) SR_WARN("fallback: expiry sweep: %s", n.err().c_str());
         else if (*n) SR_INFO("fallback: expired %zu escrow records", *n);

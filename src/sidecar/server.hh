@@ -31,6 +31,7 @@ struct server_options {
   unsigned workers = 2;
   std::chrono::seconds sweep_interval{60};      // escrow expiry sweep (and once at start)
   size_t max_queued = 4096;                     // jobs waiting; beyond it hand-offs fail now
+  std::chrono::seconds stale_output{3600};      // outbox files older than this are removed
 };
 
 // Have a connected engine spool `mail` (a file in the outbox); true once it is durable,
@@ -79,7 +80,8 @@ class server {
   bool on_frame(const std::shared_ptr<conn>& c, fallback::wire::frame&& f);
   void flush(const std::shared_ptr<conn>& c);
   void close_conn(const std::shared_ptr<conn>& c, const char* why);
-  void send(const std::shared_ptr<conn>& c, const fallback::wire::frame& f);
+  // Queue `f` on `c`; false when the connection is already closed.
+  bool send(const std::shared_ptr<conn>& c, const fallback::wire::frame& f);
   void wake();
   void accept_all();
   void shutdown();

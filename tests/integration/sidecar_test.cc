@@ -3,7 +3,9 @@
 // encoders (escrow and S/MIME outputs whose files exist and open), retract, ping, several
 // connections at once, a malformed frame (only that connection closes), a bad config (exit
 // 2 naming file and key), and kill -9 in the middle of a hand-off followed by a restart (the
-// stale socket is replaced, the outbox emptied, the same hand-off handled again).
+// stale socket is replaced, the outbox emptied, the same hand-off handled again); and the
+// escrow portal it serves on fallback.portal_listen: the notice's link opened over HTTPS,
+// the code mail submitted to the engine link, the message shown after the code.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -19,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -26,6 +29,7 @@
 
 #include "sealrelay/fallback/protocol.hh"
 #include "support/cert_files.hh"
+#include "support/https_client.hh"
 #include "support/spool_record.hh"
 #include "support/temp_dir.hh"
 
@@ -151,6 +155,7 @@ class Sidecar : public ::testing::Test {
     o << "[server]\nhostname = \"relay.test\"\nstate_dir = \"" << path("var") << "\"\n"
       << "[[listen]]\naddress = \"127.0.0.1:9\"\n"
       << "[fallback]\nsocket = \"" << socket_path() << "\"\nportal_url = \"https://portal.test:8443\"\n"
+      << "portal_listen = \"" << _portal_listen << "\"\n"
       << "pgp_home = \"" << path("no-gnupg") << "\"\nsmime_dir = \"" << path("smime") << "\"\n"
       << extra << "[audit]\nfile = \"" << path("var/audit.jsonl") << "\"\n";
   }
@@ -216,6 +221,7 @@ class Sidecar : public ::testing::Test {
   }
 
   sr::test::temp_dir _dir{"sealrelay-sidecar"};
+  std::string _portal_listen;  // fallback.portal_listen ("" = no portal)
   std::string _bin;
   pid_t _pid = -1;
   uint64_t _rid = 0;
@@ -296,6 +302,21 @@ TEST_F(Sidecar, ServesSeveralEnginesAndDropsOnlyABrokenOne) {
   ASSERT_TRUE(bad.send_raw(f));
   EXPECT_FALSE(bad.next(5s));
   EXPECT_TRUE(bad.eof()) << "a malformed frame closes the connection";
+  // A length prefix beyond max_frame, and random bytes: each closes only its connection.
+  for (int round = 0; round < 2; ++round) {
+    engine_link junk;
+    ASSERT_TRUE(junk.connect(socket_path(), steady::now() + 2s));
+    std::string bytes;
+    if (round == 0) {
+      ASSERT_TRUE(junk.hello());
+      bytes = std::string("\xff\xff\xff\xff", 4) + std::string(64, 'x');
+    } else {
+      for (int i = 0; i < 4096; ++i) bytes += char((i * 7919 + 13) & 0xff);
+    }
+    junk.send_raw(bytes);
+    EXPECT_FALSE(junk.next(5s));
+    EXPECT_TRUE(junk.eof()) << "round " << round;
+  }
   // A hand-off before hello.
   ASSERT_TRUE(early.send(record("00000000000000B0", {"x@dest.test"}, {wire::method::escrow})));
   EXPECT_FALSE(early.next(5s));
@@ -382,6 +403,85 @@ TEST_F(Sidecar, RefusesASecondSidecarOnALiveSocket) {
   EXPECT_NE(log().find("another sidecar"), std::string::npos) << log();
   _pid = first;
   ASSERT_TRUE(e.hello()) << "the first sidecar still serves";
+}
+
+// A port nothing listens on now (bound and released; the sidecar binds it right after).
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  ::close(fd);
+  return port;
+}
+
+TEST_F(Sidecar, ServesThePortalAndMailsCodesThroughTheEngine) {
+  std::string certs = SR_TEST_CERTS;
+  std::filesystem::copy_file(certs + "/server.crt", path("relay.crt"));
+  std::filesystem::copy_file(certs + "/server.key", path("relay.key"));
+  ::chmod(path("relay.key").c_str(), 0600);
+  uint16_t port = free_port();
+  ASSERT_NE(port, 0);
+  _portal_listen = "127.0.0.1:" + std::to_string(port);
+  write_config(path("portal.toml"), "[tls]\ncert_file = \"" + path("relay.crt") + "\"\nkey_file = \"" +
+                                        path("relay.key") + "\"\n");
+  ASSERT_TRUE(start(path("portal.toml")));
+  engine_link e;
+  ASSERT_TRUE(e.connect(socket_path(), steady::now() + 10s)) << log();
+  ASSERT_TRUE(e.hello()) << log();
+
+  // Escrow a message; the notice's link is what the reader opens.
+  auto h = record("00000000000000D1", {"reader@dest.test"}, {wire::method::escrow});
+  ASSERT_TRUE(e.send(h));
+  auto r = e.next_as<wire::result>(30s);
+  ASSERT_TRUE(r) << log();
+  ASSERT_EQ(r->outcomes, std::vector<wire::outcome>{wire::outcome::escrowed}) << r->detail;
+  std::smatch m;
+  std::string notice = read_file(r->outputs.at(0).path);
+  ASSERT_TRUE(std::regex_search(notice, m, std::regex("https://portal\\.test:8443(/m/[A-Za-z0-9_-]+/[A-Za-z0-9_-]+)")))
+      << notice;
+  std::string link = m[1];
+  std::string ca = certs + "/ca.crt";
+
+  sr::test::reply page = sr::test::https_client(port, ca).request("GET", link);
+  ASSERT_TRUE(page.ok) << log();
+  EXPECT_EQ(page.code, 200);
+  EXPECT_NE(page.header("Content-Security-Policy").find("frame-ancestors 'none'"), std::string::npos);
+
+  // The code request blocks until the engine has the code mail durable: answer its submit.
+  sr::test::reply asked;
+  std::thread reader([&] { asked = sr::test::https_client(port, ca).request("POST", link + "/code"); });
+  auto sub = e.next_as<wire::submit>(20s);
+  ASSERT_TRUE(sub) << log();
+  EXPECT_EQ(sub->mail.kind, 2);
+  EXPECT_EQ(sub->mail.rcpts, std::vector<std::string>{"reader@dest.test"});
+  EXPECT_EQ(std::filesystem::path(sub->mail.path).parent_path(), outbox());
+  std::string mail = read_file(sub->mail.path);
+  std::smatch cm;
+  ASSERT_TRUE(std::regex_search(mail, cm, std::regex("is:\r\n\r\n    ([0-9]{6})\r\n"))) << mail;
+  std::string code = cm[1];
+  std::filesystem::remove(sub->mail.path);  // what the engine does once it is spooled
+  ASSERT_TRUE(e.send(wire::submitted{sub->submit_id, true, ""}));
+  reader.join();
+  EXPECT_EQ(asked.code, 200) << asked.body;
+  EXPECT_NE(asked.body.find("name=\"code\""), std::string::npos);
+
+  sr::test::reply shown = sr::test::https_client(port, ca).request("POST", link, "code=" + code);
+  EXPECT_EQ(shown.code, 200) << shown.body;
+  EXPECT_NE(shown.body.find("Secret body 00000000000000D1"), std::string::npos) << shown.body;
+  std::string audit = read_file(path("var/audit.jsonl"));
+  EXPECT_NE(audit.find("\"event\":\"code-request\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"event\":\"view\""), std::string::npos) << audit;
+
+  // SIGTERM stops the portal too.
+  ::kill(_pid, SIGTERM);
+  EXPECT_EQ(wait_exit(), 0) << log();
+  EXPECT_EQ(sr::test::https_client::dial(port), -1);
 }
 
 }  // namespace

@@ -53,6 +53,10 @@ struct opened {
 // error, every refusal an open_status.
 result<opened> open(escrow_store& store, std::string_view id, std::string_view secret,
                     seconds_t now);
+// Open like open() without counting a view (views stays 0): the portal checks a link's
+// secret before it offers a code, and serves attachment downloads (audited on their own).
+result<opened> peek(escrow_store& store, std::string_view id, std::string_view secret,
+                    seconds_t now);
 
 // A code to mail to the recipient, or why none was issued.
 struct issued_code {

@@ -68,8 +68,6 @@ class handler {
   pgp_keyring* keyring(std::string* why);
   rcpt_outcome one_rcpt(const wire::handoff& h, std::string_view rcpt, std::string_view message,
                         std::string_view msg_id);
-  result<std::string> write_output(std::string_view queue_id, std::string_view tag,
-                                   std::string_view bytes);
   void audit(audit_event e);
 
   handler_options _opts;
@@ -77,9 +75,13 @@ class handler {
   clock_fn _now;
   std::unique_ptr<escrow_store> _store;
   std::optional<pgp_keyring> _ring;
-  uint64_t _seq = 0;  // output file names: unique within this handler
-  unsigned _id;       // which handler (several per process share one outbox)
 };
+
+// Write `bytes` (a complete RFC 5322 mail) into the outbox as `<tag>-<pid>-<n>.eml`, unique
+// within the process, through a temp name and rename (the engine never sees half a file);
+// returns its path for wire::output::path. `tag` keeps only [0-9A-Za-z._-]. Thread-safe.
+// The portal writes its code mails with it before submit_mail().
+result<std::string> write_outbox(std::string_view outbox_dir, std::string_view tag, std::string_view bytes);
 
 // Return the Message-ID of an RFC 5322 message's header section without <> ("" if none).
 std::string header_message_id(std::string_view message);

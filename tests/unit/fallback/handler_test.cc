@@ -388,6 +388,23 @@ TEST_F(handler_test, a_missing_pgp_home_or_smime_dir_passes_to_the_next) {
   EXPECT_EQ(r.outcomes, (std::vector<outcome>{outcome::defer, outcome::defer})) << r.detail;
 }
 
+TEST(write_outbox, writes_whole_files_inside_the_outbox_only) {
+  test::temp_dir d("sealrelay-outbox");
+  auto a = write_outbox(d.path().string(), "../../etc/code", "mail one\r\n");
+  auto b = write_outbox(d.path().string(), "../../etc/code", "mail two\r\n");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(*a, *b);
+  for (const auto& p : {*a, *b}) EXPECT_EQ(std::filesystem::path(p).parent_path(), d.path()) << p;
+  EXPECT_EQ(read_file(*a), "mail one\r\n");
+  size_t n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(d.path())) {
+    ++n;
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << "temp file left";
+  }
+  EXPECT_EQ(n, 2u);
+  EXPECT_FALSE(write_outbox((d.path() / "missing").string(), "x", "y").ok());
+}
+
 TEST(header_message_id, finds_folded_and_plain_values) {
   EXPECT_EQ(header_message_id("From: a\r\nMessage-ID: <x@y>\r\n\r\nbody"), "x@y");
   EXPECT_EQ(header_message_id("message-id:\r\n <folded@y>\r\n\r\n"), "folded@y");

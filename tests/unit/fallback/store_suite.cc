@@ -26,6 +26,22 @@ TEST_P(EscrowStore, DepositThenOpenRoundTrips) {
   EXPECT_EQ(open(l).views, 2);
 }
 
+TEST_P(EscrowStore, PeekOpensWithoutCountingAView) {
+  auto l = deposit();
+  auto p = escrow::peek(*_store, l.id, l.secret, t0 + 1s);
+  ASSERT_TRUE(p) << p.err();
+  ASSERT_EQ(p->status, escrow::open_status::ok) << escrow::to_string(p->status);
+  EXPECT_EQ(text_of(p->message), body);
+  EXPECT_EQ(p->views, 0);
+  auto wrong = escrow::peek(*_store, l.id, deposit("<m2@bank.example>").secret, t0 + 1s);
+  ASSERT_TRUE(wrong) << wrong.err();
+  EXPECT_EQ(wrong->status, escrow::open_status::wrong_secret);
+  EXPECT_EQ(open(l).views, 1);  // the peeks counted nothing
+  auto late = escrow::peek(*_store, l.id, l.secret, t0 + 31 * 24h);
+  ASSERT_TRUE(late) << late.err();
+  EXPECT_EQ(late->status, escrow::open_status::expired);
+}
+
 TEST_P(EscrowStore, LinksAreFreshEachDeposit) {
   auto a = deposit();
   auto b = deposit();
