@@ -498,7 +498,7 @@ void server::impl::serve(int fd, const std::string& ip, std::unique_ptr<escrow_s
     }
     {
       std::lock_guard lock(mu);
-      if (stopping) keep_alive = false;
+      if (stopping || !pending.empty()) keep_alive = false;  // free the worker for them
     }
     std::vector<http::header> fields;
     for (const auto& h : p.headers)
