@@ -21,6 +21,7 @@
 
 #include "sealrelay/util/text.hh"
 #include "support/json_tree.hh"
+#include "support/temp_dir.hh"
 #include "support/world.hh"
 
 namespace sr::integ {
@@ -73,19 +74,20 @@ std::string message_text(const std::string& msg_id, const std::string& secret) {
   std::string m;
   m += "From: Alice <" + std::string(sender) + ">\r\n";
   m += "To: Bob <" + std::string(rcpt) + ">\r\n";
-  m += "Subject: Statement " + secret + "\r\n";
+  m += "Subject: Your December statement, ref. " + secret + "\r\n";
   m += "Message-ID: <" + msg_id + ">\r\n";
   m += "Date: Mon, 07 Dec 2026 01:00:00 +0000\r\n";
   m += "MIME-Version: 1.0\r\n";
   m += "Content-Type: multipart/mixed; boundary=\"outer-b\"\r\n\r\n";
   m += "--outer-b\r\nContent-Type: multipart/alternative; boundary=\"alt-b\"\r\n\r\n";
   m += "--alt-b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n";
-  m += "Dear Bob, your balance text part " + secret + ".\r\n\r\n";
+  m += "Dear Bob,\r\n\r\nyour December statement is attached (text part, ref. " + secret + ").\r\n\r\n";
   m += "--alt-b\r\nContent-Type: text/html; charset=utf-8\r\n\r\n";
-  m += "<html><body><p>Dear Bob, your <b>balance</b> html part " + secret + ".</p>"
+  m += "<html><body><p>Dear Bob,</p><p>your <b>December statement</b> is attached (HTML part, ref. " +
+       secret + ").</p>"
        "<script>document.title='pwned'</script>"
        "<img src=\"https://tracker.example/pixel.gif\" onerror=\"alert(1)\">"
-       "<p onclick=\"alert(2)\">click</p></body></html>\r\n";
+       "<p onclick=\"alert(2)\">Questions? Reply to this message.</p></body></html>\r\n";
   m += "--alt-b--\r\n\r\n";
   m += "--outer-b\r\nContent-Type: application/pdf; name=\"statement.pdf\"\r\n";
   m += "Content-Disposition: attachment; filename=\"statement.pdf\"\r\n";
@@ -109,6 +111,12 @@ class PortalBrowser : public ::testing::Test, protected world {
     _outbound_defaults = {{"connect_timeout", "\"2s\""}, {"retry", "[\"1s\"]"}, {"max_queue_age", "\"300s\""}};
   }
 
+  // Stop the relay with SIGTERM: it stops its sidecar (and the portal) before the temp
+  // dirs go, so nothing writes into them while they are removed.
+  void TearDown() override {
+    if (_relay && _relay->running()) _relay->stop();
+  }
+
   void SetUp() override {
     run_result r = run({python_binary(), tool_path("browser.py").string(), "check"}, 10s);
     if (r.exit_code == 77) GTEST_SKIP() << r.output;
@@ -125,15 +133,22 @@ class PortalBrowser : public ::testing::Test, protected world {
     _portal_port = free_port();
     _admin_port = free_port();
     ASSERT_NE(_portal_port, 0);
-    std::string policy = "[[policy]]\ndomain = \"bank.test\"\ntls = \"forced\"\nfallback = [\"escrow\"]\n";
-    relay_options o = delivery_options(*_dns, _port, {}, policy, _outbound_defaults);
-    o.mta_sts = _mta_sts;
-    o.admin_listen = "127.0.0.1:" + std::to_string(_admin_port);
-    o.fallback = "spawn = true\nportal_listen = \"127.0.0.1:" + std::to_string(_portal_port) + "\"\n" +
-                 "portal_url = \"https://" + portal_host + ":" + std::to_string(_portal_port) + "\"\n" +
-                 "escrow_expiry = \"" + expiry + "\"\n";
-    _relay = std::make_unique<relay>(o);
-    ASSERT_TRUE(_relay->start()) << _relay->error() << _relay->log();
+    _admin_listen = "127.0.0.1:" + std::to_string(_admin_port);
+    // Escrow only: the key directories are empty (no recipient has a key or certificate).
+    fs::create_directories(_keys.path() / "gnupg");
+    fs::create_directories(_keys.path() / "smime");
+    _fallback = "spawn = true\nportal_listen = \"127.0.0.1:" + std::to_string(_portal_port) + "\"\n" +
+                "portal_url = \"https://" + portal_host + ":" + std::to_string(_portal_port) + "\"\n" +
+                "escrow_expiry = \"" + expiry + "\"\npgp_home = \"" + (_keys.path() / "gnupg").string() +
+                "\"\nsmime_dir = \"" + (_keys.path() / "smime").string() + "\"\n";
+    ASSERT_TRUE(start_relay("[[policy]]\ndomain = \"bank.test\"\ntls = \"forced\"\nfallback = [\"escrow\"]\n"));
+    // Every shard links to the sidecar before the message comes (else its hand-off waits
+    // for the next retry).
+    ASSERT_TRUE(wait_log(*_relay, [](const std::string& log) {
+      size_t n = 0;
+      for (size_t p = 0; (p = log.find("fallback: sidecar link up", p)) != std::string::npos; ++p) ++n;
+      return n >= 2;   // the harness's two shards
+    }, 20s)) << _relay->log();
     _art = artifacts_dir(::testing::UnitTest::GetInstance()->current_test_info()->name(), _relay->dir());
   }
 
@@ -186,7 +201,7 @@ class PortalBrowser : public ::testing::Test, protected world {
   // Escrow audit lines (kind "escrow") of the message `msg_id` whose event is `event`,
   // waiting until at least `n` are there (fewer at the deadline).
   size_t wait_escrow_audit(const std::string& msg_id, const std::string& event, size_t n,
-                           std::chrono::milliseconds deadline = 15s) {
+                           std::chrono::milliseconds deadline = 15s, const std::string& detail = {}) {
     size_t count = 0;
     for (auto until = clock::now() + deadline;;) {
       count = 0;
@@ -197,7 +212,7 @@ class PortalBrowser : public ::testing::Test, protected world {
         std::string line = all.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
         pos = nl == std::string::npos ? all.size() : nl + 1;
         if (contains(line, "\"kind\":\"escrow\"") && contains(line, "\"event\":\"" + event + "\"") &&
-            contains(line, msg_id))
+            contains(line, msg_id) && (detail.empty() || contains(line, "\"detail\":\"" + detail + "\"")))
           ++count;
       }
       if (count >= n || clock::now() >= until) return count;
@@ -212,6 +227,17 @@ class PortalBrowser : public ::testing::Test, protected world {
       EXPECT_FALSE(contains(m.data, secret)) << m.data;
       EXPECT_FALSE(contains(m.data, "JVBERi0xLjQ")) << "the attachment's base64 reached the MX";
     }
+  }
+
+  // POST `form` to `path` on the portal over TLS (the test CA), outside any browser (a
+  // reader's browser cannot post without a form); the whole response.
+  std::string portal_post(const std::string& path, const std::string& form) {
+    raw_client c;
+    if (!c.connect(_portal_port, 5s) || !c.start_tls(10s)) return {};
+    c.send("POST " + path + " HTTP/1.1\r\nHost: " + portal_host + "\r\n"
+           "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " + std::to_string(form.size()) +
+           "\r\nConnection: close\r\n\r\n" + form);
+    return c.read_for(5s);
   }
 
   // POST /escrow/retract {"msg_id": ...} on the admin listener; the whole response.
@@ -246,11 +272,12 @@ class PortalBrowser : public ::testing::Test, protected world {
   fs::path _art;
   std::string _qid;
   mx_message _notice;
+  sr::test::temp_dir _keys{"sr-portal-keys", "/tmp"};
 };
 
 // The whole flow: notice link, code request, code from the MX, message, attachment.
 TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
-  start_world();
+  ASSERT_NO_FATAL_FAILURE(start_world());
   std::string secret = unique("portal-secret");
   std::string msg_id = unique("portal") + "@sender.test";
   std::string link = send_and_read_link(msg_id, secret);
@@ -277,16 +304,17 @@ TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
   expect_phone_page(msg, "message page");
   EXPECT_EQ(text_at(msg, {"status"}), "200");
   std::string text = text_at(msg, {"text"});
-  EXPECT_TRUE(contains(text, "your balance text part " + secret)) << text;
-  EXPECT_TRUE(contains(text, "Statement " + secret)) << text;   // the subject, inside the portal only
+  EXPECT_TRUE(contains(text, "(text part, ref. " + secret + ")")) << text;
+  EXPECT_TRUE(contains(text, "Your December statement, ref. " + secret)) << text;   // the subject, inside only
   EXPECT_TRUE(contains(text, sender)) << text;
   EXPECT_TRUE(contains(text, "statement.pdf")) << text;
   EXPECT_FALSE(bool_at(msg, {"has_script"})) << text_at(msg, {"html"});
   const node* frames = at(msg, {"frames"});
   ASSERT_TRUE(frames && frames->is(node::array) && frames->items.size() == 1) << text_at(msg, {"html"});
   std::string frame = frames->items[0]->text;
-  EXPECT_TRUE(contains(frame, "html part " + secret)) << frame;
-  EXPECT_TRUE(contains(frame, "<b>balance</b>")) << frame;
+  EXPECT_TRUE(contains(frame, "(HTML part, ref. " + secret + ")")) << frame;
+  EXPECT_TRUE(contains(frame, "<b>December statement</b>")) << frame;
+  EXPECT_TRUE(contains(frame, "Questions? Reply to this message.")) << frame;
   EXPECT_FALSE(contains(frame, "<script")) << frame;
   EXPECT_FALSE(contains(frame, "onerror")) << frame;
   EXPECT_FALSE(contains(frame, "onclick")) << frame;
@@ -304,14 +332,16 @@ TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
   EXPECT_GE(wait_escrow_audit(msg_id, "view", 1), 1u) << dump_audit(*_relay);
   EXPECT_GE(wait_escrow_audit(msg_id, "download", 1), 1u) << dump_audit(*_relay);
 
-  // README's picture: the message page on a phone.
+  // README's picture (docs/portal.png): the whole message page on a phone.
+  std::string full = text_at(msg, {"screenshot_full"});
+  EXPECT_EQ(read_file(full).substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << full;
   std::error_code ec;
-  fs::copy_file(text_at(msg, {"screenshot"}), _art / "portal.png", fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(full, _art / "portal.png", fs::copy_options::overwrite_existing, ec);
 }
 
 // One wrong code says how many tries are left; the right code still opens the message.
 TEST_F(PortalBrowser, AWrongCodeThenTheRightOne) {
-  start_world();
+  ASSERT_NO_FATAL_FAILURE(start_world());
   std::string secret = unique("wrong-secret");
   std::string msg_id = unique("wrong") + "@sender.test";
   std::string link = send_and_read_link(msg_id, secret);
@@ -326,7 +356,7 @@ TEST_F(PortalBrowser, AWrongCodeThenTheRightOne) {
   const node* right = at(d.summary.get(), {"pages", "right_code"});
   ASSERT_TRUE(right) << d.output;
   EXPECT_EQ(text_at(right, {"status"}), "200");
-  EXPECT_TRUE(contains(text_at(right, {"text"}), "your balance text part " + secret)) << text_at(right, {"text"});
+  EXPECT_TRUE(contains(text_at(right, {"text"}), "(text part, ref. " + secret + ")")) << text_at(right, {"text"});
   EXPECT_GE(wait_escrow_audit(msg_id, "code-wrong", 1), 1u) << dump_audit(*_relay);
   EXPECT_GE(wait_escrow_audit(msg_id, "view", 1), 1u) << dump_audit(*_relay);
   expect_no_content_at_mx(secret);
@@ -334,7 +364,7 @@ TEST_F(PortalBrowser, AWrongCodeThenTheRightOne) {
 
 // Five wrong codes lock the message: no sixth try, and the link shows it locked after.
 TEST_F(PortalBrowser, FiveWrongCodesLockTheMessage) {
-  start_world();
+  ASSERT_NO_FATAL_FAILURE(start_world());
   std::string secret = unique("lock-secret");
   std::string msg_id = unique("lock") + "@sender.test";
   std::string link = send_and_read_link(msg_id, secret);
@@ -358,6 +388,14 @@ TEST_F(PortalBrowser, FiveWrongCodesLockTheMessage) {
   EXPECT_TRUE(contains(text_at(reopened, {"text"}), "locked")) << text_at(reopened, {"text"});
   EXPECT_FALSE(at(d.summary.get(), {"pages", "right_code"})) << "a locked message offered a code form";
   for (const auto& t : tries->items) EXPECT_FALSE(contains(text_at(t.get(), {"text"}), secret));
+  // Even the right code no longer opens it (posted without the browser: no form is left).
+  std::string code = text_at(d.summary.get(), {"code"});
+  ASSERT_EQ(code.size(), 6u) << d.output;
+  std::string path = link.substr(link.find("/m/"));
+  std::string right = portal_post(path, "code=" + code);
+  EXPECT_EQ(right.rfind("HTTP/1.1 403", 0), 0u) << right;
+  EXPECT_TRUE(contains(right, "locked")) << right;
+  EXPECT_FALSE(contains(right, secret)) << right;
   EXPECT_GE(wait_escrow_audit(msg_id, "code-wrong", 4), 4u) << dump_audit(*_relay);
   EXPECT_GE(wait_escrow_audit(msg_id, "code-locked", 1), 1u) << dump_audit(*_relay);
   EXPECT_EQ(wait_escrow_audit(msg_id, "view", 1, 0ms), 0u) << dump_audit(*_relay);
@@ -365,7 +403,7 @@ TEST_F(PortalBrowser, FiveWrongCodesLockTheMessage) {
 
 // From the moment a message expires its link shows no content (the neutral page).
 TEST_F(PortalBrowser, AnExpiredMessageShowsNothing) {
-  start_world("5s");
+  ASSERT_NO_FATAL_FAILURE(start_world("5s"));
   std::string secret = unique("expired-secret");
   std::string msg_id = unique("expired") + "@sender.test";
   auto sent = std::chrono::system_clock::now();
@@ -383,11 +421,12 @@ TEST_F(PortalBrowser, AnExpiredMessageShowsNothing) {
   EXPECT_FALSE(bool_at(page, {"has_code_form"}));
   expect_phone_page(page, "expired page");
   EXPECT_GE(wait_escrow_audit(msg_id, "notice", 1), 1u) << dump_audit(*_relay);
+  EXPECT_GE(wait_escrow_audit(msg_id, "refused", 1, 15s, "expired"), 1u) << dump_audit(*_relay);
 }
 
 // A retracted message (POST /escrow/retract on the admin listener) shows no content.
 TEST_F(PortalBrowser, ARetractedMessageShowsNothing) {
-  start_world();
+  ASSERT_NO_FATAL_FAILURE(start_world());
   std::string secret = unique("retracted-secret");
   std::string msg_id = unique("retracted") + "@sender.test";
   std::string link = send_and_read_link(msg_id, secret);
@@ -407,6 +446,7 @@ TEST_F(PortalBrowser, ARetractedMessageShowsNothing) {
   EXPECT_TRUE(contains(text_at(page, {"text"}), "Message not available")) << text_at(page, {"text"});
   EXPECT_FALSE(bool_at(page, {"has_request_form"}));
   EXPECT_FALSE(contains(text_at(page, {"html"}), secret));
+  EXPECT_GE(wait_escrow_audit(msg_id, "refused", 1, 15s, "retracted"), 1u) << dump_audit(*_relay);
 }
 
 }  // namespace
