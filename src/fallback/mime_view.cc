@@ -272,7 +272,7 @@ struct header_value {
   std::vector<param> params;
 };
 
-// Skip a (comment), nested; returns the index after it.
+// Skip a (comment), nested; returns the index after it (at most s.size()).
 std::size_t skip_comment(std::string_view s, std::size_t i) {
   int depth = 0;
   for (; i < s.size(); ++i) {
@@ -284,7 +284,7 @@ std::size_t skip_comment(std::string_view s, std::size_t i) {
       if (--depth == 0) return i + 1;
     }
   }
-  return i;
+  return s.size();  // unclosed, or a trailing backslash stepped past the end
 }
 
 header_value parse_header_value(std::string_view s) {
@@ -304,7 +304,8 @@ header_value parse_header_value(std::string_view s) {
   // Bounded: every round consumes at least the ';' or one character.
   while (i < s.size()) {
     skip_space();
-    if (i < s.size() && s[i] != ';') {
+    if (i >= s.size()) break;
+    if (s[i] != ';') {
       ++i;  // junk after the token or a value: skip it
       continue;
     }
@@ -461,6 +462,18 @@ std::string clean_name(std::string_view name) {
   return std::string(trim(out));
 }
 
+// Whether `t` is one type/subtype pair of RFC 2045 token characters (what the page shows).
+bool plain_type(std::string_view t) {
+  std::size_t slash = t.find('/');
+  if (slash == 0 || slash == std::string_view::npos || slash + 1 == t.size() ||
+      t.find('/', slash + 1) != std::string_view::npos || t.size() > 127)
+    return false;
+  return std::all_of(t.begin(), t.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '/' ||
+           std::string_view("!#$&^_.+-").find(c) != std::string_view::npos;
+  });
+}
+
 struct inline_image {
   std::string cid;  // Content-ID without <>
   std::string name, type;
@@ -477,6 +490,7 @@ class walker {
     header_value ct = parse_header_value(e.get("Content-Type"));
     std::string type = ct.token;
     if (type.find('/') == std::string::npos) type = "text/plain";  // absent or malformed
+    else if (!plain_type(type)) type = "application/octet-stream";
     if (type.starts_with("multipart/")) {
       const param* boundary = find_param(ct, "boundary");
       if (boundary && !boundary->value.empty() && depth < _l.max_depth) {

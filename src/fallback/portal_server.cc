@@ -8,6 +8,7 @@
 // are kept as SHA-256 of the cookie.
 #include "sealrelay/fallback/portal_server.hh"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -192,6 +193,20 @@ std::string hex(std::span<const uint8_t> b) {
   return out;
 }
 
+// Return the key a client is counted under: its IPv4 address, or the /64 of its IPv6
+// address (one host usually holds a whole /64).
+std::string client_key(const std::string& ip) {
+  in6_addr a6{};
+  if (ip.find(':') == std::string::npos || ::inet_pton(AF_INET6, ip.c_str(), &a6) != 1) return ip;
+  if (IN6_IS_ADDR_V4MAPPED(&a6)) {
+    char v4[INET_ADDRSTRLEN];
+    return ::inet_ntop(AF_INET, &a6.s6_addr[12], v4, sizeof v4) ? std::string(v4) : ip;
+  }
+  std::fill(a6.s6_addr + 8, a6.s6_addr + 16, 0);
+  char text[INET6_ADDRSTRLEN];
+  return ::inet_ntop(AF_INET6, &a6, text, sizeof text) ? std::string(text) + "/64" : ip;
+}
+
 // A small text page for requests refused before routing (400, 413, ...).
 page plain_error(int status) {
   page p;
@@ -217,6 +232,7 @@ struct server::impl {
   std::condition_variable cv;
   std::deque<std::pair<int, std::string>> pending;  // accepted fd, client address
   std::set<int> active;                             // fds being served (shut down by stop())
+  std::map<std::string, unsigned> per_client;       // client_key -> connections open or waiting
   bool stopping = false;
 
   rate_windows link_rate, ip_rate;
@@ -336,6 +352,7 @@ void server::stop() {
   m.workers.clear();
   for (auto& [fd, ip] : m.pending) ::close(fd);
   m.pending.clear();
+  m.per_client.clear();
   ::close(m.listen_fd);
   ::close(m.wake_fd);
   m.listen_fd = m.wake_fd = -1;
@@ -360,10 +377,13 @@ void server::impl::accept_loop() {
       if (fd < 0) break;
       std::string ip = address_to_string(reinterpret_cast<const sockaddr*>(&peer));
       std::lock_guard lock(mu);
-      if (stopping || pending.size() >= opt.queue) {
+      unsigned& mine = per_client[client_key(ip)];
+      if (stopping || pending.size() >= opt.queue || mine >= opt.connections_per_client) {
+        if (mine == 0) per_client.erase(client_key(ip));
         ::close(fd);  // busy: the reader's browser retries
         continue;
       }
+      ++mine;
       pending.emplace_back(fd, std::move(ip));
       cv.notify_one();
     }
@@ -386,6 +406,9 @@ void server::impl::worker_loop(unsigned index) {
       pending.pop_front();
     }
     serve(fd, ip, store);  // closes fd
+    std::lock_guard lock(mu);
+    if (auto it = per_client.find(client_key(ip)); it != per_client.end() && --it->second == 0)
+      per_client.erase(it);
   }
 }
 
@@ -475,7 +498,7 @@ void server::impl::serve(int fd, const std::string& ip, std::unique_ptr<escrow_s
     }
     {
       std::lock_guard lock(mu);
-      if (stopping) keep_alive = false;
+      if (stopping || !pending.empty()) keep_alive = false;  // free the worker for them
     }
     std::vector<http::header> fields;
     for (const auto& h : p.headers)
@@ -566,7 +589,7 @@ page server::impl::request_code(const escrow::link& l, const request& rq, escrow
   // The link's window first: a link at its limit then costs its reader's address nothing.
   if (!link_rate.try_take(hex(lh), opt.codes_per_link, opt.code_window, t))
     return refuse(rate_limited_page(l), "rate-limited (link)", l.id, rq, store);
-  if (!ip_rate.try_take(rq.ip, opt.codes_per_ip, opt.code_window, t))
+  if (!ip_rate.try_take(client_key(rq.ip), opt.codes_per_ip, opt.code_window, t))
     return refuse(rate_limited_page(l), "rate-limited (address)", l.id, rq, store);
   auto issued = escrow::issue_code(store, l.id, t);
   if (!issued) {

@@ -44,9 +44,14 @@ struct server_options {
 
   unsigned workers = 8;               // connections served at once
   unsigned queue = 64;                // accepted connections waiting; more are closed at once
+  // Open or waiting per client (an IPv6 /64 counts as one); a browser opens up to 6 per
+  // host, and several readers may share one address behind NAT.
+  unsigned connections_per_client = 16;
   std::chrono::milliseconds handshake_timeout{10'000};
   std::chrono::milliseconds request_timeout{20'000};  // one request, first byte to last
-  std::chrono::milliseconds idle_timeout{15'000};     // keep-alive wait for the next request
+  // Keep-alive wait for the next request: short, as an idle connection holds a worker (and
+  // none is kept while other connections wait for one).
+  std::chrono::milliseconds idle_timeout{3'000};
   std::chrono::milliseconds write_timeout{30'000};    // one response (a large attachment)
   std::chrono::milliseconds submit_timeout{30'000};   // the code mail until durable
   unsigned max_requests = 100;        // per connection
@@ -54,7 +59,7 @@ struct server_options {
   std::size_t max_body = 4096;        // a form with a code
 
   int codes_per_link = 3;             // code mails per link per window
-  int codes_per_ip = 10;              // code mails per client address per window
+  int codes_per_ip = 10;              // code mails per client (address, IPv6 /64) per window
   std::chrono::seconds code_window{10 * 60};
   std::chrono::seconds session_lifetime{30 * 60};  // the download cookie
   std::size_t max_sessions = 10'000;

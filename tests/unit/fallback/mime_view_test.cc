@@ -291,6 +291,14 @@ TEST(mime_view, malformed_messages_still_show) {
   // No body at all; a boundary parameter missing; binary junk.
   EXPECT_EQ(mime::parse("Subject: only\r\n").page.subject, "only");
   EXPECT_EQ(mime::parse("Content-Type: multipart/mixed\r\n\r\nraw").page.text, "raw");
+  // Header values that end inside a comment, after a backslash or after a ';' (fuzz finds).
+  for (std::string_view ct : {"text/plain (comment \\", "text/plain; charset=utf-8; ",
+                              "text/plain;", "text/plain (open", "m\xFFlti/p\x80rt; name=x"}) {
+    auto m = mime::parse("Content-Type: " + std::string(ct) + "\r\n\r\nbody");
+    EXPECT_TRUE(m.page.text == "body" || m.page.attachments.size() == 1) << ct;
+  }
+  EXPECT_EQ(mime::parse("Content-Type: m\xFFlti/p\x80rt\r\n\r\nx").page.attachments.at(0).content_type,
+            "application/octet-stream");
   std::string junk;
   for (int i = 0; i < 4096; ++i) junk += static_cast<char>((i * 131) & 0xFF);
   auto j = mime::parse(junk);

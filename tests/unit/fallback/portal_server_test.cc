@@ -20,6 +20,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sealrelay/fallback/audit_event.hh"
@@ -439,6 +440,34 @@ TEST_F(PortalServer, MalformedAndOversizedRequestsAndTheServerStaysUp) {
   reply third = c.request("GET", "/nothing", {}, {}, false);
   EXPECT_EQ(third.code, 404);
   expect_security_headers(third);
+}
+
+TEST_F(PortalServer, BoundsConnectionsPerClient) {
+  auto o = options();
+  o.connections_per_client = 2;
+  start(std::move(o));
+  auto l = deposit();
+  // Two silent connections: one worker each, stuck in the handshake until they go.
+  int a = https_client::dial(_server->port()), b = https_client::dial(_server->port());
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  std::this_thread::sleep_for(1s);  // both accepted and counted (the acceptor polls at once)
+  auto ctx = sr::tls::context::client(cert("ca.crt"), sr::tls::tls_version::v1_2);
+  ASSERT_TRUE(ctx);
+  int third = https_client::dial(_server->port());
+  ASSERT_GE(third, 0);
+  auto s = sr::tls::socket_session::connect(*ctx, third, "localhost", clk::now() + 5s);
+  EXPECT_FALSE(s.ok()) << "a third connection from the same client is closed at once";
+  ::close(a);
+  ::close(b);
+  // Once they are gone the client is served again (bounded wait for the workers to notice).
+  int code = 0;
+  for (int i = 0; i < 50 && code != 200; ++i) {
+    std::this_thread::sleep_for(100ms);
+    https_client c(_server->port(), cert("ca.crt"), "localhost", true);
+    if (c.connected()) code = c.request("GET", path(l)).code;
+  }
+  EXPECT_EQ(code, 200);
 }
 
 TEST_F(PortalServer, FailedSubmitShowsTheErrorPageAndLeavesNoFile) {
