@@ -28,15 +28,17 @@ enum class handoff_outcome : uint8_t {
 const char* to_string(handoff_outcome o);
 
 // One message for the fallback. Views are valid during hand_off() only (the sidecar client
-// copies what it sends). The message is passed by reference: the sidecar reads it from its
-// spool record (segment, offset, length), never through the socket.
+// copies what it sends). The message is passed by reference: (segment, offset, length) are
+// the message bytes inside its spool record, where the queue found them; the sidecar reads
+// them there (and checks the record around them: header, CRC, envelope, queue id), never
+// through the socket.
 struct handoff_request {
   std::string_view queue_id;                          // the relay's id
   std::string_view from;                              // envelope sender ("" = null sender)
   std::span<const std::string_view> recipients;      // of this domain, without <>
   std::string_view domain;                            // recipient domain
   std::string_view segment;                           // spool segment holding the record
-  uint64_t offset = 0, length = 0;                    // the record within it
+  uint64_t offset = 0, length = 0;                    // the message bytes within it
   report::reason reason = report::reason::none;       // last TLS reason, e.g. weak_cipher
   const effective_policy* policy = nullptr;           // fallback chain to walk
 };

@@ -8,6 +8,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <regex>
 #include <initializer_list>
 #include <string>
 
@@ -818,11 +819,13 @@ TEST(config, example_config_is_valid_with_and_without_its_examples) {
   EXPECT_TRUE(r->mta_sts.enabled);
   EXPECT_TRUE(r->policies.empty());
 
-  // Uncomment "# [[table]]" and "# key = value" lines: the examples must parse too.
+  // Uncomment "# [[table]]", "# [table]  # comment" and "# key = value" lines: the examples
+  // must parse too.
   std::ifstream in(path);
   std::string line, text;
+  const std::regex table_line(R"(# \[[a-z_]+\]\s*(#.*)?)");
   while (std::getline(in, line)) {
-    if (line.rfind("# [[", 0) == 0 || (line.rfind("# ", 0) == 0 && line.find(" = ") != std::string::npos &&
+    if (line.rfind("# [[", 0) == 0 || std::regex_match(line, table_line) || (line.rfind("# ", 0) == 0 && line.find(" = ") != std::string::npos &&
                                         line.find_first_not_of("abcdefghijklmnopqrstuvwxyz_", 2) ==
                                             line.find(" = ")))
       line = line.substr(2);
@@ -831,6 +834,8 @@ TEST(config, example_config_is_valid_with_and_without_its_examples) {
   auto all = parse(text, "uncommented.toml");
   ASSERT_TRUE(all) << all.err();
   ASSERT_EQ(all->policies.size(), 2u);
+  EXPECT_EQ(all->fallback.store, "sqlite");
+  EXPECT_EQ(all->fallback.portal_listen, "127.0.0.1:8443");
   EXPECT_EQ(all->policies[0].domain, "bank.example");
   EXPECT_EQ(all->policies[0].tls, tls_policy::forced);
   EXPECT_EQ(all->policies[1].tls, tls_policy::exclusive);
