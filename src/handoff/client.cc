@@ -116,6 +116,7 @@ client::~client() {
 }
 
 void client::start() {
+  _started_ms = _shard.now_ms();
   connect_now();
   _shard.on_tick([this] { tick(); });
 }
@@ -163,7 +164,8 @@ void client::connect_now() {
   if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
     int e = errno;
     ::close(fd);
-    if (!_logged_down) {
+    // The first seconds after start the spawned sidecar is still starting: no warning yet.
+    if (!_logged_down && _shard.now_ms() - _started_ms > 5000) {
       SR_WARN("fallback: sidecar not reachable at %s (%s): forced messages whose MX hosts fail "
               "TLS stay queued until it is",
               _opt.socket.c_str(), std::strerror(e));

@@ -111,6 +111,7 @@ class client final : public policy::fallback_handoff {
   poll_op* _out_op = nullptr;           // POLLOUT armed while output waits
   bool _up = false;                     // hello_ok received on the current link
   uint64_t _connected_ms = 0;
+  uint64_t _started_ms = 0;
   uint64_t _next_connect_ms = 0;
   uint64_t _next_request = 1;
   std::string _out;
