@@ -141,7 +141,10 @@ result<opened> open_link(escrow_store& store, std::string_view id, std::string_v
   if (!found) return error{found.err()};
   if (!*found) return out;
   const escrow_record& r = **found;
-  if (access a = access_of(r, now); a != access::ok) {
+  access a = access_of(r, now);
+  // A locked record keeps its bytes: it says "locked" only to whoever holds its secret, so a
+  // guessed secret learns nothing (expired and retracted ones look like a wrong secret anyway).
+  if (a != access::ok && !(a == access::locked && !r.sealed.empty())) {
     out.status = status_of(a);
     return out;
   }
@@ -152,6 +155,10 @@ result<opened> open_link(escrow_store& store, std::string_view id, std::string_v
   auto message = tls::open(*key, r.sealed, associated_data(r));
   key->fill(0);
   if (!message) return out;
+  if (a != access::ok) {
+    out.status = status_of(a);  // locked
+    return out;
+  }
   if (!count_view) {
     out.status = open_status::ok;
     out.message = std::move(*message);

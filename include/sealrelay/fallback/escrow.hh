@@ -50,7 +50,7 @@ struct opened {
 };
 
 // Open the message of link (id, secret) at `now` and count the view; a store failure is an
-// error, every refusal an open_status.
+// error, every refusal an open_status (locked only for the right secret, else wrong_secret).
 result<opened> open(escrow_store& store, std::string_view id, std::string_view secret,
                     seconds_t now);
 // Open like open() without counting a view (views stays 0): the portal checks a link's

@@ -320,6 +320,9 @@ TEST_F(PortalServer, FiveWrongCodesLock) {
   EXPECT_EQ(post(path(l), "code=" + code).body, portal::locked_page().body);
   EXPECT_EQ(get(path(l)).body, portal::locked_page().body);
   EXPECT_EQ(post(path(l) + "/code").body, portal::locked_page().body);
+  std::string guessed = l.secret;
+  guessed[0] = guessed[0] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(get("/m/" + l.id + "/" + guessed).body, portal::unavailable_page().body);
   EXPECT_EQ(mail_count(), 1u);
   EXPECT_NE(audit_text().find("\"event\":\"code-locked\""), std::string::npos);
 }

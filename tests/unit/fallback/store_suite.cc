@@ -209,6 +209,14 @@ TEST_P(EscrowStore, FiveWrongCodesLock) {
   EXPECT_EQ(fresh->why, access::locked);
   EXPECT_TRUE(fresh->code.empty());
   EXPECT_EQ(open(l).status, escrow::open_status::locked);
+  // Only the right secret learns that: a guessed one reads as wrong, like any other.
+  std::string guessed = l.secret;
+  guessed[0] = guessed[0] == 'A' ? 'B' : 'A';
+  EXPECT_EQ(open({l.id, guessed}).status, escrow::open_status::wrong_secret);
+  auto peeked = escrow::peek(*_store, l.id, l.secret, t0 + 5s);
+  ASSERT_TRUE(peeked);
+  EXPECT_EQ(peeked->status, escrow::open_status::locked);
+  EXPECT_TRUE(peeked->message.empty());
   // A locked record still expires (and then says expired).
   auto swept = _store->expire(t0 + 31 * 24h);
   ASSERT_TRUE(swept);
