@@ -75,8 +75,11 @@ def wait_gone(tag, seconds):
     return False
 
 
+DRIVER_TMP = None   # TMPDIR of the drivers: a killed driver's profile stays here, not in /tmp
+
+
 def run_driver(args, tag, timeout=120):
-    env = dict(os.environ, SR_BROWSER_TEST_TAG=tag)
+    env = dict(os.environ, SR_BROWSER_TEST_TAG=tag, TMPDIR=DRIVER_TMP)
     r = subprocess.run([PY, DRIVER] + args, stdin=subprocess.DEVNULL, capture_output=True,
                        timeout=timeout, env=env)
     summary = None
@@ -112,6 +115,9 @@ def main():
     work = sys.argv[2] if len(sys.argv) > 2 else tempfile.mkdtemp(prefix="sr-browser-test-")
     shutil.rmtree(work, ignore_errors=True)   # the last run's artifacts
     os.makedirs(work)
+    global DRIVER_TMP
+    DRIVER_TMP = os.path.join(work, "tmp")
+    os.makedirs(DRIVER_TMP)
     print(f"artifacts in {work}", flush=True)
     attachment = os.path.join(work, "attachment.bin")
     # PDF-like bytes with every byte value: a download must come back identical.
@@ -207,7 +213,7 @@ def main():
             p = subprocess.Popen([PY, DRIVER, "portal-flow", "--link", f"{base}/m/kill{int(sig)}/secret", "--code-cmd", cmd, "--no-download",
                                   "--out", os.path.join(work, f"killed-{sig}")] + ca,
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                 env=dict(os.environ, SR_BROWSER_TEST_TAG=tag))
+                                 env=dict(os.environ, SR_BROWSER_TEST_TAG=tag, TMPDIR=DRIVER_TMP))
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not os.path.exists(os.path.join(work, f"killed-{sig}", "02-enter-code.png")):
                 time.sleep(0.1)
@@ -246,6 +252,8 @@ def main():
     check(browser.code_from_mx(rec, "bob@x.test", skip=1) == "123456", "mx-code: skip=1 gives the older one")
     check(browser.code_from_mx(rec, "nobody@x.test") is None, "mx-code: none for an unknown recipient")
 
+    # Only the SIGKILLed driver left its profile behind; nothing runs from there any more.
+    shutil.rmtree(DRIVER_TMP, ignore_errors=True)
     print(f"{len(failures)} check(s) failed" if failures else "all checks passed")
     return 1 if failures else 0
 
