@@ -341,8 +341,9 @@ void server::stop() {
   {
     std::lock_guard lock(m.mu);
     m.stopping = true;
-    // Wake workers blocked on a socket: their next poll sees EOF and the connection ends.
-    for (int fd : m.active) ::shutdown(fd, SHUT_RDWR);
+    // Wake workers waiting for a request: their poll sees EOF and the connection ends. Only
+    // the read side: a response being written still goes out (then the connection closes).
+    for (int fd : m.active) ::shutdown(fd, SHUT_RD);
   }
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(m.wake_fd, &one, sizeof one);
