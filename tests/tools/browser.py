@@ -139,6 +139,7 @@ class browser:
         self.next_id = 0
         self.events = []          # (sessionId or None, method, params) not yet consumed
         self.session = None
+        self.net = {}              # requestId -> {url, status, error} (bounded; for failure reports)
         self.frame_sessions = {}   # out-of-process iframes (sandboxed srcdoc): targetId -> sessionId
         self.last_document = None  # the last main-frame document response (status, headers, url)
         self.frame_id = None
@@ -345,7 +346,19 @@ class browser:
             r = params.get("response", {})
             self.last_document = {"url": r.get("url"), "status": r.get("status"),
                                   "headers": {k.lower(): v for k, v in r.get("headers", {}).items()}}
-        elif method == "Target.attachedToTarget" and params.get("targetInfo", {}).get("type") == "iframe":
+        if method in ("Network.requestWillBeSent", "Network.responseReceived", "Network.loadingFailed",
+                      "Network.loadingFinished") and m.get("sessionId") == self.session:
+            rid = params.get("requestId")
+            e = self.net.setdefault(rid, {"url": (params.get("request") or {}).get("url")})
+            if method == "Network.responseReceived":
+                e["status"] = params.get("response", {}).get("status")
+            elif method == "Network.loadingFailed":
+                e["error"] = params.get("errorText")
+            elif method == "Network.loadingFinished":
+                e["done"] = True
+            if len(self.net) > 200:
+                self.net.pop(next(iter(self.net)))
+        if method == "Target.attachedToTarget" and params.get("targetInfo", {}).get("type") == "iframe":
             self.frame_sessions[params["targetInfo"]["targetId"]] = params["sessionId"]
         elif method == "Target.detachedFromTarget":
             for k, v in list(self.frame_sessions.items()):
@@ -418,14 +431,43 @@ class browser:
         self.call("Input.insertText", {"text": text})
 
     def click(self, selector, *, wait_load=True):
-        """Tap the element `selector` (a real pointer event at its centre); wait for the next load."""
+        """Tap the element `selector` (a real pointer event at its centre) once it is the
+        element at that point (scrolled into view, not covered, layout settled); wait for the
+        next load unless told not to."""
         n = self._node(selector)
-        self.call("DOM.scrollIntoViewIfNeeded", {"nodeId": n})
-        quads = self.call("DOM.getContentQuads", {"nodeId": n}).get("quads") or []
-        if not quads:
-            raise driver_error(f"{selector!r} is not visible on {self.url()}")
-        q = quads[0]
-        x, y = sum(q[0::2]) / 4, sum(q[1::2]) / 4
+        want = self._subtree_ids(n)   # the point may hit a child (a <b> in a link)
+        x = y = None
+        seen = "?"
+        deadline = time.monotonic() + self.timeout
+        for _ in range(50):   # bounded: a few tries while scrolling and layout settle
+            self.call("DOM.scrollIntoViewIfNeeded", {"nodeId": n})
+            # Let a frame be drawn after the scroll: the browser routes a pointer event by the
+            # last frame's hit-test data, and a stale one sends it to whatever was there
+            # before (the message's out-of-process sandboxed frame, say). A one-pixel
+            # screenshot waits for a fresh frame.
+            self.call("Page.captureScreenshot", {"format": "png", "clip": {"x": 0, "y": 0, "width": 1,
+                                                                           "height": 1, "scale": 1}})
+            quads = self.call("DOM.getContentQuads", {"nodeId": n}).get("quads") or []
+            if quads:
+                q = quads[0]
+                cx, cy = sum(q[0::2]) / 4, sum(q[1::2]) / 4
+                try:
+                    # Quads are in viewport coordinates, the hit test in the document's.
+                    vv = self.call("Page.getLayoutMetrics").get("cssVisualViewport", {})
+                    hit = self.call("DOM.getNodeForLocation",
+                                    {"x": int(cx + vv.get("pageX", 0)), "y": int(cy + vv.get("pageY", 0)),
+                                     "includeUserAgentShadowDOM": True})
+                    seen = hit.get("backendNodeId")
+                    if seen in want:
+                        x, y = int(cx), int(cy)
+                        break
+                except driver_error as e:
+                    seen = str(e)
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+        if x is None:
+            raise driver_error(f"{selector!r} cannot be tapped on {self.url()} (at its centre: {seen})")
         self.events.clear()
         self.last_document = None
         for t in ("mouseMoved", "mousePressed", "mouseReleased"):
@@ -437,6 +479,16 @@ class browser:
             self.wait_event("Page.loadEventFired")
             return self.last_document
         return None
+
+    def _subtree_ids(self, node_id):
+        """The backend ids of the element `node_id` and everything inside it (bounded)."""
+        root = self.call("DOM.describeNode", {"nodeId": node_id, "depth": -1})["node"]
+        ids, stack = set(), [root]
+        while stack and len(ids) < 10000:
+            node = stack.pop()
+            ids.add(node.get("backendNodeId"))
+            stack.extend(node.get("children", []))
+        return ids
 
     def submit(self, form_selector):
         """Press the submit button of the form `form_selector`; the response document."""
@@ -510,7 +562,16 @@ class browser:
                   {"behavior": "allowAndName", "downloadPath": directory, "eventsEnabled": True},
                   browser_level=True)
         self.click(selector, wait_load=False)
-        begin = self.wait_event("Browser.downloadWillBegin")
+        try:
+            begin = self.wait_event("Browser.downloadWillBegin")
+        except driver_error as e:
+            shot = os.path.join(directory, "download-failed.png")
+            try:
+                self.screenshot(shot)
+            except driver_error:
+                pass
+            seen = [v for v in self.net.values() if v.get("url") and "/a/" in v["url"]]
+            raise driver_error(f"{e} after tapping {selector!r} on {self.url()} (requests: {seen}; screenshot {shot})")
         guid = begin["guid"]
         done = self.wait_event("Browser.downloadProgress",
                                lambda p: p.get("guid") == guid and p.get("state") in ("completed", "canceled"))

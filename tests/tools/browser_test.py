@@ -183,6 +183,13 @@ def main():
             check("locked" in s["pages"].get("reopened", {}).get("text", ""), "the link page says locked afterwards")
         check(wait_gone(tag, 10), "no Chromium process left after wrong-code")
 
+        # 3b. A link below the fold: scrolled to, tapped, downloaded.
+        d = None
+        with browser.browser(ca_file=os.path.join(CERTS, "ca.crt"), timeout=20) as b:
+            b.navigate(base + "/long")
+            d = b.download('a[href$="/a/0"]', os.path.join(work, "long"))
+        check(d and d["sha256"] == hashlib.sha256(data).hexdigest(), "a link below the fold is scrolled to and tapped")
+
         # 4. A certificate from another CA is refused (the driver trusts only --ca).
         tag = uuid.uuid4().hex
         rc, s, err = run_driver(["open", "--link", link, "--out", os.path.join(work, "untrusted"),

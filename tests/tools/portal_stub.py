@@ -113,6 +113,13 @@ def make_handler(st):
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+            elif path == "/long":
+                # A link below the fold, under where a sandboxed (out-of-process) frame was
+                # before the scroll: the driver must scroll, and tap only once a fresh frame
+                # routes the tap to the link, not to the frame.
+                self.send(200, page("Long page", '<iframe sandbox="" srcdoc="frame" '
+                                    'style="height:1600px"></iframe><div style="height:400px">spacer</div>'
+                                    '<p><a href="/m/long/page/a/0" download>report.pdf</a> (far down)</p>'))
             elif base is None or tail == "/code":
                 self.send(404, NOT_FOUND)
             elif msg.locked:
