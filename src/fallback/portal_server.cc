@@ -341,8 +341,9 @@ void server::stop() {
   {
     std::lock_guard lock(m.mu);
     m.stopping = true;
-    // Wake workers blocked on a socket: their next poll sees EOF and the connection ends.
-    for (int fd : m.active) ::shutdown(fd, SHUT_RDWR);
+    // Wake workers waiting for a request: their poll sees EOF and the connection ends. Only
+    // the read side: a response being written still goes out (then the connection closes).
+    for (int fd : m.active) ::shutdown(fd, SHUT_RD);
   }
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(m.wake_fd, &one, sizeof one);
@@ -374,7 +375,14 @@ void server::impl::accept_loop() {
       sockaddr_storage peer{};
       socklen_t plen = sizeof peer;
       int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_CLOEXEC);
-      if (fd < 0) break;
+      if (fd < 0) {
+        // Out of descriptors or memory: the listener stays readable, so pause rather than spin.
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          SR_WARN("portal: accept: %s", strerror(errno));
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        break;
+      }
       std::string ip = address_to_string(reinterpret_cast<const sockaddr*>(&peer));
       std::lock_guard lock(mu);
       unsigned& mine = per_client[client_key(ip)];

@@ -177,6 +177,9 @@ int main(int argc, char** argv) {
 
   srv.run(sig_fd);
 
+  // Code mails still waiting for the engine fail now (nobody reads its answers any more),
+  // so stopping the portal does not wait out their timeouts.
+  srv.cancel_submits();
   if (portal) portal->stop();
 
   ::close(sig_fd);

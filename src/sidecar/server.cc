@@ -437,6 +437,7 @@ bool server::submit_mail(const wire::output& mail, std::chrono::milliseconds tim
   uint64_t id;
   {
     std::lock_guard lk(_submit_mu);
+    if (_submits_cancelled) return false;
     id = _next_submit++;
     _submits.emplace(id, p);
   }
@@ -455,6 +456,18 @@ bool server::submit_mail(const wire::output& mail, std::chrono::milliseconds tim
   bool ok = p->done && p->ok;
   _submits.erase(id);
   return ok;
+}
+
+void server::cancel_submits() {
+  std::lock_guard lk(_submit_mu);
+  _submits_cancelled = true;
+  for (auto& [id, p] : _submits) {
+    if (!p->done) {
+      p->done = true;
+      p->ok = false;
+      p->cv.notify_all();
+    }
+  }
 }
 
 void server::shutdown() {

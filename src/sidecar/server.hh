@@ -56,6 +56,10 @@ class server {
 
   // See submit_fn.
   bool submit_mail(const fallback::wire::output& mail, std::chrono::milliseconds timeout);
+  // Answer every submit still waiting with false and refuse new ones at once: after run()
+  // returned nobody reads the engines' answers, and the portal's workers must not wait out
+  // their timeouts while the sidecar stops. Thread-safe.
+  void cancel_submits();
   // submit_mail() as a function object, for the portal.
   submit_fn submitter() {
     return [this](const fallback::wire::output& m, std::chrono::milliseconds t) { return submit_mail(m, t); };
@@ -107,6 +111,7 @@ class server {
   std::mutex _submit_mu;
   std::map<uint64_t, std::shared_ptr<pending_submit>> _submits;
   uint64_t _next_submit = 1;
+  bool _submits_cancelled = false;  // under _submit_mu
 
   std::mutex _stop_mu;
   bool _stop_requested = false;

@@ -478,9 +478,17 @@ TEST_F(Sidecar, ServesThePortalAndMailsCodesThroughTheEngine) {
   EXPECT_NE(audit.find("\"event\":\"code-request\""), std::string::npos) << audit;
   EXPECT_NE(audit.find("\"event\":\"view\""), std::string::npos) << audit;
 
-  // SIGTERM stops the portal too.
+  // SIGTERM stops the portal too, without waiting out a code request the engine has not
+  // answered: that reader gets the error page.
+  sr::test::reply stuck;
+  std::thread waiting([&] { stuck = sr::test::https_client(port, ca).request("POST", link + "/code"); });
+  ASSERT_TRUE(e.next_as<wire::submit>(20s)) << log();
+  auto t0 = steady::now();
   ::kill(_pid, SIGTERM);
   EXPECT_EQ(wait_exit(), 0) << log();
+  EXPECT_LT(steady::now() - t0, 10s) << "stopping waited for the code mail's timeout";
+  waiting.join();
+  EXPECT_EQ(stuck.code, 500) << stuck.body;
   EXPECT_EQ(sr::test::https_client::dial(port), -1);
 }
 

@@ -192,6 +192,23 @@ TEST_F(server_test, submit_fails_when_the_engine_goes_away) {
   EXPECT_TRUE(engines(0));
 }
 
+TEST_F(server_test, cancel_submits_answers_waiting_and_later_submits_at_once) {
+  engine e(socket());
+  ASSERT_TRUE(e.hello());
+  ASSERT_TRUE(engines(1));
+  std::thread canceller([&] {
+    auto f = e.next();  // the submit arrived; the sidecar stops before the engine answers
+    _srv->cancel_submits();
+  });
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(_srv->submit_mail(mail("a@dest.test"), 20s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "answered at the cancel, not at the timeout";
+  canceller.join();
+  t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(_srv->submit_mail(mail("b@dest.test"), 20s));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s);
+}
+
 TEST_F(server_test, concurrent_submits_spread_over_engines) {
   engine a(socket()), b(socket());
   ASSERT_TRUE(a.hello());
