@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -207,6 +208,9 @@ bool relay::start(std::chrono::milliseconds deadline) {
   std::string cwd = dir().string();
   pid_t pid = ::fork();
   if (pid == 0) {
+    // The daemon (and the sidecar it spawns) must not outlive a test binary that crashed
+    // or was killed: SIGTERM lets it stop its sidecar too, as the peers do (peers.cc).
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::chdir(cwd.c_str()) != 0) _exit(126);
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
