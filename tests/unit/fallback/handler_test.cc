@@ -14,6 +14,7 @@
 
 #include "sealrelay/fallback/escrow.hh"
 #include "sealrelay/fallback/handler.hh"
+#include "support/file_io.hh"
 #include "support/cert_files.hh"
 #include "support/gpg_home.hh"
 #include "support/spool_record.hh"
@@ -22,22 +23,15 @@
 namespace sr::fallback {
 namespace {
 
+using sr::test::read_file;
+using sr::test::write_file;
+
 using test::run_pipeline;
 using test::shell_quote;
 using wire::method;
 using wire::outcome;
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
-void write_file(const std::filesystem::path& p, std::string_view s) {
-  std::ofstream out(p, std::ios::binary);
-  out << s;
-}
 
 const std::string k_message =
     "Received: from client.test by relay.test; Mon, 7 Dec 2026 00:00:00 +0000\r\n"

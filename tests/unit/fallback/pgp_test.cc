@@ -10,23 +10,17 @@
 #include <string>
 
 #include "sealrelay/fallback/pgp.hh"
+#include "support/file_io.hh"
 #include "support/gpg_home.hh"
 #include "support/temp_dir.hh"
 
 namespace sr::fallback {
 namespace {
 
-std::string read_file(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using sr::test::read_file;
+using sr::test::write_file;
 
-void write_file(const std::filesystem::path& p, std::string_view s) {
-  std::ofstream out(p, std::ios::binary);
-  out << s;
-}
+
 
 using test::gpg_home;
 

@@ -180,6 +180,16 @@ class handoff_client : public ::testing::Test {
     return r;
   }
 
+  // Hand `req` off on the first tick the link is up (its views must outlive the loop).
+  void hand_off_once_up(client& c, policy::handoff_request req, answer& done) {
+    _sh.on_tick([this, &c, req, &done, sent = false]() mutable {
+      if (!sent && c.up()) {
+        sent = true;
+        c.hand_off(req, done);
+      }
+    });
+  }
+
   sr::test::temp_dir _dir{"sr-handoff", "/tmp"};
   core::shard _sh{core::shard::options{.tick_ms = 10}};
   fake_intake _intake;
@@ -259,12 +269,7 @@ TEST_F(handoff_client, a_mail_the_spool_refuses_keeps_its_recipient_queued) {
   answer done;
   ASSERT_TRUE(run_until([&] { return done.calls > 0; }, [&] {
     c.start();
-    _sh.on_tick([&, sent = false]() mutable {
-      if (!sent && c.up()) {
-        sent = true;
-        c.hand_off(request(p, rcpts), done);
-      }
-    });
+    hand_off_once_up(c, request(p, rcpts), done);
   }));
   EXPECT_EQ(done.got, std::vector<handoff_outcome>{handoff_outcome::unavailable});
   EXPECT_EQ(c.stats().outputs_failed, 1u);
@@ -280,12 +285,7 @@ TEST_F(handoff_client, a_lost_link_answers_every_pending_hand_off_unavailable) {
   answer done;
   ASSERT_TRUE(run_until([&] { return done.calls > 0 && sc.hellos >= 2; }, [&] {
     c.start();
-    _sh.on_tick([&, sent = false]() mutable {
-      if (!sent && c.up()) {
-        sent = true;
-        c.hand_off(request(p, rcpts), done);
-      }
-    });
+    hand_off_once_up(c, request(p, rcpts), done);
   }));
   EXPECT_EQ(done.got, std::vector<handoff_outcome>(2, handoff_outcome::unavailable));
   EXPECT_TRUE(_intake.metas.empty());
@@ -306,12 +306,7 @@ TEST_F(handoff_client, a_late_answer_is_deferred_and_its_mails_dropped) {
   answer done;
   ASSERT_TRUE(run_until([&] { return done.calls > 0; }, [&] {
     c.start();
-    _sh.on_tick([&, sent = false]() mutable {
-      if (!sent && c.up()) {
-        sent = true;
-        c.hand_off(request(p, rcpts), done);
-      }
-    });
+    hand_off_once_up(c, request(p, rcpts), done);
   }));
   EXPECT_EQ(done.got, std::vector<handoff_outcome>{handoff_outcome::unavailable});
   EXPECT_EQ(c.stats().timed_out, 1u);

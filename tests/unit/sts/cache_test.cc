@@ -10,10 +10,14 @@
 #include <sstream>
 
 #include "sealrelay/sts/policy.hh"
+#include "support/file_io.hh"
 #include "support/temp_dir.hh"
 
 namespace sr::sts {
 namespace {
+
+using sr::test::read_file;
+using sr::test::write_file;
 
 const std::string enforce_text = "version: STSv1\nmode: enforce\nmx: mx.a.example\nmax_age: 3600\n";
 
@@ -23,12 +27,6 @@ policy::mta_sts_rules rules_of(const std::string& text) { return parse_policy(te
 
 bool all_mine(std::string_view) { return true; }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 TEST(StsCache, RefreshTime) {
   EXPECT_EQ(refresh_time(1000, 400), 1000 + 400 - 100);                 // a quarter of max_age

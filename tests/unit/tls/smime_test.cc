@@ -11,10 +11,14 @@
 #include <string>
 
 #include "sealrelay/tls/smime.hh"
+#include "support/file_io.hh"
 #include "support/cert_files.hh"
 #include "support/temp_dir.hh"
 
 namespace {
+
+using sr::test::read_file;
+using sr::test::write_file;
 
 using sr::test::run_pipeline;
 using sr::test::shell_quote;
@@ -22,17 +26,7 @@ using sr::tls::load_smime_cert;
 using sr::tls::smime_address_safe;
 using sr::tls::smime_envelope;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-}
 
 // A temp dir holding keys and self-signed certificates made by openssl.
 class smime : public ::testing::Test {
