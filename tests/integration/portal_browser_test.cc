@@ -5,7 +5,8 @@
 // (tests/tools/browser.py: JavaScript off, a 390x844 phone viewport, the test CA trusted
 // through an NSS db) opens the link, asks for a code, reads it from the fake MX, enters it,
 // reads the message and downloads the attachment byte for byte. Also: a wrong code, five
-// wrong codes locking the message, an expired message and a retracted one (admin endpoint).
+// wrong codes locking the message, an expired message and a retracted one (admin endpoint),
+// and two relay nodes sharing one portal through a PostgreSQL store.
 // Screenshots stay under $SEALRELAY_ARTIFACTS (meson: build/tests/integration/portal-browser/).
 // Skipped (GTEST_SKIP) only when chromium or python3-websocket is missing.
 #include <gtest/gtest.h>
@@ -21,6 +22,7 @@
 
 #include "sealrelay/util/text.hh"
 #include "support/json_tree.hh"
+#include "support/pg_cluster.hh"
 #include "support/temp_dir.hh"
 #include "support/world.hh"
 
@@ -33,6 +35,7 @@ using json_tree::node;
 const char* const rcpt = "bob@bank.test";
 const char* const sender = "alice@sender.test";
 const char* const portal_host = "portal.mx.test";   // in tests/certs/server.crt (*.mx.test)
+const char* const forced_escrow = "[[policy]]\ndomain = \"bank.test\"\ntls = \"forced\"\nfallback = [\"escrow\"]\n";
 
 // Where screenshots and downloads of `test` go: $SEALRELAY_ARTIFACTS/<test>, else a temp dir.
 fs::path artifacts_dir(const std::string& test, const fs::path& fallback) {
@@ -125,31 +128,35 @@ class PortalBrowser : public ::testing::Test, protected world {
 
   // Start DNS, the MX of bank.test (no STARTTLS) and the relay with the escrow portal;
   // `expiry` is fallback.escrow_expiry.
-  void start_world(const std::string& expiry = "1h") {
+  void start_world(const std::string& expiry = "1h", const std::string& store = {}) {
     ASSERT_NE(_port, 0);
     ASSERT_TRUE(start_dns("bank.test MX 10 mx1.mx.test\nmx1.mx.test A 127.0.0.2\n"));
     _mx = start_mx({.hosts = {"127.0.0.2"}, .no_starttls = true});
     ASSERT_TRUE(_mx);
-    _portal_port = free_port();
+    // Free on 127.0.0.1 and 127.0.0.3: a second relay node may serve its portal there.
+    _portal_port = free_port_on({"127.0.0.1", "127.0.0.3"});
     _admin_port = free_port();
     ASSERT_NE(_portal_port, 0);
     _admin_listen = "127.0.0.1:" + std::to_string(_admin_port);
     // Escrow only: the key directories are empty (no recipient has a key or certificate).
     fs::create_directories(_keys.path() / "gnupg");
     fs::create_directories(_keys.path() / "smime");
-    _fallback = "spawn = true\nportal_listen = \"127.0.0.1:" + std::to_string(_portal_port) + "\"\n" +
+    _fallback = "spawn = true\nportal_listen = \"127.0.0.1:" + std::to_string(_portal_port) + "\"\n" + store +
                 "portal_url = \"https://" + portal_host + ":" + std::to_string(_portal_port) + "\"\n" +
                 "escrow_expiry = \"" + expiry + "\"\npgp_home = \"" + (_keys.path() / "gnupg").string() +
                 "\"\nsmime_dir = \"" + (_keys.path() / "smime").string() + "\"\n";
-    ASSERT_TRUE(start_relay("[[policy]]\ndomain = \"bank.test\"\ntls = \"forced\"\nfallback = [\"escrow\"]\n"));
-    // Every shard links to the sidecar before the message comes (else its hand-off waits
-    // for the next retry).
-    ASSERT_TRUE(wait_log(*_relay, [](const std::string& log) {
+    ASSERT_TRUE(start_relay(forced_escrow));
+    ASSERT_TRUE(wait_sidecar(*_relay)) << _relay->log();
+    _art = artifacts_dir(::testing::UnitTest::GetInstance()->current_test_info()->name(), _relay->dir());
+  }
+
+  // Every shard of `r` linked to its sidecar (else a hand-off waits for the next retry).
+  static bool wait_sidecar(const relay& r) {
+    return wait_log(r, [](const std::string& log) {
       size_t n = 0;
       for (size_t p = 0; (p = log.find("fallback: sidecar link up", p)) != std::string::npos; ++p) ++n;
       return n >= 2;   // the harness's two shards
-    }, 20s)) << _relay->log();
-    _art = artifacts_dir(::testing::UnitTest::GetInstance()->current_test_info()->name(), _relay->dir());
+    }, 20s);
   }
 
   // Send the message and wait for its notice at the MX; the link from it ("" on failure).
@@ -183,13 +190,13 @@ class PortalBrowser : public ::testing::Test, protected world {
 
   // Run browser.py FLOW --link LINK ... with the test CA and the portal's name resolved.
   drive_result drive(const std::string& flow, const std::string& link, std::vector<std::string> extra,
-                     const std::string& name) {
+                     const std::string& name, const std::string& portal_ip = "127.0.0.1") {
     fs::path out = _art / name;
     fs::path summary = _art / (name + ".json");
     std::vector<std::string> argv{python_binary(), tool_path("browser.py").string(), flow, "--link", link,
                                   "--out", out.string(), "--json", summary.string(),
                                   "--ca", (source_root() / "tests" / "certs" / "ca.crt").string(),
-                                  "--resolve", std::string(portal_host) + "=127.0.0.1"};
+                                  "--resolve", std::string(portal_host) + "=" + portal_ip};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.insert(argv.end(), {"--code-timeout", "60"});
     run_result r = run(argv, 180s);
@@ -201,11 +208,12 @@ class PortalBrowser : public ::testing::Test, protected world {
   // Escrow audit lines (kind "escrow") of the message `msg_id` whose event is `event`,
   // waiting until at least `n` are there (fewer at the deadline).
   size_t wait_escrow_audit(const std::string& msg_id, const std::string& event, size_t n,
-                           std::chrono::milliseconds deadline = 15s, const std::string& detail = {}) {
+                           std::chrono::milliseconds deadline = 15s, const std::string& detail = {},
+                           const relay* r = nullptr) {
     size_t count = 0;
     for (auto until = clock::now() + deadline;;) {
       count = 0;
-      std::string all = read_file(audit_file(*_relay));
+      std::string all = read_file(audit_file(r ? *r : *_relay));
       size_t pos = 0;
       while (pos < all.size()) {
         size_t nl = all.find('\n', pos);
@@ -266,27 +274,9 @@ class PortalBrowser : public ::testing::Test, protected world {
     EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << shot;
   }
 
-  fake_mx* _mx = nullptr;
-  uint16_t _portal_port = 0;
-  uint16_t _admin_port = 0;
-  fs::path _art;
-  std::string _qid;
-  mx_message _notice;
-  sr::test::temp_dir _keys{"sr-portal-keys", "/tmp"};
-};
-
-// The whole flow: notice link, code request, code from the MX, message, attachment.
-TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
-  ASSERT_NO_FATAL_FAILURE(start_world());
-  std::string secret = unique("portal-secret");
-  std::string msg_id = unique("portal") + "@sender.test";
-  std::string link = send_and_read_link(msg_id, secret);
-  ASSERT_FALSE(link.empty());
-  EXPECT_TRUE(contains(_notice.data, "Subject: Secure message from " + std::string(sender))) << _notice.data;
-  EXPECT_EQ(_notice.rcpts, std::vector<std::string>{rcpt});
-  EXPECT_FALSE(_notice.tls);   // the MX has no TLS: the notice goes in the clear, without content
-
-  drive_result d = drive("portal-flow", link, {"--code-cmd", code_cmd()}, "flow");
+  // The pages of a portal-flow run: link page, code page, the message (text, sanitised HTML
+  // in its frame, no script), the attachment byte for byte, all fitting a phone.
+  void expect_full_flow(const drive_result& d, const std::string& secret) {
   ASSERT_EQ(d.exit_code, 0) << d.output << _relay->log();
   ASSERT_TRUE(d.summary) << d.output;
   const node* pages = at(d.summary.get(), {"pages"});
@@ -326,6 +316,30 @@ TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
   EXPECT_EQ(text_at(a, {"suggested_filename"}), "statement.pdf");
   EXPECT_TRUE(read_file(text_at(a, {"path"})) == attachment_bytes()) << "the download differs from the attachment";
 
+  }
+
+  fake_mx* _mx = nullptr;
+  uint16_t _portal_port = 0;
+  uint16_t _admin_port = 0;
+  fs::path _art;
+  std::string _qid;
+  mx_message _notice;
+  sr::test::temp_dir _keys{"sr-portal-keys", "/tmp"};
+};
+
+// The whole flow: notice link, code request, code from the MX, message, attachment.
+TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
+  ASSERT_NO_FATAL_FAILURE(start_world());
+  std::string secret = unique("portal-secret");
+  std::string msg_id = unique("portal") + "@sender.test";
+  std::string link = send_and_read_link(msg_id, secret);
+  ASSERT_FALSE(link.empty());
+  EXPECT_TRUE(contains(_notice.data, "Subject: Secure message from " + std::string(sender))) << _notice.data;
+  EXPECT_EQ(_notice.rcpts, std::vector<std::string>{rcpt});
+  EXPECT_FALSE(_notice.tls);   // the MX has no TLS: the notice goes in the clear, without content
+
+  drive_result d = drive("portal-flow", link, {"--code-cmd", code_cmd()}, "flow");
+  ASSERT_NO_FATAL_FAILURE(expect_full_flow(d, secret));
   expect_no_content_at_mx(secret);
   EXPECT_GE(wait_escrow_audit(msg_id, "notice", 1), 1u) << dump_audit(*_relay);
   EXPECT_GE(wait_escrow_audit(msg_id, "code-request", 1), 1u) << dump_audit(*_relay);
@@ -333,7 +347,7 @@ TEST_F(PortalBrowser, ReadsTheMessageAndDownloadsTheAttachment) {
   EXPECT_GE(wait_escrow_audit(msg_id, "download", 1), 1u) << dump_audit(*_relay);
 
   // README's picture (docs/portal.png): the whole message page on a phone.
-  std::string full = text_at(msg, {"screenshot_full"});
+  std::string full = text_at(d.summary.get(), {"pages", "message", "screenshot_full"});
   EXPECT_EQ(read_file(full).substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << full;
   std::error_code ec;
   fs::copy_file(full, _art / "portal.png", fs::copy_options::overwrite_existing, ec);
@@ -447,6 +461,45 @@ TEST_F(PortalBrowser, ARetractedMessageShowsNothing) {
   EXPECT_FALSE(bool_at(page, {"has_request_form"}));
   EXPECT_FALSE(contains(text_at(page, {"html"}), secret));
   EXPECT_GE(wait_escrow_audit(msg_id, "refused", 1, 15s, "retracted"), 1u) << dump_audit(*_relay);
+}
+
+// Several relay nodes share one portal through PostgreSQL (fallback.store): node A
+// escrows the message, and the reader's browser, sent by the portal's name to node B's
+// portal, asks for the code there (B's sidecar mails it through B), enters it and downloads
+// the attachment: the whole flow against a store that neither node keeps alone.
+TEST_F(PortalBrowser, TwoNodesShareOnePortalThroughPostgresql) {
+  sr::test::pg_cluster pg;
+  ASSERT_TRUE(pg.start()) << pg.error();
+  std::string store = "store = \"postgresql://postgres@127.0.0.1:" + std::to_string(pg.port()) + "/postgres\"\n";
+  ASSERT_NO_FATAL_FAILURE(start_world("1h", store));
+  std::string secret = unique("pg-secret");
+  std::string msg_id = unique("pg") + "@sender.test";
+  std::string link = send_and_read_link(msg_id, secret);
+  ASSERT_FALSE(link.empty());
+  EXPECT_GE(wait_escrow_audit(msg_id, "notice", 1), 1u) << dump_audit(*_relay);
+
+  // Node B: the same portal name and port on 127.0.0.3, the same store.
+  std::unique_ptr<relay> a = std::move(_relay);
+  std::string b_fallback = _fallback;
+  size_t at_listen = b_fallback.find("127.0.0.1:" + std::to_string(_portal_port));
+  ASSERT_NE(at_listen, std::string::npos);
+  b_fallback.replace(at_listen, 9, "127.0.0.3");
+  _fallback = b_fallback;
+  _admin_listen = "127.0.0.1:" + std::to_string(free_port());
+  ASSERT_TRUE(start_relay(forced_escrow));
+  ASSERT_TRUE(wait_sidecar(*_relay)) << _relay->log();
+
+  drive_result d = drive("portal-flow", link, {"--code-cmd", code_cmd()}, "flow-node-b", "127.0.0.3");
+  ASSERT_NO_FATAL_FAILURE(expect_full_flow(d, secret));
+  // B's sidecar served it: the code request, view and download are in B's audit file.
+  EXPECT_GE(wait_escrow_audit(msg_id, "code-request", 1), 1u) << dump_audit(*_relay);
+  EXPECT_GE(wait_escrow_audit(msg_id, "view", 1), 1u) << dump_audit(*_relay);
+  EXPECT_GE(wait_escrow_audit(msg_id, "download", 1), 1u) << dump_audit(*_relay);
+  EXPECT_EQ(wait_escrow_audit(msg_id, "view", 1, 0ms, {}, a.get()), 0u) << dump_audit(*a);
+  expect_no_content_at_mx(secret);
+  // Both nodes stop before their store does (the cluster goes with this scope).
+  if (a->running()) a->stop();
+  if (_relay->running()) _relay->stop();
 }
 
 }  // namespace
