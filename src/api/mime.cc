@@ -106,7 +106,7 @@ void append_param(std::string& out, std::string_view name, std::string_view valu
   bool plain = true;
   for (unsigned char c : value)
     if (c < 0x20 || c >= 0x7f) plain = false;
-  if (plain && value.size() <= 200) {
+  if (plain && value.size() <= 60) {
     out += ";\r\n ";
     out += name;
     out += '=';
@@ -114,18 +114,24 @@ void append_param(std::string& out, std::string_view name, std::string_view valu
     return;
   }
   static const char hex[] = "0123456789ABCDEF";
+  // A section ends only between characters: Python's email (and others) decode each
+  // section on its own, so a UTF-8 sequence split across two reads as undecodable.
   std::vector<std::string> sections(1);
-  for (unsigned char c : value) {
-    std::string piece;
+  std::string piece;
+  for (std::size_t i = 0; i < value.size(); ++i) {
+    unsigned char c = (unsigned char)value[i];
     bool attr_char = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                      std::string_view("!#$&+-.^_`|~").find(char(c)) != std::string_view::npos;
     if (attr_char) {
       piece.push_back(char(c));
     } else {
-      piece = {'%', hex[c >> 4], hex[c & 15]};
+      piece += {'%', hex[c >> 4], hex[c & 15]};
     }
-    if (sections.back().size() + piece.size() > 60) sections.emplace_back();
+    bool char_ends = i + 1 == value.size() || ((unsigned char)value[i + 1] & 0xC0) != 0x80;
+    if (!char_ends) continue;
+    if (!sections.back().empty() && sections.back().size() + piece.size() > 50) sections.emplace_back();
     sections.back() += piece;
+    piece.clear();
   }
   for (std::size_t i = 0; i < sections.size(); ++i) {
     out += ";\r\n ";
@@ -272,12 +278,13 @@ std::string encode_header_text(std::string_view s, std::size_t first_line_used) 
   for (unsigned char c : s)
     if (c < 0x20 || c >= 0x7f) plain = false;
   if (plain && first_line_used + s.size() <= max_line) return std::string(s);
-  // B words of at most 45 octets (60 base64 characters, 72 with "=?utf-8?B?" and "?="),
+  // B words of at most 42 octets (56 base64 characters, 68 with "=?utf-8?B?" and "?=", so
+  // "Subject: " and a word fit in 78),
   // never splitting a UTF-8 sequence (RFC 2047 §5: each word decodes on its own).
   std::string out;
   std::size_t pos = 0;
   while (pos < s.size()) {
-    std::size_t n = std::min<std::size_t>(45, s.size() - pos);
+    std::size_t n = std::min<std::size_t>(42, s.size() - pos);
     while (pos + n < s.size() && n > 1 && ((unsigned char)s[pos + n] & 0xC0) == 0x80) --n;
     if (!out.empty()) out += "\r\n ";
     out += "=?utf-8?B?";

@@ -37,7 +37,7 @@ struct build_result {
 build_result build_message(const message_request& r, const build_params& p, const limits& l);
 
 // Encode `s` as RFC 2047 B encoded-words (UTF-8) when it is not printable ASCII, each word
-// at most 75 octets, words joined by CRLF SP (a folded header value); `s` as is otherwise.
+// at most 68 octets, words joined by CRLF SP (a folded header value); `s` as is otherwise.
 std::string encode_header_text(std::string_view s, std::size_t first_line_used);
 
 }  // namespace sr::api
