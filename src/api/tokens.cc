@@ -54,6 +54,16 @@ uint16_t status_for(auth_outcome o) {
   return 401;
 }
 
+api_error auth_error(auth_outcome o) {
+  switch (o) {
+    case auth_outcome::missing: return {401, "an Authorization: Bearer token is needed", "Authorization"};
+    case auth_outcome::malformed: return {401, "Authorization must be \"Bearer <token>\"", "Authorization"};
+    case auth_outcome::wrong:
+    case auth_outcome::ok: break;
+  }
+  return {403, "the token is not valid", "Authorization"};
+}
+
 const char* to_string(auth_outcome o) {
   switch (o) {
     case auth_outcome::ok: return "ok";

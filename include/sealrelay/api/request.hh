@@ -16,7 +16,7 @@ namespace sr::api {
 // Limits the listener passes in: the SMTP side's (server.max_message_size, the recipients
 // cap of one transaction), so a message is refused alike whichever way it comes in.
 struct limits {
-  std::size_t max_message_size = 25u << 20;  // bytes of the built message (413 above)
+  std::size_t max_message_size = 50u << 20;  // bytes of the built message (413 above)
   std::size_t max_recipients = 1000;         // entries of `to` (400 above)
   std::size_t max_attachments = 100;         // entries of `attachments` (400 above)
 };

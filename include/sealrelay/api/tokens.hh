@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sealrelay/api/request.hh"
 #include "sealrelay/util/result.hh"
 
 namespace sr::api {
@@ -27,6 +28,9 @@ enum class auth_outcome : uint8_t {
 
 // Return the HTTP status for `o` (200 for ok, then 401, 401, 403).
 uint16_t status_for(auth_outcome o);
+// Return the error to answer for `o` (not ok): 401 or 403, field "Authorization"; a 401
+// answer also carries `WWW-Authenticate: Bearer` (RFC 6750 §3), which the listener adds.
+api_error auth_error(auth_outcome o);
 // Return a short name for `o` (audit, logs).
 const char* to_string(auth_outcome o);
 

@@ -60,6 +60,10 @@ TEST(Tokens, CheckOutcomes) {
   EXPECT_EQ(status_for(auth_outcome::malformed), 401);
   EXPECT_EQ(status_for(auth_outcome::wrong), 403);
   EXPECT_STREQ(to_string(auth_outcome::wrong), "wrong");
+  EXPECT_EQ(auth_error(auth_outcome::missing).status, 401);
+  EXPECT_EQ(auth_error(auth_outcome::malformed).status, 401);
+  EXPECT_EQ(auth_error(auth_outcome::wrong).status, 403);
+  EXPECT_EQ(auth_error(auth_outcome::wrong).field, "Authorization");
 }
 
 TEST(Tokens, LoadRefusesAFileOthersMayRead) {
