@@ -14,7 +14,8 @@ namespace sr::api {
 
 struct build_params {
   std::string_view hostname;  // right side of Message-ID (server.hostname)
-  std::string_view unique;    // left side of Message-ID and MIME boundaries (e.g. a queue id)
+  std::string_view unique;    // left side of Message-ID and in MIME boundaries: letters and
+                              // digits only (e.g. the queue id), unique per message
   std::time_t now = 0;        // Date:
 };
 

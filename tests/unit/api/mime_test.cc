@@ -170,6 +170,25 @@ TEST(Mime, AttachmentsRoundTripWithTheirNames) {
   EXPECT_LE(j["max_line"].get<int>(), 78);
 }
 
+TEST(Mime, JsonBodyToMessageEndToEnd) {
+  // What a web application sends, through the parser and the builder, as a client reads it.
+  parse_result p = parse_request(
+      R"({"from":"shop@example.org","to":["kunde@example.net"],"subject":"Rechnung Nr. 42 \u2013 Gr\u00fc\u00dfe",)"
+      R"("text":"Guten Tag,\n\nanbei die Rechnung.\n","html":"<p>Guten Tag,</p><p>anbei die Rechnung.</p>",)"
+      R"("attachments":[{"filename":"Rechnung \u00e4\u00f6\u00fc.pdf","content_type":"application/pdf","content":"JVBERi0xLjQK/w=="}]})",
+      limits{});
+  ASSERT_TRUE(p.ok()) << p.err.error;
+  auto j = build_and_parse(*p.request);
+  EXPECT_EQ(j["headers"]["subject"], "Rechnung Nr. 42 – Grüße");
+  EXPECT_EQ(j["headers"]["to"], "kunde@example.net");
+  EXPECT_EQ(j["content_type"], "multipart/mixed");
+  ASSERT_EQ(j["parts"].size(), 3u);
+  EXPECT_EQ(j["parts"][0]["text"], "Guten Tag,\n\nanbei die Rechnung.\n");
+  EXPECT_EQ(j["parts"][1]["content_type"], "text/html");
+  EXPECT_EQ(j["parts"][2]["filename"], "Rechnung äöü.pdf");
+  EXPECT_EQ(j["parts"][2]["base64"], "JVBERi0xLjQK/w==");
+}
+
 TEST(Mime, AttachmentWithoutText) {
   message_request r = structured();
   r.attachments = {{"a.txt", "text/plain", "A"}};
