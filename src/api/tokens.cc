@@ -111,9 +111,12 @@ result<token_set> token_set::load(const std::string& path) {
     return error{path + ": permissions " + mode + " are too open: a tokens file must be accessible "
                  "by its owner only (chmod 600 " + path + ")"};
   }
+  // A tokens file is small: refuse one over 1 MiB rather than parse a cut-off last line.
+  constexpr std::size_t max_file = 1u << 20;
   std::string text;
   char buf[8192];
-  for (int rounds = 0; rounds < 1024; ++rounds) {  // at most 8 MiB: a tokens file is small
+  bool eof = false;
+  for (int rounds = 0; rounds < 1024 && !eof; ++rounds) {
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
@@ -121,10 +124,12 @@ result<token_set> token_set::load(const std::string& path) {
       ::close(fd);
       return error{path + ": cannot read: " + std::strerror(e)};
     }
-    if (n == 0) break;
+    eof = n == 0;
     text.append(buf, std::size_t(n));
+    if (text.size() > max_file) break;
   }
   ::close(fd);
+  if (!eof) return error{path + ": larger than 1 MiB"};
   return parse(text, path);
 }
 

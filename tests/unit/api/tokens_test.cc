@@ -86,6 +86,11 @@ TEST(Tokens, LoadRefusesAFileOthersMayRead) {
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.err().find("cannot open"), std::string::npos);
   EXPECT_FALSE(token_set::load(dir.path().string()).ok());  // a directory
+
+  test::write_file(path, std::string(2u << 20, '#'));  // one comment line over the size cap
+  auto huge = token_set::load(path);
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.err(), path + ": larger than 1 MiB");
 }
 
 }  // namespace
