@@ -11,6 +11,7 @@
 #include <string>
 
 #include "sealrelay/auth/hasher.hh"
+#include "sealrelay/auth/limiter.hh"
 #include "sealrelay/auth/users.hh"
 #include "support/cert_files.hh"
 #include "support/file_io.hh"
@@ -162,6 +163,54 @@ TEST(auth_hasher, answers_come_back_on_the_shard_and_the_loop_keeps_running) {
   EXPECT_EQ(right, 4);
   EXPECT_FALSE(wrong_thread);
   EXPECT_GT(ticks, 2u);  // the loop ran while the workers hashed
+}
+
+}  // namespace
+}  // namespace sr::auth
+
+namespace sr::auth {
+namespace {
+
+TEST(auth_limiter, delays_grow_then_the_client_is_closed) {
+  limiter l;  // 2 free, 1 s doubling to 30 s, close at 10
+  uint64_t t = 1000;
+  std::vector<long> delays;
+  verdict v;
+  for (int i = 0; i < 9; ++i) {
+    v = l.failed("192.0.2.7", "alice@example.org", t);
+    EXPECT_FALSE(v.close) << i;
+    delays.push_back(long(v.delay.count()));
+    t += 100;
+  }
+  EXPECT_EQ(delays, (std::vector<long>{0, 0, 1000, 2000, 4000, 8000, 16000, 30000, 30000}));
+  EXPECT_TRUE(l.failed("192.0.2.7", "alice@example.org", t).close);
+  // Reconnecting does not buy more tries: the address is over the limit before any check.
+  EXPECT_TRUE(l.before("192.0.2.7", "", t).close);
+  // Another client is not affected; the same user from elsewhere is (per-user counter).
+  EXPECT_FALSE(l.before("192.0.2.8", "", t).close);
+  EXPECT_TRUE(l.before("192.0.2.8", "alice@example.org", t).close);
+  // Idle long enough, the counters start again.
+  t += 16 * 60 * 1000;
+  EXPECT_FALSE(l.before("192.0.2.7", "alice@example.org", t).close);
+  EXPECT_EQ(l.failed("192.0.2.7", "alice@example.org", t).delay.count(), 0);
+}
+
+TEST(auth_limiter, ipv6_counts_by_64_and_success_clears_only_the_user) {
+  limiter l(limiter_options{.free_tries = 0, .max_failures = 3});
+  EXPECT_FALSE(l.failed("2001:db8:1:2::10", "a@x.org", 0).close);
+  EXPECT_FALSE(l.before("2001:db8::1", "", 0).close);                  // another /64
+  EXPECT_FALSE(l.failed("2001:db8:1:2:ffff::1", "b@x.org", 0).close);  // same /64
+  EXPECT_TRUE(l.failed("2001:db8:1:2:0:0:0:99", "c@x.org", 0).close);
+  EXPECT_FALSE(l.before("2001:db8:1:3::1", "", 0).close);              // the next /64
+  EXPECT_TRUE(l.before("2001:0db8:0001:0002:0:0:0:1", "", 0).close);   // written longhand
+  l.succeeded("a@x.org");
+  EXPECT_TRUE(l.before("2001:db8:1:2::10", "", 0).close);              // the address stays
+}
+
+TEST(auth_limiter, memory_is_bounded) {
+  limiter l(limiter_options{.max_keys = 100});
+  for (int i = 0; i < 10'000; ++i) l.failed("198.51.100." + std::to_string(i % 250) + "/" + std::to_string(i), "", 0);
+  EXPECT_LE(l.keys(), 100u);
 }
 
 }  // namespace
