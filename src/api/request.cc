@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sealrelay/smtp/command.hh"
+#include "sealrelay/util/text.hh"
 
 namespace sr::api {
 namespace {
@@ -43,43 +44,6 @@ bool valid_content_type(std::string_view ct) {
   for (std::size_t i = 0; i < ct.size(); ++i)
     if (i != slash && !is_token_char((unsigned char)ct[i])) return false;
   return ct.size() <= max_content_type_bytes;
-}
-
-int base64_value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
-}
-
-// Decode strict standard base64 (RFC 4648 §4: padded, no whitespace, zero pad bits).
-std::optional<std::string> decode_base64(std::string_view in) {
-  if (in.size() % 4 != 0) return std::nullopt;
-  std::string out;
-  out.reserve(in.size() / 4 * 3);
-  for (std::size_t i = 0; i < in.size(); i += 4) {
-    int v[4];
-    int pad = 0;
-    for (int k = 0; k < 4; ++k) {
-      unsigned char c = (unsigned char)in[i + k];
-      if (c == '=' && i + 4 == in.size() && k >= 2) {
-        v[k] = 0;
-        ++pad;
-        continue;
-      }
-      if (pad) return std::nullopt;  // data after '='
-      v[k] = base64_value(c);
-      if (v[k] < 0) return std::nullopt;
-    }
-    uint32_t n = (uint32_t(v[0]) << 18) | (uint32_t(v[1]) << 12) | (uint32_t(v[2]) << 6) | uint32_t(v[3]);
-    out.push_back(char(n >> 16));
-    if (pad < 2) out.push_back(char((n >> 8) & 0xff));
-    if (pad < 1) out.push_back(char(n & 0xff));
-    if ((pad == 1 && (v[2] & 0x3)) || (pad == 2 && (v[1] & 0xf))) return std::nullopt;  // non-canonical
-  }
-  return out;
 }
 
 std::string lower(std::string_view s) {
@@ -309,7 +273,7 @@ class handler : public nlohmann::json_sax<nlohmann::json> {
       case akey::content: {
         // Decoded size counts; base64 is 4/3 of it, checked first to refuse a huge one unread.
         if (!add_size(s.size() / 4 * 3, field)) return false;
-        auto d = decode_base64(s);
+        auto d = decode_base64_strict(s);
         if (!d) return fail(bad("not strict base64 (RFC 4648: padded, no line breaks)", field));
         a.data = std::move(*d);
         return true;
