@@ -2,6 +2,9 @@
 // one sink call each, so hashing stays at memory speed on long lines.
 #include "sealrelay/dkim/canon.hh"
 
+#include <algorithm>
+#include <cstring>
+
 namespace sr::dkim {
 
 namespace {
@@ -40,7 +43,20 @@ void canon_header_relaxed(std::string_view field, std::string& out, bool final_c
 
 void relaxed_body::emit(std::string_view s) {
   _length += s.size();
-  _sink.write(s);
+  if (_used + s.size() > _buf.size()) {
+    flush();
+    if (s.size() >= _buf.size()) {  // a long run goes straight through
+      _sink.write(s);
+      return;
+    }
+  }
+  std::memcpy(_buf.data() + _used, s.data(), s.size());
+  _used += s.size();
+}
+
+void relaxed_body::flush() {
+  if (_used > 0) _sink.write({_buf.data(), _used});
+  _used = 0;
 }
 
 // The first non-WSP byte of a line: the empty lines held back were not trailing after all.
@@ -111,6 +127,7 @@ void relaxed_body::finish() {
   _in_line = false;
   _wsp = false;
   _empty_lines = 0;
+  flush();
 }
 
 }  // namespace sr::dkim

@@ -1,9 +1,10 @@
 // RFC 6376 "relaxed" canonicalisation, exactly per §3.4.2 (header) and §3.4.4 (body).
 // The body canonicaliser is a streaming state machine: it takes the body in chunks of any
 // size (a CRLF or a WSP run may straddle two chunks) and hands canonical bytes to a sink,
-// so the signer hashes the body without copying it. Only CRLF ends a line; a bare CR or LF
+// so the signer hashes the body without keeping a copy (4 KiB pass through a buffer). Only CRLF ends a line; a bare CR or LF
 // is an ordinary byte (the spool holds CRLF text). WSP is SP and HTAB only.
 #pragma once
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -39,7 +40,8 @@ class relaxed_body {
   void feed(std::string_view chunk) {
     feed({reinterpret_cast<const std::byte*>(chunk.data()), chunk.size()});
   }
-  // Flush what the end of the body decides (a last line without CRLF); call once.
+  // Flush what the end of the body decides (a last line without CRLF) and the bytes
+  // still buffered to the sink; call once.
   void finish();
   // Canonical bytes written so far (the l= a verifier would see).
   uint64_t length() const { return _length; }
@@ -48,7 +50,13 @@ class relaxed_body {
   void emit(std::string_view s);
   void start_content();
 
+  void flush();
+
   body_sink& _sink;
+  // Canonical bytes gathered before they go to the sink: one hash update per 4 KiB, not
+  // one per word (the WSP runs between words are written as separate SPs).
+  std::array<char, 4096> _buf;
+  std::size_t _used = 0;
   uint64_t _empty_lines = 0;  // empty lines held back: written only if content follows
   uint64_t _length = 0;
   bool _cr = false;           // a CR was the last byte; a following LF ends the line
