@@ -131,6 +131,35 @@ result<std::string> signer::sign(std::string_view message, int64_t now) {
 }
 
 result<std::string> signer::sign(std::span<const std::span<const std::byte>> chunks, int64_t now) {
+  auto p = prepare(chunks, now);
+  if (!p) return error{p.err()};
+  auto sig = _key.sign_digest(p->digest);
+  if (!sig) return error{"dkim: " + sig.err()};
+  return complete(std::move(*p), *sig);
+}
+
+std::string signer::complete(prepared p, std::span<const uint8_t> signature) {
+  // Fill b= up to column 78 per line, going on from where the field's last line ends.
+  std::string out = std::move(p.field);
+  const std::size_t nl = out.rfind("\r\n\t");
+  std::size_t col = nl == std::string::npos ? out.size() : tab_columns + out.size() - (nl + 3);
+  const std::string b = b64(signature);
+  std::string_view left = b;
+  while (!left.empty()) {
+    if (col >= max_column) {
+      out += "\r\n\t";
+      col = tab_columns;
+    }
+    const std::size_t n = std::min(max_column - col, left.size());
+    out.append(left.substr(0, n));
+    col += n;
+    left.remove_prefix(n);
+  }
+  out += "\r\n";
+  return out;
+}
+
+result<signer::prepared> signer::prepare(std::span<const std::span<const std::byte>> chunks, int64_t now) {
   // 1. Copy the header section up to and including its empty line; hash the rest.
   _headers.clear();
   tls::sha256_stream body_hash;
@@ -228,25 +257,7 @@ result<std::string> signer::sign(std::span<const std::span<const std::byte>> chu
   canon_header_relaxed(out, _canon, false);
   header_hash.update(_canon);
 
-  // 5. Sign, then fill b= up to column 78 per line.
-  auto sig = _key.sign_digest(header_hash.finish());
-  if (!sig) return error{"dkim: " + sig.err()};
-  const std::string b = b64(*sig);
-  std::string_view left = b;
-  while (!left.empty()) {
-    std::size_t room = f.col < max_column ? max_column - f.col : 0;
-    if (room == 0) {
-      out += "\r\n\t";
-      f.col = tab_columns;
-      room = max_column - f.col;
-    }
-    const std::size_t n = std::min(room, left.size());
-    out.append(left.substr(0, n));
-    f.col += n;
-    left.remove_prefix(n);
-  }
-  out += "\r\n";
-  return out;
+  return prepared{std::move(out), header_hash.finish()};
 }
 
 }  // namespace sr::dkim

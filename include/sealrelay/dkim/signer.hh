@@ -37,6 +37,19 @@ class signer {
   // decides a=) and take the key.
   static result<signer> create(signer_config config, tls::signing_key key);
 
+  // A message hashed, its field built up to the empty "b=", waiting for the signature.
+  struct prepared {
+    std::string field;          // "DKIM-Signature: v=1; ... b=" (folded, no CRLF yet)
+    tls::sha256_digest digest;  // what the key signs (sign_digest)
+  };
+
+  // Hash the message in `chunks` and build the field: no key operation (the cheap part,
+  // fit for a shard loop; an RSA signature is ~1.5 ms and may go to a worker thread that
+  // owns its own signing_key loaded from the same file).
+  result<prepared> prepare(std::span<const std::span<const std::byte>> chunks, int64_t now);
+  // Append `signature` (of p.digest, by the selector's key) as b=, folded; add the CRLF.
+  static std::string complete(prepared p, std::span<const uint8_t> signature);
+
   // Sign the message in `chunks` (CRLF lines; headers, empty line, body) at time `now`
   // (t=, seconds since the epoch); returns "DKIM-Signature: ...\r\n".
   result<std::string> sign(std::span<const std::span<const std::byte>> chunks, int64_t now);

@@ -42,6 +42,7 @@ enum class key_kind : uint8_t {
   rsa,      // RSASSA-PKCS1-v1_5 with SHA-256 (DKIM a=rsa-sha256)
   ed25519,  // Ed25519 over the SHA-256 digest (DKIM a=ed25519-sha256, RFC 8463)
 };
+// Return "rsa" or "ed25519" (the k= of the key's TXT record).
 std::string_view to_string(key_kind k);
 
 class signing_key {

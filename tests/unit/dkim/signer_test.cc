@@ -292,6 +292,27 @@ TEST_F(DkimSigner, ConfiguredListAndDuplicateFields) {
   EXPECT_EQ(verify(h + swapped, k().rsa_txt), 1);
 }
 
+TEST_F(DkimSigner, PrepareOnOneKeySignOnAnother) {
+  // The split the relay may use: hash on the shard, the RSA operation on a worker with
+  // its own key object loaded from the same file.
+  signer s = make_signer(k().rsa_pem);
+  auto worker_key = sr::tls::signing_key::load_pem_file(k().rsa_pem);
+  ASSERT_TRUE(worker_key.ok());
+  for (const auto& m : messages()) {
+    auto p = s.prepare(std::span<const std::span<const std::byte>>(), 0);  // no message: no From
+    EXPECT_FALSE(p.ok());
+    const std::span<const std::byte> one{reinterpret_cast<const std::byte*>(m.data()), m.size()};
+    p = s.prepare(std::span<const std::span<const std::byte>>(&one, 1), std::time(nullptr));
+    ASSERT_TRUE(p.ok()) << p.err();
+    EXPECT_TRUE(p->field.ends_with("b="));
+    auto sig = worker_key->sign_digest(p->digest);
+    ASSERT_TRUE(sig.ok()) << sig.err();
+    const std::string field = signer::complete(std::move(*p), *sig);
+    std::string diag;
+    EXPECT_EQ(verify(field + m, k().rsa_txt, &diag), 0) << diag << field;
+  }
+}
+
 TEST_F(DkimSigner, BadConfigAndMessagesAreRefused) {
   auto key = [&] { return std::move(*sr::tls::signing_key::load_pem_file(k().ed_pem)); };
   EXPECT_FALSE(signer::create({.domain = "exa mple.org", .selector = "s"}, key()).ok());
