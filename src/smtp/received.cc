@@ -63,6 +63,11 @@ void append_received(std::string& out, const received_info& info) {
     append_uint(out, info.cipher_alg_bits);
     out.append(" bits))");
   }
+  if (!info.auth_sender.empty()) {
+    out.append("\r\n\t(Authenticated sender: ");
+    append_sanitized(out, info.auth_sender);
+    out.push_back(')');
+  }
   if (!info.single_rcpt.empty()) {
     out.append("\r\n\tfor <");
     append_sanitized(out, info.single_rcpt);

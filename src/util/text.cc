@@ -49,4 +49,41 @@ void append_base64_lines(std::string& out, std::string_view in) {
   }
 }
 
+std::optional<std::string> decode_base64_strict(std::string_view in) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  if (in.size() % 4 != 0) return std::nullopt;
+  std::string out;
+  out.reserve(in.size() / 4 * 3);
+  for (size_t i = 0; i < in.size(); i += 4) {
+    bool last = i + 4 == in.size();
+    int v[4];
+    int pads = 0;
+    for (int k = 0; k < 4; ++k) {
+      char c = in[i + size_t(k)];
+      if (c == '=' && last && k >= 2) {
+        v[k] = 0;
+        ++pads;
+        continue;
+      }
+      if (pads) return std::nullopt;  // data after padding
+      v[k] = value(c);
+      if (v[k] < 0) return std::nullopt;
+    }
+    uint32_t n = uint32_t(v[0]) << 18 | uint32_t(v[1]) << 12 | uint32_t(v[2]) << 6 | uint32_t(v[3]);
+    out += char(n >> 16);
+    if (pads < 2) out += char((n >> 8) & 0xff);
+    if (pads < 1) out += char(n & 0xff);
+    // Pad bits must be zero (RFC 4648 §3.5): one encoding per byte string.
+    if ((pads == 2 && (n & 0xffff)) || (pads == 1 && (n & 0xff))) return std::nullopt;
+  }
+  return out;
+}
+
 }  // namespace sr

@@ -17,6 +17,9 @@ struct received_info {
   bool esmtp = true;             // EHLO (ESMTP) vs HELO (SMTP)
   bool tls = false;              // -> ESMTPS
   bool authenticated = false;    // -> ESMTPA
+  // "(Authenticated sender: USER)" after the cipher line, when set (Postfix's
+  // smtpd_sasl_authenticated_header; the engine decides whether to show the user).
+  std::string_view auth_sender;
   std::string_view tls_version;  // "TLSv1.3"; the "(using ...)" line only when tls
   std::string_view cipher;       // "TLS_AES_256_GCM_SHA384"
   unsigned cipher_bits = 0;      // symmetric strength used
@@ -27,7 +30,8 @@ struct received_info {
 
 // Append the folded header, each line CRLF-terminated:
 // "Received: from HELO (IP)\r\n\tby HOST (sealrelay) with ESMTPS id QID\r\n
-//  \t(using TLSv1.3 with cipher X (256/256 bits))\r\n\tfor <rcpt>; DATE\r\n".
+//  \t(using TLSv1.3 with cipher X (256/256 bits))\r\n\t(Authenticated sender: U)\r\n
+//  \tfor <rcpt>; DATE\r\n".
 void append_received(std::string& out, const received_info& info);
 // Append an RFC 5322 date-time in UTC ("Sat, 28 Nov 2026 11:02:35 +0000").
 void append_rfc5322_date(std::string& out, std::time_t when);

@@ -1,5 +1,5 @@
 // util/text.hh: ASCII case-insensitive equality and base64 (RFC 4648 test vectors, the
-// URL-safe alphabet without padding, MIME lines of 76 characters).
+// URL-safe alphabet without padding, MIME lines of 76 characters, strict decoding).
 #include <gtest/gtest.h>
 
 #include <string>
@@ -50,4 +50,17 @@ TEST(util_text, base64_lines_are_76_characters_with_crlf) {
   std::string none;
   sr::append_base64_lines(none, "");
   EXPECT_EQ(none, "");
+}
+
+TEST(util_text, strict_base64_decodes_only_canonical_base64) {
+  EXPECT_EQ(*sr::decode_base64_strict(""), "");
+  EXPECT_EQ(*sr::decode_base64_strict("Zg=="), "f");
+  EXPECT_EQ(*sr::decode_base64_strict("Zm8="), "fo");
+  EXPECT_EQ(*sr::decode_base64_strict("Zm9v"), "foo");
+  EXPECT_EQ(*sr::decode_base64_strict("Zm9vYmFy"), "foobar");
+  for (const char* bad : {"Zg", "Zg=", "Z===", "Zh==", "Zm9=", "Zg==Zg==", "Zm9v\r\n", "Zm-v", "Zm_v", "Z g="})
+    EXPECT_FALSE(sr::decode_base64_strict(bad)) << bad;
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += char(i);
+  EXPECT_EQ(*sr::decode_base64_strict(b64(all)), all);
 }
