@@ -8,6 +8,7 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "sealrelay/tls/seal.hh"
+#include "thread_rng.hh"
 
 #include <algorithm>
 #include <cstdlib>
@@ -16,19 +17,6 @@
 namespace sr::tls {
 
 namespace {
-
-// One DRBG per thread, seeded on first use; `ok` false when seeding failed (then every
-// random_bytes call on that thread fails rather than returning weak bytes).
-struct thread_rng {
-  WC_RNG rng{};
-  bool ok = false;
-  thread_rng() { ok = wc_InitRng(&rng) == 0; }
-  ~thread_rng() {
-    if (ok) wc_FreeRng(&rng);
-  }
-  thread_rng(const thread_rng&) = delete;
-  thread_rng& operator=(const thread_rng&) = delete;
-};
 
 // An AES context with its key set; freed (and so wiped by wolfCrypt) on scope exit.
 struct gcm {
@@ -59,11 +47,11 @@ bool fits_word32(std::size_t n) { return n <= 0xffffffffu; }
 }  // namespace
 
 status random_bytes(std::span<uint8_t> out) {
-  thread_local thread_rng rng;
-  if (!rng.ok) return error{"random: wolfCrypt RNG could not be seeded"};
+  WC_RNG* rng = this_thread_rng();
+  if (!rng) return error{"random: wolfCrypt RNG could not be seeded"};
   while (!out.empty()) {
     const std::size_t n = std::min<std::size_t>(out.size(), RNG_MAX_BLOCK_LEN);
-    if (int rc = wc_RNG_GenerateBlock(&rng.rng, out.data(), static_cast<word32>(n)); rc != 0)
+    if (int rc = wc_RNG_GenerateBlock(rng, out.data(), static_cast<word32>(n)); rc != 0)
       return error{"random: wolfCrypt RNG failed (" + std::to_string(rc) + ")"};
     out = out.subspan(n);
   }

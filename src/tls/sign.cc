@@ -12,6 +12,7 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 
 #include "sealrelay/tls/sign.hh"
+#include "thread_rng.hh"
 
 #include <fstream>
 #include <new>
@@ -31,23 +32,6 @@ static_assert(sizeof(wc_Sha256) <= 160 && alignof(wc_Sha256) <= 16,
 void wipe(void* p, std::size_t n) {
   volatile uint8_t* v = static_cast<volatile uint8_t*>(p);
   while (n--) *v++ = 0;
-}
-
-// One DRBG per thread for RSA blinding; `ok` false when seeding failed.
-struct thread_rng {
-  WC_RNG rng{};
-  bool ok = false;
-  thread_rng() { ok = wc_InitRng(&rng) == 0; }
-  ~thread_rng() {
-    if (ok) wc_FreeRng(&rng);
-  }
-  thread_rng(const thread_rng&) = delete;
-  thread_rng& operator=(const thread_rng&) = delete;
-};
-
-WC_RNG* this_thread_rng() {
-  thread_local thread_rng r;
-  return r.ok ? &r.rng : nullptr;
 }
 
 }  // namespace
