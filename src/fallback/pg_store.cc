@@ -4,6 +4,7 @@
 // UPDATE ... RETURNING. Parameters and results travel in binary, so blobs are stored as
 // the exact bytes (bytea) the SQLite store keeps. A lost connection is reset once per call.
 #include "sealrelay/fallback/pg_store.hh"
+#include "store_schema.hh"
 
 #include <libpq-fe.h>
 
@@ -41,12 +42,6 @@ CREATE INDEX escrow_msg_id ON escrow (msg_id);
 CREATE INDEX escrow_expires ON escrow (expires);
 )sql";
 
-constexpr const char* columns =
-    "link_hash, salt, sealed, msg_id, sender, recipient, created, expires, state, code_hash, "
-    "code_expires, wrong_codes, views, last_viewed";
-constexpr const char* events = "link_hash, msg_id, sender, recipient";
-// Usable records: what a sweep or a retraction may change.
-constexpr const char* usable = "state IN ('active', 'locked')";
 
 // Type OIDs of the parameters (pg_type.h is a server header; these never change).
 constexpr Oid bytea_oid = 17, int8_oid = 20, int4_oid = 23, text_oid = 25;
@@ -60,8 +55,11 @@ struct result_clearer {
 using conn_ptr = std::unique_ptr<PGconn, conn_closer>;
 using pg_result = std::unique_ptr<PGresult, result_clearer>;
 
-int64_t to_unix(seconds_t t) { return t.time_since_epoch().count(); }
-seconds_t from_unix(int64_t s) { return seconds_t{std::chrono::seconds{s}}; }
+using schema::columns;
+using schema::events;
+using schema::from_unix;
+using schema::to_unix;
+using schema::usable;
 
 // libpq's messages end in a newline; the audit and logs want one line.
 std::string one_line(const char* msg) {

@@ -3,6 +3,7 @@
 // serialise instead of both reading the old try count); bulk changes are one UPDATE ...
 // RETURNING. Statements are prepared once per store; RAII frees them and the connection.
 #include "sealrelay/fallback/sqlite_store.hh"
+#include "store_schema.hh"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -38,12 +39,7 @@ CREATE INDEX escrow_msg_id ON escrow (msg_id);
 CREATE INDEX escrow_expires ON escrow (expires);
 )sql";
 
-constexpr const char* columns =
-    "link_hash, salt, sealed, msg_id, sender, recipient, created, expires, state, code_hash, "
-    "code_expires, wrong_codes, views, last_viewed";
 
-// Usable records: what a sweep or a retraction may change.
-constexpr const char* usable = "state IN ('active', 'locked')";
 
 struct db_closer {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -54,8 +50,11 @@ struct stmt_finalizer {
 using db_ptr = std::unique_ptr<sqlite3, db_closer>;
 using stmt_ptr = std::unique_ptr<sqlite3_stmt, stmt_finalizer>;
 
-int64_t to_unix(seconds_t t) { return t.time_since_epoch().count(); }
-seconds_t from_unix(int64_t s) { return seconds_t{std::chrono::seconds{s}}; }
+using schema::columns;
+using schema::events;
+using schema::from_unix;
+using schema::to_unix;
+using schema::usable;
 
 // Resets a statement (and drops its bindings) when the scope ends, however it ends.
 struct stmt_use {
@@ -75,7 +74,6 @@ class sqlite_store final : public escrow_store {
 
   status prepare_all() {
     const std::string all = columns;
-    const std::string events = "link_hash, msg_id, sender, recipient";
     struct {
       stmt_ptr* slot;
       std::string sql;

@@ -35,7 +35,6 @@ supervisor::~supervisor() { stop(); }
 status supervisor::start() {
   if (::access(_binary.c_str(), X_OK) != 0)
     return error("fallback.spawn: cannot run " + _binary + ": " + std::strerror(errno));
-  if (_status) _status->spawned = true;
   // The thread blocks every signal: the relay takes SIGTERM/SIGHUP on its own thread, and a
   // SIGHUP delivered here would otherwise kill the process.
   sigset_t all, old;

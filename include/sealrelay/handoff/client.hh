@@ -36,7 +36,6 @@ namespace sr::handoff {
 struct shared_status {
   std::atomic<unsigned> links_up{0};    // shard clients whose sidecar link is up (hello_ok)
   std::atomic<uint64_t> restarts{0};    // sidecar restarts by the supervisor
-  std::atomic<bool> spawned{false};     // the supervisor runs it (fallback.spawn)
 };
 
 struct client_stats {
