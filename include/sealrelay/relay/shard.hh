@@ -58,6 +58,10 @@ struct shared_status;
 namespace sr::tls {
 class context;
 }
+namespace sr::inject {
+struct shared_state;
+class shard_server;
+}
 
 namespace sr::relay {
 
@@ -74,6 +78,8 @@ struct process_state {
   // The fallback sidecar's shared state; null when no forced policy needs the sidecar
   // (then hand-offs are answered unavailable without a link).
   handoff::shared_status* sidecar = nullptr;
+  // The HTTP injection API ([http] listen); null when it is off.
+  inject::shared_state* http = nullptr;
 };
 
 // Return whether `cfg` has a forced [[policy]] whose fallback chain needs the sidecar
@@ -109,6 +115,8 @@ class shard_root final : public server::shard_unit {
   std::unique_ptr<spool::store> _store;
   std::unique_ptr<server::intake_store> _inbound_store;  // inbound SMTP onto _store
   std::unique_ptr<server::shard_server> _server;
+  // The HTTP injection API on this shard (null when off): into _store, on _server's buffers.
+  std::unique_ptr<inject::shard_server> _http;
   std::unique_ptr<dns::resolver> _resolver;
   std::unique_ptr<audit::writer> _audit;
   std::unique_ptr<queue::scheduler> _sched;
