@@ -222,7 +222,7 @@ TEST_F(HttpApi, StructuredMessageIsBuiltAsMime) {
     EXPECT_NE(m.data.find("multipart/mixed"), std::string::npos);
     EXPECT_NE(m.data.find("multipart/alternative"), std::string::npos);
     EXPECT_NE(m.data.find("Subject: =?utf-8?B?"), std::string::npos);
-    EXPECT_NE(m.data.find("filename=a.txt"), std::string::npos) << m.data;
+    EXPECT_NE(m.data.find("filename=\"a.txt\""), std::string::npos) << m.data;
     EXPECT_NE(m.data.find("aGVsbG8K"), std::string::npos);
   }
 }
@@ -360,9 +360,11 @@ TEST(HttpApiPlain, PlainHttpOnLoopbackWorks) {
                        "{\"from\":\"p@sender.test\",\"to\":[\"p@api.test\"],\"text\":\"" + marker + "\"}", token);
   ASSERT_EQ(a.code, 202) << a.raw << r.log();
   ASSERT_TRUE(wait_received(mx, marker, 1, 20s)) << r.log();
-  for (const auto& m : mx.messages())
-    if (m.data.find(marker) != std::string::npos)
+  for (const auto& m : mx.messages()) {
+    if (m.data.find(marker) != std::string::npos) {
       EXPECT_NE(m.data.find(" (sealrelay) with HTTP id "), std::string::npos) << m.data;
+    }
+  }
   EXPECT_EQ(r.stop(), 0) << r.log();
 
   // Plain HTTP anywhere but loopback is a config error.
