@@ -20,7 +20,7 @@ result<std::unique_ptr<sign_pool>> sign_pool::create(std::span<const key_entry> 
   for (size_t i = 0; i < entries.size(); ++i) {
     for (auto& ring : keys) {
       auto k = tls::signing_key::load_pem_file(entries[i].key_file);
-      if (!k) return error{"[[dkim]] #" + std::to_string(i + 1) + ": dkim.key_file: " + entries[i].key_file + ": " + k.err()};
+      if (!k) return error{"dkim[" + std::to_string(i) + "].key_file: " + entries[i].key_file + ": " + k.err()};
       if (k->kind() != tls::key_kind::rsa) break;  // Ed25519 signs inline on the shard
       ring[i].emplace(std::move(*k));
       any = true;

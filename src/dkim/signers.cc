@@ -68,9 +68,9 @@ std::string from_domain(std::span<const std::span<const std::byte>> chunks) {
 
 result<signer> make_signer(const key_entry& e, std::string* warning) {
   auto key = tls::signing_key::load_pem_file(e.key_file, warning);
-  if (!key) return error{"dkim.key_file: " + e.key_file + ": " + key.err()};
+  if (!key) return error{"key_file: " + e.key_file + ": " + key.err()};
   if (key->kind() != e.kind)
-    return error{"dkim.algorithm: " + std::string(e.kind == tls::key_kind::rsa ? "rsa-sha256" : "ed25519-sha256") +
+    return error{"algorithm: " + std::string(e.kind == tls::key_kind::rsa ? "rsa-sha256" : "ed25519-sha256") +
                  " needs an " + std::string(tls::to_string(e.kind)) + " key, but " + e.key_file + " holds an " +
                  std::string(tls::to_string(key->kind())) + " key"};
   signer_config c;
@@ -78,7 +78,12 @@ result<signer> make_signer(const key_entry& e, std::string* warning) {
   c.selector = e.selector;
   if (!e.headers.empty()) c.headers = e.headers;
   auto s = signer::create(std::move(c), std::move(*key));
-  if (!s) return error{s.err()};
+  if (!s) {
+    // "dkim: domain ..." -> "domain: dkim: domain ...": the key at fault first.
+    const std::string& m = s.err();
+    const char* field = m.starts_with("dkim: domain") ? "domain" : m.starts_with("dkim: selector") ? "selector" : "headers";
+    return error{std::string(field) + ": " + m};
+  }
   return std::move(*s);
 }
 
@@ -86,7 +91,7 @@ result<signers> signers::load(std::span<const key_entry> entries) {
   signers set;
   for (size_t i = 0; i < entries.size(); ++i) {
     auto s = make_signer(entries[i]);
-    if (!s) return error{"[[dkim]] #" + std::to_string(i + 1) + ": " + s.err()};
+    if (!s) return error{"dkim[" + std::to_string(i) + "]." + s.err()};
     set._domains.push_back(lowercase(entries[i].domain));
     set._signers.push_back(std::move(*s));
   }

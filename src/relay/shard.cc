@@ -54,9 +54,9 @@ status check_dkim(const config::config& cfg) {
   for (size_t i = 0; i < keys.size(); ++i) {
     std::string warning;
     auto s = dkim::make_signer(keys[i], &warning);
-    if (!s) return error{std::to_string(cfg.dkim[i].line) + ": " + s.err()};
+    if (!s) return error{std::to_string(cfg.dkim[i].line) + ": dkim[" + std::to_string(i) + "]." + s.err()};
     if (!warning.empty())
-      SR_WARN("dkim.key_file: %s (d=%s): %s", keys[i].key_file.c_str(), keys[i].domain.c_str(), warning.c_str());
+      SR_WARN("dkim[%zu].key_file: %s (d=%s): %s", i, keys[i].key_file.c_str(), keys[i].domain.c_str(), warning.c_str());
   }
   return {};
 }

@@ -181,7 +181,7 @@ TEST_F(Dkim, KeyThatDoesNotFitItsEntryStopsTheStart) {
   EXPECT_EQ(res.exit_code, 2) << res.output;
   const std::string cfg = read_file(r.config_path());
   const size_t line = size_t(std::count(cfg.begin(), cfg.begin() + cfg.find("[[dkim]]"), '\n')) + 1;
-  EXPECT_TRUE(contains(res.output, r.config_path().string() + ":" + std::to_string(line) + ": dkim.algorithm:"))
+  EXPECT_TRUE(contains(res.output, r.config_path().string() + ":" + std::to_string(line) + ": dkim[0].algorithm:"))
       << res.output;
 }
 

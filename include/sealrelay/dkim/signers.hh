@@ -29,14 +29,14 @@ struct key_entry {
 // section.
 std::string from_domain(std::span<const std::span<const std::byte>> chunks);
 
-// Load `e`'s key and build its signer; the error starts with the key at fault
-// ("dkim.key_file: PATH: ..." or "dkim.domain: ...").
+// Load `e`'s key and build its signer; the error starts with the entry's key at fault
+// ("key_file: PATH: ...", "algorithm: ...", "domain: ...").
 result<signer> make_signer(const key_entry& e, std::string* warning = nullptr);
 
 class signers {
  public:
   signers() = default;
-  // Load every entry's key (once each); the error names the entry's index and key.
+  // Load every entry's key (once each); the error names the entry and key ("dkim[1].key_file: ...").
   static result<signers> load(std::span<const key_entry> entries);
 
   bool empty() const { return _signers.empty(); }

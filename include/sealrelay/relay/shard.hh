@@ -88,7 +88,7 @@ struct process_state {
 // Return cfg's [[dkim]] entries as the dkim module takes them.
 std::vector<dkim::key_entry> dkim_keys(const config::config& cfg);
 // Load every [[dkim]] key once (PEM; RSA >= 1024 bits or Ed25519; the configured algorithm)
-// before anything starts. The error reads "LINE: dkim.key_file: ..." (the caller adds the
+// before anything starts. The error reads "LINE: dkim[N].key_file: ..." (the caller adds the
 // file name); RSA keys under 2048 bits are logged as a warning.
 status check_dkim(const config::config& cfg);
 
