@@ -2,6 +2,7 @@
 // only; the body is never looked at here (the signer hashes it as it streams).
 #include "sealrelay/dkim/signers.hh"
 
+#include "sealrelay/smtp/header_section.hh"
 #include "sealrelay/util/log.hh"
 #include "sealrelay/util/text.hh"
 
@@ -24,46 +25,22 @@ std::span<const std::span<const std::byte>> one_span(const std::string& text, st
 }  // namespace
 
 std::string from_domain(std::span<const std::span<const std::byte>> chunks) {
-  // TEMPORARY until smtp::header_section lands: the first From: field, unfolded.
-  std::string head;
+  // Only the header section is copied (header_section stops at its empty line), once per
+  // message and shard thread into a reused buffer.
+  thread_local smtp::header_section head;
+  head.clear();
   for (const auto& c : chunks) {
-    head.append(reinterpret_cast<const char*>(c.data()), c.size());
-    if (head.find("\r\n\r\n") != std::string::npos || head.size() > (1u << 20)) break;
+    head.feed(c);
+    if (head.complete() || head.truncated()) break;
   }
-  if (auto end = head.find("\r\n\r\n"); end != std::string::npos) head.resize(end + 2);
-  std::string_view rest = head;
-  std::string value;
-  bool in_from = false;
-  while (!rest.empty()) {
-    auto eol = rest.find("\r\n");
-    std::string_view line = rest.substr(0, eol);
-    rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 2);
-    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
-      if (in_from) value.append(line);
-      continue;
-    }
-    if (in_from) break;
-    auto colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string_view name = line.substr(0, colon);
-    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-    if (iequals(name, "from")) {
-      in_from = true;
-      value.assign(line.substr(colon + 1));
-    }
-  }
-  std::string_view v = value;
-  if (auto lt = v.find('<'); lt != std::string_view::npos) {
-    v.remove_prefix(lt + 1);
-    v = v.substr(0, v.find('>'));
-  } else {
-    v = v.substr(0, v.find(','));
-  }
-  auto at = v.rfind('@');
-  if (at == std::string_view::npos) return {};
-  v.remove_prefix(at + 1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  return lowercase(v);
+  auto from = head.field("from");
+  if (!from) return {};
+  auto addrs = smtp::mailbox_addresses(*from);
+  if (addrs.empty()) return {};
+  const std::string& a = addrs.front();
+  const auto at = a.rfind('@');
+  if (at == std::string::npos) return {};
+  return lowercase(std::string_view(a).substr(at + 1));
 }
 
 result<signer> make_signer(const key_entry& e, std::string* warning) {

@@ -116,12 +116,13 @@ TEST_F(Dkim, RelayedMailIsSignedPerFromDomain) {
   relay* r = start_relay(dkim_toml());
   ASSERT_TRUE(r);
   const std::string mark = unique("dkim");
-  // Two 8 KiB bodies span several receive chunks; the third domain has no [[dkim]] entry.
-  const std::string filler(8000, 'x');
+  // 8 KiB bodies span several receive chunks; the third domain has no [[dkim]] entry.
+  std::string filler;
+  for (int i = 0; i < 100; ++i) filler += std::string(76, char('a' + i % 26)) + "  \t x\n";
   for (const char* from : {"alice@sender.test", "bob@ED.test", "carol@other.test"}) {
     auto res = r->swaks({"--from", from, "--to", "rcpt@dest.test", "--header", std::string("Subject: ") + from,
                          "--body", mark + " from " + from + "\n" + filler + "\n  trailing  \n\n\n"});
-    ASSERT_EQ(res.exit_code, 0) << res.output;
+    ASSERT_EQ(res.exit_code, 0) << res.output.substr(0, 3000);
   }
   const mx_message* rsa = wait_for(*mx, mark + " from alice@sender.test");
   ASSERT_TRUE(rsa) << r->log() << dump_audit(*r);
