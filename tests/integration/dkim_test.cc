@@ -2,7 +2,7 @@
 // and Ed25519 keys made by openssl), mail relayed by swaks to a fake MX; what the MX
 // received is checked by an independent verifier (dkimpy through tests/tools/dkim_verify.py,
 // the selector's TXT record handed over from a file). Mail from a domain without an entry
-// goes out unsigned; a TLS-RPT report is signed when tlsrpt.from's domain has an entry; a
+// goes out unsigned; a message injected through the HTTP API is signed; a TLS-RPT report is signed when tlsrpt.from's domain has an entry; a
 // key that does not fit its entry stops the start with file, line and key.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -113,9 +113,25 @@ TEST_F(Dkim, RelayedMailIsSignedPerFromDomain) {
   ASSERT_TRUE(start_dns("dest.test MX 10 mx.dest.test\nmx.dest.test A 127.0.0.2\n"));
   fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}});
   ASSERT_TRUE(mx);
-  relay* r = start_relay(dkim_toml());
+  // The HTTP API too (plain HTTP on loopback): it submits through the same intake.
+  const uint16_t api_port = free_port();
+  const fs::path tokens = keys().dir.path() / "api-tokens";
+  std::ofstream(tokens) << "dkim-test-token-0123456789\n";
+  fs::permissions(tokens, fs::perms::owner_read | fs::perms::owner_write);
+  relay* r = start_relay(dkim_toml() + "[http]\nlisten = \"127.0.0.1:" + std::to_string(api_port) +
+                         "\"\ntls = false\ntokens_file = \"" + tokens.string() + "\"\n");
   ASSERT_TRUE(r);
   const std::string mark = unique("dkim");
+  {
+    const fs::path req = r->dir() / "req.json";
+    std::ofstream(req) << "{\"from\":\"shop@ed.test\",\"to\":[\"rcpt@dest.test\"],\"subject\":\"api\","
+                          "\"text\":\"" + mark + " from the API\\n\"}";
+    auto res = run({"curl", "-sS", "--max-time", "20", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                    "Authorization: Bearer dkim-test-token-0123456789", "-H", "Content-Type: application/json",
+                    "--data-binary", "@" + req.string(), "http://127.0.0.1:" + std::to_string(api_port) + "/api/v1/messages"},
+                   30s);
+    ASSERT_EQ(res.output, "202") << res.output << r->log();
+  }
   // 8 KiB bodies span several receive chunks; the third domain has no [[dkim]] entry.
   std::string filler;
   for (int i = 0; i < 100; ++i) filler += std::string(76, char('a' + i % 26)) + "  \t x\n";
@@ -133,6 +149,9 @@ TEST_F(Dkim, RelayedMailIsSignedPerFromDomain) {
   const mx_message* plain = wait_for(*mx, mark + " from carol@other.test");
   ASSERT_TRUE(plain) << r->log();
   const mx_message plain_copy = *plain;
+  const mx_message* api = wait_for(*mx, mark + " from the API");
+  ASSERT_TRUE(api) << r->log();
+  const mx_message api_copy = *api;
 
   {
     SCOPED_TRACE("rsa-sha256, sender.test");
@@ -144,6 +163,10 @@ TEST_F(Dkim, RelayedMailIsSignedPerFromDomain) {
   {
     SCOPED_TRACE("ed25519-sha256, ed.test (From: domain matched case-insensitively)");
     expect_signed(ed_copy, "ed.test", "ed25519-sha256", keys().ed_txt);
+  }
+  {
+    SCOPED_TRACE("the HTTP API's message, ed.test");
+    expect_signed(api_copy, "ed.test", "ed25519-sha256", keys().ed_txt);
   }
   EXPECT_FALSE(contains(plain_copy.data, "DKIM-Signature")) << plain_copy.data.substr(0, 800);
   // A signature that no longer fits the body fails at the verifier: the check is real.

@@ -63,6 +63,10 @@ struct shared_status;
 namespace sr::tls {
 class context;
 }
+namespace sr::inject {
+struct shared_state;
+class shard_server;
+}
 
 namespace sr::relay {
 
@@ -83,6 +87,8 @@ struct process_state {
   // signing pool every shard hands its RSA signatures to (null: no RSA entry).
   std::vector<dkim::key_entry> dkim_keys;
   dkim::sign_pool* dkim_pool = nullptr;
+  // The HTTP injection API ([http] listen); null when it is off.
+  inject::shared_state* http = nullptr;
 };
 
 // Return cfg's [[dkim]] entries as the dkim module takes them.
@@ -125,10 +131,12 @@ class shard_root final : public server::shard_unit {
   // before what they use (the agent before the scheduler, the server before the store).
   std::unique_ptr<spool::store> _store;
   // DKIM signing in front of _store (null without [[dkim]]): every producer of this shard's
-  // mail (inbound SMTP, DSNs, TLS-RPT, the sidecar's mails) submits through intake().
+  // mail (inbound SMTP, the HTTP API, DSNs, TLS-RPT, the sidecar's mails) submits through intake().
   std::unique_ptr<dkim::signing_intake> _signing;
   std::unique_ptr<server::intake_store> _inbound_store;  // inbound SMTP onto intake()
   std::unique_ptr<server::shard_server> _server;
+  // The HTTP injection API on this shard (null when off): into intake(), on _server's buffers.
+  std::unique_ptr<inject::shard_server> _http;
   std::unique_ptr<dns::resolver> _resolver;
   std::unique_ptr<audit::writer> _audit;
   std::unique_ptr<queue::scheduler> _sched;
