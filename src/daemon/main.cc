@@ -1,7 +1,7 @@
 // sealrelay: the relay daemon. Loads and validates the config (exit 2 with
 // file:line: key on error), recovers each shard's spool, serves SMTP on every
 // [[listen]] until SIGTERM, then drains. --check-config and --list-queue do their
-// job and exit without binding a port.
+// job and exit without binding a port; --version prints the build and its wolfSSL.
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -27,6 +27,7 @@
 #include "sealrelay/server/runtime.hh"
 #include "sealrelay/spool/partition.hh"
 #include "sealrelay/tls/context.hh"
+#include "sealrelay/tls/library.hh"
 #include "sealrelay/util/json.hh"
 #include "sealrelay/util/log.hh"
 
@@ -34,11 +35,12 @@ namespace {
 
 void usage(FILE* out) {
   std::fputs(
-      "usage: sealrelay -c FILE [--check-config] [--list-queue] [-v]\n"
+      "usage: sealrelay -c FILE [--check-config] [--list-queue] [-v] | --version\n"
       "  -c FILE          configuration (TOML)\n"
       "  --check-config   validate the config and the files it names, then exit\n"
       "  --list-queue     print the spooled messages (like mailq), then exit\n"
-      "  -v               debug logging; with --check-config, print the effective config\n",
+      "  -v               debug logging; with --check-config, print the effective config\n"
+      "  --version        print the version and the wolfSSL in use (AES-NI, asm), then exit\n",
       out);
 }
 
@@ -113,6 +115,10 @@ int main(int argc, char** argv) {
     else if (a == "-v") {
       verbose = true;
       sr::set_log_level(sr::log_level::debug);
+    }
+    else if (a == "--version") {
+      std::printf("sealrelay %s\n%s\n", SEALRELAY_VERSION, sr::tls::describe_library().c_str());
+      return 0;
     }
     else if (a == "-h" || a == "--help") {
       usage(stdout);

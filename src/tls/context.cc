@@ -9,16 +9,26 @@
 
 #include <mutex>
 
+#include "sealrelay/tls/library.hh"
 #include "sealrelay/tls/session.hh"
 
 namespace sr::tls {
 namespace {
 
 // AEAD with forward secrecy first; CBC-SHA2 ECDHE kept for older clients. No RC4, 3DES,
-// NULL, EXPORT, static RSA or SHA-1 MACs. ChaCha20-Poly1305 leads: Debian's wolfSSL 5.5.4
-// is built without AES-NI, and its software ChaCha20 moves ~1.9x the bytes per CPU
-// second of its software AES-GCM (measured with sealrelay-blast -> sealrelay-sink).
-constexpr const char* server_ciphers =
+// NULL, EXPORT, static RSA or SHA-1 MACs. The AEAD that leads is the one this wolfSSL runs
+// fastest on this CPU (server order wins in wolfSSL): AES-GCM when it takes the AES-NI path
+// (tools/build-wolfssl's build), ChaCha20-Poly1305 when it does not (Debian's build, or a
+// CPU without AES-NI: software ChaCha20 moves several times the bytes of software AES-GCM).
+// Figures in README, "wolfSSL build" (bench/crypto_bench).
+constexpr const char* server_ciphers_aesni =
+    "TLS13-AES256-GCM-SHA384:TLS13-AES128-GCM-SHA256:TLS13-CHACHA20-POLY1305-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES256-SHA384:ECDHE-RSA-AES256-SHA384:"
+    "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256";
+constexpr const char* server_ciphers_soft =
     "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES256-GCM-SHA384:TLS13-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -114,7 +124,8 @@ sr::result<context> context::server(const std::string& cert_file, const std::str
     return sr::error{"tls: cannot load private key " + key_file};
   if (wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
     return sr::error{"tls: private key " + key_file + " does not match " + cert_file};
-  if (wolfSSL_CTX_set_cipher_list(ctx, server_ciphers) != WOLFSSL_SUCCESS)
+  const char* ciphers = library().aesni_used ? server_ciphers_aesni : server_ciphers_soft;
+  if (wolfSSL_CTX_set_cipher_list(ctx, ciphers) != WOLFSSL_SUCCESS)
     return sr::error{"tls: cipher list rejected"};
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, nullptr);
   // Resumption through tickets only: the server keeps no per-session cache entry.
