@@ -2,6 +2,7 @@
 // names the file, the line and the key (DESIGN.md §3); a good config exits 0.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -171,6 +172,28 @@ TEST(CheckConfig, PrivateKeyReadableByOthersIsRefused) {
   fs::permissions(key, fs::perms(0600));
   auto res = run({relay_binary(), "--check-config", "-c", path}, 30s, d.path());
   EXPECT_EQ(res.exit_code, 0) << res.output;
+}
+
+// `sealrelay --version` names the wolfSSL the dynamic loader really picked (the project's
+// build-deps/wolfssl through the binary's RUNPATH, never Debian's library) and its fast
+// paths: AES-NI in use whenever this CPU has it, the Intel asm and SP assembly built.
+TEST(CheckConfig, VersionNamesTheProjectsWolfssl) {
+  if (const char* sys = std::getenv("SEALRELAY_SYSTEM_WOLFSSL"); sys && std::string(sys) == "1")
+    GTEST_SKIP() << "built with -Dsystem_wolfssl=true (comparison build)";
+  temp_dir d;
+  auto res = run({relay_binary(), "--version"}, 30s, d.path());
+  EXPECT_EQ(res.exit_code, 0) << res.output;
+  EXPECT_EQ(res.output.rfind("sealrelay ", 0), 0u) << res.output;
+  EXPECT_NE(res.output.find("wolfSSL 5."), std::string::npos) << res.output;
+  EXPECT_NE(res.output.find("/build-deps/wolfssl/lib/libwolfssl.so"), std::string::npos)
+      << res.output;
+  EXPECT_EQ(res.output.find("not built"), std::string::npos) << res.output;
+  EXPECT_NE(res.output.find("SP x86-64 asm"), std::string::npos) << res.output;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("aes"))
+    EXPECT_NE(res.output.find("AES-NI in use"), std::string::npos) << res.output;
+  if (__builtin_cpu_supports("avx2"))
+    EXPECT_NE(res.output.find("Intel asm (AVX2) in use"), std::string::npos) << res.output;
 }
 
 }  // namespace
