@@ -228,6 +228,7 @@ void session::reset_transaction() {
   _env.rcpt_to.clear();
   _env.declared_size = 0;
   _env.body_8bitmime = false;
+  _env.requiretls = false;
   _rcpt_attempts = 0;
   _data_aborted = false;
 }
@@ -271,6 +272,8 @@ void session::greet_client(std::string_view arg, bool esmtp) {
   _out.append("250-SIZE ").append(size_sv).append("\r\n");
   _out.append("250-8BITMIME\r\n");
   if (_params.starttls_available && !_tls) _out.append("250-STARTTLS\r\n");
+  // RFC 8689 §3: offered only once the session is encrypted.
+  if (_params.requiretls && _tls) _out.append("250-REQUIRETLS\r\n");
   _out.append("250 ENHANCEDSTATUSCODES\r\n");
   _ev.send(_out);
 }
@@ -296,6 +299,11 @@ void session::on_mail(std::string_view arg) {
       return;
     default: reply_error(smtp::reply_for(p.err)); return;
   }
+  if (p.value.requiretls && !(_tls && _params.requiretls)) {
+    // RFC 8689 §3: REQUIRETLS is only valid on a session that is itself encrypted.
+    reply_error("530 5.7.10 REQUIRETLS needs a TLS session");
+    return;
+  }
   if (p.value.has_size && p.value.size > _params.max_message_size) {
     reply("552 5.3.4 Message size exceeds fixed limit");
     return;
@@ -303,6 +311,7 @@ void session::on_mail(std::string_view arg) {
   _env.mail_from.assign(p.value.address);
   _env.declared_size = p.value.size;
   _env.body_8bitmime = p.value.body == smtp::body_type::eight_bit_mime;
+  _env.requiretls = p.value.requiretls;
   _rcpt_attempts = 0;
   transition(state::mail);
   reply("250 2.1.0 Ok");

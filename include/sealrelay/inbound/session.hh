@@ -28,6 +28,7 @@ struct session_params {
   bool require_tls = false;           // refuse MAIL before STARTTLS (530 5.7.0)
   bool relay_allowed = false;         // client is in allow_relay_from (relay mode)
   bool tls_active = false;            // implicit TLS listener: already encrypted at start
+  bool requiretls = true;             // advertise and accept REQUIRETLS under TLS (RFC 8689)
 };
 
 // The envelope of one transaction; valid from begin_message() to end/abort.
@@ -39,6 +40,7 @@ struct envelope {
   uint64_t declared_size = 0;         // MAIL FROM SIZE=, 0 when absent
   bool body_8bitmime = false;         // BODY=8BITMIME
   bool tls = false;                   // transaction happened under TLS
+  bool requiretls = false;            // MAIL FROM ... REQUIRETLS (RFC 8689; only under TLS)
 };
 
 // Callbacks the engine implements. All views are valid only during the call.
