@@ -391,6 +391,12 @@ outbound::decision<outbound::tls_action> link::on_tls(const outbound::tls_outcom
   return d;
 }
 
+outbound::decision<outbound::tls_action> link::on_secure_ehlo(bool requiretls_offered) {
+  auto d = _pd.on_secure_ehlo(requiretls_offered);
+  if (d.action == outbound::tls_action::abort) ++_ag.counters().tls_failures_by_reason[size_t(_pd.abort_reason())];
+  return d;
+}
+
 void link::on_closed() {
   _ag.remove(this);
   attempt& at = _at;

@@ -59,6 +59,7 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   outbound::decision<outbound::ehlo_action> on_ehlo(bool starttls_offered) override;
   outbound::decision<outbound::refused_action> on_starttls_refused(const smtp::reply&) override;
   outbound::decision<outbound::tls_action> on_tls(const outbound::tls_outcome&) override;
+  outbound::decision<outbound::tls_action> on_secure_ehlo(bool requiretls_offered) override;
   // queue::idle_waiter
   void wake() override;
 
