@@ -127,6 +127,8 @@ class attempt final : policy::resolve_completion, walk_events {
   void done() override;
 
   void on_connected(int fd, int res);
+  // The TLS-RPT observer for a session that ended for `why`, or null when it must not count.
+  session_observer* observer_for(report::reason why) const;
   void restart_under_new_policy();
   void finish();
 
