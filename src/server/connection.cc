@@ -202,6 +202,7 @@ void connection::begin_message(const inbound::envelope& env) {
 
 void connection::body(std::span<std::byte> bytes) {
   if (bytes.empty()) return;
+  _headers.feed(bytes);
   if (_held.empty() || _held.back() != _feeding) {
     net::chunk_pool::retain(_feeding);
     _held.push_back(_feeding);
@@ -217,7 +218,7 @@ void connection::body(std::span<std::byte> bytes) {
 void connection::end_message(const inbound::envelope& env) {
   _awaiting_store = true;
   hold();
-  _srv.store().submit(_queue_id, env, _iov, this);
+  _srv.store().submit(_queue_id, env, _headers, _iov, this);
 }
 
 void connection::on_stored(bool ok) {
@@ -242,6 +243,7 @@ void connection::release_message() {
   _held.clear();
   _iov.clear();
   _received.clear();
+  _headers.clear();
 }
 
 void connection::release_input() {
