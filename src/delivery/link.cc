@@ -591,6 +591,10 @@ session_observer* attempt::observer_for(report::reason why) const {
   if (_d.opportunistic_only || _d.tls_required_no) return nullptr;
   if (why == report::reason::requiretls_not_offered || why == report::reason::requiretls_unverified)
     return nullptr;
+  // REQUIRETLS reads a testing policy as enforce: what that refuses is no failure of it.
+  if (_d.requiretls && why == report::reason::mx_not_in_sts_policy && _sts &&
+      _sts->mode != policy::sts_mode::enforce)
+    return nullptr;
   return _ag.observer();
 }
 
@@ -652,7 +656,7 @@ void attempt::fall_back(const session_report& li) {
       for (auto& r : res) {
         r.outcome = queue::rcpt_outcome::bounced;
         r.reason = li.reason;
-        r.mx = li.mx;
+        r.mx = li.ip.empty() ? std::string() : li.mx;  // the DSN's Remote-MTA: only a host we spoke to
         r.status = "5.7.30";
         r.reply = why;
       }

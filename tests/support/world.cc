@@ -184,6 +184,7 @@ relay* world::start_relay(const std::string& extra_toml, const std::string& outb
   o.mta_sts = _mta_sts;
   o.fallback = _fallback;
   o.admin_listen = _admin_listen;
+  if (!_listeners.empty()) o.listeners = _listeners;
   _relay = std::make_unique<relay>(o);
   if (!_relay->start()) {
     ADD_FAILURE() << "relay: " << _relay->error() << _relay->log();

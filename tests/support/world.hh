@@ -101,6 +101,7 @@ class world {
   std::string _mta_sts = "enabled = false";  // [mta_sts] lines of the relay's config
   std::string _fallback = relay_options{}.fallback;  // [fallback] lines (no sidecar by default)
   std::string _admin_listen;                         // [admin] listen ("" = off)
+  std::vector<listener> _listeners;                  // the relay's [[listen]] (empty = one plain)
   std::unique_ptr<dns_fixture> _dns;
   std::vector<std::unique_ptr<fake_mx>> _mxs;
   std::unique_ptr<relay> _relay;
