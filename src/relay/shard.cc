@@ -375,6 +375,11 @@ void shard_root::publish_metrics() {
   m.messages_bounced.cell(me).store(q.bounced, std::memory_order_relaxed);
   m.messages_dropped.cell(me).store(q.dropped, std::memory_order_relaxed);
   m.queue_depth.set(me, int64_t(_sched->depth()));
+  if (_signing) {
+    const auto& d = _signing->stats();
+    m.dkim_signed.cell(me).store(d.signed_inline + d.signed_pool, std::memory_order_relaxed);
+    m.dkim_failed.cell(me).store(d.failed, std::memory_order_relaxed);
+  }
   const auto& c = _agent->counters();
   m.connections_outbound.set(me, int64_t(_agent->open_links()));
   m.fallback_handoffs.cell(me).store(c.fallback_handoffs, std::memory_order_relaxed);
