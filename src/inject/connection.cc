@@ -98,9 +98,10 @@ void connection::on_tls_failed() {
 }
 
 void connection::on_end(int err) {
-  // A client that half-closes after its requests (EOF or close_notify) still gets the answers
-  // of the message being stored and of requests pipelined behind it; a recv error or a bad record ends the connection now (the
-  // store in flight keeps the object alive through hold(), and its answer is dropped).
+  // A client that half-closes after its requests (EOF or close_notify) still gets the
+  // answers of the message being stored and of the requests pipelined behind it; a recv
+  // error or a bad record ends the connection now (a store in flight keeps the object
+  // alive through hold(), and its answer is dropped).
   if (_state == state::storing && (err == 0 || err == tls::session::closed)) {
     _peer_done = true;
     return;
