@@ -152,7 +152,7 @@ void registry::render(std::string& out) const {
 
 relay_metrics::relay_metrics(registry& r) {
   messages_accepted = r.add_counter("sealrelay_messages_accepted_total",
-                                    "Messages accepted (made durable and answered 250).");
+                                    "Messages accepted (made durable and answered 250, or 202 by the HTTP API).");
   messages_delivered = r.add_counter("sealrelay_messages_delivered_total",
                                      "Recipients delivered to their MX (one per recipient).");
   messages_deferred = r.add_counter("sealrelay_messages_deferred_total",
@@ -209,6 +209,14 @@ relay_metrics::relay_metrics(registry& r) {
   fallback_outcome_defer = r.add_counter("sealrelay_fallback_outcomes_total", help, {{"outcome", "defer"}});
   fallback_restarts = r.add_counter("sealrelay_fallback_restarts_total",
                                     "Times the supervisor restarted the fallback sidecar.");
+  for (size_t i = 0; i < std::size(http_code_labels); ++i)
+    http_requests[i] = r.add_counter("sealrelay_http_requests_total",
+                                     "HTTP injection API requests answered, by status code.",
+                                     {{"code", http_code_labels[i]}});
+  http_connections = r.add_gauge("sealrelay_http_connections", "Open HTTP injection API connections.");
+  dkim_signed = r.add_counter("sealrelay_dkim_signed_total", "Messages DKIM-signed as they entered the spool.");
+  dkim_failed = r.add_counter("sealrelay_dkim_failed_total",
+                              "Messages of a [[dkim]] domain whose signing failed (stored unsigned).");
 }
 
 const counter& relay_metrics::deliveries(std::string_view tls_version) const {
