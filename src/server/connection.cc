@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "sealrelay/server/auth.hh"
 #include "sealrelay/server/server.hh"
 #include "sealrelay/smtp/received.hh"
 #include "sealrelay/tls/session.hh"
@@ -33,6 +34,7 @@ inbound::session_params make_params(shard_server& srv, const listener_info& li, 
   p.require_tls = li.entry->require_tls;
   p.relay_allowed = relay_allowed;
   p.tls_active = li.entry->tls == config::listen_tls::implicit;
+  p.submission = li.entry->mode == config::listen_mode::submission;
   return p;
 }
 }  // namespace
@@ -194,6 +196,8 @@ void connection::begin_message(const inbound::envelope& env) {
     ri.cipher_alg_bits = ri.cipher_bits;
   }
   if (env.rcpt_to.size() == 1) ri.single_rcpt = env.rcpt_to[0];
+  ri.authenticated = !env.auth_user.empty();
+  ri.auth_sender = env.auth_user;  // as Postfix's smtpd_sasl_authenticated_header
   ri.when = std::time(nullptr);
   smtp::append_received(_received, ri);
   _iov.push_back({_received.data(), _received.size()});
@@ -236,6 +240,27 @@ void connection::on_stored(bool ok) {
 void connection::abort_message() { release_message(); }
 
 void connection::close() { stream::close(); }
+
+void connection::check_auth(std::string_view user, std::string_view password) {
+  authenticator* a = _srv.auth();
+  std::weak_ptr<bool> alive = _alive;
+  auto done = [this, alive](inbound::session::auth_answer ans, const auth::user* u) {
+    if (alive.expired() || closing()) return;
+    if (u) _auth_user = *u;
+    _session.auth_result(ans);
+    pump();  // input the client pipelined after AUTH waited for this answer
+    flush();
+  };
+  if (!a) {
+    _shard.post([done] { done(inbound::session::auth_answer::busy, nullptr); });
+    return;
+  }
+  a->check(_peer_ip, _li.entry->address, user, password, std::move(done));
+}
+
+bool connection::sender_allowed(std::string_view address) {
+  return _auth_user && auth::sender_allowed(*_auth_user, address);
+}
 
 void connection::release_message() {
   for (auto* c : _held) _pool.release(c);

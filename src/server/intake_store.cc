@@ -13,6 +13,7 @@ void intake_store::submit(const std::string& queue_id, const inbound::envelope& 
   meta.rcpts = env.rcpt_to;
   meta.body_8bitmime = env.body_8bitmime;
   meta.tls = env.tls;
+  meta.auth_user = env.auth_user;
   _in.submit(std::move(meta), data, client);
 }
 

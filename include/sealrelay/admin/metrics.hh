@@ -178,6 +178,8 @@ struct relay_metrics {
   counter fallback_outcome_pgp, fallback_outcome_smime, fallback_outcome_escrowed,
       fallback_outcome_defer;  // sealrelay_fallback_outcomes_total{outcome}: per recipient
   counter fallback_restarts;   // sealrelay_fallback_restarts_total: sidecar restarts
+  counter auth_success, auth_failure, auth_rate_limited,
+      auth_busy;  // sealrelay_auth_total{outcome}: submission AUTH attempts
 
   // Return the deliveries counter for a negotiated version ("TLSv1.3"; "" = plaintext).
   const counter& deliveries(std::string_view tls_version) const;

@@ -16,6 +16,9 @@
 namespace sr::admin {
 struct relay_metrics;
 }
+namespace sr::auth {
+class hasher;
+}
 namespace sr::audit {
 class writer;
 }
@@ -44,6 +47,8 @@ class store;
 }
 namespace sr::server {
 class intake_store;
+class authenticator;
+class user_directory;
 }
 namespace sr::tlsrpt {
 class reporter;
@@ -74,6 +79,10 @@ struct process_state {
   // The fallback sidecar's shared state; null when no forced policy needs the sidecar
   // (then hand-offs are answered unavailable without a link).
   handoff::shared_status* sidecar = nullptr;
+  // Submission AUTH (null without a submission listener): the password checkers every
+  // shard shares, and the users file (SIGHUP publishes a new one).
+  auth::hasher* hasher = nullptr;
+  server::user_directory* users = nullptr;
 };
 
 // Return whether `cfg` has a forced [[policy]] whose fallback chain needs the sidecar
@@ -101,6 +110,7 @@ class shard_root final : public server::shard_unit {
   void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                      std::span<const uint32_t> done);
   void publish_metrics();
+  void start_auth();
 
   core::shard& _shard;
   process_state& _ps;
@@ -108,6 +118,7 @@ class shard_root final : public server::shard_unit {
   // before what they use (the agent before the scheduler, the server before the store).
   std::unique_ptr<spool::store> _store;
   std::unique_ptr<server::intake_store> _inbound_store;  // inbound SMTP onto _store
+  std::unique_ptr<server::authenticator> _auth;  // submission AUTH; outlives the server's connections
   std::unique_ptr<server::shard_server> _server;
   std::unique_ptr<dns::resolver> _resolver;
   std::unique_ptr<audit::writer> _audit;
