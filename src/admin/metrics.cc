@@ -152,7 +152,7 @@ void registry::render(std::string& out) const {
 
 relay_metrics::relay_metrics(registry& r) {
   messages_accepted = r.add_counter("sealrelay_messages_accepted_total",
-                                    "Messages accepted (made durable and answered 250).");
+                                    "Messages accepted (made durable and answered 250, or 202 by the HTTP API).");
   messages_delivered = r.add_counter("sealrelay_messages_delivered_total",
                                      "Recipients delivered to their MX (one per recipient).");
   messages_deferred = r.add_counter("sealrelay_messages_deferred_total",
@@ -214,6 +214,11 @@ relay_metrics::relay_metrics(registry& r) {
   auth_failure = r.add_counter("sealrelay_auth_total", auth_help, {{"outcome", "failure"}});
   auth_rate_limited = r.add_counter("sealrelay_auth_total", auth_help, {{"outcome", "rate_limited"}});
   auth_busy = r.add_counter("sealrelay_auth_total", auth_help, {{"outcome", "busy"}});
+  for (size_t i = 0; i < std::size(http_code_labels); ++i)
+    http_requests[i] = r.add_counter("sealrelay_http_requests_total",
+                                     "HTTP injection API requests answered, by status code.",
+                                     {{"code", http_code_labels[i]}});
+  http_connections = r.add_gauge("sealrelay_http_connections", "Open HTTP injection API connections.");
 }
 
 const counter& relay_metrics::deliveries(std::string_view tls_version) const {

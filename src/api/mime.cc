@@ -254,7 +254,27 @@ build_result finish(std::string text, const limits& l, std::string_view field) {
   return r;
 }
 
+// Return what is wrong with the raw content's line ends, or nullptr: LF-only and CRLF-only
+// text are both fine (normalised to CRLF), but a bare CR, or bare LFs mixed with CRLFs, is
+// refused as inbound SMTP refuses it: a receiver that reads line ends differently from us
+// could see a different message (SMTP smuggling).
+const char* line_end_problem(std::string_view in) {
+  bool crlf = false, bare_lf = false;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '\r') {
+      if (i + 1 >= in.size() || in[i + 1] != '\n') return "contains a bare CR (not followed by LF)";
+      crlf = true;
+      ++i;
+    } else if (in[i] == '\n') {
+      bare_lf = true;
+    }
+  }
+  if (crlf && bare_lf) return "mixes CRLF and bare LF line ends";
+  return nullptr;
+}
+
 build_result build_raw(const message_request& r, const build_params& p, const limits& l) {
+  if (const char* why = line_end_problem(r.content)) return fail(400, why, "content");
   std::string msg;
   msg.reserve(r.content.size() + r.content.size() / 32 + 128);
   std::size_t longest = append_crlf_lines(msg, r.content);

@@ -133,7 +133,7 @@ result<token_set> token_set::load(const std::string& path) {
   return parse(text, path);
 }
 
-auth_outcome token_set::check(std::optional<std::string_view> authorization) const {
+auth_outcome token_set::check(std::optional<std::string_view> authorization, std::size_t* index) const {
   if (!authorization) return auth_outcome::missing;
   std::string_view v = trim(*authorization);
   // The scheme is case-insensitive (RFC 7235 §2.1), one or more spaces before the token.
@@ -141,8 +141,15 @@ auth_outcome token_set::check(std::optional<std::string_view> authorization) con
   std::string_view token = trim(v.substr(7));
   if (!valid_b64token(token)) return auth_outcome::malformed;
   auto d = digest(token);
+  // Every digest is compared (no early exit), so the time says nothing of which matched.
   bool found = false;
-  for (const auto& k : _digests) found |= tls::equal_constant_time(d, k);
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < _digests.size(); ++i) {
+    bool eq = tls::equal_constant_time(d, _digests[i]);
+    at |= (eq && !found) ? i : 0;
+    found |= eq;
+  }
+  if (found && index) *index = at;
   return found ? auth_outcome::ok : auth_outcome::wrong;
 }
 

@@ -5,6 +5,8 @@
 #include "sealrelay/config/config.hh"
 #include "not_built.hh"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/un.h>
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -522,6 +524,39 @@ void read_auth(loader& l, table_reader& root) {
   r.read("users_file", l.cfg().auth.users_file);
   r.read("max_failures", l.cfg().auth.max_failures, 1, 1000);
   r.read_duration("failure_delay", l.cfg().auth.failure_delay, duration(0), std::chrono::seconds(30));
+  r.read("authenticated_header", l.cfg().auth.authenticated_header);
+  r.reject_unknown();
+}
+
+bool is_loopback(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET)
+    return (ntohl(reinterpret_cast<const sockaddr_in&>(ss).sin_addr.s_addr) >> 24) == 127;
+  if (ss.ss_family == AF_INET6) {
+    const in6_addr& a = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
+    if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
+    return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+  }
+  return false;
+}
+
+void read_http(loader& l, table_reader& root) {
+  http_section& s = l.cfg().http;
+  const toml::table* t = section(root, "http");
+  if (!t) return;
+  table_reader r(l, *t, "http");
+  sockaddr_storage ss{};
+  bool listen_ok = false;
+  if (r.read("listen", s.listen) && !s.listen.empty()) {
+    if (auto err = check_endpoint(s.listen, &ss, nullptr)) r.fail("listen", *err + " (or \"\" for off)");
+    else listen_ok = true;
+  }
+  // Bearer tokens and message content in clear text may cross only the loopback interface
+  // (DESIGN.md §7: "plain HTTP only for loopback").
+  if (r.read("tls", s.tls) && !s.tls && listen_ok && !is_loopback(ss))
+    r.fail("tls", "false is allowed only when http.listen is a loopback address (127.0.0.0/8, ::1), "
+                  "got " + quoted(s.listen));
+  if (r.read("tokens_file", s.tokens_file) && s.tokens_file.empty())
+    r.fail("tokens_file", "must not be empty");
   r.reject_unknown();
 }
 
@@ -731,6 +766,69 @@ void read_policies(loader& l, table_reader& root) {
   });
 }
 
+void read_dkim(loader& l, table_reader& root) {
+  config& cfg = l.cfg();
+  entries(root, "dkim", [&](table_reader& r, size_t) {
+    dkim_entry e;
+    e.line = int(r.line());
+    auto required = [&](const char* key, std::string& out) {
+      if (!r.has(key)) {
+        l.fail(r.line(), r.path(key), "missing (every [[dkim]] needs domain, selector and key_file)");
+        r.take(key);
+        return false;
+      }
+      if (!r.read(key, out)) return false;
+      if (out.empty()) {
+        r.fail(key, "must not be empty");
+        return false;
+      }
+      return true;
+    };
+    if (required("domain", e.domain)) {
+      if (e.domain == "*" || e.domain[0] == '.') r.fail("domain", "an exact From: domain, got " + quoted(e.domain));
+      else if (auto err = check_domain(e.domain, false)) r.fail("domain", *err);
+      else
+        for (size_t j = 0; j < cfg.dkim.size(); ++j)
+          if (cfg.dkim[j].domain == e.domain)
+            r.fail("domain", "duplicate of dkim[" + std::to_string(j) + "] (line " +
+                                 std::to_string(cfg.dkim[j].line) + ")");
+    }
+    if (required("selector", e.selector)) {
+      std::string sel = e.selector;  // DNS labels: "<selector>._domainkey.<domain>"
+      if (sel[0] == '.' || check_domain(sel, false)) r.fail("selector", "not a DNS name: " + quoted(e.selector));
+      else e.selector = sel;
+    }
+    required("key_file", e.key_file);
+    r.read_enum("algorithm", e.algorithm,
+                {{"rsa-sha256", dkim_algorithm::rsa_sha256},
+                 {"ed25519-sha256", dkim_algorithm::ed25519_sha256}});
+    if (r.has("headers")) {
+      std::vector<std::string> hs;
+      bool ok = r.read_array("headers", [&](const std::string& p, const toml::node& n) {
+        std::string h;
+        if (!r.string_of(n, p, h)) return false;
+        bool good = !h.empty();
+        for (char& c : h) {
+          if (c >= 'A' && c <= 'Z') c = char(c - 'A' + 'a');
+          if (c <= ' ' || c == ':' || c == ';' || uint8_t(c) >= 0x7f) good = false;
+        }
+        if (!good) {
+          l.fail(line_of(n), p, "not a header field name: " + quoted(h));
+          return false;
+        }
+        hs.push_back(std::move(h));
+        return true;
+      });
+      // RFC 6376 §5.4: From MUST be signed.
+      if (ok && std::find(hs.begin(), hs.end(), "from") == hs.end())
+        r.fail("headers", "must include \"from\" (RFC 6376 §5.4)");
+      else if (ok)
+        e.headers = std::move(hs);
+    }
+    cfg.dkim.push_back(std::move(e));
+  });
+}
+
 void read_optional_endpoint(table_reader& r, std::string_view key, std::string& out) {
   if (r.read(key, out) && !out.empty())
     if (auto err = check_endpoint(out, nullptr, nullptr))
@@ -803,6 +901,7 @@ void cross_check(loader& l, const toml::table& doc) {
       }
   };
   clash("admin.listen", cfg.admin.listen);
+  clash("http.listen", cfg.http.listen);
   clash("fallback.portal_listen", cfg.fallback.portal_listen);
   // verify = "dane" without DANE would never find a usable TLSA record: every message
   // would go to its fallback. Say so at start instead.
@@ -954,6 +1053,7 @@ result<config> parse(std::string_view text, const std::string& name, not_built_m
   read_listen(l, root);
   read_limits(l, root);
   read_auth(l, root);
+  read_http(l, root);
   read_dns(l, root);
   read_outbound(l, root);
   read_routes(l, root);
@@ -961,6 +1061,7 @@ result<config> parse(std::string_view text, const std::string& name, not_built_m
   read_dane(l, root);
   read_tlsrpt(l, root);
   read_policies(l, root);
+  read_dkim(l, root);
   read_fallback(l, root);
   read_audit(l, root);
   read_admin(l, root);
@@ -997,6 +1098,15 @@ const route_entry* find_route(const config& cfg, std::string_view domain) {
     }
   }
   return best;
+}
+
+const dkim_entry* find_dkim(const config& cfg, std::string_view domain) {
+  for (const auto& d : cfg.dkim)
+    if (d.domain.size() == domain.size() &&
+        std::equal(d.domain.begin(), d.domain.end(), domain.begin(),
+                   [](char a, char b) { return a == (b >= 'A' && b <= 'Z' ? char(b - 'A' + 'a') : b); }))
+      return &d;
+  return nullptr;
 }
 
 }  // namespace sr::config

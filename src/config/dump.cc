@@ -65,6 +65,14 @@ const char* to_string(tls_version v) {
   return "?";
 }
 
+const char* to_string(dkim_algorithm a) {
+  switch (a) {
+    case dkim_algorithm::rsa_sha256: return "rsa-sha256";
+    case dkim_algorithm::ed25519_sha256: return "ed25519-sha256";
+  }
+  return "?";
+}
+
 namespace {
 
 // A TOML basic string: quotes, backslashes and control characters escaped.
@@ -149,6 +157,12 @@ std::string dump(const config& c) {
   kv(o, "users_file", q(c.auth.users_file));
   kv(o, "max_failures", n(c.auth.max_failures));
   kv(o, "failure_delay", q(c.auth.failure_delay));
+  kv(o, "authenticated_header", b(c.auth.authenticated_header));
+
+  o += "\n[http]\n";
+  kv(o, "listen", q(c.http.listen));
+  kv(o, "tls", b(c.http.tls));
+  kv(o, "tokens_file", q(c.http.tokens_file));
 
   o += "\n[dns]\n";
   kv(o, "resolvers", list(c.dns.resolvers, [](const std::string& s) { return q(s); }));
@@ -201,6 +215,15 @@ std::string dump(const config& c) {
     if (p.tls == tls_policy::exclusive) kv(o, "notify_sender", b(p.notify_sender));
     kv(o, "min_version", q(to_string(p.min_version)));
     kv(o, "min_cipher_bits", n(p.min_cipher_bits));
+  }
+
+  for (const auto& d : c.dkim) {
+    o += "\n[[dkim]]\n";
+    kv(o, "domain", q(d.domain));
+    kv(o, "selector", q(d.selector));
+    kv(o, "key_file", q(d.key_file));
+    kv(o, "algorithm", q(to_string(d.algorithm)));
+    if (!d.headers.empty()) kv(o, "headers", list(d.headers, [](const std::string& s) { return q(s); }));
   }
 
   o += "\n[fallback]\n";

@@ -86,8 +86,21 @@ status check_files(const config& cfg) {
     if (auto s = check_one("tls.key_file", cfg.tls.key_file, kind::pem_secret); !s) return s;
   if (!cfg.tls.ca_file.empty())
     if (auto s = check_one("tls.ca_file", cfg.tls.ca_file, kind::text); !s) return s;
-  if (cfg.line_of("auth.users_file"))
+  bool submission = false;
+  for (const auto& l : cfg.listen) submission |= l.mode == listen_mode::submission;
+  if (submission || cfg.line_of("auth.users_file"))
     if (auto s = check_one("auth.users_file", cfg.auth.users_file, kind::text_secret); !s) return s;
+  if (!cfg.http.listen.empty()) {
+    if (cfg.http.tls && !tls_listener && !cfg.line_of("tls.cert_file"))
+      if (auto s = check_one("tls.cert_file", cfg.tls.cert_file, kind::pem); !s) return s;
+    if (cfg.http.tls && !tls_listener && !cfg.line_of("tls.key_file"))
+      if (auto s = check_one("tls.key_file", cfg.tls.key_file, kind::pem_secret); !s) return s;
+    if (auto s = check_one("http.tokens_file", cfg.http.tokens_file, kind::text_secret); !s) return s;
+  }
+  for (size_t i = 0; i < cfg.dkim.size(); ++i) {
+    std::string key = "dkim[" + std::to_string(i) + "].key_file";
+    if (auto s = check_one(key.c_str(), cfg.dkim[i].key_file, kind::pem_secret); !s) return s;
+  }
   return status::success();
 }
 

@@ -17,9 +17,10 @@ struct not_built_value {
   std::string_view feature;  // what is missing, as the operator reads it
 };
 
-// Every feature with config keys is built (submission lifted its rows in issue 10); a row
-// goes into `not_built_rows` before its end marker, e.g. {"listen[].mode", "submission", "submission (AUTH after TLS)"}
-// or {"auth.users_file", "*", ...} for a key that only configures the missing feature.
+// Every feature with config keys is built (submission lifted its rows in issue 10). A row
+// goes into `not_built_rows` before its end marker, e.g.
+//   {"listen[].mode", "submission", "submission (AUTH after TLS)"}, or
+//   {"auth.users_file", "*", "..."} for a key that only configures the missing feature.
 inline constexpr not_built_value not_built_rows[] = {
     {"", "", ""},  // end marker, kept last (a C++ array cannot be empty); not a row
 };

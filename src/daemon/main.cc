@@ -19,6 +19,7 @@
 #include "sealrelay/config/config.hh"
 #include "sealrelay/handoff/client.hh"
 #include "sealrelay/handoff/supervisor.hh"
+#include "sealrelay/inject/server.hh"
 #include "sealrelay/policy/fallback.hh"
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/policy/table.hh"
@@ -81,6 +82,27 @@ int list_queue(const sr::config::config& cfg) {
 
 }  // namespace
 
+// The HTTP API listener's options from [http], [tls], [server] and [limits]: the same
+// message size, recipient cap, connection caps and deadlines as SMTP.
+sr::inject::options http_options(const sr::config::config& cfg) {
+  sr::inject::options o;
+  o.listen = cfg.http.listen;
+  o.tls = cfg.http.tls;
+  o.cert_file = cfg.tls.cert_file;
+  o.key_file = cfg.tls.key_file;
+  o.min_tls_version = sr::tls::tls_version(int(cfg.tls.min_version));
+  o.tokens_file = cfg.http.tokens_file;
+  o.hostname = cfg.server.hostname;
+  o.limits.max_message_size = cfg.limits.max_message_size;
+  o.limits.max_recipients = cfg.limits.max_recipients;
+  o.max_connections = cfg.limits.max_connections;
+  o.max_conns_per_ip = cfg.limits.max_conns_per_ip;
+  o.idle_timeout_ms = uint64_t(cfg.limits.idle_timeout.count());
+  o.read_timeout_ms = uint64_t(cfg.limits.data_timeout.count());
+  o.handshake_timeout_ms = uint64_t(cfg.limits.command_timeout.count());
+  return o;
+}
+
 int main(int argc, char** argv) {
   std::string config_file;
   bool check = false, list = false, verbose = false;
@@ -120,6 +142,7 @@ int main(int argc, char** argv) {
   }
   bool need_tls = false;
   for (const auto& l : cfg.listen) need_tls |= l.tls != sr::config::listen_tls::none;
+  need_tls |= !cfg.http.listen.empty() && cfg.http.tls;
   if (need_tls) {
     auto ctx = sr::tls::context::server(cfg.tls.cert_file, cfg.tls.key_file,
                                         sr::tls::tls_version(int(cfg.tls.min_version)));
@@ -142,6 +165,15 @@ int main(int argc, char** argv) {
     }
     users = std::move(u.value());
   }
+  // The HTTP injection API: its tokens file must parse now (a refusal is a config error).
+  std::unique_ptr<sr::inject::shared_state> http;
+  if (!cfg.http.listen.empty()) {
+    http = std::make_unique<sr::inject::shared_state>(http_options(cfg));
+    if (auto st = http->tokens.reload(); !st) {
+      std::fprintf(stderr, "sealrelay: %s: http.tokens_file: %s\n", config_file.c_str(), st.err().c_str());
+      return 2;
+    }
+  }
   if (check) {
     if (verbose) std::fputs(sr::config::dump(cfg).c_str(), stdout);  // the effective config
     std::printf("%s: ok\n", config_file.c_str());
@@ -155,6 +187,10 @@ int main(int argc, char** argv) {
   }
 
   sr::relay::process_state ps(cfg);
+  if (http) {
+    http->messages_accepted = &ps.inbound.stats.messages_accepted;
+    ps.http = http.get();
+  }
   // The TLS policy table: compiled now, recompiled and swapped on SIGHUP.
   auto table = sr::policy::compile(cfg);
   if (!table) {
@@ -262,6 +298,7 @@ int main(int argc, char** argv) {
       if (!where.empty()) where += ", ";
       where += l.address + " (" + sr::config::to_string(l.mode) + ", " + sr::config::to_string(l.tls) + ")";
     }
+    if (http) where += ", " + cfg.http.listen + (cfg.http.tls ? " (HTTPS API)" : " (HTTP API)");
     SR_INFO("sealrelay ready: %u shards, %llu messages recovered from the spool, listening on %s",
             ps.inbound.shards,
             (unsigned long long)ps.recovered.load(), where.c_str());
@@ -277,6 +314,11 @@ int main(int argc, char** argv) {
         directory->publish(std::move(u.value()));
         SR_INFO("SIGHUP: auth.users_file reloaded (%zu users)", n);
       }
+    }
+    if (http) {
+      // Tokens are read again on every SIGHUP (rotation); a bad file keeps the current set.
+      if (auto st = http->tokens.reload(); !st) SR_ERROR("SIGHUP: keeping the current API tokens: %s", st.err().c_str());
+      else SR_INFO("SIGHUP: API tokens reloaded from %s", cfg.http.tokens_file.c_str());
     }
     // Only the policy table changes at run time; a bad file keeps the old one.
     auto fresh = sr::config::load(config_file);

@@ -14,6 +14,7 @@
 #include "sealrelay/dns/resolver.hh"
 #include "sealrelay/handoff/client.hh"
 #include "sealrelay/https/client.hh"
+#include "sealrelay/inject/server.hh"
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/queue/job.hh"
 #include "sealrelay/queue/scheduler.hh"
@@ -43,7 +44,14 @@ status shard_root::start() {
   if (status s = _server->prepare(); !s) return s;
   if (status s = start_delivery(); !s) return s;
   start_auth();
-  return _server->listen();
+  if (status s = _server->listen(); !s) return s;
+  if (_ps.http) {
+    // The HTTP API submits through the same intake as SMTP: the same record, queue,
+    // policy and audit follow.
+    _http = std::make_unique<inject::shard_server>(_shard, *_ps.http, _server->buffers(), _server->pool(), *_store);
+    if (status s = _http->start(); !s) return s;
+  }
+  return {};
 }
 
 // Submission AUTH: this shard's brake and its view of the users; every outcome becomes one
@@ -316,13 +324,21 @@ void shard_root::queue_durable(const spool::message_meta& meta, const spool::mes
   _dispatch->dispatch(m, done);
 }
 
-void shard_root::begin_drain() { _server->begin_drain(); }
+void shard_root::begin_drain() {
+  _server->begin_drain();
+  if (_http) _http->begin_drain();
+}
 
-bool shard_root::idle() const { return _server->idle(); }
+bool shard_root::idle() const { return _server->idle() && (!_http || _http->idle()); }
 
-void shard_root::abort_all() { _server->abort_all(); }
+void shard_root::abort_all() {
+  _server->abort_all();
+  if (_http) _http->abort_all();
+}
 
-size_t shard_root::connection_count() const { return _server ? _server->connection_count() : 0; }
+size_t shard_root::connection_count() const {
+  return (_server ? _server->connection_count() : 0) + (_http ? _http->connection_count() : 0);
+}
 
 void shard_root::finish() {
   if (_tlsrpt) _tlsrpt->finish();
@@ -335,6 +351,13 @@ void shard_root::publish_metrics() {
   auto& m = *_ps.metrics;
   unsigned me = _shard.index();
   m.connections_inbound.set(me, int64_t(_server->connection_count()));
+  if (_http) {
+    static_assert(std::size(admin::http_code_labels) == inject::counted_codes_size);
+    const auto& h = _http->stats();
+    for (size_t i = 0; i < inject::counted_codes_size; ++i)
+      m.http_requests[i].cell(me).store(h.requests_by_code[i], std::memory_order_relaxed);
+    m.http_connections.set(me, int64_t(_http->connection_count()));
+  }
   if (me == 0)
     m.messages_accepted.cell(0).store(_ps.inbound.stats.messages_accepted.load(std::memory_order_relaxed),
                                       std::memory_order_relaxed);

@@ -197,7 +197,8 @@ void connection::begin_message(const inbound::envelope& env) {
   }
   if (env.rcpt_to.size() == 1) ri.single_rcpt = env.rcpt_to[0];
   ri.authenticated = !env.auth_user.empty();
-  ri.auth_sender = env.auth_user;  // as Postfix's smtpd_sasl_authenticated_header
+  // As Postfix's smtpd_sasl_authenticated_header (auth.authenticated_header).
+  if (_srv.shared().cfg.auth.authenticated_header) ri.auth_sender = env.auth_user;
   ri.when = std::time(nullptr);
   smtp::append_received(_received, ri);
   _iov.push_back({_received.data(), _received.size()});
@@ -206,6 +207,7 @@ void connection::begin_message(const inbound::envelope& env) {
 
 void connection::body(std::span<std::byte> bytes) {
   if (bytes.empty()) return;
+  _headers.feed(bytes);
   if (_held.empty() || _held.back() != _feeding) {
     net::chunk_pool::retain(_feeding);
     _held.push_back(_feeding);
@@ -218,10 +220,53 @@ void connection::body(std::span<std::byte> bytes) {
   }
 }
 
+// Submission: the From: field must name only addresses the user may send as (what a
+// recipient's mail program shows is what the user proved). One From: field; an address
+// list we cannot read, or a header section too long to see it, is refused too.
+std::string connection::from_refusal(const inbound::envelope& env) const {
+  std::string why;
+  auto refuse = [&](std::string_view addr, std::string_view what) {
+    why = "553 5.7.1 ";
+    if (!addr.empty()) why.append("<").append(addr).append(">: ");
+    why.append(what).append(" not owned by user ").append(env.auth_user);
+    for (char& c : why)
+      if (static_cast<unsigned char>(c) < 32 || static_cast<unsigned char>(c) >= 127) c = '?';
+  };
+  if (_headers.truncated() && !_headers.field("from")) {
+    refuse({}, "From: header past the header size limit,");
+    return why;
+  }
+  size_t n = _headers.count("from");
+  if (n == 0) return why;  // nothing shown to the recipient that could name someone else
+  if (n > 1) {
+    refuse({}, "More than one From: header:");
+    return why;
+  }
+  auto addrs = smtp::mailbox_addresses(*_headers.field("from"));
+  if (addrs.empty()) {
+    refuse({}, "From: header unreadable or");
+    return why;
+  }
+  for (const auto& a : addrs)
+    if (!_auth_user || !auth::sender_allowed(*_auth_user, a)) {
+      refuse(a.size() > 256 ? a.substr(0, 256) : a, "From: header address");
+      return why;
+    }
+  return why;
+}
+
 void connection::end_message(const inbound::envelope& env) {
+  if (!env.auth_user.empty()) {
+    if (std::string why = from_refusal(env); !why.empty()) {
+      SR_INFO("%s: %s: message refused: %s", _peer_ip.c_str(), _queue_id.c_str(), why.c_str());
+      release_message();
+      _session.message_refused(why);  // nothing was stored
+      return;
+    }
+  }
   _awaiting_store = true;
   hold();
-  _srv.store().submit(_queue_id, env, _iov, this);
+  _srv.store().submit(_queue_id, env, _headers, _iov, this);
 }
 
 void connection::on_stored(bool ok) {
@@ -267,6 +312,7 @@ void connection::release_message() {
   _held.clear();
   _iov.clear();
   _received.clear();
+  _headers.clear();
 }
 
 void connection::release_input() {

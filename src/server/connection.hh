@@ -43,6 +43,9 @@ class connection final : public tls::stream, inbound::events, store_client {
   connection* prev = nullptr;  // shard_server's intrusive list
   connection* next = nullptr;
 
+  // The header section of the message being received (complete once its empty line came).
+  const smtp::header_section& headers() const { return _headers; }
+
  private:
   struct piece {
     net::chunk* c;
@@ -68,6 +71,7 @@ class connection final : public tls::stream, inbound::events, store_client {
   // store_client
   void on_stored(bool ok) override;
 
+  std::string from_refusal(const inbound::envelope& env) const;
   bool open_tls();
   void pump();
   bool output_full() const;  // unsent replies past the bound: stop feeding the session
@@ -91,6 +95,7 @@ class connection final : public tls::stream, inbound::events, store_client {
   std::string _received;             // its Received: header
   std::vector<iovec> _iov;           // header + body spans, in order
   std::vector<net::chunk*> _held;    // chunks the body spans point into
+  smtp::header_section _headers;     // the client's header section (a copy, bounded)
 
   uint64_t _last_input_ms = 0;
   uint64_t _phase_started_ms = 0;    // TLS handshake or DATA start

@@ -5,7 +5,8 @@
 namespace sr::server {
 
 void intake_store::submit(const std::string& queue_id, const inbound::envelope& env,
-                          std::span<const iovec> data, store_client* client) {
+                          const smtp::header_section& headers, std::span<const iovec> data,
+                          store_client* client) {
   spool::message_meta meta;
   meta.kind = spool::message_kind::message;
   meta.queue_id = queue_id;
@@ -14,6 +15,11 @@ void intake_store::submit(const std::string& queue_id, const inbound::envelope& 
   meta.body_8bitmime = env.body_8bitmime;
   meta.tls = env.tls;
   meta.auth_user = env.auth_user;
+  if (auto id = headers.field("message-id")) {
+    std::string_view v = *id;  // "<local@host>" -> "local@host" (the audit's msg_id)
+    if (v.size() >= 2 && v.front() == '<' && v.back() == '>') v = v.substr(1, v.size() - 2);
+    if (v.size() <= 998) meta.msg_id = std::string(v);
+  }
   _in.submit(std::move(meta), data, client);
 }
 

@@ -47,9 +47,13 @@ void append_received(std::string& out, const received_info& info) {
   out.append(")\r\n\tby ");
   append_sanitized(out, info.hostname);
   out.append(" (sealrelay) with ");
-  out.append(info.esmtp ? "ESMTP" : "SMTP");
-  if (info.tls) out.push_back('S');
-  if (info.authenticated) out.push_back('A');
+  if (info.http) {
+    out.append(info.tls ? "HTTPS" : "HTTP");
+  } else {
+    out.append(info.esmtp ? "ESMTP" : "SMTP");
+    if (info.tls) out.push_back('S');
+    if (info.authenticated) out.push_back('A');
+  }
   out.append(" id ");
   append_sanitized(out, info.queue_id);
   if (info.tls) {

@@ -148,6 +148,11 @@ inline constexpr std::string_view tls_labels[] = {"plaintext", "TLSv1.0", "TLSv1
 // sealrelay_tls_failures_total has one series per report::reason that is_tls_failure()
 // (labelled with its audit token) and one labelled "other" for the rest.
 
+// Values of the code label of sealrelay_http_requests_total: the statuses the HTTP API
+// answers with (the same order as inject::counted_codes), "other" last.
+inline constexpr std::string_view http_code_labels[] = {"202", "400", "401", "403", "404", "405", "408",
+                                                        "413", "415", "431", "500", "503", "other"};
+
 // The relay's own metric families, registered in one place so names stay consistent.
 struct relay_metrics {
   // Register every family in `r` (start-up, before r.seal()).
@@ -180,6 +185,8 @@ struct relay_metrics {
   counter fallback_restarts;   // sealrelay_fallback_restarts_total: sidecar restarts
   counter auth_success, auth_failure, auth_rate_limited,
       auth_busy;  // sealrelay_auth_total{outcome}: submission AUTH attempts
+  counter http_requests[std::size(http_code_labels)];  // sealrelay_http_requests_total{code}: API answers
+  gauge http_connections;      // sealrelay_http_connections: open HTTP API connections
 
   // Return the deliveries counter for a negotiated version ("TLSv1.3"; "" = plaintext).
   const counter& deliveries(std::string_view tls_version) const;

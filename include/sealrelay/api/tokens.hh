@@ -41,8 +41,10 @@ class token_set {
   // Read and parse the file at `path`; refused when group or others may access it.
   static result<token_set> load(const std::string& path);
 
-  // Check an Authorization header value (std::nullopt when the header is absent).
-  auth_outcome check(std::optional<std::string_view> authorization) const;
+  // Check an Authorization header value (std::nullopt when the header is absent); on ok,
+  // `*index` (when given) is the token's 0-based position in the file (logs and the
+  // Received: header name a token by it, never by its value).
+  auth_outcome check(std::optional<std::string_view> authorization, std::size_t* index = nullptr) const;
   std::size_t size() const { return _digests.size(); }
 
  private:

@@ -22,6 +22,7 @@ enum class listen_tls : uint8_t { none, starttls, implicit };
 enum class tls_policy : uint8_t { opportunistic, forced, exclusive };
 enum class verify_mode : uint8_t { none, ca, dane };
 enum class tls_version : uint8_t { v1_0, v1_1, v1_2, v1_3 };
+enum class dkim_algorithm : uint8_t { rsa_sha256, ed25519_sha256 };
 
 struct server_section {
   std::string hostname;            // default: gethostname()
@@ -71,6 +72,27 @@ struct auth_section {
   // 15 idle minutes have passed).
   unsigned max_failures = 10;
   duration failure_delay = std::chrono::seconds(1);
+  // Received: of submitted mail names the authenticated user ("(Authenticated sender:
+  // U)"), as Postfix's smtpd_sasl_authenticated_header = yes does.
+  bool authenticated_header = true;
+};
+
+// The HTTP injection API (DESIGN.md §7): POST /api/v1/messages on every shard.
+struct http_section {
+  std::string listen;                           // "ip:port"; "" = off
+  bool tls = true;                              // HTTPS with tls.cert_file; false: loopback only
+  std::string tokens_file = "conf/api-tokens";  // bearer tokens, one a line, '#' comments
+};
+
+// One DKIM signing domain (RFC 6376; RFC 8463 for Ed25519): mail whose From: domain is
+// `domain` is signed with `key_file` under `selector`.
+struct dkim_entry {
+  std::string domain;    // exact From: domain, lower case
+  std::string selector;  // s=
+  std::string key_file;  // PEM private key (RSA, or Ed25519 for ed25519-sha256); mode 0600
+  dkim_algorithm algorithm = dkim_algorithm::rsa_sha256;
+  std::vector<std::string> headers;  // h= fields, lower case; empty = the signer's default list
+  int line = 0;                      // where its [[dkim]] header was written
 };
 
 struct dns_section {
@@ -156,6 +178,7 @@ struct config {
   std::vector<listen_entry> listen;       // at least one
   limits_section limits;
   auth_section auth;
+  http_section http;
   dns_section dns;
   outbound_section outbound;
   std::vector<route_entry> routes;
@@ -163,6 +186,7 @@ struct config {
   dane_section dane;
   tlsrpt_section tlsrpt;
   std::vector<policy_entry> policies;
+  std::vector<dkim_entry> dkim;
   fallback_section fallback;
   audit_section audit;
   admin_section admin;
@@ -196,6 +220,7 @@ const char* to_string(listen_tls t);
 const char* to_string(tls_policy p);
 const char* to_string(verify_mode v);
 const char* to_string(tls_version v);
+const char* to_string(dkim_algorithm a);
 
 // Render the effective config (defaults filled in) as TOML that parse() accepts again.
 std::string dump(const config& cfg);
@@ -203,5 +228,9 @@ std::string dump(const config& cfg);
 // Return the most specific [[route]] for `domain` (lower case): exact, then the longest
 // ".suffix", then "*"; null when mail for it goes to its MX hosts.
 const route_entry* find_route(const config& cfg, std::string_view domain);
+
+// Return the [[dkim]] entry for a From: domain (exact match, case-insensitive); null when
+// mail from it is not signed.
+const dkim_entry* find_dkim(const config& cfg, std::string_view domain);
 
 }  // namespace sr::config

@@ -72,6 +72,9 @@ class message_parser {
   std::string_view body() const { return _body; }
   // Return true when the connection may carry another message after this one.
   bool keep_alive() const { return _keep_alive; }
+  // Return true once the start line and fields are parsed (the body may still be coming):
+  // a server may answer "100 Continue" or refuse before reading the body.
+  bool head_done() const { return _phase != phase::head; }
 
  protected:
   explicit message_parser(limits l) : _limits(l) {}

@@ -63,6 +63,10 @@ struct shared_status;
 namespace sr::tls {
 class context;
 }
+namespace sr::inject {
+struct shared_state;
+class shard_server;
+}
 
 namespace sr::relay {
 
@@ -83,6 +87,8 @@ struct process_state {
   // shard shares, and the users file (SIGHUP publishes a new one).
   auth::hasher* hasher = nullptr;
   server::user_directory* users = nullptr;
+  // The HTTP injection API ([http] listen); null when it is off.
+  inject::shared_state* http = nullptr;
 };
 
 // Return whether `cfg` has a forced [[policy]] whose fallback chain needs the sidecar
@@ -120,6 +126,8 @@ class shard_root final : public server::shard_unit {
   std::unique_ptr<server::intake_store> _inbound_store;  // inbound SMTP onto _store
   std::unique_ptr<server::authenticator> _auth;  // submission AUTH; outlives the server's connections
   std::unique_ptr<server::shard_server> _server;
+  // The HTTP injection API on this shard (null when off): into _store, on _server's buffers.
+  std::unique_ptr<inject::shard_server> _http;
   std::unique_ptr<dns::resolver> _resolver;
   std::unique_ptr<audit::writer> _audit;
   std::unique_ptr<queue::scheduler> _sched;

@@ -115,8 +115,8 @@ class sink_store final : public message_store {
     std::snprintf(id, sizeof id, "SINK%02X%010llX", _shard.index(), (unsigned long long)++_seq);
     return id;
   }
-  void submit(const std::string&, const inbound::envelope& env, std::span<const iovec> data,
-              store_client* client) override {
+  void submit(const std::string&, const inbound::envelope& env, const smtp::header_section&,
+              std::span<const iovec> data, store_client* client) override {
     if (_latency) record_latency(data, env);
     uint64_t n = 0;
     for (const auto& v : data) n += v.iov_len;

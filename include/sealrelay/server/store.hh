@@ -8,6 +8,7 @@
 #include <string>
 
 #include "sealrelay/inbound/session.hh"
+#include "sealrelay/smtp/header_section.hh"
 #include "sealrelay/spool/intake.hh"
 
 namespace sr::server {
@@ -21,9 +22,11 @@ class message_store {
   // A fresh queue id (needed before the body for the Received: header).
   virtual std::string next_queue_id() = 0;
   // Make `data` (Received: header + body pieces, CRLF line ends) durable under
-  // `queue_id`; `data` must stay valid until client->on_stored().
+  // `queue_id`; `data` must stay valid until client->on_stored(). `headers` is the
+  // client's header section (for the record's meta: Message-ID, TLS-Required).
   virtual void submit(const std::string& queue_id, const inbound::envelope& env,
-                      std::span<const iovec> data, store_client* client) = 0;
+                      const smtp::header_section& headers, std::span<const iovec> data,
+                      store_client* client) = 0;
   // Messages submitted and not yet answered.
   virtual size_t in_flight() const = 0;
 };
@@ -34,7 +37,8 @@ class intake_store final : public message_store {
   explicit intake_store(spool::intake& in) : _in(in) {}
   std::string next_queue_id() override { return _in.next_queue_id(); }
   void submit(const std::string& queue_id, const inbound::envelope& env,
-              std::span<const iovec> data, store_client* client) override;
+              const smtp::header_section& headers, std::span<const iovec> data,
+              store_client* client) override;
   size_t in_flight() const override { return _in.in_flight(); }
 
  private:

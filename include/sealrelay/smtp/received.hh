@@ -17,6 +17,7 @@ struct received_info {
   bool esmtp = true;             // EHLO (ESMTP) vs HELO (SMTP)
   bool tls = false;              // -> ESMTPS
   bool authenticated = false;    // -> ESMTPA
+  bool http = false;             // the HTTP injection API: "with HTTP" / "with HTTPS" (tls)
   // "(Authenticated sender: USER)" after the cipher line, when set (Postfix's
   // smtpd_sasl_authenticated_header; the engine decides whether to show the user).
   std::string_view auth_sender;

@@ -256,6 +256,23 @@ TEST(Mime, RawContentRefusals) {
   EXPECT_EQ(big.err.status, 413);
 }
 
+TEST(Mime, RawContentWithBareCrOrMixedLineEndsIsRefused) {
+  message_request r;
+  r.from = "a@example.org";
+  r.to = {"b@example.net"};
+  r.raw = true;
+  for (const char* bad : {"Subject: x\r\n\r\nline\rmore\r\n", "Subject: x\r\n\r\nbody\n.\r\nMAIL FROM:<x>\r\n",
+                          "Subject: x\n\nbody\r\n.\r\n", "Subject: x\r\n\r\nends in CR\r"}) {
+    r.content = bad;
+    build_result e = build_message(r, params, limits{});
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_EQ(e.err.status, 400) << bad;
+    EXPECT_EQ(e.err.field, "content") << bad;
+  }
+  r.content = "Subject: x\n\nLF only\n";
+  EXPECT_TRUE(build_message(r, params, limits{}).ok());
+}
+
 TEST(Mime, BuiltMessageOverTheLimitIs413) {
   message_request r = structured();
   r.text = std::string(900, 'x');

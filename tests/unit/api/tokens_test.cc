@@ -24,6 +24,19 @@ TEST(Tokens, ParseSkipsCommentsAndBlankLines) {
   EXPECT_EQ(set->size(), 2u);
 }
 
+TEST(Tokens, CheckGivesTheMatchingTokensPositionInTheFile) {
+  auto set = token_set::parse(file_text, "tokens");
+  ASSERT_TRUE(set.ok());
+  std::size_t at = 99;
+  EXPECT_EQ(set->check("Bearer crm.TOKEN_with~all+chars/ok==", &at), auth_outcome::ok);
+  EXPECT_EQ(at, 1u);
+  EXPECT_EQ(set->check("Bearer shop-0123456789abcdef", &at), auth_outcome::ok);
+  EXPECT_EQ(at, 0u);
+  at = 99;
+  EXPECT_EQ(set->check("Bearer shop-0123456789abcdeX", &at), auth_outcome::wrong);
+  EXPECT_EQ(at, 99u);  // untouched unless a token matched
+}
+
 TEST(Tokens, ParseRefusalsNameTheLine) {
   auto bad = [](std::string_view text) {
     auto r = token_set::parse(text, "t.txt");

@@ -930,3 +930,62 @@ TEST(config, tlsrpt_section) {
     EXPECT_EQ(e.substr(0, c.expected.size()), c.expected) << c.name << "\n" << c.text;
   }
 }
+
+// Issue 10's keys: [auth] authenticated_header, [http] (loopback-only plain HTTP) and
+// [[dkim]] (exact domains, DNS-label selectors, From always signed), and their dump.
+TEST(config, http_dkim_and_auth_sections) {
+  auto d = parse(with_listener({}), "t.toml");
+  ASSERT_TRUE(d) << d.err();
+  EXPECT_TRUE(d->auth.authenticated_header);
+  EXPECT_EQ(d->http.listen, "");
+  EXPECT_TRUE(d->http.tls);
+  EXPECT_EQ(d->http.tokens_file, "conf/api-tokens");
+  EXPECT_TRUE(d->dkim.empty());
+
+  auto r = parse(with_listener({"[auth]", "authenticated_header = false", "[http]",
+                                "listen = \"127.0.0.1:8025\"", "tls = false",
+                                "tokens_file = \"conf/t\"", "[[dkim]]", "domain = \"Example.ORG\"",
+                                "selector = \"s2026\"", "key_file = \"k.pem\"", "[[dkim]]",
+                                "domain = \"b.example\"", "selector = \"ed\"", "key_file = \"e.pem\"",
+                                "algorithm = \"ed25519-sha256\"", "headers = [\"From\", \"subject\"]"}),
+                 "t.toml");
+  ASSERT_TRUE(r) << r.err();
+  EXPECT_FALSE(r->auth.authenticated_header);
+  EXPECT_EQ(r->http.listen, "127.0.0.1:8025");
+  EXPECT_FALSE(r->http.tls);
+  ASSERT_EQ(r->dkim.size(), 2u);
+  EXPECT_EQ(r->dkim[0].domain, "example.org");
+  EXPECT_EQ(r->dkim[0].algorithm, dkim_algorithm::rsa_sha256);
+  EXPECT_TRUE(r->dkim[0].headers.empty());
+  EXPECT_EQ(r->dkim[1].algorithm, dkim_algorithm::ed25519_sha256);
+  EXPECT_EQ(r->dkim[1].headers, (std::vector<std::string>{"from", "subject"}));
+  EXPECT_EQ(find_dkim(*r, "EXAMPLE.org"), &r->dkim[0]);
+  EXPECT_EQ(find_dkim(*r, "sub.example.org"), nullptr);
+  auto again = parse(dump(*r), "dump.toml");
+  ASSERT_TRUE(again) << again.err() << "\n" << dump(*r);
+  EXPECT_EQ(again->dkim.size(), 2u);
+  EXPECT_EQ(again->dkim[1].headers, r->dkim[1].headers);
+  EXPECT_EQ(again->http.listen, "127.0.0.1:8025");
+  EXPECT_FALSE(again->auth.authenticated_header);
+
+  EXPECT_EQ(err_of(with_listener({"[http]", "listen = \"192.0.2.1:8025\"", "tls = false"})),
+            "t.toml:5: http.tls: false is allowed only when http.listen is a loopback address "
+            "(127.0.0.0/8, ::1), got \"192.0.2.1:8025\"");
+  EXPECT_EQ(err_of(with_listener({"[http]", "listen = \"127.0.0.1:2525\""})),
+            "t.toml:4: http.listen: same address as listen[0] (line 1)");
+  EXPECT_EQ(err_of(with_listener({"[[dkim]]", "domain = \"a.example\"", "selector = \"s\""})),
+            "t.toml:3: dkim[0].key_file: missing (every [[dkim]] needs domain, selector and key_file)");
+  EXPECT_EQ(err_of(with_listener({"[[dkim]]", "domain = \".a.example\"", "selector = \"s\"", "key_file = \"k\""})),
+            "t.toml:4: dkim[0].domain: an exact From: domain, got \".a.example\"");
+  EXPECT_EQ(err_of(with_listener({"[[dkim]]", "domain = \"a.example\"", "selector = \"s;x\"", "key_file = \"k\""})),
+            "t.toml:5: dkim[0].selector: not a DNS name: \"s;x\"");
+  EXPECT_EQ(err_of(with_listener({"[[dkim]]", "domain = \"a.example\"", "selector = \"s\"", "key_file = \"k\"",
+                                  "algorithm = \"rsa-sha1\""})).substr(0, 38),
+            "t.toml:7: dkim[0].algorithm: must be o");
+  EXPECT_EQ(err_of(with_listener({"[[dkim]]", "domain = \"a.example\"", "selector = \"s\"", "key_file = \"k\"",
+                                  "headers = [\"subject\"]"})),
+            "t.toml:7: dkim[0].headers: must include \"from\" (RFC 6376 §5.4)");
+  EXPECT_EQ(err_of(with_listener({"[[dkim]]", "domain = \"a.example\"", "selector = \"s\"", "key_file = \"k\"",
+                                  "[[dkim]]", "domain = \"A.example\"", "selector = \"t\"", "key_file = \"k\""})),
+            "t.toml:8: dkim[1].domain: duplicate of dkim[0] (line 3)");
+}

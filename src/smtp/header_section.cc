@@ -1,0 +1,187 @@
+// smtp::header_section and mailbox_addresses (header_section.hh). The section ends at the
+// first empty line (CRLF CRLF, or a CRLF as the very first bytes); the search restarts
+// three bytes before each new piece so a CRLF CRLF split across chunks is still found.
+#include "sealrelay/smtp/header_section.hh"
+
+#include <algorithm>
+#include <strings.h>
+
+namespace sr::smtp {
+namespace {
+
+bool wsp(char c) { return c == ' ' || c == '\t'; }
+
+std::string_view trim(std::string_view v) {
+  while (!v.empty() && (wsp(v.front()) || v.front() == '\r' || v.front() == '\n')) v.remove_prefix(1);
+  while (!v.empty() && (wsp(v.back()) || v.back() == '\r' || v.back() == '\n')) v.remove_suffix(1);
+  return v;
+}
+
+bool same_name(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+}  // namespace
+
+void header_section::clear() {
+  _text.clear();
+  _end = 0;
+  _complete = false;
+  _truncated = false;
+}
+
+void header_section::feed(std::span<const std::byte> bytes) {
+  if (_complete || _truncated || bytes.empty()) return;
+  size_t old = _text.size();
+  // One byte past the cap is enough to know the section is too long.
+  size_t take = std::min(bytes.size(), _cap + 4 - std::min(old, _cap + 4));
+  _text.append(reinterpret_cast<const char*>(bytes.data()), take);
+  if (_text.size() >= 2 && _text[0] == '\r' && _text[1] == '\n') {  // no fields at all
+    _complete = true;
+    _end = 0;
+    _text.clear();
+    return;
+  }
+  size_t from = old >= 3 ? old - 3 : 0;
+  size_t blank = _text.find("\r\n\r\n", from);
+  if (blank != std::string::npos && blank + 2 <= _cap) {
+    _end = blank + 2;
+    _text.resize(_end);
+    _complete = true;
+    return;
+  }
+  size_t last = _text.rfind("\r\n");
+  if (last != std::string::npos && last + 2 <= _cap) _end = std::max(_end, last + 2);
+  if (_text.size() > _cap) {
+    _truncated = true;
+    _text.resize(_end);
+  }
+}
+
+template <class F>
+void header_section::each_field(F&& f) const {
+  std::string_view t = text();
+  size_t pos = 0;
+  while (pos < t.size()) {
+    size_t start = pos;
+    // A field runs to the first CRLF not followed by white space (folding, RFC 5322 §2.2.3).
+    size_t eol = t.find("\r\n", pos);
+    while (eol != std::string_view::npos && eol + 2 < t.size() && wsp(t[eol + 2]))
+      eol = t.find("\r\n", eol + 2);
+    size_t stop = eol == std::string_view::npos ? t.size() : eol;
+    pos = eol == std::string_view::npos ? t.size() : eol + 2;
+    std::string_view line = t.substr(start, stop - start);
+    if (line.empty() || wsp(line[0])) continue;  // a stray continuation: not a field
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view name = line.substr(0, colon);
+    while (!name.empty() && wsp(name.back())) name.remove_suffix(1);  // obs-optional WSP
+    if (!f(name, line.substr(colon + 1))) return;
+  }
+}
+
+std::optional<std::string> header_section::field(std::string_view name) const {
+  std::optional<std::string> out;
+  each_field([&](std::string_view n, std::string_view v) {
+    if (!same_name(n, name)) return true;
+    std::string s;
+    s.reserve(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (v[i] == '\r' && i + 1 < v.size() && v[i + 1] == '\n') {
+        ++i;
+        continue;
+      }
+      s += v[i];
+    }
+    out = std::string(trim(s));
+    return false;
+  });
+  return out;
+}
+
+size_t header_section::count(std::string_view name) const {
+  size_t n = 0;
+  each_field([&](std::string_view f, std::string_view) {
+    if (same_name(f, name)) ++n;
+    return true;
+  });
+  return n;
+}
+
+std::vector<std::string> mailbox_addresses(std::string_view value) {
+  // Split at top-level ',' (and ';' ending a group), outside quotes, comments and <...>;
+  // drop a group's "display-name:"; of each element keep the <angle-addr> when there is
+  // one, else the addr-spec with comments and white space removed.
+  std::vector<std::string> out;
+  std::string plain;      // the element without comments, quotes kept
+  std::string angle;      // inside <...>
+  bool in_angle = false, had_angle = false, quoted = false;
+  int comment = 0;
+  auto finish = [&] {
+    std::string a = had_angle ? angle : plain;
+    std::string_view v = trim(a);
+    if (!v.empty() && v.find('@') != std::string_view::npos) out.emplace_back(v);
+    plain.clear();
+    angle.clear();
+    had_angle = in_angle = false;
+  };
+  for (size_t i = 0; i < value.size(); ++i) {
+    char c = value[i];
+    if (quoted) {
+      if (c == '\\' && i + 1 < value.size()) {
+        (in_angle ? angle : plain) += c;
+        c = value[++i];
+      } else if (c == '"') {
+        quoted = false;
+      }
+      (in_angle ? angle : plain) += c;
+      continue;
+    }
+    if (comment > 0) {
+      if (c == '\\') ++i;
+      else if (c == '(') ++comment;
+      else if (c == ')') --comment;
+      continue;
+    }
+    switch (c) {
+      case '(': ++comment; break;
+      case '"':
+        quoted = true;
+        (in_angle ? angle : plain) += c;
+        break;
+      case '<':
+        in_angle = had_angle = true;
+        angle.clear();
+        break;
+      case '>': in_angle = false; break;
+      case ',':
+      case ';':
+        if (in_angle) angle += c;
+        else finish();
+        break;
+      case ':':
+        if (in_angle) angle += c;  // a source route "<@a:b@c>": keep the last part below
+        else plain.clear();        // "group-name:" opens a group
+        break;
+      case ' ':
+      case '\t':
+      case '\r':
+      case '\n':
+        if (in_angle) break;
+        plain += ' ';
+        break;
+      default: (in_angle ? angle : plain) += c;
+    }
+  }
+  finish();
+  for (auto& a : out) {
+    size_t colon = a.rfind(':');  // obs-route inside <>
+    if (colon != std::string::npos && a.find('"') == std::string::npos) a.erase(0, colon + 1);
+    // A display name without angle brackets is not an address: "John a@b" keeps "a@b".
+    if (a.find(' ') != std::string::npos && a.find('"') == std::string::npos) a = a.substr(a.rfind(' ') + 1);
+  }
+  std::erase_if(out, [](const std::string& a) { return a.empty() || a.front() == '@' || a.back() == '@'; });
+  return out;
+}
+
+}  // namespace sr::smtp

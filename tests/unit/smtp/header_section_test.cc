@@ -1,0 +1,88 @@
+// smtp::header_section: the header section collected from body pieces however they are
+// split, fields unfolded, the cap, and mailbox_addresses on the From: forms clients send.
+#include "sealrelay/smtp/header_section.hh"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace sr::smtp {
+namespace {
+
+void feed(header_section& h, std::string_view s) {
+  h.feed({reinterpret_cast<const std::byte*>(s.data()), s.size()});
+}
+
+const std::string msg =
+    "From: \"Smith, Ann\" <ann@example.org>\r\n"
+    "To: bob@example.net\r\n"
+    "Subject: a long\r\n"
+    " folded\tsubject\r\n"
+    "TLS-Required: No\r\n"
+    "Message-ID: <x1@example.org>\r\n"
+    "\r\n"
+    "Body line\r\nFrom: not-a-header@evil.example\r\n";
+
+TEST(HeaderSection, FieldsFromOnePiece) {
+  header_section h;
+  feed(h, msg);
+  EXPECT_TRUE(h.complete());
+  EXPECT_EQ(h.field("from"), "\"Smith, Ann\" <ann@example.org>");
+  EXPECT_EQ(h.field("SUBJECT"), "a long folded\tsubject");
+  EXPECT_EQ(h.field("tls-required"), "No");
+  EXPECT_EQ(h.count("from"), 1u);  // the body's "From:" line is not a field
+  EXPECT_FALSE(h.field("cc"));
+  EXPECT_TRUE(h.text().ends_with("Message-ID: <x1@example.org>\r\n"));
+}
+
+TEST(HeaderSection, EveryByteSplitGivesTheSameSection) {
+  header_section whole;
+  feed(whole, msg);
+  for (size_t split = 1; split < msg.size(); ++split) {
+    header_section h;
+    feed(h, std::string_view(msg).substr(0, split));
+    feed(h, std::string_view(msg).substr(split));
+    ASSERT_TRUE(h.complete()) << split;
+    ASSERT_EQ(h.text(), whole.text()) << split;
+  }
+  header_section bytewise;
+  for (char c : msg) feed(bytewise, std::string_view(&c, 1));
+  EXPECT_EQ(bytewise.text(), whole.text());
+}
+
+TEST(HeaderSection, NoFieldsAndUnterminated) {
+  header_section h;
+  feed(h, "\r\nbody\r\n");
+  EXPECT_TRUE(h.complete());
+  EXPECT_EQ(h.text(), "");
+  h.clear();
+  feed(h, "Subject: only headers\r\nFrom: a@b.example\r\n");
+  EXPECT_FALSE(h.complete());
+  EXPECT_EQ(h.field("from"), "a@b.example");
+}
+
+TEST(HeaderSection, CapStopsCollecting) {
+  header_section h(64);
+  feed(h, "Subject: " + std::string(40, 'x') + "\r\nFrom: late@example.org\r\n\r\n");
+  EXPECT_TRUE(h.truncated());
+  EXPECT_FALSE(h.complete());
+  EXPECT_TRUE(h.field("subject"));
+  EXPECT_FALSE(h.field("from"));  // past the cap: not seen
+}
+
+TEST(MailboxAddresses, CommonForms) {
+  using v = std::vector<std::string>;
+  EXPECT_EQ(mailbox_addresses("ann@example.org"), v{"ann@example.org"});
+  EXPECT_EQ(mailbox_addresses("Ann <ann@example.org>"), v{"ann@example.org"});
+  EXPECT_EQ(mailbox_addresses("\"Smith, Ann\" <ann@example.org>"), v{"ann@example.org"});
+  EXPECT_EQ(mailbox_addresses("ann@example.org (Ann, the boss)"), v{"ann@example.org"});
+  EXPECT_EQ(mailbox_addresses("a@x.example, \"B\" <b@y.example>"), (v{"a@x.example", "b@y.example"}));
+  EXPECT_EQ(mailbox_addresses("team: a@x.example, b@y.example;"), (v{"a@x.example", "b@y.example"}));
+  EXPECT_EQ(mailbox_addresses("\"odd<name>\"@x.example"), v{"\"odd<name>\"@x.example"});
+  EXPECT_EQ(mailbox_addresses("<@relay.example:c@z.example>"), v{"c@z.example"});
+  EXPECT_TRUE(mailbox_addresses("undisclosed-recipients:;").empty());
+  EXPECT_TRUE(mailbox_addresses("Just A Name").empty());
+}
+
+}  // namespace
+}  // namespace sr::smtp
