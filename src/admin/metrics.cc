@@ -219,6 +219,9 @@ relay_metrics::relay_metrics(registry& r) {
                                      "HTTP injection API requests answered, by status code.",
                                      {{"code", http_code_labels[i]}});
   http_connections = r.add_gauge("sealrelay_http_connections", "Open HTTP injection API connections.");
+  dkim_signed = r.add_counter("sealrelay_dkim_signed_total", "Messages DKIM-signed as they entered the spool.");
+  dkim_failed = r.add_counter("sealrelay_dkim_failed_total",
+                              "Messages of a [[dkim]] domain whose signing failed (stored unsigned).");
 }
 
 const counter& relay_metrics::deliveries(std::string_view tls_version) const {

@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include "sealrelay/auth/hasher.hh"
 #include "sealrelay/auth/users.hh"
 #include "sealrelay/config/config.hh"
+#include "sealrelay/dkim/pool.hh"
 #include "sealrelay/handoff/client.hh"
 #include "sealrelay/handoff/supervisor.hh"
 #include "sealrelay/inject/server.hh"
@@ -165,6 +167,11 @@ int main(int argc, char** argv) {
     }
     users = std::move(u.value());
   }
+  // DKIM keys: each loads (PEM, RSA >= 1024 bits or Ed25519) and fits its entry's algorithm.
+  if (auto st = sr::relay::check_dkim(cfg); !st) {
+    std::fprintf(stderr, "sealrelay: %s:%s\n", config_file.c_str(), st.err().c_str());
+    return 2;
+  }
   // The HTTP injection API: its tokens file must parse now (a refusal is a config error).
   std::unique_ptr<sr::inject::shared_state> http;
   if (!cfg.http.listen.empty()) {
@@ -187,6 +194,18 @@ int main(int argc, char** argv) {
   }
 
   sr::relay::process_state ps(cfg);
+  // RSA DKIM signatures (~1.5 ms each) run on this pool, off the shards' loops; one
+  // worker per two shards, at least two (Ed25519 is signed inline and needs none).
+  std::unique_ptr<sr::dkim::sign_pool> dkim_pool;
+  if (!ps.dkim_keys.empty()) {
+    auto p = sr::dkim::sign_pool::create(ps.dkim_keys, std::max(2u, ps.inbound.shards / 2));
+    if (!p) {
+      std::fprintf(stderr, "sealrelay: %s: %s\n", config_file.c_str(), p.err().c_str());
+      return 2;
+    }
+    dkim_pool = std::move(p.value());
+    ps.dkim_pool = dkim_pool.get();
+  }
   if (http) {
     http->messages_accepted = &ps.inbound.stats.messages_accepted;
     ps.http = http.get();

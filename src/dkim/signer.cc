@@ -133,9 +133,13 @@ result<std::string> signer::sign(std::string_view message, int64_t now) {
 result<std::string> signer::sign(std::span<const std::span<const std::byte>> chunks, int64_t now) {
   auto p = prepare(chunks, now);
   if (!p) return error{p.err()};
-  auto sig = _key.sign_digest(p->digest);
+  return finish(std::move(*p));
+}
+
+result<std::string> signer::finish(prepared p) {
+  auto sig = _key.sign_digest(p.digest);
   if (!sig) return error{"dkim: " + sig.err()};
-  return complete(std::move(*p), *sig);
+  return complete(std::move(p), *sig);
 }
 
 std::string signer::complete(prepared p, std::span<const uint8_t> signature) {

@@ -82,12 +82,15 @@ int status_for(error e) {
 
 std::string_view reason_phrase(int code) {
   switch (code) {
+    case 100: return "Continue";
     case 200: return "OK";
+    case 202: return "Accepted";
     case 204: return "No Content";
     case 301: return "Moved Permanently";
     case 302: return "Found";
     case 304: return "Not Modified";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
@@ -95,6 +98,7 @@ std::string_view reason_phrase(int code) {
     case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";

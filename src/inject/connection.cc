@@ -39,10 +39,11 @@ std::string http_error_text(http::error e, std::size_t max_body) {
 }
 }  // namespace
 
-connection::connection(shard_server& srv, int fd, std::string peer_ip)
+connection::connection(shard_server& srv, int fd, std::string peer_ip, unsigned ip_slot)
     : tls::stream(srv.shard(), srv.buffers(), srv.pool(), fd),
       _srv(srv),
       _peer_ip(std::move(peer_ip)),
+      _ip_slot(ip_slot),
       _req(std::make_unique<http::request_parser>(parser_limits(srv.opt()))) {}
 
 connection::~connection() = default;
@@ -96,9 +97,15 @@ void connection::on_tls_failed() {
   stream::close();  // sends the alert wolfSSL queued
 }
 
-void connection::on_end(int) {
-  // EOF, a recv error, close_notify or a bad record: nothing more will be read. A store in
-  // flight keeps the object alive (hold) and its answer is dropped.
+void connection::on_end(int err) {
+  // A client that half-closes after its requests (EOF or close_notify) still gets the
+  // answers of the message being stored and of the requests pipelined behind it; a recv
+  // error or a bad record ends the connection now (a store in flight keeps the object
+  // alive through hold(), and its answer is dropped).
+  if (_state == state::storing && (err == 0 || err == tls::session::closed)) {
+    _peer_done = true;
+    return;
+  }
   stream::close();
 }
 
@@ -106,6 +113,10 @@ void connection::on_closed() { _srv.on_connection_closed(this); }
 
 void connection::on_drained() {
   if (!_close_after || _state == state::lingering) return;
+  if (_peer_done) {
+    stream::close();  // nothing more will come: no need to linger
+    return;
+  }
   _state = state::lingering;
   _phase_started_ms = _shard.now_ms();
   _in.clear();
@@ -137,6 +148,9 @@ void connection::pump() {
       _in.clear();
       _in_off = 0;
     }
+    // The client half-closed while a message was stored: once its pipelined requests are
+    // answered, nothing more can come (the answers queued still go out: a graceful close).
+    if (_peer_done) stream::close();
     return;
   }
 }
@@ -230,7 +244,7 @@ void connection::on_stored(bool ok) {
     } else {
       respond_error({503, "the message could not be stored; try again later", ""}, true);
     }
-    if (recv_paused()) resume_recv();
+    if (recv_paused() && !_peer_done) resume_recv();
     pump();
   }
   unhold();  // may complete a pending close

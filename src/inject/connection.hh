@@ -19,7 +19,7 @@ class shard_server;
 
 class connection final : public tls::stream {
  public:
-  connection(shard_server& srv, int fd, std::string peer_ip);
+  connection(shard_server& srv, int fd, std::string peer_ip, unsigned ip_slot);
   ~connection() override;
 
   // Start the TLS handshake (HTTPS) and reading.
@@ -32,6 +32,7 @@ class connection final : public tls::stream {
   void begin_drain();
   void force_close() { stream::close(true); }
   const std::string& peer_ip() const { return _peer_ip; }
+  unsigned ip_slot() const { return _ip_slot; }
 
   connection* prev = nullptr;  // shard_server's intrusive list
   connection* next = nullptr;
@@ -66,6 +67,7 @@ class connection final : public tls::stream {
 
   shard_server& _srv;
   std::string _peer_ip;
+  unsigned _ip_slot;
   state _state = state::reading;
   std::unique_ptr<http::request_parser> _req;
   std::string _in;       // received plaintext not yet fed to the parser
@@ -76,6 +78,7 @@ class connection final : public tls::stream {
   std::string _queue_id;       // the message being stored
   std::size_t _rcpt_count = 0;
   bool _keep_alive = true;     // the stored request's client keeps the connection
+  bool _peer_done = false;     // the client closed its side while its message was stored
   std::optional<api::api_error> _refusal;  // caps or drain at accept: the first answer
 
 

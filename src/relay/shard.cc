@@ -11,6 +11,8 @@
 #include "sealrelay/admin/metrics.hh"
 #include "sealrelay/audit/writer.hh"
 #include "sealrelay/delivery/agent.hh"
+#include "sealrelay/dkim/intake.hh"
+#include "sealrelay/dkim/pool.hh"
 #include "sealrelay/dns/resolver.hh"
 #include "sealrelay/handoff/client.hh"
 #include "sealrelay/https/client.hh"
@@ -32,7 +34,34 @@
 
 namespace sr::relay {
 
-process_state::process_state(const config::config& c) : cfg(c), inbound(c), mail(inbound.shards) {}
+process_state::process_state(const config::config& c)
+    : cfg(c), inbound(c), mail(inbound.shards), dkim_keys(relay::dkim_keys(c)) {}
+
+std::vector<dkim::key_entry> dkim_keys(const config::config& cfg) {
+  std::vector<dkim::key_entry> v;
+  for (const auto& d : cfg.dkim) {
+    dkim::key_entry e;
+    e.domain = d.domain;
+    e.selector = d.selector;
+    e.key_file = d.key_file;
+    e.headers = d.headers;
+    e.kind = d.algorithm == config::dkim_algorithm::ed25519_sha256 ? tls::key_kind::ed25519 : tls::key_kind::rsa;
+    v.push_back(std::move(e));
+  }
+  return v;
+}
+
+status check_dkim(const config::config& cfg) {
+  const auto keys = dkim_keys(cfg);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    std::string warning;
+    auto s = dkim::make_signer(keys[i], &warning);
+    if (!s) return error{std::to_string(cfg.dkim[i].line) + ": dkim[" + std::to_string(i) + "]." + s.err()};
+    if (!warning.empty())
+      SR_WARN("dkim[%zu].key_file: %s (d=%s): %s", i, keys[i].key_file.c_str(), keys[i].domain.c_str(), warning.c_str());
+  }
+  return {};
+}
 
 shard_root::shard_root(core::shard& sh, process_state& ps) : _shard(sh), _ps(ps) {}
 
@@ -48,7 +77,7 @@ status shard_root::start() {
   if (_ps.http) {
     // The HTTP API submits through the same intake as SMTP: the same record, queue,
     // policy and audit follow.
-    _http = std::make_unique<inject::shard_server>(_shard, *_ps.http, _server->buffers(), _server->pool(), *_store);
+    _http = std::make_unique<inject::shard_server>(_shard, *_ps.http, _server->buffers(), _server->pool(), intake());
     if (status s = _http->start(); !s) return s;
   }
   return {};
@@ -92,7 +121,14 @@ status shard_root::open_spool() {
   auto part = spool::partition::open(cfg.server.state_dir, _shard.index(), &rec);
   if (!part) return error{"spool: " + part.err()};
   _store = std::make_unique<spool::store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
-  _inbound_store = std::make_unique<server::intake_store>(*_store);
+  if (!_ps.dkim_keys.empty()) {
+    // This shard's own signers (a signer is not thread safe), from the keys checked at start.
+    auto signers = dkim::signers::load(_ps.dkim_keys);
+    if (!signers) return error{"dkim: " + signers.err()};
+    if (_ps.dkim_pool) _ps.dkim_pool->attach(_shard);
+    _signing = std::make_unique<dkim::signing_intake>(_shard, *_store, std::move(*signers), _ps.dkim_pool);
+  }
+  _inbound_store = std::make_unique<server::intake_store>(intake());
   // Partitions of shards that no longer run (server.shards lowered, or shards = 0 on a
   // smaller machine): shard i adopts every partition j >= shards with j % shards == i,
   // so no accepted message is stranded.
@@ -157,7 +193,7 @@ status shard_root::start_delivery() {
     meta.kind = spool::message_kind::dsn;
     meta.mail_from = "";
     meta.rcpts = {std::move(rcpt)};
-    _store->submit_owned(std::move(meta), std::move(text), std::move(stored));
+    intake().submit_owned(std::move(meta), std::move(text), std::move(stored));
   };
   _sched = std::make_unique<queue::scheduler>(_shard, cfg, std::move(link));
   _dispatch = std::make_unique<queue::dispatcher>(
@@ -177,7 +213,7 @@ status shard_root::start_delivery() {
     ho.socket = cfg.fallback.socket;
     ho.outbox = cfg.server.state_dir + "/fallback/outbox";
     ho.node = cfg.server.hostname;
-    _handoff = std::make_unique<handoff::client>(_shard, *_store, std::move(ho), _ps.sidecar);
+    _handoff = std::make_unique<handoff::client>(_shard, intake(), std::move(ho), _ps.sidecar);
     _handoff->start();
     _agent->set_fallback(_handoff.get());
   }
@@ -282,10 +318,16 @@ status shard_root::start_tlsrpt() {
   } else {
     SR_WARN("tlsrpt: no HTTPS client (%s): https: report URIs are skipped", why.c_str());
   }
-  _tlsrpt = std::make_unique<tlsrpt::reporter>(_shard, *_resolver, *_store, std::move(o), std::move(post));
+  _tlsrpt = std::make_unique<tlsrpt::reporter>(_shard, *_resolver, intake(), std::move(o), std::move(post));
   if (status s = _tlsrpt->start(); !s) return error{"tlsrpt: " + s.err()};
   _agent->set_session_observer(_tlsrpt.get());
   return {};
+}
+
+// Where this shard's mail enters the spool: through the DKIM signer when [[dkim]] is set.
+spool::intake& shard_root::intake() {
+  if (_signing) return *_signing;
+  return *_store;
 }
 
 // The shard's HTTPS client, built on first use (null with the reason when the TLS context
@@ -367,6 +409,11 @@ void shard_root::publish_metrics() {
   m.messages_bounced.cell(me).store(q.bounced, std::memory_order_relaxed);
   m.messages_dropped.cell(me).store(q.dropped, std::memory_order_relaxed);
   m.queue_depth.set(me, int64_t(_sched->depth()));
+  if (_signing) {
+    const auto& d = _signing->stats();
+    m.dkim_signed.cell(me).store(d.signed_inline + d.signed_pool, std::memory_order_relaxed);
+    m.dkim_failed.cell(me).store(d.failed, std::memory_order_relaxed);
+  }
   const auto& c = _agent->counters();
   m.connections_outbound.set(me, int64_t(_agent->open_links()));
   m.fallback_handoffs.cell(me).store(c.fallback_handoffs, std::memory_order_relaxed);

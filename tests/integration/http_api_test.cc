@@ -235,8 +235,11 @@ TEST_F(HttpApi, BulkRequestStoresTheBodyOnceAndReachesEveryRecipient) {
   http_answer a = post(dir->path(), url(),
                        "{\"from\":\"news@sender.test\",\"to\":" + recipients(n, "b" + marker.substr(5, 6)) +
                            ",\"content\":" + json_string("Subject: bulk " + marker + "\n\n" + body_text) + "}",
-                       token);
+                       token, "application/json", {"-H", "Expect: 100-continue"});
   ASSERT_EQ(a.code, 202) << a.raw << a.body << r->log();
+  // Asked before sending the body (Expect: 100-continue, as curl does over 1 MiB), the
+  // relay said go on once the head passed its checks.
+  EXPECT_NE(a.headers.find("HTTP/1.1 100 Continue"), std::string::npos) << a.headers;
   // One record holds the body once for all 2,000 recipients ("line 7 of <marker>" once).
   EXPECT_EQ(spool_occurrences(*r, "line 7 of " + marker), 1u);
   ASSERT_TRUE(wait_received(*mx, marker, n, 60s)) << received_with(*mx, marker).second << r->log();
@@ -351,6 +354,7 @@ TEST(HttpApiPlain, PlainHttpOnLoopbackWorks) {
   write_private(dir.path() / "tokens", std::string(token) + "\n");
   uint16_t port = free_port();
   relay_options o = delivery_options("127.0.0.1:9", mx_p);
+  o.limits = {"data_timeout = \"1s\"", "idle_timeout = \"2s\""};
   o.extra_toml = route_to(domain, "127.0.0.3", mx_p) + "[http]\nlisten = \"127.0.0.1:" + std::to_string(port) +
                  "\"\ntls = false\ntokens_file = \"" + (dir.path() / "tokens").string() + "\"\n";
   relay r(o);
@@ -365,6 +369,47 @@ TEST(HttpApiPlain, PlainHttpOnLoopbackWorks) {
       EXPECT_NE(m.data.find(" (sealrelay) with HTTP id "), std::string::npos) << m.data;
     }
   }
+
+  // Two requests pipelined in one write, then the client half-closes: both are answered,
+  // in order, before the relay closes.
+  std::string one = "{\"from\":\"p@sender.test\",\"to\":[\"p@api.test\"],\"text\":\"" + marker + " pipelined\"}";
+  std::string req = "POST /api/v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + std::string(token) +
+                    "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(one.size()) + "\r\n\r\n" + one;
+  std::ofstream(dir.path() / "pipelined.txt", std::ios::binary) << req << req;
+  run_result py = run({"python3", "-c",
+                       "import socket,sys\n"
+                       "s=socket.create_connection(('127.0.0.1'," + std::to_string(port) + "),timeout=10)\n"
+                       "s.sendall(open(sys.argv[1],'rb').read()); s.shutdown(socket.SHUT_WR)\n"
+                       "out=b''\n"
+                       "while True:\n"
+                       "  b=s.recv(65536)\n"
+                       "  if not b: break\n"
+                       "  out+=b\n"
+                       "sys.stdout.write(out.decode())\n",
+                       (dir.path() / "pipelined.txt").string()},
+                      20s);
+  size_t answers = 0;
+  for (size_t pos = 0; (pos = py.output.find("HTTP/1.1 202 Accepted\r\n", pos)) != std::string::npos; ++pos) ++answers;
+  EXPECT_EQ(answers, 2u) << py.output;
+  EXPECT_TRUE(wait_received(mx, marker + " pipelined", 2, 20s)) << r.log();
+
+  // A request that stops arriving gets 408 after limits.data_timeout; a kept-alive
+  // connection without a request is closed after limits.idle_timeout.
+  auto started = std::chrono::steady_clock::now();
+  raw_client slow;
+  ASSERT_TRUE(slow.connect(port));
+  ASSERT_TRUE(slow.send("POST /api/v1/messages HTTP/1.1\r\nHost: x\r\n"));
+  std::string got = slow.read_for(5s);
+  EXPECT_EQ(got.rfind("HTTP/1.1 408 ", 0), 0u) << got;
+  EXPECT_TRUE(slow.eof());
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  raw_client idle;
+  ASSERT_TRUE(idle.connect(port));
+  started = std::chrono::steady_clock::now();
+  EXPECT_EQ(idle.read_for(6s), "");
+  EXPECT_TRUE(idle.eof());
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 1900ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 4s);
   EXPECT_EQ(r.stop(), 0) << r.log();
 
   // Plain HTTP anywhere but loopback is a config error.

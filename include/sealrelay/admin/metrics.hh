@@ -187,6 +187,8 @@ struct relay_metrics {
       auth_busy;  // sealrelay_auth_total{outcome}: submission AUTH attempts
   counter http_requests[std::size(http_code_labels)];  // sealrelay_http_requests_total{code}: API answers
   gauge http_connections;      // sealrelay_http_connections: open HTTP API connections
+  counter dkim_signed;         // sealrelay_dkim_signed_total: messages DKIM-signed at intake
+  counter dkim_failed;         // sealrelay_dkim_failed_total: signing failed, stored unsigned
 
   // Return the deliveries counter for a negotiated version ("TLSv1.3"; "" = plaintext).
   const counter& deliveries(std::string_view tls_version) const;

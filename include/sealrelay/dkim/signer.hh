@@ -49,6 +49,8 @@ class signer {
   result<prepared> prepare(std::span<const std::span<const std::byte>> chunks, int64_t now);
   // Append `signature` (of p.digest, by the selector's key) as b=, folded; add the CRLF.
   static std::string complete(prepared p, std::span<const uint8_t> signature);
+  // Sign p.digest with this signer's own key and complete the field (the inline path).
+  result<std::string> finish(prepared p);
 
   // Sign the message in `chunks` (CRLF lines; headers, empty line, body) at time `now`
   // (t=, seconds since the epoch); returns "DKIM-Signature: ...\r\n".
@@ -57,6 +59,7 @@ class signer {
   result<std::string> sign(std::string_view message, int64_t now);
 
   std::string_view algorithm() const;  // "rsa-sha256" or "ed25519-sha256"
+  tls::key_kind kind() const { return _key.kind(); }
   const signer_config& config() const { return _config; }
 
  private:

@@ -13,7 +13,6 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "sealrelay/api/request.hh"
@@ -40,7 +39,7 @@ struct options {
   std::string hostname;           // server.hostname
   api::limits limits;             // the SMTP side's message size and recipient cap
   unsigned max_connections = 1000;   // per process; 503 and close above it
-  unsigned max_conns_per_ip = 100;   // per shard and client address; 503 above it (0 = no cap)
+  unsigned max_conns_per_ip = 100;   // per client address, every shard; 503 above it (0 = no cap)
   uint64_t idle_timeout_ms = 60'000;     // keep-alive: no request begun
   uint64_t read_timeout_ms = 300'000;    // one request, first byte to last (408)
   uint64_t handshake_timeout_ms = 30'000;
@@ -77,10 +76,14 @@ std::size_t code_index(uint16_t code);
 
 // What every shard's listener shares (built once per process).
 struct shared_state {
-  shared_state(options o) : opt(std::move(o)), tokens(opt.tokens_file) {}
+  explicit shared_state(options o);
   options opt;
   token_source tokens;
   std::atomic<uint32_t> connections{0};        // open API connections, every shard
+  // Open connections per client address, by hash of the address (a collision only makes
+  // the cap stricter for the colliding addresses), as the SMTP listeners count them.
+  static constexpr unsigned ip_slots = 1u << 12;
+  std::unique_ptr<std::atomic<uint32_t>[]> per_ip;
   std::atomic<bool> draining{false};
   std::atomic<uint64_t>* messages_accepted = nullptr;  // the SMTP side's counter, shared
 };
@@ -140,7 +143,6 @@ class shard_server {
   std::unique_ptr<net::listener> _listener;
   std::shared_ptr<const api::token_set> _tokens;
   uint64_t _tokens_generation = 0;
-  std::unordered_map<std::string, unsigned> _per_ip;  // open connections per client address
   connection* _conns = nullptr;  // intrusive list
   std::size_t _conn_count = 0;
   bool _draining = false;

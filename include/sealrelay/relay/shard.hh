@@ -9,6 +9,7 @@
 
 #include "sealrelay/config/config.hh"
 #include "sealrelay/core/shard.hh"
+#include "sealrelay/dkim/signers.hh"
 #include "sealrelay/queue/dispatch.hh"
 #include "sealrelay/server/runtime.hh"
 #include "sealrelay/server/server.hh"
@@ -50,6 +51,10 @@ class intake_store;
 class authenticator;
 class user_directory;
 }
+namespace sr::dkim {
+class sign_pool;
+class signing_intake;
+}
 namespace sr::tlsrpt {
 class reporter;
 }
@@ -87,9 +92,20 @@ struct process_state {
   // shard shares, and the users file (SIGHUP publishes a new one).
   auth::hasher* hasher = nullptr;
   server::user_directory* users = nullptr;
+  // DKIM: the [[dkim]] entries (each shard loads its own signers from them) and the RSA
+  // signing pool every shard hands its RSA signatures to (null: no RSA entry).
+  std::vector<dkim::key_entry> dkim_keys;
+  dkim::sign_pool* dkim_pool = nullptr;
   // The HTTP injection API ([http] listen); null when it is off.
   inject::shared_state* http = nullptr;
 };
+
+// Return cfg's [[dkim]] entries as the dkim module takes them.
+std::vector<dkim::key_entry> dkim_keys(const config::config& cfg);
+// Load every [[dkim]] key once (PEM; RSA >= 1024 bits or Ed25519; the configured algorithm)
+// before anything starts. The error reads "LINE: dkim[N].key_file: ..." (the caller adds the
+// file name); RSA keys under 2048 bits are logged as a warning.
+status check_dkim(const config::config& cfg);
 
 // Return whether `cfg` has a forced [[policy]] whose fallback chain needs the sidecar
 // (anything but "defer").
@@ -113,6 +129,7 @@ class shard_root final : public server::shard_unit {
   status start_mta_sts();
   status start_tlsrpt();
   https::client* https_client(std::string* why);
+  spool::intake& intake();
   void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                      std::span<const uint32_t> done);
   void publish_metrics();
@@ -123,10 +140,13 @@ class shard_root final : public server::shard_unit {
   // Declaration order is construction order; destruction runs backwards, so users go
   // before what they use (the agent before the scheduler, the server before the store).
   std::unique_ptr<spool::store> _store;
-  std::unique_ptr<server::intake_store> _inbound_store;  // inbound SMTP onto _store
   std::unique_ptr<server::authenticator> _auth;  // submission AUTH; outlives the server's connections
+  // DKIM signing in front of _store (null without [[dkim]]): every producer of this shard's
+  // mail (inbound SMTP, the HTTP API, DSNs, TLS-RPT, the sidecar's mails) submits through intake().
+  std::unique_ptr<dkim::signing_intake> _signing;
+  std::unique_ptr<server::intake_store> _inbound_store;  // inbound SMTP onto intake()
   std::unique_ptr<server::shard_server> _server;
-  // The HTTP injection API on this shard (null when off): into _store, on _server's buffers.
+  // The HTTP injection API on this shard (null when off): into intake(), on _server's buffers.
   std::unique_ptr<inject::shard_server> _http;
   std::unique_ptr<dns::resolver> _resolver;
   std::unique_ptr<audit::writer> _audit;

@@ -50,7 +50,7 @@ TEST(Compose, RawMessageGetsReceivedWithTheTokensNameAndHttps) {
       << t;
   EXPECT_NE(t.find("\r\nFrom: a@example.org\r\nSubject: hi\r\nMessage-ID: <own@x.example>\r\n\r\nbody\r\n"),
             std::string::npos);
-  EXPECT_EQ(t.find('\n') , t.find("\r\n") + 1);
+  EXPECT_EQ(t.find('\n'), t.find("\r\n") + 1);
   EXPECT_EQ(c.message->meta.msg_id, "own@x.example");
   EXPECT_EQ(c.message->meta.queue_id, "0123456789ABCDEF");
   EXPECT_EQ(c.message->meta.mail_from, "a@example.org");

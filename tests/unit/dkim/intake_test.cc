@@ -1,0 +1,254 @@
+// dkim::signing_intake on a real shard in front of a recording intake: a message in
+// several iovecs (our Received: first, the body split anywhere) from a signing domain is
+// stored with its DKIM-Signature on top and verifies with dkimpy (RSA through the worker
+// pool, Ed25519 inline); other domains pass untouched; submit_owned (our DSNs, reports) is
+// signed too; clients hear "stored" only after the inner intake answered, and in_flight()
+// counts messages waiting for their signature; a full pool means signing inline. Also:
+// from_domain and the signer set.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "sealrelay/dkim/intake.hh"
+#include "sealrelay/dkim/pool.hh"
+#include "sealrelay/dkim/signers.hh"
+#include "support/cert_files.hh"
+#include "support/file_io.hh"
+#include "support/temp_dir.hh"
+
+namespace {
+
+using namespace sr;
+using sr::test::read_file;
+using sr::test::run_pipeline;
+using sr::test::shell_quote;
+using sr::test::write_file;
+
+bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+
+struct keys {
+  sr::test::temp_dir dir{"sealrelay-dkim-intake"};
+  bool ok = false;
+  std::string rsa_pem, ed_pem, rsa_txt, ed_txt;
+  keys() {
+    const std::string d = dir.path().string();
+    auto sh = [&](const std::string& cmd) { return run_pipeline("cd " + shell_quote(d) + " && " + cmd); };
+    if (!sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.pem 2>/dev/null") ||
+        !sh("openssl genpkey -algorithm ed25519 -out ed.pem 2>/dev/null"))
+      return;
+    auto rsa_p = sh("openssl pkey -in rsa.pem -pubout -outform DER 2>/dev/null | base64 -w0");
+    auto ed_p = sh("openssl pkey -in ed.pem -pubout -outform DER 2>/dev/null | tail -c 32 | base64 -w0");
+    if (!rsa_p || !ed_p) return;
+    rsa_txt = "v=DKIM1; k=rsa; p=" + *rsa_p;
+    ed_txt = "v=DKIM1; k=ed25519; p=" + *ed_p;
+    rsa_pem = d + "/rsa.pem";
+    ed_pem = d + "/ed.pem";
+    ok = true;
+  }
+};
+
+keys& suite_keys() {
+  static keys k;
+  return k;
+}
+
+int verify(const std::string& message, const std::string& txt, std::string* diag) {
+  sr::test::temp_dir d("sealrelay-dkimv");
+  const auto m = d.path() / "msg.eml", t = d.path() / "key.txt", e = d.path() / "err";
+  write_file(m, message);
+  write_file(t, txt);
+  const std::string cmd = "/usr/bin/python3 " + shell_quote(SR_DKIM_VERIFY) + " " + shell_quote(t.string()) +
+                          " < " + shell_quote(m.string()) + " > /dev/null 2> " + shell_quote(e.string());
+  const int st = std::system(cmd.c_str());
+  *diag = read_file(e);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+std::vector<dkim::key_entry> entries() {
+  return {{.domain = "rsa.example", .selector = "r1", .key_file = suite_keys().rsa_pem},
+          {.domain = "ed.example", .selector = "e1", .key_file = suite_keys().ed_pem, .kind = tls::key_kind::ed25519}};
+}
+
+// The spool's stand-in: keeps what it was given as one string and answers on the next post.
+struct recording_intake final : spool::intake {
+  core::shard& sh;
+  std::vector<std::string> stored;
+  size_t waiting = 0;
+  explicit recording_intake(core::shard& s) : sh(s) {}
+  std::string next_queue_id() override { return "Q1"; }
+  void submit(spool::message_meta, std::span<const iovec> data, spool::intake_client* c) override {
+    std::string t;
+    for (const auto& v : data) t.append(static_cast<const char*>(v.iov_base), v.iov_len);
+    stored.push_back(std::move(t));
+    ++waiting;
+    sh.post([this, c] {
+      --waiting;
+      c->on_stored(true);
+    });
+  }
+  void submit_owned(spool::message_meta, std::string text, std::function<void(bool)> done) override {
+    stored.push_back(std::move(text));
+    ++waiting;
+    sh.post([this, done] {
+      --waiting;
+      done(true);
+    });
+  }
+  size_t in_flight() const override { return waiting; }
+};
+
+struct client final : spool::intake_client {
+  int answers = 0;
+  void on_stored(bool ok) override { answers += ok ? 1 : 100; }
+};
+
+std::string message(const std::string& from_domain) {
+  std::string body;
+  for (int i = 0; i < 200; ++i) body += "line " + std::to_string(i) + "   with  spaces \t\r\n";
+  return "From: \"Sender\" <someone@" + from_domain + ">\r\nTo: rcpt@dest.example\r\nSubject: s\r\n"
+         "Date: Mon, 07 Dec 2026 04:00:00 +0000\r\nMessage-ID: <" + from_domain + "@x>\r\n\r\n" + body + "\r\n\r\n";
+}
+
+TEST(dkim_from_domain, first_address_of_the_from_field) {
+  auto dom = [](const std::string& m) {
+    const std::span<const std::byte> one{reinterpret_cast<const std::byte*>(m.data()), m.size()};
+    return dkim::from_domain({&one, 1});
+  };
+  EXPECT_EQ(dom("Received: x\r\nFROM :  Alice <a@Example.ORG>\r\n\r\nbody From: b@c.d\r\n"), "example.org");
+  EXPECT_EQ(dom("From: \"Team\"\r\n <team@x.test>, b@y.test\r\n\r\n"), "x.test");
+  EXPECT_EQ(dom("To: a@b.c\r\n\r\nFrom: a@b.c\r\n"), "");
+  EXPECT_EQ(dom("From: nobody\r\n\r\n"), "");
+}
+
+TEST(dkim_signing_intake, signs_at_intake_rsa_on_the_pool_ed25519_inline) {
+  if (!suite_keys().ok) GTEST_SKIP() << "openssl genpkey failed or is missing";
+  core::shard sh(core::shard::options{.tick_ms = 5});
+  ASSERT_TRUE(sh.init()) << "io_uring unavailable";
+  auto pool = dkim::sign_pool::create(entries(), 2);
+  ASSERT_TRUE(pool.ok()) << pool.err();
+  ASSERT_TRUE(*pool);
+  EXPECT_TRUE((*pool)->handles(0));
+  EXPECT_FALSE((*pool)->handles(1));
+  (*pool)->attach(sh);
+  auto set = dkim::signers::load(entries());
+  ASSERT_TRUE(set.ok()) << set.err();
+  recording_intake inner(sh);
+  dkim::signing_intake in(sh, inner, std::move(*set), pool->get());
+
+  const std::string received = "Received: from client by relay.example with ESMTPS id Q1\r\n";
+  const std::vector<std::string> texts = {message("rsa.example"), message("ED.example"), message("other.example")};
+  std::vector<client> clients(3);
+  std::vector<std::vector<iovec>> iovs(3);
+  size_t waiting_for_signature = 0;
+  bool owned_done = false;
+  uint64_t deadline = 0;
+  sh.post([&] {
+    deadline = sh.now_ms() + 20000;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      // Received: first, then the message cut into odd pieces (a CRLF split across two).
+      iovs[i].push_back({const_cast<char*>(received.data()), received.size()});
+      for (size_t off = 0; off < texts[i].size(); off += 1001)
+        iovs[i].push_back({const_cast<char*>(texts[i].data()) + off, std::min<size_t>(1001, texts[i].size() - off)});
+      in.submit({}, iovs[i], &clients[i]);
+    }
+    // The RSA message waits for the pool; the others went straight through.
+    waiting_for_signature = in.in_flight() - inner.in_flight();
+    in.submit_owned({}, message("rsa.example"), [&](bool ok) { owned_done = ok; });
+  });
+  sh.on_tick([&] {
+    if ((clients[0].answers && clients[1].answers && clients[2].answers && owned_done && in.in_flight() == 0) ||
+        sh.now_ms() > deadline)
+      sh.stop();
+  });
+  sh.run();
+  EXPECT_EQ(waiting_for_signature, 1u);
+  for (const auto& c : clients) EXPECT_EQ(c.answers, 1);
+  EXPECT_TRUE(owned_done);
+  EXPECT_EQ(in.in_flight(), 0u);
+  EXPECT_EQ(in.stats().signed_pool, 2u);
+  EXPECT_EQ(in.stats().signed_inline, 1u);
+  ASSERT_EQ(inner.stored.size(), 4u);
+
+  std::string diag;
+  for (const auto& s : inner.stored) {
+    if (contains(s, "<other.example@x>")) {
+      EXPECT_EQ(s, received + texts[2]);  // untouched
+      continue;
+    }
+    const bool ed = contains(s, "<ED.example@x>");
+    SCOPED_TRACE(s.substr(0, 400));
+    ASSERT_TRUE(s.starts_with(ed ? "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed; d=ed.example; s=e1;"
+                                 : "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=rsa.example; s=r1;"));
+    int rc = verify(s, ed ? suite_keys().ed_txt : suite_keys().rsa_txt, &diag);
+    if (rc == 77) GTEST_SKIP() << diag;
+    EXPECT_EQ(rc, 0) << diag;
+  }
+}
+
+TEST(dkim_signers, sign_owned_and_bad_entries) {
+  if (!suite_keys().ok) GTEST_SKIP() << "openssl genpkey failed or is missing";
+  auto set = dkim::signers::load(entries());
+  ASSERT_TRUE(set.ok()) << set.err();
+  std::string m = message("ed.example"), n = message("nowhere.example");
+  EXPECT_TRUE(set->sign_owned(m, std::time(nullptr)));
+  EXPECT_FALSE(set->sign_owned(n, std::time(nullptr)));
+  EXPECT_EQ(n, message("nowhere.example"));
+  std::string diag;
+  int rc = verify(m, suite_keys().ed_txt, &diag);
+  if (rc != 77) {
+    EXPECT_EQ(rc, 0) << diag;
+  }
+
+  auto bad = entries();
+  bad[1].kind = tls::key_kind::rsa;  // an Ed25519 key configured as rsa-sha256
+  auto r = dkim::signers::load(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.err().starts_with("dkim[1].algorithm:")) << r.err();
+  bad = entries();
+  bad[0].key_file = suite_keys().dir.path().string() + "/missing.pem";
+  r = dkim::signers::load(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(r.err().starts_with("dkim[0].key_file:")) << r.err();
+}
+
+}  // namespace
+
+namespace {
+
+// A full pool (bound 0 here) is no reason to go unsigned: the shard signs inline.
+TEST(dkim_signing_intake, full_pool_signs_inline) {
+  if (!suite_keys().ok) GTEST_SKIP() << "openssl genpkey failed or is missing";
+  core::shard sh(core::shard::options{.tick_ms = 5});
+  ASSERT_TRUE(sh.init()) << "io_uring unavailable";
+  auto pool = dkim::sign_pool::create(entries(), 1, 0);
+  ASSERT_TRUE(pool.ok() && *pool) << (pool.ok() ? "" : pool.err());
+  (*pool)->attach(sh);
+  auto set = dkim::signers::load(entries());
+  ASSERT_TRUE(set.ok()) << set.err();
+  recording_intake inner(sh);
+  dkim::signing_intake in(sh, inner, std::move(*set), pool->get());
+  bool done = false;
+  uint64_t deadline = 0;
+  sh.post([&] {
+    deadline = sh.now_ms() + 10000;
+    in.submit_owned({}, message("rsa.example"), [&](bool ok) { done = ok; });
+  });
+  sh.on_tick([&] {
+    if (done || sh.now_ms() > deadline) sh.stop();
+  });
+  sh.run();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(in.stats().signed_inline, 1u);
+  EXPECT_EQ(in.stats().signed_pool, 0u);
+  ASSERT_EQ(inner.stored.size(), 1u);
+  std::string diag;
+  int rc = verify(inner.stored[0], suite_keys().rsa_txt, &diag);
+  if (rc == 77) GTEST_SKIP() << diag;
+  EXPECT_EQ(rc, 0) << diag;
+}
+
+}  // namespace
