@@ -18,6 +18,7 @@ void intake_store::submit(const std::string& queue_id, const inbound::envelope& 
   meta.body_8bitmime = env.body_8bitmime;
   meta.tls = env.tls;
   meta.requiretls = env.requiretls;
+  meta.auth_user = env.auth_user;
   if (auto id = headers.field("message-id")) {
     std::string_view v = *id;  // "<local@host>" -> "local@host" (the audit's msg_id)
     if (v.size() >= 2 && v.front() == '<' && v.back() == '>') v = v.substr(1, v.size() - 2);

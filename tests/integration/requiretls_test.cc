@@ -73,12 +73,12 @@ class RequireTLS : public ::testing::Test, protected world {
            unique("rt") + "@sender.test>\r\n" + extra_headers + "\r\n" + secret + "\r\n";
   }
 
-  // Submit through smtp_submit.py (smtplib), STARTTLS unless `plain`, with REQUIRETLS on
+  // Submit through smtp_mail_params.py (smtplib), STARTTLS unless `plain`, with REQUIRETLS on
   // MAIL when `requiretls`; its output ("EHLO 1", "MAIL 250 ...", "DATA 250 ... queued as ID").
   std::string submit_py(const std::string& rcpt, const std::string& text, bool requiretls, bool plain = false) {
     fs::path f = _policies.path() / (unique("msg") + ".eml");
     std::ofstream(f, std::ios::binary) << text;
-    std::vector<std::string> argv = {"python3", (source_root() / "tests/tools/smtp_submit.py").string(),
+    std::vector<std::string> argv = {"python3", (source_root() / "tests/tools/smtp_mail_params.py").string(),
                                      "--port", std::to_string(_relay->port()), "--from", sender,
                                      "--to", rcpt, "--message", f.string()};
     if (!plain) {
