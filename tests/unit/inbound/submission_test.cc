@@ -96,8 +96,8 @@ TEST(submission, ehlo_offers_auth_only_under_tls) {
   fixture tls;
   tls.feed("EHLO c\r\n");
   EXPECT_EQ(join(tls.ev.take()),
-            "250-relay.test|250-PIPELINING|250-SIZE 52428800|250-8BITMIME|250-AUTH PLAIN LOGIN|"
-            "250 ENHANCEDSTATUSCODES");
+            "250-relay.test|250-PIPELINING|250-SIZE 52428800|250-8BITMIME|250-REQUIRETLS|"
+            "250-AUTH PLAIN LOGIN|250 ENHANCEDSTATUSCODES");
 }
 
 TEST(submission, auth_before_tls_is_538_and_mail_needs_auth) {
