@@ -495,6 +495,7 @@ void session::tls_established() {
   reset_transaction();
   _env.helo.clear();
   _env.esmtp = false;
+  _env.auth_user.clear();  // never set before TLS; nothing learned in the clear survives
   _line_len = 0;
   _line_overflow = false;
   transition(state::pre_helo);  // RFC 3207: forget everything learned before TLS
