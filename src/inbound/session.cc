@@ -338,7 +338,7 @@ void session::on_mail(std::string_view arg) {
     _tmp.append("553 5.7.1 <");
     append_printable(_tmp, p.value.address);
     _tmp.append(">: Sender address rejected: not owned by user ");
-    append_printable(_tmp, _env.auth_user);
+    append_printable(_tmp, std::string_view(_env.auth_user).substr(0, 100));  // a reply line <= 512
     reply(_tmp);
     return;
   }
