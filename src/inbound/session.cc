@@ -461,7 +461,8 @@ void session::on_quit(std::string_view arg) {
 }
 
 void session::on_help(std::string_view) {
-  reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP STARTTLS");
+  reply(_params.submission ? "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP STARTTLS AUTH"
+                           : "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP STARTTLS");
 }
 
 void session::on_vrfy(std::string_view) { reply("502 5.5.1 Error: command disabled"); }
