@@ -288,6 +288,7 @@ void connection::close() { stream::close(); }
 
 void connection::check_auth(std::string_view user, std::string_view password) {
   authenticator* a = _srv.auth();
+  if (!_alive) _alive = std::make_shared<bool>(true);
   std::weak_ptr<bool> alive = _alive;
   auto done = [this, alive](inbound::session::auth_answer ans, const auth::user* u) {
     if (alive.expired() || closing()) return;
