@@ -346,7 +346,7 @@ void session::on_mail(std::string_view arg) {
     _tmp.append("553 5.7.1 <");
     append_printable(_tmp, p.value.address);
     _tmp.append(">: Sender address rejected: not owned by user ");
-    append_printable(_tmp, _env.auth_user);
+    append_printable(_tmp, std::string_view(_env.auth_user).substr(0, 100));  // a reply line <= 512
     reply(_tmp);
     return;
   }
@@ -470,7 +470,8 @@ void session::on_quit(std::string_view arg) {
 }
 
 void session::on_help(std::string_view) {
-  reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP STARTTLS");
+  reply(_params.submission ? "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP STARTTLS AUTH"
+                           : "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP STARTTLS");
 }
 
 void session::on_vrfy(std::string_view) { reply("502 5.5.1 Error: command disabled"); }
@@ -504,6 +505,7 @@ void session::tls_established() {
   reset_transaction();
   _env.helo.clear();
   _env.esmtp = false;
+  _env.auth_user.clear();  // never set before TLS; nothing learned in the clear survives
   _line_len = 0;
   _line_overflow = false;
   transition(state::pre_helo);  // RFC 3207: forget everything learned before TLS

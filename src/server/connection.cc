@@ -228,7 +228,7 @@ std::string connection::from_refusal(const inbound::envelope& env) const {
   auto refuse = [&](std::string_view addr, std::string_view what) {
     why = "553 5.7.1 ";
     if (!addr.empty()) why.append("<").append(addr).append(">: ");
-    why.append(what).append(" not owned by user ").append(env.auth_user);
+    why.append(what).append(" not owned by user ").append(std::string_view(env.auth_user).substr(0, 100));
     for (char& c : why)
       if (static_cast<unsigned char>(c) < 32 || static_cast<unsigned char>(c) >= 127) c = '?';
   };
@@ -288,6 +288,7 @@ void connection::close() { stream::close(); }
 
 void connection::check_auth(std::string_view user, std::string_view password) {
   authenticator* a = _srv.auth();
+  if (!_alive) _alive = std::make_shared<bool>(true);
   std::weak_ptr<bool> alive = _alive;
   auto done = [this, alive](inbound::session::auth_answer ans, const auth::user* u) {
     if (alive.expired() || closing()) return;

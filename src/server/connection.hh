@@ -105,7 +105,7 @@ class connection final : public tls::stream, inbound::events, store_client {
   // Submission: the authenticated user's entry (its sender patterns), and a token the
   // authenticator's late answers check so they never reach a freed connection.
   std::optional<auth::user> _auth_user;
-  std::shared_ptr<bool> _alive = std::make_shared<bool>(true);
+  std::shared_ptr<bool> _alive;  // made at the first AUTH (relay sessions never pay for it)
 };
 
 }  // namespace sr::server

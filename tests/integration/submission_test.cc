@@ -4,7 +4,8 @@
 // a wrong password (535 5.7.8, audited without the password), a spoofed envelope sender
 // and a spoofed From: (553 5.7.1, nothing delivered), what the fake MX receives (Received:
 // with the TLS cipher and the user), the brute-force brake (delays then 421 while another
-// client on the same shard is served at once), and SIGHUP reloading the users file.
+// client on the same shard is served at once), the spool record keeping the user, and SIGHUP
+// reloading the users file.
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -12,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "sealrelay/spool/partition.hh"
 #include "support/harness.hh"
 #include "support/peers.hh"
 #include "support/world.hh"
@@ -358,6 +360,37 @@ TEST(Submission, BruteForceIsDelayedThen421WhileOthersAreServed) {
   ASSERT_TRUE(w.wait_received(marker)) << w.r->log();
   EXPECT_TRUE(w.wait_auth_audit(2, "\"outcome\":\"rate_limited\"")) << read_file(audit_file(*w.r));
   EXPECT_TRUE(w.wait_auth_audit(1, "\"delay_ms\":2000")) << read_file(audit_file(*w.r));
+}
+
+// The spool record of a submitted message keeps who submitted it (meta.auth_user); mail
+// from a relay listener has none. The MX is down, so both stay queued for the check.
+TEST(Submission, SpoolRecordKeepsTheUser) {
+  world_for_submission w;
+  ASSERT_TRUE(w.start());
+  w.mx->stop();
+  std::string marker = unique("spooled");
+  auto res = w.swaks("bob", bob_pw, "news-1@example.org", marker);
+  ASSERT_EQ(res.exit_code, 0) << res.output;
+  auto sub_id = queued_id(res.output);
+  res = w.r->swaks({"--from", "relay@example.org", "--to", std::string("r@") + domain, "--tls"}, 2);
+  ASSERT_EQ(res.exit_code, 0) << res.output;
+  auto relay_id = queued_id(res.output);
+  ASSERT_TRUE(sub_id && relay_id);
+  ASSERT_EQ(w.r->stop(), 0) << w.r->log();
+  auto set = spool::partition::list(w.r->state_dir().string());
+  ASSERT_TRUE(set) << set.err();
+  size_t seen = 0;
+  for (const auto& m : set->messages) {
+    if (m.meta.queue_id == *sub_id) {
+      EXPECT_EQ(m.meta.auth_user, "bob");
+      EXPECT_EQ(m.meta.mail_from, "news-1@example.org");
+      ++seen;
+    } else if (m.meta.queue_id == *relay_id) {
+      EXPECT_EQ(m.meta.auth_user, "");
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2u);
 }
 
 TEST(Submission, SighupReloadsTheUsersFile) {

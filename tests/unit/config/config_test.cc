@@ -812,11 +812,18 @@ TEST(config, example_config_is_valid_with_and_without_its_examples) {
   std::string path = std::string(root) + "/conf/sealrelay.toml";
   auto r = load(path);
   ASSERT_TRUE(r) << r.err();
-  ASSERT_EQ(r->listen.size(), 2u);
+  ASSERT_EQ(r->listen.size(), 4u);
   EXPECT_EQ(r->listen[0].address, "127.0.0.1:2525");
   EXPECT_EQ(r->listen[0].tls, listen_tls::starttls);
   EXPECT_EQ(r->listen[1].address, "127.0.0.1:4650");
   EXPECT_EQ(r->listen[1].tls, listen_tls::implicit);
+  EXPECT_EQ(r->listen[2].address, "127.0.0.1:5587");  // submission (README "Submission")
+  EXPECT_EQ(r->listen[2].mode, listen_mode::submission);
+  EXPECT_EQ(r->listen[2].tls, listen_tls::starttls);
+  EXPECT_EQ(r->listen[3].address, "127.0.0.1:4465");
+  EXPECT_EQ(r->listen[3].mode, listen_mode::submission);
+  EXPECT_EQ(r->listen[3].tls, listen_tls::implicit);
+  EXPECT_EQ(r->auth.users_file, "conf/users");
   EXPECT_EQ(r->server.state_dir, "var");
   EXPECT_EQ(r->admin.listen, "127.0.0.1:9025");
   EXPECT_EQ(r->outbound.smtp_port, 25u);
