@@ -4,8 +4,8 @@
 // HTTPS policy host. Checked on what the MX hosts received and on the audit log:
 // delivered only to an MX vouched for by MTA-STS that offers REQUIRETLS (and relayed with
 // it); bounced 5.7.30 with a DSN that returns nothing of the message otherwise, never
-// escrowed even under a forced policy; refused on a plaintext session; TLS-Required: No
-// ignores MTA-STS but never the configured [[policy]].
+// escrowed even under a forced policy; refused on a plaintext session; kept across a
+// restart; TLS-Required: No ignores MTA-STS but never the configured [[policy]].
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -301,6 +301,38 @@ TEST_F(RequireTLS, NeverEscrowedEvenUnderAForcedPolicy) {
   }
   EXPECT_EQ(received(*mx5, s_rt), 0u);
   EXPECT_EQ(received(*mx5, "erin@bank.test"), 0u) << "no escrow notice for the REQUIRETLS recipient";
+}
+
+// The REQUIRETLS flag is in the spool record: a message deferred before a restart (its MX
+// was down) still leaves with REQUIRETLS afterwards, under the same rules.
+TEST_F(RequireTLS, KeptAcrossARestart) {
+  ASSERT_NE(_port, 0);
+  ASSERT_TRUE(start_dns(base_zone + domain_zone("d5.sts.test", "mx1.mx.test", true)));
+  ASSERT_TRUE(start_sts());
+  put_policy("d5.sts.test", policy_text("enforce", "mx1.mx.test"));
+  ASSERT_TRUE(start_relay({}));
+  std::string secret = unique("secret-restart");
+  std::string qid = queue("bob@d5.sts.test", message("bob@d5.sts.test", secret, "restart"), true);
+  auto d = outcome(qid, "deferred");  // nothing listens on mx1 yet
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->policy_source, "requiretls") << d->raw;
+  EXPECT_EQ(d->reason.value_or(""), "connect-failed") << d->raw;
+  ASSERT_EQ(_relay->stop(), 0) << _relay->log();
+  fake_mx* mx1 = start_mx({.hosts = {"127.0.0.2"}, .requiretls = true});
+  ASSERT_TRUE(mx1);
+  ASSERT_TRUE(_relay->start()) << _relay->error() << _relay->log();
+  auto ok = outcome(qid, "delivered");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->policy_source, "requiretls") << ok->raw;
+  ASSERT_TRUE(mx1->wait_messages(1, 10s));
+  bool seen = false;
+  for (const auto& m : mx1->messages())
+    if (contains(m.data, secret)) {
+      seen = true;
+      EXPECT_TRUE(m.tls);
+      EXPECT_NE(std::find(m.mail_params.begin(), m.mail_params.end(), "REQUIRETLS"), m.mail_params.end());
+    }
+  EXPECT_TRUE(seen);
 }
 
 }  // namespace
