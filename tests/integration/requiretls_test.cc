@@ -73,26 +73,10 @@ class RequireTLS : public ::testing::Test, protected world {
            unique("rt") + "@sender.test>\r\n" + extra_headers + "\r\n" + secret + "\r\n";
   }
 
-  // Submit through smtp_mail_params.py (smtplib), STARTTLS unless `plain`, with REQUIRETLS on
-  // MAIL when `requiretls`; its output ("EHLO 1", "MAIL 250 ...", "DATA 250 ... queued as ID").
+  // Submit over STARTTLS (unless `plain`), with REQUIRETLS on MAIL when `requiretls`.
   std::string submit_py(const std::string& rcpt, const std::string& text, bool requiretls, bool plain = false) {
-    fs::path f = _policies.path() / (unique("msg") + ".eml");
-    std::ofstream(f, std::ios::binary) << text;
-    std::vector<std::string> argv = {"python3", (source_root() / "tests/tools/smtp_mail_params.py").string(),
-                                     "--port", std::to_string(_relay->port()), "--from", sender,
-                                     "--to", rcpt, "--message", f.string()};
-    if (!plain) {
-      argv.push_back("--starttls");
-      argv.push_back("--cafile");
-      argv.push_back((source_root() / "tests/certs/ca.crt").string());
-    }
-    if (requiretls) {
-      argv.push_back("--mail-option");
-      argv.push_back("REQUIRETLS");
-    }
-    run_result r = run(argv, 30s);
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return r.output;
+    return submit_smtplib(*_relay, sender, rcpt, text,
+                          requiretls ? std::vector<std::string>{"REQUIRETLS"} : std::vector<std::string>{}, plain);
   }
   // Submit and return the queue id (a test failure when the relay did not queue it).
   std::string queue(const std::string& rcpt, const std::string& text, bool requiretls) {

@@ -50,6 +50,14 @@ std::string route_to(const std::string& domain, const std::string& ip, uint16_t 
 std::string submit(const relay& r, const std::string& from, const std::vector<std::string>& rcpts,
                    std::string_view body, std::string* why = nullptr);
 
+// Submit `text` to `rcpt` through tests/tools/smtp_mail_params.py (Python's smtplib): over
+// STARTTLS unless `plain`, with `mail_options` on MAIL (e.g. {"REQUIRETLS"}, which swaks
+// cannot send). Returns its output: "EHLO 1|0" (REQUIRETLS offered), then "MAIL|RCPT|DATA
+// <code> <text>" lines; queued_id() reads the queue id from it.
+std::string submit_smtplib(const relay& r, const std::string& from, const std::string& rcpt,
+                           const std::string& text, const std::vector<std::string>& mail_options,
+                           bool plain = false);
+
 // The relay's audit log (audit.file of the generated config).
 std::filesystem::path audit_file(const relay& r);
 // Every audit line of queue id `qid`, in order.
