@@ -448,7 +448,7 @@ void attempt::policy_resolved(const policy::resolution& r) {
   _sts = r.sts;
   policy::effective_policy p = r.policy;
   if (_d.requiretls) {
-    // RFC 8689 §4.2: verified TLS (MTA-STS or DANE, the walk checks which vouches for
+    // RFC 8689 §4.2.1: verified TLS (MTA-STS or DANE, the walk checks which vouches for
     // the MX) and an MX that offers REQUIRETLS, whatever the configured policy says.
     p.requiretls = true;
     p.raised = true;
@@ -644,7 +644,7 @@ void attempt::fall_back(const session_report& li) {
   std::vector<queue::job*> jobs;
   while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
   if (pol.requiretls) {
-    // RFC 8689 §4.2: no MX qualified (none vouched for by MTA-STS or DANE, a certificate
+    // RFC 8689 §4.2.1: no MX qualified (none vouched for by MTA-STS or DANE, a certificate
     // that did not verify, no REQUIRETLS offered): the message bounces (5.7.30) with a
     // redacted DSN, and is never handed to the fallback, whatever the [[policy]] says.
     std::string why = "REQUIRETLS support required: no MX of " + _d.name +

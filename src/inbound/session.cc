@@ -298,7 +298,7 @@ void session::greet_client(std::string_view arg, bool esmtp) {
   _out.append("250-SIZE ").append(size_sv).append("\r\n");
   _out.append("250-8BITMIME\r\n");
   if (_params.starttls_available && !_tls) _out.append("250-STARTTLS\r\n");
-  // RFC 8689 §3: offered only once the session is encrypted.
+  // RFC 8689 §2: offered only once the session is encrypted.
   if (_params.requiretls && _tls) _out.append("250-REQUIRETLS\r\n");
   // Never offered in the clear: a client that sees no AUTH will not send its password.
   if (_params.submission && _tls) _out.append("250-").append(smtp::sasl_ehlo_keyword).append("\r\n");
@@ -332,7 +332,7 @@ void session::on_mail(std::string_view arg) {
     default: reply_error(smtp::reply_for(p.err)); return;
   }
   if (p.value.requiretls && !(_tls && _params.requiretls)) {
-    // RFC 8689 §3: REQUIRETLS is only valid on a session that is itself encrypted.
+    // RFC 8689 §2: REQUIRETLS is only valid on a session that is itself encrypted.
     reply_error("530 5.7.10 REQUIRETLS needs a TLS session");
     return;
   }

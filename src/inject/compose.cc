@@ -82,7 +82,7 @@ compose_result compose(const api::message_request& r, const compose_params& p, c
   c.meta.auth_user = std::move(name);
   c.meta.msg_id = message_id_of(built.message->text);
   {
-    // RFC 8689 §5, as for SMTP (server/intake_store.cc): "TLS-Required: No" waives MTA-STS
+    // RFC 8689 §3, as for SMTP (server/intake_store.cc): "TLS-Required: No" waives MTA-STS
     // and DANE for this message (never the configured [[policy]]).
     smtp::header_section h;
     h.feed(std::as_bytes(std::span<const char>(built.message->text)));

@@ -361,7 +361,7 @@ bool session::send_message(const message& msg) {
   batch b(*this);
   if (_phase != outbound::phase::idle || _active || _in_done || msg.rcpts.empty()) return false;
   if (has_line_break(msg.mail_from)) return false;
-  // RFC 8689 §4.2: REQUIRETLS mail never goes to a server that did not offer it over TLS.
+  // RFC 8689 §4.2.1: REQUIRETLS mail never goes to a server that did not offer it over TLS.
   if (msg.requiretls && !(_tls && _caps.requiretls)) return false;
   for (std::string_view r : msg.rcpts)
     if (has_line_break(r)) return false;

@@ -39,7 +39,7 @@ domain_state& scheduler::domain_of(const job& j) {
   // policy (a forced domain's PGP copy must not be handed to the fallback again).
   bool report = j.kind != message_kind::message && j.kind != message_kind::dsn;
   if (report) return domain(j.domain, lane::reports);
-  // RFC 8689 §4: with REQUIRETLS, a TLS-Required header field is ignored.
+  // RFC 8689 §3: with REQUIRETLS, a TLS-Required header field is ignored.
   if (j.requiretls) return domain(j.domain, lane::requiretls);
   if (j.tls_required_no) return domain(j.domain, lane::tls_required_no);
   return domain(j.domain);

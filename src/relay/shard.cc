@@ -364,7 +364,7 @@ void shard_root::queue_durable(const spool::message_meta& meta, const spool::mes
   m.received_ms = meta.received_ms;
   m.body_8bitmime = meta.body_8bitmime;
   m.requiretls = meta.requiretls;
-  m.tls_required_no = meta.tls_required_no && !meta.requiretls;  // RFC 8689 §4: REQUIRETLS wins
+  m.tls_required_no = meta.tls_required_no && !meta.requiretls;  // RFC 8689 §3: REQUIRETLS wins
   _dispatch->dispatch(m, done);
 }
 

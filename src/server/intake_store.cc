@@ -24,7 +24,7 @@ void intake_store::submit(const std::string& queue_id, const inbound::envelope& 
     if (v.size() >= 2 && v.front() == '<' && v.back() == '>') v = v.substr(1, v.size() - 2);
     if (v.size() <= 998) meta.msg_id = std::string(v);
   }
-  // RFC 8689 §5: "TLS-Required: No" asks that MTA-STS and DANE be ignored (never the
+  // RFC 8689 §3, §4.2.2: "TLS-Required: No" asks that MTA-STS and DANE be ignored (never the
   // configured [[policy]]); with REQUIRETLS on MAIL the field is ignored.
   if (!env.requiretls)
     if (auto v = headers.field("tls-required"); v && strcasecmp(v->c_str(), "no") == 0)

@@ -272,7 +272,7 @@ mail_parse parse_mail_from(std::string_view arg) {
         return r;
       }
     } else if (iequals(key, "REQUIRETLS")) {
-      // RFC 8689 §3: a keyword without a value, at most once.
+      // RFC 8689 §2: a keyword without a value, at most once.
       if (r.value.requiretls || eq != std::string_view::npos) {
         r.err = path_error::bad_param;
         return r;

@@ -49,7 +49,7 @@ struct mail_from {
   uint64_t size = 0;         // SIZE=, 0 when absent; UINT64_MAX when it overflows
   bool has_size = false;
   body_type body = body_type::none;
-  bool requiretls = false;   // REQUIRETLS (RFC 8689 §3): no value; the session checks TLS
+  bool requiretls = false;   // REQUIRETLS (RFC 8689 §2): no value; the session checks TLS
 };
 
 struct rcpt_to {

@@ -588,7 +588,7 @@ TEST(session, echoed_parameter_is_sanitised) {
 
 }  // namespace
 
-// RFC 8689 §3: REQUIRETLS is offered only under TLS, accepted only under TLS, and travels
+// RFC 8689 §2: REQUIRETLS is offered only under TLS, accepted only under TLS, and travels
 // in the envelope; without the keyword the envelope says false.
 TEST(session, requiretls_only_under_tls) {
   harness h;

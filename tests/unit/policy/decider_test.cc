@@ -368,7 +368,7 @@ TEST(policy_fallback, a_chain_of_only_defer_needs_no_hand_off) {
   EXPECT_TRUE(needs_handoff(p));
 }
 
-// RFC 8689 §4.2: a REQUIRETLS connection needs the MX to offer REQUIRETLS over TLS; any
+// RFC 8689 §4.2.1: a REQUIRETLS connection needs the MX to offer REQUIRETLS over TLS; any
 // other connection proceeds whatever the EHLO offered.
 TEST(policy_decider, requiretls_needs_the_keyword_after_tls) {
   effective_policy p = make(tls_policy::opportunistic);
