@@ -209,11 +209,19 @@ relay_metrics::relay_metrics(registry& r) {
   fallback_outcome_defer = r.add_counter("sealrelay_fallback_outcomes_total", help, {{"outcome", "defer"}});
   fallback_restarts = r.add_counter("sealrelay_fallback_restarts_total",
                                     "Times the supervisor restarted the fallback sidecar.");
+  const char* auth_help = "Submission AUTH attempts, by outcome (rate_limited: 421 and close; busy: 454).";
+  auth_success = r.add_counter("sealrelay_auth_total", auth_help, {{"outcome", "success"}});
+  auth_failure = r.add_counter("sealrelay_auth_total", auth_help, {{"outcome", "failure"}});
+  auth_rate_limited = r.add_counter("sealrelay_auth_total", auth_help, {{"outcome", "rate_limited"}});
+  auth_busy = r.add_counter("sealrelay_auth_total", auth_help, {{"outcome", "busy"}});
   for (size_t i = 0; i < std::size(http_code_labels); ++i)
     http_requests[i] = r.add_counter("sealrelay_http_requests_total",
                                      "HTTP injection API requests answered, by status code.",
                                      {{"code", http_code_labels[i]}});
   http_connections = r.add_gauge("sealrelay_http_connections", "Open HTTP injection API connections.");
+  dkim_signed = r.add_counter("sealrelay_dkim_signed_total", "Messages DKIM-signed as they entered the spool.");
+  dkim_failed = r.add_counter("sealrelay_dkim_failed_total",
+                              "Messages of a [[dkim]] domain whose signing failed (stored unsigned).");
 }
 
 const counter& relay_metrics::deliveries(std::string_view tls_version) const {

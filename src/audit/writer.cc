@@ -96,6 +96,14 @@ void writer::append(const record& r) {
   update_pressure();
 }
 
+void writer::append_line(std::string_view line) {
+  _fill.append(line);
+  ++_fill_records;
+  ++_records;
+  if (!_in_flight && _fill.size() >= _opt.flush_bytes) submit();
+  update_pressure();
+}
+
 void writer::flush() {
   if (!_in_flight && !_fill.empty()) submit();
 }

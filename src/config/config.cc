@@ -522,6 +522,8 @@ void read_auth(loader& l, table_reader& root) {
   if (!t) return;
   table_reader r(l, *t, "auth");
   r.read("users_file", l.cfg().auth.users_file);
+  r.read("max_failures", l.cfg().auth.max_failures, 1, 1000);
+  r.read_duration("failure_delay", l.cfg().auth.failure_delay, duration(0), std::chrono::seconds(30));
   r.read("authenticated_header", l.cfg().auth.authenticated_header);
   r.reject_unknown();
 }

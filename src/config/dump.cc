@@ -155,6 +155,8 @@ std::string dump(const config& c) {
   // Written only when the file wrote it: check_files() reads a users file that was named.
   if (!c.line_of("auth.users_file")) o += "# ";
   kv(o, "users_file", q(c.auth.users_file));
+  kv(o, "max_failures", n(c.auth.max_failures));
+  kv(o, "failure_delay", q(c.auth.failure_delay));
   kv(o, "authenticated_header", b(c.auth.authenticated_header));
 
   o += "\n[http]\n";

@@ -15,6 +15,8 @@
 #include "sealrelay/admin/metrics.hh"
 #include "sealrelay/admin/server.hh"
 #include "sealrelay/audit/writer.hh"
+#include "sealrelay/auth/hasher.hh"
+#include "sealrelay/auth/users.hh"
 #include "sealrelay/config/config.hh"
 #include "sealrelay/dkim/pool.hh"
 #include "sealrelay/handoff/client.hh"
@@ -24,6 +26,7 @@
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/policy/table.hh"
 #include "sealrelay/relay/shard.hh"
+#include "sealrelay/server/auth.hh"
 #include "sealrelay/server/runtime.hh"
 #include "sealrelay/spool/partition.hh"
 #include "sealrelay/tls/context.hh"
@@ -157,6 +160,19 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  // Submission: the users file is read now (a bad line or a readable file stops the start,
+  // naming the file and line), and re-read on SIGHUP.
+  bool submission = false;
+  for (const auto& l : cfg.listen) submission |= l.mode == sr::config::listen_mode::submission;
+  std::optional<sr::auth::users> users;
+  if (submission) {
+    auto u = sr::auth::users::load(cfg.auth.users_file);
+    if (!u) {
+      std::fprintf(stderr, "sealrelay: %s: auth.users_file: %s\n", config_file.c_str(), u.err().c_str());
+      return 2;
+    }
+    users = std::move(u.value());
+  }
   // DKIM keys: each loads (PEM, RSA >= 1024 bits or Ed25519) and fits its entry's algorithm.
   if (auto st = sr::relay::check_dkim(cfg); !st) {
     std::fprintf(stderr, "sealrelay: %s:%s\n", config_file.c_str(), st.err().c_str());
@@ -227,6 +243,15 @@ int main(int argc, char** argv) {
   ps.metrics = &metrics;
   // The fallback sidecar: linked to when a forced policy needs it; spawned and supervised
   // here unless fallback.spawn = false (the operator runs it).
+  std::unique_ptr<sr::auth::hasher> hasher;
+  std::unique_ptr<sr::server::user_directory> directory;
+  if (users) {
+    SR_INFO("auth: %zu submission users from %s", users->size(), cfg.auth.users_file.c_str());
+    hasher = std::make_unique<sr::auth::hasher>();
+    directory = std::make_unique<sr::server::user_directory>(std::move(*users));
+    ps.hasher = hasher.get();
+    ps.users = directory.get();
+  }
   sr::handoff::shared_status sidecar;
   std::unique_ptr<sr::handoff::supervisor> sidecar_sup;
   if (sr::relay::needs_sidecar(cfg)) {
@@ -304,6 +329,17 @@ int main(int argc, char** argv) {
             (unsigned long long)ps.recovered.load(), where.c_str());
   };
   hooks.on_reload = [&] {
+    // The users file first: it does not depend on the config parsing again.
+    if (directory) {
+      auto u = sr::auth::users::load(cfg.auth.users_file);
+      if (!u) {
+        SR_ERROR("SIGHUP: keeping the current submission users: auth.users_file: %s", u.err().c_str());
+      } else {
+        size_t n = u->size();
+        directory->publish(std::move(u.value()));
+        SR_INFO("SIGHUP: auth.users_file reloaded (%zu users)", n);
+      }
+    }
     if (http) {
       // Tokens are read again on every SIGHUP (rotation); a bad file keeps the current set.
       if (auto st = http->tokens.reload(); !st) SR_ERROR("SIGHUP: keeping the current API tokens: %s", st.err().c_str());

@@ -331,6 +331,7 @@ void link::send_job() {
   msg.rcpts = _rcpts;
   msg.body = std::span<const iovec>(&_body, 1);
   msg.eight_bit = j->body_8bitmime;
+  msg.requiretls = j->requiretls;  // only in a REQUIRETLS queue, whose links checked the MX
   if (!_session.send_message(msg)) {
     _job = nullptr;
     _ag.sched().give_back(j);
@@ -391,6 +392,12 @@ outbound::decision<outbound::tls_action> link::on_tls(const outbound::tls_outcom
   return d;
 }
 
+outbound::decision<outbound::tls_action> link::on_secure_ehlo(bool requiretls_offered) {
+  auto d = _pd.on_secure_ehlo(requiretls_offered);
+  if (d.action == outbound::tls_action::abort) ++_ag.counters().tls_failures_by_reason[size_t(_pd.abort_reason())];
+  return d;
+}
+
 void link::on_closed() {
   _ag.remove(this);
   attempt& at = _at;
@@ -412,6 +419,12 @@ void attempt::start() {
   // What the config table says now: a SIGHUP that changes it restarts the attempt
   // (policy_changed); the resolution may have raised it (MTA-STS), which is no change.
   _configured = _ag.policies() ? _ag.policies()->lookup(_d.name).policy : fallback;
+  if (_d.tls_required_no) {
+    // "TLS-Required: No" (RFC 8689 §4.2.2): the configured [[policy]] only; no MTA-STS
+    // lookup, no DANE (policy_resolved).
+    policy_resolved(policy::resolution{_configured, nullptr});
+    return;
+  }
   if (_d.opportunistic_only) {
     // Reports and notices (RFC 8460 §5.3, DESIGN.md §7): plain opportunistic, whatever
     // the domain's configured or published policy; no MTA-STS lookup.
@@ -430,10 +443,23 @@ void attempt::start() {
 void attempt::policy_resolved(const policy::resolution& r) {
   // A copy: a SIGHUP swap cannot change it under this attempt.
   walk_options opt;
-  opt.dane = _ag.cfg().dane.enabled && !_d.opportunistic_only;
+  opt.dane = _ag.cfg().dane.enabled && !_d.opportunistic_only && !_d.tls_required_no;
   opt.sts = r.sts;
   _sts = r.sts;
-  _walk.emplace(_d.name, r.policy, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
+  policy::effective_policy p = r.policy;
+  if (_d.requiretls) {
+    // RFC 8689 §4.2.1: verified TLS (MTA-STS or DANE, the walk checks which vouches for
+    // the MX) and an MX that offers REQUIRETLS, whatever the configured policy says.
+    p.requiretls = true;
+    p.raised = true;
+    if (p.verify == config::verify_mode::none) p.verify = config::verify_mode::ca;
+    p.source = report::policy_source::requiretls;
+  } else if (_d.tls_required_no && p.source != report::policy_source::config) {
+    // The sender waived the recipient's policies; a [[policy]] entry still rules (and
+    // is audited as "config"), else the audit says why MTA-STS and DANE were ignored.
+    p.source = report::policy_source::requiretls;
+  }
+  _walk.emplace(_d.name, p, uint16_t(_ag.cfg().outbound.smtp_port), static_cast<walk_events&>(*this),
                 std::move(opt));
   _route = config::find_route(_ag.cfg(), _d.name);
   _walk->start(_route);
@@ -535,7 +561,7 @@ void attempt::on_link_closed(link& l) {
   e.report = l.info();
   _ag.report_session(e);
   // A report's own delivery is not counted in the next report (RFC 8460 §5.3).
-  if (session_observer* o = _d.opportunistic_only ? nullptr : _ag.observer())
+  if (session_observer* o = observer_for(e.reason))
     o->session_done(_d.name, e.report,
                     session_end{e.reached_idle, l.plain_retry(), e.reason, _local_ip, _sts.get(),
                                 _route != nullptr});
@@ -544,7 +570,7 @@ void attempt::on_link_closed(link& l) {
 
 void attempt::host_ruled_out(const session_report& r) {
   // No link was opened, but the recipient's policy failed there: TLS-RPT counts it.
-  if (session_observer* o = _d.opportunistic_only ? nullptr : _ag.observer())
+  if (session_observer* o = observer_for(r.reason))
     o->session_done(_d.name, r,
                     session_end{false, false, r.reason, {}, _sts.get(), _route != nullptr});
 }
@@ -558,10 +584,25 @@ void attempt::check_deadline(uint64_t now) {
   }
 }
 
+session_observer* attempt::observer_for(report::reason why) const {
+  // TLS-RPT counts sessions under the recipient's published policy: not reports and
+  // notices (RFC 8460 §5.3), not mail that waived that policy (TLS-Required: No), and not
+  // a REQUIRETLS refusal (the message's demand failed, not the recipient's policy).
+  if (_d.opportunistic_only || _d.tls_required_no) return nullptr;
+  if (why == report::reason::requiretls_not_offered || why == report::reason::requiretls_unverified)
+    return nullptr;
+  // REQUIRETLS reads a testing policy as enforce: what that refuses is no failure of it.
+  if (_d.requiretls && why == report::reason::mx_not_in_sts_policy && _sts &&
+      _sts->mode != policy::sts_mode::enforce)
+    return nullptr;
+  return _ag.observer();
+}
+
 bool attempt::policy_changed() const {
   if (!_walk || _d.opportunistic_only) return false;
   policy::reader* r = _ag.policies();
   if (r && differs(r->lookup(_d.name).policy, _configured)) return true;
+  if (_d.tls_required_no) return false;  // MTA-STS is ignored for this queue
   // The recipient's own policy (MTA-STS) changed since this attempt resolved it: a
   // connection set up under the old one must not carry the next message.
   policy::resolver* res = _ag.policy_resolver();
@@ -602,6 +643,28 @@ void attempt::fall_back(const session_report& li) {
   const policy::effective_policy& pol = _walk->policy();
   std::vector<queue::job*> jobs;
   while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
+  if (pol.requiretls) {
+    // RFC 8689 §4.2.1: no MX qualified (none vouched for by MTA-STS or DANE, a certificate
+    // that did not verify, no REQUIRETLS offered): the message bounces (5.7.30) with a
+    // redacted DSN, and is never handed to the fallback, whatever the [[policy]] says.
+    std::string why = "REQUIRETLS support required: no MX of " + _d.name +
+                       " offers REQUIRETLS over TLS verified by MTA-STS or DANE (last: " +
+                       std::string(report::to_string(li.reason)) +
+                       (li.mx.empty() ? std::string() : " at " + li.mx) + ")";
+    for (queue::job* j : jobs) {
+      std::vector<queue::rcpt_result> res(j->rcpts.size());
+      for (auto& r : res) {
+        r.outcome = queue::rcpt_outcome::bounced;
+        r.reason = li.reason;
+        r.mx = li.ip.empty() ? std::string() : li.mx;  // the DSN's Remote-MTA: only a host we spoke to
+        r.status = "5.7.30";
+        r.reply = why;
+      }
+      _ag.complete(j, std::move(res), li);
+    }
+    finish();
+    return;
+  }
   uint64_t now_ms = uint64_t(audit::now_unix_ms());
   for (queue::job* j : jobs) {
     duration since(int64_t(now_ms > j->received_ms ? now_ms - j->received_ms : 0));

@@ -59,6 +59,7 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   outbound::decision<outbound::ehlo_action> on_ehlo(bool starttls_offered) override;
   outbound::decision<outbound::refused_action> on_starttls_refused(const smtp::reply&) override;
   outbound::decision<outbound::tls_action> on_tls(const outbound::tls_outcome&) override;
+  outbound::decision<outbound::tls_action> on_secure_ehlo(bool requiretls_offered) override;
   // queue::idle_waiter
   void wake() override;
 
@@ -126,6 +127,8 @@ class attempt final : policy::resolve_completion, walk_events {
   void done() override;
 
   void on_connected(int fd, int res);
+  // The TLS-RPT observer for a session that ended for `why`, or null when it must not count.
+  session_observer* observer_for(report::reason why) const;
   void restart_under_new_policy();
   void finish();
 

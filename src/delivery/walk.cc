@@ -14,6 +14,7 @@ walk::walk(std::string domain, const policy::effective_policy& p, uint16_t port,
     : _domain(std::move(domain)), _policy(p), _ev(ev), _port(port), _opt(std::move(opt)) {}
 
 void walk::start(const config::route_entry* route) {
+  _routed = route != nullptr;
   if (!route) {
     _ev.resolve_mx(_domain);
     return;
@@ -81,7 +82,7 @@ void walk::resolve_next_host() {
     // wins over MTA-STS, so a host that may still turn out DANE-secured is decided after
     // its TLSA lookup (add_host_targets).
     bool dane_possible = _opt.dane && _mx_secure;
-    if (!dane_possible && sts_refuses(host)) continue;
+    if (!dane_possible && (sts_refuses(host) || requiretls_refuses(host))) continue;
     if (!dane_possible && _policy.verify == config::verify_mode::dane) {
       skip_host(host, report::reason::dane_required,
                 host + ": verify = dane, but the MX answer of " + _domain + " is not DNSSEC-signed");
@@ -116,7 +117,7 @@ void walk::skip_host(const std::string& host, report::reason why, const std::str
   } else if (why == report::reason::tlsa_lookup_failed || why == report::reason::dane_required) {
     // DANE decided for this host: the audit says so (policy_source = "dane").
     r.published = published_policy::tlsa;
-    r.source = report::policy_source::dane;
+    if (!_policy.requiretls) r.source = report::policy_source::dane;
   }
   if (report::is_tls_failure(why)) {
     ++_tls_failed;
@@ -152,7 +153,7 @@ void walk::without_dane(const std::string& host, const char* why) {
     return;
   }
   // MTA-STS rules this host (resolve_next_host left it to us while DANE was possible).
-  if (sts_refuses(host)) {
+  if (sts_refuses(host) || requiretls_refuses(host)) {
     connect_next();
     return;
   }
@@ -160,8 +161,21 @@ void walk::without_dane(const std::string& host, const char* why) {
 }
 
 bool walk::sts_refuses(const std::string& host) {
-  if (!_opt.sts || _opt.sts->mode != policy::sts_mode::enforce || _opt.sts->matches(host)) return false;
+  if (!_opt.sts || _opt.sts->matches(host)) return false;
+  // REQUIRETLS reads a testing policy as enforce: it is the only vouching there is.
+  bool enforce = _opt.sts->mode == policy::sts_mode::enforce ||
+                 (_policy.requiretls && _opt.sts->mode == policy::sts_mode::testing);
+  if (!enforce) return false;
   skip_host(host, report::reason::mx_not_in_sts_policy, host + " is not an mx of " + _domain + "'s MTA-STS policy");
+  return true;
+}
+
+bool walk::requiretls_refuses(const std::string& host) {
+  if (!_policy.requiretls || _routed) return false;
+  if (_opt.sts && _opt.sts->mode != policy::sts_mode::none && _opt.sts->matches(host)) return false;
+  skip_host(host, report::reason::requiretls_unverified,
+            host + ": REQUIRETLS needs an MX verified by MTA-STS or DANE, and " + _domain +
+                " publishes neither for it");
   return true;
 }
 
@@ -203,7 +217,8 @@ void walk::add_host_targets(const std::string& host, const std::vector<std::vect
       t.policy = _policy;
       t.policy.verify = config::verify_mode::dane;
       t.policy.raised = true;
-      t.policy.source = report::policy_source::dane;
+      // REQUIRETLS mail is audited as such, whatever verified the host.
+      if (!t.policy.requiretls) t.policy.source = report::policy_source::dane;
       t.published = published_policy::tlsa;
     }
     add_target(std::move(t));
@@ -297,7 +312,8 @@ void walk::end_give_up(report::reason why, const std::string& reply, bool perman
   session_report li;
   li.reason = why;
   li.policy = _policy.tls;
-  li.source = why == report::reason::tlsa_lookup_failed ? report::policy_source::dane : _policy.source;
+  li.source = why == report::reason::tlsa_lookup_failed && !_policy.requiretls ? report::policy_source::dane
+                                                                                : _policy.source;
   li.mx = _last_mx;  // the last host tried, if any (null MX, NXDOMAIN: none)
   li.ip = _last_ip;
   _ev.give_up(why, reply, permanent,

@@ -11,6 +11,10 @@
 // were DNSSEC-secure and the host has usable TLSA records (it wins over MTA-STS); else
 // MTA-STS (RFC 8461): under enforce an MX that matches no `mx` pattern is never used,
 // under testing it is used and what enforce would have refused is recorded.
+// REQUIRETLS (RFC 8689, policy.requiretls): an MX is used only when DANE or the domain's
+// MTA-STS policy (enforce, or testing read as enforce) vouches for it, or it is the
+// configured [[route]]; the others are ruled out (requiretls-unverified), so a domain
+// without either ends in fall_back(), which the attempt turns into a bounce.
 #pragma once
 #include <sys/socket.h>
 
@@ -139,6 +143,8 @@ class walk {
   void without_dane(const std::string& host, const char* why);
   // MTA-STS enforce: skip `host` (mx-not-in-sts-policy) when no `mx` pattern names it.
   bool sts_refuses(const std::string& host);
+  // REQUIRETLS without DANE: skip `host` (requiretls-unverified) unless MTA-STS names it.
+  bool requiretls_refuses(const std::string& host);
   bool tried_plain_for(const target& t) const { return _plain_retry_host == t.host + "|" + t.ip; }
   static bool enforcing(const policy::effective_policy& p) {
     return p.tls != config::tls_policy::opportunistic || p.raised;
@@ -150,6 +156,7 @@ class walk {
   uint16_t _port;
   walk_options _opt;
   bool _mx_secure = false;             // the MX answer had the AD bit (DANE may apply)
+  bool _routed = false;                // a [[route]] names the next hop (no MX lookup)
   bool _finished = false;
   std::vector<sockaddr_storage> _pending_addrs;  // the current host's addresses, awaiting TLSA
   std::vector<std::string> _hosts;     // in order (MX preference, or the route's host)

@@ -3,13 +3,18 @@
 // order, so pipelined commands get pipelined replies. Body bytes go through the in-place
 // DATA scanner. Security rules: only CRLF.CRLF ends a body (bare CR/LF never does), and
 // nothing received in the same buffer after STARTTLS is executed (CVE-2011-0411).
+// Submission (RFC 4954, RFC 6409): AUTH only under TLS (538 5.7.11 before), MAIL only
+// after AUTH, the password handed to the engine once and wiped here.
 #include "sealrelay/inbound/session.hh"
+
+#include <string.h>  // explicit_bzero
 
 #include <cassert>
 #include <charconv>
 #include <cstring>
 
 #include "sealrelay/smtp/reply.hh"
+#include "sealrelay/smtp/sasl.hh"
 
 namespace sr::inbound {
 
@@ -23,6 +28,12 @@ void append_printable(std::string& out, std::string_view s) {
     unsigned char u = static_cast<unsigned char>(c);
     out.push_back(u >= 32 && u < 127 ? c : '?');
   }
+}
+
+// Overwrite a secret so it does not linger in freed or reused memory.
+void wipe(std::string& s) {
+  if (!s.empty()) explicit_bzero(s.data(), s.size());
+  s.clear();
 }
 
 }  // namespace
@@ -41,6 +52,8 @@ const session::command_entry session::_commands[] = {
     {"VRFY", &session::on_vrfy, true, true, true},
     {"EXPN", &session::on_vrfy, true, true, true},
     {"STARTTLS", &session::on_starttls, true, true, false},
+    // AUTH answers 538 itself before TLS (RFC 4954 §4), whatever require_tls says.
+    {"AUTH", &session::on_auth, false, true, false},
 };
 const size_t session::_command_count = std::size(session::_commands);
 
@@ -53,6 +66,8 @@ const char* session::to_string(state s) {
     case state::data: return "data";
     case state::wait_result: return "wait-result";
     case state::tls_pending: return "tls-pending";
+    case state::auth: return "auth";
+    case state::auth_wait: return "auth-wait";
     case state::closed: return "closed";
   }
   return "?";
@@ -73,12 +88,16 @@ void session::transition(state to) {
   switch (_state) {
     case state::pre_helo: legal = bit(state::ready) | bit(state::tls_pending); break;
     case state::ready:
-      legal = bit(state::ready) | bit(state::mail) | bit(state::tls_pending); break;
+      legal = bit(state::ready) | bit(state::mail) | bit(state::tls_pending) | bit(state::auth) |
+              bit(state::auth_wait);
+      break;
     case state::mail: legal = bit(state::ready) | bit(state::rcpt); break;
     case state::rcpt: legal = bit(state::ready) | bit(state::rcpt) | bit(state::data); break;
     case state::data: legal = bit(state::ready) | bit(state::wait_result); break;
     case state::wait_result: legal = bit(state::ready); break;
     case state::tls_pending: legal = bit(state::pre_helo); break;
+    case state::auth: legal = bit(state::auth) | bit(state::auth_wait) | bit(state::ready); break;
+    case state::auth_wait: legal = bit(state::ready); break;
     case state::closed: legal = 0; break;
   }
   legal |= _state == state::closed ? 0 : closed_bit;
@@ -89,7 +108,7 @@ void session::transition(state to) {
 
 bool session::waiting_for_command() const {
   return _state == state::pre_helo || _state == state::ready || _state == state::mail ||
-         _state == state::rcpt;
+         _state == state::rcpt || _state == state::auth;
 }
 
 void session::reply(std::string_view line) {
@@ -138,6 +157,7 @@ size_t session::feed(std::span<std::byte> in) {
       case state::tls_pending:
         return n;  // ignored; after STARTTLS nothing from this plaintext buffer may run
       case state::wait_result:
+      case state::auth_wait:
         return pos;
       case state::data: {
         data_scanner::result r = _scanner.scan(in.subspan(pos));
@@ -154,6 +174,7 @@ size_t session::feed(std::span<std::byte> in) {
       case state::ready:
       case state::mail:
       case state::rcpt:
+      case state::auth:
         break;
     }
     const char* base = reinterpret_cast<const char*>(in.data()) + pos;
@@ -180,7 +201,12 @@ size_t session::feed(std::span<std::byte> in) {
     _line_overflow = false;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (overflow || line.size() > smtp::max_command_line - 2) {
+      if (_state == state::auth) abandon_auth();
       reply_error("500 5.5.2 Error: line too long");
+      continue;
+    }
+    if (_state == state::auth) {
+      on_auth_response(line);
       continue;
     }
     const unsigned tls_epoch = _tls_epoch;
@@ -228,6 +254,7 @@ void session::reset_transaction() {
   _env.rcpt_to.clear();
   _env.declared_size = 0;
   _env.body_8bitmime = false;
+  _env.requiretls = false;
   _rcpt_attempts = 0;
   _data_aborted = false;
 }
@@ -271,6 +298,10 @@ void session::greet_client(std::string_view arg, bool esmtp) {
   _out.append("250-SIZE ").append(size_sv).append("\r\n");
   _out.append("250-8BITMIME\r\n");
   if (_params.starttls_available && !_tls) _out.append("250-STARTTLS\r\n");
+  // RFC 8689 §2: offered only once the session is encrypted.
+  if (_params.requiretls && _tls) _out.append("250-REQUIRETLS\r\n");
+  // Never offered in the clear: a client that sees no AUTH will not send its password.
+  if (_params.submission && _tls) _out.append("250-").append(smtp::sasl_ehlo_keyword).append("\r\n");
   _out.append("250 ENHANCEDSTATUSCODES\r\n");
   _ev.send(_out);
 }
@@ -281,6 +312,10 @@ void session::on_helo(std::string_view arg) { greet_client(arg, false); }
 void session::on_mail(std::string_view arg) {
   if (_state == state::mail || _state == state::rcpt) {
     reply_error("503 5.5.1 Error: nested MAIL command");
+    return;
+  }
+  if (_params.submission && _env.auth_user.empty()) {
+    reply_error("530 5.7.0 Authentication required");
     return;
   }
   smtp::mail_parse p = smtp::parse_mail_from(arg);
@@ -296,13 +331,29 @@ void session::on_mail(std::string_view arg) {
       return;
     default: reply_error(smtp::reply_for(p.err)); return;
   }
+  if (p.value.requiretls && !(_tls && _params.requiretls)) {
+    // RFC 8689 §2: REQUIRETLS is only valid on a session that is itself encrypted.
+    reply_error("530 5.7.10 REQUIRETLS needs a TLS session");
+    return;
+  }
   if (p.value.has_size && p.value.size > _params.max_message_size) {
     reply("552 5.3.4 Message size exceeds fixed limit");
+    return;
+  }
+  if (_params.submission && !_ev.sender_allowed(p.value.address)) {
+    // As Postfix's reject_sender_login_mismatch words it.
+    _tmp.clear();
+    _tmp.append("553 5.7.1 <");
+    append_printable(_tmp, p.value.address);
+    _tmp.append(">: Sender address rejected: not owned by user ");
+    append_printable(_tmp, std::string_view(_env.auth_user).substr(0, 100));  // a reply line <= 512
+    reply(_tmp);
     return;
   }
   _env.mail_from.assign(p.value.address);
   _env.declared_size = p.value.size;
   _env.body_8bitmime = p.value.body == smtp::body_type::eight_bit_mime;
+  _env.requiretls = p.value.requiretls;
   _rcpt_attempts = 0;
   transition(state::mail);
   reply("250 2.1.0 Ok");
@@ -331,7 +382,7 @@ void session::on_rcpt(std::string_view arg) {
     reply("452 4.5.3 Too many recipients");
     return;
   }
-  if (!_params.relay_allowed) {
+  if (!_params.relay_allowed && _env.auth_user.empty()) {
     _out.clear();
     _out.append("554 5.7.1 <").append(p.value.address).append(">: Relay access denied\r\n");
     _ev.send(_out);
@@ -389,6 +440,14 @@ void session::message_result(std::string_view queue_id) {
   maybe_shutdown();
 }
 
+void session::message_refused(std::string_view line) {
+  if (_state != state::wait_result) return;
+  reset_transaction();
+  transition(state::ready);
+  reply(line);
+  maybe_shutdown();
+}
+
 void session::on_rset(std::string_view arg) {
   if (!arg.empty()) {
     reply_error("501 5.5.4 Syntax: RSET");
@@ -411,7 +470,8 @@ void session::on_quit(std::string_view arg) {
 }
 
 void session::on_help(std::string_view) {
-  reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP STARTTLS");
+  reply(_params.submission ? "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP STARTTLS AUTH"
+                           : "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT HELP STARTTLS");
 }
 
 void session::on_vrfy(std::string_view) { reply("502 5.5.1 Error: command disabled"); }
@@ -445,6 +505,7 @@ void session::tls_established() {
   reset_transaction();
   _env.helo.clear();
   _env.esmtp = false;
+  _env.auth_user.clear();  // never set before TLS; nothing learned in the clear survives
   _line_len = 0;
   _line_overflow = false;
   transition(state::pre_helo);  // RFC 3207: forget everything learned before TLS
@@ -460,7 +521,8 @@ void session::timeout() {
 
 bool session::shutdown() {
   if (_state == state::closed) return true;
-  if (_state == state::pre_helo || _state == state::ready || _state == state::tls_pending) {
+  if (_state == state::pre_helo || _state == state::ready || _state == state::tls_pending ||
+      _state == state::auth) {
     _tmp.clear();
     _tmp.append("421 4.3.2 ").append(_hostname).append(" Error: service shutting down");
     close_with(_tmp);
@@ -468,6 +530,132 @@ bool session::shutdown() {
   }
   _shutdown_pending = true;
   return false;
+}
+
+// AUTH mechanism [initial-response] (RFC 4954). Relay listeners do not offer it (as Postfix
+// with smtpd_sasl_auth_enable = no); submission listeners only under TLS.
+void session::on_auth(std::string_view arg) {
+  if (!_params.submission) {
+    reply_error("503 5.5.1 Error: authentication not enabled");
+    return;
+  }
+  if (!_tls) {
+    reply_error(smtp::sasl_reply::encryption_required);
+    return;
+  }
+  if (!_env.auth_user.empty()) {
+    reply_error(smtp::sasl_reply::already);
+    return;
+  }
+  if (_state != state::ready) {
+    reply_error(smtp::sasl_reply::in_transaction);
+    return;
+  }
+  smtp::auth_parse p = smtp::parse_auth(arg);
+  if (p.error != smtp::auth_error::none) {
+    reply_error(smtp::reply_of(p.error));
+    return;
+  }
+  if (p.cmd.mech == smtp::sasl_mech::plain) {
+    if (p.cmd.initial) {
+      auto c = smtp::parse_plain(*p.cmd.initial);
+      wipe(*p.cmd.initial);
+      if (!c) {
+        reply_error(smtp::sasl_reply::failed);
+        return;
+      }
+      submit_auth(c->user, c->password);
+      return;
+    }
+    _auth_step = auth_step::plain;
+    transition(state::auth);
+    reply(smtp::sasl_reply::empty_challenge);
+    return;
+  }
+  // LOGIN: an initial response is the user name (what Outlook and swaks send).
+  transition(state::auth);
+  if (p.cmd.initial) {
+    _auth_name = std::move(*p.cmd.initial);
+    _auth_step = auth_step::login_password;
+    reply(smtp::sasl_reply::login_password);
+  } else {
+    _auth_step = auth_step::login_user;
+    reply(smtp::sasl_reply::login_username);
+  }
+}
+
+// One client response line while a 334 is outstanding: "*" cancels, else strict base64.
+void session::on_auth_response(std::string_view line) {
+  smtp::response_parse r = smtp::parse_response(line);
+  if (r.error != smtp::auth_error::none) {
+    wipe(r.data);
+    abandon_auth();
+    reply_error(smtp::reply_of(r.error));
+    return;
+  }
+  switch (_auth_step) {
+    case auth_step::plain: {
+      auto c = smtp::parse_plain(r.data);
+      wipe(r.data);
+      if (!c) {
+        abandon_auth();
+        reply_error(smtp::sasl_reply::failed);
+        return;
+      }
+      submit_auth(c->user, c->password);
+      return;
+    }
+    case auth_step::login_user:
+      _auth_name = std::move(r.data);
+      _auth_step = auth_step::login_password;
+      transition(state::auth);
+      reply(smtp::sasl_reply::login_password);
+      return;
+    case auth_step::login_password: {
+      std::string user = std::move(_auth_name);
+      submit_auth(user, r.data);
+      return;
+    }
+  }
+}
+
+// Hand the credentials to the engine; the password is wiped once check_auth() returns.
+void session::submit_auth(std::string_view user, std::string& password) {
+  std::string name(user);
+  _auth_name = std::move(name);
+  transition(state::auth_wait);
+  _ev.check_auth(_auth_name, password);  // may call auth_result() before returning
+  wipe(password);
+}
+
+void session::abandon_auth() {
+  wipe(_auth_name);
+  if (_state == state::auth) transition(state::ready);
+}
+
+void session::auth_result(auth_answer a) {
+  if (_state != state::auth_wait) return;  // timed out or closed meanwhile
+  transition(state::ready);
+  switch (a) {
+    case auth_answer::ok:
+      _env.auth_user = std::move(_auth_name);
+      _auth_name.clear();
+      reply(smtp::sasl_reply::ok);
+      break;
+    case auth_answer::failed:
+      wipe(_auth_name);
+      reply_error(smtp::sasl_reply::failed);
+      break;
+    case auth_answer::busy:
+      wipe(_auth_name);
+      reply(smtp::sasl_reply::temp_failure);
+      break;
+    case auth_answer::close:
+      wipe(_auth_name);
+      close_with(smtp::sasl_reply::too_many);
+      return;
+  }
+  maybe_shutdown();
 }
 
 }  // namespace sr::inbound

@@ -4,6 +4,7 @@
 // twice; a DKIM signer hooked here would see exactly what is stored.
 #include "sealrelay/inject/compose.hh"
 
+#include "sealrelay/smtp/header_section.hh"
 #include "sealrelay/smtp/received.hh"
 #include "sealrelay/util/text.hh"
 
@@ -80,6 +81,13 @@ compose_result compose(const api::message_request& r, const compose_params& p, c
   c.meta.tls = p.tls;
   c.meta.auth_user = std::move(name);
   c.meta.msg_id = message_id_of(built.message->text);
+  {
+    // RFC 8689 §3, as for SMTP (server/intake_store.cc): "TLS-Required: No" waives MTA-STS
+    // and DANE for this message (never the configured [[policy]]).
+    smtp::header_section h;
+    h.feed(std::as_bytes(std::span<const char>(built.message->text)));
+    if (auto v = h.field("tls-required"); v && iequals(*v, "no")) c.meta.tls_required_no = true;
+  }
   out.message = std::move(c);
   return out;
 }

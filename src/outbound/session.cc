@@ -277,13 +277,21 @@ void session::parse_capabilities(const smtp::reply& r) {
       _caps.enhanced_status_codes = true;
     } else if (smtp::iequals(kw, "CHUNKING")) {
       _caps.chunking = true;
+    } else if (smtp::iequals(kw, "REQUIRETLS")) {
+      _caps.requiretls = true;
     }
   }
 }
 
 void session::after_greeting_exchange() {
-  if (_tls) {  // the post-TLS EHLO: the decision points are behind us
-    go_idle();
+  if (_tls) {  // the post-TLS EHLO: only what it offers is left to judge
+    decision<tls_action> d = _decider.on_secure_ehlo(_caps.requiretls);
+    if (d.action == tls_action::proceed) {
+      go_idle();
+    } else {
+      close_with(d.action == tls_action::abort ? close_kind::tls_policy : close_kind::undecided,
+                 or_default(d.reason, report::reason::requiretls_not_offered), nullptr, true);
+    }
     return;
   }
   decision<ehlo_action> d = _decider.on_ehlo(_caps.starttls);
@@ -353,6 +361,8 @@ bool session::send_message(const message& msg) {
   batch b(*this);
   if (_phase != outbound::phase::idle || _active || _in_done || msg.rcpts.empty()) return false;
   if (has_line_break(msg.mail_from)) return false;
+  // RFC 8689 §4.2.1: REQUIRETLS mail never goes to a server that did not offer it over TLS.
+  if (msg.requiretls && !(_tls && _caps.requiretls)) return false;
   for (std::string_view r : msg.rcpts)
     if (has_line_break(r)) return false;
 
@@ -409,6 +419,7 @@ void session::send_mail() {
   if (_caps.size) _out.append(" SIZE=").append(std::to_string(_body_size));
   // Without 8BITMIME on the server the bytes still go as they are (no MIME downgrade).
   if (_msg.eight_bit && _caps.eight_bit_mime) _out.append(" BODY=8BITMIME");
+  if (_msg.requiretls) _out.append(" REQUIRETLS");
   _out.append("\r\n");
 }
 

@@ -63,6 +63,12 @@ decision<tls_action> decider::on_tls(const outbound::tls_outcome& o) {
   return {tls_action::abort, _abort};
 }
 
+decision<tls_action> decider::on_secure_ehlo(bool requiretls_offered) {
+  if (!_p.requiretls || requiretls_offered) return {tls_action::proceed};
+  _abort = reason::requiretls_not_offered;
+  return {tls_action::abort, _abort};
+}
+
 void decider::on_handshake_failed() {
   note_would_fail(reason::handshake_failed);
   _abort = reason::handshake_failed;

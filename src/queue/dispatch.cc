@@ -48,6 +48,8 @@ std::vector<std::unique_ptr<job>> split_by_domain(const spooled_message& m, std:
       nj->received_ms = m.received_ms;
       nj->body_8bitmime = m.body_8bitmime;
       nj->msg_id = m.msg_id;
+      nj->requiretls = m.requiretls;
+      nj->tls_required_no = m.tls_required_no;
       j = nj.get();
       jobs.push_back(std::move(nj));
     }

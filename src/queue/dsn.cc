@@ -1,7 +1,8 @@
 // Layout follows what Postfix's bounce daemon sends, which operators and mailbox
 // providers already parse: a human-readable part, message/delivery-status with one
 // per-recipient block, and text/rfc822-headers of the original (never its body:
-// the body may carry PHI, and the sender has it anyway).
+// the body may carry PHI, and the sender has it anyway). A redacted DSN (the original
+// asked for REQUIRETLS, RFC 8689 §5) returns nothing of the original at all.
 #include "dsn.hh"
 
 #include <cstdio>
@@ -52,6 +53,15 @@ std::string build_dsn(const dsn_input& in) {
     m += sanitize_line(in.reason_text);
     m += "\r\n\r\n";
   }
+  if (in.redacted) {
+    m += "The message required TLS (REQUIRETLS); its content and headers are not returned.\r\n";
+    if (!in.original_msg_id.empty()) {
+      m += "Message-ID: <";
+      m += sanitize_line(in.original_msg_id);
+      m += ">\r\n";
+    }
+    m += "\r\n";
+  }
   for (const auto& r : in.recipients) {
     m += "<" + r.address + ">: ";
     m += r.remote_mta.empty() ? std::string() : "host " + r.remote_mta + " said: ";
@@ -74,12 +84,14 @@ std::string build_dsn(const dsn_input& in) {
     if (!r.remote_mta.empty()) m += "Remote-MTA: dns; " + r.remote_mta + "\r\n";
     m += "Diagnostic-Code: smtp; " + sanitize_line(r.diagnostic) + "\r\n";
   }
-  m += "\r\n--";
-  m += boundary;
-  m += "\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n";
-  std::string_view hdr = header_section(in.original_message);
-  m += hdr;
-  if (hdr.size() < 2 || hdr.substr(hdr.size() - 2) != "\r\n") m += "\r\n";
+  if (!in.redacted) {
+    m += "\r\n--";
+    m += boundary;
+    m += "\r\nContent-Description: Undelivered Message Headers\r\nContent-Type: text/rfc822-headers\r\n\r\n";
+    std::string_view hdr = header_section(in.original_message);
+    m += hdr;
+    if (hdr.size() < 2 || hdr.substr(hdr.size() - 2) != "\r\n") m += "\r\n";
+  }
   m += "\r\n--";
   m += boundary;
   m += "--\r\n";

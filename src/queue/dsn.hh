@@ -27,6 +27,11 @@ struct dsn_input {
   std::string_view original_message;  // its bytes; only the header section is returned
   std::vector<dsn_recipient> recipients;
   std::string_view reason_text;     // a human sentence for the first part
+  // RFC 8689 §5: the original asked for REQUIRETLS, and this DSN goes out as ordinary
+  // mail, so nothing of the original is returned (not even its header section); only its
+  // Message-ID (below) says which message it was.
+  bool redacted = false;
+  std::string_view original_msg_id;  // without <>; named in the redacted DSN's text
 };
 
 // Return the whole DSN message (headers + multipart body, CRLF line ends).

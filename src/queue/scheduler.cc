@@ -20,13 +20,16 @@ scheduler::scheduler(core::shard& sh, const config::config& cfg, home_link link)
 
 scheduler::~scheduler() = default;
 
-domain_state& scheduler::domain(const std::string& name, bool opportunistic_only) {
-  // A NUL cannot occur in a domain name: the reports' queue of a domain never collides.
-  auto& slot = _domains[opportunistic_only ? name + std::string(1, '\0') + "opportunistic" : name];
+domain_state& scheduler::domain(const std::string& name, lane l) {
+  // A NUL cannot occur in a domain name: a domain's other queues never collide.
+  static const char* const suffix[] = {"", "opportunistic", "requiretls", "tls-required-no"};
+  auto& slot = _domains[l == lane::mail ? name : name + std::string(1, '\0') + suffix[size_t(l)]];
   if (!slot) {
     slot = std::make_unique<domain_state>();
     slot->name = name;
-    slot->opportunistic_only = opportunistic_only;
+    slot->opportunistic_only = l == lane::reports;
+    slot->requiretls = l == lane::requiretls;
+    slot->tls_required_no = l == lane::tls_required_no;
   }
   return *slot;
 }
@@ -35,7 +38,11 @@ domain_state& scheduler::domain_of(const job& j) {
   // Reports, notices and the fallback's re-encrypted mail go out under plain opportunistic
   // policy (a forced domain's PGP copy must not be handed to the fallback again).
   bool report = j.kind != message_kind::message && j.kind != message_kind::dsn;
-  return domain(j.domain, report);
+  if (report) return domain(j.domain, lane::reports);
+  // RFC 8689 §3: with REQUIRETLS, a TLS-Required header field is ignored.
+  if (j.requiretls) return domain(j.domain, lane::requiretls);
+  if (j.tls_required_no) return domain(j.domain, lane::tls_required_no);
+  return domain(j.domain);
 }
 
 void scheduler::enqueue(std::unique_ptr<job> j) {
@@ -225,8 +232,11 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
   // Everything the DSN needs is copied: the job may be gone when the bytes arrive.
   auto send = [this, home = j.home, qid = j.queue_id, from = j.mail_from,
                arrival = std::time_t(j.received_ms / 1000), recipients = std::move(recipients),
-               finish_after = std::move(finish_after)](std::string_view original) {
+               finish_after = std::move(finish_after), redacted = j.requiretls,
+               msg_id = j.msg_id](std::string_view original) {
     dsn_input in;
+    in.redacted = redacted;
+    in.original_msg_id = msg_id;
     in.reporting_mta = _cfg.server.hostname;
     in.queue_id = qid;
     in.original_sender = from;
@@ -244,6 +254,11 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
       if (!idx.empty() && _link.mark_done) _link.mark_done(home, qid, idx);
     });
   };
+  if (j.requiretls) {
+    // RFC 8689 §5: the DSN is ordinary mail, so it returns nothing of the original.
+    send({});
+    return;
+  }
   if (!j.body.empty() || j.length == 0 || !_load) {
     send(j.body);
     return;

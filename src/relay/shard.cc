@@ -20,6 +20,7 @@
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/queue/job.hh"
 #include "sealrelay/queue/scheduler.hh"
+#include "sealrelay/server/auth.hh"
 #include "sealrelay/server/store.hh"
 #include "sealrelay/spool/store.hh"
 #include "sealrelay/spool/partition.hh"
@@ -71,6 +72,7 @@ status shard_root::start() {
   _server = std::make_unique<server::shard_server>(_shard, _ps.inbound, *_inbound_store);
   if (status s = _server->prepare(); !s) return s;
   if (status s = start_delivery(); !s) return s;
+  start_auth();
   if (status s = _server->listen(); !s) return s;
   if (_ps.http) {
     // The HTTP API submits through the same intake as SMTP: the same record, queue,
@@ -79,6 +81,38 @@ status shard_root::start() {
     if (status s = _http->start(); !s) return s;
   }
   return {};
+}
+
+// Submission AUTH: this shard's brake and its view of the users; every outcome becomes one
+// audit line (kind "auth", never the password) and a count in /metrics.
+void shard_root::start_auth() {
+  if (!_ps.hasher || !_ps.users) return;
+  _ps.hasher->attach(_shard);
+  const auto& a = _ps.cfg.auth;
+  auth::limiter_options lo;
+  lo.max_failures = a.max_failures;
+  lo.base_delay = a.failure_delay;
+  _auth = std::make_unique<server::authenticator>(_shard, *_ps.hasher, *_ps.users, lo);
+  _auth->on_event([this, line = std::string()](const server::auth_event& e) mutable {
+    if (!_audit) return;
+    line.clear();
+    line += "{\"ts\":\"";
+    audit::append_timestamp(audit::now_unix_ms(), line);
+    line += "\",\"kind\":\"auth\",\"outcome\":\"";
+    line += server::to_string(e.outcome);
+    line += "\",\"user\":";
+    audit::append_json_string(e.user, line);
+    line += ",\"ip\":";
+    audit::append_json_string(e.client_ip, line);
+    line += ",\"listener\":";
+    audit::append_json_string(e.listener, line);
+    line += ",\"reason\":";
+    if (e.reason.empty()) line += "null";
+    else audit::append_json_string(e.reason, line);
+    line += ",\"delay_ms\":" + std::to_string(e.delay.count()) + "}\n";
+    _audit->append_line(line);
+  });
+  _server->set_authenticator(_auth.get());
 }
 
 status shard_root::open_spool() {
@@ -329,6 +363,8 @@ void shard_root::queue_durable(const spool::message_meta& meta, const spool::mes
   m.rcpts = meta.rcpts;
   m.received_ms = meta.received_ms;
   m.body_8bitmime = meta.body_8bitmime;
+  m.requiretls = meta.requiretls;
+  m.tls_required_no = meta.tls_required_no && !meta.requiretls;  // RFC 8689 §3: REQUIRETLS wins
   _dispatch->dispatch(m, done);
 }
 
@@ -375,6 +411,11 @@ void shard_root::publish_metrics() {
   m.messages_bounced.cell(me).store(q.bounced, std::memory_order_relaxed);
   m.messages_dropped.cell(me).store(q.dropped, std::memory_order_relaxed);
   m.queue_depth.set(me, int64_t(_sched->depth()));
+  if (_signing) {
+    const auto& d = _signing->stats();
+    m.dkim_signed.cell(me).store(d.signed_inline + d.signed_pool, std::memory_order_relaxed);
+    m.dkim_failed.cell(me).store(d.failed, std::memory_order_relaxed);
+  }
   const auto& c = _agent->counters();
   m.connections_outbound.set(me, int64_t(_agent->open_links()));
   m.fallback_handoffs.cell(me).store(c.fallback_handoffs, std::memory_order_relaxed);
@@ -399,6 +440,13 @@ void shard_root::publish_metrics() {
   auto r = _resolver->stats();
   m.dns_cache_hits.cell(me).store(r.cache_hits, std::memory_order_relaxed);
   m.dns_cache_misses.cell(me).store(r.cache_misses, std::memory_order_relaxed);
+  if (_auth) {
+    const auto& ac = _auth->counters();
+    m.auth_success.cell(me).store(ac.success, std::memory_order_relaxed);
+    m.auth_failure.cell(me).store(ac.failure, std::memory_order_relaxed);
+    m.auth_rate_limited.cell(me).store(ac.rate_limited, std::memory_order_relaxed);
+    m.auth_busy.cell(me).store(ac.busy, std::memory_order_relaxed);
+  }
   if (_sts) {
     m.mta_sts_fetches.cell(me).store(_sts->stats().fetches, std::memory_order_relaxed);
     m.mta_sts_fetch_failures.cell(me).store(_sts->stats().fetch_failures, std::memory_order_relaxed);

@@ -39,8 +39,10 @@ constexpr std::array<std::string_view, reason_count> tokens = {
     "expired",
     "spool-read-failed",
     "fallback-unavailable",
+    "requiretls-not-offered",
+    "requiretls-unverified",
 };
-static_assert(tokens.back() == "fallback-unavailable", "one token per reason, in enum order");
+static_assert(tokens.back() == "requiretls-unverified", "one token per reason, in enum order");
 }  // namespace
 
 std::string_view to_string(reason r) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "sealrelay/server/auth.hh"
 #include "sealrelay/server/server.hh"
 #include "sealrelay/smtp/received.hh"
 #include "sealrelay/tls/session.hh"
@@ -33,6 +34,7 @@ inbound::session_params make_params(shard_server& srv, const listener_info& li, 
   p.require_tls = li.entry->require_tls;
   p.relay_allowed = relay_allowed;
   p.tls_active = li.entry->tls == config::listen_tls::implicit;
+  p.submission = li.entry->mode == config::listen_mode::submission;
   return p;
 }
 }  // namespace
@@ -194,6 +196,9 @@ void connection::begin_message(const inbound::envelope& env) {
     ri.cipher_alg_bits = ri.cipher_bits;
   }
   if (env.rcpt_to.size() == 1) ri.single_rcpt = env.rcpt_to[0];
+  ri.authenticated = !env.auth_user.empty();
+  // As Postfix's smtpd_sasl_authenticated_header (auth.authenticated_header).
+  if (_srv.shared().cfg.auth.authenticated_header) ri.auth_sender = env.auth_user;
   ri.when = std::time(nullptr);
   smtp::append_received(_received, ri);
   _iov.push_back({_received.data(), _received.size()});
@@ -215,7 +220,50 @@ void connection::body(std::span<std::byte> bytes) {
   }
 }
 
+// Submission: the From: field must name only addresses the user may send as (what a
+// recipient's mail program shows is what the user proved). One From: field; an address
+// list we cannot read, or a header section too long to see it, is refused too.
+std::string connection::from_refusal(const inbound::envelope& env) const {
+  std::string why;
+  auto refuse = [&](std::string_view addr, std::string_view what) {
+    why = "553 5.7.1 ";
+    if (!addr.empty()) why.append("<").append(addr).append(">: ");
+    why.append(what).append(" not owned by user ").append(std::string_view(env.auth_user).substr(0, 100));
+    for (char& c : why)
+      if (static_cast<unsigned char>(c) < 32 || static_cast<unsigned char>(c) >= 127) c = '?';
+  };
+  if (_headers.truncated() && !_headers.field("from")) {
+    refuse({}, "From: header past the header size limit,");
+    return why;
+  }
+  size_t n = _headers.count("from");
+  if (n == 0) return why;  // nothing shown to the recipient that could name someone else
+  if (n > 1) {
+    refuse({}, "More than one From: header:");
+    return why;
+  }
+  auto addrs = smtp::mailbox_addresses(*_headers.field("from"));
+  if (addrs.empty()) {
+    refuse({}, "From: header unreadable or");
+    return why;
+  }
+  for (const auto& a : addrs)
+    if (!_auth_user || !auth::sender_allowed(*_auth_user, a)) {
+      refuse(a.size() > 256 ? a.substr(0, 256) : a, "From: header address");
+      return why;
+    }
+  return why;
+}
+
 void connection::end_message(const inbound::envelope& env) {
+  if (!env.auth_user.empty()) {
+    if (std::string why = from_refusal(env); !why.empty()) {
+      SR_INFO("%s: %s: message refused: %s", _peer_ip.c_str(), _queue_id.c_str(), why.c_str());
+      release_message();
+      _session.message_refused(why);  // nothing was stored
+      return;
+    }
+  }
   _awaiting_store = true;
   hold();
   _srv.store().submit(_queue_id, env, _headers, _iov, this);
@@ -237,6 +285,28 @@ void connection::on_stored(bool ok) {
 void connection::abort_message() { release_message(); }
 
 void connection::close() { stream::close(); }
+
+void connection::check_auth(std::string_view user, std::string_view password) {
+  authenticator* a = _srv.auth();
+  if (!_alive) _alive = std::make_shared<bool>(true);
+  std::weak_ptr<bool> alive = _alive;
+  auto done = [this, alive](inbound::session::auth_answer ans, const auth::user* u) {
+    if (alive.expired() || closing()) return;
+    if (u) _auth_user = *u;
+    _session.auth_result(ans);
+    pump();  // input the client pipelined after AUTH waited for this answer
+    flush();
+  };
+  if (!a) {
+    _shard.post([done] { done(inbound::session::auth_answer::busy, nullptr); });
+    return;
+  }
+  a->check(_peer_ip, _li.entry->address, user, password, std::move(done));
+}
+
+bool connection::sender_allowed(std::string_view address) {
+  return _auth_user && auth::sender_allowed(*_auth_user, address);
+}
 
 void connection::release_message() {
   for (auto* c : _held) _pool.release(c);

@@ -6,8 +6,11 @@
 #include <sys/uio.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "sealrelay/auth/users.hh"
 
 #include "sealrelay/inbound/session.hh"
 #include "sealrelay/tls/stream.hh"
@@ -63,9 +66,12 @@ class connection final : public tls::stream, inbound::events, store_client {
   void end_message(const inbound::envelope& env) override;
   void abort_message() override;
   void close() override;
+  void check_auth(std::string_view user, std::string_view password) override;
+  bool sender_allowed(std::string_view address) override;
   // store_client
   void on_stored(bool ok) override;
 
+  std::string from_refusal(const inbound::envelope& env) const;
   bool open_tls();
   void pump();
   bool output_full() const;  // unsent replies past the bound: stop feeding the session
@@ -95,6 +101,11 @@ class connection final : public tls::stream, inbound::events, store_client {
   uint64_t _phase_started_ms = 0;    // TLS handshake or DATA start
   uint64_t _partial_since_ms = 0;    // first byte of an unfinished command line
   uint64_t _closing_since_ms = 0;    // first deadline check that found us closing
+
+  // Submission: the authenticated user's entry (its sender patterns), and a token the
+  // authenticator's late answers check so they never reach a freed connection.
+  std::optional<auth::user> _auth_user;
+  std::shared_ptr<bool> _alive;  // made at the first AUTH (relay sessions never pay for it)
 };
 
 }  // namespace sr::server

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "connection.hh"
+#include "sealrelay/server/auth.hh"
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/util/log.hh"
 
@@ -162,6 +163,7 @@ void shard_server::begin_drain() {
     c->begin_drain();
     c = next;
   }
+  if (_auth) _auth->release_delayed();  // a held-back 535 must not outlast the drain
 }
 
 bool shard_server::idle() const { return _conn_count == 0 && _store.in_flight() == 0; }

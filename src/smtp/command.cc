@@ -271,6 +271,13 @@ mail_parse parse_mail_from(std::string_view arg) {
         r.err = path_error::bad_param;
         return r;
       }
+    } else if (iequals(key, "REQUIRETLS")) {
+      // RFC 8689 §2: a keyword without a value, at most once.
+      if (r.value.requiretls || eq != std::string_view::npos) {
+        r.err = path_error::bad_param;
+        return r;
+      }
+      r.value.requiretls = true;
     } else {
       if (eq != std::string_view::npos && !valid_value(val)) {
         r.err = path_error::bad_param;

@@ -1,7 +1,9 @@
 // libFuzzer target: drives an inbound session with arbitrary bytes at arbitrary split points
 // and checks its invariants (reply framing, one end/abort per message, clean bodies, input
 // accounting); also checks the DATA scanner against a naive byte-at-a-time model and
-// that feeding the same conversation whole or split gives the same transcript.
+// that feeding the same conversation whole or split gives the same transcript. Submission
+// sessions (AUTH after TLS, MAIL only once authenticated) get answers that depend only on
+// the credentials, so split and whole runs still agree.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <algorithm>
@@ -56,8 +58,12 @@ struct checker : sr::inbound::events {
     CHECK(!closed && !in_message);
     CHECK(!env.rcpt_to.empty());
     CHECK(env.rcpt_to.size() <= params.max_recipients);
-    CHECK(params.relay_allowed);
+    CHECK(params.relay_allowed || !env.auth_user.empty());
     CHECK(!params.require_tls || env.tls);
+    // Submission: only an authenticated client (which was under TLS) sends mail, with its
+    // own sender.
+    if (params.submission) CHECK(!env.auth_user.empty() && env.tls && env.mail_from == env.auth_user);
+    if (!params.submission) CHECK(env.auth_user.empty());
     in_message = true;
     cur.clear();
   }
@@ -93,6 +99,19 @@ struct checker : sr::inbound::events {
     CHECK(!in_message);
     closed = true;
   }
+  void check_auth(std::string_view user, std::string_view password) override {
+    CHECK(params.submission && s->tls() && !closed && !in_message);
+    CHECK(s->current_state() == session::state::auth_wait);
+    auth_user.assign(user);
+    auth_ok = password == "ok";
+    transcript += "[AUTH " + std::string(user) + "]";
+  }
+  bool sender_allowed(std::string_view address) override {
+    CHECK(params.submission && !s->auth_user().empty());
+    return address == s->auth_user();
+  }
+  std::string auth_user;
+  bool auth_ok = false;
 };
 
 // The engine's side: answer end_message, finish handshakes, as a real shard would.
@@ -100,6 +119,10 @@ void settle(session& s, checker& ev) {
   if (s.current_state() == session::state::wait_result)
     s.message_result(ev.messages % 3 == 2 ? "" : "Q" + std::to_string(ev.messages));
   if (s.current_state() == session::state::tls_pending) s.tls_established();
+  if (s.current_state() == session::state::auth_wait)
+    s.auth_result(ev.auth_ok ? session::auth_answer::ok
+                             : ev.auth_user.size() % 4 == 1 ? session::auth_answer::close
+                                                            : session::auth_answer::failed);
 }
 
 // Feed `data` in pieces ending at `cuts`; returns the transcript.
@@ -119,10 +142,12 @@ std::string run(const session_params& p, std::string data, const std::vector<siz
       auto* ptr = reinterpret_cast<std::byte*>(data.data()) + start;
       size_t used = s.feed(std::span<std::byte>(ptr, end - start));
       CHECK(used <= end - start);
-      if (used < end - start) CHECK(s.current_state() == session::state::wait_result);
+      const bool waits = s.current_state() == session::state::wait_result ||
+                         s.current_state() == session::state::auth_wait;
+      if (used < end - start) CHECK(waits);
       if (s.closed()) CHECK(used == end - start);
       start += used;
-      if (s.current_state() != session::state::wait_result) CHECK(start == end);
+      if (!waits) CHECK(start == end);
       settle(s, ev);
       CHECK(!ev.in_message || s.in_data());
     }
@@ -187,6 +212,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   p.require_tls = flags & 2;
   p.relay_allowed = !(flags & 4);
   p.tls_active = flags & 8;
+  p.submission = mode & 4;
   int finale = (flags >> 4) % 3;
   p.max_errors = fdp.ConsumeIntegralInRange<unsigned>(0, 30);
   p.max_recipients = fdp.ConsumeIntegralInRange<unsigned>(1, 5);

@@ -6,10 +6,12 @@
 // not even over TLS, and never in the clear); a TLSA lookup that fails (bogus signature,
 // SERVFAIL) defers with `tlsa-lookup-failed`, never "no TLSA"; a proven absence of TLSA
 // or an unsigned zone leave the usual opportunistic delivery; DANE wins over an MTA-STS
-// enforce policy (https_host.py). Every wait polls with a deadline.
+// enforce policy (https_host.py); DANE vouches for the MX of a REQUIRETLS message. Every
+// wait polls with a deadline.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <memory>
 #include <string>
@@ -104,6 +106,7 @@ class Dane : public ::testing::Test, protected world {
   relay* start_dane_relay(const std::string& extra, bool* refused) {
     auto o = delivery_options(_world->address(), _port, {}, "[dane]\nenabled = true\n\n" + extra, _outbound_defaults);
     o.mta_sts = _mta_sts;
+    if (!_listeners.empty()) o.listeners = _listeners;
     _relay = std::make_unique<relay>(std::move(o));
     if (!_relay->start()) {
       std::string log = _relay->log();
@@ -464,6 +467,40 @@ TEST_F(Dane, DaneWinsOverMtaStsEnforce) {
   ASSERT_GE(refused.size(), 1u) << diagnostics();
   EXPECT_EQ(refused[0].reason, "mx-not-in-sts-policy") << refused[0].raw;
   EXPECT_EQ(refused[0].policy_source, "mta-sts") << refused[0].raw;
+  expect_no_mail(*mx2);
+}
+
+// REQUIRETLS (RFC 8689): usable TLSA records vouch for the MX (no MTA-STS needed); it is
+// relayed with REQUIRETLS over DANE-authenticated TLS. A signed domain without TLSA (and
+// without MTA-STS) has nothing that vouches for its MX: bounced, nothing sent there.
+TEST_F(Dane, RequireTlsDeliveredOverDaneAndBouncedWithout) {
+  ASSERT_TRUE(start_world("$ZONE dest.test\ndest.test MX 10 mx1.dest.test\nmx1.dest.test A 127.0.0.2\n" + _tlsa +
+                          "mx1.dest.test TLSA " + _ee_server + "\n$ZONE plain.test\nplain.test MX 10 mx2.plain.test\n"
+                          "mx2.plain.test A 127.0.0.3\n"));
+  fake_mx* mx1 = start_mx({.hosts = {"127.0.0.2"}, .requiretls = true});
+  fake_mx* mx2 = start_mx({.hosts = {"127.0.0.3"}, .requiretls = true});
+  ASSERT_TRUE(mx1 && mx2);
+  listener l;
+  l.tls = "starttls";
+  _listeners = {l};
+  START_DANE_RELAY("");
+  std::string secret = unique("rt-dane");
+  std::string out = submit_smtplib(*_relay, "alice@sender.test", "bob@dest.test", body_with(secret), {"REQUIRETLS"});
+  auto qid = queued_id(out);
+  ASSERT_TRUE(qid) << out;
+  auto d = expect_delivered(*mx1, *qid, secret, "mx1.dest.test", "requiretls");
+  EXPECT_EQ(d.cert, "verified") << d.raw;
+  auto msgs = mx1->messages();
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_NE(std::find(msgs[0].mail_params.begin(), msgs[0].mail_params.end(), "REQUIRETLS"), msgs[0].mail_params.end());
+
+  std::string secret2 = unique("rt-plain");
+  auto q2 = queued_id(submit_smtplib(*_relay, "alice@sender.test", "bob@plain.test", body_with(secret2), {"REQUIRETLS"}));
+  ASSERT_TRUE(q2);
+  auto b = wait_audit(*_relay, 1, [&](const audit_line& a) { return a.queue_id == *q2 && a.outcome == "bounced"; });
+  ASSERT_EQ(b.size(), 1u) << diagnostics();
+  EXPECT_EQ(b[0].policy_source, "requiretls") << b[0].raw;
+  EXPECT_EQ(b[0].reason.value_or(""), "requiretls-unverified") << b[0].raw;
   expect_no_mail(*mx2);
 }
 

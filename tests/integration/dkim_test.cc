@@ -2,7 +2,8 @@
 // and Ed25519 keys made by openssl), mail relayed by swaks to a fake MX; what the MX
 // received is checked by an independent verifier (dkimpy through tests/tools/dkim_verify.py,
 // the selector's TXT record handed over from a file). Mail from a domain without an entry
-// goes out unsigned; a message injected through the HTTP API is signed; a TLS-RPT report is signed when tlsrpt.from's domain has an entry; a
+// goes out unsigned; a message injected through the HTTP API is signed, and counted in
+// /metrics; our DSN is signed when server.hostname has an entry; a TLS-RPT report is signed when tlsrpt.from's domain has an entry; a
 // key that does not fit its entry stops the start with file, line and key.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -55,8 +56,8 @@ dkim_keys& keys() {
   return k;
 }
 
-std::string dkim_toml() {
-  return "[[dkim]]\ndomain = \"sender.test\"\nselector = \"s2026\"\nkey_file = \"" + keys().rsa +
+std::string dkim_toml(const std::string& more = {}) {
+  return more + "[[dkim]]\ndomain = \"sender.test\"\nselector = \"s2026\"\nkey_file = \"" + keys().rsa +
          "\"\nalgorithm = \"rsa-sha256\"\n\n"
          "[[dkim]]\ndomain = \"ed.test\"\nselector = \"e2026\"\nkey_file = \"" + keys().ed +
          "\"\nalgorithm = \"ed25519-sha256\"\n\n";
@@ -118,6 +119,8 @@ TEST_F(Dkim, RelayedMailIsSignedPerFromDomain) {
   const fs::path tokens = keys().dir.path() / "api-tokens";
   std::ofstream(tokens) << "dkim-test-token-0123456789\n";
   fs::permissions(tokens, fs::perms::owner_read | fs::perms::owner_write);
+  const uint16_t admin_port = free_port();
+  _admin_listen = "127.0.0.1:" + std::to_string(admin_port);
   relay* r = start_relay(dkim_toml() + "[http]\nlisten = \"127.0.0.1:" + std::to_string(api_port) +
                          "\"\ntls = false\ntokens_file = \"" + tokens.string() + "\"\n");
   ASSERT_TRUE(r);
@@ -169,6 +172,15 @@ TEST_F(Dkim, RelayedMailIsSignedPerFromDomain) {
     expect_signed(api_copy, "ed.test", "ed25519-sha256", keys().ed_txt);
   }
   EXPECT_FALSE(contains(plain_copy.data, "DKIM-Signature")) << plain_copy.data.substr(0, 800);
+  // Counted: three messages signed (shards publish on their 100 ms tick), none failed.
+  std::string metrics;
+  for (auto until = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < until;) {
+    metrics = run({"curl", "-sS", "--max-time", "5", "http://127.0.0.1:" + std::to_string(admin_port) + "/metrics"}).output;
+    if (contains(metrics, "\nsealrelay_dkim_signed_total 3\n")) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(contains(metrics, "\nsealrelay_dkim_signed_total 3\n")) << metrics;
+  EXPECT_TRUE(contains(metrics, "\nsealrelay_dkim_failed_total 0\n")) << metrics;
   // A signature that no longer fits the body fails at the verifier: the check is real.
   std::string tampered = rsa_copy.data;
   tampered.replace(tampered.find(mark), 1, "Z");
@@ -193,6 +205,26 @@ TEST_F(Dkim, TlsrptReportIsSignedForTheReportersDomain) {
   ASSERT_TRUE(report) << r->log() << dump_audit(*r);
   const mx_message copy = *report;
   expect_signed(copy, "sender.test", "rsa-sha256", keys().rsa_txt);
+}
+
+TEST_F(Dkim, OurDsnIsSignedForTheRelaysDomain) {
+  ASSERT_TRUE(start_dns("dest.test MX 10 mx.dest.test\nmx.dest.test A 127.0.0.2\n"
+                        "other.test MX 10 mx.other.test\nmx.other.test A 127.0.0.3\n"));
+  fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}, .replies = {"rcpt=550"}});
+  fake_mx* back = start_mx({.hosts = {"127.0.0.3"}});
+  ASSERT_TRUE(mx && back);
+  // The DSN's From: is MAILER-DAEMON@<server.hostname> (relay.test in the harness).
+  relay* r = start_relay(dkim_toml("[[dkim]]\ndomain = \"relay.test\"\nselector = \"bounce\"\nkey_file = \"" +
+                                   keys().ed + "\"\nalgorithm = \"ed25519-sha256\"\n\n"));
+  ASSERT_TRUE(r);
+  // From a domain that does not sign: the DSN's copy of the headers carries no signature.
+  auto res = r->swaks({"--from", "carol@other.test", "--to", "rcpt@dest.test"});
+  ASSERT_EQ(res.exit_code, 0) << res.output;
+  const mx_message* dsn = wait_for(*back, "MAILER-DAEMON@relay.test");
+  ASSERT_TRUE(dsn) << r->log() << dump_audit(*r);
+  const mx_message copy = *dsn;
+  EXPECT_EQ(copy.mail_from, "");
+  expect_signed(copy, "relay.test", "ed25519-sha256", keys().ed_txt);
 }
 
 TEST_F(Dkim, KeyThatDoesNotFitItsEntryStopsTheStart) {

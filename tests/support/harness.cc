@@ -174,10 +174,11 @@ void relay::write_config() {
   for (const auto& l : _opts.listeners) {
     c << "[[listen]]\n"
       << "address = \"127.0.0.1:" << l.port << "\"\n"
-      << "mode = \"relay\"\n"
+      << "mode = \"" << l.mode << "\"\n"
       << "tls = \"" << l.tls << "\"\n"
-      << "require_tls = " << (l.require_tls ? "true" : "false") << "\n"
-      << "allow_relay_from = " << l.allow_relay_from << "\n\n";
+      << "require_tls = " << (l.require_tls ? "true" : "false") << "\n";
+    if (l.mode == "relay") c << "allow_relay_from = " << l.allow_relay_from << "\n";
+    c << "\n";
   }
   c << "[limits]\n";
   for (const auto& line : _opts.limits) c << line << "\n";

@@ -35,6 +35,7 @@ uint16_t free_port();
 // One [[listen]] entry of the generated config.
 struct listener {
   std::string tls = "none";          // none | starttls | implicit
+  std::string mode = "relay";        // relay | submission (then allow_relay_from is not written)
   bool require_tls = false;
   std::string allow_relay_from = R"(["127.0.0.0/8"])";  // TOML array text
   uint16_t port = 0;                 // 0 = pick a free one

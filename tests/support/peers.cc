@@ -413,6 +413,7 @@ bool fake_mx::start(std::chrono::milliseconds deadline) {
   if (!o.hostname.empty()) a.insert(a.end(), {"--hostname", o.hostname});
   if (o.size) a.insert(a.end(), {"--size", std::to_string(o.size)});
   if (o.no_pipelining) a.push_back("--no-pipelining");
+  if (o.requiretls) a.push_back("--requiretls");
   a.insert(a.end(), o.extra_args.begin(), o.extra_args.end());
   return _proc.start(a, _dir.path() / "fake_mx.log", deadline);
 }

@@ -73,6 +73,7 @@ struct fake_mx_options {
   std::string hostname{};              // greeting/EHLO name (default mx.test)
   uint64_t size = 0;                 // SIZE limit (default 50 MiB)
   bool no_pipelining = false;
+  bool requiretls = false;           // advertise REQUIRETLS under TLS, accept it on MAIL (RFC 8689)
   std::vector<std::string> extra_args{};   // appended verbatim
 };
 

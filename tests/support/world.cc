@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
 #include <thread>
 
 namespace sr::integ {
@@ -62,6 +63,22 @@ std::string submit(const relay& r, const std::string& from, const std::vector<st
   }
   auto id = queued_id(*reply);
   return id ? *id : std::string();
+}
+
+std::string submit_smtplib(const relay& r, const std::string& from, const std::string& rcpt,
+                           const std::string& text, const std::vector<std::string>& mail_options, bool plain) {
+  std::filesystem::path f = r.dir() / (unique("msg") + ".eml");
+  std::ofstream(f, std::ios::binary) << text;
+  std::vector<std::string> argv = {"python3", (source_root() / "tests/tools/smtp_mail_params.py").string(),
+                                   "--port", std::to_string(r.port()), "--from", from, "--to", rcpt,
+                                   "--message", f.string()};
+  if (!plain) {
+    argv.insert(argv.end(), {"--starttls", "--cafile", (source_root() / "tests/certs/ca.crt").string()});
+  }
+  for (const auto& o : mail_options) argv.insert(argv.end(), {"--mail-option", o});
+  run_result res = run(argv, 30s);
+  EXPECT_EQ(res.exit_code, 0) << res.output;
+  return res.output;
 }
 
 std::filesystem::path audit_file(const relay& r) { return r.state_dir() / "audit.jsonl"; }
@@ -184,6 +201,7 @@ relay* world::start_relay(const std::string& extra_toml, const std::string& outb
   o.mta_sts = _mta_sts;
   o.fallback = _fallback;
   o.admin_listen = _admin_listen;
+  if (!_listeners.empty()) o.listeners = _listeners;
   _relay = std::make_unique<relay>(o);
   if (!_relay->start()) {
     ADD_FAILURE() << "relay: " << _relay->error() << _relay->log();

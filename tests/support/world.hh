@@ -50,6 +50,14 @@ std::string route_to(const std::string& domain, const std::string& ip, uint16_t 
 std::string submit(const relay& r, const std::string& from, const std::vector<std::string>& rcpts,
                    std::string_view body, std::string* why = nullptr);
 
+// Submit `text` to `rcpt` through tests/tools/smtp_mail_params.py (Python's smtplib): over
+// STARTTLS unless `plain`, with `mail_options` on MAIL (e.g. {"REQUIRETLS"}, which swaks
+// cannot send). Returns its output: "EHLO 1|0" (REQUIRETLS offered), then "MAIL|RCPT|DATA
+// <code> <text>" lines; queued_id() reads the queue id from it.
+std::string submit_smtplib(const relay& r, const std::string& from, const std::string& rcpt,
+                           const std::string& text, const std::vector<std::string>& mail_options,
+                           bool plain = false);
+
 // The relay's audit log (audit.file of the generated config).
 std::filesystem::path audit_file(const relay& r);
 // Every audit line of queue id `qid`, in order.
@@ -101,6 +109,7 @@ class world {
   std::string _mta_sts = "enabled = false";  // [mta_sts] lines of the relay's config
   std::string _fallback = relay_options{}.fallback;  // [fallback] lines (no sidecar by default)
   std::string _admin_listen;                         // [admin] listen ("" = off)
+  std::vector<listener> _listeners;                  // the relay's [[listen]] (empty = one plain)
   std::unique_ptr<dns_fixture> _dns;
   std::vector<std::unique_ptr<fake_mx>> _mxs;
   std::unique_ptr<relay> _relay;

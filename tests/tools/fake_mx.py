@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 # fake_mx: a scriptable, misbehaving SMTP server for sealrelay's delivery and policy tests.
-# Listens on one or more loopback addresses, speaks ESMTP (PIPELINING, SIZE, 8BITMIME,
+# Listens on one or more loopback addresses, speaks ESMTP (PIPELINING, SIZE, 8BITMIME, REQUIRETLS,
 # STARTTLS through Python's OpenSSL or, for suites Debian's OpenSSL lacks such as 3DES,
 # through libwolfssl via ctypes), and records every DATA transaction as one JSON line.
 # Prints "ready" on stdout once every listener is bound; exits 0 on SIGTERM/SIGINT.
@@ -408,6 +408,8 @@ class session:
         if self.offer_starttls():
             lines.append("STARTTLS")
             self.starttls_offered = True
+        if o.requiretls and self.tls:
+            lines.append("REQUIRETLS")  # RFC 8689: only once the session is encrypted
         return lines
 
     def offer_starttls(self):
@@ -522,6 +524,10 @@ class session:
         params = m.group(2).split()
         for p in params:
             k, _, v = p.partition("=")
+            if k.upper() == "REQUIRETLS" and not (self.o.requiretls and self.tls):
+                # What a server without the extension (or before TLS) answers.
+                self.send("555 5.5.4 Unsupported option: REQUIRETLS\r\n")
+                return
             if k.upper() == "SIZE" and v.isdigit() and int(v) > self.o.size:
                 self.send("552 5.3.4 Message size exceeds fixed limit\r\n")
                 return
@@ -645,6 +651,8 @@ def main(argv=None):
     p.add_argument("--silent", action="store_true", help="accept connections and never send a byte")
     p.add_argument("--size", type=int, default=50 * 1024 * 1024, help="SIZE advertised and enforced")
     p.add_argument("--no-pipelining", action="store_true", help="do not advertise PIPELINING")
+    p.add_argument("--requiretls", action="store_true",
+                   help="advertise REQUIRETLS after STARTTLS and accept MAIL ... REQUIRETLS (RFC 8689)")
     o = p.parse_args(argv)
     if (o.cert is None) != (o.key is None):
         p.error("--cert and --key go together")

@@ -183,8 +183,12 @@ struct relay_metrics {
   counter fallback_outcome_pgp, fallback_outcome_smime, fallback_outcome_escrowed,
       fallback_outcome_defer;  // sealrelay_fallback_outcomes_total{outcome}: per recipient
   counter fallback_restarts;   // sealrelay_fallback_restarts_total: sidecar restarts
+  counter auth_success, auth_failure, auth_rate_limited,
+      auth_busy;  // sealrelay_auth_total{outcome}: submission AUTH attempts
   counter http_requests[std::size(http_code_labels)];  // sealrelay_http_requests_total{code}: API answers
   gauge http_connections;      // sealrelay_http_connections: open HTTP API connections
+  counter dkim_signed;         // sealrelay_dkim_signed_total: messages DKIM-signed at intake
+  counter dkim_failed;         // sealrelay_dkim_failed_total: signing failed, stored unsigned
 
   // Return the deliveries counter for a negotiated version ("TLSv1.3"; "" = plaintext).
   const counter& deliveries(std::string_view tls_version) const;

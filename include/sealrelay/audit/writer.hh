@@ -62,6 +62,9 @@ class writer final : public core::completion {
 
   // Format `r` into the buffer (never blocks, never drops; past the cap it reports pressure).
   void append(const record& r);
+  // Append one line formatted elsewhere (a JSON object ending in '\n': the submission
+  // AUTH lines, kind "auth"), with the same buffering and pressure as append().
+  void append_line(std::string_view line);
   // Call `f(true)` when the filling buffer reaches max_buffered_bytes and `f(false)` once it
   // has drained below it (the owner pauses and resumes delivery).
   void on_pressure(std::function<void(bool)> f) { _on_pressure = std::move(f); }

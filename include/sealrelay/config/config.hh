@@ -66,6 +66,12 @@ struct limits_section {
 
 struct auth_section {
   std::string users_file = "conf/users";
+  // The brute-force brake (auth::limiter, per shard, per client address and per user):
+  // two free failures, then each 535 held back `failure_delay`, doubling up to 30 s; at
+  // `max_failures` 421 and close (and every AUTH from that client or for that user until
+  // 15 idle minutes have passed).
+  unsigned max_failures = 10;
+  duration failure_delay = std::chrono::seconds(1);
   // Received: of submitted mail names the authenticated user ("(Authenticated sender:
   // U)"), as Postfix's smtpd_sasl_authenticated_header = yes does.
   bool authenticated_header = true;

@@ -28,6 +28,11 @@ struct session_params {
   bool require_tls = false;           // refuse MAIL before STARTTLS (530 5.7.0)
   bool relay_allowed = false;         // client is in allow_relay_from (relay mode)
   bool tls_active = false;            // implicit TLS listener: already encrypted at start
+  bool requiretls = true;             // advertise and accept REQUIRETLS under TLS (RFC 8689)
+  // mode = "submission": AUTH PLAIN/LOGIN offered and accepted only under TLS; MAIL needs a
+  // successful AUTH (530 5.7.0), its sender must be the user's (events::sender_allowed,
+  // 553 5.7.1), and an authenticated client may relay (relay_allowed is not consulted).
+  bool submission = false;
 };
 
 // The envelope of one transaction; valid from begin_message() to end/abort.
@@ -39,6 +44,9 @@ struct envelope {
   uint64_t declared_size = 0;         // MAIL FROM SIZE=, 0 when absent
   bool body_8bitmime = false;         // BODY=8BITMIME
   bool tls = false;                   // transaction happened under TLS
+  bool requiretls = false;            // MAIL FROM ... REQUIRETLS (RFC 8689; only under TLS)
+  std::string auth_user;              // the AUTHenticated user (submission); "" = none.
+                                      // Kept across transactions (not reset by RSET/EHLO)
 };
 
 // Callbacks the engine implements. All views are valid only during the call.
@@ -62,6 +70,20 @@ class events {
   virtual void abort_message() = 0;
   // Close the connection after flushing queued replies.
   virtual void close() = 0;
+  // Submission AUTH: check `user`'s `password` and answer with session::auth_result()
+  // (later, or from inside). The session reads no input until then. `password` is wiped
+  // when the call returns: copy what must outlive it. Only sessions with params.submission
+  // raise it.
+  virtual void check_auth(std::string_view user, std::string_view password) {
+    (void)user;
+    (void)password;
+  }
+  // Submission: whether the authenticated user (envelope::auth_user) may use `address`
+  // (without <>, "" = the null sender) as MAIL FROM. Only asked with params.submission.
+  virtual bool sender_allowed(std::string_view address) {
+    (void)address;
+    return false;
+  }
 };
 
 class session {
@@ -75,7 +97,16 @@ class session {
     data,         // between 354 and the final dot (body bytes, not commands)
     wait_result,  // end_message() raised; no input read until message_result()
     tls_pending,  // 220 to STARTTLS sent; input is discarded until tls_established()
+    auth,         // a 334 challenge sent: the next line is a SASL response, not a command
+    auth_wait,    // check_auth() raised; no input read until auth_result()
     closed,       // QUIT, 421, close(): input is ignored
+  };
+  // The engine's answer to check_auth().
+  enum class auth_answer : uint8_t {
+    ok,      // 235 2.7.0: the session is authenticated as that user
+    failed,  // 535 5.7.8 (the engine already waited the limiter's delay)
+    busy,    // 454 4.7.0: the password checkers are full, try again later
+    close,   // 421 4.7.0 too many failures, and close
   };
   static const char* to_string(state s);
 
@@ -92,6 +123,13 @@ class session {
   // `queue_id` is empty, "452 4.3.1 Insufficient system storage". May be called from
   // inside end_message().
   void message_result(std::string_view queue_id);
+  // Refuse the message of end_message() with `reply` (a complete line without CRLF, e.g.
+  // "553 5.7.1 ..." when its From: is not the user's) instead of storing it. May be
+  // called from inside end_message().
+  void message_refused(std::string_view reply);
+  // The outcome of check_auth(); ignored unless the session waits for it. May be called
+  // from inside check_auth().
+  void auth_result(auth_answer a);
   // TLS handshake done (after start_tls): the session resets to the pre-EHLO state.
   void tls_established();
   // Reply "421 4.4.2 ... timeout" and close (the engine's timers decide when).
@@ -113,6 +151,8 @@ class session {
   bool tls() const { return _tls; }
   // Protocol errors counted so far (toward max_errors).
   unsigned errors() const { return _errors; }
+  // The authenticated user ("" before a successful AUTH).
+  const std::string& auth_user() const { return _env.auth_user; }
 
   // One row of the verb dispatch table (Postfix-style; the table is in session.cc).
   struct command_entry {
@@ -146,6 +186,10 @@ class session {
   void on_help(std::string_view arg);
   void on_vrfy(std::string_view arg);
   void on_starttls(std::string_view arg);
+  void on_auth(std::string_view arg);
+  void on_auth_response(std::string_view line);
+  void submit_auth(std::string_view user, std::string& password);
+  void abandon_auth();
   void greet_client(std::string_view arg, bool esmtp);
 
   session_params _params;
@@ -160,6 +204,10 @@ class session {
   unsigned _tls_epoch = 0;  // bumped at each accepted STARTTLS
   unsigned _rcpt_attempts = 0;  // RCPTs tried in this transaction (accepted or not)
   envelope _env;
+  // AUTH in progress: which response the client owes, and the user named so far.
+  enum class auth_step : uint8_t { plain, login_user, login_password };
+  auth_step _auth_step = auth_step::plain;
+  std::string _auth_name;
   smtp::data_scanner _scanner;
   std::string _out;  // the reply being sent, reused
   std::string _tmp;  // a reply line being built (never aliases _out), reused

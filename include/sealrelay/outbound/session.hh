@@ -34,6 +34,7 @@ struct capabilities {
   bool starttls = false;               // RFC 3207
   bool enhanced_status_codes = false;  // RFC 2034
   bool chunking = false;               // RFC 3030: recorded, never used (no BDAT)
+  bool requiretls = false;             // RFC 8689 (only meaningful over TLS)
 };
 
 // One message to send. Everything it points to must stay valid until transaction_done();
@@ -43,6 +44,8 @@ struct message {
   std::span<const std::string_view> rcpts;   // without <>; at least one; results keep this order
   std::span<const iovec> body;               // raw bytes: CRLF line ends, NOT dot-stuffed
   bool eight_bit = false;                    // received as BODY=8BITMIME
+  bool requiretls = false;                   // MAIL FROM ... REQUIRETLS (RFC 8689): only over TLS
+                                             // to a server that offered it, else refused
 };
 
 // Final state of a recipient after a transaction.

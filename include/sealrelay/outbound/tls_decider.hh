@@ -66,6 +66,12 @@ class tls_decider {
   virtual decision<refused_action> on_starttls_refused(const smtp::reply& reply) = 0;
   // Decide whether the negotiated session is good enough to send mail over.
   virtual decision<tls_action> on_tls(const tls_outcome& outcome) = 0;
+  // Point 4, after the EHLO over TLS: may mail go out, given what it offered? (REQUIRETLS,
+  // RFC 8689 §4.2.1: the MX must offer it.) abort = QUIT, close, no MAIL.
+  virtual decision<tls_action> on_secure_ehlo(bool requiretls_offered) {
+    (void)requiretls_offered;
+    return {tls_action::proceed};
+  }
 };
 
 // The default policy (Postfix `smtp_tls_security_level = may`): TLS whenever offered,

@@ -30,6 +30,8 @@ class decider final : public outbound::tls_decider {
   outbound::decision<outbound::refused_action> on_starttls_refused(const smtp::reply& reply) override;
   // Check version, cipher strength and certificate against the policy.
   outbound::decision<outbound::tls_action> on_tls(const outbound::tls_outcome& outcome) override;
+  // Under REQUIRETLS, abort "requiretls-not-offered" unless the EHLO over TLS offered it.
+  outbound::decision<outbound::tls_action> on_secure_ehlo(bool requiretls_offered) override;
   // Record that the handshake failed (not a decision point: that connection is gone).
   void on_handshake_failed();
 

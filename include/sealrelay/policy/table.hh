@@ -57,6 +57,9 @@ struct effective_policy {
   // opportunistic `tls` a failure is then a temporary failure (retry, bounce at
   // max_queue_age); forced and exclusive keep their fallback and drop.
   bool raised = false;
+  // The message asked for REQUIRETLS (RFC 8689; never set by the table): on top of the
+  // raised floor, the MX must offer REQUIRETLS in its EHLO over TLS.
+  bool requiretls = false;
 };
 
 // A lookup result (returned by value, two words): the policy and the pattern that selected

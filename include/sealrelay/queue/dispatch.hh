@@ -32,6 +32,8 @@ struct spooled_message {
   uint64_t received_ms = 0;       // unix ms
   bool body_8bitmime = false;
   std::string msg_id;
+  bool requiretls = false;        // RFC 8689 (see job.hh)
+  bool tls_required_no = false;
   std::vector<uint32_t> attempts;  // per recipient, recovered from the spool (may be empty)
 };
 

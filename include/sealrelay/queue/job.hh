@@ -39,6 +39,8 @@ struct job {
   uint64_t next_attempt_ms = 0;  // monotonic ms of the owner shard; 0 = now
   bool body_8bitmime = false;
   std::string msg_id;         // Message-ID header without <> (audit)
+  bool requiretls = false;       // MAIL FROM ... REQUIRETLS (RFC 8689): verified TLS or bounce
+  bool tls_required_no = false;  // "TLS-Required: No" (RFC 8689): MTA-STS and DANE ignored
   std::string body;           // message bytes once loaded (empty while waiting)
 };
 

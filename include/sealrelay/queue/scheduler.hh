@@ -39,6 +39,12 @@ struct domain_state {
   // they go out under plain opportunistic policy, without MTA-STS or DANE (RFC 8460 §5.3:
   // a TLS report is delivered despite TLS failures; DESIGN.md §7 escrow notices).
   bool opportunistic_only = false;
+  // RFC 8689, per message, so in queues of their own (a link runs under one policy):
+  // REQUIRETLS mail leaves only over TLS verified by MTA-STS or DANE to an MX that offers
+  // REQUIRETLS, else it bounces (5.7.30); "TLS-Required: No" mail ignores MTA-STS and
+  // DANE (never the configured [[policy]]).
+  bool requiretls = false;
+  bool tls_required_no = false;
   std::deque<job*> ready;       // due jobs, oldest first
   unsigned active = 0;          // connections open or opening
   unsigned in_progress = 0;     // jobs taken by connections and not finished
@@ -121,8 +127,11 @@ class scheduler {
  private:
   void on_tick();
   void kick(domain_state& d);
-  domain_state& domain(const std::string& name, bool opportunistic_only = false);
-  // The domain queue `j` belongs to (its domain, apart for reports and notices).
+  // Which of a domain's queues (see domain_state).
+  enum class lane : uint8_t { mail, reports, requiretls, tls_required_no };
+  domain_state& domain(const std::string& name, lane l = lane::mail);
+  // The domain queue `j` belongs to (its domain, apart for reports and notices, and for
+  // REQUIRETLS and TLS-Required: No mail).
   domain_state& domain_of(const job& j);
   // Send the sender a DSN for `failed`; the recipients `finish_after` are marked done only
   // once the DSN is durable, so the original is never reclaimed before its bounce exists.

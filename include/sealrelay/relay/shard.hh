@@ -17,6 +17,9 @@
 namespace sr::admin {
 struct relay_metrics;
 }
+namespace sr::auth {
+class hasher;
+}
 namespace sr::audit {
 class writer;
 }
@@ -45,6 +48,8 @@ class store;
 }
 namespace sr::server {
 class intake_store;
+class authenticator;
+class user_directory;
 }
 namespace sr::dkim {
 class sign_pool;
@@ -83,6 +88,10 @@ struct process_state {
   // The fallback sidecar's shared state; null when no forced policy needs the sidecar
   // (then hand-offs are answered unavailable without a link).
   handoff::shared_status* sidecar = nullptr;
+  // Submission AUTH (null without a submission listener): the password checkers every
+  // shard shares, and the users file (SIGHUP publishes a new one).
+  auth::hasher* hasher = nullptr;
+  server::user_directory* users = nullptr;
   // DKIM: the [[dkim]] entries (each shard loads its own signers from them) and the RSA
   // signing pool every shard hands its RSA signatures to (null: no RSA entry).
   std::vector<dkim::key_entry> dkim_keys;
@@ -124,12 +133,14 @@ class shard_root final : public server::shard_unit {
   void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
                      std::span<const uint32_t> done);
   void publish_metrics();
+  void start_auth();
 
   core::shard& _shard;
   process_state& _ps;
   // Declaration order is construction order; destruction runs backwards, so users go
   // before what they use (the agent before the scheduler, the server before the store).
   std::unique_ptr<spool::store> _store;
+  std::unique_ptr<server::authenticator> _auth;  // submission AUTH; outlives the server's connections
   // DKIM signing in front of _store (null without [[dkim]]): every producer of this shard's
   // mail (inbound SMTP, the HTTP API, DSNs, TLS-RPT, the sidecar's mails) submits through intake().
   std::unique_ptr<dkim::signing_intake> _signing;

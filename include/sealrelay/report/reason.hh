@@ -44,8 +44,11 @@ enum class reason : uint8_t {
   expired,                   // past outbound.max_queue_age
   spool_read_failed,         // the message could not be read back from the spool
   fallback_unavailable,      // forced gave up on TLS but no fallback sidecar answered
+  // REQUIRETLS (RFC 8689) failures; TLS failures too (a REQUIRETLS message then bounces).
+  requiretls_not_offered,    // the MX's EHLO over TLS did not offer REQUIRETLS
+  requiretls_unverified,     // the MX is vouched for by neither MTA-STS nor DANE
 };
-inline constexpr unsigned reason_count = unsigned(reason::fallback_unavailable) + 1;
+inline constexpr unsigned reason_count = unsigned(reason::requiretls_unverified) + 1;
 
 // Return the audit token ("starttls-not-offered", ...; "" for none). Static storage.
 std::string_view to_string(reason r);
@@ -54,7 +57,8 @@ std::optional<reason> reason_from_token(std::string_view token);
 // Return whether `r` is a TLS failure: one that, at every MX, sends a forced message to
 // its fallback and drops an exclusive one (DESIGN.md §1).
 constexpr bool is_tls_failure(reason r) {
-  return r >= reason::starttls_not_offered && r <= reason::mx_not_in_sts_policy;
+  return (r >= reason::starttls_not_offered && r <= reason::mx_not_in_sts_policy) ||
+         r == reason::requiretls_not_offered || r == reason::requiretls_unverified;
 }
 
 // RFC 8460 §4.3 result types (TLS-RPT failure-details).

@@ -24,6 +24,7 @@ class context;
 namespace sr::server {
 
 class connection;
+class authenticator;
 
 // One [[listen]] entry as the shard serves it.
 struct listener_info {
@@ -76,6 +77,10 @@ class shard_server {
   net::buffer_ring& buffers() { return *_ring; }
   message_store& store() { return _store; }
   tls::context* tls_server() { return _tls_ctx.get(); }
+  // Submission AUTH (null: submission sessions answer 454 to AUTH). `a` must outlive the
+  // server; set before listen().
+  void set_authenticator(authenticator* a) { _auth = a; }
+  authenticator* auth() { return _auth; }
   size_t connection_count() const { return _conn_count; }
   // Called by a connection when it is fully closed (deletes it).
   void on_connection_closed(connection* c);
@@ -91,6 +96,7 @@ class shard_server {
   std::unique_ptr<net::buffer_ring> _ring;
   std::unique_ptr<tls::context> _tls_ctx;
   std::vector<std::unique_ptr<listener_info>> _listeners;
+  authenticator* _auth = nullptr;
   connection* _conns = nullptr;   // intrusive list
   size_t _conn_count = 0;
   bool _draining = false;

@@ -1,6 +1,6 @@
 // SMTP command-line codec (RFC 5321 4.1): split a line (CRLF already removed) into verb and
 // argument, look verbs up case-insensitively in a caller's dispatch table, and parse the
-// MAIL FROM / RCPT TO paths and ESMTP parameters we support (SIZE, BODY). Pure functions
+// MAIL FROM / RCPT TO paths and ESMTP parameters we support (SIZE, BODY, REQUIRETLS). Pure functions
 // over string_views: no I/O, no allocation; results point into the input line.
 #pragma once
 #include <cstdint>
@@ -41,7 +41,7 @@ enum class path_error : uint8_t {
   bad_sender,      // malformed reverse-path                    -> 501 5.1.7
   bad_recipient,   // malformed forward-path (or <>)            -> 501 5.1.3
   unknown_param,   // ESMTP keyword we do not support           -> 555 5.5.4
-  bad_param,       // SIZE/BODY with a bad value, or repeated   -> 501 5.5.4
+  bad_param,       // SIZE/BODY/REQUIRETLS with a bad value, or repeated -> 501 5.5.4
 };
 
 struct mail_from {
@@ -49,6 +49,7 @@ struct mail_from {
   uint64_t size = 0;         // SIZE=, 0 when absent; UINT64_MAX when it overflows
   bool has_size = false;
   body_type body = body_type::none;
+  bool requiretls = false;   // REQUIRETLS (RFC 8689 §2): no value; the session checks TLS
 };
 
 struct rcpt_to {
@@ -67,7 +68,7 @@ struct rcpt_parse {
   rcpt_to value;
 };
 
-// Parse the argument of MAIL ("FROM:<addr> [SIZE=n] [BODY=7BIT|8BITMIME]").
+// Parse the argument of MAIL ("FROM:<addr> [SIZE=n] [BODY=7BIT|8BITMIME] [REQUIRETLS]").
 mail_parse parse_mail_from(std::string_view arg);
 // Parse the argument of RCPT ("TO:<addr>"); no ESMTP parameters are supported.
 rcpt_parse parse_rcpt_to(std::string_view arg);

@@ -683,17 +683,21 @@ TEST(config, schema_of_features_not_built_is_checked) {
 }
 
 // DESIGN.md §4: a value whose feature is not built is refused, never accepted and ignored.
-TEST(config, values_of_features_not_built_are_refused) {
-  const error_case cases[] = {
-      {"submission", with_listener({"[[listen]]", "address = \"127.0.0.1:587\"",
-                                    "mode = \"submission\""}),
-       "t.toml:5: listen[1].mode: \"submission\" is not available in this version (submission "
-       "(AUTH after TLS) is not built yet)"},
-      {"users_file", with_listener({"[auth]", "users_file = \"u\""}),
-       "t.toml:4: auth.users_file: is not available in this version (submission (AUTH after "
-       "TLS) is not built yet)"},
-  };
-  for (const auto& c : cases) EXPECT_EQ(err_of(c.text), c.expected) << c.name << "\n" << c.text;
+TEST(config, submission_keys_are_built) {
+  // Submission is built (issue 10): its mode, users file and brake are accepted.
+  auto sub = parse(with_listener({"[[listen]]", "address = \"127.0.0.1:587\"", "mode = \"submission\"",
+                                  "[auth]", "users_file = \"u\"", "max_failures = 4",
+                                  "failure_delay = \"2s\""}),
+                   "t.toml");
+  ASSERT_TRUE(sub) << sub.err();
+  EXPECT_EQ(sub->listen[1].mode, listen_mode::submission);
+  EXPECT_EQ(sub->auth.users_file, "u");
+  EXPECT_EQ(sub->auth.max_failures, 4u);
+  EXPECT_EQ(sub->auth.failure_delay, std::chrono::seconds(2));
+  EXPECT_EQ(err_of(with_listener({"[auth]", "max_failures = 0"})),
+            "t.toml:4: auth.max_failures: must be between 1 and 1000, got 0");
+  EXPECT_EQ(err_of(with_listener({"[auth]", "failure_delay = \"1m\""})).substr(0, 34),
+            "t.toml:4: auth.failure_delay: must");
 
   // The fallback sidecar is built (issue 9): its methods and keys are accepted.
   auto fb = parse(with_listener({"[[policy]]", "domain = \"a.example\"",
@@ -752,7 +756,7 @@ TEST(config, check_files_refuses_secrets_readable_by_group_or_others) {
                         "ca_file = \"" + crt + "\"", "[[listen]]", "address = \"127.0.0.1:2525\"",
                         "tls = \"" + std::string(listen_tls) + "\"", "[auth]",
                         with_users ? "users_file = \"" + users + "\"" : std::string("")}),
-                   "t.toml", not_built_mode::accept);  // users_file: refused until submission
+                   "t.toml");
     EXPECT_TRUE(r) << r.err();
     return *r;
   };
@@ -808,11 +812,18 @@ TEST(config, example_config_is_valid_with_and_without_its_examples) {
   std::string path = std::string(root) + "/conf/sealrelay.toml";
   auto r = load(path);
   ASSERT_TRUE(r) << r.err();
-  ASSERT_EQ(r->listen.size(), 2u);
+  ASSERT_EQ(r->listen.size(), 4u);
   EXPECT_EQ(r->listen[0].address, "127.0.0.1:2525");
   EXPECT_EQ(r->listen[0].tls, listen_tls::starttls);
   EXPECT_EQ(r->listen[1].address, "127.0.0.1:4650");
   EXPECT_EQ(r->listen[1].tls, listen_tls::implicit);
+  EXPECT_EQ(r->listen[2].address, "127.0.0.1:5587");  // submission (README "Submission")
+  EXPECT_EQ(r->listen[2].mode, listen_mode::submission);
+  EXPECT_EQ(r->listen[2].tls, listen_tls::starttls);
+  EXPECT_EQ(r->listen[3].address, "127.0.0.1:4465");
+  EXPECT_EQ(r->listen[3].mode, listen_mode::submission);
+  EXPECT_EQ(r->listen[3].tls, listen_tls::implicit);
+  EXPECT_EQ(r->auth.users_file, "conf/users");
   EXPECT_EQ(r->server.state_dir, "var");
   EXPECT_EQ(r->admin.listen, "127.0.0.1:9025");
   EXPECT_EQ(r->outbound.smtp_port, 25u);

@@ -441,3 +441,89 @@ TEST(delivery_walk, sts_enforce_still_rules_a_host_whose_address_answer_was_inse
   ASSERT_EQ(ev.targets.size(), 1u);
   EXPECT_EQ(ev.targets[0].host, "mx2.dest.test");
 }
+
+// ---------------------------------------------------------------- REQUIRETLS (RFC 8689)
+
+namespace {
+// What the attempt gives the walk of a REQUIRETLS queue (see attempt::policy_resolved).
+policy::effective_policy requiretls_policy(config::tls_policy tls) {
+  auto p = make(tls);
+  p.requiretls = true;
+  p.raised = true;
+  p.verify = config::verify_mode::ca;
+  p.source = report::policy_source::requiretls;
+  return p;
+}
+}  // namespace
+
+TEST(delivery_walk, requiretls_without_sts_or_dane_rules_out_every_mx_without_connecting) {
+  recorder ev;
+  walk w("dest.test", requiretls_policy(config::tls_policy::forced), 25, ev);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, two_mx);
+  EXPECT_EQ(ev.calls, (std::vector<std::string>{"mx dest.test", "ruled_out mx1.dest.test requiretls-unverified",
+                                                "ruled_out mx2.dest.test requiretls-unverified",
+                                                "fall_back requiretls-unverified"}));
+  EXPECT_EQ(ev.last.source, report::policy_source::requiretls);
+}
+
+TEST(delivery_walk, requiretls_reads_sts_testing_as_enforce_and_never_goes_plain) {
+  recorder ev;
+  walk_options opt;
+  opt.sts = sts(policy::sts_mode::testing, {"mx2.dest.test"});
+  walk w("dest.test", requiretls_policy(config::tls_policy::opportunistic), 25, ev, opt);
+  w.start(nullptr);
+  w.on_mx(lookup::ok, two_mx);
+  ASSERT_EQ(ev.calls[1], "ruled_out mx1.dest.test mx-not-in-sts-policy");
+  ASSERT_EQ(ev.calls.back(), "addr mx2.dest.test");
+  sockaddr_storage a2[] = {v4("127.0.0.3")};
+  w.on_addrs("mx2.dest.test", lookup::ok, a2);
+  ASSERT_EQ(ev.targets.size(), 1u);
+  const target& t = ev.targets[0];
+  EXPECT_EQ(t.verify.mode, config::verify_mode::ca);
+  EXPECT_TRUE(t.policy.raised);
+  EXPECT_TRUE(t.policy.requiretls);
+  EXPECT_EQ(t.policy.source, report::policy_source::requiretls);
+  // No REQUIRETLS at the MX: a TLS failure, no plaintext retry; the walk ends in fall_back.
+  w.on_link_closed(ended(close_kind::tls_policy, reason::requiretls_not_offered));
+  EXPECT_EQ(ev.calls.back(), "fall_back requiretls-not-offered");
+  EXPECT_EQ(ev.targets.size(), 1u);
+}
+
+TEST(delivery_walk, requiretls_takes_dane_hosts_and_configured_routes) {
+  {
+    recorder ev;
+    walk_options opt;
+    opt.dane = true;
+    walk w("dest.test", requiretls_policy(config::tls_policy::opportunistic), 25, ev, opt);
+    w.start(nullptr);
+    w.on_mx(lookup::ok, two_mx, true);
+    sockaddr_storage a1[] = {v4("127.0.0.2")};
+    w.on_addrs("mx1.dest.test", lookup::ok, a1, {}, true);
+    w.on_tlsa("mx1.dest.test", lookup::ok, {tlsa_3_1_1()});
+    ASSERT_EQ(ev.targets.size(), 1u);
+    EXPECT_EQ(ev.targets[0].verify.mode, config::verify_mode::dane);
+    EXPECT_EQ(ev.targets[0].policy.source, report::policy_source::requiretls);
+    // mx2 has no TLSA and no MTA-STS vouches for it.
+    w.on_link_closed(ended(close_kind::tls_policy, reason::tlsa_mismatch));
+    sockaddr_storage a2[] = {v4("127.0.0.3")};
+    w.on_addrs("mx2.dest.test", lookup::ok, a2, {}, true);
+    w.on_tlsa("mx2.dest.test", lookup::nxdomain, {});
+    EXPECT_EQ(ev.calls[ev.calls.size() - 2], "ruled_out mx2.dest.test requiretls-unverified");
+    EXPECT_EQ(ev.calls.back(), "fall_back requiretls-unverified");
+  }
+  {
+    // A configured next hop is trusted as a name (no MX lookup to vouch for); its
+    // certificate must still verify (verify = ca on the target).
+    config::route_entry host;
+    host.domain = "dest.test";
+    host.next_hop = "smarthost.test:2526";
+    recorder ev;
+    walk w("dest.test", requiretls_policy(config::tls_policy::opportunistic), 25, ev);
+    w.start(&host);
+    sockaddr_storage a[] = {v4("127.0.0.6")};
+    w.on_addrs("smarthost.test", lookup::ok, a);
+    EXPECT_EQ(ev.calls.back(), "connect smarthost.test 127.0.0.6:2526");
+    EXPECT_EQ(ev.targets[0].verify.mode, config::verify_mode::ca);
+  }
+}

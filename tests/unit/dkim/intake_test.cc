@@ -3,7 +3,8 @@
 // stored with its DKIM-Signature on top and verifies with dkimpy (RSA through the worker
 // pool, Ed25519 inline); other domains pass untouched; submit_owned (our DSNs, reports) is
 // signed too; clients hear "stored" only after the inner intake answered, and in_flight()
-// counts messages waiting for their signature. Also: from_domain and the signer set.
+// counts messages waiting for their signature; a full pool means signing inline. Also:
+// from_domain and the signer set.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -212,6 +213,42 @@ TEST(dkim_signers, sign_owned_and_bad_entries) {
   r = dkim::signers::load(bad);
   ASSERT_FALSE(r.ok());
   EXPECT_TRUE(r.err().starts_with("dkim[0].key_file:")) << r.err();
+}
+
+}  // namespace
+
+namespace {
+
+// A full pool (bound 0 here) is no reason to go unsigned: the shard signs inline.
+TEST(dkim_signing_intake, full_pool_signs_inline) {
+  if (!suite_keys().ok) GTEST_SKIP() << "openssl genpkey failed or is missing";
+  core::shard sh(core::shard::options{.tick_ms = 5});
+  ASSERT_TRUE(sh.init()) << "io_uring unavailable";
+  auto pool = dkim::sign_pool::create(entries(), 1, 0);
+  ASSERT_TRUE(pool.ok() && *pool) << (pool.ok() ? "" : pool.err());
+  (*pool)->attach(sh);
+  auto set = dkim::signers::load(entries());
+  ASSERT_TRUE(set.ok()) << set.err();
+  recording_intake inner(sh);
+  dkim::signing_intake in(sh, inner, std::move(*set), pool->get());
+  bool done = false;
+  uint64_t deadline = 0;
+  sh.post([&] {
+    deadline = sh.now_ms() + 10000;
+    in.submit_owned({}, message("rsa.example"), [&](bool ok) { done = ok; });
+  });
+  sh.on_tick([&] {
+    if (done || sh.now_ms() > deadline) sh.stop();
+  });
+  sh.run();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(in.stats().signed_inline, 1u);
+  EXPECT_EQ(in.stats().signed_pool, 0u);
+  ASSERT_EQ(inner.stored.size(), 1u);
+  std::string diag;
+  int rc = verify(inner.stored[0], suite_keys().rsa_txt, &diag);
+  if (rc == 77) GTEST_SKIP() << diag;
+  EXPECT_EQ(rc, 0) << diag;
 }
 
 }  // namespace

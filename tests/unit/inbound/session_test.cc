@@ -587,3 +587,39 @@ TEST(session, echoed_parameter_is_sanitised) {
 }
 
 }  // namespace
+
+// RFC 8689 §2: REQUIRETLS is offered only under TLS, accepted only under TLS, and travels
+// in the envelope; without the keyword the envelope says false.
+TEST(session, requiretls_only_under_tls) {
+  harness h;
+  h.feed("EHLO c\r\n");
+  EXPECT_EQ(h.rec.replies.find("REQUIRETLS"), std::string::npos);
+  h.feed("MAIL FROM:<a@c.example> REQUIRETLS\r\n");
+  EXPECT_EQ(h.replies().back(), "530 5.7.10 REQUIRETLS needs a TLS session");
+  EXPECT_EQ(h.s.current_state(), session::state::ready);
+  h.feed("STARTTLS\r\n");
+  h.s.tls_established();
+  h.feed("EHLO c\r\n");
+  EXPECT_NE(h.rec.replies.find("250-REQUIRETLS\r\n"), std::string::npos);
+  h.feed("MAIL FROM:<a@c.example> SIZE=10 REQUIRETLS\r\nRCPT TO:<b@d.example>\r\nDATA\r\nx\r\n.\r\n");
+  EXPECT_EQ(code(h.replies().back()), "250 2.0.0");
+  EXPECT_TRUE(h.rec.last_env.requiretls);
+  EXPECT_TRUE(h.rec.last_env.tls);
+  h.feed("MAIL FROM:<a@c.example>\r\nRCPT TO:<b@d.example>\r\nDATA\r\ny\r\n.\r\n");
+  EXPECT_EQ(code(h.replies().back()), "250 2.0.0");
+  EXPECT_FALSE(h.rec.last_env.requiretls);
+  h.feed("MAIL FROM:<a@c.example> REQUIRETLS REQUIRETLS\r\n");
+  EXPECT_EQ(code(h.replies().back()), "501 5.5.4");
+  h.feed("MAIL FROM:<a@c.example> REQUIRETLS=yes\r\n");
+  EXPECT_EQ(code(h.replies().back()), "501 5.5.4");
+}
+
+TEST(session, requiretls_can_be_switched_off) {
+  auto p = relay_params();
+  p.tls_active = true;
+  p.requiretls = false;
+  harness h(p);
+  h.feed("EHLO c\r\nMAIL FROM:<a@c.example> REQUIRETLS\r\n");
+  EXPECT_EQ(h.rec.replies.find("250-REQUIRETLS"), std::string::npos);
+  EXPECT_EQ(h.replies().back(), "530 5.7.10 REQUIRETLS needs a TLS session");
+}

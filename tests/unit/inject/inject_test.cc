@@ -151,5 +151,18 @@ TEST(Tokens, ReloadKeepsTheOldSetWhenTheFileIsBad) {
   EXPECT_EQ(src.current()->check("Bearer second-token-0123456789"), api::auth_outcome::ok);
 }
 
+// RFC 8689: a raw message's "TLS-Required: No" header reaches the record's meta, as over SMTP.
+TEST(Compose, TlsRequiredNoHeaderIsKeptInTheMeta) {
+  auto r = raw_request("From: a@example.org\nTLS-Required: No\nSubject: hi\n\nbody\n");
+  compose_result c = compose(r, params(), api::limits{});
+  ASSERT_TRUE(c.ok()) << c.err.error;
+  EXPECT_TRUE(c.message->meta.tls_required_no);
+  EXPECT_FALSE(c.message->meta.requiretls);
+  auto plain = raw_request("From: a@example.org\nSubject: TLS-Required: No\n\nTLS-Required: No\n");
+  compose_result d = compose(plain, params(), api::limits{});
+  ASSERT_TRUE(d.ok()) << d.err.error;
+  EXPECT_FALSE(d.message->meta.tls_required_no) << "only the header field counts";
+}
+
 }  // namespace
 }  // namespace sr::inject

@@ -1270,3 +1270,65 @@ TEST(OutboundSession, InteroperatesWithTheInboundSessionIncludingStartTls) {
 }
 
 }  // namespace
+
+// RFC 8689: after TLS the decider is asked about the EHLO's REQUIRETLS offer; a REQUIRETLS
+// message carries the MAIL parameter and is refused on a session that lacks it.
+TEST(OutboundSession, RequireTlsAskedAfterTlsEhloAndSentAsMailParameter) {
+  struct rt_decider : scripted_decider {
+    std::vector<bool> secure_calls;
+    bool require = true;
+    decision<tls_action> on_secure_ehlo(bool offered) override {
+      secure_calls.push_back(offered);
+      if (require && !offered) return {tls_action::abort, sr::report::reason::requiretls_not_offered};
+      return {tls_action::proceed};
+    }
+  };
+  {
+    recorder ev;
+    rt_decider dec;
+    session s{session_params{"relay.example"}, ev, dec};
+    s.feed("220 mx.example ESMTP\r\n");
+    s.feed(k_ehlo_tls);
+    EXPECT_TRUE(dec.secure_calls.empty()) << "not asked before TLS";
+    s.feed("220 go\r\n");
+    s.tls_done(tls_outcome{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, cert_verdict::verified});
+    s.feed("250-mx.example\r\n250-REQUIRETLS\r\n250 SIZE 5000\r\n");
+    ASSERT_EQ(dec.secure_calls, std::vector<bool>{true});
+    ASSERT_EQ(s.phase(), phase::idle);
+    EXPECT_TRUE(s.caps().requiretls);
+    msg_store m("a@x.example", {"b@y.example"}, "hi\r\n");
+    m.m.requiretls = true;
+    ASSERT_TRUE(s.send_message(m.m));
+    EXPECT_EQ(ev.sends.back(), "MAIL FROM:<a@x.example> SIZE=4 REQUIRETLS\r\n");
+  }
+  {
+    recorder ev;
+    rt_decider dec;
+    session s{session_params{"relay.example"}, ev, dec};
+    s.feed("220 mx.example ESMTP\r\n");
+    s.feed(k_ehlo_tls);
+    s.feed("220 go\r\n");
+    s.tls_done(tls_outcome{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, cert_verdict::verified});
+    s.feed("250-mx.example\r\n250 SIZE 5000\r\n");
+    EXPECT_EQ(ev.sends.back(), "QUIT\r\n");
+    s.feed("221 bye\r\n");
+    ASSERT_TRUE(ev.closed_info.has_value());
+    EXPECT_EQ(ev.closed_info->kind, close_kind::tls_policy);
+    EXPECT_EQ(ev.closed_info->reason, "requiretls-not-offered");
+    EXPECT_EQ(ev.wire.find("MAIL"), std::string::npos);
+  }
+  {
+    // A session that never saw REQUIRETLS over TLS refuses a REQUIRETLS message outright.
+    recorder ev;
+    rt_decider dec;
+    dec.require = false;
+    session s{session_params{"relay.example"}, ev, dec};
+    s.feed("220 mx.example ESMTP\r\n");
+    s.feed("250-mx.example\r\n250-REQUIRETLS\r\n250 SIZE 5000\r\n");
+    ASSERT_EQ(s.phase(), phase::idle);
+    msg_store m("a@x.example", {"b@y.example"}, "hi\r\n");
+    m.m.requiretls = true;
+    EXPECT_FALSE(s.send_message(m.m)) << "plaintext, even though the EHLO named REQUIRETLS";
+    EXPECT_EQ(ev.wire.find("MAIL"), std::string::npos);
+  }
+}

@@ -367,3 +367,30 @@ TEST(policy_fallback, a_chain_of_only_defer_needs_no_hand_off) {
   p.fallback.size = 2;
   EXPECT_TRUE(needs_handoff(p));
 }
+
+// RFC 8689 §4.2.1: a REQUIRETLS connection needs the MX to offer REQUIRETLS over TLS; any
+// other connection proceeds whatever the EHLO offered.
+TEST(policy_decider, requiretls_needs_the_keyword_after_tls) {
+  effective_policy p = make(tls_policy::opportunistic);
+  decider plain(p);
+  EXPECT_EQ(plain.on_secure_ehlo(false).action, tls_action::proceed);
+  p.requiretls = true;
+  p.raised = true;
+  p.verify = verify_mode::ca;
+  decider d(p);
+  EXPECT_EQ(d.on_secure_ehlo(true).action, tls_action::proceed);
+  EXPECT_EQ(d.abort_reason(), reason::none);
+  decider d2(p);
+  auto a = d2.on_secure_ehlo(false);
+  EXPECT_EQ(a.action, tls_action::abort);
+  EXPECT_EQ(tok(a.reason), "requiretls-not-offered");
+  EXPECT_TRUE(d2.tls_failure()) << "counts towards every-MX-failed-for-TLS (then a bounce)";
+  // The raised floor still applies before that: no STARTTLS, no plaintext.
+  decider d3(p);
+  EXPECT_EQ(d3.on_ehlo(false).action, ehlo_action::abort);
+  decider d4(p);
+  tls_outcome bad{"TLSv1.3", "TLS_AES_256_GCM_SHA384", 256, cert_verdict::invalid, reason::cert_untrusted};
+  EXPECT_EQ(d4.on_tls(bad).action, tls_action::abort);
+  EXPECT_EQ(of("requiretls-unverified"), reason::requiretls_unverified);
+  EXPECT_TRUE(report::is_tls_failure(reason::requiretls_unverified));
+}

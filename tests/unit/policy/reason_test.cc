@@ -36,9 +36,12 @@ TEST(report_reason, tls_failures_and_rfc8460_result_types) {
                                 reason::mx_not_in_sts_policy};
   // Reported to TLS-RPT but an ordinary retry, not a TLS failure of the MX.
   const std::set<reason> reported_only = {reason::tlsa_lookup_failed};
+  // REQUIRETLS (RFC 8689): the message's demand, not the recipient's published policy, failed:
+  // it ends the walk like a TLS failure (then a bounce) but is no TLS-RPT failure.
+  const std::set<reason> requiretls = {reason::requiretls_not_offered, reason::requiretls_unverified};
   for (unsigned i = 0; i < reason_count; ++i) {
     auto r = reason(i);
-    EXPECT_EQ(is_tls_failure(r), tls.count(r) == 1) << to_string(r);
+    EXPECT_EQ(is_tls_failure(r), tls.count(r) + requiretls.count(r) == 1) << to_string(r);
     EXPECT_EQ(result_type_of(r) != result_type::none, tls.count(r) + reported_only.count(r) == 1)
         << to_string(r);
   }

@@ -203,3 +203,53 @@ TEST(queue, owner_shard_and_domain_of) {
   EXPECT_EQ(queue::owner_shard("example.net", 4), queue::owner_shard("example.net", 4));
   EXPECT_LT(queue::owner_shard("example.net", 4), 4u);
 }
+
+// RFC 8689: REQUIRETLS and TLS-Required: No mail wait in queues of their own (a link runs
+// under one policy), REQUIRETLS wins over the header, and a REQUIRETLS bounce is redacted:
+// nothing of the original, not even its headers.
+TEST(scheduler, requiretls_lanes_and_redacted_dsn) {
+  core::shard::options o;
+  core::shard sh(o);
+  if (!sh.init()) GTEST_SKIP() << "io_uring is not available here";
+  auto cfg = make_cfg();
+  std::vector<std::string> dsns;
+  queue::home_link link;
+  link.mark_done = [](unsigned, const std::string&, std::vector<uint32_t>) {};
+  link.spool_dsn = [&](unsigned, std::string text, std::string, std::function<void(bool)> stored) {
+    dsns.push_back(text);
+    stored(true);
+  };
+  queue::scheduler s(sh, cfg, link);
+  recorder conn;
+  s.set_connector(&conn);
+  s.enqueue(make_job("AAAAAAAAAAAAAE01", "bank.test", {"u@bank.test"}, unix_ms()));
+  auto rt = make_job("AAAAAAAAAAAAAE02", "bank.test", {"v@bank.test"}, unix_ms());
+  rt->requiretls = true;
+  rt->tls_required_no = true;  // ignored: REQUIRETLS wins
+  rt->msg_id = "m2@origin.test";
+  s.enqueue(std::move(rt));
+  auto no = make_job("AAAAAAAAAAAAAE03", "bank.test", {"w@bank.test"}, unix_ms());
+  no->tls_required_no = true;
+  s.enqueue(std::move(no));
+  ASSERT_EQ(conn.opened.size(), 3u);
+  EXPECT_FALSE(conn.opened[0]->requiretls || conn.opened[0]->tls_required_no);
+  EXPECT_TRUE(conn.opened[1]->requiretls);
+  EXPECT_FALSE(conn.opened[1]->tls_required_no);
+  EXPECT_TRUE(conn.opened[2]->tls_required_no);
+  EXPECT_FALSE(conn.opened[2]->requiretls);
+  for (auto* d : conn.opened) EXPECT_EQ(d->name, "bank.test");
+  queue::job* j = s.take(*conn.opened[1]);
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(j->queue_id, "AAAAAAAAAAAAAE02");
+  std::vector<queue::rcpt_result> res(1);
+  res[0].outcome = queue::rcpt_outcome::bounced;
+  res[0].status = "5.7.30";
+  res[0].reply = "REQUIRETLS support required";
+  s.finish(j, res);
+  ASSERT_EQ(dsns.size(), 1u);
+  EXPECT_NE(dsns[0].find("Status: 5.7.30"), std::string::npos);
+  EXPECT_NE(dsns[0].find("Message-ID: <m2@origin.test>"), std::string::npos);
+  EXPECT_EQ(dsns[0].find("Subject: hello"), std::string::npos) << "no original header";
+  EXPECT_EQ(dsns[0].find("secret body"), std::string::npos);
+  EXPECT_EQ(dsns[0].find("text/rfc822-headers"), std::string::npos);
+}

@@ -140,3 +140,12 @@ TEST(command, domain_over_253_octets) {
 }
 
 }  // namespace
+
+TEST(command, mail_from_requiretls) {
+  auto p = parse_mail_from("FROM:<a@b.example> requiretls SIZE=5");
+  ASSERT_EQ(p.err, path_error::none);
+  EXPECT_TRUE(p.value.requiretls);
+  EXPECT_FALSE(parse_mail_from("FROM:<a@b.example>").value.requiretls);
+  EXPECT_EQ(parse_mail_from("FROM:<a@b.example> REQUIRETLS REQUIRETLS").err, path_error::bad_param);
+  EXPECT_EQ(parse_mail_from("FROM:<a@b.example> REQUIRETLS=1").err, path_error::bad_param);
+}
