@@ -17,25 +17,7 @@
 
 namespace sr::inject {
 
-namespace {
-// FNV-1a of the client's address bytes, folded onto shared_state::ip_slots.
-unsigned ip_slot(const sockaddr_storage& ss) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const uint8_t* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  };
-  if (ss.ss_family == AF_INET)
-    mix(reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr), 4);
-  else
-    mix(reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr), 16);
-  return unsigned(h ^ (h >> 32)) & (shared_state::ip_slots - 1);
-}
-}  // namespace
-
-shared_state::shared_state(options o)
-    : opt(std::move(o)), tokens(opt.tokens_file), per_ip(new std::atomic<uint32_t>[ip_slots]) {
-  for (unsigned i = 0; i < ip_slots; ++i) per_ip[i].store(0, std::memory_order_relaxed);
-}
+shared_state::shared_state(options o) : opt(std::move(o)), tokens(opt.tokens_file) {}
 
 std::size_t code_index(uint16_t code) {
   for (std::size_t i = 0; i + 1 < counted_codes_size; ++i)
@@ -122,13 +104,12 @@ void shard_server::on_accept(int fd) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   std::string ip = address_to_string(reinterpret_cast<const sockaddr*>(&peer));
-  auto* c = new connection(*this, fd, ip, ip_slot(peer));
+  auto [slot, total, per_ip] = _st.conns.add(peer);
+  auto* c = new connection(*this, fd, ip, slot);
   c->next = _conns;
   if (_conns) _conns->prev = c;
   _conns = c;
   ++_conn_count;
-  uint32_t total = _st.connections.fetch_add(1, std::memory_order_relaxed) + 1;
-  uint32_t per_ip = _st.per_ip[c->ip_slot()].fetch_add(1, std::memory_order_relaxed) + 1;
   const options& o = _st.opt;
   if (_draining || _st.draining.load(std::memory_order_relaxed)) {
     c->refuse(503, "shutting down; try again later");
@@ -147,8 +128,7 @@ void shard_server::on_connection_closed(connection* c) {
   else _conns = c->next;
   if (c->next) c->next->prev = c->prev;
   --_conn_count;
-  _st.connections.fetch_sub(1, std::memory_order_relaxed);
-  _st.per_ip[c->ip_slot()].fetch_sub(1, std::memory_order_relaxed);
+  _st.conns.remove(c->ip_slot());
   delete c;
 }
 

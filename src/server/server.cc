@@ -22,29 +22,11 @@ namespace {
 constexpr size_t chunk_size = 16 * 1024;
 constexpr unsigned ring_entries = 1024;
 constexpr uint16_t buffer_group = 1;
-
-unsigned ip_hash(const sockaddr_storage& ss) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const uint8_t* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  };
-  if (ss.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
-    mix(reinterpret_cast<const uint8_t*>(&in->sin_addr), 4);
-  } else {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-    mix(reinterpret_cast<const uint8_t*>(&in6->sin6_addr), 16);
-  }
-  return unsigned(h ^ (h >> 32)) & (shared_state::ip_slots - 1);
-}
 }  // namespace
 
 shared_state::shared_state(const config::config& c)
     : cfg(c),
-      shards(c.server.shards ? c.server.shards : std::min(core::online_cpus(), 256u)),  // queue ids: 2 hex digits
-      per_ip(new std::atomic<uint32_t>[ip_slots]) {
-  for (unsigned i = 0; i < ip_slots; ++i) per_ip[i].store(0, std::memory_order_relaxed);
-}
+      shards(c.server.shards ? c.server.shards : std::min(core::online_cpus(), 256u)) {}  // queue ids: 2 hex digits
 
 shard_server::shard_server(core::shard& sh, shared_state& st, message_store& store)
     : _shard(sh), _st(st), _store(store) {}
@@ -113,9 +95,7 @@ void shard_server::on_accept(listener_info& li, int fd) {
   ++_conn_count;
 
   const auto& lim = _st.cfg.limits;
-  unsigned slot = ip_hash(peer);
-  uint32_t total = _st.connections.fetch_add(1, std::memory_order_relaxed) + 1;
-  uint32_t per_ip = _st.per_ip[slot].fetch_add(1, std::memory_order_relaxed) + 1;
+  auto [slot, total, per_ip] = _st.conns.add(peer);
   c->set_ip_slot(slot);
   const std::string& host = _st.cfg.server.hostname;
   if (_draining || _st.draining.load(std::memory_order_relaxed)) {
@@ -138,8 +118,7 @@ void shard_server::on_connection_closed(connection* c) {
   else _conns = c->next;
   if (c->next) c->next->prev = c->prev;
   --_conn_count;
-  _st.connections.fetch_sub(1, std::memory_order_relaxed);
-  _st.per_ip[c->ip_slot()].fetch_sub(1, std::memory_order_relaxed);
+  _st.conns.remove(c->ip_slot());
   delete c;
 }
 

@@ -20,6 +20,7 @@
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/net/buffer_ring.hh"
 #include "sealrelay/net/chunk.hh"
+#include "sealrelay/net/conn_caps.hh"
 #include "sealrelay/net/listener.hh"
 #include "sealrelay/spool/intake.hh"
 #include "sealrelay/tls/context.hh"
@@ -79,11 +80,7 @@ struct shared_state {
   explicit shared_state(options o);
   options opt;
   token_source tokens;
-  std::atomic<uint32_t> connections{0};        // open API connections, every shard
-  // Open connections per client address, by hash of the address (a collision only makes
-  // the cap stricter for the colliding addresses), as the SMTP listeners count them.
-  static constexpr unsigned ip_slots = 1u << 12;
-  std::unique_ptr<std::atomic<uint32_t>[]> per_ip;
+  net::conn_caps conns{1u << 12};  // open API connections, every shard, as the SMTP side counts
   std::atomic<bool> draining{false};
   std::atomic<uint64_t>* messages_accepted = nullptr;  // the SMTP side's counter, shared
 };

@@ -14,6 +14,7 @@
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/net/buffer_ring.hh"
 #include "sealrelay/net/chunk.hh"
+#include "sealrelay/net/conn_caps.hh"
 #include "sealrelay/net/listener.hh"
 #include "sealrelay/server/store.hh"
 
@@ -46,11 +47,7 @@ struct shared_state {
   const config::config& cfg;
   unsigned shards = 1;
   std::atomic<bool> draining{false};
-  std::atomic<uint32_t> connections{0};
-  // Per-client-IP connection counts, by hash of the address (collisions only make
-  // the cap stricter for the colliding addresses).
-  static constexpr unsigned ip_slots = 1u << 16;
-  std::unique_ptr<std::atomic<uint32_t>[]> per_ip;
+  net::conn_caps conns{1u << 16};  // open connections, every shard, total and per client address
   counters stats;
 };
 
