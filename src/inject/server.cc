@@ -66,12 +66,7 @@ shard_server::shard_server(core::shard& sh, shared_state& st, net::buffer_ring& 
     : _shard(sh), _st(st), _buffers(buffers), _pool(pool), _intake(intake) {}
 
 shard_server::~shard_server() {
-  // Connections still open at exit are abandoned with the process; free them.
-  while (_conns) {
-    connection* c = _conns;
-    _conns = c->next;
-    delete c;
-  }
+  _conns.delete_all();  // connections still open at exit are abandoned with the process
 }
 
 status shard_server::start() {
@@ -106,10 +101,7 @@ void shard_server::on_accept(int fd) {
   std::string ip = address_to_string(reinterpret_cast<const sockaddr*>(&peer));
   auto [slot, total, per_ip] = _st.conns.add(peer);
   auto* c = new connection(*this, fd, ip, slot);
-  c->next = _conns;
-  if (_conns) _conns->prev = c;
-  _conns = c;
-  ++_conn_count;
+  _conns.push_front(c);
   const options& o = _st.opt;
   if (_draining || _st.draining.load(std::memory_order_relaxed)) {
     c->refuse(503, "shutting down; try again later");
@@ -124,10 +116,7 @@ void shard_server::on_accept(int fd) {
 }
 
 void shard_server::on_connection_closed(connection* c) {
-  if (c->prev) c->prev->next = c->next;
-  else _conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  --_conn_count;
+  _conns.erase(c);
   _st.conns.remove(c->ip_slot());
   delete c;
 }
@@ -144,31 +133,21 @@ void shard_server::on_tick() {
     _tokens_generation = g;
   }
   uint64_t now = _shard.now_ms();
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;  // c may close (not free) during the check
+  _conns.for_each([now](connection* c) {  // c may close during the check
     c->resume_recv_if_starved();
     c->check_deadline(now);
-    c = next;
-  }
+  });
 }
 
 void shard_server::begin_drain() {
   if (_draining) return;
   _draining = true;
   if (_listener) _listener->stop();
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;
-    c->begin_drain();
-    c = next;
-  }
+  _conns.for_each([](connection* c) { c->begin_drain(); });
 }
 
 void shard_server::abort_all() {
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;
-    c->force_close();
-    c = next;
-  }
+  _conns.for_each([](connection* c) { c->force_close(); });
 }
 
 }  // namespace sr::inject

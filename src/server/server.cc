@@ -32,12 +32,7 @@ shard_server::shard_server(core::shard& sh, shared_state& st, message_store& sto
     : _shard(sh), _st(st), _store(store) {}
 
 shard_server::~shard_server() {
-  // Connections still open at exit are abandoned with the process; free them.
-  while (_conns) {
-    connection* c = _conns;
-    _conns = c->next;
-    delete c;
-  }
+  _conns.delete_all();  // connections still open at exit are abandoned with the process
 }
 
 status shard_server::prepare() {
@@ -89,10 +84,7 @@ void shard_server::on_accept(listener_info& li, int fd) {
       if (net.contains(reinterpret_cast<const sockaddr*>(&peer))) relay_allowed = true;
 
   auto* c = new connection(*this, li, fd, peer, relay_allowed);
-  c->next = _conns;
-  if (_conns) _conns->prev = c;
-  _conns = c;
-  ++_conn_count;
+  _conns.push_front(c);
 
   const auto& lim = _st.cfg.limits;
   auto [slot, total, per_ip] = _st.conns.add(peer);
@@ -114,10 +106,7 @@ void shard_server::on_accept(listener_info& li, int fd) {
 }
 
 void shard_server::on_connection_closed(connection* c) {
-  if (c->prev) c->prev->next = c->next;
-  else _conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  --_conn_count;
+  _conns.erase(c);
   _st.conns.remove(c->ip_slot());
   delete c;
 }
@@ -125,34 +114,24 @@ void shard_server::on_connection_closed(connection* c) {
 void shard_server::on_tick() {
   uint64_t now = _shard.now_ms();
   _ring->refill();
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;  // c may close (not free) during the check
+  _conns.for_each([now](connection* c) {  // c may close during the check
     c->resume_recv_if_starved();
     c->check_deadline(now);
-    c = next;
-  }
+  });
 }
 
 void shard_server::begin_drain() {
   if (_draining) return;
   _draining = true;
   for (auto& li : _listeners) li->sock->stop();
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;
-    c->begin_drain();
-    c = next;
-  }
+  _conns.for_each([](connection* c) { c->begin_drain(); });
   if (_auth) _auth->release_delayed();  // a held-back 535 must not outlast the drain
 }
 
-bool shard_server::idle() const { return _conn_count == 0 && _store.in_flight() == 0; }
+bool shard_server::idle() const { return _conns.size() == 0 && _store.in_flight() == 0; }
 
 void shard_server::abort_all() {
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;
-    c->force_close();
-    c = next;
-  }
+  _conns.for_each([](connection* c) { c->force_close(); });
 }
 
 }  // namespace sr::server

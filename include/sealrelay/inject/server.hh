@@ -21,6 +21,7 @@
 #include "sealrelay/net/buffer_ring.hh"
 #include "sealrelay/net/chunk.hh"
 #include "sealrelay/net/conn_caps.hh"
+#include "sealrelay/net/conn_list.hh"
 #include "sealrelay/net/listener.hh"
 #include "sealrelay/spool/intake.hh"
 #include "sealrelay/tls/context.hh"
@@ -106,10 +107,10 @@ class shard_server {
   // Stop accepting; idle connections close, a request in progress gets its answer first.
   void begin_drain();
   // No connection left.
-  bool idle() const { return _conn_count == 0; }
+  bool idle() const { return _conns.size() == 0; }
   // Close every connection now (drain timeout).
   void abort_all();
-  std::size_t connection_count() const { return _conn_count; }
+  std::size_t connection_count() const { return _conns.size(); }
   const shard_stats& stats() const { return _stats; }
 
   // For connections.
@@ -140,8 +141,7 @@ class shard_server {
   std::unique_ptr<net::listener> _listener;
   std::shared_ptr<const api::token_set> _tokens;
   uint64_t _tokens_generation = 0;
-  connection* _conns = nullptr;  // intrusive list
-  std::size_t _conn_count = 0;
+  net::conn_list<connection> _conns;
   bool _draining = false;
   shard_stats _stats;
 };

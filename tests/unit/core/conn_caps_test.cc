@@ -1,10 +1,14 @@
 // net::conn_caps (the connection counts behind the SMTP server's and the HTTP API's caps):
 // the same address always lands on the same slot, IPv4 and IPv6 are counted per address,
-// and remove() gives back exactly what add() took.
+// and remove() gives back exactly what add() took. net::conn_list (their connection
+// lists): unlinking from inside for_each, and delete_all.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "sealrelay/net/conn_caps.hh"
+#include "sealrelay/net/conn_list.hh"
 
 namespace {
 
@@ -43,6 +47,37 @@ TEST(conn_caps, counts_total_and_per_address_and_gives_back) {
   EXPECT_EQ(caps.total(), 2u);
   EXPECT_EQ(caps.add(v4("192.0.2.7", 3000)).per_ip, 2u);
   EXPECT_EQ(caps.add(v4("192.0.2.8", 3000)).per_ip, 1u);
+}
+
+struct fake_conn {
+  int id;
+  int* freed;
+  fake_conn* prev = nullptr;
+  fake_conn* next = nullptr;
+  ~fake_conn() { ++*freed; }
+};
+
+TEST(conn_list, unlink_during_walk_and_delete_all) {
+  int freed = 0;
+  sr::net::conn_list<fake_conn> list;
+  for (int i = 0; i < 5; ++i) list.push_front(new fake_conn{i, &freed});
+  EXPECT_EQ(list.size(), 5u);
+  std::vector<int> seen;
+  list.for_each([&](fake_conn* c) {  // newest first; odd ones close (unlink and free) themselves
+    seen.push_back(c->id);
+    if (c->id % 2) {
+      list.erase(c);
+      delete c;
+    }
+  });
+  EXPECT_EQ(seen, (std::vector<int>{4, 3, 2, 1, 0}));
+  EXPECT_EQ(list.size(), 3u);
+  seen.clear();
+  list.for_each([&](fake_conn* c) { seen.push_back(c->id); });
+  EXPECT_EQ(seen, (std::vector<int>{4, 2, 0}));
+  list.delete_all();
+  EXPECT_EQ(list.size(), 0u);
+  EXPECT_EQ(freed, 5);
 }
 
 }  // namespace
