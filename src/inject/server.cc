@@ -5,7 +5,6 @@
 #include "sealrelay/inject/server.hh"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -90,14 +89,9 @@ status shard_server::start() {
 }
 
 void shard_server::on_accept(int fd) {
-  sockaddr_storage peer{};
-  socklen_t plen = sizeof peer;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) < 0) {
-    ::close(fd);
-    return;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto got = net::accepted_peer(fd);
+  if (!got) return;
+  const sockaddr_storage& peer = *got;
   std::string ip = address_to_string(reinterpret_cast<const sockaddr*>(&peer));
   auto [slot, total, per_ip] = _st.conns.add(peer);
   auto* c = new connection(*this, fd, ip, slot);

@@ -5,7 +5,6 @@
 #include "sealrelay/server/server.hh"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -68,14 +67,9 @@ status shard_server::listen() {
 }
 
 void shard_server::on_accept(listener_info& li, int fd) {
-  sockaddr_storage peer{};
-  socklen_t plen = sizeof peer;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) < 0) {
-    ::close(fd);
-    return;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto got = net::accepted_peer(fd);
+  if (!got) return;
+  const sockaddr_storage& peer = *got;
   _st.stats.connections_total.fetch_add(1, std::memory_order_relaxed);
 
   bool relay_allowed = false;
