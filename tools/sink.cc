@@ -121,7 +121,7 @@ int main(int argc, char** argv) {
     if (!tty) return;
     uint64_t m = messages.load();
     std::fprintf(stderr, "\rsink: %" PRIu64 " messages (%" PRIu64 "/s), %u connections   ", m, m - last,
-                 st.connections.load());
+                 st.conns.total());
     last = m;
   };
   int rc = sr::server::run(cfg, st, hooks);

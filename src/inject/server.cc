@@ -5,7 +5,6 @@
 #include "sealrelay/inject/server.hh"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,25 +16,7 @@
 
 namespace sr::inject {
 
-namespace {
-// FNV-1a of the client's address bytes, folded onto shared_state::ip_slots.
-unsigned ip_slot(const sockaddr_storage& ss) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const uint8_t* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  };
-  if (ss.ss_family == AF_INET)
-    mix(reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr), 4);
-  else
-    mix(reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr), 16);
-  return unsigned(h ^ (h >> 32)) & (shared_state::ip_slots - 1);
-}
-}  // namespace
-
-shared_state::shared_state(options o)
-    : opt(std::move(o)), tokens(opt.tokens_file), per_ip(new std::atomic<uint32_t>[ip_slots]) {
-  for (unsigned i = 0; i < ip_slots; ++i) per_ip[i].store(0, std::memory_order_relaxed);
-}
+shared_state::shared_state(options o) : opt(std::move(o)), tokens(opt.tokens_file) {}
 
 std::size_t code_index(uint16_t code) {
   for (std::size_t i = 0; i + 1 < counted_codes_size; ++i)
@@ -84,12 +65,7 @@ shard_server::shard_server(core::shard& sh, shared_state& st, net::buffer_ring& 
     : _shard(sh), _st(st), _buffers(buffers), _pool(pool), _intake(intake) {}
 
 shard_server::~shard_server() {
-  // Connections still open at exit are abandoned with the process; free them.
-  while (_conns) {
-    connection* c = _conns;
-    _conns = c->next;
-    delete c;
-  }
+  _conns.delete_all();  // connections still open at exit are abandoned with the process
 }
 
 status shard_server::start() {
@@ -113,22 +89,13 @@ status shard_server::start() {
 }
 
 void shard_server::on_accept(int fd) {
-  sockaddr_storage peer{};
-  socklen_t plen = sizeof peer;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) < 0) {
-    ::close(fd);
-    return;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto got = net::accepted_peer(fd);
+  if (!got) return;
+  const sockaddr_storage& peer = *got;
   std::string ip = address_to_string(reinterpret_cast<const sockaddr*>(&peer));
-  auto* c = new connection(*this, fd, ip, ip_slot(peer));
-  c->next = _conns;
-  if (_conns) _conns->prev = c;
-  _conns = c;
-  ++_conn_count;
-  uint32_t total = _st.connections.fetch_add(1, std::memory_order_relaxed) + 1;
-  uint32_t per_ip = _st.per_ip[c->ip_slot()].fetch_add(1, std::memory_order_relaxed) + 1;
+  auto [slot, total, per_ip] = _st.conns.add(peer);
+  auto* c = new connection(*this, fd, ip, slot);
+  _conns.push_front(c);
   const options& o = _st.opt;
   if (_draining || _st.draining.load(std::memory_order_relaxed)) {
     c->refuse(503, "shutting down; try again later");
@@ -143,12 +110,8 @@ void shard_server::on_accept(int fd) {
 }
 
 void shard_server::on_connection_closed(connection* c) {
-  if (c->prev) c->prev->next = c->next;
-  else _conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  --_conn_count;
-  _st.connections.fetch_sub(1, std::memory_order_relaxed);
-  _st.per_ip[c->ip_slot()].fetch_sub(1, std::memory_order_relaxed);
+  _conns.erase(c);
+  _st.conns.remove(c->ip_slot());
   delete c;
 }
 
@@ -164,31 +127,21 @@ void shard_server::on_tick() {
     _tokens_generation = g;
   }
   uint64_t now = _shard.now_ms();
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;  // c may close (not free) during the check
+  _conns.for_each([now](connection* c) {  // c may close during the check
     c->resume_recv_if_starved();
     c->check_deadline(now);
-    c = next;
-  }
+  });
 }
 
 void shard_server::begin_drain() {
   if (_draining) return;
   _draining = true;
   if (_listener) _listener->stop();
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;
-    c->begin_drain();
-    c = next;
-  }
+  _conns.for_each([](connection* c) { c->begin_drain(); });
 }
 
 void shard_server::abort_all() {
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;
-    c->force_close();
-    c = next;
-  }
+  _conns.for_each([](connection* c) { c->force_close(); });
 }
 
 }  // namespace sr::inject

@@ -85,4 +85,16 @@ void listener::on_complete(int res, unsigned flags) {
   if (!_armed && !_stopped) arm();
 }
 
+std::optional<sockaddr_storage> accepted_peer(int fd) {
+  sockaddr_storage peer{};
+  socklen_t plen = sizeof peer;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) < 0) {
+    ::close(fd);
+    return std::nullopt;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return peer;
+}
+
 }  // namespace sr::net

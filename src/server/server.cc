@@ -5,7 +5,6 @@
 #include "sealrelay/server/server.hh"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,40 +21,17 @@ namespace {
 constexpr size_t chunk_size = 16 * 1024;
 constexpr unsigned ring_entries = 1024;
 constexpr uint16_t buffer_group = 1;
-
-unsigned ip_hash(const sockaddr_storage& ss) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const uint8_t* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  };
-  if (ss.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
-    mix(reinterpret_cast<const uint8_t*>(&in->sin_addr), 4);
-  } else {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-    mix(reinterpret_cast<const uint8_t*>(&in6->sin6_addr), 16);
-  }
-  return unsigned(h ^ (h >> 32)) & (shared_state::ip_slots - 1);
-}
 }  // namespace
 
 shared_state::shared_state(const config::config& c)
     : cfg(c),
-      shards(c.server.shards ? c.server.shards : std::min(core::online_cpus(), 256u)),  // queue ids: 2 hex digits
-      per_ip(new std::atomic<uint32_t>[ip_slots]) {
-  for (unsigned i = 0; i < ip_slots; ++i) per_ip[i].store(0, std::memory_order_relaxed);
-}
+      shards(c.server.shards ? c.server.shards : std::min(core::online_cpus(), 256u)) {}  // queue ids: 2 hex digits
 
 shard_server::shard_server(core::shard& sh, shared_state& st, message_store& store)
     : _shard(sh), _st(st), _store(store) {}
 
 shard_server::~shard_server() {
-  // Connections still open at exit are abandoned with the process; free them.
-  while (_conns) {
-    connection* c = _conns;
-    _conns = c->next;
-    delete c;
-  }
+  _conns.delete_all();  // connections still open at exit are abandoned with the process
 }
 
 status shard_server::prepare() {
@@ -91,14 +67,9 @@ status shard_server::listen() {
 }
 
 void shard_server::on_accept(listener_info& li, int fd) {
-  sockaddr_storage peer{};
-  socklen_t plen = sizeof peer;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) < 0) {
-    ::close(fd);
-    return;
-  }
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  auto got = net::accepted_peer(fd);
+  if (!got) return;
+  const sockaddr_storage& peer = *got;
   _st.stats.connections_total.fetch_add(1, std::memory_order_relaxed);
 
   bool relay_allowed = false;
@@ -107,15 +78,10 @@ void shard_server::on_accept(listener_info& li, int fd) {
       if (net.contains(reinterpret_cast<const sockaddr*>(&peer))) relay_allowed = true;
 
   auto* c = new connection(*this, li, fd, peer, relay_allowed);
-  c->next = _conns;
-  if (_conns) _conns->prev = c;
-  _conns = c;
-  ++_conn_count;
+  _conns.push_front(c);
 
   const auto& lim = _st.cfg.limits;
-  unsigned slot = ip_hash(peer);
-  uint32_t total = _st.connections.fetch_add(1, std::memory_order_relaxed) + 1;
-  uint32_t per_ip = _st.per_ip[slot].fetch_add(1, std::memory_order_relaxed) + 1;
+  auto [slot, total, per_ip] = _st.conns.add(peer);
   c->set_ip_slot(slot);
   const std::string& host = _st.cfg.server.hostname;
   if (_draining || _st.draining.load(std::memory_order_relaxed)) {
@@ -134,46 +100,32 @@ void shard_server::on_accept(listener_info& li, int fd) {
 }
 
 void shard_server::on_connection_closed(connection* c) {
-  if (c->prev) c->prev->next = c->next;
-  else _conns = c->next;
-  if (c->next) c->next->prev = c->prev;
-  --_conn_count;
-  _st.connections.fetch_sub(1, std::memory_order_relaxed);
-  _st.per_ip[c->ip_slot()].fetch_sub(1, std::memory_order_relaxed);
+  _conns.erase(c);
+  _st.conns.remove(c->ip_slot());
   delete c;
 }
 
 void shard_server::on_tick() {
   uint64_t now = _shard.now_ms();
   _ring->refill();
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;  // c may close (not free) during the check
+  _conns.for_each([now](connection* c) {  // c may close during the check
     c->resume_recv_if_starved();
     c->check_deadline(now);
-    c = next;
-  }
+  });
 }
 
 void shard_server::begin_drain() {
   if (_draining) return;
   _draining = true;
   for (auto& li : _listeners) li->sock->stop();
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;
-    c->begin_drain();
-    c = next;
-  }
+  _conns.for_each([](connection* c) { c->begin_drain(); });
   if (_auth) _auth->release_delayed();  // a held-back 535 must not outlast the drain
 }
 
-bool shard_server::idle() const { return _conn_count == 0 && _store.in_flight() == 0; }
+bool shard_server::idle() const { return _conns.size() == 0 && _store.in_flight() == 0; }
 
 void shard_server::abort_all() {
-  for (connection* c = _conns; c;) {
-    connection* next = c->next;
-    c->force_close();
-    c = next;
-  }
+  _conns.for_each([](connection* c) { c->force_close(); });
 }
 
 }  // namespace sr::server

@@ -117,8 +117,7 @@ TEST_F(Dkim, RelayedMailIsSignedPerFromDomain) {
   // The HTTP API too (plain HTTP on loopback): it submits through the same intake.
   const uint16_t api_port = free_port();
   const fs::path tokens = keys().dir.path() / "api-tokens";
-  std::ofstream(tokens) << "dkim-test-token-0123456789\n";
-  fs::permissions(tokens, fs::perms::owner_read | fs::perms::owner_write);
+  write_private_file(tokens, "dkim-test-token-0123456789\n");
   const uint16_t admin_port = free_port();
   _admin_listen = "127.0.0.1:" + std::to_string(admin_port);
   relay* r = start_relay(dkim_toml() + "[http]\nlisten = \"127.0.0.1:" + std::to_string(api_port) +

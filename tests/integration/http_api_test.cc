@@ -32,11 +32,6 @@ struct http_answer {
   std::string raw;      // curl's whole output, for failure messages
 };
 
-// Write `text` to `path` with mode 0600 (a tokens file must not be readable by others).
-void write_private(const fs::path& path, const std::string& text) {
-  std::ofstream(path, std::ios::trunc) << text;
-  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
-}
 
 // POST `body` (from a file: no argv size limit) with curl; `auth` "" sends no Authorization.
 http_answer post(const fs::path& dir, const std::string& url, const std::string& body, const std::string& auth,
@@ -137,7 +132,7 @@ class HttpApi : public ::testing::Test {
     ASSERT_NE(mx_p, 0);
     mx = std::make_unique<fake_mx>(fake_mx_options{.hosts = {"127.0.0.2"}, .port = mx_p});
     ASSERT_TRUE(mx->start()) << mx->error();
-    write_private(dir->path() / "api-tokens", std::string("# test tokens\n") + token + "\n");
+    write_private_file(dir->path() / "api-tokens", std::string("# test tokens\n") + token + "\n");
     api_port = free_port();
     admin_port = free_port();
     relay_options o = delivery_options("127.0.0.1:9", mx_p);
@@ -334,7 +329,7 @@ TEST_F(HttpApi, KeepAliveCarriesSeveralRequestsAndMetricsCountThem) {
 TEST_F(HttpApi, SighupReloadsTheTokensFile) {
   std::string req = "{\"from\":\"a@sender.test\",\"to\":[\"r@api.test\"],\"content\":\"Subject: reload\\n\\nx\\n\"}";
   EXPECT_EQ(post(dir->path(), url(), req, other_token).code, 403);
-  write_private(dir->path() / "api-tokens", std::string(token) + "\n" + other_token + "\n");
+  write_private_file(dir->path() / "api-tokens", std::string(token) + "\n" + other_token + "\n");
   r->signal(SIGHUP);
   int code = 0;
   for (int i = 0; i < 50 && code != 202; ++i) {  // picked up on the shards' next tick
@@ -351,7 +346,7 @@ TEST(HttpApiPlain, PlainHttpOnLoopbackWorks) {
   ASSERT_NE(mx_p, 0);
   fake_mx mx({.hosts = {"127.0.0.3"}, .port = mx_p});
   ASSERT_TRUE(mx.start()) << mx.error();
-  write_private(dir.path() / "tokens", std::string(token) + "\n");
+  write_private_file(dir.path() / "tokens", std::string(token) + "\n");
   uint16_t port = free_port();
   relay_options o = delivery_options("127.0.0.1:9", mx_p);
   o.limits = {"data_timeout = \"1s\"", "idle_timeout = \"2s\""};

@@ -10,7 +10,6 @@
 
 #include <csignal>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include "sealrelay/spool/partition.hh"
@@ -35,10 +34,6 @@ constexpr const char* bob_line =
 constexpr const char* carol_line = "carol@example.org:$y$j9T$NeHAZHX4pzQSPpjtjrBMp/$2FOhInZmAxT5j./.0B2p.42v0G20KyAzlhdlYDMEnX8\n";
 constexpr const char* domain = "dest.test";
 
-void write_private(const fs::path& path, const std::string& text) {
-  std::ofstream(path, std::ios::trunc) << text;
-  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
-}
 
 std::string b64(std::string_view s) {
   static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -94,7 +89,7 @@ struct world_for_submission {
       return false;
     }
     users = dir->path() / "users";
-    write_private(users, std::string("# submission users\n") + alice_line + bob_line);
+    write_private_file(users, std::string("# submission users\n") + alice_line + bob_line);
     admin_port = free_port();
     relay_options o = delivery_options("127.0.0.1:9", mx_p);
     o.shards = 1;
@@ -399,7 +394,7 @@ TEST(Submission, SighupReloadsTheUsersFile) {
   auto res = w.swaks("carol@example.org", carol_pw, "carol@example.org", unique("carol-before"));
   EXPECT_TRUE(contains(res.output, "535 5.7.8")) << res.output;
   // carol added, alice removed.
-  write_private(w.users, std::string(bob_line) + carol_line);
+  write_private_file(w.users, std::string(bob_line) + carol_line);
   w.r->signal(SIGHUP);
   ASSERT_TRUE(wait_log(*w.r, [](const std::string& l) { return contains(l, "auth.users_file reloaded (2 users)"); }))
       << w.r->log();
@@ -411,7 +406,7 @@ TEST(Submission, SighupReloadsTheUsersFile) {
   ASSERT_TRUE(w.wait_received(marker)) << w.r->log();
   // A file others may read is refused on reload: the current users stay.
   fs::permissions(w.users, fs::perms::group_read, fs::perm_options::add);
-  write_private(w.users, alice_line);
+  write_private_file(w.users, alice_line);
   fs::permissions(w.users, fs::perms::others_read, fs::perm_options::add);
   w.r->signal(SIGHUP);
   ASSERT_TRUE(wait_log(*w.r, [](const std::string& l) { return contains(l, "keeping the current submission users"); }))

@@ -52,6 +52,11 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
+void write_private_file(const fs::path& path, const std::string& text) {
+  std::ofstream(path, std::ios::trunc) << text;
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
+}
+
 std::string relay_binary() {
   const char* bin = std::getenv("SEALRELAY_BIN");
   return bin ? bin : "";

@@ -71,6 +71,8 @@ int remaining_ms(clock::time_point until);
 int decode_status(int status);
 // The whole content of a file ("" when unreadable).
 std::string read_file(const std::filesystem::path& p);
+// Write `text` to `path` with mode 0600, as the relay wants its secrets (tokens, users).
+void write_private_file(const std::filesystem::path& path, const std::string& text);
 
 // The outcome of a child process: exit code (128+signal when killed) and its output.
 struct run_result {

@@ -20,6 +20,8 @@
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/net/buffer_ring.hh"
 #include "sealrelay/net/chunk.hh"
+#include "sealrelay/net/conn_caps.hh"
+#include "sealrelay/net/conn_list.hh"
 #include "sealrelay/net/listener.hh"
 #include "sealrelay/spool/intake.hh"
 #include "sealrelay/tls/context.hh"
@@ -79,11 +81,7 @@ struct shared_state {
   explicit shared_state(options o);
   options opt;
   token_source tokens;
-  std::atomic<uint32_t> connections{0};        // open API connections, every shard
-  // Open connections per client address, by hash of the address (a collision only makes
-  // the cap stricter for the colliding addresses), as the SMTP listeners count them.
-  static constexpr unsigned ip_slots = 1u << 12;
-  std::unique_ptr<std::atomic<uint32_t>[]> per_ip;
+  net::conn_caps conns{1u << 12};  // open API connections, every shard, as the SMTP side counts
   std::atomic<bool> draining{false};
   std::atomic<uint64_t>* messages_accepted = nullptr;  // the SMTP side's counter, shared
 };
@@ -109,10 +107,10 @@ class shard_server {
   // Stop accepting; idle connections close, a request in progress gets its answer first.
   void begin_drain();
   // No connection left.
-  bool idle() const { return _conn_count == 0; }
+  bool idle() const { return _conns.size() == 0; }
   // Close every connection now (drain timeout).
   void abort_all();
-  std::size_t connection_count() const { return _conn_count; }
+  std::size_t connection_count() const { return _conns.size(); }
   const shard_stats& stats() const { return _stats; }
 
   // For connections.
@@ -143,8 +141,7 @@ class shard_server {
   std::unique_ptr<net::listener> _listener;
   std::shared_ptr<const api::token_set> _tokens;
   uint64_t _tokens_generation = 0;
-  connection* _conns = nullptr;  // intrusive list
-  std::size_t _conn_count = 0;
+  net::conn_list<connection> _conns;
   bool _draining = false;
   shard_stats _stats;
 };

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <functional>
+#include <optional>
 
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/util/result.hh"
@@ -15,6 +16,10 @@ namespace sr::net {
 status probe_address_free(const sockaddr_storage& addr, socklen_t len);
 // Open a non-blocking TCP listening socket on `addr` with SO_REUSEPORT.
 result<int> open_listen_socket(const sockaddr_storage& addr, socklen_t len, int backlog = 4096);
+
+// An accepted socket's peer address, with TCP_NODELAY set (replies are small and
+// latency-bound). Nullopt, with `fd` closed, when the peer is already gone.
+std::optional<sockaddr_storage> accepted_peer(int fd);
 
 class listener final : core::completion {
  public:

@@ -14,6 +14,8 @@
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/net/buffer_ring.hh"
 #include "sealrelay/net/chunk.hh"
+#include "sealrelay/net/conn_caps.hh"
+#include "sealrelay/net/conn_list.hh"
 #include "sealrelay/net/listener.hh"
 #include "sealrelay/server/store.hh"
 
@@ -46,11 +48,7 @@ struct shared_state {
   const config::config& cfg;
   unsigned shards = 1;
   std::atomic<bool> draining{false};
-  std::atomic<uint32_t> connections{0};
-  // Per-client-IP connection counts, by hash of the address (collisions only make
-  // the cap stricter for the colliding addresses).
-  static constexpr unsigned ip_slots = 1u << 16;
-  std::unique_ptr<std::atomic<uint32_t>[]> per_ip;
+  net::conn_caps conns{1u << 16};  // open connections, every shard, total and per client address
   counters stats;
 };
 
@@ -81,7 +79,7 @@ class shard_server {
   // server; set before listen().
   void set_authenticator(authenticator* a) { _auth = a; }
   authenticator* auth() { return _auth; }
-  size_t connection_count() const { return _conn_count; }
+  size_t connection_count() const { return _conns.size(); }
   // Called by a connection when it is fully closed (deletes it).
   void on_connection_closed(connection* c);
 
@@ -97,8 +95,7 @@ class shard_server {
   std::unique_ptr<tls::context> _tls_ctx;
   std::vector<std::unique_ptr<listener_info>> _listeners;
   authenticator* _auth = nullptr;
-  connection* _conns = nullptr;   // intrusive list
-  size_t _conn_count = 0;
+  net::conn_list<connection> _conns;
   bool _draining = false;
 };
 

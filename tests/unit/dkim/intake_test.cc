@@ -6,9 +6,7 @@
 // counts messages waiting for their signature; a full pool means signing inline. Also:
 // from_domain and the signer set.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdlib>
 #include <ctime>
 #include <string>
 #include <vector>
@@ -16,57 +14,16 @@
 #include "sealrelay/dkim/intake.hh"
 #include "sealrelay/dkim/pool.hh"
 #include "sealrelay/dkim/signers.hh"
-#include "support/cert_files.hh"
-#include "support/file_io.hh"
-#include "support/temp_dir.hh"
+#include "test_keys.hh"
 
 namespace {
 
 using namespace sr;
-using sr::test::read_file;
-using sr::test::run_pipeline;
-using sr::test::shell_quote;
-using sr::test::write_file;
 
 bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
-struct keys {
-  sr::test::temp_dir dir{"sealrelay-dkim-intake"};
-  bool ok = false;
-  std::string rsa_pem, ed_pem, rsa_txt, ed_txt;
-  keys() {
-    const std::string d = dir.path().string();
-    auto sh = [&](const std::string& cmd) { return run_pipeline("cd " + shell_quote(d) + " && " + cmd); };
-    if (!sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.pem 2>/dev/null") ||
-        !sh("openssl genpkey -algorithm ed25519 -out ed.pem 2>/dev/null"))
-      return;
-    auto rsa_p = sh("openssl pkey -in rsa.pem -pubout -outform DER 2>/dev/null | base64 -w0");
-    auto ed_p = sh("openssl pkey -in ed.pem -pubout -outform DER 2>/dev/null | tail -c 32 | base64 -w0");
-    if (!rsa_p || !ed_p) return;
-    rsa_txt = "v=DKIM1; k=rsa; p=" + *rsa_p;
-    ed_txt = "v=DKIM1; k=ed25519; p=" + *ed_p;
-    rsa_pem = d + "/rsa.pem";
-    ed_pem = d + "/ed.pem";
-    ok = true;
-  }
-};
-
-keys& suite_keys() {
-  static keys k;
-  return k;
-}
-
-int verify(const std::string& message, const std::string& txt, std::string* diag) {
-  sr::test::temp_dir d("sealrelay-dkimv");
-  const auto m = d.path() / "msg.eml", t = d.path() / "key.txt", e = d.path() / "err";
-  write_file(m, message);
-  write_file(t, txt);
-  const std::string cmd = "/usr/bin/python3 " + shell_quote(SR_DKIM_VERIFY) + " " + shell_quote(t.string()) +
-                          " < " + shell_quote(m.string()) + " > /dev/null 2> " + shell_quote(e.string());
-  const int st = std::system(cmd.c_str());
-  *diag = read_file(e);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+using sr::test::dkim::suite_keys;
+using sr::test::dkim::verify;
 
 std::vector<dkim::key_entry> entries() {
   return {{.domain = "rsa.example", .selector = "r1", .key_file = suite_keys().rsa_pem},

@@ -4,7 +4,6 @@
 // bodies, long lines, chunk chains split anywhere; a tampered body or header, or an added
 // From, must fail. Skips (with the reason) when dkimpy or openssl is missing.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <ctime>
 #include <regex>
@@ -16,68 +15,18 @@
 #include "support/cert_files.hh"
 #include "support/file_io.hh"
 #include "support/temp_dir.hh"
+#include "test_keys.hh"
 
 namespace {
 
 using sr::dkim::signer;
 using sr::dkim::signer_config;
-using sr::test::read_file;
 using sr::test::run_pipeline;
 using sr::test::shell_quote;
 using sr::test::write_file;
 
-// Keys made once for the whole suite; the TXT records dkimpy is handed.
-struct keys {
-  sr::test::temp_dir dir{"sealrelay-dkim"};
-  bool ok = false;
-  std::string why;
-  std::string rsa_pem, rsa1024_pem, ed_pem, rsa_pkcs1_pem;
-  std::string rsa_txt, ed_txt;
-
-  keys() {
-    const std::string d = dir.path().string();
-    auto sh = [&](const std::string& cmd) { return run_pipeline("cd " + shell_quote(d) + " && " + cmd); };
-    if (!sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa.pem 2>/dev/null") ||
-        !sh("openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out rsa1024.pem 2>/dev/null") ||
-        !sh("openssl genpkey -algorithm ed25519 -out ed.pem 2>/dev/null") ||
-        !sh("openssl pkey -in rsa.pem -traditional -out rsa_pkcs1.pem 2>/dev/null")) {
-      why = "openssl genpkey failed or is missing";
-      return;
-    }
-    auto rsa_p = sh("openssl pkey -in rsa.pem -pubout -outform DER 2>/dev/null | base64 -w0");
-    // RFC 8463 §4: p= is the raw 32-byte Ed25519 key, the tail of its SPKI.
-    auto ed_p = sh("openssl pkey -in ed.pem -pubout -outform DER 2>/dev/null | tail -c 32 | base64 -w0");
-    if (!rsa_p || !ed_p) {
-      why = "openssl pkey -pubout failed";
-      return;
-    }
-    rsa_txt = "v=DKIM1; k=rsa; p=" + *rsa_p;
-    ed_txt = "v=DKIM1; k=ed25519; p=" + *ed_p;
-    rsa_pem = d + "/rsa.pem";
-    rsa1024_pem = d + "/rsa1024.pem";
-    ed_pem = d + "/ed.pem";
-    rsa_pkcs1_pem = d + "/rsa_pkcs1.pem";
-    ok = true;
-  }
-};
-
-keys& suite_keys() {
-  static keys k;
-  return k;
-}
-
-// Run dkimpy on `message` with `txt` as the selector's TXT record: its exit code (77: missing).
-int verify(const std::string& message, const std::string& txt, std::string* diag = nullptr) {
-  sr::test::temp_dir d("sealrelay-dkimv");
-  const auto m = d.path() / "msg.eml", t = d.path() / "key.txt", e = d.path() / "err";
-  write_file(m, message);
-  write_file(t, txt);
-  const std::string cmd = "/usr/bin/python3 " + shell_quote(SR_DKIM_VERIFY) + " " + shell_quote(t.string()) +
-                          " < " + shell_quote(m.string()) + " > /dev/null 2> " + shell_quote(e.string());
-  const int st = std::system(cmd.c_str());
-  if (diag) *diag = read_file(e);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+using sr::test::dkim::suite_keys;
+using sr::test::dkim::verify;
 
 signer make_signer(const std::string& pem_file, std::vector<std::string> headers = {}) {
   auto key = sr::tls::signing_key::load_pem_file(pem_file);
@@ -129,7 +78,7 @@ class DkimSigner : public ::testing::Test {
     const int probe = verify("From: a@b\r\n\r\n", "v=DKIM1; p=");
     if (probe == 77) GTEST_SKIP() << "python3-dkim (dkimpy) is not installed (tools/install-deps)";
   }
-  keys& k() { return suite_keys(); }
+  sr::test::dkim::keys& k() { return suite_keys(); }
 };
 
 std::vector<std::string> messages() {
