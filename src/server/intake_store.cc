@@ -3,8 +3,6 @@
 // record's meta: Message-ID, REQUIRETLS, TLS-Required).
 #include "sealrelay/server/store.hh"
 
-#include <strings.h>
-
 namespace sr::server {
 
 void intake_store::submit(const std::string& queue_id, const inbound::envelope& env,
@@ -19,16 +17,10 @@ void intake_store::submit(const std::string& queue_id, const inbound::envelope& 
   meta.tls = env.tls;
   meta.requiretls = env.requiretls;
   meta.auth_user = env.auth_user;
-  if (auto id = headers.field("message-id")) {
-    std::string_view v = *id;  // "<local@host>" -> "local@host" (the audit's msg_id)
-    if (v.size() >= 2 && v.front() == '<' && v.back() == '>') v = v.substr(1, v.size() - 2);
-    if (v.size() <= 998) meta.msg_id = std::string(v);
-  }
+  meta.msg_id = smtp::message_id(headers);  // the audit's msg_id
   // RFC 8689 §3, §4.2.2: "TLS-Required: No" asks that MTA-STS and DANE be ignored (never the
   // configured [[policy]]); with REQUIRETLS on MAIL the field is ignored.
-  if (!env.requiretls)
-    if (auto v = headers.field("tls-required"); v && strcasecmp(v->c_str(), "no") == 0)
-      meta.tls_required_no = true;
+  meta.tls_required_no = !env.requiretls && smtp::tls_required_no(headers);
   _in.submit(std::move(meta), data, client);
 }
 

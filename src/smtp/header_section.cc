@@ -108,6 +108,21 @@ size_t header_section::count(std::string_view name) const {
   return n;
 }
 
+std::string message_id(const header_section& h) {
+  auto v = h.field("message-id");
+  if (!v) return {};
+  std::string id;
+  for (char c : *v)
+    if (!wsp(c) && c != '<' && c != '>') id += c;
+  if (id.size() > 998) return {};
+  return id;
+}
+
+bool tls_required_no(const header_section& h) {
+  auto v = h.field("tls-required");
+  return v && same_name(*v, "no");
+}
+
 std::vector<std::string> mailbox_addresses(std::string_view value) {
   // Split at top-level ',' (and ';' ending a group), outside quotes, comments and <...>;
   // drop a group's "display-name:"; of each element keep the <angle-addr> when there is

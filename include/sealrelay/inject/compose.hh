@@ -48,8 +48,4 @@ compose_result compose(const api::message_request& r, const compose_params& p, c
 // N its 1-based line position among the file's tokens.
 std::string token_name(std::size_t token_index);
 
-// Return the first Message-ID field's value of a CRLF message without <> and folding
-// whitespace ("" when the header section has none).
-std::string message_id_of(std::string_view text);
-
 }  // namespace sr::inject

@@ -46,6 +46,12 @@ class header_section {
   bool _truncated = false;
 };
 
+// The record meta a message's header section gives (inbound SMTP and the HTTP API alike):
+// its Message-ID without angle brackets and white space ("" when absent or over 998
+// octets, RFC 5322's line limit), and whether it asks "TLS-Required: No" (RFC 8689 §3).
+std::string message_id(const header_section& h);
+bool tls_required_no(const header_section& h);
+
 // The addresses of an address-list value (From:, Sender:, To:): "Name <a@b>, c@d (C)",
 // groups ("team: a@b, c@d;"), quoted local parts and comments handled. Each address is
 // returned as written (local@domain) without angle brackets; an empty vector when none

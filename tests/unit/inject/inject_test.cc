@@ -102,12 +102,6 @@ TEST(Compose, BuilderRefusalsComeBackWithTheirField) {
   EXPECT_EQ(big.err.status, 413);
 }
 
-TEST(Compose, MessageIdOfReadsTheFirstFieldUnfolded) {
-  EXPECT_EQ(message_id_of("Subject: x\r\nmessage-id:\r\n <a@b>\r\nMessage-ID: <c@d>\r\n\r\n"), "a@b");
-  EXPECT_EQ(message_id_of("Subject: x\r\n\r\nMessage-ID: <body@x>\r\n"), "");
-  EXPECT_EQ(message_id_of(""), "");
-}
-
 TEST(Listen, PlainHttpOnlyOnLoopback) {
   EXPECT_TRUE(check_listen("127.0.0.1:8025", false));
   EXPECT_TRUE(check_listen("127.3.4.5:8025", false));

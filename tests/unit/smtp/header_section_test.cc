@@ -70,6 +70,24 @@ TEST(HeaderSection, CapStopsCollecting) {
   EXPECT_FALSE(h.field("from"));  // past the cap: not seen
 }
 
+// The record meta inbound SMTP and the HTTP API take from the header section.
+TEST(HeaderSection, MessageIdAndTlsRequired) {
+  auto of = [](std::string_view text) {
+    header_section h;
+    feed(h, text);
+    return h;
+  };
+  EXPECT_EQ(message_id(of("Subject: x\r\nmessage-id:\r\n <a@b>\r\nMessage-ID: <c@d>\r\n\r\n")), "a@b");
+  EXPECT_EQ(message_id(of("Subject: x\r\n\r\nMessage-ID: <body@x>\r\n")), "");
+  EXPECT_EQ(message_id(of("")), "");
+  EXPECT_EQ(message_id(of("Message-ID: <" + std::string(997, 'i') + ">\r\n\r\n")).size(), 997u);
+  EXPECT_EQ(message_id(of("Message-ID: <" + std::string(999, 'i') + ">\r\n\r\n")), "");
+  EXPECT_TRUE(tls_required_no(of("TLS-Required: NO\r\n\r\n")));
+  EXPECT_TRUE(tls_required_no(of("tls-required:\r\n no \r\n\r\n")));
+  EXPECT_FALSE(tls_required_no(of("TLS-Required: No, please\r\n\r\n")));
+  EXPECT_FALSE(tls_required_no(of("Subject: x\r\n\r\nTLS-Required: No\r\n")));
+}
+
 TEST(MailboxAddresses, CommonForms) {
   using v = std::vector<std::string>;
   EXPECT_EQ(mailbox_addresses("ann@example.org"), v{"ann@example.org"});
