@@ -1,6 +1,6 @@
 // smtp::header_section and mailbox_addresses (header_section.hh). The section ends at the
-// first empty line (CRLF CRLF, or a CRLF as the very first bytes); the search restarts
-// three bytes before each new piece so a CRLF CRLF split across chunks is still found.
+// first empty line (CRLF CRLF, or a CRLF as the very first bytes); each new piece is searched
+// together with the last three bytes kept, so a CRLF CRLF split across chunks is still found.
 #include "sealrelay/smtp/header_section.hh"
 
 #include <algorithm>
@@ -32,24 +32,37 @@ void header_section::clear() {
 
 void header_section::feed(std::span<const std::byte> bytes) {
   if (_complete || _truncated || bytes.empty()) return;
+  std::string_view in(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   size_t old = _text.size();
+  if (old < 2) {  // a CRLF as the very first bytes: no fields at all
+    std::string head = _text + std::string(in.substr(0, 2 - old));
+    if (head == "\r\n") {
+      _complete = true;
+      _end = 0;
+      _text.clear();
+      return;
+    }
+  }
+  // Find the blank line in `in` before copying anything, so only the section is copied
+  // (the body that shares its chunk is not): first where it straddles the bytes kept so
+  // far, then inside `in`. `stop` = bytes of `in` up to and including the blank line.
+  size_t stop = std::string_view::npos;
+  size_t k = std::min<size_t>(old, 3);
+  std::string window = _text.substr(old - k) + std::string(in.substr(0, 3));
+  if (size_t w = window.find("\r\n\r\n"); w != std::string::npos) stop = w + 4 - k;
+  else if (size_t f = in.find("\r\n\r\n"); f != std::string_view::npos) stop = f + 4;
+  if (stop != std::string_view::npos && old + stop - 2 <= _cap) {
+    // The last field's CRLF kept, the blank line's not (its CR may already be in _text).
+    size_t len = old + stop - 2;
+    if (len <= old) _text.resize(len);
+    else _text.append(in.substr(0, stop - 2));
+    _end = len;
+    _complete = true;
+    return;
+  }
   // One byte past the cap is enough to know the section is too long.
-  size_t take = std::min(bytes.size(), _cap + 4 - std::min(old, _cap + 4));
-  _text.append(reinterpret_cast<const char*>(bytes.data()), take);
-  if (_text.size() >= 2 && _text[0] == '\r' && _text[1] == '\n') {  // no fields at all
-    _complete = true;
-    _end = 0;
-    _text.clear();
-    return;
-  }
-  size_t from = old >= 3 ? old - 3 : 0;
-  size_t blank = _text.find("\r\n\r\n", from);
-  if (blank != std::string::npos && blank + 2 <= _cap) {
-    _end = blank + 2;
-    _text.resize(_end);
-    _complete = true;
-    return;
-  }
+  size_t take = std::min(in.size(), _cap + 1 - std::min(old, _cap + 1));
+  _text.append(in.substr(0, take));
   size_t last = _text.rfind("\r\n");
   if (last != std::string::npos && last + 2 <= _cap) _end = std::max(_end, last + 2);
   if (_text.size() > _cap) {

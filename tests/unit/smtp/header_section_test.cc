@@ -50,6 +50,15 @@ TEST(HeaderSection, EveryByteSplitGivesTheSameSection) {
   EXPECT_EQ(bytewise.text(), whole.text());
 }
 
+// Only the header section is copied: a body sharing the piece is left alone.
+TEST(HeaderSection, BodyInTheSamePieceIsNotKept) {
+  header_section h(64);
+  feed(h, "From: a@b.example\r\n\r\n" + std::string(100000, 'x') + "\r\n");
+  EXPECT_TRUE(h.complete());
+  EXPECT_FALSE(h.truncated());
+  EXPECT_EQ(h.text(), "From: a@b.example\r\n");
+}
+
 TEST(HeaderSection, NoFieldsAndUnterminated) {
   header_section h;
   feed(h, "\r\nbody\r\n");
