@@ -21,6 +21,13 @@ constexpr size_t max_queued_pieces = 64;
 // Replies the client has not read yet. Past this, the session is fed no more input and
 // the socket is not read until the client drains them (pipelined NOOP/EHLO floods).
 constexpr size_t max_unsent_output = 64 * 1024;
+// Large messages: past spill_threshold body bytes (and once the header section is known,
+// so DKIM can say whether it signs), the body streams to a spool body file in writes of at
+// least spill_write bytes; with a write in flight and spill_cap bytes gathered again, input
+// waits. So a message holds about spill_cap * 2 bytes at most, not its size.
+constexpr size_t spill_threshold = 128 * 1024;
+constexpr size_t spill_write = 64 * 1024;
+constexpr size_t spill_cap = 128 * 1024;
 
 inbound::session_params make_params(shard_server& srv, const listener_info& li, bool relay_allowed) {
   const auto& cfg = srv.shared().cfg;
@@ -100,7 +107,8 @@ bool connection::output_full() const {
 }
 
 void connection::pump() {
-  while (_in_head < _in.size() && !_awaiting_store && !_session.closed() && !output_full()) {
+  while (_in_head < _in.size() && !_awaiting_store && !_session.closed() && !output_full() &&
+         !spill_blocked()) {
     piece& p = _in[_in_head];
     _feeding = p.c;
     size_t n = _session.feed(std::span<std::byte>(p.c->data + p.off, p.len));
@@ -133,8 +141,8 @@ void connection::pump() {
   if (_session.closed()) {
     release_input();
     stream::close();
-  } else if (output_full()) {
-    pause_recv();  // on_drained() resumes
+  } else if (output_full() || spill_blocked()) {
+    pause_recv();  // on_drained() or the body file write resumes
   }
 }
 
@@ -142,7 +150,7 @@ void connection::on_drained() {
   if (!recv_paused() || closing()) return;
   pump();
   flush();
-  if (!output_full() && !closing()) resume_recv();
+  if (!output_full() && !spill_blocked() && !closing()) resume_recv();
 }
 
 void connection::on_end(int err) {
@@ -202,12 +210,14 @@ void connection::begin_message(const inbound::envelope& env) {
   ri.when = std::time(nullptr);
   smtp::append_received(_received, ri);
   _iov.push_back({_received.data(), _received.size()});
+  _reserve = spool::body_file::reserve_for(env.mail_from.size(), env.rcpt_to, _received.size());
   _phase_started_ms = _shard.now_ms();
 }
 
 void connection::body(std::span<std::byte> bytes) {
   if (bytes.empty()) return;
   _headers.feed(bytes);
+  if (_spill && _spill->failed) return;  // the body file failed: the rest is read and dropped
   if (_held.empty() || _held.back() != _feeding) {
     net::chunk_pool::retain(_feeding);
     _held.push_back(_feeding);
@@ -218,6 +228,89 @@ void connection::body(std::span<std::byte> bytes) {
   } else {
     _iov.push_back({bytes.data(), bytes.size()});
   }
+  _gathered += bytes.size();
+  if (_gathered >= spill_write) maybe_spill();
+}
+
+bool connection::spill_blocked() const {
+  return _spill && _spill->file->busy() && _gathered >= spill_cap;
+}
+
+void connection::maybe_spill() {
+  if (_no_spill || _end_env) return;
+  if (!_spill) {
+    if (_gathered < spill_threshold) return;
+    if (!_headers.complete() && !_headers.truncated()) return;  // DKIM decides on From:
+    std::string path = _srv.store().body_file_path(_queue_id, _headers);
+    if (path.empty()) {
+      _no_spill = true;
+      return;
+    }
+    auto f = spool::body_file::create(_shard, std::move(path), _reserve);
+    if (!f) {
+      SR_WARN("%s: %s: kept in memory: %s", _peer_ip.c_str(), _queue_id.c_str(), f.err().c_str());
+      _no_spill = true;
+      return;
+    }
+    _spill = std::make_shared<spill>();
+    _spill->file = std::move(*f);
+  }
+  if (_spill->file->busy() || _gathered < spill_write) return;
+  start_spill_write();
+}
+
+void connection::start_spill_write() {
+  // One copy into the write buffer frees the receive chunks at once (a chunk is reused
+  // by the next recv), and the write is a single iovec however the spans were split.
+  auto sp = _spill;
+  sp->buf.resize(_gathered);
+  size_t at = 0;
+  for (size_t i = 1; i < _iov.size(); ++i) {
+    std::memcpy(sp->buf.data() + at, _iov[i].iov_base, _iov[i].iov_len);
+    at += _iov[i].iov_len;
+  }
+  _iov.resize(1);
+  _gathered = 0;
+  for (auto* c : _held) _pool.release(c);
+  _held.clear();
+  sp->iov = iovec{sp->buf.data(), at};
+  hold();
+  sp->file->append({&sp->iov, 1}, [this, sp](bool ok) {
+    if (!ok) sp->failed = true;
+    if (sp == _spill) on_spill_written(ok);  // else the message was dropped meanwhile
+    unhold();  // last: may complete a pending close
+  });
+}
+
+void connection::on_spill_written(bool ok) {
+  if (!ok) {
+    _iov.resize(1);
+    _gathered = 0;
+    for (auto* c : _held) _pool.release(c);
+    _held.clear();
+  }
+  if (_end_env) {
+    if (ok && _gathered) start_spill_write();
+    else finish_large();
+    return;
+  }
+  if (ok && _gathered >= spill_write) start_spill_write();
+  if (closing()) return;
+  pump();
+  flush();
+  if (recv_paused() && !output_full() && !spill_blocked()) resume_recv();
+}
+
+void connection::finish_large() {
+  inbound::envelope env = std::move(*_end_env);
+  _end_env.reset();
+  if (_spill->failed) {
+    SR_WARN("%s: %s: body file failed: answering 452", _peer_ip.c_str(), _queue_id.c_str());
+    _shard.post([this] { on_stored(false); });  // never from inside the session's feed
+    return;
+  }
+  _srv.store().submit_large(_queue_id, env, _headers, std::span<const iovec>(_iov.data(), 1),
+                            *_spill->file, this);
 }
 
 // Submission: the From: field must name only addresses the user may send as (what a
@@ -266,6 +359,14 @@ void connection::end_message(const inbound::envelope& env) {
   }
   _awaiting_store = true;
   hold();
+  if (_spill) {
+    // The rest of the body goes to the file first; a write in flight calls finish_large().
+    _end_env = env;
+    if (_spill->file->busy()) return;
+    if (_gathered && !_spill->failed) start_spill_write();
+    else finish_large();
+    return;
+  }
   _srv.store().submit(_queue_id, env, _headers, _iov, this);
 }
 
@@ -314,6 +415,10 @@ void connection::release_message() {
   _iov.clear();
   _received.clear();
   _headers.clear();
+  _gathered = 0;
+  _no_spill = false;
+  _spill.reset();  // a write in flight keeps it until its completion
+  _end_env.reset();
 }
 
 void connection::release_input() {

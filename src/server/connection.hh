@@ -2,6 +2,10 @@
 // STARTTLS (or from the start on implicit-TLS listeners).
 // Received chunks queue here untouched; body spans the session reports are kept by
 // reference (the chunk is retained) and handed to the store as iovecs: zero copy.
+// A large message (its body past spill_threshold) streams to a spool body file instead:
+// the spans gathered so far are copied into a write buffer and their chunks released, one
+// write at a time; while a write is in flight and spill_cap bytes have gathered again, the
+// session is fed no more and the socket is not read (memory per message stays bounded).
 #pragma once
 #include <sys/uio.h>
 
@@ -77,6 +81,13 @@ class connection final : public tls::stream, inbound::events, store_client {
   bool output_full() const;  // unsent replies past the bound: stop feeding the session
   void release_message();
   void release_input();
+  // Large messages: start streaming / the next write when enough has gathered.
+  void maybe_spill();
+  void start_spill_write();
+  void on_spill_written(bool ok);
+  void finish_large();
+  bool spill_blocked() const;
+  size_t gathered() const { return _gathered; }
 
   shard_server& _srv;
   const listener_info& _li;
@@ -96,6 +107,19 @@ class connection final : public tls::stream, inbound::events, store_client {
   std::vector<iovec> _iov;           // header + body spans, in order
   std::vector<net::chunk*> _held;    // chunks the body spans point into
   smtp::header_section _headers;     // the client's header section (a copy, bounded)
+  size_t _gathered = 0;              // body bytes in _iov[1..] (not yet written to a body file)
+  uint64_t _reserve = 0;             // body file gap for this message's record (begin_message)
+  bool _no_spill = false;            // this message stays in memory (DKIM signs it, or no file)
+  // The body file of a large message and its write buffer; shared with a write in flight so
+  // that a message dropped meanwhile (abort, refusal) frees them only when the write ends.
+  struct spill {
+    std::unique_ptr<spool::body_file> file;
+    std::vector<std::byte> buf;
+    iovec iov{};
+    bool failed = false;
+  };
+  std::shared_ptr<spill> _spill;
+  std::optional<inbound::envelope> _end_env;  // final dot seen, waiting for the last write
 
   uint64_t _last_input_ms = 0;
   uint64_t _phase_started_ms = 0;    // TLS handshake or DATA start

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "sealrelay/inbound/session.hh"
-#include "outbound/body.hh"
+#include "sealrelay/outbound/body.hh"
 
 namespace {
 
