@@ -183,6 +183,7 @@ void link::send_body(std::span<const iovec> iov) {
     // A large message (stream_size): its bytes come from the spool a window at a time.
     if (!_window) _window = std::make_unique<char[]>(stream_window);
     _streaming = true;
+    _streamed = true;
     _stream_pos = 0;
     _stream_ready = 0;
     _stuff = {};
@@ -237,6 +238,7 @@ void link::stream_send() {
   tls::stream::send(_siov);  // copied (encrypted) here: the window is free again
   flush();
   if (!last) stream_next();
+  else _window.reset();  // the link may carry small messages for a while: not 128 KiB more
 }
 
 void link::on_drained() {
@@ -477,6 +479,8 @@ outbound::decision<outbound::tls_action> link::on_secure_ehlo(bool requiretls_of
 }
 
 void link::on_closed() {
+  // A link that streamed a large message leaves megabytes of freed TLS and send buffers.
+  if (_streamed) _ag.shard().release_memory_soon();
   _ag.remove(this);
   attempt& at = _at;
   at.on_link_closed(*this);

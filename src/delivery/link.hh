@@ -95,6 +95,7 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   bool _streaming = false;          // the body is being streamed (after the 354)
   bool _stream_reading = false;     // a window read is in flight
   bool _stream_broken = false;      // the transaction ended mid-body: close, never reuse
+  bool _streamed = false;           // some message streamed here: release memory at the end
   outbound::stuff_state _stuff;
   std::vector<iovec> _siov;
   bool _parked = false;

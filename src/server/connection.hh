@@ -3,9 +3,10 @@
 // Received chunks queue here untouched; body spans the session reports are kept by
 // reference (the chunk is retained) and handed to the store as iovecs: zero copy.
 // A large message (its body past spill_threshold) streams to a spool body file instead:
-// the spans gathered so far are copied into a write buffer and their chunks released, one
-// write at a time; while a write is in flight and spill_cap bytes have gathered again, the
-// session is fed no more and the socket is not read (memory per message stays bounded).
+// the spans gathered so far, then every body span as it comes, are copied into a fill
+// buffer (no chunk is kept), written one buffer at a time; while a write is in flight and
+// the other buffer is full, the session is fed no more and the socket is not read
+// (memory per message stays bounded).
 #pragma once
 #include <sys/uio.h>
 
@@ -81,13 +82,13 @@ class connection final : public tls::stream, inbound::events, store_client {
   bool output_full() const;  // unsent replies past the bound: stop feeding the session
   void release_message();
   void release_input();
-  // Large messages: start streaming / the next write when enough has gathered.
+  // Large messages: start streaming once enough has gathered / the next write.
   void maybe_spill();
   void start_spill_write();
   void on_spill_written(bool ok);
   void finish_large();
   bool spill_blocked() const;
-  size_t gathered() const { return _gathered; }
+  void clamp_rcvbuf();
 
   shard_server& _srv;
   const listener_info& _li;
@@ -110,11 +111,13 @@ class connection final : public tls::stream, inbound::events, store_client {
   size_t _gathered = 0;              // body bytes in _iov[1..] (not yet written to a body file)
   uint64_t _reserve = 0;             // body file gap for this message's record (begin_message)
   bool _no_spill = false;            // this message stays in memory (DKIM signs it, or no file)
+  bool _rcvbuf_clamped = false;      // SO_RCVBUF set small for large messages (clamp_rcvbuf)
   // The body file of a large message and its write buffer; shared with a write in flight so
   // that a message dropped meanwhile (abort, refusal) frees them only when the write ends.
   struct spill {
     std::unique_ptr<spool::body_file> file;
-    std::vector<std::byte> buf;
+    std::vector<std::byte> fill;    // body bytes not yet written
+    std::vector<std::byte> flight;  // the write in flight
     iovec iov{};
     bool failed = false;
   };
