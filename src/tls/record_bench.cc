@@ -34,9 +34,12 @@ constexpr size_t kChunk = 16 * 1024;  // the relay's pool chunk size
 
 std::string certs_dir() { return SR_TEST_CERTS; }
 
-// An RSA-2048 certificate from the test CA, made once (bench start-up only).
+bool rsa_made = false;
+
+// An RSA-2048 certificate from the test CA, made once, on first use (openssl).
 const std::string& rsa_dir() {
   static std::string dir = [] {
+    rsa_made = true;
     char tmpl[] = "/tmp/sr-record-bench-XXXXXX";
     std::string d = mkdtemp(tmpl) ? tmpl : "";
     if (d.empty()) return d;
@@ -205,6 +208,6 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("wolfssl", sr::tls::describe_library());
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  if (!rsa_dir().empty()) std::system(("rm -rf " + rsa_dir()).c_str());
+  if (rsa_made && !rsa_dir().empty()) std::system(("rm -rf " + rsa_dir()).c_str());
   return 0;
 }
