@@ -1,7 +1,9 @@
 // A batch is a chain of linked SQEs: writev pieces at increasing offsets, then
 // fdatasync. If a write fails or is short the kernel cancels the rest of the chain;
 // partition::complete() then fails every message of the batch and cuts the segment
-// back, so nothing after it is ever written behind garbage.
+// back, so nothing after it is ever written behind garbage. DONE and ATTEMPTS records
+// no client waits for ride on the next message batch's fsync; alone, they are written
+// lazy_delay later (under load one fsync in eight was for them alone: issue 11).
 #include "sealrelay/spool/store.hh"
 
 #include <cerrno>
@@ -11,10 +13,19 @@
 
 namespace sr::spool {
 
+namespace {
+// How long DONE/ATTEMPTS records wait for a message batch to ride on. A crash inside this
+// window may repeat a delivery (as a crash before any DONE fsync always could).
+constexpr int64_t lazy_delay_ms = 100;
+}  // namespace
+
 store::store(core::shard& sh, std::unique_ptr<spool::partition> part,
                          duration commit_interval)
     : _shard(sh), _part(std::move(part)), _interval(commit_interval) {
   _timer_op.self = this;
+  _lazy_op.self = this;
+  _lazy_ts.tv_sec = lazy_delay_ms / 1000;
+  _lazy_ts.tv_nsec = (lazy_delay_ms % 1000) * 1'000'000;
 }
 
 store::~store() {
@@ -104,7 +115,7 @@ void store::flush_adopted() {
 void store::mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices) {
   spool::partition& p = partition_of(queue_id);
   p.mark_done(queue_id, indices);
-  if (&p == _part.get()) schedule_commit();
+  if (&p == _part.get()) schedule_lazy_commit();
   else flush_adopted();
 }
 
@@ -112,7 +123,7 @@ void store::record_attempts(const std::string& queue_id,
                                   std::span<const std::pair<uint32_t, uint32_t>> counts) {
   spool::partition& p = partition_of(queue_id);
   p.record_attempts(queue_id, counts);
-  if (&p == _part.get()) schedule_commit();
+  if (&p == _part.get()) schedule_lazy_commit();
   else flush_adopted();
 }
 
@@ -136,12 +147,24 @@ void store::schedule_commit() {
   });
 }
 
+void store::schedule_lazy_commit() {
+  // A batch in flight, an armed commit timer or a posted commit takes these records along.
+  if (_batch || _timer_armed || _commit_posted || _lazy_armed) return;
+  _lazy_armed = true;
+  io_uring_prep_timeout(_shard.sqe(&_lazy_op), &_lazy_ts, 0, 0);
+}
+
 void store::op::on_complete(int res, unsigned) { self->on_op(this, res); }
 
 void store::on_op(op* o, int res) {
   if (o == &_timer_op) {
     _timer_armed = false;
     commit_now();
+    return;
+  }
+  if (o == &_lazy_op) {
+    _lazy_armed = false;
+    commit_now();  // nothing when a message batch took the records meanwhile
     return;
   }
   size_t idx = size_t(o - _ops.data());
@@ -201,7 +224,8 @@ void store::finish_batch() {
   _part->complete(b, wr, fs, _outcomes);
   _batch = nullptr;
   deliver(_outcomes);
-  if (_part->staged_records() > 0 || !_failed_now.empty()) commit_now();
+  if (_part->staged_messages() > 0 || !_failed_now.empty()) commit_now();
+  else if (_part->staged_records() > 0) schedule_lazy_commit();
 }
 
 void store::deliver(spool::partition::outcome_list& outcomes) {

@@ -48,6 +48,7 @@ class store final : public intake {
     void on_complete(int res, unsigned flags) override;
   };
   void schedule_commit();
+  void schedule_lazy_commit();
   void commit_now();
   void on_op(op* o, int res);
   void finish_batch();
@@ -72,6 +73,9 @@ class store final : public intake {
   int _fsync_res = 0;
   op _timer_op;
   __kernel_timespec _timer_ts{};
+  op _lazy_op;                      // DONE/ATTEMPTS records alone: written after lazy_delay
+  __kernel_timespec _lazy_ts{};
+  bool _lazy_armed = false;
   spool::partition::outcome_list _outcomes;
   std::unordered_map<void*, spool::message_meta> _meta;  // by cookie, until durable
   durable_fn _on_durable;
