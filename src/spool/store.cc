@@ -59,7 +59,7 @@ void store::submit(spool::message_meta meta, std::span<const iovec> data,
     SR_WARN("spool: message %s does not fit the record format", meta.queue_id.c_str());
     _failed_now.push_back(client);
   } else if (_on_durable) {
-    _meta[client] = std::move(meta);
+    _meta.emplace_back(client, std::move(meta));
   }
   schedule_commit();
 }
@@ -184,8 +184,7 @@ void store::commit_now() {
     _failed_now.clear();
     for (auto* c : failed) {
       --_in_flight;
-      _meta.erase(c);
-      c->on_stored(false);
+      c->on_stored(false);  // never staged: no meta
     }
   }
   if (_batch) return;
@@ -228,15 +227,37 @@ void store::finish_batch() {
   else if (_part->staged_records() > 0) schedule_lazy_commit();
 }
 
+spool::message_meta* store::find_meta(void* cookie) {
+  // Batches complete in staging order: the wanted entry is almost always at the head.
+  for (size_t i = _meta_head; i < _meta.size(); ++i)
+    if (_meta[i].first == cookie) return &_meta[i].second;
+  return nullptr;
+}
+
+void store::drop_meta(void* cookie) {
+  for (size_t i = _meta_head; i < _meta.size(); ++i)
+    if (_meta[i].first == cookie) {
+      _meta[i].first = nullptr;
+      _meta[i].second = {};
+      break;
+    }
+  while (_meta_head < _meta.size() && _meta[_meta_head].first == nullptr) ++_meta_head;
+  if (_meta_head == _meta.size()) {
+    _meta.clear();  // keeps the capacity
+    _meta_head = 0;
+  } else if (_meta_head >= 64 && _meta_head * 2 >= _meta.size()) {
+    _meta.erase(_meta.begin(), _meta.begin() + ptrdiff_t(_meta_head));
+    _meta_head = 0;
+  }
+}
+
 void store::deliver(spool::partition::outcome_list& outcomes) {
   if (_on_durable) {
     // Queue what became durable before answering, so a 250 never precedes the job.
-    for (const auto& loc : _part->last_locations()) {
-      auto it = _meta.find(loc.cookie);
-      if (it == _meta.end()) continue;
-      _on_durable(it->second, loc);
-    }
-    for (auto& [cookie, ok] : outcomes) _meta.erase(cookie);
+    for (const auto& loc : _part->last_locations())
+      if (spool::message_meta* m = find_meta(loc.cookie)) _on_durable(*m, loc);
+    for (auto& [cookie, ok] : outcomes)
+      if (cookie) drop_meta(cookie);
   }
   for (auto& [cookie, ok] : outcomes) {
     if (!cookie) continue;
