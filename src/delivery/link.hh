@@ -88,6 +88,7 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   std::optional<link_info> _failed_tls;  // the handshake this plaintext retry follows
   queue::job* _job = nullptr;       // the job of the current transaction
   std::vector<std::string_view> _rcpts;
+  std::vector<queue::rcpt_result> _res;  // the last transaction's results (buffers reused)
   iovec _body{};
   std::unique_ptr<char[]> _window;  // large messages: the window being read or sent
   uint64_t _stream_pos = 0;         // body bytes read so far
