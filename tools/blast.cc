@@ -6,6 +6,7 @@
 // count and by --time-limit. Each message starts with `X-Blast-Ts: <CLOCK_MONOTONIC ns>`
 // (sent as its own small piece before the shared body) so sealrelay-sink --latency
 // can measure send -> delivered through a relay on the same machine.
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -38,6 +39,7 @@ struct options {
   std::string server = "127.0.0.1:2525";
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
+  std::vector<sockaddr_storage> sources;  // --source: local addresses, round robin
   unsigned connections = 10;
   unsigned messages = 100;       // per connection
   size_t size = 10 * 1024;
@@ -267,6 +269,20 @@ class blast_shard {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (!opt.sources.empty()) {
+      // Several local addresses: each has its own ~28k ephemeral ports toward the relay,
+      // so tens of thousands of connections to one listener do not run out of them. The
+      // port is chosen at connect (IP_BIND_ADDRESS_NO_PORT), not reserved by bind.
+      const sockaddr_storage& src = opt.sources[(_index + _started * opt.shards) % opt.sources.size()];
+      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      socklen_t len = src.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+      if (::bind(fd, reinterpret_cast<const sockaddr*>(&src), len) != 0) {
+        std::fprintf(stderr, "blast: bind to --source address: %s\n", strerror(errno));
+        ::close(fd);
+        stopping = true;
+        return;
+      }
+    }
     auto* c = new client(*this, fd, _started);
     _all.push_back(c);
     ++_started;
@@ -525,6 +541,7 @@ int usage() {
       "  --pipelining          send MAIL/RCPT/DATA in one write\n"
       "  --shards S            client threads (1)\n"
       "  --hold SECONDS        open sessions (after STARTTLS+EHLO), hold them idle, then QUIT\n"
+      "  --source IP[,IP...]   local addresses to connect from, round robin (more ports)\n"
       "  --time-limit SECONDS  stop after this long (300)\n"
       "  --rate N              offered load: N messages/s in all (default: as fast as possible)\n"
       "  --from ADDR --to-domain DOMAIN --ehlo NAME\n"
@@ -559,6 +576,26 @@ int main(int argc, char** argv) {
     else if (a == "--pipelining") o.pipelining = true;
     else if (a == "--shards") o.shards = unsigned(std::max(1, std::atoi(next())));
     else if (a == "--hold") o.hold_s = std::atof(next());
+    else if (a == "--source") {
+      std::string list = next();
+      for (size_t b = 0; b <= list.size();) {
+        size_t e = std::min(list.find(',', b), list.size());
+        std::string ip = list.substr(b, e - b);
+        sockaddr_storage ss{};
+        auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+        auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+        if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+          v4->sin_family = AF_INET;
+        } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+          v6->sin6_family = AF_INET6;
+        } else {
+          std::fprintf(stderr, "blast: bad --source address '%s'\n", ip.c_str());
+          return 2;
+        }
+        o.sources.push_back(ss);
+        b = e + 1;
+      }
+    }
     else if (a == "--time-limit") o.time_limit_s = std::atof(next());
     else if (a == "--rate") o.rate = std::atof(next());
     else if (a == "--from") o.from = next();
