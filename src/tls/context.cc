@@ -1,7 +1,7 @@
 // wolfSSL context construction: versions, credentials, cipher policy, resumption.
 // Server: stateless tickets only (session cache off), so an idle session holds no cache
-// slot; ticket keys are per context (per shard): a resumption landing on another shard
-// falls back to a full handshake, which is correct, just slower.
+// slot; ticket keys are process-wide (ticket_keys.cc), so a resumption landing on another
+// shard than the one that issued the ticket still resumes.
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
@@ -11,6 +11,7 @@
 
 #include "sealrelay/tls/library.hh"
 #include "sealrelay/tls/session.hh"
+#include "ticket_keys.hh"
 
 namespace sr::tls {
 namespace {
@@ -130,6 +131,7 @@ sr::result<context> context::server(const std::string& cert_file, const std::str
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, nullptr);
   // Resumption through tickets only: the server keeps no per-session cache entry.
   wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+  if (!use_shared_ticket_keys(ctx)) return sr::error{"tls: cannot set the session ticket keys"};
   if (!self_test(c, min_version, max_version))
     return sr::error{"tls: private key " + key_file + " does not match " + cert_file +
                      " (test handshake failed)"};

@@ -663,6 +663,41 @@ TEST(Outbound, ReusesOneConnectionForSeveralMessages) {
   EXPECT_EQ(lines.size(), size_t(n)) << dump_audit(r);
 }
 
+// Issue 11 item 5: the delivery agent keeps the MX's session ticket, so its next
+// connection to that MX resumes (no certificate, one round trip less), as the MX sees
+// (Python ssl's session_reused), and the audit still says the certificate was verified.
+TEST(Outbound, SecondConnectionToTheSameMxResumesTls) {
+  dns_fixture dns("resume.test MX 10 mx1.mx.test\nmx1.mx.test A 127.0.0.2\n");
+  ASSERT_TRUE(dns.start()) << dns.error();
+  fake_mx mx({.hosts = {"127.0.0.2"}, .port = mx_port()});
+  ASSERT_TRUE(mx.start()) << mx.error();
+  // One message per connection: the second message needs a new connection.
+  relay r(delivery_options(dns, mx.port(), "messages_per_conn = 1\nmax_conns_per_domain = 1\n"));
+  ASSERT_TRUE(r.start()) << r.error();
+  // Both messages through one inbound session: one shard stores both, and its delivery
+  // agent (whose session cache is per shard) delivers both.
+  raw_client c;
+  ASSERT_TRUE(open_session(c, r.port()));
+  for (int i = 0; i < 2; ++i) {
+    auto reply = send_message(c, "alice@sender.test", {"bob" + std::to_string(i) + "@resume.test"},
+                              simple_body("resume " + std::to_string(i), "ticket"));
+    ASSERT_TRUE(reply && reply_code(*reply) == 250);
+    ASSERT_TRUE(mx.wait_messages(size_t(i + 1), 20s)) << r.log() << mx.log();
+  }
+  c.command("QUIT", 5s);
+  ASSERT_TRUE(mx.wait_sessions(2, 10s)) << mx.log();
+  auto ss = mx.sessions();
+  ASSERT_EQ(ss.size(), 2u);
+  EXPECT_NE(ss[0].conn, ss[1].conn);
+  EXPECT_TRUE(ss[0].tls);
+  EXPECT_TRUE(ss[1].tls);
+  EXPECT_FALSE(ss[0].tls_resumed);
+  EXPECT_TRUE(ss[1].tls_resumed) << "the second connection made a full handshake";
+  auto lines = wait_audit(r, 2, [](const audit_line& a) { return a.outcome == "delivered"; });
+  ASSERT_EQ(lines.size(), 2u) << dump_audit(r);
+  for (const auto& a : lines) EXPECT_EQ(a.cert, "verified") << a.raw;  // kept from the full handshake
+}
+
 TEST(Outbound, RouteSendsADomainToItsNextHopWithoutDns) {
   // The DNS fixture knows nothing of routed.test and answers SERVFAIL for it: any lookup
   // would defer the message. The route's next hop gets it.

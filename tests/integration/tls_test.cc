@@ -124,5 +124,46 @@ TEST(Tls, BytesPipelinedAfterStartTlsAreDiscarded) {
   EXPECT_EQ(reply_code(tail[0]), 221) << tail[0];
 }
 
+// Issue 11 item 5: a client that resumes its session on its next connection resumes even
+// when SO_REUSEPORT hands that connection to another shard (the queue id's hex digits 8-9
+// name the shard that stored the message). The ticket keys are process-wide.
+TEST(Tls, ResumptionWorksAcrossShards) {
+  relay_options o = with_listener({.tls = "starttls"});
+  o.shards = 2;
+  relay r(o);
+  ASSERT_TRUE(r.start()) << r.error();
+  // One STARTTLS session sending one message; returns the storing shard ("" on failure).
+  auto one = [&](const tls_ticket& offer, tls_ticket* saved, bool* resumed) -> std::string {
+    raw_client c;
+    if (!open_session(c, r.port())) return "";
+    auto go = c.command("STARTTLS");
+    if (!go || reply_code(*go) != 220 || !c.start_tls(offer)) return "";
+    *resumed = c.tls_resumed();
+    auto ehlo = c.command("EHLO client.test");  // TLS 1.3: the ticket arrives with this reply
+    if (!ehlo || reply_code(*ehlo) != 250) return "";
+    if (saved) *saved = c.save_tls_session();
+    auto done = send_message(c, "s@example.org", {"t@example.net"}, "Subject: resume\r\n\r\nx\r\n");
+    auto id = done ? queued_id(*done) : std::nullopt;
+    return id && id->size() >= 10 ? id->substr(8, 2) : "";
+  };
+  tls_ticket ticket;
+  bool resumed = true;
+  std::string first = one({}, &ticket, &resumed);
+  ASSERT_FALSE(first.empty());
+  EXPECT_FALSE(resumed);
+  ASSERT_TRUE(ticket) << "no session ticket from the relay";
+  // Offer the first connection's ticket until a connection lands on the other shard
+  // (bounded; each lands on a shard by the kernel's hash of its source port).
+  bool other_shard = false;
+  for (int i = 0; i < 24 && !other_shard; ++i) {
+    resumed = false;
+    std::string shard = one(ticket, nullptr, &resumed);
+    ASSERT_FALSE(shard.empty()) << "connection " << i;
+    EXPECT_TRUE(resumed) << "connection " << i << " on shard " << shard << " (ticket from shard " << first << ")";
+    other_shard = shard != first;
+  }
+  EXPECT_TRUE(other_shard) << "every connection landed on shard " << first;
+}
+
 }  // namespace
 }  // namespace sr::integ

@@ -568,7 +568,20 @@ std::optional<std::string> raw_client::command(std::string_view cmd, std::chrono
   return read_reply(deadline);
 }
 
-bool raw_client::start_tls(std::chrono::milliseconds deadline) {
+bool raw_client::start_tls(std::chrono::milliseconds deadline) { return start_tls(tls_ticket{}, deadline); }
+
+bool raw_client::tls_resumed() const {
+  return _ssl && wolfSSL_session_reused(static_cast<WOLFSSL*>(_ssl)) == 1;
+}
+
+tls_ticket raw_client::save_tls_session() const {
+  WOLFSSL_SESSION* cur = _ssl ? wolfSSL_get_session(static_cast<WOLFSSL*>(_ssl)) : nullptr;
+  WOLFSSL_SESSION* copy = cur ? wolfSSL_SESSION_dup(cur) : nullptr;
+  if (!copy) return {};
+  return tls_ticket(copy, [](void* p) { wolfSSL_SESSION_free(static_cast<WOLFSSL_SESSION*>(p)); });
+}
+
+bool raw_client::start_tls(const tls_ticket& resume, std::chrono::milliseconds deadline) {
   static std::once_flag init;
   std::call_once(init, [] { wolfSSL_Init(); });
   if (_fd < 0 || !_buf.empty() || _ssl) return false;
@@ -578,11 +591,14 @@ bool raw_client::start_tls(std::chrono::milliseconds deadline) {
   std::string ca = (source_root() / "tests" / "certs" / "ca.crt").string();
   if (wolfSSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != WOLFSSL_SUCCESS) return false;
   wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, nullptr);
+  wolfSSL_CTX_UseSessionTicket(ctx);  // TLS 1.2 resumes by ticket too (the relay keeps no cache)
   auto* ssl = wolfSSL_new(ctx);
   if (!ssl) return false;
   _ssl = ssl;
   wolfSSL_set_fd(ssl, _fd);
   wolfSSL_check_domain_name(ssl, "localhost");
+  if (resume && wolfSSL_set_session(ssl, static_cast<WOLFSSL_SESSION*>(resume.get())) != WOLFSSL_SUCCESS)
+    return false;
   auto until = clock::now() + deadline;
   for (;;) {
     int r = wolfSSL_connect(ssl);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -144,6 +145,9 @@ std::optional<std::string> queued_id(std::string_view text);
 
 // A plain TCP client (optionally upgraded to TLS) that sends exact bytes and reads SMTP
 // replies with deadlines. Replies are returned whole ("250-...\r\n250 ...\r\n").
+// A saved client TLS session (a WOLFSSL_SESSION, freed with the last copy); empty = none.
+using tls_ticket = std::shared_ptr<void>;
+
 class raw_client {
  public:
   raw_client() = default;
@@ -166,7 +170,14 @@ class raw_client {
   // Do a TLS client handshake over the connection (after a 220 to STARTTLS, or at once
   // for implicit TLS). Bytes already buffered from the server are an error.
   bool start_tls(std::chrono::milliseconds deadline = 10s);
+  // The same, offering a session saved from an earlier connection (resumption).
+  bool start_tls(const tls_ticket& resume, std::chrono::milliseconds deadline = 10s);
   bool tls() const { return _ssl != nullptr; }
+  // True when the handshake resumed the offered session (wolfSSL_session_reused).
+  bool tls_resumed() const;
+  // A copy of the current TLS session (its ticket: TLS 1.3 sends it after the handshake,
+  // so read a reply first); empty when there is none.
+  tls_ticket save_tls_session() const;
   bool eof() const { return _eof; }
   // Bytes received but not yet returned as a complete reply.
   const std::string& pending() const { return _buf; }

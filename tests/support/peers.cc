@@ -458,6 +458,7 @@ std::vector<mx_session> fake_mx::sessions() const {
     s.cipher_bits = static_cast<int>(get_num(v, "cipher_bits"));
     s.tls_error = get_str(v, "tls_error");
     s.starttls_offered = get_bool(v, "starttls_offered");
+    s.tls_resumed = get_bool(v, "tls_resumed");
     s.starttls_injection = get_bool(v, "starttls_injection");
     s.commands = get_strs(v, "commands");
     s.events = get_strs(v, "events");

@@ -107,6 +107,7 @@ struct mx_session {
   std::string cipher;
   int cipher_bits = 0;
   std::string tls_error;             // the server-side handshake error, if any
+  bool tls_resumed = false;          // the handshake resumed an earlier session (ticket)
   bool starttls_offered = false;     // STARTTLS was in an EHLO reply
   bool starttls_injection = false;   // plaintext followed STARTTLS in the same read (discarded)
   std::vector<std::string> commands; // every command line in order; "TLS " prefix once encrypted

@@ -128,6 +128,7 @@ class wolfssl_backend:
             ("wolfSSL_CIPHER_get_name", ctypes.c_char_p, [ctypes.c_void_p]),
             ("wolfSSL_CIPHER_get_bits", ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]),
             ("wolfSSL_shutdown", ctypes.c_int, [ctypes.c_void_p]),
+            ("wolfSSL_session_reused", ctypes.c_int, [ctypes.c_void_p]),
             ("wolfSSL_free", None, [ctypes.c_void_p]),
         ):
             f = getattr(w, name)
@@ -197,6 +198,9 @@ class wolfssl_stream:
         version = self.w.wolfSSL_get_version(self.ssl).decode()
         return version, name, bits
 
+    def resumed(self):
+        return bool(self.w.wolfSSL_session_reused(self.ssl))
+
     def close(self):
         if self.ssl:
             self.w.wolfSSL_shutdown(self.ssl)
@@ -218,6 +222,9 @@ class openssl_stream:
     def info(self):
         name, _, bits = self.s.cipher()
         return self.s.version(), name, bits
+
+    def resumed(self):
+        return self.s.session_reused
 
     def close(self):
         self.s.close()
@@ -321,6 +328,7 @@ class session:
         self.tls_version = self.cipher = None
         self.cipher_bits = 0
         self.tls_error = None
+        self.tls_resumed = False     # the handshake resumed an earlier session (ticket)
         self.helo = None
         self.commands = []           # every command line, in order, with "tls" mark
         self.events = []
@@ -510,6 +518,7 @@ class session:
         self.raw.settimeout(None)
         self.tls = True
         self.tls_version, self.cipher, self.cipher_bits = self.stream.info()
+        self.tls_resumed = self.stream.resumed()
         self.helo = None
         self.reset()
 
@@ -605,6 +614,7 @@ class session:
             "cipher": self.cipher,
             "cipher_bits": self.cipher_bits,
             "tls_error": self.tls_error,
+            "tls_resumed": self.tls_resumed,
             "starttls_offered": self.starttls_offered,
             "starttls_injection": self.injection,
             "commands": self.commands,

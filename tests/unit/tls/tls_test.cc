@@ -286,6 +286,30 @@ TEST(tls_resumption, second_connection_resumes_via_cache) {
   }
 }
 
+// Each shard builds its own server context; a client's next connection may land on any
+// shard. The ticket keys are process-wide, so a ticket from one context resumes on another.
+TEST(tls_resumption, ticket_from_one_server_context_resumes_on_another) {
+  for (tls_version max : {tls_version::v1_3, tls_version::v1_2}) {
+    SCOPED_TRACE(to_string(max));
+    context shard0 = server_ctx();
+    context shard1 = server_ctx();
+    context cctx = client_ctx(true, tls_version::v1_2, max);
+    session_cache cache(4);
+    endpoint srv1 = server_end(shard0);
+    endpoint cli1 = connect_and_talk(shard0, cctx, cache, srv1);
+    EXPECT_FALSE(cli1.s.resumed());
+    ASSERT_EQ(cache.size(), 1u);
+    endpoint srv2 = server_end(shard1);
+    endpoint cli2 = connect_and_talk(shard1, cctx, cache, srv2);
+    EXPECT_TRUE(cli2.s.resumed());
+    EXPECT_TRUE(srv2.s.resumed());
+    // And back on the first context with the ticket the second one issued.
+    endpoint srv3 = server_end(shard0);
+    endpoint cli3 = connect_and_talk(shard0, cctx, cache, srv3);
+    EXPECT_TRUE(cli3.s.resumed());
+  }
+}
+
 TEST(tls_resumption, resumed_session_keeps_the_original_verdict) {
   context sctx = server_ctx("wrongname");
   context cctx = client_ctx();
