@@ -6,7 +6,10 @@
 // count and by --time-limit. Each message starts with `X-Blast-Ts: <CLOCK_MONOTONIC ns>`
 // (sent as its own small piece before the shared body) so sealrelay-sink --latency
 // can measure send -> delivered through a relay on the same machine.
-#include <arpa/inet.h>
+// --resume offers each new TLS connection the session ticket of the previous one (as an
+// MTA's session cache does); --barrier holds every session after its handshake until all
+// are up, so N sessions are really concurrent before the first message; --sources K binds
+// connections over 127.0.0.1 .. 127.0.0.K so many connections do not run out of ports.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -29,6 +32,7 @@
 #include "sealrelay/smtp/reply.hh"
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/tls/session.hh"
+#include "sealrelay/tls/session_cache.hh"
 #include "sealrelay/util/cidr.hh"
 #include "sealrelay/util/duration.hh"
 #include "sealrelay/util/log.hh"
@@ -37,9 +41,9 @@ namespace {
 
 struct options {
   std::string server = "127.0.0.1:2525";
+  std::string server_ip;         // the address part of server (session cache key)
   sockaddr_storage addr{};
   socklen_t addr_len = 0;
-  std::vector<sockaddr_storage> sources;  // --source: local addresses, round robin
   unsigned connections = 10;
   unsigned messages = 100;       // per connection
   size_t size = 10 * 1024;
@@ -59,11 +63,17 @@ struct options {
   double rate = 0;               // messages/s across all shards; 0 = as fast as possible
   bool json = false;
   bool quiet = false;
+  bool resume = false;           // offer the previous connection's TLS session
+  bool barrier = false;          // start messages only when every session is up
+  unsigned sources = 1;          // source addresses 127.0.0.1 .. 127.0.0.<sources>
 };
 
 struct totals {
   std::atomic<uint64_t> sent{0}, failed{0}, sessions_ok{0}, sessions_failed{0}, established{0};
   std::atomic<uint64_t> last_250_ns{0};  // when the most recent message was accepted
+  std::atomic<uint64_t> handshakes{0}, resumed{0};  // TLS handshakes done, of which resumed
+  std::atomic<uint64_t> peak_live{0};    // most sessions up at the barrier's release
+  std::atomic<bool> go{false};           // --barrier: released
 };
 
 std::string build_message(const options& o) {
@@ -99,9 +109,11 @@ class client final : public sr::tls::stream {
     }
   }
   bool finished() const { return _finished; }
+  // --barrier: every session is up (or the wait ended): start sending.
+  void release_barrier();
 
  private:
-  enum class phase : uint8_t { greeting, ehlo, starttls, handshake, ehlo2, txn, body, hold, quit, done };
+  enum class phase : uint8_t { greeting, ehlo, starttls, handshake, ehlo2, barrier, txn, body, hold, quit, done };
   void on_plain(sr::net::chunk* c, size_t len) override;
   void on_tls_ready() override;
   void on_tls_failed() override;
@@ -170,6 +182,8 @@ class blast_shard {
         return;
       }
       tls_ctx = std::make_unique<sr::tls::context>(std::move(ctx.value()));
+      // One entry: the session of the connection that finished its handshake last.
+      if (opt.resume) tls_cache = std::make_unique<sr::tls::session_cache>(1);
     }
     latencies_us.reserve(size_t(_conns) * opt.messages);
     _deadline_ms = shard->now_ms() + uint64_t(opt.time_limit_s * 1000);
@@ -202,6 +216,7 @@ class blast_shard {
   std::unique_ptr<sr::net::chunk_pool> pool;
   std::unique_ptr<sr::net::buffer_ring> ring;
   std::unique_ptr<sr::tls::context> tls_ctx;
+  std::unique_ptr<sr::tls::session_cache> tls_cache;
   std::vector<uint32_t> latencies_us;
   std::atomic<bool> stopping{false};   // time limit or main thread: wind down
   std::atomic<bool> exited{false};
@@ -251,7 +266,16 @@ class blast_shard {
       _released = true;
       for (auto* c : _all) c->release_hold();
     }
-    while (!stopping && _started < _conns && _connecting < opt.max_connecting) start_one();
+    if (opt.barrier && !_barrier_done && (tot.go || stopping)) {
+      _barrier_done = true;
+      for (size_t i = 0; i < _all.size(); ++i) _all[i]->release_barrier();
+    }
+    // --resume: the first connection gets its ticket before the others start, so every
+    // later one has a session to offer (an MTA's cache is warm after its first contact).
+    bool primed = !tls_cache || tls_cache->size() > 0 || _done > 0;
+    while (!stopping && _started < _conns && _connecting < opt.max_connecting &&
+           (primed || _started == 0))
+      start_one();
     if (_done == _conns || (stopping && _live == 0)) shard->stop();
     if (stopping && !_killed && now >= _deadline_ms + 5000) {
       _killed = true;  // sessions that did not end within 5 s of the limit
@@ -269,15 +293,14 @@ class blast_shard {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (!opt.sources.empty()) {
-      // Several local addresses: each has its own ~28k ephemeral ports toward the relay,
-      // so tens of thousands of connections to one listener do not run out of them. The
-      // port is chosen at connect (IP_BIND_ADDRESS_NO_PORT), not reserved by bind.
-      const sockaddr_storage& src = opt.sources[(_index + _started * opt.shards) % opt.sources.size()];
+    if (opt.sources > 1 && opt.addr.ss_family == AF_INET) {
+      // Source 127.0.0.(1 + n % K), port picked at connect (no bind-time port reservation).
       setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
-      socklen_t len = src.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-      if (::bind(fd, reinterpret_cast<const sockaddr*>(&src), len) != 0) {
-        std::fprintf(stderr, "blast: bind to --source address: %s\n", strerror(errno));
+      sockaddr_in src{};
+      src.sin_family = AF_INET;
+      src.sin_addr.s_addr = htonl(0x7f000001u + (_started * opt.shards + _index) % opt.sources);
+      if (::bind(fd, reinterpret_cast<const sockaddr*>(&src), sizeof src) < 0) {
+        std::fprintf(stderr, "blast: bind: %s\n", strerror(errno));
         ::close(fd);
         stopping = true;
         return;
@@ -300,6 +323,7 @@ class blast_shard {
   uint64_t _deadline_ms = 0;
   bool _killed = false;
   bool _released = false;
+  bool _barrier_done = false;
   std::vector<client*> _all;
   double _tokens = 1;
   uint64_t _last_tick_ms = 0;
@@ -320,6 +344,16 @@ class blast_shard {
 client::client(blast_shard& bs, int fd, unsigned id)
     : sr::tls::stream(*bs.shard, *bs.ring, *bs.pool, fd), _bs(bs), _id(id) {}
 
+void client::release_barrier() {
+  if (_phase != phase::barrier || closing() || _finished) return;
+  if (_bs.opt.messages == 0) {
+    finish_ok();
+  } else {
+    start_txn();
+  }
+  flush();
+}
+
 void client::begin() {
   if (_bs.opt.implicit_tls && !begin_tls()) return;
   start_recv();
@@ -327,7 +361,10 @@ void client::begin() {
 
 // Put a client TLS session on the stream; its ClientHello goes out now.
 bool client::begin_tls() {
-  auto s = sr::tls::session::connect(*_bs.tls_ctx, "");
+  // With --resume the cache key is the server's address (an IP: no SNI, no name check
+  // that matters here; blast trusts no CA anyway).
+  auto s = _bs.tls_cache ? sr::tls::session::connect(*_bs.tls_ctx, _bs.opt.server_ip, _bs.tls_cache.get())
+                         : sr::tls::session::connect(*_bs.tls_ctx, "");
   if (!s) {
     fail_session("tls session");
     return false;
@@ -346,6 +383,8 @@ void client::on_plain(sr::net::chunk* c, size_t len) {
 }
 
 void client::on_tls_ready() {
+  _bs.tot.handshakes++;
+  if (tls()->resumed()) _bs.tot.resumed++;
   if (_bs.opt.implicit_tls) {
     _phase = phase::greeting;
   } else {
@@ -434,6 +473,10 @@ void client::on_reply(const sr::smtp::reply& r) {
       _bs.tot.established++;
       if (o.hold_s >= 0) {
         _phase = phase::hold;
+        return;
+      }
+      if (o.barrier && !_bs.tot.go) {
+        _phase = phase::barrier;
         return;
       }
       if (o.messages == 0) return finish_ok();
@@ -541,12 +584,15 @@ int usage() {
       "  --pipelining          send MAIL/RCPT/DATA in one write\n"
       "  --shards S            client threads (1)\n"
       "  --hold SECONDS        open sessions (after STARTTLS+EHLO), hold them idle, then QUIT\n"
-      "  --source IP[,IP...]   local addresses to connect from, round robin (more ports)\n"
       "  --time-limit SECONDS  stop after this long (300)\n"
       "  --rate N              offered load: N messages/s in all (default: as fast as possible)\n"
       "  --from ADDR --to-domain DOMAIN --ehlo NAME\n"
       "  --domains K           spread recipients over d0.test .. d<K-1>.test\n"
       "  --spread-domains      domains in run order: every one of the K once before any twice\n"
+      "  --resume              offer each TLS connection the previous one's session ticket\n"
+      "  --barrier             send nothing until every session is up (all concurrent)\n"
+      "  --sources K           connect from 127.0.0.1 .. 127.0.0.K (many connections)\n"
+      "  --max-connecting N    connects in flight per shard (256)\n"
       "  --json                print the result as one JSON object\n"
       "  --quiet               no progress bar\n",
       stderr);
@@ -576,26 +622,6 @@ int main(int argc, char** argv) {
     else if (a == "--pipelining") o.pipelining = true;
     else if (a == "--shards") o.shards = unsigned(std::max(1, std::atoi(next())));
     else if (a == "--hold") o.hold_s = std::atof(next());
-    else if (a == "--source") {
-      std::string list = next();
-      for (size_t b = 0; b <= list.size();) {
-        size_t e = std::min(list.find(',', b), list.size());
-        std::string ip = list.substr(b, e - b);
-        sockaddr_storage ss{};
-        auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-        auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-        if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
-          v4->sin_family = AF_INET;
-        } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
-          v6->sin6_family = AF_INET6;
-        } else {
-          std::fprintf(stderr, "blast: bad --source address '%s'\n", ip.c_str());
-          return 2;
-        }
-        o.sources.push_back(ss);
-        b = e + 1;
-      }
-    }
     else if (a == "--time-limit") o.time_limit_s = std::atof(next());
     else if (a == "--rate") o.rate = std::atof(next());
     else if (a == "--from") o.from = next();
@@ -604,6 +630,10 @@ int main(int argc, char** argv) {
     else if (a == "--spread-domains") o.spread_domains = true;
     else if (a == "--ehlo") o.ehlo = next();
     else if (a == "--json") o.json = true;
+    else if (a == "--resume") o.resume = true;
+    else if (a == "--barrier") o.barrier = true;
+    else if (a == "--sources") o.sources = unsigned(std::clamp(std::atoi(next()), 1, 250));
+    else if (a == "--max-connecting") o.max_connecting = unsigned(std::max(1, std::atoi(next())));
     else if (a == "--quiet") o.quiet = true;
     else return usage();
   }
@@ -613,6 +643,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   o.addr = *ep;
+  o.server_ip = o.server.substr(0, o.server.rfind(':'));
   if (o.connections == 0 || o.rcpts == 0 || o.size < 200) {
     std::fprintf(stderr, "blast: --connections and --rcpts must be > 0, --size >= 200\n");
     return 2;
@@ -642,6 +673,7 @@ int main(int argc, char** argv) {
   bool hold_announced = false;
   uint64_t hold_until = 0;
   unsigned polls = 0;
+  uint64_t barrier_seen = 0, barrier_since = mono_ns();
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     uint64_t sent = tot.sent, failed = tot.failed;
@@ -656,6 +688,21 @@ int main(int argc, char** argv) {
       }
       if (hold_announced && mono_ns() >= hold_until)
         for (auto& s : shards) s->stopping = true;
+    }
+    if (o.barrier && !tot.go) {
+      // Release when every session is up or failed, or when none came up for 3 s (a relay
+      // that caps its sessions: the rest wait in its listen backlog).
+      uint64_t up = tot.established + tot.sessions_failed;
+      if (up != barrier_seen) {
+        barrier_seen = up;
+        barrier_since = mono_ns();
+      }
+      if (up >= o.connections || (up > 0 && mono_ns() - barrier_since > 3'000'000'000ull)) {
+        tot.peak_live = uint64_t(tot.established);
+        tot.go = true;
+        if (!o.json && !o.quiet)
+          std::printf("barrier: %" PRIu64 " sessions up, sending\n", uint64_t(tot.established));
+      }
     }
     if (tty && ++polls % 10 == 0) {  // redraw every 200 ms
       double pct = total_msgs ? 100.0 * double(sent + failed) / double(total_msgs) : 0;
@@ -690,13 +737,17 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"sent\":%" PRIu64 ",\"failed\":%" PRIu64 ",\"sessions_failed\":%" PRIu64
         ",\"seconds\":%.3f,\"msgs_per_s\":%.1f,\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,"
-        "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"t0_ns\":%" PRIu64 ",\"last_250_ns\":%" PRIu64 "}\n",
+        "\"p999_ms\":%.3f,\"max_ms\":%.3f,\"t0_ns\":%" PRIu64 ",\"last_250_ns\":%" PRIu64
+        ",\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64 ",\"concurrent\":%" PRIu64 "}\n",
         sent, uint64_t(tot.failed), uint64_t(tot.sessions_failed), elapsed, rate, pct(50), pct(90),
-        pct(99), pct(99.9), lat.empty() ? 0.0 : lat.back() / 1000.0, t0, t_end);
+        pct(99), pct(99.9), lat.empty() ? 0.0 : lat.back() / 1000.0, t0, t_end,
+        uint64_t(tot.handshakes), uint64_t(tot.resumed), uint64_t(tot.peak_live));
   } else {
     std::printf("sent %" PRIu64 " messages (%" PRIu64 " failed, %" PRIu64
                 " sessions failed) in %.2fs: %.0f msgs/s\n",
                 sent, uint64_t(tot.failed), uint64_t(tot.sessions_failed), elapsed, rate);
+    std::printf("TLS handshakes %" PRIu64 ", resumed %" PRIu64 "\n", uint64_t(tot.handshakes),
+                uint64_t(tot.resumed));
     std::printf("DATA-end -> 250 latency: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, p99.9 %.2f ms, max %.2f ms\n",
                 pct(50), pct(90), pct(99), pct(99.9), lat.empty() ? 0.0 : lat.back() / 1000.0);
   }

@@ -27,7 +27,7 @@ unsigned owner_shard(const std::string& domain, unsigned shards) {
   return shards ? unsigned(h % shards) : 0;
 }
 
-std::vector<std::unique_ptr<job>> split_by_domain(const spooled_message& m, std::span<const uint32_t> done) {
+std::vector<std::unique_ptr<job>> split_by_domain(spooled_message m, std::span<const uint32_t> done) {
   std::vector<std::unique_ptr<job>> jobs;
   for (uint32_t i = 0; i < m.rcpts.size(); ++i) {
     if (std::find(done.begin(), done.end(), i) != done.end()) continue;
@@ -37,27 +37,37 @@ std::vector<std::unique_ptr<job>> split_by_domain(const spooled_message& m, std:
       if (x->domain == d) j = x.get();
     if (!j) {
       auto nj = std::make_unique<job>();
-      nj->kind = m.kind;
-      nj->queue_id = m.queue_id;
-      nj->home = m.home;
-      nj->segment = m.segment;
-      nj->offset = m.offset;
-      nj->length = m.length;
-      nj->mail_from = m.mail_from;
-      nj->domain = d;
-      nj->received_ms = m.received_ms;
-      nj->body_8bitmime = m.body_8bitmime;
-      nj->msg_id = m.msg_id;
-      nj->requiretls = m.requiretls;
-      nj->tls_required_no = m.tls_required_no;
+      nj->domain = std::move(d);
       j = nj.get();
       jobs.push_back(std::move(nj));
     }
     job_rcpt r;
-    r.address = m.rcpts[i];
+    r.address = std::move(m.rcpts[i]);
     r.index = i;
     if (i < m.attempts.size()) r.attempts = m.attempts[i];  // numbering continues after a restart
     j->rcpts.push_back(std::move(r));
+  }
+  for (size_t k = 0; k < jobs.size(); ++k) {
+    job& nj = *jobs[k];
+    nj.kind = m.kind;
+    nj.home = m.home;
+    nj.offset = m.offset;
+    nj.length = m.length;
+    nj.received_ms = m.received_ms;
+    nj.body_8bitmime = m.body_8bitmime;
+    nj.requiretls = m.requiretls;
+    nj.tls_required_no = m.tls_required_no;
+    if (k + 1 < jobs.size()) {
+      nj.queue_id = m.queue_id;
+      nj.segment = m.segment;
+      nj.mail_from = m.mail_from;
+      nj.msg_id = m.msg_id;
+    } else {
+      nj.queue_id = std::move(m.queue_id);
+      nj.segment = std::move(m.segment);
+      nj.mail_from = std::move(m.mail_from);
+      nj.msg_id = std::move(m.msg_id);
+    }
   }
   return jobs;
 }
@@ -78,8 +88,8 @@ void dispatcher::attach() {
   _boxes.attach(_shard.index(), _shard, [this](shard_msg&& m) { on_message(std::move(m)); });
 }
 
-void dispatcher::dispatch(const spooled_message& m, std::span<const uint32_t> done) {
-  for (auto& j : split_by_domain(m, done)) send_job(std::move(j));
+void dispatcher::dispatch(spooled_message m, std::span<const uint32_t> done) {
+  for (auto& j : split_by_domain(std::move(m), done)) send_job(std::move(j));
 }
 
 void dispatcher::send_job(std::unique_ptr<job> j) {

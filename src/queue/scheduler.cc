@@ -117,11 +117,16 @@ uint64_t scheduler::retry_delay_ms(unsigned attempts) const {
   return uint64_t(r[i].count());
 }
 
+namespace {
+uint64_t unix_ms_now() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+}  // namespace
+
 void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
-  uint64_t now_unix_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                      std::chrono::system_clock::now().time_since_epoch())
-                                      .count());
-  if (now_unix_ms < j.received_ms + uint64_t(_cfg.outbound.max_queue_age.count())) return;
+  if (unix_ms_now() < j.received_ms + uint64_t(_cfg.outbound.max_queue_age.count())) return;
   for (auto& r : results) {
     if (r.outcome != rcpt_outcome::deferred) continue;
     r.outcome = rcpt_outcome::bounced;
@@ -133,9 +138,19 @@ void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
 void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   auto& d = domain_of(*j);
   --d.in_progress;
-  std::vector<rcpt_result> results(given.begin(), given.end());
-  results.resize(j->rcpts.size());  // a missing result is a deferral
-  expire(*j, results);  // callers that audit call it first; then this changes nothing
+  // Callers that audit pass one result per recipient and have called expire() first: then
+  // the results are read where they are (no copy of their strings per delivery).
+  std::vector<rcpt_result> own;
+  std::span<const rcpt_result> results = given;
+  bool expiring = false;
+  if (unix_ms_now() >= j->received_ms + uint64_t(_cfg.outbound.max_queue_age.count()))
+    for (const auto& r : given) expiring |= r.outcome == rcpt_outcome::deferred;
+  if (given.size() != j->rcpts.size() || expiring) {
+    own.assign(given.begin(), given.end());
+    own.resize(j->rcpts.size());  // a missing result is a deferral
+    expire(*j, own);
+    results = own;
+  }
   std::vector<uint32_t> done;
   std::vector<const job_rcpt*> bounced;
   std::vector<rcpt_result> bounce_why;
@@ -146,8 +161,11 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
     job_rcpt& r = j->rcpts[i];
     const rcpt_result& res = i < results.size() ? results[i] : rcpt_result{};
     ++r.attempts;
-    if (!res.reply.empty()) r.last_reply = res.reply;
-    if (!res.mx.empty()) r.last_mx = res.mx;
+    // Kept for a later DSN: only a recipient still pending or bounced now needs them.
+    if (res.outcome == rcpt_outcome::deferred || res.outcome == rcpt_outcome::bounced) {
+      if (!res.reply.empty()) r.last_reply = res.reply;
+      if (!res.mx.empty()) r.last_mx = res.mx;
+    }
     switch (res.outcome) {
       case rcpt_outcome::delivered:
         ++_stats.delivered;

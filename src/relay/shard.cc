@@ -229,7 +229,7 @@ status shard_root::start_delivery() {
   if (cfg.mta_sts.enabled)
     if (status s = start_mta_sts(); !s) return s;
 
-  _store->on_durable([this](const spool::message_meta& meta, const spool::message_location& loc) {
+  _store->on_durable([this](spool::message_meta& meta, const spool::message_location& loc) {
     queue_durable(meta, loc, {});
   });
   _dispatch->attach();
@@ -237,7 +237,7 @@ status shard_root::start_delivery() {
   // Messages accepted before a restart: queue their unfinished recipients.
   auto recovered = std::move(_store->recovered);
   _store->recovered.clear();
-  for (const auto& m : recovered) {
+  for (auto& m : recovered) {
     spool::message_location loc{nullptr, m.segment, m.offset, m.length};
     queue_durable(m.meta, loc, m.done_rcpts);
   }
@@ -344,28 +344,30 @@ https::client* shard_root::https_client(std::string* why) {
   return _https.get();
 }
 
-void shard_root::queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
+void shard_root::queue_durable(spool::message_meta& meta, const spool::message_location& loc,
                                std::span<const uint32_t> done) {
+  // `meta` is dropped after this call (the store's copy, or a recovered record): its
+  // strings move on into the jobs, no copy per message.
   queue::spooled_message m;
   m.kind = meta.kind;
   // A v1 record has no kind: there a message from <> to one recipient is one of our DSNs
   // (no DSN about a DSN).
   if (meta.kind == queue::message_kind::message && meta.mail_from.empty() && meta.rcpts.size() == 1)
     m.kind = queue::message_kind::dsn;
-  m.msg_id = meta.msg_id;
-  m.attempts = meta.attempts;
-  m.queue_id = meta.queue_id;
+  m.msg_id = std::move(meta.msg_id);
+  m.attempts = std::move(meta.attempts);
+  m.queue_id = std::move(meta.queue_id);
   m.home = _shard.index();
   m.segment = loc.segment;
   m.offset = loc.offset;
   m.length = loc.length;
-  m.mail_from = meta.mail_from;
-  m.rcpts = meta.rcpts;
+  m.mail_from = std::move(meta.mail_from);
+  m.rcpts = std::move(meta.rcpts);
   m.received_ms = meta.received_ms;
   m.body_8bitmime = meta.body_8bitmime;
   m.requiretls = meta.requiretls;
   m.tls_required_no = meta.tls_required_no && !meta.requiretls;  // RFC 8689 §3: REQUIRETLS wins
-  _dispatch->dispatch(m, done);
+  _dispatch->dispatch(std::move(m), done);
 }
 
 void shard_root::begin_drain() {

@@ -313,6 +313,7 @@ void batch::reset() {
   _done_targets.clear();
   _seq = 0;
   _bytes = 0;
+  _messages = 0;
 }
 
 std::string partition::partition_dir(const std::string& state_dir, unsigned shard) {
@@ -480,6 +481,7 @@ bool partition::stage(const message_meta& meta, std::span<const iovec> data, voi
   b._bytes += header_size + env_len + body;
   std::memcpy(e.id.data(), meta.queue_id.data(), queue_id_len);
   b._entries.push_back(e);
+  ++b._messages;
   return true;
 }
 

@@ -1,7 +1,9 @@
 // A batch is a chain of linked SQEs: writev pieces at increasing offsets, then
 // fdatasync. If a write fails or is short the kernel cancels the rest of the chain;
 // partition::complete() then fails every message of the batch and cuts the segment
-// back, so nothing after it is ever written behind garbage.
+// back, so nothing after it is ever written behind garbage. DONE and ATTEMPTS records
+// no client waits for ride on the next message batch's fsync; alone, they are written
+// lazy_delay later (under load one fsync in eight was for them alone: issue 11).
 #include "sealrelay/spool/store.hh"
 
 #include <cerrno>
@@ -11,10 +13,19 @@
 
 namespace sr::spool {
 
+namespace {
+// How long DONE/ATTEMPTS records wait for a message batch to ride on. A crash inside this
+// window may repeat a delivery (as a crash before any DONE fsync always could).
+constexpr int64_t lazy_delay_ms = 100;
+}  // namespace
+
 store::store(core::shard& sh, std::unique_ptr<spool::partition> part,
                          duration commit_interval)
     : _shard(sh), _part(std::move(part)), _interval(commit_interval) {
   _timer_op.self = this;
+  _lazy_op.self = this;
+  _lazy_ts.tv_sec = lazy_delay_ms / 1000;
+  _lazy_ts.tv_nsec = (lazy_delay_ms % 1000) * 1'000'000;
 }
 
 store::~store() {
@@ -48,7 +59,7 @@ void store::submit(spool::message_meta meta, std::span<const iovec> data,
     SR_WARN("spool: message %s does not fit the record format", meta.queue_id.c_str());
     _failed_now.push_back(client);
   } else if (_on_durable) {
-    _meta[client] = std::move(meta);
+    _meta.emplace_back(client, std::move(meta));
   }
   schedule_commit();
 }
@@ -104,7 +115,7 @@ void store::flush_adopted() {
 void store::mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices) {
   spool::partition& p = partition_of(queue_id);
   p.mark_done(queue_id, indices);
-  if (&p == _part.get()) schedule_commit();
+  if (&p == _part.get()) schedule_lazy_commit();
   else flush_adopted();
 }
 
@@ -112,7 +123,7 @@ void store::record_attempts(const std::string& queue_id,
                                   std::span<const std::pair<uint32_t, uint32_t>> counts) {
   spool::partition& p = partition_of(queue_id);
   p.record_attempts(queue_id, counts);
-  if (&p == _part.get()) schedule_commit();
+  if (&p == _part.get()) schedule_lazy_commit();
   else flush_adopted();
 }
 
@@ -136,12 +147,24 @@ void store::schedule_commit() {
   });
 }
 
+void store::schedule_lazy_commit() {
+  // A batch in flight, an armed commit timer or a posted commit takes these records along.
+  if (_batch || _timer_armed || _commit_posted || _lazy_armed) return;
+  _lazy_armed = true;
+  io_uring_prep_timeout(_shard.sqe(&_lazy_op), &_lazy_ts, 0, 0);
+}
+
 void store::op::on_complete(int res, unsigned) { self->on_op(this, res); }
 
 void store::on_op(op* o, int res) {
   if (o == &_timer_op) {
     _timer_armed = false;
     commit_now();
+    return;
+  }
+  if (o == &_lazy_op) {
+    _lazy_armed = false;
+    commit_now();  // nothing when a message batch took the records meanwhile
     return;
   }
   size_t idx = size_t(o - _ops.data());
@@ -161,8 +184,7 @@ void store::commit_now() {
     _failed_now.clear();
     for (auto* c : failed) {
       --_in_flight;
-      _meta.erase(c);
-      c->on_stored(false);
+      c->on_stored(false);  // never staged: no meta
     }
   }
   if (_batch) return;
@@ -201,18 +223,41 @@ void store::finish_batch() {
   _part->complete(b, wr, fs, _outcomes);
   _batch = nullptr;
   deliver(_outcomes);
-  if (_part->staged_records() > 0 || !_failed_now.empty()) commit_now();
+  if (_part->staged_messages() > 0 || !_failed_now.empty()) commit_now();
+  else if (_part->staged_records() > 0) schedule_lazy_commit();
+}
+
+spool::message_meta* store::find_meta(void* cookie) {
+  // Batches complete in staging order: the wanted entry is almost always at the head.
+  for (size_t i = _meta_head; i < _meta.size(); ++i)
+    if (_meta[i].first == cookie) return &_meta[i].second;
+  return nullptr;
+}
+
+void store::drop_meta(void* cookie) {
+  for (size_t i = _meta_head; i < _meta.size(); ++i)
+    if (_meta[i].first == cookie) {
+      _meta[i].first = nullptr;
+      _meta[i].second = {};
+      break;
+    }
+  while (_meta_head < _meta.size() && _meta[_meta_head].first == nullptr) ++_meta_head;
+  if (_meta_head == _meta.size()) {
+    _meta.clear();  // keeps the capacity
+    _meta_head = 0;
+  } else if (_meta_head >= 64 && _meta_head * 2 >= _meta.size()) {
+    _meta.erase(_meta.begin(), _meta.begin() + ptrdiff_t(_meta_head));
+    _meta_head = 0;
+  }
 }
 
 void store::deliver(spool::partition::outcome_list& outcomes) {
   if (_on_durable) {
     // Queue what became durable before answering, so a 250 never precedes the job.
-    for (const auto& loc : _part->last_locations()) {
-      auto it = _meta.find(loc.cookie);
-      if (it == _meta.end()) continue;
-      _on_durable(it->second, loc);
-    }
-    for (auto& [cookie, ok] : outcomes) _meta.erase(cookie);
+    for (const auto& loc : _part->last_locations())
+      if (spool::message_meta* m = find_meta(loc.cookie)) _on_durable(*m, loc);
+    for (auto& [cookie, ok] : outcomes)
+      if (cookie) drop_meta(cookie);
   }
   for (auto& [cookie, ok] : outcomes) {
     if (!cookie) continue;

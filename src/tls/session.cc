@@ -96,8 +96,7 @@ struct io_hooks {
   static int send(WOLFSSL*, char* buf, int sz, void* ctx) {
     auto* s = static_cast<session*>(ctx);
     if (sz <= 0) return 0;
-    auto* p = reinterpret_cast<const std::byte*>(buf);
-    s->_out.insert(s->_out.end(), p, p + sz);
+    s->_out.append(buf, static_cast<size_t>(sz));
     return sz;
   }
 
@@ -401,12 +400,21 @@ void session::shutdown() {
 void session::consume_output(size_t n) {
   _out_off += std::min(n, _out.size() - _out_off);
   if (_out_off == _out.size()) {
-    std::vector<std::byte>().swap(_out);
+    std::string().swap(_out);
     _out_off = 0;
   } else if (_out_off >= 64 * 1024 && _out_off * 2 >= _out.size()) {
-    _out.erase(_out.begin(), _out.begin() + static_cast<ptrdiff_t>(_out_off));
+    _out.erase(0, _out_off);
     _out_off = 0;
   }
+}
+
+void session::take_output(std::string& into) {
+  if (_out_off < _out.size()) {
+    if (into.empty() && _out_off == 0) into.swap(_out);
+    else into.append(_out, _out_off);
+  }
+  std::string().swap(_out);  // `into`'s old buffer, if swapped: an idle session holds none
+  _out_off = 0;
 }
 
 std::string_view session::version() const {

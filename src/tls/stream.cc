@@ -1,7 +1,8 @@
 // The TLS pump: ciphertext chunk -> session::feed() (lent for one call) -> handshake()
 // until done -> read() into fresh pool chunks until it wants input. Output: plaintext
 // from send() is encrypted at prepare_wire(), behind any plaintext queued before TLS
-// started (the "220" to STARTTLS), so one socket write carries both.
+// started (the "220" to STARTTLS), so one socket write carries both. Ciphertext reaches
+// the socket buffer by a swap, not a copy (session::take_output).
 #include "sealrelay/tls/stream.hh"
 
 namespace sr::tls {
@@ -35,13 +36,30 @@ void stream::send(std::span<const iovec> pieces) {
     for (const iovec& v : pieces) send(std::string_view(static_cast<const char*>(v.iov_base), v.iov_len));
     return;
   }
-  // Earlier commands precede the body; then each piece goes into wolfSSL from where it is.
-  if (!_plain.empty()) {
-    _tls->write(bytes_of(_plain));
-    _plain.clear();
+  // Every record full but the last: small pieces (earlier commands, the dots of
+  // dot-stuffing, the final ".\r\n") join the bytes queued in _plain, so a 10 KiB message
+  // is one record, not body + terminator (a record costs a wolfSSL_write, a buffer and a
+  // tag here and a decryption at the peer). Whole records inside a large piece go into
+  // wolfSSL straight from the piece.
+  for (const iovec& v : pieces) {
+    const char* p = static_cast<const char*>(v.iov_base);
+    size_t n = v.iov_len;
+    if (_plain.size() + n < record_bytes) {
+      _plain.append(p, n);
+      continue;
+    }
+    if (!_plain.empty()) {
+      size_t fill = record_bytes - _plain.size();
+      _plain.append(p, fill);
+      _tls->write(bytes_of(_plain));
+      _plain.clear();
+      p += fill;
+      n -= fill;
+    }
+    size_t whole = n - n % record_bytes;
+    if (whole) _tls->write(std::span<const std::byte>(reinterpret_cast<const std::byte*>(p), whole));
+    _plain.append(p + whole, n - whole);
   }
-  for (const iovec& v : pieces)
-    _tls->write(std::span<const std::byte>(static_cast<const std::byte*>(v.iov_base), v.iov_len));
 }
 
 size_t stream::unsent() const {
@@ -102,10 +120,7 @@ void stream::prepare_wire(std::string& out, std::string& wire) {
     _tls->write(bytes_of(_plain));
     _plain.clear();
   }
-  auto p = _tls->pending_output();
-  if (p.empty()) return;
-  wire.append(reinterpret_cast<const char*>(p.data()), p.size());
-  _tls->consume_output(p.size());
+  _tls->take_output(wire);  // a swap, not a copy, when nothing was queued before TLS
 }
 
 }  // namespace sr::tls

@@ -38,8 +38,9 @@ struct spooled_message {
 };
 
 // Return one job per recipient domain, in first-seen order, for the recipients of `m`
-// whose index is not in `done`.
-std::vector<std::unique_ptr<job>> split_by_domain(const spooled_message& m, std::span<const uint32_t> done);
+// whose index is not in `done`. `m`'s strings move into the jobs (the last job takes the
+// shared ones), so a message for one domain costs no string copy.
+std::vector<std::unique_ptr<job>> split_by_domain(spooled_message m, std::span<const uint32_t> done);
 
 // What one shard asks of another.
 enum class shard_msg_kind : uint8_t {
@@ -68,8 +69,9 @@ class dispatcher {
 
   // Start receiving (on the shard thread, once the scheduler can take jobs).
   void attach();
-  // Queue every unfinished recipient of `m` on the shards that own their domains.
-  void dispatch(const spooled_message& m, std::span<const uint32_t> done = {});
+  // Queue every unfinished recipient of `m` on the shards that own their domains (pass an
+  // rvalue: its strings move into the jobs).
+  void dispatch(spooled_message m, std::span<const uint32_t> done = {});
   // Queue `j` on its owner shard.
   void send_job(std::unique_ptr<job> j);
   // Tell `home` that recipients `indices` of `queue_id` are final.

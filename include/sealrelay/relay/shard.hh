@@ -130,7 +130,7 @@ class shard_root final : public server::shard_unit {
   status start_tlsrpt();
   https::client* https_client(std::string* why);
   spool::intake& intake();
-  void queue_durable(const spool::message_meta& meta, const spool::message_location& loc,
+  void queue_durable(spool::message_meta& meta, const spool::message_location& loc,
                      std::span<const uint32_t> done);
   void publish_metrics();
   void start_auth();

@@ -96,6 +96,7 @@ class batch {
   std::vector<entry> _entries;
   std::vector<uint64_t> _done_targets;  // segments of messages this batch's DONE/ATTEMPTS name
   uint64_t _bytes = 0;                  // bytes staged so far (record offsets within the batch)
+  size_t _messages = 0;                 // message records among _entries
   uint64_t _seq = 0;                    // segment written to
 };
 
@@ -157,6 +158,8 @@ class partition {
   size_t segment_count() const { return _segments.size(); }
   bool in_flight() const { return _flight != nullptr; }
   size_t staged_records() const { return _staging->_entries.size(); }
+  // Message records staged (a client awaits each one's fsync); the rest are DONE/ATTEMPTS.
+  size_t staged_messages() const { return _staging->_messages; }
 
  private:
   struct segment_state {

@@ -5,7 +5,8 @@
 #pragma once
 #include <functional>
 #include <memory>
-#include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/spool/intake.hh"
@@ -33,7 +34,8 @@ class store final : public intake {
   void adopt(std::unique_ptr<spool::partition> p) { _adopted.push_back(std::move(p)); }
 
   // Called for every message once durable, with where it landed (queues it for delivery).
-  using durable_fn = std::function<void(const spool::message_meta&, const spool::message_location&)>;
+  // The meta is the store's own copy, dropped after the call: the callee may move from it.
+  using durable_fn = std::function<void(spool::message_meta&, const spool::message_location&)>;
   void on_durable(durable_fn fn) { _on_durable = std::move(fn); }
   // Recipients `indices` of `queue_id` are final: append a DONE record (group commit).
   void mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices);
@@ -48,6 +50,7 @@ class store final : public intake {
     void on_complete(int res, unsigned flags) override;
   };
   void schedule_commit();
+  void schedule_lazy_commit();
   void commit_now();
   void on_op(op* o, int res);
   void finish_batch();
@@ -72,8 +75,16 @@ class store final : public intake {
   int _fsync_res = 0;
   op _timer_op;
   __kernel_timespec _timer_ts{};
+  op _lazy_op;                      // DONE/ATTEMPTS records alone: written after lazy_delay
+  __kernel_timespec _lazy_ts{};
+  bool _lazy_armed = false;
   spool::partition::outcome_list _outcomes;
-  std::unordered_map<void*, spool::message_meta> _meta;  // by cookie, until durable
+  // Metas of staged and in-flight messages, in staging order (the order batches complete
+  // in), each until its outcome: a FIFO, no allocation per message once warm.
+  std::vector<std::pair<void*, spool::message_meta>> _meta;
+  size_t _meta_head = 0;             // entries before it are answered
+  spool::message_meta* find_meta(void* cookie);
+  void drop_meta(void* cookie);
   durable_fn _on_durable;
   struct internal_msg;
   std::vector<intake_client*> _failed_now;  // stage() refused: answered on the next post

@@ -68,8 +68,12 @@ class session {
 
   // Ciphertext waiting to go to the socket.
   std::span<const std::byte> pending_output() const {
-    return std::span<const std::byte>(_out).subspan(_out_off);
+    return std::span<const std::byte>(reinterpret_cast<const std::byte*>(_out.data()), _out.size())
+        .subspan(_out_off);
   }
+  // Move all pending output to the end of `into`: when `into` is empty the buffers are
+  // swapped, so ciphertext is never copied on its way to the socket (tls::stream).
+  void take_output(std::string& into);
   // Drop n bytes of pending output that the socket accepted; frees the buffer when empty.
   void consume_output(size_t n);
 
@@ -127,7 +131,7 @@ class session {
   std::span<const std::byte> _lent;    // caller's span, valid for one call only
   std::vector<std::byte> _in;          // unconsumed input kept across calls (usually empty)
   size_t _in_off = 0;
-  std::vector<std::byte> _out;         // pending ciphertext; freed when drained
+  std::string _out;                    // pending ciphertext; freed when drained
   size_t _out_off = 0;
 
   const char* _reason = "";

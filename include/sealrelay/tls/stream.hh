@@ -59,6 +59,7 @@ class stream : public net::stream {
   void on_ciphertext(net::chunk* c, size_t len);
   void end(int err);
 
+  static constexpr size_t record_bytes = 16384;  // TLS's largest record payload
   std::unique_ptr<session> _tls;
   std::string _plain;   // application bytes waiting for the handshake or the next write
   bool _failed = false; // handshake failed: nothing more is decrypted
