@@ -98,8 +98,13 @@ static audit::outcome to_audit(queue::rcpt_outcome o) {
   return audit::outcome::deferred;
 }
 
-void agent::complete(queue::job* j, std::vector<queue::rcpt_result> res, const link_info& li) {
-  res.resize(j->rcpts.size());
+void agent::complete(queue::job* j, std::span<queue::rcpt_result> res, const link_info& li) {
+  if (res.size() != j->rcpts.size()) {
+    std::vector<queue::rcpt_result> own(res.begin(), res.end());
+    own.resize(j->rcpts.size());  // a missing result is a deferral
+    complete(j, own, li);
+    return;
+  }
   _sched.expire(*j, res);
   audit_job(*j, res, li);
   _sched.finish(j, res);
@@ -158,7 +163,7 @@ struct agent::handoff_op final : policy::handoff_completion {
     agent* a = ag;
     queue::job* job = j;
     delete this;
-    a->complete(job, std::move(res), h);
+    a->complete(job, res, h);
   }
 };
 

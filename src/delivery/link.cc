@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "sealrelay/audit/record.hh"
@@ -26,14 +27,20 @@ namespace sr::delivery {
 namespace {
 constexpr uint64_t park_ms = 2000;  // how long an idle link waits for more jobs
 
-std::string enhanced_or(std::string_view enh, unsigned code) {
-  if (!enh.empty()) return std::string(enh);
-  return code >= 500 ? "5.0.0" : "4.0.0";
-}
-
 std::string reply_line(unsigned code, std::string_view text) {
   if (code == 0) return std::string(text);
   return std::to_string(code) + " " + std::string(text);
+}
+
+// reply_line() into `out`, reusing its buffer.
+void assign_reply_line(std::string& out, unsigned code, std::string_view text) {
+  out.clear();
+  if (code != 0) {
+    char num[16];
+    int n = std::snprintf(num, sizeof num, "%u ", code);
+    out.append(num, size_t(n));
+  }
+  out.append(text);
 }
 
 // The reason of a failed handshake, from the TLS layer's token (handshake_failed when it
@@ -203,16 +210,29 @@ void link::transaction_done(const outbound::txn_result& r) {
   queue::job* j = _job;
   _job = nullptr;
   if (!j) return;
-  std::vector<queue::rcpt_result> res(j->rcpts.size());
-  for (size_t i = 0; i < res.size() && i < r.rcpts.size(); ++i) {
-    const auto& x = r.rcpts[i];
+  // One result per recipient, in the link's own vector: its strings keep their capacity
+  // from one transaction to the next (no allocation per delivery).
+  auto& res = _res;
+  res.resize(j->rcpts.size());
+  for (size_t i = 0; i < res.size(); ++i) {
     auto& y = res[i];
+    y.reason = report::reason::none;
+    y.notify_sender = false;
+    if (i >= r.rcpts.size()) {  // no result: a deferral
+      y.outcome = queue::rcpt_outcome::deferred;
+      y.reply.clear();
+      y.mx.clear();
+      y.status.clear();
+      continue;
+    }
+    const auto& x = r.rcpts[i];
     y.outcome = x.status == outbound::rcpt_status::delivered ? queue::rcpt_outcome::delivered
               : x.status == outbound::rcpt_status::bounced   ? queue::rcpt_outcome::bounced
                                                              : queue::rcpt_outcome::deferred;
-    y.reply = reply_line(x.code, x.text);
-    y.mx = _t.host;
-    y.status = enhanced_or(x.enhanced, x.code ? x.code : 400);
+    assign_reply_line(y.reply, x.code, x.text);
+    y.mx.assign(_t.host);
+    if (!x.enhanced.empty()) y.status.assign(x.enhanced);
+    else y.status.assign((x.code ? x.code : 400) >= 500 ? "5.0.0" : "4.0.0");
     if (x.code == 0)
       y.reason = x.where == outbound::stage::connection ? report::reason::connection_lost : report::reason::local;
   }
@@ -238,7 +258,7 @@ void link::transaction_done(const outbound::txn_result& r) {
     _ag.audit_job(*j, tried, *_failed_tls);
     for (auto& rc : j->rcpts) ++rc.attempts;
   }
-  _ag.complete(j, std::move(res), _info);
+  _ag.complete(j, res, _info);
 }
 
 void link::idle() {
@@ -283,7 +303,7 @@ void link::next_job() {
       _job = nullptr;
       link_info li = _info;
       li.reason = report::reason::spool_read_failed;
-      _ag.complete(j2, std::move(res), li);
+      _ag.complete(j2, res, li);
       if (!closing()) _session.quit();
     } else if (closing() || policy_changed()) {
       // A SIGHUP during the load may have changed the domain's policy: this session was
@@ -627,7 +647,7 @@ void attempt::give_up(report::reason reason, const std::string& reply, bool perm
       r.mx = li.mx;
       r.status = status;
     }
-    _ag.complete(j, std::move(res), li);
+    _ag.complete(j, res, li);
   }
   finish();
 }
@@ -660,7 +680,7 @@ void attempt::fall_back(const session_report& li) {
         r.status = "5.7.30";
         r.reply = why;
       }
-      _ag.complete(j, std::move(res), li);
+      _ag.complete(j, res, li);
     }
     finish();
     return;
@@ -688,7 +708,7 @@ void attempt::fall_back(const session_report& li) {
       _ag.audit_job(*j, res, li);
       _ag.hand_off(j, pol, li);
     } else {
-      _ag.complete(j, std::move(res), li);
+      _ag.complete(j, res, li);
     }
   }
   finish();

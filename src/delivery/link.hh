@@ -81,6 +81,7 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   std::optional<link_info> _failed_tls;  // the handshake this plaintext retry follows
   queue::job* _job = nullptr;       // the job of the current transaction
   std::vector<std::string_view> _rcpts;
+  std::vector<queue::rcpt_result> _res;  // the last transaction's results (buffers reused)
   iovec _body{};
   bool _parked = false;
   bool _reached_idle = false;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -82,8 +83,9 @@ class agent final : public queue::connector {
   // Read `j`'s message bytes from the spool into j->body, then call `done(ok)`.
   void load(queue::job* j, std::function<void(bool)> done);
   // End this attempt for `j`: expire what is past max_queue_age, audit every recipient,
-  // hand the results to the scheduler (which may free `j`).
-  void complete(queue::job* j, std::vector<queue::rcpt_result> res, const session_report& li);
+  // hand the results to the scheduler (which may free `j`). `res` has one entry per
+  // recipient (else it is copied and padded with deferrals); it may be changed (expiry).
+  void complete(queue::job* j, std::span<queue::rcpt_result> res, const session_report& li);
   // Count what a link's session report says for /metrics (TLS failures by reason).
   void report_session(const link_end& e);
   // The policy resolver (null: the shard's config table through policies()).
