@@ -76,8 +76,10 @@ const char* session::to_string(state s) {
 session::session(const session_params& params, events& ev)
     : _params(params), _hostname(params.hostname), _ev(ev), _tls(params.tls_active) {
   _params.hostname = _hostname;
-  _out.reserve(1024);
-  _tmp.reserve(256);
+  // Room for the longest usual reply (the EHLO list, ~150 bytes) without regrowing; _tmp
+  // only builds error replies and grows on first use. Every idle session pays for these
+  // (issue 11: idle TLS sessions in <= 32 KiB).
+  _out.reserve(256);
 }
 
 void session::transition(state to) {

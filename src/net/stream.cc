@@ -127,6 +127,15 @@ void stream::on_send(int res, unsigned) {
   maybe_finish();
 }
 
+void stream::trim_send_buffers(size_t keep) {
+  if (_send_inflight || !_out.empty() || _wire_off < _wire.size()) return;
+  if (_wire.capacity() > keep) {
+    std::string().swap(_wire);
+    _wire_off = 0;
+  }
+  if (_out.capacity() > keep) std::string().swap(_out);
+}
+
 void stream::close(bool abort) {
   if (abort) {
     _out.clear();

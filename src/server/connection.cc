@@ -139,6 +139,9 @@ void connection::pump() {
 }
 
 void connection::on_drained() {
+  // Most connections wait here for the client's next command, many of them for minutes:
+  // keep no room for the largest send so far (the handshake flight, a long reply).
+  trim_send_buffers(512);
   if (!recv_paused() || closing()) return;
   pump();
   flush();

@@ -1,6 +1,6 @@
-// The peer chain as plain data: wolfSSL keeps the chain the peer sent (SESSION_CERTS) for
-// the session's life; each certificate is decoded here once, on demand (a checker's path,
-// never the delivery path).
+// The peer chain as plain data: the client session keeps the DER chain the peer sent
+// (taken in its verify callback; this wolfSSL keeps none itself); each certificate is
+// decoded here once, on demand (a checker's path, never the delivery path).
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
@@ -86,22 +86,13 @@ cert_info describe(WOLFSSL_X509* x) {
 
 std::vector<cert_info> peer_chain(const session& s) {
   std::vector<cert_info> out;
-  WOLFSSL* ssl = s.native();
-  if (!ssl || !s.handshake_done()) return out;
-  if (WOLFSSL_X509_CHAIN* ch = wolfSSL_get_peer_chain(ssl)) {
-    int n = wolfSSL_get_chain_count(ch);
-    for (int i = 0; i < n; ++i) {
-      WOLFSSL_X509* x = wolfSSL_get_chain_X509(ch, i);
-      if (!x) continue;
-      out.push_back(describe(x));
-      wolfSSL_X509_free(x);
-    }
-  }
-  if (out.empty()) {
-    if (WOLFSSL_X509* x = wolfSSL_get_peer_certificate(ssl)) {
-      out.push_back(describe(x));
-      wolfSSL_X509_free(x);
-    }
+  if (!s.native() || !s.handshake_done()) return out;
+  for (const auto& der : s.peer_certificates()) {
+    const unsigned char* p = der.data();
+    WOLFSSL_X509* x = wolfSSL_d2i_X509(nullptr, &p, static_cast<int>(der.size()));
+    if (!x) continue;
+    out.push_back(describe(x));
+    wolfSSL_X509_free(x);
   }
   return out;
 }

@@ -19,6 +19,12 @@
 #include "sealrelay/tls/session_cache.hh"
 #include "peer_check.hh"
 
+// The client takes the peer chain in the verify callback's call for the leaf, which only
+// comes when verification succeeds if the library always calls back.
+#ifndef WOLFSSL_ALWAYS_VERIFY_CB
+#error "sealrelay needs a wolfSSL built with WOLFSSL_ALWAYS_VERIFY_CB (--enable-distro has it)"
+#endif
+
 namespace sr::tls {
 
 namespace {
@@ -49,6 +55,14 @@ cert_verdict verdict_of(int err) {
 }
 
 bool want_io(int e) { return e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE; }
+
+constexpr int max_chain = 16;  // certificates kept from a peer's chain (DANE looks at these)
+
+// Decode a certificate the peer sent; null when it does not parse.
+WOLFSSL_X509* decode(const std::vector<uint8_t>& der) {
+  const unsigned char* p = der.data();
+  return wolfSSL_d2i_X509(nullptr, &p, static_cast<int>(der.size()));
+}
 
 }  // namespace
 
@@ -86,14 +100,26 @@ struct io_hooks {
     return sz;
   }
 
-  // Record chain faults and continue: the policy engine, not wolfSSL, decides.
+  // Record chain faults and continue: the policy engine, not wolfSSL, decides. The call
+  // for the leaf (depth 0; this build calls back for every certificate,
+  // WOLFSSL_ALWAYS_VERIFY_CB) also copies the whole chain as sent, for DANE and the name
+  // check: the library keeps no chain per session (built without SESSION_CERTS).
   static int verify(int preverify, WOLFSSL_X509_STORE_CTX* store) {
     auto* ssl = static_cast<WOLFSSL*>(
         wolfSSL_X509_STORE_CTX_get_ex_data(store, wolfSSL_get_ex_data_X509_STORE_CTX_idx()));
     auto* s = ssl ? static_cast<session*>(wolfSSL_GetIOReadCtx(ssl)) : nullptr;
-    if (s && !preverify)
+    if (!s) return 1;
+    if (!preverify)
       s->_verdict = worst(s->_verdict, verdict_of(wolfSSL_X509_STORE_CTX_get_error(store)));
-    if (s) s->_chain_seen = true;
+    s->_chain_seen = true;
+    if (store->error_depth == 0 && store->certs && store->totalCerts > 0) {
+      s->_peer_chain.clear();
+      int n = std::min(store->totalCerts, max_chain);
+      for (int i = 0; i < n; ++i) {
+        const WOLFSSL_BUFFER_INFO& c = store->certs[i];
+        if (c.buffer && c.length > 0) s->_peer_chain.emplace_back(c.buffer, c.buffer + c.length);
+      }
+    }
     return 1;
   }
 
@@ -176,6 +202,7 @@ session::session(session&& o) noexcept
       _dane(o._dane),
       _subject(std::move(o._subject)),
       _cached_subject(std::move(o._cached_subject)),
+      _peer_chain(std::move(o._peer_chain)),
       _lent(o._lent),
       _in(std::move(o._in)),
       _in_off(o._in_off),
@@ -272,7 +299,7 @@ void session::on_handshake_done() {
     _verdict = _cached_verdict;
     _subject = std::move(_cached_subject);
   } else {
-    WOLFSSL_X509* cert = wolfSSL_get_peer_certificate(_ssl);
+    WOLFSSL_X509* cert = _peer_chain.empty() ? nullptr : decode(_peer_chain.front());
     if (!cert) {
       _verdict = cert_verdict::invalid;
     } else {
@@ -297,15 +324,9 @@ void session::on_handshake_done() {
 
 void session::check_dane() {
   // The verify callback's CA verdict is ignored: DANE decides (RFC 7672 §3.1).
-  std::array<std::span<const uint8_t>, 16> certs;
+  std::array<std::span<const uint8_t>, max_chain> certs;
   size_t n = 0;
-  WOLFSSL_X509_CHAIN* chain = wolfSSL_get_peer_chain(_ssl);
-  int count = chain ? wolfSSL_get_chain_count(chain) : 0;
-  for (int i = 0; i < count && n < certs.size(); ++i) {
-    int len = wolfSSL_get_chain_length(chain, i);
-    const unsigned char* der = wolfSSL_get_chain_cert(chain, i);
-    if (der && len > 0) certs[n++] = {der, static_cast<size_t>(len)};
-  }
+  for (const auto& der : _peer_chain) certs[n++] = der;
   _dane = match_tlsa(std::span(certs).first(n), _tlsa, _host);
   _verdict = _dane.verdict;
 }

@@ -36,6 +36,10 @@ class stream {
   // Send what is queued unless a send is already in flight.
   void flush();
   bool send_idle() const { return !_send_inflight && _out.empty(); }
+  // Free send-buffer capacity above `keep` bytes when nothing is queued or in flight, so
+  // an idle connection does not keep room for its largest send (e.g. the TLS handshake
+  // flight, 2-4 KiB). Owners call it where their connections go idle.
+  void trim_send_buffers(size_t keep);
   // Close after queued output is sent (graceful) or at once (abort: a send stuck on a
   // peer that does not read is failed by shutting the socket down).
   void close(bool abort = false);

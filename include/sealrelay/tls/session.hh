@@ -95,6 +95,9 @@ class session {
   const dane_match& dane() const { return _dane; }
   // Return the peer certificate's subject, "/O=.../CN=mx.test" ("" when none).
   const std::string& peer_subject() const { return _subject; }
+  // Return the certificates the server sent (client side), DER, leaf first; empty on the
+  // server side and after a resumption (none was sent).
+  const std::vector<std::vector<uint8_t>>& peer_certificates() const { return _peer_chain; }
   // Return the audit reason token of a failure: "handshake-failed", "old-protocol", ...
   const char* failure_reason() const { return _reason; }
   // Return wolfSSL's error code of the failure (for logs), 0 when none.
@@ -121,6 +124,9 @@ class session {
   dane_match _dane;
   std::string _subject;
   std::string _cached_subject;         // subject of the offered session (until done)
+  // The chain as the server sent it (client side), taken in the verify callback: this
+  // wolfSSL keeps no peer chain per session (tools/build-wolfssl).
+  std::vector<std::vector<uint8_t>> _peer_chain;
 
   std::span<const std::byte> _lent;    // caller's span, valid for one call only
   std::vector<std::byte> _in;          // unconsumed input kept across calls (usually empty)

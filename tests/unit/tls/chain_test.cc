@@ -1,6 +1,6 @@
 // tls::peer_chain: the chain a client saw, as plain data, from an in-memory handshake
-// against the committed test PKI (tests/certs): names, issuer, validity, DER, and nothing
-// before the handshake.
+// against the committed test PKI (tests/certs): names, issuer, validity, DER, nothing
+// before the handshake, and the chain kept by the client session only.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -62,6 +62,27 @@ TEST(tls_chain, expired_dates_and_wrong_name) {
   ASSERT_GE(wrong.size(), 1u);
   ASSERT_EQ(wrong[0].names.size(), 1u);
   EXPECT_EQ(wrong[0].names[0], "wrong.example");
+}
+
+// The client keeps the chain the server sent (the library keeps none: see
+// tools/build-wolfssl); the server keeps nothing, as no client certificate came.
+TEST(tls_chain, client_keeps_the_chain_as_sent_server_keeps_none) {
+  auto sctx = context::server(cert("server.crt"), cert("server.key"), tls_version::v1_2);
+  auto cctx = context::client(cert("ca.crt"), tls_version::v1_2);
+  ASSERT_TRUE(sctx.ok() && cctx.ok());
+  endpoint srv{std::move(*session::accept(*sctx))}, cli{std::move(*session::connect(*cctx, "mx.test"))};
+  cli.hs = cli.s.handshake();
+  wire{}.pump(cli, srv);
+  ASSERT_EQ(cli.hs, 1);
+  EXPECT_EQ(cli.s.verdict(), cert_verdict::verified);
+  EXPECT_NE(cli.s.peer_subject().find("CN=mx.test"), std::string::npos);
+  const auto& certs = cli.s.peer_certificates();
+  ASSERT_GE(certs.size(), 1u);
+  auto chain = peer_chain(cli.s);
+  ASSERT_EQ(chain.size(), certs.size());
+  EXPECT_EQ(chain[0].der, certs[0]);
+  EXPECT_TRUE(srv.s.peer_certificates().empty());
+  EXPECT_TRUE(peer_chain(srv.s).empty());
 }
 
 }  // namespace
