@@ -13,6 +13,7 @@
 #include <ctime>
 
 #include "sealrelay/util/log.hh"
+#include "sealrelay/util/memory.hh"
 
 namespace sr::core {
 
@@ -111,6 +112,16 @@ void shard::refresh_now() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   _now_ms = uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1'000'000;
+}
+
+void shard::release_memory_soon() {
+  if (_release_posted) return;
+  _release_posted = true;
+  post([this] {
+    _release_posted = false;
+    for (auto& fn : _release_fns) fn();
+    util::release_memory();
+  });
 }
 
 void shard::run() {

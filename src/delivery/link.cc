@@ -26,6 +26,10 @@
 namespace sr::delivery {
 namespace {
 constexpr uint64_t park_ms = 2000;  // how long an idle link waits for more jobs
+// Messages longer than stream_min are not loaded whole: after the 354 they stream from
+// the spool in windows of stream_window bytes (bounded memory per link, whatever the size).
+constexpr uint64_t stream_min = 256 * 1024;
+constexpr size_t stream_window = 128 * 1024;
 
 std::string reply_line(unsigned code, std::string_view text) {
   if (code == 0) return std::string(text);
@@ -182,8 +186,70 @@ void link::on_end(int) {
 void link::send(std::string_view bytes) { tls::stream::send(bytes); }
 
 void link::send_body(std::span<const iovec> iov) {
+  if (iov.empty() && _job && _job->body.empty() && _job->length > 0) {
+    // A large message (stream_size): its bytes come from the spool a window at a time.
+    if (!_window) _window = std::make_unique<char[]>(stream_window);
+    _streaming = true;
+    _streamed = true;
+    _stream_pos = 0;
+    _stream_ready = 0;
+    _stuff = {};
+    flush();
+    stream_next();
+    return;
+  }
   tls::stream::send(iov);
   flush();
+}
+
+void link::stream_next() {
+  queue::job* j = _job;
+  if (!_streaming || _stream_reading || _stream_ready || !j || closing()) return;
+  const uint64_t n = std::min<uint64_t>(stream_window, j->length - _stream_pos);
+  _stream_reading = true;
+  hold();
+  _ag.spool_reader().read(spool::body_ref{j->segment, j->offset + _stream_pos, n}, _window.get(),
+                          [this, n](bool ok) {
+                            _stream_reading = false;
+                            if (!_streaming || closing()) {
+                              // the transaction or the link ended meanwhile
+                            } else if (!ok) {
+                              // The server has part of the body: only dropping the
+                              // connection keeps it from taking a truncated message.
+                              _streaming = false;
+                              _stream_broken = true;
+                              _info.reason = report::reason::spool_read_failed;
+                              _session.connection_lost();
+                              stream::close(true);
+                            } else {
+                              _stream_ready = size_t(n);
+                              stream_send();
+                            }
+                            unhold();  // last: may complete a close
+                          });
+}
+
+void link::stream_send() {
+  if (!_stream_ready || !_streaming || closing()) return;
+  if (unsent() >= stream_window) return;  // on_drained() comes back
+  iovec v{_window.get(), _stream_ready};
+  _siov.clear();
+  outbound::stuff_window({&v, 1}, _siov, _stuff);
+  _stream_pos += _stream_ready;
+  _stream_ready = 0;
+  const bool last = _stream_pos >= _job->length;
+  if (last) {
+    outbound::stuff_end(_siov, _stuff);
+    _streaming = false;
+  }
+  tls::stream::send(_siov);  // copied (encrypted) here: the window is free again
+  flush();
+  if (!last) stream_next();
+  else _window.reset();  // the link may carry small messages for a while: not 128 KiB more
+}
+
+void link::on_drained() {
+  if (_stream_ready) stream_send();
 }
 
 void link::start_tls() {
@@ -209,6 +275,13 @@ void link::start_tls() {
 void link::transaction_done(const outbound::txn_result& r) {
   queue::job* j = _job;
   _job = nullptr;
+  if (_streaming) {
+    // A reply (or the end of the connection) before the whole body went: the server and
+    // we disagree about where the message ends, so this connection carries nothing more.
+    _streaming = false;
+    _stream_ready = 0;
+    _stream_broken = true;
+  }
   if (!j) return;
   // One result per recipient, in the link's own vector: its strings keep their capacity
   // from one transaction to the next (no allocation per delivery).
@@ -268,6 +341,10 @@ void link::idle() {
 
 void link::next_job() {
   if (closing() || _job || _loading) return;
+  if (_stream_broken) {
+    stream::close(true);
+    return;
+  }
   // A SIGHUP that changed this domain's policy ends the connection before its next job:
   // mail queued now goes out under the new policy, never over a session the old one
   // allowed (a plaintext connection kept open across a switch to forced, say).
@@ -284,8 +361,8 @@ void link::next_job() {
     return;
   }
   _job = j;
-  if (!j->body.empty() || j->length == 0) {
-    send_job();
+  if (!j->body.empty() || j->length == 0 || j->length > stream_min) {
+    send_job();  // in memory already, or large: streamed from the spool after the 354
     return;
   }
   _loading = true;
@@ -349,7 +426,10 @@ void link::send_job() {
   outbound::message msg;
   msg.mail_from = j->mail_from;
   msg.rcpts = _rcpts;
-  msg.body = std::span<const iovec>(&_body, 1);
+  if (j->body.empty() && j->length > 0)
+    msg.stream_size = j->length;
+  else
+    msg.body = std::span<const iovec>(&_body, 1);
   msg.eight_bit = j->body_8bitmime;
   msg.requiretls = j->requiretls;  // only in a REQUIRETLS queue, whose links checked the MX
   if (!_session.send_message(msg)) {
@@ -419,6 +499,8 @@ outbound::decision<outbound::tls_action> link::on_secure_ehlo(bool requiretls_of
 }
 
 void link::on_closed() {
+  // A link that streamed a large message leaves megabytes of freed TLS and send buffers.
+  if (_streamed) _ag.shard().release_memory_soon();
   _ag.remove(this);
   attempt& at = _at;
   at.on_link_closed(*this);

@@ -11,6 +11,7 @@
 
 #include "sealrelay/delivery/agent.hh"
 #include "sealrelay/tls/stream.hh"
+#include "sealrelay/outbound/body.hh"
 #include "sealrelay/outbound/session.hh"
 #include "sealrelay/outbound/tls_decider.hh"
 #include "sealrelay/policy/decider.hh"
@@ -65,6 +66,12 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
 
   void next_job();
   void send_job();
+  // A large message streams from the spool: one window read, dot-stuffed and sent at a
+  // time; the next is read once the previous is handed to TLS, and sent only when what
+  // is unsent has drained below a window (memory per link: about three windows).
+  void stream_next();
+  void stream_send();
+  void on_drained() override;
   void phase_started();
   // Has the domain's policy changed (SIGHUP) since this link's attempt began?
   bool policy_changed() const;
@@ -83,6 +90,15 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   std::vector<std::string_view> _rcpts;
   std::vector<queue::rcpt_result> _res;  // the last transaction's results (buffers reused)
   iovec _body{};
+  std::unique_ptr<char[]> _window;  // large messages: the window being read or sent
+  uint64_t _stream_pos = 0;         // body bytes read so far
+  size_t _stream_ready = 0;         // bytes in _window waiting to be sent
+  bool _streaming = false;          // the body is being streamed (after the 354)
+  bool _stream_reading = false;     // a window read is in flight
+  bool _stream_broken = false;      // the transaction ended mid-body: close, never reuse
+  bool _streamed = false;           // some message streamed here: release memory at the end
+  outbound::stuff_state _stuff;
+  std::vector<iovec> _siov;
   bool _parked = false;
   bool _reached_idle = false;
   bool _loading = false;

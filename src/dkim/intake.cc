@@ -75,8 +75,17 @@ void signing_intake::sign(size_t entry, std::span<const std::span<const std::byt
   then(std::move(*f));
 }
 
+std::string signing_intake::body_file_path(std::string_view queue_id, std::string_view header_section) {
+  if (!_signers.empty()) {
+    const std::span<const std::byte> one{reinterpret_cast<const std::byte*>(header_section.data()),
+                                         header_section.size()};
+    if (_signers.find(from_domain({&one, 1})) != signers::npos) return {};
+  }
+  return _inner.body_file_path(queue_id, header_section);
+}
+
 void signing_intake::submit(spool::message_meta meta, std::span<const iovec> data, spool::intake_client* client) {
-  if (_signers.empty()) return _inner.submit(std::move(meta), data, client);
+  if (_signers.empty() || meta.external_body) return _inner.submit(std::move(meta), data, client);
   _spans.clear();
   for (const iovec& v : data) _spans.emplace_back(static_cast<const std::byte*>(v.iov_base), v.iov_len);
   const size_t entry = _signers.find(from_domain(_spans));

@@ -2,6 +2,8 @@
 // chunk's data is exactly chunk_size bytes for the kernel's provided buffers.
 #include "sealrelay/net/chunk.hh"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 
 namespace sr::net {
@@ -28,6 +30,16 @@ void chunk_pool::grow(size_t count) {
   }
   _free_count += count;
   _total += count;
+}
+
+size_t chunk_pool::trim(size_t keep) {
+  size_t n = 0;
+  chunk* c = _free;
+  for (size_t i = 0; c && i < keep; ++i) c = c->next_free;
+  for (; c; c = c->next_free) {
+    if (::madvise(c->data, _size, MADV_DONTNEED) == 0) ++n;
+  }
+  return n;
 }
 
 chunk* chunk_pool::get() {

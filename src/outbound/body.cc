@@ -1,7 +1,7 @@
 // Dot-stuffing by splitting iovecs: one memchr per line, no byte copied. The inserted dots
 // and the terminators point into one static string, so the iovecs stay valid for as long
 // as the caller's pieces do.
-#include "body.hh"
+#include "sealrelay/outbound/body.hh"
 
 #include <cstring>
 
@@ -18,17 +18,14 @@ void push(std::vector<iovec>& out, const char* p, size_t n) {
 
 }  // namespace
 
-size_t stuff_body(std::span<const iovec> body, std::vector<iovec>& out) {
+size_t stuff_window(std::span<const iovec> body, std::vector<iovec>& out, stuff_state& st) {
   size_t total = 0;
-  size_t seen = 0;           // body bytes so far
-  bool line_start = true;    // the next body byte begins a line
-  char prev = 0, last = 0;   // the body's last two bytes
   for (const iovec& piece : body) {
     const char* p = static_cast<const char*>(piece.iov_base);
     size_t n = piece.iov_len;
     if (n == 0) continue;
     const char* seg = p;  // start of the run not yet pushed
-    if (line_start && p[0] == '.') {
+    if (st.line_start && p[0] == '.') {
       push(out, k_term + 2, 1);
       ++total;
     }
@@ -47,21 +44,31 @@ size_t stuff_body(std::span<const iovec> body, std::vector<iovec>& out) {
     }
     push(out, seg, size_t(p + n - seg));
     total += n;
-    seen += n;
-    line_start = p[n - 1] == '\n';
-    prev = n >= 2 ? p[n - 2] : last;
-    last = p[n - 1];
+    st.seen += n;
+    st.line_start = p[n - 1] == '\n';
+    st.prev = n >= 2 ? p[n - 2] : st.last;
+    st.last = p[n - 1];
   }
+  return total;
+}
+
+size_t stuff_end(std::vector<iovec>& out, const stuff_state& st) {
   const char* term;
-  if (seen == 0 || (last == '\n' && prev == '\r'))
+  if (st.seen == 0 || (st.last == '\n' && st.prev == '\r'))
     term = k_term + 2;
-  else if (last == '\r')
+  else if (st.last == '\r')
     term = k_term + 1;
   else
     term = k_term;
   size_t tn = std::strlen(term);
   push(out, term, tn);
-  return total + tn;
+  return tn;
+}
+
+size_t stuff_body(std::span<const iovec> body, std::vector<iovec>& out) {
+  stuff_state st;
+  size_t total = stuff_window(body, out, st);
+  return total + stuff_end(out, st);
 }
 
 }  // namespace sr::outbound

@@ -8,7 +8,7 @@
 #include <cassert>
 #include <string>
 
-#include "body.hh"
+#include "sealrelay/outbound/body.hh"
 #include "sealrelay/smtp/command.hh"
 
 namespace sr::outbound {
@@ -386,7 +386,7 @@ bool session::send_message(const message& msg) {
     s.enh_len = 0;
   }
 
-  uint64_t size = 0;
+  uint64_t size = msg.stream_size;
   for (const iovec& v : msg.body) size += v.iov_len;
   _body_size = size;
   if (_caps.size && _caps.size_limit != 0 && size > _caps.size_limit) {
@@ -488,7 +488,7 @@ void session::on_data(const smtp::reply& r) {
   if (r.code() / 100 == 3) {
     if (go) {
       _iov.clear();
-      stuff_body(_msg.body, _iov);
+      if (_msg.stream_size == 0) stuff_body(_msg.body, _iov);
       flush();
       transition(outbound::phase::dot);
       _body_sent = true;

@@ -3,6 +3,8 @@
 // arrives meanwhile waits in _in (bounded) and is fed after the store answers.
 #include "connection.hh"
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -21,6 +23,14 @@ constexpr size_t max_queued_pieces = 64;
 // Replies the client has not read yet. Past this, the session is fed no more input and
 // the socket is not read until the client drains them (pipelined NOOP/EHLO floods).
 constexpr size_t max_unsent_output = 64 * 1024;
+// Large messages: past spill_threshold body bytes (and once the header section is known,
+// so DKIM can say whether it signs), the body streams to a spool body file in writes of at
+// least spill_write bytes; with a write in flight and spill_cap bytes filled again, input
+// waits. So a message holds two buffers of about spill_cap bytes, not its size.
+constexpr size_t spill_threshold = 128 * 1024;
+constexpr size_t spill_write = 64 * 1024;
+constexpr size_t spill_cap = 64 * 1024;
+constexpr size_t net_chunk_bytes = 16 * 1024;  // one feed may overshoot the cap by this
 
 inbound::session_params make_params(shard_server& srv, const listener_info& li, bool relay_allowed) {
   const auto& cfg = srv.shared().cfg;
@@ -100,7 +110,8 @@ bool connection::output_full() const {
 }
 
 void connection::pump() {
-  while (_in_head < _in.size() && !_awaiting_store && !_session.closed() && !output_full()) {
+  while (_in_head < _in.size() && !_awaiting_store && !_session.closed() && !output_full() &&
+         !spill_blocked()) {
     piece& p = _in[_in_head];
     _feeding = p.c;
     size_t n = _session.feed(std::span<std::byte>(p.c->data + p.off, p.len));
@@ -133,8 +144,8 @@ void connection::pump() {
   if (_session.closed()) {
     release_input();
     stream::close();
-  } else if (output_full()) {
-    pause_recv();  // on_drained() resumes
+  } else if (output_full() || spill_blocked()) {
+    pause_recv();  // on_drained() or the body file write resumes
   }
 }
 
@@ -145,7 +156,7 @@ void connection::on_drained() {
   if (!recv_paused() || closing()) return;
   pump();
   flush();
-  if (!output_full() && !closing()) resume_recv();
+  if (!output_full() && !spill_blocked() && !closing()) resume_recv();
 }
 
 void connection::on_end(int err) {
@@ -205,12 +216,22 @@ void connection::begin_message(const inbound::envelope& env) {
   ri.when = std::time(nullptr);
   smtp::append_received(_received, ri);
   _iov.push_back({_received.data(), _received.size()});
+  _reserve = spool::body_file::reserve_for(env.mail_from.size(), env.rcpt_to, _received.size());
+  if (env.declared_size > spill_threshold) clamp_rcvbuf();  // it will stream: bound read-ahead now
   _phase_started_ms = _shard.now_ms();
 }
 
 void connection::body(std::span<std::byte> bytes) {
   if (bytes.empty()) return;
   _headers.feed(bytes);
+  if (_spill) {
+    // Streaming: bytes are copied into the fill buffer at once, so no receive chunk is
+    // kept (the pool never grows for a large message); a full buffer goes to the file.
+    if (_spill->failed) return;  // the body file failed: the rest is read and dropped
+    _spill->fill.insert(_spill->fill.end(), bytes.begin(), bytes.end());
+    if (_spill->fill.size() >= spill_write && !_spill->file->busy()) start_spill_write();
+    return;
+  }
   if (_held.empty() || _held.back() != _feeding) {
     net::chunk_pool::retain(_feeding);
     _held.push_back(_feeding);
@@ -221,6 +242,95 @@ void connection::body(std::span<std::byte> bytes) {
   } else {
     _iov.push_back({bytes.data(), bytes.size()});
   }
+  _gathered += bytes.size();
+  if (_gathered >= spill_threshold && !_no_spill) maybe_spill();
+}
+
+void connection::clamp_rcvbuf() {
+  // The socket's receive buffer bounds what the multishot recv reads ahead into pool
+  // chunks while a disk write holds the input back: autotuned, it grows to megabytes per
+  // connection, and the pool grows for them (measured: 100 concurrent 40 MB messages
+  // peaked 60 MiB higher without this). 64 KiB still fills a loopback or LAN pipe; the
+  // client simply waits for the disk. Done once per connection, for large messages only.
+  if (_rcvbuf_clamped) return;
+  _rcvbuf_clamped = true;
+  const int rcvbuf = 64 * 1024;
+  ::setsockopt(fd(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+}
+
+bool connection::spill_blocked() const {
+  return _spill && _spill->file->busy() && _spill->fill.size() >= spill_cap;
+}
+
+void connection::maybe_spill() {
+  if (_spill || _end_env) return;
+  if (!_headers.complete() && !_headers.truncated()) return;  // DKIM decides on From:
+  std::string path = _srv.store().body_file_path(_queue_id, _headers);
+  if (path.empty()) {
+    _no_spill = true;
+    return;
+  }
+  auto f = spool::body_file::create(_shard, std::move(path), _reserve);
+  if (!f) {
+    SR_WARN("%s: %s: kept in memory: %s", _peer_ip.c_str(), _queue_id.c_str(), f.err().c_str());
+    _no_spill = true;
+    return;
+  }
+  _spill = std::make_shared<spill>();
+  _spill->file = std::move(*f);
+  clamp_rcvbuf();  // no SIZE= announced it: now
+  _spill->fill.reserve(spill_cap + 2 * net_chunk_bytes);
+  _spill->flight.reserve(spill_cap + 2 * net_chunk_bytes);
+  // What was gathered in receive chunks moves to the fill buffer: the chunks go back.
+  for (size_t i = 1; i < _iov.size(); ++i) {
+    auto p = static_cast<const std::byte*>(_iov[i].iov_base);
+    _spill->fill.insert(_spill->fill.end(), p, p + _iov[i].iov_len);
+  }
+  _iov.resize(1);
+  _gathered = 0;
+  for (auto* c : _held) _pool.release(c);
+  _held.clear();
+  start_spill_write();
+}
+
+void connection::start_spill_write() {
+  // The fill buffer becomes the write in flight; the other (written) one fills next.
+  auto sp = _spill;
+  std::swap(sp->fill, sp->flight);
+  sp->fill.clear();
+  sp->iov = iovec{sp->flight.data(), sp->flight.size()};
+  hold();
+  sp->file->append({&sp->iov, 1}, [this, sp](bool ok) {
+    if (!ok) sp->failed = true;
+    if (sp == _spill) on_spill_written(ok);  // else the message was dropped meanwhile
+    unhold();  // last: may complete a pending close
+  });
+}
+
+void connection::on_spill_written(bool ok) {
+  if (!ok) _spill->fill.clear();
+  if (_end_env) {
+    if (ok && !_spill->fill.empty()) start_spill_write();
+    else finish_large();
+    return;
+  }
+  if (ok && _spill->fill.size() >= spill_write) start_spill_write();
+  if (closing()) return;
+  pump();
+  flush();
+  if (recv_paused() && !output_full() && !spill_blocked()) resume_recv();
+}
+
+void connection::finish_large() {
+  inbound::envelope env = std::move(*_end_env);
+  _end_env.reset();
+  if (_spill->failed) {
+    SR_WARN("%s: %s: body file failed: answering 452", _peer_ip.c_str(), _queue_id.c_str());
+    _shard.post([this] { on_stored(false); });  // never from inside the session's feed
+    return;
+  }
+  _srv.store().submit_large(_queue_id, env, _headers, std::span<const iovec>(_iov.data(), 1),
+                            *_spill->file, this);
 }
 
 // Submission: the From: field must name only addresses the user may send as (what a
@@ -269,6 +379,14 @@ void connection::end_message(const inbound::envelope& env) {
   }
   _awaiting_store = true;
   hold();
+  if (_spill) {
+    // The rest of the body goes to the file first; a write in flight calls finish_large().
+    _end_env = env;
+    if (_spill->file->busy()) return;
+    if (!_spill->fill.empty() && !_spill->failed) start_spill_write();
+    else finish_large();
+    return;
+  }
   _srv.store().submit(_queue_id, env, _headers, _iov, this);
 }
 
@@ -317,6 +435,11 @@ void connection::release_message() {
   _iov.clear();
   _received.clear();
   _headers.clear();
+  _gathered = 0;
+  _no_spill = false;
+  if (_spill) _shard.release_memory_soon();  // its write buffers: back to the OS
+  _spill.reset();  // a write in flight keeps it until its completion
+  _end_env.reset();
 }
 
 void connection::release_input() {

@@ -2,6 +2,11 @@
 // STARTTLS (or from the start on implicit-TLS listeners).
 // Received chunks queue here untouched; body spans the session reports are kept by
 // reference (the chunk is retained) and handed to the store as iovecs: zero copy.
+// A large message (its body past spill_threshold) streams to a spool body file instead:
+// the spans gathered so far, then every body span as it comes, are copied into a fill
+// buffer (no chunk is kept), written one buffer at a time; while a write is in flight and
+// the other buffer is full, the session is fed no more and the socket is not read
+// (memory per message stays bounded).
 #pragma once
 #include <sys/uio.h>
 
@@ -77,6 +82,13 @@ class connection final : public tls::stream, inbound::events, store_client {
   bool output_full() const;  // unsent replies past the bound: stop feeding the session
   void release_message();
   void release_input();
+  // Large messages: start streaming once enough has gathered / the next write.
+  void maybe_spill();
+  void start_spill_write();
+  void on_spill_written(bool ok);
+  void finish_large();
+  bool spill_blocked() const;
+  void clamp_rcvbuf();
 
   shard_server& _srv;
   const listener_info& _li;
@@ -96,6 +108,21 @@ class connection final : public tls::stream, inbound::events, store_client {
   std::vector<iovec> _iov;           // header + body spans, in order
   std::vector<net::chunk*> _held;    // chunks the body spans point into
   smtp::header_section _headers;     // the client's header section (a copy, bounded)
+  size_t _gathered = 0;              // body bytes in _iov[1..] (not yet written to a body file)
+  uint64_t _reserve = 0;             // body file gap for this message's record (begin_message)
+  bool _no_spill = false;            // this message stays in memory (DKIM signs it, or no file)
+  bool _rcvbuf_clamped = false;      // SO_RCVBUF set small for large messages (clamp_rcvbuf)
+  // The body file of a large message and its write buffer; shared with a write in flight so
+  // that a message dropped meanwhile (abort, refusal) frees them only when the write ends.
+  struct spill {
+    std::unique_ptr<spool::body_file> file;
+    std::vector<std::byte> fill;    // body bytes not yet written
+    std::vector<std::byte> flight;  // the write in flight
+    iovec iov{};
+    bool failed = false;
+  };
+  std::shared_ptr<spill> _spill;
+  std::optional<inbound::envelope> _end_env;  // final dot seen, waiting for the last write
 
   uint64_t _last_input_ms = 0;
   uint64_t _phase_started_ms = 0;    // TLS handshake or DATA start

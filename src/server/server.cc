@@ -38,6 +38,8 @@ status shard_server::prepare() {
   const auto& cfg = _st.cfg;
   _pool = std::make_unique<net::chunk_pool>(chunk_size, ring_entries + 256);
   _ring = std::make_unique<net::buffer_ring>(*_pool, ring_entries, buffer_group);
+  // After a large message: free chunks beyond the pool's first slack go back to the OS.
+  _shard.on_release_memory([this] { _pool->trim(256); });
   if (int rc = _ring->register_with(_shard.ring()); rc < 0)
     return error{std::string("io_uring provided buffers: ") + strerror(-rc)};
   bool need_tls = false;

@@ -93,4 +93,37 @@ uint32_t crc32c_extend(uint32_t crc, const void* data, size_t len) {
   return impl(crc, data, len);
 }
 
+namespace {
+// GF(2) 32x32 matrices as in zlib's crc32_combine: appending n zero bytes to a CRC is a
+// linear map, built by repeated squaring of the one-zero-bit operator.
+uint32_t gf2_times(const uint32_t* mat, uint32_t vec) {
+  uint32_t sum = 0;
+  for (; vec; vec >>= 1, ++mat)
+    if (vec & 1) sum ^= *mat;
+  return sum;
+}
+void gf2_square(uint32_t* square, const uint32_t* mat) {
+  for (int n = 0; n < 32; ++n) square[n] = gf2_times(mat, mat[n]);
+}
+}  // namespace
+
+uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b) {
+  if (len_b == 0) return crc_a;
+  uint32_t even[32], odd[32];
+  odd[0] = poly;  // the operator for one zero bit
+  for (int n = 1; n < 32; ++n) odd[n] = uint32_t(1) << (n - 1);
+  gf2_square(even, odd);  // two zero bits
+  gf2_square(odd, even);  // four zero bits
+  do {  // apply len_b zero bytes to crc_a, one bit of len_b at a time
+    gf2_square(even, odd);
+    if (len_b & 1) crc_a = gf2_times(even, crc_a);
+    len_b >>= 1;
+    if (len_b == 0) break;
+    gf2_square(odd, even);
+    if (len_b & 1) crc_a = gf2_times(odd, crc_a);
+    len_b >>= 1;
+  } while (len_b != 0);
+  return crc_a ^ crc_b;
+}
+
 }  // namespace sr::spool

@@ -12,6 +12,10 @@ namespace sr::spool {
 uint32_t crc32c_extend(uint32_t crc, const void* data, size_t len);
 // Compute the CRC32C of one buffer.
 inline uint32_t crc32c(const void* data, size_t len) { return crc32c_extend(0, data, len); }
+// Return crc32c(A + B) from crc32c(A), crc32c(B) and B's length (zlib's crc32_combine):
+// a large message's body is summed as it streams in, before the envelope and the header
+// fields put in front of it are known.
+uint32_t crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b);
 
 namespace detail {
 // Table implementation (portable fallback); exposed so tests compare both paths.

@@ -83,6 +83,7 @@ struct scan_state {
     recovered_message m;
     uint64_t seq;
     std::vector<bool> done;
+    bool body_missing = false;  // external body file absent or short: kept, not delivered
   };
   std::vector<msg> msgs;
   std::unordered_map<std::string, size_t> by_id;
@@ -123,6 +124,11 @@ const char* parse_record(std::span<const std::byte> seg, uint64_t pos, parsed_re
   if (crc32c(payload.data(), payload.size()) != out.h.crc) return "checksum mismatch";
   if (out.h.type == record_type::message) {
     if (!decode_envelope(payload, out.meta, out.env_len, out.h.version)) return "malformed envelope";
+    out.meta.external_body = out.h.flags & record_flag_external_body;
+    out.meta.body_offset = out.meta.body_length = 0;
+    if (out.meta.external_body &&
+        !decode_external_ref(payload.subspan(out.env_len), out.meta.body_offset, out.meta.body_length))
+      return "malformed external body reference";
   } else if (out.h.type == record_type::attempts) {
     if (!decode_attempts(payload, out.attempts)) return "malformed attempts record";
   } else if (!decode_done(payload, out.done)) {
@@ -206,9 +212,15 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
         scan_state::msg m;
         m.m.meta = std::move(rec.meta);
         m.m.shard = shard;
-        m.m.segment = path;
-        m.m.offset = pos + header_size + rec.env_len;
-        m.m.length = rec.h.payload_len - rec.env_len;
+        if (m.m.meta.external_body) {
+          m.m.segment = partition::body_path(path.substr(0, path.rfind('/')), m.m.meta.queue_id);
+          m.m.offset = m.m.meta.body_offset;
+          m.m.length = m.m.meta.body_length;
+        } else {
+          m.m.segment = path;
+          m.m.offset = pos + header_size + rec.env_len;
+          m.m.length = rec.h.payload_len - rec.env_len;
+        }
         m.seq = seq;
         m.done.assign(m.m.meta.rcpts.size(), false);
         m.m.meta.attempts.assign(m.m.meta.rcpts.size(), 0);
@@ -284,6 +296,47 @@ sr::status scan_partition(const std::string& dir, unsigned shard, bool repair, s
   return {};
 }
 
+// Body files of large messages (open() only): a pending message whose body file is
+// missing or shorter than its record says stays in the spool (its record is kept so the
+// file can be put back) but is not delivered, loudly; a body file no pending record
+// names is an orphan (a crash before its record was durable, or after its DONE) and goes.
+void check_body_files(const std::string& dir, scan_state& st) {
+  std::unordered_map<std::string, bool> wanted;  // queue id -> pending
+  for (auto& m : st.msgs) {
+    if (!m.m.meta.external_body) continue;
+    bool pending = std::count(m.done.begin(), m.done.end(), false) > 0;
+    wanted[m.m.meta.queue_id] = wanted[m.m.meta.queue_id] || pending;
+    if (!pending) continue;
+    struct stat sb;
+    if (::stat(m.m.segment.c_str(), &sb) != 0 || uint64_t(sb.st_size) < m.m.offset + m.m.length) {
+      m.body_missing = true;
+      SR_ERROR("spool %s: message %s (from <%s>, %zu recipients): its body file %s is missing or "
+               "short: NOT delivered; the record is kept until the file is restored",
+               dir.c_str(), m.m.meta.queue_id.c_str(), m.m.meta.mail_from.c_str(),
+               m.m.meta.rcpts.size(), m.m.segment.c_str());
+    }
+  }
+  std::string large = dir + "/large";
+  DIR* d = ::opendir(large.c_str());
+  if (!d) return;
+  std::vector<std::string> orphans;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    if (name == "." || name == "..") continue;
+    auto it = wanted.find(name);
+    if (it == wanted.end() || !it->second) orphans.push_back(std::move(name));
+  }
+  ::closedir(d);
+  for (const auto& name : orphans) {
+    std::string path = large + "/" + name;
+    if (::unlink(path.c_str()) == 0)
+      SR_INFO("spool %s: removed body file %s: no pending message names it", dir.c_str(), name.c_str());
+    else
+      SR_WARN("spool: cannot remove orphan body file %s: %s", path.c_str(), std::strerror(errno));
+  }
+  if (!orphans.empty()) fsync_path(large);
+}
+
 // Move the messages with pending recipients out of a scan, in log order.
 void collect_pending(scan_state& st, std::vector<recovered_message>& out) {
   for (auto& m : st.msgs) {
@@ -295,7 +348,7 @@ void collect_pending(scan_state& st, std::vector<recovered_message>& out) {
       else
         pending = true;
     }
-    if (pending) out.push_back(std::move(m.m));
+    if (pending && !m.body_missing) out.push_back(std::move(m.m));
   }
 }
 
@@ -311,6 +364,7 @@ void batch::reset() {
   _iov.clear();
   _entries.clear();
   _done_targets.clear();
+  _unlink.clear();
   _seq = 0;
   _bytes = 0;
   _messages = 0;
@@ -319,6 +373,12 @@ void batch::reset() {
 std::string partition::partition_dir(const std::string& state_dir, unsigned shard) {
   return state_dir + "/spool/" + std::to_string(shard);
 }
+
+std::string partition::body_path(const std::string& partition_dir, std::string_view queue_id) {
+  return partition_dir + "/large/" + std::string(queue_id);
+}
+
+std::string partition::body_path(std::string_view queue_id) const { return body_path(_dir, queue_id); }
 
 std::string partition::segment_path(uint64_t seq) const {
   char name[32];
@@ -348,6 +408,11 @@ sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_
   } else if (ec) {
     return sr::error{"cannot create spool directory " + dir + ": " + ec.message()};
   }
+  if (std::filesystem::create_directory(dir + "/large", ec)) {
+    fsync_path(dir);
+  } else if (ec) {
+    return sr::error{"cannot create spool directory " + dir + "/large: " + ec.message()};
+  }
   std::unique_ptr<partition> p(new partition(dir, shard, segment_limit));
   p->_dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (p->_dir_fd < 0) return sys_error("cannot open spool directory", dir, errno);
@@ -357,6 +422,7 @@ sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_
   scan_state st;
   if (sr::status s = scan_partition(dir, shard, true, st); !s) return sr::error{s.err()};
 
+  check_body_files(dir, st);
   for (auto& [seq, refs] : st.refs) p->_segments[seq].refs = std::move(refs);
   p->_active_seq = st.refs.empty() ? 1 : st.refs.rbegin()->first + 1;
   for (auto& m : st.msgs) {
@@ -366,6 +432,7 @@ sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_
     le.n_rcpts = uint32_t(m.done.size());
     le.remaining = le.n_rcpts;
     if (le.n_rcpts > 64) le.big.assign((le.n_rcpts + 63) / 64, 0);
+    le.external = m.m.meta.external_body;
     for (uint32_t i = 0; i < m.done.size(); ++i)
       if (m.done[i] && le.test_and_set(i)) --le.remaining;
     qid key;
@@ -456,29 +523,43 @@ bool partition::stage(const message_meta& meta, std::span<const iovec> data, voi
   b._buf.resize(start + header_size);
   append_envelope(b._buf, meta);
   const size_t env_len = b._buf.size() - start - header_size;
+  if (meta.external_body) {
+    if (!data.empty()) {
+      b._buf.resize(start);
+      return false;
+    }
+    append_external_ref(b._buf, meta.body_offset, meta.body_length);
+  }
+  const size_t rec_len = b._buf.size() - start - header_size;  // envelope (+ reference)
   uint64_t body = 0;
   for (const iovec& v : data) body += v.iov_len;
   if (env_len + body > UINT32_MAX) {
     b._buf.resize(start);
     return false;
   }
-  uint32_t crc = crc32c(b._buf.data() + start + header_size, env_len);
+  uint32_t crc = crc32c(b._buf.data() + start + header_size, rec_len);
   for (const iovec& v : data) crc = crc32c_extend(crc, v.iov_base, v.iov_len);
   record_header h;
   h.type = record_type::message;
-  h.payload_len = uint32_t(env_len + body);
+  if (meta.external_body) h.flags = record_flag_external_body;
+  h.payload_len = uint32_t(rec_len + body);
   h.crc = crc;
   encode_header(h, b._buf.data() + start);
 
   if (!b._refs.empty() && b._refs.back().own && b._refs.back().off + b._refs.back().len == start)
-    b._refs.back().len += header_size + env_len;  // follows a DONE record: one iovec for both
+    b._refs.back().len += header_size + rec_len;  // follows a DONE record: one iovec for both
   else
-    b._refs.push_back({true, start, nullptr, header_size + env_len});
+    b._refs.push_back({true, start, nullptr, header_size + rec_len});
   for (const iovec& v : data)
     if (v.iov_len) b._refs.push_back({false, 0, v.iov_base, v.iov_len});
   batch::entry e{batch::kind::message, {}, uint32_t(meta.rcpts.size()), cookie,
                  b._bytes + header_size + env_len, body};
-  b._bytes += header_size + env_len + body;
+  if (meta.external_body) {
+    e.external = true;
+    e.body_off = meta.body_offset;
+    e.body_len = meta.body_length;
+  }
+  b._bytes += header_size + rec_len + body;
   std::memcpy(e.id.data(), meta.queue_id.data(), queue_id_len);
   b._entries.push_back(e);
   ++b._messages;
@@ -518,6 +599,7 @@ void partition::mark_done(std::string_view queue_id, std::span<const uint32_t> r
       if (i < le.n_rcpts && le.test_and_set(i)) --le.remaining;
   }
   if (le.remaining == 0) {
+    if (le.external) b._unlink.push_back(key);
     auto seg = _segments.find(le.seq);
     if (seg != _segments.end() && --seg->second.live == 0) _reclaim = true;
     _live.erase(it);
@@ -641,15 +723,30 @@ void partition::complete(batch* b, int64_t write_result, int fsync_result,
           le.seq = b->_seq;
           le.n_rcpts = le.remaining = e.n_rcpts;
           if (e.n_rcpts > 64) le.big.assign((e.n_rcpts + 63) / 64, 0);
+          le.external = e.external;
           _segments[b->_seq].live++;
         }
       }
       outcomes.emplace_back(e.cookie, ok);
-      if (ok) _locations.push_back({e.cookie, segment_path(b->_seq), b->offset + e.body_off, e.body_len});
+      const std::string_view id(e.id.data(), e.id.size());
+      if (ok && e.external)
+        _locations.push_back({e.cookie, body_path(id), e.body_off, e.body_len});
+      else if (ok)
+        _locations.push_back({e.cookie, segment_path(b->_seq), b->offset + e.body_off, e.body_len});
+      else if (e.external)
+        ::unlink(body_path(id).c_str());  // its client hears 452: the bytes are no one's
     } else if (e.cookie) {
       outcomes.emplace_back(e.cookie, ok);
     }
   }
+  // Body files of messages whose last DONE is now durable. (A failed DONE keeps the file:
+  // after a restart the message is pending again and is sent again, never lost.)
+  if (ok)
+    for (const auto& id : b->_unlink) {
+      std::string path = body_path(std::string_view(id.data(), id.size()));
+      if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        SR_WARN("spool: cannot delete body file %s: %s", path.c_str(), std::strerror(errno));
+    }
   b->reset();
   _flight = nullptr;
   if (_reclaim) reclaim();

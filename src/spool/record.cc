@@ -1,6 +1,7 @@
 // Encoding and bounds-checked decoding of spool records (format in record.hh).
 #include "sealrelay/spool/record.hh"
 
+#include <cstdint>
 #include <cstring>
 
 #include "crc32c.hh"
@@ -93,7 +94,10 @@ record_header decode_header(const std::byte* in) {
 }
 
 bool header_plausible(const record_header& h) {
-  if (h.magic != record_magic || h.flags != 0 || h.reserved != 0) return false;
+  if (h.magic != record_magic || h.reserved != 0) return false;
+  if (h.flags != 0 && !(h.flags == record_flag_external_body && h.version == format_v2 &&
+                        h.type == record_type::message))
+    return false;
   if (h.version == format_v1) return h.type == record_type::message || h.type == record_type::done;
   return h.version == format_v2 && (h.type == record_type::message || h.type == record_type::done ||
                                     h.type == record_type::attempts);
@@ -170,6 +174,18 @@ bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, siz
     return false;
   envelope_len = r.pos;
   return true;
+}
+
+void append_external_ref(std::vector<std::byte>& out, uint64_t offset, uint64_t length) {
+  put_u64(out, offset);
+  put_u64(out, length);
+}
+
+bool decode_external_ref(std::span<const std::byte> rest, uint64_t& offset, uint64_t& length) {
+  if (rest.size() != external_ref_size) return false;
+  offset = load_le(rest.data(), 8);
+  length = load_le(rest.data() + 8, 8);
+  return offset <= UINT64_MAX - length;
 }
 
 void append_done(std::vector<std::byte>& out, std::string_view queue_id,

@@ -6,6 +6,8 @@
 // lazy_delay later (under load one fsync in eight was for them alone: issue 11).
 #include "sealrelay/spool/store.hh"
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <chrono>
 
@@ -57,6 +59,7 @@ void store::submit(spool::message_meta meta, std::span<const iovec> data,
   if (meta.received_ms == 0) meta.received_ms = unix_ms_now();
   if (!_part->stage(meta, data, client)) {
     SR_WARN("spool: message %s does not fit the record format", meta.queue_id.c_str());
+    if (meta.external_body) ::unlink(_part->body_path(meta.queue_id).c_str());
     _failed_now.push_back(client);
   } else if (_on_durable) {
     _meta.emplace_back(client, std::move(meta));

@@ -323,7 +323,7 @@ class session:
         self.raw = sock
         self.stream = sock           # plain socket, then the TLS stream
         self.mx, self.conn = mx, conn
-        self.buf = b""
+        self.buf = bytearray()  # appended per recv: bytes would copy the whole buffer each time
         self.tls = False
         self.tls_version = self.cipher = None
         self.cipher_bits = 0
@@ -490,7 +490,7 @@ class session:
             # Plaintext pipelined after STARTTLS must be discarded (CVE-2011-0411 class).
             self.injection = True
             self.events.append(f"discarded {len(self.buf)} bytes sent after STARTTLS")
-            self.buf = b""
+            self.buf = bytearray()
         if self.o.tls_abort:
             self.raw.settimeout(2)
             try:

@@ -61,6 +61,11 @@ class shard {
   void on_wake(std::function<void()> fn) { _wake_fns.push_back(std::move(fn)); }
   // Run `fn` on this shard after the current batch of completions (never re-entrant).
   void post(std::function<void()> fn) { _posted.push_back(std::move(fn)); }
+  // After the current batch of completions, give memory freed since back to the OS: the
+  // on_release_memory hooks (pools trim their free buffers), then util::release_memory on
+  // this thread. Asked for after a large message; one round per batch however many ask.
+  void release_memory_soon();
+  void on_release_memory(std::function<void()> fn) { _release_fns.push_back(std::move(fn)); }
   // Run the loop until stop() is called on this thread.
   void run();
   void stop() { _stopping = true; }
@@ -78,6 +83,7 @@ class shard {
   io_uring _ring{};
   bool _ring_ok = false;
   bool _stopping = false;
+  bool _release_posted = false;
   int _event_fd = -1;
   uint64_t _event_buf = 0;
   uint64_t _now_ms = 0;
@@ -85,6 +91,7 @@ class shard {
   uint64_t _cqes = 0;
   std::vector<std::function<void()>> _tick_fns;
   std::vector<std::function<void()>> _wake_fns;
+  std::vector<std::function<void()>> _release_fns;
   std::vector<std::function<void()>> _posted, _running;
   class wake_completion;
   wake_completion* _wake_c = nullptr;

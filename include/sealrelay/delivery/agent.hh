@@ -82,6 +82,8 @@ class agent final : public queue::connector {
 
   // Read `j`'s message bytes from the spool into j->body, then call `done(ok)`.
   void load(queue::job* j, std::function<void(bool)> done);
+  // The shard's spool reader (links stream large messages through it in windows).
+  spool::reader& spool_reader() { return _spool_reader; }
   // End this attempt for `j`: expire what is past max_queue_age, audit every recipient,
   // hand the results to the scheduler (which may free `j`). `res` has one entry per
   // recipient (else it is copied and padded with deferrals); it may be changed (expiry).

@@ -37,6 +37,9 @@ class signing_intake final : public spool::intake {
   void submit_owned(spool::message_meta meta, std::string text, std::function<void(bool)> stored) override;
   // Messages waiting for their signature plus those the spool has not answered.
   size_t in_flight() const override { return _inner.in_flight() + _signing; }
+  // A message this intake signs is never streamed to a body file: the signature needs
+  // the whole message (its bytes pass through submit()).
+  std::string body_file_path(std::string_view queue_id, std::string_view header_section) override;
 
   struct counters {
     uint64_t signed_inline = 0, signed_pool = 0, failed = 0;

@@ -36,6 +36,11 @@ class chunk_pool {
       ++_free_count;
     }
   }
+  // Give the pages of free chunks back to the OS (MADV_DONTNEED), all but the `keep` most
+  // recently freed (the next get()s take those): after a burst that grew the pool (a large
+  // message's input queued while its disk write was in flight), RSS goes back down; a
+  // trimmed chunk costs page faults when it is used again. Returns the chunks trimmed.
+  size_t trim(size_t keep);
   size_t total() const { return _total; }
   size_t free_count() const { return _free_count; }
 

@@ -46,6 +46,10 @@ struct message {
   bool eight_bit = false;                    // received as BODY=8BITMIME
   bool requiretls = false;                   // MAIL FROM ... REQUIRETLS (RFC 8689): only over TLS
                                              // to a server that offered it, else refused
+  // A large message the engine streams itself (body empty): its size for SIZE=; at the
+  // 354 the session calls send_body() with no iovecs and the engine sends the body
+  // dot-stuffed and terminated (outbound/body.hh's stuff_window/stuff_end) in windows.
+  uint64_t stream_size = 0;
 };
 
 // Final state of a recipient after a transaction.
@@ -123,6 +127,7 @@ class events {
   virtual void send(std::string_view bytes) = 0;
   // Write the dot-stuffed, terminated message. The iovec array stays valid until the next
   // send_message() or the session's end; the bytes are the message's and static strings.
+  // Empty for a message with stream_size: the engine sends the body from its own source.
   virtual void send_body(std::span<const iovec> iov) = 0;
   // STARTTLS got 220: run the client handshake, then call tls_done() or tls_failed().
   // Any plaintext received after the 220 has already been dropped (RFC 3207 6).

@@ -9,6 +9,7 @@
 
 #include "sealrelay/inbound/session.hh"
 #include "sealrelay/smtp/header_section.hh"
+#include "sealrelay/spool/body_file.hh"
 #include "sealrelay/spool/intake.hh"
 
 namespace sr::server {
@@ -29,6 +30,18 @@ class message_store {
                       store_client* client) = 0;
   // Messages submitted and not yet answered.
   virtual size_t in_flight() const = 0;
+  // Where a large message may stream its body (spool::body_file); "" = keep it in memory
+  // and submit() it whole (the default; also when DKIM will sign it).
+  virtual std::string body_file_path(const std::string& queue_id, const smtp::header_section& headers) {
+    (void)queue_id;
+    (void)headers;
+    return {};
+  }
+  // Make a message durable whose body is in `file` (every append done): `prefix` (the
+  // Received: header) goes in front of it; both stay valid until client->on_stored().
+  virtual void submit_large(const std::string& queue_id, const inbound::envelope& env,
+                            const smtp::header_section& headers, std::span<const iovec> prefix,
+                            spool::body_file& file, store_client* client);
 };
 
 // Inbound SMTP onto the spool's intake: the envelope becomes the record's meta.
@@ -40,6 +53,12 @@ class intake_store final : public message_store {
               const smtp::header_section& headers, std::span<const iovec> data,
               store_client* client) override;
   size_t in_flight() const override { return _in.in_flight(); }
+  std::string body_file_path(const std::string& queue_id, const smtp::header_section& headers) override {
+    return _in.body_file_path(queue_id, headers.text());
+  }
+  void submit_large(const std::string& queue_id, const inbound::envelope& env,
+                    const smtp::header_section& headers, std::span<const iovec> prefix,
+                    spool::body_file& file, store_client* client) override;
 
  private:
   spool::intake& _in;

@@ -37,6 +37,15 @@ class intake {
   virtual void submit_owned(message_meta meta, std::string text, std::function<void(bool)> stored) = 0;
   // Messages submitted and not yet answered.
   virtual size_t in_flight() const = 0;
+  // Where a large message with this queue id and header section may stream its bytes
+  // (spool::body_file, then submit() with meta.external_body and no data); "" when it
+  // must be submitted in memory (an intake that still has to read the whole message,
+  // such as DKIM signing for the From domain of `header_section`).
+  virtual std::string body_file_path(std::string_view queue_id, std::string_view header_section) {
+    (void)queue_id;
+    (void)header_section;
+    return {};
+  }
 };
 
 }  // namespace sr::spool

@@ -79,7 +79,8 @@ class batch {
     uint32_t n_rcpts;
     void* cookie;
     uint64_t body_off = 0;  // message bytes: offset from the batch start, and length
-    uint64_t body_len = 0;
+    uint64_t body_len = 0;  // (external: offset and length in the body file)
+    bool external = false;  // the bytes are in the partition's body file large/<id>
   };
   // A byte range of the payload: ours (offset into _buf) or the caller's (ptr).
   struct ref {
@@ -95,6 +96,7 @@ class batch {
   std::vector<iovec> _iov;
   std::vector<entry> _entries;
   std::vector<uint64_t> _done_targets;  // segments of messages this batch's DONE/ATTEMPTS name
+  std::vector<std::array<char, queue_id_len>> _unlink;  // body files to delete once durable
   uint64_t _bytes = 0;                  // bytes staged so far (record offsets within the batch)
   size_t _messages = 0;                 // message records among _entries
   uint64_t _seq = 0;                    // segment written to
@@ -117,6 +119,12 @@ class partition {
   static sr::result<std::vector<unsigned>> shards_on_disk(const std::string& state_dir);
   // Return the directory of one partition: <state_dir>/spool/<shard>.
   static std::string partition_dir(const std::string& state_dir, unsigned shard);
+  // Return the body file of a large message of this partition: <dir>/large/<queue id>.
+  // The producer writes it (spool::body_file) and stages the message with
+  // meta.external_body; DONE of every recipient deletes it (once that DONE is durable),
+  // open() deletes body files no pending record names.
+  std::string body_path(std::string_view queue_id) const;
+  static std::string body_path(const std::string& partition_dir, std::string_view queue_id);
 
   ~partition();
   partition(const partition&) = delete;
@@ -126,7 +134,9 @@ class partition {
   std::string next_queue_id();
   // Add a finished message; `data` (Received header, then body pieces) must stay alive and
   // unchanged until its batch completes. Returns false (nothing staged) when the envelope
-  // or size does not fit the format.
+  // or size does not fit the format. With meta.external_body, `data` is empty: the bytes
+  // are already durable in body_path(queue id) at meta.body_offset/body_length; a failed
+  // batch deletes that file (its client hears 452).
   bool stage(const message_meta& meta, std::span<const iovec> data, void* cookie);
   // Stage a DONE record for recipients of a message whose stage() completed; an empty
   // `rcpt_indices` means all. A non-null `cookie` is reported by complete() like a message's.
@@ -180,6 +190,7 @@ class partition {
     uint32_t remaining = 0;
     uint64_t small = 0;          // done bits when n_rcpts <= 64
     std::vector<uint64_t> big;   // done bits otherwise
+    bool external = false;       // its bytes are in a body file (deleted when finished)
     bool test_and_set(uint32_t i);
   };
 

@@ -6,6 +6,12 @@
 //     authenticated user and the Message-ID.
 //   DONE payload:     queue id + "all" or a list of finished recipient indices
 //   ATTEMPTS payload: queue id + (recipient index, attempts made) pairs (v2 only)
+//   MESSAGE with header flag record_flag_external_body (v2 only): envelope + body offset u64
+//     + body length u64; the message bytes live in the partition's body file
+//     large/<queue id>, which holds at that offset a complete MESSAGE record of its own
+//     (header, envelope, bytes), so readers that check a record before the bytes (the
+//     fallback sidecar) need nothing new. The body file is fdatasync'd before this record
+//     is written.
 // All integers are little-endian. Decoders never trust a length without checking it.
 #pragma once
 #include <cstddef>
@@ -26,6 +32,10 @@ inline constexpr size_t queue_id_len = 16;
 inline constexpr size_t max_address_len = 0xFFFF;
 inline constexpr uint8_t format_v1 = 0;  // header version byte of v1 records
 inline constexpr uint8_t format_v2 = 2;  // what this build writes
+// Header flag of a v2 MESSAGE record whose bytes are in an external body file (above).
+inline constexpr uint8_t record_flag_external_body = 1;
+// Bytes of an external-body reference after the envelope (offset u64, length u64).
+inline constexpr size_t external_ref_size = 16;
 
 enum class record_type : uint8_t {
   message = 1,   // an accepted message: envelope + raw bytes
@@ -39,7 +49,7 @@ using report::message_kind;
 struct record_header {
   uint32_t magic = record_magic;
   record_type type = record_type::message;
-  uint8_t flags = 0;               // none defined yet; must be 0
+  uint8_t flags = 0;               // record_flag_external_body (v2 MESSAGE) or 0
   uint8_t version = format_v2;     // format_v1 (0) or format_v2
   uint8_t reserved = 0;            // must be 0
   uint32_t payload_len = 0;
@@ -63,6 +73,11 @@ struct message_meta {
   // Attempts made per recipient (index = recipient); filled by recovery, not stored
   // in the MESSAGE record but in later ATTEMPTS records. Empty = none yet.
   std::vector<uint32_t> attempts;
+  // Not in the envelope: set when the message bytes are in the partition's body file
+  // (record_flag_external_body); body_offset/body_length say where in it.
+  bool external_body = false;
+  uint64_t body_offset = 0;
+  uint64_t body_length = 0;
 };
 
 // A decoded DONE record.
@@ -100,6 +115,11 @@ void append_envelope(std::vector<std::byte>& out, const message_meta& meta,
 // `envelope_len` (where the message bytes start). Returns false when malformed.
 bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, size_t& envelope_len,
                      uint8_t version = format_v2);
+
+// Append / parse the external-body reference that follows the envelope of a MESSAGE
+// record flagged record_flag_external_body (parse: false unless exactly external_ref_size).
+void append_external_ref(std::vector<std::byte>& out, uint64_t offset, uint64_t length);
+bool decode_external_ref(std::span<const std::byte> rest, uint64_t& offset, uint64_t& length);
 
 // Append a DONE payload; an empty `indices` means every recipient.
 void append_done(std::vector<std::byte>& out, std::string_view queue_id,

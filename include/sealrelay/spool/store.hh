@@ -28,6 +28,9 @@ class store final : public intake {
   void submit_owned(spool::message_meta meta, std::string text,
                     std::function<void(bool)> stored) override;
   size_t in_flight() const override { return _in_flight; }
+  std::string body_file_path(std::string_view queue_id, std::string_view) override {
+    return _part->body_path(queue_id);
+  }
   spool::partition& partition() { return *_part; }
   // Take over the partition of a shard that no longer runs (server.shards was lowered):
   // its messages are delivered from here; DONE/ATTEMPTS records for them go back to it.

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "sealrelay/inbound/session.hh"
-#include "outbound/body.hh"
+#include "sealrelay/outbound/body.hh"
 
 namespace {
 
@@ -706,6 +706,27 @@ TEST(OutboundBody, LineStartsAreTrackedAcrossPieces) {
       std::vector<iovec> out;
       stuff_body(std::span<const iovec>(v, 3), out);
       ASSERT_EQ(flatten(out), "a\r\n..b\r\n..c\r\nd\r\n.\r\n") << cut << "," << cut2;
+    }
+  }
+}
+
+TEST(OutboundBody, WindowsStuffLikeOneBodyAtEveryCut) {
+  // A large message is sent a window at a time: the line state (a dot after a CRLF
+  // split between windows, a final CRLF split) must carry over, so every cut gives the
+  // bytes stuff_body() gives for the whole body.
+  for (std::string body : {std::string("a\r\n.b\r\n.c\r\nd"), std::string(".x\r\n\r\n.\r\n"),
+                           std::string("abc\r\n"), std::string("abc\r"), std::string("")}) {
+    iovec whole{body.data(), body.size()};
+    std::vector<iovec> ref;
+    stuff_body(std::span<const iovec>(&whole, 1), ref);
+    for (size_t cut = 0; cut <= body.size(); ++cut) {
+      stuff_state st;
+      std::vector<iovec> out;
+      iovec w1{body.data(), cut}, w2{body.data() + cut, body.size() - cut};
+      stuff_window(std::span<const iovec>(&w1, 1), out, st);
+      stuff_window(std::span<const iovec>(&w2, 1), out, st);
+      stuff_end(out, st);
+      ASSERT_EQ(flatten(out), flatten(ref)) << "cut " << cut << " of \"" << body << "\"";
     }
   }
 }

@@ -1,0 +1,80 @@
+// spool::body_file: the bytes of one large message, streamed to the partition's body file
+// (partition::body_path) as they arrive instead of being held in memory until the final
+// dot. Layout: a sparse gap of reserve() bytes, then the body as appended. finish() puts a
+// complete v2 MESSAGE record in front of the body, ending exactly where it starts (record
+// header, envelope, the header fields the relay adds such as Received:), then
+// fdatasyncs the file and fsyncs its directory; only then may the producer stage the
+// message (meta.external_body) in the segment, so a record never names bytes that are not
+// durable. Writes go through the shard's io_uring, one at a time; the caller keeps the
+// appended pieces alive until the write's callback. Until keep(), the destructor deletes
+// the file (an aborted or refused message leaves nothing behind).
+#pragma once
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/spool/record.hh"
+#include "sealrelay/util/result.hh"
+
+namespace sr::spool {
+
+class body_file {
+ public:
+  // Bytes to leave before the body for the record header, an envelope with this sender
+  // and recipients (its Message-ID and auth user may still be unknown: counted at their
+  // maximum) and a prefix of `prefix_len` bytes. The gap is sparse: it costs no disk.
+  static uint64_t reserve_for(size_t mail_from_len, std::span<const std::string> rcpts,
+                              size_t prefix_len);
+  // Create `path` (exclusively) with `reserve` bytes before the body.
+  static sr::result<std::unique_ptr<body_file>> create(core::shard& sh, std::string path,
+                                                      uint64_t reserve);
+  ~body_file();
+  body_file(const body_file&) = delete;
+  body_file& operator=(const body_file&) = delete;
+
+  // Append `pieces` (at most IOV_MAX) after the body so far; done(ok) from a later
+  // completion. One operation at a time (busy()).
+  void append(std::span<const iovec> pieces, std::function<void(bool)> done);
+  // Write the record header + envelope of `meta` + `prefix` just before the body, then
+  // make the file durable; done(ok) from a later completion. On success meta.external_body,
+  // body_offset and body_length say where the message bytes (prefix + body) are.
+  void finish(message_meta& meta, std::span<const iovec> prefix, std::function<void(bool)> done);
+  // A durable record names the file now: the destructor leaves it.
+  void keep() { _keep = true; }
+  bool busy() const { return _pending != 0; }
+  uint64_t body_bytes() const { return _body_len; }
+  const std::string& path() const { return _path; }
+
+ private:
+  struct op final : core::completion {
+    body_file* self = nullptr;
+    void on_complete(int res, unsigned flags) override;
+  };
+  body_file(core::shard& sh, std::string path, int fd, int dir_fd, uint64_t reserve);
+  void on_op(int res);
+
+  core::shard& _shard;
+  std::string _path;
+  int _fd = -1;
+  int _dir_fd = -1;
+  uint64_t _reserve;
+  uint64_t _body_len = 0;
+  uint32_t _body_crc = 0;
+  bool _keep = false;
+  bool _failed = false;
+  // In flight: an append (1 op) or finish (write, fdatasync, directory fsync).
+  op _ops[3];
+  unsigned _pending = 0;
+  uint64_t _expect = 0;  // bytes the write in flight must write
+  std::vector<std::byte> _head;  // finish(): record header + envelope + prefix
+  message_meta* _meta = nullptr;
+  std::function<void(bool)> _done;
+};
+
+}  // namespace sr::spool
