@@ -217,7 +217,13 @@ void connection::begin_message(const inbound::envelope& env) {
   smtp::append_received(_received, ri);
   _iov.push_back({_received.data(), _received.size()});
   _reserve = spool::body_file::reserve_for(env.mail_from.size(), env.rcpt_to, _received.size());
-  if (env.declared_size > spill_threshold) clamp_rcvbuf();  // it will stream: bound read-ahead now
+  // A message announced large (SIZE=) streams as soon as its header section is known:
+  // no receive chunks are held for it meanwhile, and the read-ahead is bounded from now.
+  _spill_at = spill_threshold;
+  if (env.declared_size > spill_threshold) {
+    _spill_at = 1;
+    clamp_rcvbuf();
+  }
   _phase_started_ms = _shard.now_ms();
 }
 
@@ -243,7 +249,7 @@ void connection::body(std::span<std::byte> bytes) {
     _iov.push_back({bytes.data(), bytes.size()});
   }
   _gathered += bytes.size();
-  if (_gathered >= spill_threshold && !_no_spill) maybe_spill();
+  if (_gathered >= _spill_at && !_no_spill) maybe_spill();
 }
 
 void connection::clamp_rcvbuf() {

@@ -110,6 +110,7 @@ class connection final : public tls::stream, inbound::events, store_client {
   smtp::header_section _headers;     // the client's header section (a copy, bounded)
   size_t _gathered = 0;              // body bytes in _iov[1..] (not yet written to a body file)
   uint64_t _reserve = 0;             // body file gap for this message's record (begin_message)
+  size_t _spill_at = 0;              // body bytes gathered before streaming (1 when SIZE= is large)
   bool _no_spill = false;            // this message stays in memory (DKIM signs it, or no file)
   bool _rcvbuf_clamped = false;      // SO_RCVBUF set small for large messages (clamp_rcvbuf)
   // The body file of a large message and its write buffer; shared with a write in flight so
