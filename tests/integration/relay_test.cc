@@ -84,6 +84,10 @@ TEST(Relay, TwoShardsRecoveringMoreThanARingForEachOtherDeliverEveryJob) {
   EXPECT_GT(recovered_by(log, "shard1"), 1024) << log;
 
   bool all = mx.wait_messages(size_t(messages) * 2, 240s);
+  // The fake MX records a message once it has sent its 250; wait until the relay has read
+  // every 250 too (audit "delivered", in the same turn as the DONE mark), or stop() could
+  // cut the last transactions short and leave them, rightly, in the queue.
+  wait_audit(r, size_t(messages) * 2, [](const audit_line& a) { return a.outcome == "delivered"; }, 60s);
   ASSERT_EQ(r.stop(), 0) << r.log();
   auto got = mx.messages();
   ASSERT_TRUE(all) << got.size() << " of " << messages * 2 << " transactions reached the MX";
@@ -150,6 +154,8 @@ TEST(Relay, PartitionsOfShardsThatNoLongerRunAreAdoptedAndDelivered) {
   ASSERT_TRUE(mx.start()) << mx.error();
   ASSERT_TRUE(after.start()) << after.error();
   bool all = mx.wait_messages(messages, 60s);
+  // As above: the relay's own "delivered" (and DONE mark) follows the MX's 250.
+  wait_audit(after, messages, [](const audit_line& a) { return a.outcome == "delivered"; }, 30s);
   ASSERT_EQ(after.stop(), 0) << after.log();
   auto got = mx.messages();
   ASSERT_TRUE(all) << got.size() << " of " << messages << " messages reached the MX\n" << after.log();
