@@ -281,13 +281,14 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
     send(j.body);
     return;
   }
-  // The DSN returns the original's headers: read them back from the spool first.
+  // The DSN returns the original's headers: read them back from the spool first, only
+  // the start of the message (a large message is never loaded whole for its bounce).
   auto copy = std::make_shared<job>();
   copy->queue_id = j.queue_id;
   copy->home = j.home;
   copy->segment = j.segment;
   copy->offset = j.offset;
-  copy->length = j.length;
+  copy->length = std::min<uint64_t>(j.length, dsn_original_read_limit);
   _load(copy.get(), [copy, send = std::move(send)](bool ok) {
     send(ok ? std::string_view(copy->body) : std::string_view());
   });
