@@ -10,6 +10,7 @@
 
 #include "dsn.hh"
 #include "sealrelay/util/log.hh"
+#include "sealrelay/util/duration.hh"
 
 namespace sr::queue {
 
@@ -117,16 +118,8 @@ uint64_t scheduler::retry_delay_ms(unsigned attempts) const {
   return uint64_t(r[i].count());
 }
 
-namespace {
-uint64_t unix_ms_now() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
-}  // namespace
-
 void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
-  if (unix_ms_now() < j.received_ms + uint64_t(_cfg.outbound.max_queue_age.count())) return;
+  if (unix_ms() < j.received_ms + uint64_t(_cfg.outbound.max_queue_age.count())) return;
   for (auto& r : results) {
     if (r.outcome != rcpt_outcome::deferred) continue;
     r.outcome = rcpt_outcome::bounced;
@@ -143,7 +136,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   std::vector<rcpt_result> own;
   std::span<const rcpt_result> results = given;
   bool expiring = false;
-  if (unix_ms_now() >= j->received_ms + uint64_t(_cfg.outbound.max_queue_age.count()))
+  if (unix_ms() >= j->received_ms + uint64_t(_cfg.outbound.max_queue_age.count()))
     for (const auto& r : given) expiring |= r.outcome == rcpt_outcome::deferred;
   if (given.size() != j->rcpts.size() || expiring) {
     own.assign(given.begin(), given.end());

@@ -40,12 +40,6 @@ std::unique_ptr<queue::job> make_job(const std::string& id, const std::string& d
   return j;
 }
 
-uint64_t unix_ms() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
-
 }  // namespace
 
 TEST(scheduler, results_become_done_records_retries_and_a_dsn) {
