@@ -16,6 +16,7 @@
 #include <limits.h>
 
 #include "sealrelay/util/log.hh"
+#include "sealrelay/util/duration.hh"
 
 namespace sr::handoff {
 
@@ -23,12 +24,6 @@ namespace wire = fallback::wire;
 using policy::handoff_outcome;
 
 namespace {
-
-uint64_t unix_ms() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
 
 wire::method to_wire(policy::fallback_method m) {
   switch (m) {

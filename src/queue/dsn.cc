@@ -13,8 +13,9 @@ namespace sr::queue {
 
 std::string_view header_section(std::string_view m) {
   size_t end = m.find("\r\n\r\n");
-  if (end == std::string_view::npos) return m;
-  return m.substr(0, end + 4);
+  if (end != std::string_view::npos) return m.substr(0, end + 4);
+  size_t last = m.rfind("\r\n");
+  return last == std::string_view::npos ? std::string_view() : m.substr(0, last + 2);
 }
 
 static std::string sanitize_line(std::string_view s) {

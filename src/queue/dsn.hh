@@ -37,7 +37,14 @@ struct dsn_input {
 // Return the whole DSN message (headers + multipart body, CRLF line ends).
 std::string build_dsn(const dsn_input& in);
 
-// Return the header section of a message (up to and including the empty line).
+// At most this much of the original is read back from the spool for a DSN: the header
+// section is all it returns, and a 40 MB message must not be loaded to quote its headers
+// (Postfix bounds the same way with header_size_limit / bounce_size_limit).
+inline constexpr uint64_t dsn_original_read_limit = 256 * 1024;
+
+// Return the header section of a message (up to and including the empty line). Without
+// an empty line (a header section longer than what was read, or no body) only whole lines
+// are returned: up to and including the last CRLF, or nothing.
 std::string_view header_section(std::string_view message);
 
 }  // namespace sr::queue

@@ -10,6 +10,7 @@
 
 #include "dsn.hh"
 #include "sealrelay/util/log.hh"
+#include "sealrelay/util/duration.hh"
 
 namespace sr::queue {
 
@@ -117,16 +118,8 @@ uint64_t scheduler::retry_delay_ms(unsigned attempts) const {
   return uint64_t(r[i].count());
 }
 
-namespace {
-uint64_t unix_ms_now() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
-}  // namespace
-
 void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
-  if (unix_ms_now() < j.received_ms + uint64_t(_cfg.outbound.max_queue_age.count())) return;
+  if (unix_ms() < j.received_ms + uint64_t(_cfg.outbound.max_queue_age.count())) return;
   for (auto& r : results) {
     if (r.outcome != rcpt_outcome::deferred) continue;
     r.outcome = rcpt_outcome::bounced;
@@ -143,7 +136,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   std::vector<rcpt_result> own;
   std::span<const rcpt_result> results = given;
   bool expiring = false;
-  if (unix_ms_now() >= j->received_ms + uint64_t(_cfg.outbound.max_queue_age.count()))
+  if (unix_ms() >= j->received_ms + uint64_t(_cfg.outbound.max_queue_age.count()))
     for (const auto& r : given) expiring |= r.outcome == rcpt_outcome::deferred;
   if (given.size() != j->rcpts.size() || expiring) {
     own.assign(given.begin(), given.end());
@@ -281,13 +274,14 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
     send(j.body);
     return;
   }
-  // The DSN returns the original's headers: read them back from the spool first.
+  // The DSN returns the original's headers: read them back from the spool first, only
+  // the start of the message (a large message is never loaded whole for its bounce).
   auto copy = std::make_shared<job>();
   copy->queue_id = j.queue_id;
   copy->home = j.home;
   copy->segment = j.segment;
   copy->offset = j.offset;
-  copy->length = j.length;
+  copy->length = std::min<uint64_t>(j.length, dsn_original_read_limit);
   _load(copy.get(), [copy, send = std::move(send)](bool ok) {
     send(ok ? std::string_view(copy->body) : std::string_view());
   });

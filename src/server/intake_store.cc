@@ -2,6 +2,7 @@
 // as a v2 record of kind "message" (the envelope and a few header fields become the
 // record's meta: Message-ID, REQUIRETLS, TLS-Required).
 #include "sealrelay/server/store.hh"
+#include "sealrelay/util/duration.hh"
 
 #include <chrono>
 #include <memory>
@@ -47,9 +48,7 @@ void intake_store::submit_large(const std::string& queue_id, const inbound::enve
   // The body file gets its own complete record (the fallback sidecar reads it there) and
   // is durable before the segment's record names it; the 250 waits for both.
   auto meta = std::make_shared<spool::message_meta>(make_meta(queue_id, env, headers));
-  meta->received_ms = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
+  meta->received_ms = unix_ms();
   file.finish(*meta, prefix, [this, meta, &file, client](bool ok) {
     if (!ok) {
       client->on_stored(false);

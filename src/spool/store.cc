@@ -12,6 +12,7 @@
 #include <chrono>
 
 #include "sealrelay/util/log.hh"
+#include "sealrelay/util/duration.hh"
 
 namespace sr::spool {
 
@@ -45,18 +46,10 @@ store::~store() {
   for (auto& p : _adopted) p->flush(_outcomes);
 }
 
-namespace {
-uint64_t unix_ms_now() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
-}  // namespace
-
 void store::submit(spool::message_meta meta, std::span<const iovec> data,
                          spool::intake_client* client) {
   ++_in_flight;
-  if (meta.received_ms == 0) meta.received_ms = unix_ms_now();
+  if (meta.received_ms == 0) meta.received_ms = unix_ms();
   if (!_part->stage(meta, data, client)) {
     SR_WARN("spool: message %s does not fit the record format", meta.queue_id.c_str());
     if (meta.external_body) ::unlink(_part->body_path(meta.queue_id).c_str());

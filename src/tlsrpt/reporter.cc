@@ -16,14 +16,10 @@
 
 #include "sealrelay/tlsrpt/report.hh"
 #include "sealrelay/util/log.hh"
+#include "sealrelay/util/duration.hh"
 
 namespace sr::tlsrpt {
 namespace {
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 int64_t floor_to(int64_t t, int64_t step) { return step > 0 ? t - ((t % step) + step) % step : t; }
 
@@ -41,7 +37,7 @@ policy_type policy_of(delivery::published_policy p) {
 reporter::reporter(core::shard& sh, dns::resolver& res, spool::intake& intake, reporter_options o, post_fn post)
     : _shard(sh), _res(res), _intake(intake), _o(std::move(o)), _post(std::move(post)) {
   if (_o.interval_ms < 1000) _o.interval_ms = 1000;
-  if (!_o.clock) _o.clock = wall_ms;
+  if (!_o.clock) _o.clock = [] { return int64_t(unix_ms()); };
 }
 
 reporter::~reporter() { *_alive = false; }

@@ -40,12 +40,6 @@ std::unique_ptr<queue::job> make_job(const std::string& id, const std::string& d
   return j;
 }
 
-uint64_t unix_ms() {
-  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count());
-}
-
 }  // namespace
 
 TEST(scheduler, results_become_done_records_retries_and_a_dsn) {
@@ -252,4 +246,52 @@ TEST(scheduler, requiretls_lanes_and_redacted_dsn) {
   EXPECT_EQ(dsns[0].find("Subject: hello"), std::string::npos) << "no original header";
   EXPECT_EQ(dsns[0].find("secret body"), std::string::npos);
   EXPECT_EQ(dsns[0].find("text/rfc822-headers"), std::string::npos);
+}
+
+// A large message that bounces is not loaded whole for its DSN: only the first
+// dsn_original_read_limit bytes are read back, and the DSN quotes whole header lines.
+TEST(scheduler, dsn_of_a_large_message_reads_back_only_its_start) {
+  core::shard::options o;
+  core::shard sh(o);
+  if (!sh.init()) GTEST_SKIP() << "io_uring is not available here";
+  auto cfg = make_cfg();
+  std::vector<std::string> dsns;
+  queue::home_link link;
+  link.mark_done = [](unsigned, const std::string&, std::vector<uint32_t>) {};
+  link.spool_dsn = [&](unsigned, std::string text, std::string, std::function<void(bool)>) { dsns.push_back(text); };
+  queue::scheduler s(sh, cfg, link);
+  recorder conn;
+  s.set_connector(&conn);
+  uint64_t asked = 0;
+  s.set_body_loader([&](queue::job* j, std::function<void(bool)> done) {
+    asked = j->length;
+    // A header section longer than what is read: the last line is cut mid-way.
+    j->body = "Subject: big\r\nX-Long: ";
+    j->body.resize(j->length - 3, 'h');
+    j->body += "\r\nX";
+    done(true);
+  });
+  auto big = make_job("AAAAAAAAAAAAAAA9", "example.net", {"a@example.net"}, unix_ms());
+  big->body.clear();
+  big->length = 40u * 1000 * 1000;
+  s.enqueue(std::move(big));
+  ASSERT_EQ(conn.opened.size(), 1u);
+  queue::job* j = s.take(*conn.opened[0]);
+  ASSERT_NE(j, nullptr);
+  std::vector<queue::rcpt_result> res(1);
+  res[0].outcome = queue::rcpt_outcome::bounced;
+  res[0].reply = "552 5.3.4 too big";
+  res[0].status = "5.3.4";
+  s.finish(j, res);
+  EXPECT_EQ(asked, queue::dsn_original_read_limit);
+  ASSERT_EQ(dsns.size(), 1u);
+  EXPECT_NE(dsns[0].find("Subject: big\r\nX-Long: hhh"), std::string::npos);
+  EXPECT_EQ(dsns[0].find("\r\nX\r\n"), std::string::npos) << "the cut line is not quoted";
+  EXPECT_LT(dsns[0].size(), queue::dsn_original_read_limit + 4096);
+}
+
+TEST(dsn, header_section_without_an_empty_line_keeps_whole_lines) {
+  EXPECT_EQ(queue::header_section("A: 1\r\n\r\nbody"), "A: 1\r\n\r\n");
+  EXPECT_EQ(queue::header_section("A: 1\r\nB: 2\r\nC: cut"), "A: 1\r\nB: 2\r\n");
+  EXPECT_EQ(queue::header_section("A: no line end"), "");
 }
