@@ -73,6 +73,12 @@ void agent::on_tick() {
   }
   // Copies: a check may close a link or finish an attempt (removing it from the list).
   std::vector<link*> links = _links;
+  // A link's recv that found the shared buffer ring empty (ENOBUFS: many inbound
+  // connections holding chunks at once) is re-armed by nobody else: without this the
+  // link never reads the server's next reply and sits until its phase timeout (seen as
+  // 5 of 100 large messages stuck after their 250). As shard_server::on_tick does.
+  _ring.refill();
+  for (link* l : links) l->resume_recv_if_starved();
   for (link* l : links) l->check_deadline(now);
   std::vector<attempt*> attempts = _attempts;
   for (attempt* a : attempts)
