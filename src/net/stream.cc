@@ -23,10 +23,16 @@ stream::~stream() = default;
 void stream::start_recv() {
   if (_recv_armed || _closing) return;
   io_uring_sqe* s = _shard.sqe(&_recv_op);
-  io_uring_prep_recv_multishot(s, _fd, nullptr, 0, 0);
+  if (_recv_paced) {
+    // One provided buffer at most: the length caps the read at a chunk.
+    io_uring_prep_recv(s, _fd, nullptr, unsigned(_pool.chunk_size()), 0);
+  } else {
+    io_uring_prep_recv_multishot(s, _fd, nullptr, 0, 0);
+  }
   s->flags |= IOSQE_BUFFER_SELECT;
   s->buf_group = _br.group_id();
   _recv_armed = true;
+  _recv_multishot = !_recv_paced;
   _recv_starved = false;
   ++_inflight;
 }
@@ -38,11 +44,25 @@ void stream::resume_recv_if_starved() {
 void stream::pause_recv() {
   if (_recv_paused) return;
   _recv_paused = true;
+  // A paced recv in flight is left to complete (one chunk at most; on_recv does not
+  // re-arm while paused); a multishot one would keep reading, so it is cancelled.
+  if (_recv_multishot) cancel_recv();
+}
+
+void stream::cancel_recv() {
   if (!_recv_armed || _cancel_inflight || _closing) return;
   io_uring_sqe* s = _shard.sqe(&_cancel_op);
   io_uring_prep_cancel64(s, reinterpret_cast<uint64_t>(static_cast<core::completion*>(&_recv_op)), 0);
   _cancel_inflight = true;
   ++_inflight;
+}
+
+void stream::set_recv_paced(bool paced) {
+  if (_recv_paced == paced) return;
+  _recv_paced = paced;
+  // Switching to paced ends the multishot recv; its last CQE (without F_MORE) re-arms
+  // in the new mode. Switching back lets the paced recv in flight complete first.
+  if (paced && _recv_multishot) cancel_recv();
 }
 
 void stream::resume_recv() {
@@ -61,7 +81,10 @@ void stream::on_cancel(int, unsigned) {
 void stream::on_recv(int res, unsigned flags) {
   bool more = flags & IORING_CQE_F_MORE;
   if (!more) {
+    // The recv op is free again: only now may the next one (either mode) be armed, so
+    // its bytes come after these.
     _recv_armed = false;
+    _recv_multishot = false;
     --_inflight;
   }
   if (res > 0) {
@@ -73,7 +96,8 @@ void stream::on_recv(int res, unsigned flags) {
     }
     if (!more && !_closing && !_eof && !_recv_paused) start_recv();
   } else if (res == -ECANCELED && !_eof) {
-    // pause_recv() ended the multishot; resume_recv() may already have been called.
+    // pause_recv() or set_recv_paced() ended the multishot; resume_recv() may already
+    // have been called.
     if (!more && !_recv_paused && !_closing) start_recv();
   } else if (res == -ENOBUFS) {
     // The ring ran dry; the server re-arms starved streams after refilling.

@@ -223,6 +223,7 @@ void connection::begin_message(const inbound::envelope& env) {
   if (env.declared_size > spill_threshold) {
     _spill_at = 1;
     clamp_rcvbuf();
+    set_recv_paced(true);
   }
   _phase_started_ms = _shard.now_ms();
 }
@@ -275,6 +276,7 @@ void connection::maybe_spill() {
   std::string path = _srv.store().body_file_path(_queue_id, _headers);
   if (path.empty()) {
     _no_spill = true;
+    set_recv_paced(false);  // held whole in memory anyway: read at full speed
     return;
   }
   // DKIM: room for the field in the body file's gap (sparse: costs no disk). h= names at
@@ -286,6 +288,7 @@ void connection::maybe_spill() {
   if (!f) {
     SR_WARN("%s: %s: kept in memory: %s", _peer_ip.c_str(), _queue_id.c_str(), f.err().c_str());
     _no_spill = true;
+    set_recv_paced(false);
     return;
   }
   _spill = std::make_shared<spill>();
@@ -293,6 +296,10 @@ void connection::maybe_spill() {
   clamp_rcvbuf();  // no SIZE= announced it: now
   _spill->signer = std::move(signer);
   _spill->field_room = field_room;
+  // Paced recv: while the disk write holds the input back, the rest of the body waits in
+  // the kernel's socket queue, not in receive chunks (with multishot, each resume pulled
+  // the whole queue into chunks: up to 47 chunks per connection measured).
+  set_recv_paced(true);
   _spill->fill.reserve(spill_cap + 2 * net_chunk_bytes);
   _spill->flight.reserve(spill_cap + 2 * net_chunk_bytes);
   // What was gathered in receive chunks moves to the fill buffer: the chunks go back.
@@ -472,6 +479,7 @@ void connection::release_message() {
   _headers.clear();
   _gathered = 0;
   _no_spill = false;
+  set_recv_paced(false);  // commands and small messages: multishot again
   if (_spill) _shard.release_memory_soon();  // its write buffers: back to the OS
   _spill.reset();  // a write in flight keeps it until its completion
   _end_env.reset();

@@ -1,6 +1,11 @@
 // A TCP stream on a shard: multishot recv into the shard's provided-buffer ring,
 // one send in flight at a time, and an orderly close that waits for every
 // in-flight operation before on_closed() lets the owner free the object.
+// Paced mode (set_recv_paced) reads one chunk per single-shot recv instead, so a
+// consumer that pauses often (a large message waiting on its disk write) holds at most
+// one or two chunks in user space and the rest waits in the kernel's socket queue,
+// where TCP flow control slows the peer. One recv operation is armed at a time, in
+// either mode, so bytes arrive in order across pauses and mode switches.
 // Subclasses (inbound connection, blast client) see only chunks and callbacks.
 #pragma once
 #include <cstdint>
@@ -29,6 +34,12 @@ class stream {
   // Read again after pause_recv().
   void resume_recv();
   bool recv_paused() const { return _recv_paused; }
+  // Paced: one single-shot recv of one chunk at a time, re-armed only while not paused
+  // (a paused stream receives at most the chunk of the recv in flight). Off: multishot.
+  // A multishot recv armed when pacing starts is cancelled; what it already read still
+  // arrives through on_data() in order before the first paced recv.
+  void set_recv_paced(bool paced);
+  bool recv_paced() const { return _recv_paced; }
   // Bytes queued or in flight that the peer has not taken yet.
   size_t unsent_bytes() const { return _out.size() + (_wire.size() - _wire_off); }
   // Queue bytes to send; they go out at the next flush().
@@ -76,6 +87,7 @@ class stream {
   void on_send(int res, unsigned flags);
   void on_close(int res, unsigned flags);
   void on_cancel(int res, unsigned flags);
+  void cancel_recv();
   void maybe_finish();
 
   int _fd;
@@ -90,6 +102,8 @@ class stream {
   bool _recv_armed = false;
   bool _recv_starved = false;
   bool _recv_paused = false;
+  bool _recv_paced = false;
+  bool _recv_multishot = false;  // the armed recv is a multishot one
   bool _cancel_inflight = false;
   bool _aborting = false;
   bool _shut_down = false;
