@@ -31,8 +31,11 @@ signing_intake::~signing_intake() { *_alive = false; }
 
 void signing_intake::sign(size_t entry, std::span<const std::span<const std::byte>> chunks,
                           std::function<void(std::string)> then) {
+  sign(entry, _signers.at(entry).prepare(chunks, int64_t(::time(nullptr))), std::move(then));
+}
+
+void signing_intake::sign(size_t entry, result<signer::prepared> p, std::function<void(std::string)> then) {
   signer& s = _signers.at(entry);
-  auto p = s.prepare(chunks, int64_t(::time(nullptr)));
   if (!p) {
     ++_stats.failed;
     SR_WARN("dkim: d=%s: stored unsigned: %s", s.config().domain.c_str(), p.err().c_str());
@@ -75,13 +78,31 @@ void signing_intake::sign(size_t entry, std::span<const std::span<const std::byt
   then(std::move(*f));
 }
 
-std::string signing_intake::body_file_path(std::string_view queue_id, std::string_view header_section) {
-  if (!_signers.empty()) {
-    const std::span<const std::byte> one{reinterpret_cast<const std::byte*>(header_section.data()),
-                                         header_section.size()};
-    if (_signers.find(from_domain({&one, 1})) != signers::npos) return {};
+// One streamed message: its bytes hashed as they go to the body file.
+struct signing_intake::streamed final : spool::stream_signer {
+  signing_intake* self = nullptr;
+  size_t entry = 0;
+  std::shared_ptr<bool> alive;  // the intake's: a signer outliving it does nothing
+  message_hash hash;
+
+  void feed(std::span<const std::byte> bytes) override { hash.feed(bytes); }
+  void finish(std::function<void(std::string)> done) override {
+    if (!*alive) return done({});
+    self->sign(entry, self->_signers.at(entry).prepare(hash, int64_t(::time(nullptr))), std::move(done));
   }
-  return _inner.body_file_path(queue_id, header_section);
+};
+
+std::unique_ptr<spool::stream_signer> signing_intake::signer_for(std::string_view header_section) {
+  if (_signers.empty()) return nullptr;
+  const std::span<const std::byte> one{reinterpret_cast<const std::byte*>(header_section.data()),
+                                       header_section.size()};
+  const size_t entry = _signers.find(from_domain({&one, 1}));
+  if (entry == signers::npos) return nullptr;
+  auto s = std::make_unique<streamed>();
+  s->self = this;
+  s->entry = entry;
+  s->alive = _alive;
+  return s;
 }
 
 void signing_intake::submit(spool::message_meta meta, std::span<const iovec> data, spool::intake_client* client) {

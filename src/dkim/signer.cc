@@ -83,12 +83,6 @@ struct folder {
   }
 };
 
-struct sink_to_hash final : body_sink {
-  tls::sha256_stream& h;
-  explicit sink_to_hash(tls::sha256_stream& hash) : h(hash) {}
-  void write(std::string_view bytes) override { h.update(bytes); }
-};
-
 std::string b64(std::span<const uint8_t> bytes) {
   std::string r;
   append_base64(r, {reinterpret_cast<const char*>(bytes.data()), bytes.size()});
@@ -163,43 +157,57 @@ std::string signer::complete(prepared p, std::span<const uint8_t> signature) {
   return out;
 }
 
-result<signer::prepared> signer::prepare(std::span<const std::span<const std::byte>> chunks, int64_t now) {
-  // 1. Copy the header section up to and including its empty line; hash the rest.
-  _headers.clear();
-  tls::sha256_stream body_hash;
-  sink_to_hash sink(body_hash);
-  relaxed_body body(sink);
-  // Matched bytes of "\r\n\r\n"; 2 at the start, so a message opening with CRLF has no headers.
-  int matched = 2;
-  bool in_body = false;
-  for (const auto& chunk : chunks) {
-    if (in_body) {
-      body.feed(chunk);
-      continue;
-    }
-    const char* p = reinterpret_cast<const char*>(chunk.data());
-    std::size_t i = 0;
-    for (; i < chunk.size() && matched < 4; ++i) {
-      const char c = p[i];
-      if (c == (matched % 2 == 0 ? '\r' : '\n'))
-        ++matched;
-      else
-        matched = (c == '\r') ? 1 : 0;
-    }
-    if (_headers.size() + i > max_header_section) return error{"dkim: header section over 1 MiB"};
-    _headers.append(p, i);
-    if (matched == 4) {
-      in_body = true;
-      body.feed(chunk.subspan(i));
-    }
+void message_hash::feed(std::span<const std::byte> chunk) {
+  if (_in_body) {
+    _body.feed(chunk);
+    return;
   }
-  body.finish();
-  const tls::sha256_digest bh = body_hash.finish();
+  if (_too_long) return;
+  const char* p = reinterpret_cast<const char*>(chunk.data());
+  std::size_t i = 0;
+  for (; i < chunk.size() && _matched < 4; ++i) {
+    const char c = p[i];
+    if (c == (_matched % 2 == 0 ? '\r' : '\n'))
+      ++_matched;
+    else
+      _matched = (c == '\r') ? 1 : 0;
+  }
+  if (_headers.size() + i > max_header_section) {
+    _too_long = true;
+    return;
+  }
+  _headers.append(p, i);
+  if (_matched == 4) {
+    _in_body = true;
+    _body.feed(chunk.subspan(i));
+  }
+}
+
+result<signer::prepared> signer::prepare(std::span<const std::span<const std::byte>> chunks, int64_t now) {
+  // The header scratch is reused between messages: it moves into the hash and back.
+  message_hash m;
+  m._headers.swap(_headers);
+  m._headers.clear();
+  for (const auto& chunk : chunks) {
+    m.feed(chunk);
+    if (m._too_long) break;
+  }
+  auto r = prepare(m, now);
+  _headers.swap(m._headers);
+  return r;
+}
+
+result<signer::prepared> signer::prepare(message_hash& m, int64_t now) {
+  // 1. The header section was copied up to and including its empty line; the rest hashed.
+  if (m._too_long) return error{"dkim: header section over 1 MiB"};
+  m._body.finish();
+  const tls::sha256_digest bh = m._sink.hash.finish();
+  const std::string_view headers = m._headers;
 
   // 2. Split the header section into fields (a line starting with WSP continues one).
   std::vector<std::string_view> fields;
   {
-    std::string_view rest = _headers;
+    std::string_view rest = headers;
     while (!rest.empty()) {
       std::size_t end = 0;
       for (;;) {

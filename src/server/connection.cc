@@ -24,7 +24,7 @@ constexpr size_t max_queued_pieces = 64;
 // the socket is not read until the client drains them (pipelined NOOP/EHLO floods).
 constexpr size_t max_unsent_output = 64 * 1024;
 // Large messages: past spill_threshold body bytes (and once the header section is known,
-// so DKIM can say whether it signs), the body streams to a spool body file in writes of at
+// so DKIM can say whether it signs: it then hashes the bytes as they stream), the body streams to a spool body file in writes of at
 // least spill_write bytes; with a write in flight and spill_cap bytes filled again, input
 // waits. So a message holds two buffers of about spill_cap bytes, not its size.
 constexpr size_t spill_threshold = 128 * 1024;
@@ -235,6 +235,7 @@ void connection::body(std::span<std::byte> bytes) {
     // Streaming: bytes are copied into the fill buffer at once, so no receive chunk is
     // kept (the pool never grows for a large message); a full buffer goes to the file.
     if (_spill->failed) return;  // the body file failed: the rest is read and dropped
+    if (_spill->signer) _spill->signer->feed(bytes);
     _spill->fill.insert(_spill->fill.end(), bytes.begin(), bytes.end());
     if (_spill->fill.size() >= spill_write && !_spill->file->busy()) start_spill_write();
     return;
@@ -271,14 +272,19 @@ bool connection::spill_blocked() const {
 
 void connection::maybe_spill() {
   if (_spill || _end_env) return;
-  if (!_headers.complete() && !_headers.truncated()) return;  // DKIM decides on From:
+  if (!_headers.complete() && !_headers.truncated()) return;  // DKIM chooses by From:
   std::string path = _srv.store().body_file_path(_queue_id, _headers);
   if (path.empty()) {
     _no_spill = true;
     set_recv_paced(false);  // held whole in memory anyway: read at full speed
     return;
   }
-  auto f = spool::body_file::create(_shard, std::move(path), _reserve);
+  // DKIM: room for the field in the body file's gap (sparse: costs no disk). h= names at
+  // most every field of the header section, so twice its size plus the fixed tags bounds
+  // it; a longer field (a header section past what header_section keeps) is dropped.
+  auto signer = _srv.store().signer_for(_headers);
+  const size_t field_room = signer ? 4096 + 2 * _headers.text().size() : 0;
+  auto f = spool::body_file::create(_shard, std::move(path), _reserve + (field_room + 4095) / 4096 * 4096);
   if (!f) {
     SR_WARN("%s: %s: kept in memory: %s", _peer_ip.c_str(), _queue_id.c_str(), f.err().c_str());
     _no_spill = true;
@@ -288,6 +294,8 @@ void connection::maybe_spill() {
   _spill = std::make_shared<spill>();
   _spill->file = std::move(*f);
   clamp_rcvbuf();  // no SIZE= announced it: now
+  _spill->signer = std::move(signer);
+  _spill->field_room = field_room;
   // Paced recv: while the disk write holds the input back, the rest of the body waits in
   // the kernel's socket queue, not in receive chunks (with multishot, each resume pulled
   // the whole queue into chunks: up to 47 chunks per connection measured).
@@ -297,6 +305,7 @@ void connection::maybe_spill() {
   // What was gathered in receive chunks moves to the fill buffer: the chunks go back.
   for (size_t i = 1; i < _iov.size(); ++i) {
     auto p = static_cast<const std::byte*>(_iov[i].iov_base);
+    if (_spill->signer) _spill->signer->feed({p, _iov[i].iov_len});
     _spill->fill.insert(_spill->fill.end(), p, p + _iov[i].iov_len);
   }
   _iov.resize(1);
@@ -342,7 +351,27 @@ void connection::finish_large() {
     _shard.post([this] { on_stored(false); });  // never from inside the session's feed
     return;
   }
-  _srv.store().submit_large(_queue_id, env, _headers, std::span<const iovec>(_iov.data(), 1),
+  if (!_spill->signer) return submit_large(env);
+  // The DKIM-Signature field goes above the Received: header (as dkim::signing_intake puts
+  // it for a message in memory); an RSA signature answers later, on this shard.
+  auto sp = _spill;
+  sp->signer->finish([this, sp, env = std::move(env)](std::string field) {
+    if (sp != _spill) return;  // cannot happen while the store is awaited; be safe
+    if (field.size() > sp->field_room) {
+      SR_WARN("%s: %s: DKIM-Signature field of %zu bytes does not fit: stored unsigned", _peer_ip.c_str(),
+              _queue_id.c_str(), field.size());
+      field.clear();
+    }
+    sp->field = std::move(field);
+    submit_large(env);
+  });
+}
+
+void connection::submit_large(const inbound::envelope& env) {
+  size_t n = 0;
+  if (!_spill->field.empty()) _spill->prefix[n++] = {_spill->field.data(), _spill->field.size()};
+  _spill->prefix[n++] = _iov[0];
+  _srv.store().submit_large(_queue_id, env, _headers, std::span<const iovec>(_spill->prefix.data(), n),
                             *_spill->file, this);
 }
 

@@ -10,6 +10,7 @@
 #pragma once
 #include <sys/uio.h>
 
+#include <array>
 #include <memory>
 #include <optional>
 #include <string>
@@ -87,6 +88,7 @@ class connection final : public tls::stream, inbound::events, store_client {
   void start_spill_write();
   void on_spill_written(bool ok);
   void finish_large();
+  void submit_large(const inbound::envelope& env);
   bool spill_blocked() const;
   void clamp_rcvbuf();
 
@@ -111,7 +113,7 @@ class connection final : public tls::stream, inbound::events, store_client {
   size_t _gathered = 0;              // body bytes in _iov[1..] (not yet written to a body file)
   uint64_t _reserve = 0;             // body file gap for this message's record (begin_message)
   size_t _spill_at = 0;              // body bytes gathered before streaming (1 when SIZE= is large)
-  bool _no_spill = false;            // this message stays in memory (DKIM signs it, or no file)
+  bool _no_spill = false;            // this message stays in memory (no body file)
   bool _rcvbuf_clamped = false;      // SO_RCVBUF set small for large messages (clamp_rcvbuf)
   // The body file of a large message and its write buffer; shared with a write in flight so
   // that a message dropped meanwhile (abort, refusal) frees them only when the write ends.
@@ -121,6 +123,10 @@ class connection final : public tls::stream, inbound::events, store_client {
     std::vector<std::byte> flight;  // the write in flight
     iovec iov{};
     bool failed = false;
+    std::unique_ptr<spool::stream_signer> signer;  // DKIM: sees every byte written
+    std::string field;                             // its DKIM-Signature field, at the end
+    size_t field_room = 0;                         // reserved for it in the body file
+    std::array<iovec, 2> prefix{};                 // [field,] Received:
   };
   std::shared_ptr<spill> _spill;
   std::optional<inbound::envelope> _end_env;  // final dot seen, waiting for the last write

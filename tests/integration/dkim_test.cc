@@ -2,7 +2,8 @@
 // and Ed25519 keys made by openssl), mail relayed by swaks to a fake MX; what the MX
 // received is checked by an independent verifier (dkimpy through tests/tools/dkim_verify.py,
 // the selector's TXT record handed over from a file). Mail from a domain without an entry
-// goes out unsigned; a message injected through the HTTP API is signed, and counted in
+// goes out unsigned; large messages streamed to a spool body file (with and without SIZE=)
+// are signed on the way and arrive byte for byte; a message injected through the HTTP API is signed, and counted in
 // /metrics; our DSN is signed when server.hostname has an entry; a TLS-RPT report is signed when tlsrpt.from's domain has an entry; a
 // key that does not fit its entry stops the start with file, line and key.
 #include <gtest/gtest.h>
@@ -11,7 +12,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "support/world.hh"
 
@@ -185,6 +188,102 @@ TEST_F(Dkim, RelayedMailIsSignedPerFromDomain) {
   tampered.replace(tampered.find(mark), 1, "Z");
   std::string diag;
   EXPECT_EQ(verify(tampered, keys().rsa_txt, &diag), 1) << diag;
+}
+
+// A message of about `size` bytes from `from`: lines that start with dots (stuffed on the
+// wire), lines of 998 characters, trailing WSP and empty lines at the end (relaxed body).
+std::string large_message(const std::string& from, const std::string& subject, size_t size) {
+  std::string m = "From: <" + from + ">\r\nTo: <rcpt@dest.test>\r\nSubject: " + subject + "\r\n\r\n";
+  for (size_t i = 0; m.size() < size; ++i) {
+    if (i % 5 == 0) m += ".";
+    if (i % 97 == 0) m += std::string(997, char('a' + i % 26));
+    else m += "line " + std::to_string(i) + " \t of " + subject + "  ";
+    m += "\r\n";
+  }
+  return m + "\r\n\r\n";
+}
+
+// Files in every partition's large/ directory of the relay's spool.
+std::vector<std::string> body_files(const relay& r) {
+  std::vector<std::string> v;
+  std::error_code ec;
+  for (const auto& part : fs::directory_iterator(r.state_dir() / "spool", ec))
+    for (const auto& f : fs::directory_iterator(part.path() / "large", ec)) v.push_back(f.path().string());
+  return v;
+}
+
+TEST_F(Dkim, LargeMessagesStreamToABodyFileAndAreSignedOnTheWay) {
+  ASSERT_TRUE(start_dns("dest.test MX 10 mx.dest.test\nmx.dest.test A 127.0.0.2\n"));
+  // The MX answers the dot after 3 s: each message's body file is still there at its 250.
+  fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}, .delays = {"dot=3"}});
+  ASSERT_TRUE(mx);
+  const uint16_t admin_port = free_port();
+  _admin_listen = "127.0.0.1:" + std::to_string(admin_port);
+  relay* r = start_relay(dkim_toml());
+  ASSERT_TRUE(r);
+  struct sent_message {
+    std::string from, domain, algorithm, txt;
+    bool announce_size;
+    std::string subject, text;
+  };
+  std::vector<sent_message> msgs = {
+      {"big@sender.test", "sender.test", "rsa-sha256", keys().rsa_txt, false, {}, {}},
+      {"big@sender.test", "sender.test", "rsa-sha256", keys().rsa_txt, true, {}, {}},
+      {"big@ed.test", "ed.test", "ed25519-sha256", keys().ed_txt, true, {}, {}},
+      {"big@ed.test", "ed.test", "ed25519-sha256", keys().ed_txt, false, {}, {}},
+  };
+  for (size_t i = 0; i < msgs.size(); ++i) {
+    auto& m = msgs[i];
+    m.subject = unique("dkim-large-" + std::to_string(i));
+    m.text = large_message(m.from, m.subject, 2 * 1024 * 1024 + i * 4099);
+    raw_client c;
+    ASSERT_TRUE(open_session(c, r->port()));
+    const std::string stuffed = dot_stuff(m.text);
+    std::string reply;
+    if (m.announce_size) {
+      auto mail = c.command("MAIL FROM:<" + m.from + "> SIZE=" + std::to_string(stuffed.size()));
+      ASSERT_TRUE(mail && reply_code(*mail) == 250) << mail.value_or("none");
+      auto rcpt = c.command("RCPT TO:<rcpt@dest.test>");
+      ASSERT_TRUE(rcpt && reply_code(*rcpt) == 250) << rcpt.value_or("none");
+      auto data = c.command("DATA");
+      ASSERT_TRUE(data && reply_code(*data) == 354) << data.value_or("none");
+      ASSERT_TRUE(c.send(stuffed) && c.send(".\r\n"));
+      reply = c.read_reply(30s).value_or("no reply");
+    } else {
+      reply = send_message(c, m.from, {"rcpt@dest.test"}, stuffed).value_or("no reply");
+    }
+    auto id = queued_id(reply);
+    ASSERT_TRUE(id) << reply << r->log();
+    // Streamed, not held in memory: its body file exists (until the MX has it).
+    bool named = false;
+    for (const auto& f : body_files(*r)) named = named || f.ends_with("/" + *id);
+    EXPECT_TRUE(named) << m.subject << ": no body file for " << *id;
+    c.command("QUIT");
+  }
+  for (const auto& m : msgs) {
+    SCOPED_TRACE(m.subject + " (" + m.algorithm + (m.announce_size ? ", SIZE=)" : ")"));
+    const mx_message* got = wait_for(*mx, "Subject: " + m.subject + "\r\n", 60s);
+    ASSERT_TRUE(got) << r->log();
+    const mx_message copy = *got;
+    expect_signed(copy, m.domain, m.algorithm, m.txt);
+    // Byte for byte: the signature, our Received: field, then exactly what was sent.
+    ASSERT_GE(copy.data.size(), m.text.size());
+    EXPECT_TRUE(copy.data.ends_with(m.text)) << copy.data.size() << " bytes";
+    const size_t received = copy.data.find("\r\nReceived: from ");
+    ASSERT_NE(received, std::string::npos);
+    // Nothing between the signature (its continuation lines start with HTAB) and Received:.
+    for (size_t p = copy.data.find("\r\n"); p < received; p = copy.data.find("\r\n", p + 2))
+      EXPECT_EQ(copy.data[p + 2], '\t') << copy.data.substr(0, received + 2);
+    EXPECT_EQ(copy.data.find("\r\nFrom: <" + m.from + ">"), copy.data.size() - m.text.size() - 2);
+  }
+  std::string metrics;
+  for (auto until = std::chrono::steady_clock::now() + 5s; std::chrono::steady_clock::now() < until;) {
+    metrics = run({"curl", "-sS", "--max-time", "5", "http://127.0.0.1:" + std::to_string(admin_port) + "/metrics"}).output;
+    if (contains(metrics, "\nsealrelay_dkim_signed_total 4\n")) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(contains(metrics, "\nsealrelay_dkim_signed_total 4\n")) << metrics;
+  EXPECT_TRUE(contains(metrics, "\nsealrelay_dkim_failed_total 0\n")) << metrics;
 }
 
 TEST_F(Dkim, TlsrptReportIsSignedForTheReportersDomain) {

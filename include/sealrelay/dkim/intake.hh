@@ -6,7 +6,8 @@
 // holds the signed bytes and every delivery attempt sends them; nothing is signed twice),
 // the body hashed where it lies. The field goes on top, above our Received: (RFC 6376
 // §5.6: a signature is a trace field, placed before the existing Received fields).
-// Ed25519 is signed inline; RSA goes to the sign_pool and the message waits (its client
+// A large message streamed to a spool body file is hashed as it streams (signer_for()) and
+// gets its field in front of the body file's record the same way. Ed25519 is signed inline; RSA goes to the sign_pool and the message waits (its client
 // hears "stored" later, as the intake contract says anyway). A message whose signing
 // fails is stored unsigned, with a warning: mail is not refused for want of a signature.
 #pragma once
@@ -37,9 +38,12 @@ class signing_intake final : public spool::intake {
   void submit_owned(spool::message_meta meta, std::string text, std::function<void(bool)> stored) override;
   // Messages waiting for their signature plus those the spool has not answered.
   size_t in_flight() const override { return _inner.in_flight() + _signing; }
-  // A message this intake signs is never streamed to a body file: the signature needs
-  // the whole message (its bytes pass through submit()).
-  std::string body_file_path(std::string_view queue_id, std::string_view header_section) override;
+  std::string body_file_path(std::string_view queue_id, std::string_view header_section) override {
+    return _inner.body_file_path(queue_id, header_section);
+  }
+  // A message streamed to a body file is signed on the way: its bytes are hashed as they
+  // go to the file, the field computed at the end (same signers, pool and failure rule).
+  std::unique_ptr<spool::stream_signer> signer_for(std::string_view header_section) override;
 
   struct counters {
     uint64_t signed_inline = 0, signed_pool = 0, failed = 0;
@@ -48,10 +52,12 @@ class signing_intake final : public spool::intake {
 
  private:
   struct pending;
+  struct streamed;
   using pending_list = std::list<pending>;
   // Hash the message, then sign inline or on the pool; `then(field)` ("" when unsigned)
   // runs now or later on this shard.
   void sign(size_t entry, std::span<const std::span<const std::byte>> chunks, std::function<void(std::string)> then);
+  void sign(size_t entry, result<signer::prepared> p, std::function<void(std::string)> then);
   void forward(pending_list::iterator it, std::string field);
 
   core::shard& _shard;

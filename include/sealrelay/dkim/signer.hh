@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sealrelay/dkim/canon.hh"
 #include "sealrelay/tls/sign.hh"
 #include "sealrelay/util/result.hh"
 
@@ -31,6 +32,32 @@ struct signer_config {
   std::vector<std::string> oversign{"from"};
 };
 
+// A message fed in pieces as it arrives (a large message streamed to a spool body file):
+// the header section is copied (up to 1 MiB), the body canonicalised and hashed as it
+// comes, never kept. signer::prepare(message_hash&) then builds the field. Not movable
+// (the canonicaliser points at the hash); keep it behind a pointer.
+class message_hash {
+ public:
+  message_hash() = default;
+  message_hash(const message_hash&) = delete;
+  message_hash& operator=(const message_hash&) = delete;
+  // Feed the next bytes of the message (CRLF lines: header section, empty line, body).
+  void feed(std::span<const std::byte> bytes);
+
+ private:
+  friend class signer;
+  struct sink final : body_sink {
+    tls::sha256_stream hash;
+    void write(std::string_view bytes) override { hash.update(bytes); }
+  };
+  std::string _headers;  // up to and including the empty line
+  sink _sink;
+  relaxed_body _body{_sink};
+  int _matched = 2;      // bytes of "\r\n\r\n" matched; 2 at the start (no headers at all)
+  bool _in_body = false;
+  bool _too_long = false;  // header section over 1 MiB: prepare() fails
+};
+
 class signer {
  public:
   // Check the configuration (domain and selector are DNS labels, no ';' or WSP; the key
@@ -47,6 +74,8 @@ class signer {
   // fit for a shard loop; an RSA signature is ~1.5 ms and may go to a worker thread that
   // owns its own signing_key loaded from the same file).
   result<prepared> prepare(std::span<const std::span<const std::byte>> chunks, int64_t now);
+  // The same for a message fed to `m` (all of it); `m` is spent.
+  result<prepared> prepare(message_hash& m, int64_t now);
   // Append `signature` (of p.digest, by the selector's key) as b=, folded; add the CRLF.
   static std::string complete(prepared p, std::span<const uint8_t> signature);
   // Sign p.digest with this signer's own key and complete the field (the inline path).

@@ -31,14 +31,21 @@ class message_store {
   // Messages submitted and not yet answered.
   virtual size_t in_flight() const = 0;
   // Where a large message may stream its body (spool::body_file); "" = keep it in memory
-  // and submit() it whole (the default; also when DKIM will sign it).
+  // and submit() it whole (the default).
   virtual std::string body_file_path(const std::string& queue_id, const smtp::header_section& headers) {
     (void)queue_id;
     (void)headers;
     return {};
   }
+  // What must see a streamed message's bytes as they go to its body file (DKIM), or null;
+  // its field goes in the prefix of submit_large(), above the Received: header.
+  virtual std::unique_ptr<spool::stream_signer> signer_for(const smtp::header_section& headers) {
+    (void)headers;
+    return nullptr;
+  }
   // Make a message durable whose body is in `file` (every append done): `prefix` (the
-  // Received: header) goes in front of it; both stay valid until client->on_stored().
+  // DKIM-Signature field if any, the Received: header) goes in front of it; both stay
+  // valid until client->on_stored().
   virtual void submit_large(const std::string& queue_id, const inbound::envelope& env,
                             const smtp::header_section& headers, std::span<const iovec> prefix,
                             spool::body_file& file, store_client* client);
@@ -55,6 +62,9 @@ class intake_store final : public message_store {
   size_t in_flight() const override { return _in.in_flight(); }
   std::string body_file_path(const std::string& queue_id, const smtp::header_section& headers) override {
     return _in.body_file_path(queue_id, headers.text());
+  }
+  std::unique_ptr<spool::stream_signer> signer_for(const smtp::header_section& headers) override {
+    return _in.signer_for(headers.text());
   }
   void submit_large(const std::string& queue_id, const inbound::envelope& env,
                     const smtp::header_section& headers, std::span<const iovec> prefix,

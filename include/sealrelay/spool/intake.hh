@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 
@@ -22,6 +23,18 @@ class intake_client {
 
  protected:
   ~intake_client() = default;
+};
+
+// The signature of a message streamed to a body file (dkim::signing_intake): fed the
+// message's bytes (header section, empty line, body) as they go to the file; at the end,
+// finish() yields the trace field(s) to put in front of it ("" when none: not signed).
+class stream_signer {
+ public:
+  virtual ~stream_signer() = default;
+  virtual void feed(std::span<const std::byte> bytes) = 0;
+  // Call `done(field)` once, now or later on this shard (an RSA signature on a pool);
+  // not after this object is gone.
+  virtual void finish(std::function<void(std::string field)> done) = 0;
 };
 
 class intake {
@@ -39,12 +52,17 @@ class intake {
   virtual size_t in_flight() const = 0;
   // Where a large message with this queue id and header section may stream its bytes
   // (spool::body_file, then submit() with meta.external_body and no data); "" when it
-  // must be submitted in memory (an intake that still has to read the whole message,
-  // such as DKIM signing for the From domain of `header_section`).
+  // must be submitted in memory.
   virtual std::string body_file_path(std::string_view queue_id, std::string_view header_section) {
     (void)queue_id;
     (void)header_section;
     return {};
+  }
+  // For a message streamed to a body file: what must see its bytes on the way (DKIM
+  // signing for the From domain of `header_section`), or null.
+  virtual std::unique_ptr<stream_signer> signer_for(std::string_view header_section) {
+    (void)header_section;
+    return nullptr;
   }
 };
 

@@ -146,6 +146,61 @@ TEST(dkim_signing_intake, signs_at_intake_rsa_on_the_pool_ed25519_inline) {
   }
 }
 
+TEST(dkim_signing_intake, streamed_messages_are_signed_from_their_pieces) {
+  // A large message streamed to a body file: signer_for() by the header section, bytes fed
+  // as they stream, finish() answers with the field (RSA from the pool, on the shard).
+  if (!suite_keys().ok) GTEST_SKIP() << "openssl genpkey failed or is missing";
+  core::shard sh(core::shard::options{.tick_ms = 5});
+  ASSERT_TRUE(sh.init()) << "io_uring unavailable";
+  auto pool = dkim::sign_pool::create(entries(), 1);
+  ASSERT_TRUE(pool.ok()) << pool.err();
+  (*pool)->attach(sh);
+  auto set = dkim::signers::load(entries());
+  ASSERT_TRUE(set.ok()) << set.err();
+  recording_intake inner(sh);
+  dkim::signing_intake in(sh, inner, std::move(*set), pool->get());
+
+  const std::vector<std::string> texts = {message("rsa.example"), message("ED.example")};
+  EXPECT_EQ(in.signer_for(message("other.example").substr(0, message("other.example").find("\r\n\r\n") + 4)), nullptr);
+  std::vector<std::string> fields(texts.size());
+  std::vector<bool> done(texts.size());
+  bool was_inline[2] = {false, false};
+  uint64_t deadline = 0;
+  std::vector<std::unique_ptr<spool::stream_signer>> signers;
+  sh.post([&] {
+    deadline = sh.now_ms() + 20000;
+    for (size_t i = 0; i < texts.size(); ++i) {
+      auto s = in.signer_for(texts[i].substr(0, texts[i].find("\r\n\r\n") + 4));
+      ASSERT_TRUE(s);
+      for (size_t off = 0; off < texts[i].size(); off += 333)
+        s->feed({reinterpret_cast<const std::byte*>(texts[i].data()) + off, std::min<size_t>(333, texts[i].size() - off)});
+      s->finish([&, i](std::string f) {
+        fields[i] = std::move(f);
+        done[i] = true;
+      });
+      was_inline[i] = done[i];
+      signers.push_back(std::move(s));
+    }
+  });
+  sh.on_tick([&] {
+    if ((done[0] && done[1]) || sh.now_ms() > deadline) sh.stop();
+  });
+  sh.run();
+  EXPECT_FALSE(was_inline[0]);  // RSA: on the pool
+  EXPECT_TRUE(was_inline[1]);   // Ed25519: inline
+  EXPECT_EQ(in.stats().signed_pool, 1u);
+  EXPECT_EQ(in.stats().signed_inline, 1u);
+  EXPECT_EQ(in.in_flight(), 0u);
+  std::string diag;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    ASSERT_TRUE(done[i]);
+    ASSERT_TRUE(fields[i].starts_with("DKIM-Signature: v=1;")) << fields[i];
+    int rc = verify(fields[i] + texts[i], i == 0 ? suite_keys().rsa_txt : suite_keys().ed_txt, &diag);
+    if (rc == 77) GTEST_SKIP() << diag;
+    EXPECT_EQ(rc, 0) << diag;
+  }
+}
+
 TEST(dkim_signers, sign_owned_and_bad_entries) {
   if (!suite_keys().ok) GTEST_SKIP() << "openssl genpkey failed or is missing";
   auto set = dkim::signers::load(entries());
