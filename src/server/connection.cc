@@ -255,11 +255,11 @@ void connection::body(std::span<std::byte> bytes) {
 }
 
 void connection::clamp_rcvbuf() {
-  // The socket's receive buffer bounds what the multishot recv reads ahead into pool
-  // chunks while a disk write holds the input back: autotuned, it grows to megabytes per
-  // connection, and the pool grows for them (measured: 100 concurrent 40 MB messages
-  // peaked 60 MiB higher without this). 64 KiB still fills a loopback or LAN pipe; the
-  // client simply waits for the disk. Done once per connection, for large messages only.
+  // The socket's receive buffer bounds what waits in the kernel while a disk write holds
+  // the input back (the paced recv keeps it out of pool chunks; autotuned, the buffer
+  // would grow to megabytes of kernel memory per connection and advertise that window to
+  // the client). 64 KiB still fills a loopback or LAN pipe; the client simply waits for
+  // the disk. Done once per connection, for large messages only.
   if (_rcvbuf_clamped) return;
   _rcvbuf_clamped = true;
   const int rcvbuf = 64 * 1024;
