@@ -246,3 +246,10 @@ put("auth", "users", b"\x01# users\nalice@example.org:$1$salt$qJH7.N4xYta3aEG/df
 put("auth", "users-bad", b"\x01carol:notahash\n\0x@y")
 put("auth", "tokens", b"\x02# api tokens\nAbCdEfGhIjKlMnOpQrStUv0123456789\n  tok-en.with_~+/chars====  \n\0Bearer AbCdEfGhIjKlMnOpQrStUv0123456789")
 put("auth", "tokens-short", b"\x02short\n\0bearer   short")
+# portal_fuzz.cc: byte 0 even = an HTTP request, odd = path NUL body NUL Cookie value.
+put("portal", "get-link", b"\x00GET /m/AbCd-_12/SeCrEt_value-0123 HTTP/1.1\r\nHost: portal.example\r\nCookie: a=b; sr_portal=Zm9vYmFy\r\n\r\n")
+put("portal", "post-code", b"\x00POST /m/AbCd/SeCrEt HTTP/1.1\r\nHost: p\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+    b"Content-Length: 27\r\n\r\nx=1&code=12+34%2F56&code=9\r\n")
+put("portal", "download", b"\x00GET /m/AbCd/SeCrEt/a/3 HTTP/1.1\r\nHost: p\r\n\r\n")
+put("portal", "raw-parts", b"\x01/m/a/b/c/d/e/f\0code=%zz%4&code\0sr_portal=x; sr_portal=y;sr_portal=;=z")
+put("portal", "raw-escapes", b"\x01/m//\0code=%41%42+%43\0 sr_portal=AbC-_")
