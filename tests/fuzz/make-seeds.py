@@ -253,3 +253,9 @@ put("portal", "post-code", b"\x00POST /m/AbCd/SeCrEt HTTP/1.1\r\nHost: p\r\nCont
 put("portal", "download", b"\x00GET /m/AbCd/SeCrEt/a/3 HTTP/1.1\r\nHost: p\r\n\r\n")
 put("portal", "raw-parts", b"\x01/m/a/b/c/d/e/f\0code=%zz%4&code\0sr_portal=x; sr_portal=y;sr_portal=;=z")
 put("portal", "raw-escapes", b"\x01/m//\0code=%41%42+%43\0 sr_portal=AbC-_")
+# dsn_fuzz.cc: flags (bit 0 redacted), then original NUL diagnostic 1 NUL diagnostic 2 NUL reason NUL Message-ID.
+orig = b"Received: from x\r\nFrom: Alice <alice@example.org>\r\nSubject: report\r\nMessage-ID: <m1@example.org>\r\n\r\nbody\r\n"
+put("dsn", "plain", b"\x00" + orig + b"\x00550 5.1.1 <bob@example.net>: unknown user\x00451 4.4.7 timeout\x00Delivery failed.\x00m1@example.org")
+put("dsn", "redacted", b"\x01" + orig + b"\x00550 5.7.10 REQUIRETLS needed\x00\x00\x00m1@example.org")
+put("dsn", "no-body-cut", b"\x00From: a@b\r\nX-Long: " + b"y" * 200 + b"\x00550-first\r\n550 second\x00\x00reason\r\nX-Injected: 1\x00id\r\nx")
+put("dsn", "boundary-in-headers", b"\x00X: 1\r\n--6B0AD79A00000001.1796614857/relay.example.org--\r\n\r\n\x00550 x\x00\x00\x00")
