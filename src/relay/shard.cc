@@ -169,6 +169,7 @@ status shard_root::start_delivery() {
   if (status s = _resolver->start(); !s) return error{"dns: " + s.err()};
   if (_ps.audit_fd >= 0) {
     audit::writer::options ao;
+    ao.torn = &_ps.audit_torn;
     if (_ps.metrics) {
       ao.dropped_cell = &_ps.metrics->audit_dropped.cell(_shard.index());
       ao.write_errors_cell = &_ps.metrics->audit_write_errors.cell(_shard.index());

@@ -82,6 +82,7 @@ struct process_state {
   server::shared_state inbound;          // caps, drain flag, inbound counters
   queue::shard_mailboxes mail;           // cross-shard messages of the queue
   int audit_fd = -1;                     // audit log (-1: none)
+  std::atomic<bool> audit_torn{false};   // a full disk tore a line of it (audit::writer::options::torn)
   admin::relay_metrics* metrics = nullptr;   // published by each shard on its tick
   policy::registry* policies = nullptr;      // TLS policy table; SIGHUP publishes a new one
   std::atomic<uint64_t> recovered{0};        // messages found in the spools at start
