@@ -79,7 +79,7 @@ class batch {
     uint32_t n_rcpts;
     void* cookie;
     uint64_t body_off = 0;  // message bytes: offset from the batch start, and length
-    uint64_t body_len = 0;  // (external: offset and length in the body file)
+    uint64_t body_len = 0;  // (external: offset and length in the body file); DONE/ATTEMPTS: the record in _buf
     bool external = false;  // the bytes are in the partition's body file large/<id>
   };
   // A byte range of the payload: ours (offset into _buf) or the caller's (ptr).
@@ -200,6 +200,8 @@ class partition {
   void reclaim();
   void add_ref(uint64_t seg, uint64_t target);
   void finish_small_record(record_type type, size_t start, std::string_view queue_id, void* cookie);
+  // Move the DONE/ATTEMPTS records of a failed batch into the staging one.
+  void carry_records(const batch& failed);
 
   std::string _dir;
   unsigned _shard;
