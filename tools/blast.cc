@@ -10,6 +10,8 @@
 // MTA's session cache does); --barrier holds every session after its handshake until all
 // are up, so N sessions are really concurrent before the first message; --sources K binds
 // connections over 127.0.0.1 .. 127.0.0.K so many connections do not run out of ports.
+// SIGINT ends the run as the time limit does (sessions QUIT) and the result is printed: a
+// script can stop a background stream exactly when its own phase ends (SIGTERM still kills).
 // --log-accepted FILE writes one line per message that got its 250, `<X-Blast-Ts> <first
 // recipient> <queue id>`, so a fault drill can check each acknowledged message arrived
 // (sealrelay-sink --latency-dump writes the same X-Blast-Ts and recipient per arrival);
@@ -42,6 +44,9 @@
 #include "sealrelay/util/log.hh"
 
 namespace {
+
+std::atomic<bool> g_stop_signal{false};  // SIGINT: wind down and report
+extern "C" void on_stop_signal(int) { g_stop_signal.store(true); }
 
 struct options {
   std::string server = "127.0.0.1:2525";
@@ -708,6 +713,7 @@ int main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, on_stop_signal);
   sr::set_log_level(sr::log_level::warn);
 
   const std::string message = build_message(o);
@@ -731,6 +737,8 @@ int main(int argc, char** argv) {
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     uint64_t sent = tot.sent, failed = tot.failed;
+    if (g_stop_signal.load())
+      for (auto& s : shards) s->stopping = true;
     if (o.hold_s >= 0) {
       uint64_t est = tot.established;
       if (!hold_announced && est + tot.sessions_failed >= o.connections) {

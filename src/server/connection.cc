@@ -74,12 +74,6 @@ void connection::start() {
   start_recv();
 }
 
-void connection::refuse(std::string_view reply) {
-  queue(reply);
-  stream::close();
-  start_recv();  // reads the peer's EOF so the close completes promptly
-}
-
 void connection::on_plain(net::chunk* c, size_t len) {
   _last_input_ms = _shard.now_ms();
   if (_in.size() - _in_head >= max_queued_pieces && !recv_paused()) {

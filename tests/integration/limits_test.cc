@@ -376,6 +376,50 @@ TEST(Limits, TotalConnectionCap) {
   EXPECT_TRUE(c3.eof());
 }
 
+// Issue 12 (abuse drill): more clients than the relay's descriptor limit can hold. The
+// connection cap in force is limits.max_connections lowered to RLIMIT_NOFILE minus a
+// reserve (here 256 - 64 = 192), so the clients past it get "421 4.3.2" at once instead of
+// waiting unanswered in the listen backlog while every accept fails with EMFILE (and the
+// relay keeps descriptors for its spool and deliveries: a message still goes through).
+// A burst can still run the relay out of descriptors for a moment (the multishot accept
+// takes a batch of connections from the backlog before the refused ones are closed): the
+// listener then pauses 100 ms (net::listener) and every client is answered all the same.
+TEST(Limits, ConnectionsPastTheDescriptorLimitGet421AndTheRelayStillWorks) {
+  relay_options o = with_limits({"max_conns_per_ip = 0"});  // max_connections: default 20000
+  o.fd_limit = 256;
+  relay r(o);
+  ASSERT_TRUE(r.start()) << r.error();
+  constexpr int n = 300;
+  std::vector<std::unique_ptr<raw_client>> cs;
+  for (int i = 0; i < n; ++i) {
+    cs.push_back(std::make_unique<raw_client>());
+    ASSERT_TRUE(cs.back()->connect(r.port())) << "connect " << i;
+  }
+  int served = 0, refused = 0, silent = 0;
+  raw_client* held = nullptr;  // one served session
+  auto until = clock::now() + 10s;
+  for (auto& c : cs) {
+    auto g = c->read_reply(std::max<std::chrono::milliseconds>(200ms, std::chrono::milliseconds(remaining_ms(until))));
+    if (!g) ++silent;
+    else if (reply_code(*g) == 220 && ++served) held = c.get();
+    else if (starts_with(*g, "421 4.3.2")) ++refused;
+  }
+  EXPECT_EQ(silent, 0) << "clients left unanswered (in the backlog of a relay out of descriptors)";
+  EXPECT_LE(served, 192);
+  EXPECT_GE(served, 150);
+  EXPECT_EQ(served + refused, n);
+  EXPECT_NE(r.log().find("inbound connections are capped at 192"), std::string::npos) << r.log();
+
+  // With the cap reached, the held sessions still send mail: the spool has descriptors.
+  ASSERT_NE(held, nullptr);
+  for (auto [cmd, want] : {std::pair{"EHLO held.example", 250}, {"MAIL FROM:<a@example.org>", 250}, {"RCPT TO:<b@example.net>", 250},
+                           {"DATA", 354}, {"Subject: t\r\n\r\nbody\r\n.", 250}}) {
+    auto rep = held->command(cmd);
+    ASSERT_TRUE(rep) << cmd;
+    EXPECT_EQ(reply_code(*rep), want) << cmd << ": " << *rep;
+  }
+}
+
 // Issue 7: a client that pipelines NOOPs and never reads must not grow the relay's
 // memory. With the junk cap out of the way, only the unsent-output bound holds it: the
 // relay stops reading, the client's writes stall, the relay's RSS stays flat and other
