@@ -105,7 +105,7 @@ uint32_t payload_crc(std::span<const std::byte> payload);
 // spool, such as the fallback sidecar, checks a record it was pointed at this way).
 bool payload_crc_ok(const record_header& h, std::span<const std::byte> payload);
 
-// Check that `meta` fits the format (id length, address lengths); false = cannot be stored.
+// Check that `meta` fits the format (a 16 upper-case hex id, address lengths); false = cannot be stored.
 bool envelope_fits(const message_meta& meta);
 // Append the MESSAGE envelope of `meta` to `out` in format `version` (call envelope_fits
 // first; format_v1 exists for tests that must produce old spools).
