@@ -259,3 +259,38 @@ put("dsn", "plain", b"\x00" + orig + b"\x00550 5.1.1 <bob@example.net>: unknown 
 put("dsn", "redacted", b"\x01" + orig + b"\x00550 5.7.10 REQUIRETLS needed\x00\x00\x00m1@example.org")
 put("dsn", "no-body-cut", b"\x00From: a@b\r\nX-Long: " + b"y" * 200 + b"\x00550-first\r\n550 second\x00\x00reason\r\nX-Injected: 1\x00id\r\nx")
 put("dsn", "boundary-in-headers", b"\x00X: 1\r\n--6B0AD79A00000001.1796614857/relay.example.org--\r\n\r\n\x00550 x\x00\x00\x00")
+
+# dane_fuzz.cc (FuzzedDataProvider): TLSA text, rdatas, DER certificates and the host are
+# backslash-terminated strings ("\\" stands for one backslash); the counts of rdatas and of
+# certificates are the last two bytes (read from the end, rdatas first).
+import base64
+import hashlib
+
+
+def fdp_str(b):
+    return b.replace(b"\\", b"\\\\") + b"\\x"
+
+
+def der_of(name):
+    path = os.path.join(HERE, "..", "certs", name)
+    if not os.path.exists(path):
+        return None
+    text = open(path).read()
+    body = text.split("-----BEGIN CERTIFICATE-----")[1].split("-----END CERTIFICATE-----")[0]
+    return base64.b64decode("".join(body.split()))
+
+
+def dane_seed(name, text, rdatas, certs, host):
+    if any(c is None for c in certs):
+        return
+    data = fdp_str(text) + b"".join(fdp_str(r) for r in rdatas) + b"".join(fdp_str(c) for c in certs) + fdp_str(host)
+    put("dane", name, data + bytes([len(certs), len(rdatas)]))
+
+
+leaf, inter, ca = der_of("chained.crt"), der_of("inter.crt"), der_of("ca.crt")
+if leaf and inter and ca:
+    dane_seed("ee-sha256", b"3 1 1 " + b"00" * 32, [bytes([3, 0, 1]) + hashlib.sha256(leaf).digest()], [leaf, inter], b"mx.example.test")
+    dane_seed("ta-full-ca", b"DANE-TA CERT FULL " + ca.hex().encode(), [], [leaf, inter, ca], b"localhost")
+    dane_seed("ta-sha512", b"2 0 2 " + hashlib.sha512(inter).hexdigest().encode(), [bytes([2, 1, 1]) + bytes(32)], [leaf, inter], b"other.example")
+    dane_seed("pkix-unusable", b"PKIX-EE SPKI SHA2-256 ab", [bytes([0, 0, 1, 1])], [leaf], b"mx")
+    dane_seed("truncated-der", b"3 0 1 zz", [b"\x03"], [leaf[: len(leaf) // 2]], b"")

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <fstream>
 
 #include "support/harness.hh"
@@ -439,6 +440,46 @@ TEST(Limits, PipelinedNoopsFromAClientThatNeverReadsKeepMemoryBounded) {
   EXPECT_LT(f.sent, 50u << 20) << "the relay read all 50 MB without the client reading a reply";
   EXPECT_LT(after - before, 32 * 1024) << "RSS " << before << " KiB -> " << after << " KiB after "
                                        << f.sent << " bytes of NOOP lines";
+  EXPECT_TRUE(serves_another_client(r.port()));
+}
+
+// The bytes queued in the kernel for the TCP socket from local port `local` to remote port
+// `remote` on 127.0.0.1 (/proc/net/tcp's tx_queue), -1 when the socket is not found.
+long kernel_send_queue(uint16_t local, uint16_t remote) {
+  std::ifstream f("/proc/net/tcp");
+  std::string line;
+  std::getline(f, line);  // header
+  while (std::getline(f, line)) {
+    unsigned sl, lip, lport, rip, rport, st;
+    unsigned long tx, rx;
+    if (std::sscanf(line.c_str(), " %u: %X:%X %X:%X %X %lX:%lX", &sl, &lip, &lport, &rip, &rport, &st, &tx, &rx) == 8 &&
+        lport == local && rport == remote)
+      return long(tx);
+  }
+  return -1;
+}
+
+// Issue 12 (abuse drill): a client that pipelines RCPTs (each answered, none an error) and
+// never reads. The relay's unsent replies are bounded in user space (64 KiB, above), and its
+// kernel send buffer must be too: autotuned, it grew to 3.1 MiB per such connection. The
+// relay's socket is found in /proc/net/tcp and its send queue read once the client's writes
+// have stalled.
+TEST(Limits, AClientThatNeverReadsHoldsABoundedKernelSendBuffer) {
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  flooder f;
+  ASSERT_TRUE(f.connect(r.port()));
+  const char hello[] = "EHLO deaf.example\r\nMAIL FROM:<deaf@example.org>\r\n";
+  ASSERT_EQ(::send(f.fd, hello, sizeof hello - 1, MSG_NOSIGNAL), ssize_t(sizeof hello - 1));
+  f.flood("RCPT TO:<deaf@example.net>\r\n", 64u << 20, 2s, 60s);
+  EXPECT_FALSE(f.refused) << "closed after " << f.sent << " bytes";
+  sockaddr_in me{};
+  socklen_t len = sizeof me;
+  ASSERT_EQ(::getsockname(f.fd, reinterpret_cast<sockaddr*>(&me), &len), 0);
+  long queued = kernel_send_queue(r.port(), ntohs(me.sin_port));
+  ASSERT_GE(queued, 0) << "the relay's socket is not in /proc/net/tcp";
+  EXPECT_LT(queued, 512 * 1024) << "the relay's kernel send queue holds " << queued << " bytes of unread replies";
+  EXPECT_LT(f.sent, 64u << 20);
   EXPECT_TRUE(serves_another_client(r.port()));
 }
 
