@@ -414,6 +414,7 @@ void batch::reset() {
   _done_targets.clear();
   _unlink.clear();
   _seal.clear();
+  _small_plain.clear();
   _seq = 0;
   _bytes = 0;
   _messages = 0;
@@ -725,12 +726,16 @@ void partition::carry_records(const batch& failed) {
   // disk never learns it and a restart delivers those messages again (tools/drill-faults:
   // 293 of 405 after a disk-full episode). They go, unchanged, into the next batch; their
   // clients (if any) have had their answer, so none is named again.
+  // Sealed spool: take_batch() encrypted them in place for the failed segment position, so
+  // they are carried from the plaintext copy it kept, and sealed again for where they land.
   batch& b = *_staging;
+  const std::vector<std::byte>& from = failed._small_plain.empty() ? failed._buf : failed._small_plain;
   for (const batch::entry& e : failed._entries) {
     if (e.k != batch::kind::done || e.body_len == 0) continue;
     const size_t start = b._buf.size();
-    b._buf.insert(b._buf.end(), failed._buf.begin() + ptrdiff_t(e.body_off),
-                  failed._buf.begin() + ptrdiff_t(e.body_off + e.body_len));
+    b._buf.insert(b._buf.end(), from.begin() + ptrdiff_t(e.body_off),
+                  from.begin() + ptrdiff_t(e.body_off + e.body_len));
+    if (seal_prefix()) b._seal.push_back(start);
     if (!b._refs.empty() && b._refs.back().own && b._refs.back().off + b._refs.back().len == start)
       b._refs.back().len += e.body_len;
     else
@@ -772,6 +777,16 @@ batch* partition::take_batch() {
   }
   batch& b = *_staging;
   if (!b.error && !b._seal.empty() && !_crypt.counter_left(b._seal.size())) b.error = EOVERFLOW;
+  // Should this batch fail, its DONE/ATTEMPTS records are carried into the next one
+  // (carry_records); sealing overwrites them here, so keep their plaintext (a few dozen bytes each).
+  if (!b._seal.empty())
+    for (batch::entry& e : b._entries)
+      if (e.k == batch::kind::done && e.body_len) {
+        const size_t at = b._small_plain.size();
+        b._small_plain.insert(b._small_plain.end(), b._buf.begin() + ptrdiff_t(e.body_off),
+                              b._buf.begin() + ptrdiff_t(e.body_off + e.body_len));
+        e.body_off = at;
+      }
   // Sealed records are encrypted here, once per record, now that the segment they go to
   // (its salt and counter) is fixed: a roll above may have changed it since stage().
   for (size_t at : b._seal) {
