@@ -106,12 +106,14 @@ record_header decode_header(const std::byte* in) {
 
 bool header_plausible(const record_header& h) {
   if (h.magic != record_magic || h.reserved != 0) return false;
-  if (h.flags != 0 && !(h.flags == record_flag_external_body && h.version == format_v2 &&
-                        h.type == record_type::message))
-    return false;
-  if (h.version == format_v1) return h.type == record_type::message || h.type == record_type::done;
-  return h.version == format_v2 && (h.type == record_type::message || h.type == record_type::done ||
-                                    h.type == record_type::attempts);
+  if (h.version == format_v1)
+    return h.flags == 0 && (h.type == record_type::message || h.type == record_type::done);
+  if (h.version != format_v2) return false;
+  if (h.type == record_type::key) return h.flags == 0;
+  if (h.flags & ~(record_flag_external_body | record_flag_sealed)) return false;
+  if ((h.flags & record_flag_external_body) && h.type != record_type::message) return false;
+  return h.type == record_type::message || h.type == record_type::done ||
+         h.type == record_type::attempts;
 }
 
 uint32_t payload_crc(std::span<const std::byte> payload) {

@@ -9,7 +9,9 @@
 // MESSAGE record whose CRC32C (computed here, independently) is right, within the file;
 // its queue id is 16 upper-case hex digits (it names a file under large/); the finished
 // indices are sorted and name recipients; open() recovers what list() saw (less messages
-// whose external body file is missing), and after its repair list() still sees the same.
+// whose external body file is missing), and after its repair list() still sees the same; a
+// sealed segment (no key is configured here) or a sealed record out of place is refused by
+// both and left untouched.
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,7 +143,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
   CHECK(std::fclose(f) == 0);
 
   auto listed = spool::partition::list(state);
-  CHECK(listed);
+  if (!listed) {
+    // Refused, never repaired: a segment sealed under a key that is not configured (no key
+    // is, here), or a sealed or KEY record where none can be (spool encryption at rest).
+    // open() refuses it too and leaves the segment exactly as it was.
+    CHECK(listed.err().find("refusing to start") != std::string::npos);
+    CHECK(!spool::partition::open(state, 0, nullptr));
+    std::vector<uint8_t> after(img.size() + 1);
+    FILE* g = std::fopen(seg.c_str(), "rb");
+    CHECK(g);
+    after.resize(std::fread(after.data(), 1, after.size(), g));
+    std::fclose(g);
+    CHECK(after == img);
+    return 0;
+  }
   std::vector<seen> before = check_set(*listed, img, seg, false);
   if (!repair) return 0;
 

@@ -42,6 +42,7 @@ namespace sr::queue {
 class scheduler;
 }
 namespace sr::spool {
+class keyring;
 struct message_meta;
 struct message_location;
 class store;
@@ -99,6 +100,8 @@ struct process_state {
   dkim::sign_pool* dkim_pool = nullptr;
   // The HTTP injection API ([http] listen); null when it is off.
   inject::shared_state* http = nullptr;
+  // The spool's keys ([spool]): seal new segments, open sealed ones; null = none.
+  std::shared_ptr<const spool::keyring> spool_keys;
 };
 
 // Return cfg's [[dkim]] entries as the dkim module takes them.

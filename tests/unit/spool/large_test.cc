@@ -150,7 +150,7 @@ TEST(record_flags, external_body_only_on_v2_message_records) {
   h.type = record_type::done;
   EXPECT_FALSE(header_plausible(h));
   h.type = record_type::message;
-  h.flags = 2;  // unknown flag
+  h.flags = 4;  // unknown flag (2 is record_flag_sealed)
   EXPECT_FALSE(header_plausible(h));
   std::vector<std::byte> ref;
   append_external_ref(ref, 4096, 1234);
