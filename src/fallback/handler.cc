@@ -100,8 +100,27 @@ result<spooled> read_record(const wire::handoff& h, uint64_t max_record,
   // A sealed segment (spool encryption at rest): the hand-off names the record itself, which
   // is read whole, authenticated and opened before anything of it is used.
   std::byte first[spool::key_record_size];
-  if (pread_full(fd, reinterpret_cast<char*>(first), sizeof first, 0) &&
-      spool::classify_segment(first, keys.get()).sealed) {
+  spool::segment_seal seal;
+  if (pread_full(fd, reinterpret_cast<char*>(first), sizeof first, 0))
+    seal = spool::classify_segment(first, keys.get());
+  if (seal.framed) {
+    // A sealed body file: the message is the head's prefix then the body frames, from 0.
+    if (!seal.key)
+      return error{h.segment + ": sealed with key id " + spool::to_hex(seal.id) + ", which is not configured"};
+    spool::record_crypt crypt(keys);
+    auto head = spool::read_framed_head(fd, seal, crypt);
+    if (!head) return error{h.segment + ": " + head.err()};
+    if (head->meta.queue_id != h.queue_id)
+      return error{"record holds queue id " + head->meta.queue_id + ", not " + h.queue_id};
+    if (h.offset != 0 || h.length != head->length()) return error{"the range is not the record's message bytes"};
+    auto text = spool::read_framed_message(fd, seal, crypt, *head);
+    if (!text) return error{h.segment + ": " + text.err()};
+    spooled s;
+    s.meta = std::move(head->meta);
+    s.message = std::move(*text);
+    return s;
+  }
+  if (seal.sealed) {
     spool::record_crypt crypt(keys);
     auto r = spool::read_record_at(fd, h.offset, crypt, max_record);
     if (!r) return error{h.segment + ": " + r.err()};

@@ -990,8 +990,23 @@ std::string read_message(const recovered_message& m, std::shared_ptr<const keyri
     return {};
   }
   std::byte first[key_record_size];
-  if (!m.meta.external_body && read_full(fd, first, sizeof first, 0) &&
-      classify_segment(first, keys.get()).sealed) {
+  segment_seal seal;
+  if (read_full(fd, first, sizeof first, 0)) seal = classify_segment(first, keys.get());
+  if (seal.framed) {  // a sealed body file: opened whole, then the range cut out
+    record_crypt crypt(std::move(keys));
+    std::string why = "its key is not configured", out;
+    if (seal.key) {
+      auto head = read_framed_head(fd, seal, crypt);
+      auto text = head ? read_framed_message(fd, seal, crypt, *head) : sr::result<std::string>(sr::error{head.err()});
+      if (!text) why = text.err();
+      else if (m.offset > text->size() || m.length > text->size() - m.offset) why = "range beyond the message";
+      else out = text->substr(m.offset, m.length), why.clear();
+    }
+    ::close(fd);
+    if (!why.empty()) SR_WARN("spool: cannot read sealed body file %s: %s", m.segment.c_str(), why.c_str());
+    return out;
+  }
+  if (!m.meta.external_body && seal.sealed) {
     record_crypt crypt(std::move(keys));
     auto r = read_record_at(fd, m.offset, crypt, UINT32_MAX);
     ::close(fd);

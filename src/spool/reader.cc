@@ -20,6 +20,7 @@ namespace sr::spool {
 struct reader::segment {
   int fd = -1;
   segment_seal seal;  // from the segment's first record, read when it was opened
+  std::shared_ptr<framed_head> head;  // a sealed body file's head, once read
   size_t* open_count = nullptr;
   ~segment() {
     if (fd >= 0) {
@@ -106,6 +107,96 @@ struct reader::read_op final : core::completion {
   }
 };
 
+// A read from a sealed body file (keyring.hh): the head record once per open file (cached
+// on the segment), then the frames the window covers, each authenticated and opened.
+struct reader::framed_op final : core::completion {
+  core::shard* sh;
+  std::shared_ptr<segment> seg;
+  std::shared_ptr<record_crypt> crypt;
+  std::string path;
+  char* dst;
+  uint64_t offset, length;
+  std::function<void(bool)> done;
+  enum class phase : uint8_t { head_header, head_payload, frames } ph = phase::head_header;
+  std::vector<std::byte> buf;
+  uint64_t at = 0, want = 0, got = 0;
+  size_t base = 0;  // where in buf the bytes being read go
+  frame_span span;
+  uint64_t body_from = 0, body_n = 0;
+
+  void arm() {
+    uint64_t left = want - got;
+    unsigned n = left > (1u << 30) ? (1u << 30) : unsigned(left);
+    io_uring_prep_read(sh->sqe(this), seg->fd, reinterpret_cast<char*>(buf.data()) + base + got, n, at + got);
+  }
+  void read(uint64_t from, uint64_t n) {
+    buf.resize(n);
+    base = 0;
+    at = from;
+    want = n;
+    got = 0;
+    arm();
+  }
+  void finish(bool ok, const char* why = nullptr) {
+    if (!ok)
+      SR_ERROR("spool: cannot read %llu message bytes at %llu of sealed body file %s: %s",
+               (unsigned long long)length, (unsigned long long)offset, path.c_str(), why ? why : "read failed");
+    auto cb = std::move(done);
+    delete this;
+    cb(ok);
+  }
+  // The head is known: copy the prefix part, then read the frames of the body part.
+  void start() {
+    const framed_head& h = *seg->head;
+    if (offset > h.length() || length > h.length() - offset) return finish(false, "beyond the message");
+    const uint64_t p = h.prefix.size();
+    if (offset < p) std::memcpy(dst, h.prefix.data() + offset, std::min<uint64_t>(length, p - offset));
+    const uint64_t first = std::max(offset, p);
+    body_from = first - p;
+    body_n = offset + length - first;
+    if (body_n == 0) return finish(true);
+    span = frames_for(h, body_from, body_n);
+    ph = phase::frames;
+    read(span.at, span.len);
+  }
+  void on_complete(int res, unsigned) override {
+    if (res > 0) {
+      got += uint64_t(res);
+      if (got < want) {
+        arm();
+        return;
+      }
+    }
+    if (got != want) return finish(false, res < 0 ? std::strerror(-res) : "short read");
+    switch (ph) {
+      case phase::head_header: {
+        record_header h = decode_header(buf.data());
+        if (!header_plausible(h) || h.payload_len > (64u << 20)) return finish(false, "no head record");
+        buf.resize(header_size + h.payload_len);  // the header stays in front
+        base = header_size;
+        at = key_record_size + header_size;
+        want = h.payload_len;
+        got = 0;
+        ph = phase::head_payload;
+        if (want == 0) return finish(false, "empty head record");
+        arm();
+        return;
+      }
+      case phase::head_payload: {
+        auto head = std::make_shared<framed_head>();
+        if (!open_framed_head(seg->seal, *crypt, buf, *head)) return finish(false, "head failed authentication");
+        seg->head = std::move(head);
+        return start();
+      }
+      case phase::frames:
+        if (!open_frames(seg->seal, *crypt, *seg->head, span, buf.data(), body_from, body_n,
+                         dst + (length - body_n)))
+          return finish(false, "a frame failed authentication");
+        return finish(true);
+    }
+  }
+};
+
 reader::reader(core::shard& sh, size_t max_open) : _shard(sh), _max_open(max_open ? max_open : 1) {}
 
 reader::~reader() = default;
@@ -155,6 +246,25 @@ void reader::read(const body_ref& where, char* dst, std::function<void(bool)> do
     SR_ERROR("spool: %s is sealed with key id %s, which is not configured: not read",
              where.segment.c_str(), to_hex(seg->seal.id).c_str());
     _shard.post([done = std::move(done)] { done(false); });
+    return;
+  }
+  if (seg->seal.framed) {
+    auto* f = new framed_op;
+    f->sh = &_shard;
+    f->seg = seg;
+    f->crypt = _crypt;
+    f->path = where.segment;
+    f->dst = dst;
+    f->offset = where.offset;
+    f->length = where.length;
+    f->done = std::move(done);
+    if (!_crypt) {
+      _shard.post([f] { f->finish(false, "no keys"); });
+    } else if (seg->head) {
+      _shard.post([f] { f->start(); });  // never calls back from inside read()
+    } else {
+      f->read(key_record_size, header_size);
+    }
     return;
   }
   auto* op = new read_op;

@@ -109,7 +109,7 @@ bool header_plausible(const record_header& h) {
   if (h.version == format_v1)
     return h.flags == 0 && (h.type == record_type::message || h.type == record_type::done);
   if (h.version != format_v2) return false;
-  if (h.type == record_type::key) return h.flags == 0;
+  if (h.type == record_type::key) return h.flags == 0 || h.flags == record_flag_external_body;
   if (h.flags & ~(record_flag_external_body | record_flag_sealed)) return false;
   if ((h.flags & record_flag_external_body) && h.type != record_type::message) return false;
   return h.type == record_type::message || h.type == record_type::done ||

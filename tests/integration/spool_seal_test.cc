@@ -3,7 +3,8 @@
 // any segment, survives kill -9 and reaches the fake MX intact; after a key rotation (key
 // 2 current, key 1 previous) an old segment is still delivered; without key 1 the start is
 // refused, naming the segment, and the segment stays; bad key files exit 2 naming the file,
-// line and key (--check-config too).
+// line and key (--check-config too); a large message's body file is sealed as well and
+// delivered whole.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -103,6 +104,45 @@ TEST(SpoolSeal, SealedSpoolHoldsNoPlaintextAndDeliversAfterKill9) {
   EXPECT_EQ(got[0].rcpts, std::vector<std::string>{rcpt});
   EXPECT_NE(got[0].data.find("Subject: " + secret + "\r\n\r\nFindings: " + secret + "\r\n"),
             std::string::npos) << got[0].data;
+}
+
+TEST(SpoolSeal, LargeMessageBodyFileIsSealedAndDeliveredWhole) {
+  // Over 128 KiB: the body streams to a body file (large/<queue id>), sealed in frames.
+  sr::test::temp_dir keys{"sr-seal-keys"};
+  std::string k1 = write_key(keys.path(), "spool.key", 'A');
+  uint16_t port = mx_port();
+  ASSERT_NE(port, 0);
+  relay_options o = parked_options(port, 1, route_to("*", "127.0.0.2", port));
+  o.extra_toml += "\n" + spool_toml(k1, true);
+  relay r(o);
+  ASSERT_TRUE(r.start()) << r.error();
+  const std::string secret = unique("large-sealed");
+  std::string text = "Subject: " + secret + "\r\n\r\n";
+  for (int i = 0; text.size() < 700 * 1024; ++i) text += "confidential line " + std::to_string(i) + " of " + secret + "\r\n";
+  std::string why;
+  std::string id = submit(r, "big@sender.test", {"dr.big@far.test"}, text, &why);
+  ASSERT_FALSE(id.empty()) << why << r.log();
+  r.kill9();
+  fs::path body = r.state_dir() / "spool" / "0" / "large" / id;
+  ASSERT_TRUE(fs::exists(body)) << body;
+  std::string raw = read_file(body);
+  EXPECT_GT(raw.size(), text.size());
+  EXPECT_EQ(raw.find(secret), std::string::npos) << "message text in a sealed body file";
+  EXPECT_EQ(raw.find("confidential line"), std::string::npos);
+  EXPECT_EQ(raw.find("dr.big@far.test"), std::string::npos);
+  EXPECT_EQ(all_segments(r).find("dr.big@far.test"), std::string::npos);
+
+  fake_mx mx({.hosts = {"127.0.0.2"}, .port = port});
+  ASSERT_TRUE(mx.start()) << mx.error();
+  ASSERT_TRUE(r.start()) << "restart failed: " << r.error();
+  ASSERT_TRUE(mx.wait_messages(1, 60s)) << r.log();
+  std::string q;
+  EXPECT_TRUE(wait_queue_empty(r, 30s, &q)) << q;
+  EXPECT_EQ(r.stop(), 0) << r.log();
+  auto got = mx.messages();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_NE(got[0].data.find(text), std::string::npos) << "delivered bytes differ (" << got[0].data.size() << " bytes)";
+  EXPECT_FALSE(fs::exists(body)) << "body file kept after delivery";
 }
 
 TEST(SpoolSeal, RotationKeepsOldSegmentsReadableAndAMissingKeyRefusesTheStart) {

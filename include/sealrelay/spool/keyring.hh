@@ -7,6 +7,7 @@
 // under a key (two segments under one key share a salt with odds ~n^2/2^65). Key rotation:
 // new segments take the current key; a segment names its key, so previous keys keep old
 // segments readable; a segment whose key is not configured is refused, never skipped.
+// Body files of large messages (body_file.hh) are sealed too, in frames: see below.
 #pragma once
 #include <array>
 #include <cstddef>
@@ -33,6 +34,16 @@ inline constexpr size_t seal_tag_size = tls::seal_tag_size;
 inline constexpr size_t sealed_overhead = seal_counter_size + seal_tag_size;
 
 using key_id = std::array<uint8_t, key_id_size>;
+
+// A sealed body file (large/<queue id>): its KEY record (flag record_flag_external_body:
+// "framed") at 0; at key_record_size its head record, sealed with counter 0: envelope,
+// body start u64, body length u64, then the message's prefix (Received:, DKIM-Signature:);
+// from body start the body in frames of body_frame_size plaintext bytes (the last one
+// shorter), each stored with its tag and sealed with counter 1 + its index. Frames are
+// independent, so a 128 KiB delivery window opens only the frames it covers. A message
+// location in such a file counts in the message's own bytes (prefix then body) from 0.
+inline constexpr size_t body_frame_size = 16384;
+inline constexpr size_t body_frame_stored = body_frame_size + 16;  // + tag
 
 // The spool's keys: at most one that seals new segments, any number that only open.
 class keyring {
@@ -62,6 +73,7 @@ std::string to_hex(const key_id& id);
 // How a segment's records are stored, from its first record.
 struct segment_seal {
   bool sealed = false;            // the segment opens with a KEY record
+  bool framed = false;            // ... flagged external body: a sealed body file
   key_id id{};                    // its key id (sealed only)
   std::array<uint8_t, segment_salt_size> salt{};
   const keyring::entry* key = nullptr;  // null when sealed under a key not configured
@@ -76,11 +88,13 @@ class record_crypt {
  public:
   explicit record_crypt(std::shared_ptr<const keyring> keys) : _keys(std::move(keys)) {}
   const keyring* keys() const { return _keys.get(); }
+  const std::shared_ptr<const keyring>& shared_keys() const { return _keys; }
   // True when new segments are sealed.
   bool sealing() const { return _keys && _keys->sealing_key(); }
-  // Start sealing a new segment: write its KEY record (key_record_size bytes) to `out`,
-  // with a fresh random salt, and restart the counter. False when the RNG fails.
-  bool begin_segment(std::byte* out);
+  // Start sealing a new segment (`framed`: a body file): write its KEY record
+  // (key_record_size bytes) to `out`, with a fresh random salt, and restart the counter.
+  // False when the RNG fails.
+  bool begin_segment(std::byte* out, bool framed = false);
   // The sealing state of the segment begun last (salt, counter): a caller whose new segment
   // could not be created puts the previous one back, so records keep their segment's salt.
   struct sealing_state {
@@ -98,6 +112,12 @@ class record_crypt {
   // `h.payload_len` counting all but the header. Fills counter, ciphertext, tag, h.crc and
   // the header. False when wolfCrypt fails.
   bool seal(std::byte* rec, record_header& h);
+  // Body files: seal the head record (counter 0), or frame `index` in place (`n` plaintext
+  // bytes at `data`, its tag written after them).
+  bool seal_head(std::byte* rec, record_header& h) { return seal_at(rec, h, 0); }
+  bool seal_frame(std::byte* data, size_t n, uint64_t index);
+  // Open frame `index` of a sealed body file in place (`n` bytes, then its tag).
+  bool open_frame(const segment_seal& seg, std::byte* data, size_t n, uint64_t index);
   // Open the sealed payload of the record with header `h` (its bytes `payload`, copied
   // by the caller if it must keep the ciphertext) in place; on success `plain` is the
   // plaintext inside `payload`. False when the key is missing or the record is not
@@ -107,6 +127,7 @@ class record_crypt {
 
  private:
   tls::gcm_cipher* cipher_for(const keyring::entry& k);
+  bool seal_at(std::byte* rec, record_header& h, uint32_t counter);
   std::shared_ptr<const keyring> _keys;
   struct slot {
     key_id id;
@@ -126,5 +147,32 @@ struct plain_record {
 };
 sr::result<plain_record> read_record_at(int fd, uint64_t offset, record_crypt& crypt,
                                         uint64_t max_payload);
+
+// The head of a sealed body file, opened.
+struct framed_head {
+  message_meta meta;
+  uint8_t version = format_v2;
+  uint64_t body_start = 0;  // file offset of frame 0
+  uint64_t body_len = 0;    // plaintext body bytes
+  std::string prefix;       // message bytes before the body
+  uint64_t length() const { return prefix.size() + body_len; }
+};
+// Open a body file's head record: `rec` is its header and payload (opened in place).
+bool open_framed_head(const segment_seal& seg, record_crypt& crypt, std::span<std::byte> rec,
+                      framed_head& out);
+// Which stored bytes hold message bytes [from, from + n) of a sealed body file's body
+// part (from counted from the body's start): frames [first, last], file range [at, at + len).
+struct frame_span {
+  uint64_t first = 0, last = 0, at = 0, len = 0;
+};
+frame_span frames_for(const framed_head& head, uint64_t from, uint64_t n);
+// Open the frames of `span` read into `buf` (span.len bytes) in place and copy body bytes
+// [from, from + n) to `dst`; false when a frame is not authentic.
+bool open_frames(const segment_seal& seg, record_crypt& crypt, const framed_head& head,
+                 const frame_span& span, std::byte* buf, uint64_t from, uint64_t n, char* dst);
+// Read a whole message of a sealed body file (blocking: the sidecar): its meta and bytes.
+sr::result<framed_head> read_framed_head(int fd, const segment_seal& seg, record_crypt& crypt);
+sr::result<std::string> read_framed_message(int fd, const segment_seal& seg, record_crypt& crypt,
+                                            const framed_head& head);
 
 }  // namespace sr::spool

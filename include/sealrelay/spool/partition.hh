@@ -170,6 +170,8 @@ class partition {
   bool flush(outcome_list& outcomes);
 
   unsigned shard() const { return _shard; }
+  // The keys this partition seals and opens with (null: none); body files take them too.
+  const std::shared_ptr<const keyring>& keys() const { return _crypt.shared_keys(); }
   const std::string& dir() const { return _dir; }
   // Return the path of the segment new batches go to.
   std::string active_segment() const { return segment_path(_active_seq); }

@@ -49,6 +49,7 @@ class reader {
  private:
   struct segment;
   struct read_op;
+  struct framed_op;
   std::shared_ptr<segment> pin(const std::string& path, int& err);
 
   core::shard& _shard;

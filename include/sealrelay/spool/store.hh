@@ -38,6 +38,7 @@ class store final : public intake {
   std::string body_file_path(std::string_view queue_id, std::string_view) override {
     return _part->body_path(queue_id);
   }
+  std::shared_ptr<const keyring> body_file_keys() override { return _part->keys(); }
   spool::partition& partition() { return *_part; }
   // Take over the partition of a shard that no longer runs (server.shards was lowered):
   // its messages are delivered from here; DONE/ATTEMPTS records for them go back to it.
