@@ -159,6 +159,8 @@ TEST_F(spool_seal, reader_opens_sealed_records_whole_and_prefix) {
   ASSERT_TRUE(opened) << opened.err();
   auto& part = **opened;
   std::vector<msg> msgs{make(part, 7), make(part, 8)};
+  // A long envelope (the reader's first read guesses 1 KiB for it): a second read.
+  for (int i = 0; i < 200; ++i) msgs[1].meta.rcpts.push_back("recipient" + std::to_string(i) + "@many.example");
   commit(part, msgs);
   auto locs = part.last_locations();
   ASSERT_EQ(locs.size(), 2u);
