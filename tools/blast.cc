@@ -10,6 +10,12 @@
 // MTA's session cache does); --barrier holds every session after its handshake until all
 // are up, so N sessions are really concurrent before the first message; --sources K binds
 // connections over 127.0.0.1 .. 127.0.0.K so many connections do not run out of ports.
+// SIGINT ends the run as the time limit does (sessions QUIT) and the result is printed: a
+// script can stop a background stream exactly when its own phase ends (SIGTERM still kills).
+// --log-accepted FILE writes one line per message that got its 250, `<X-Blast-Ts> <first
+// recipient> <queue id>`, so a fault drill can check each acknowledged message arrived
+// (sealrelay-sink --latency-dump writes the same X-Blast-Ts and recipient per arrival);
+// FILE.refused gets `<code> <text>` per message refused after its data.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
@@ -39,6 +45,9 @@
 
 namespace {
 
+std::atomic<bool> g_stop_signal{false};  // SIGINT: wind down and report
+extern "C" void on_stop_signal(int) { g_stop_signal.store(true); }
+
 struct options {
   std::string server = "127.0.0.1:2525";
   std::string server_ip;         // the address part of server (session cache key)
@@ -67,6 +76,7 @@ struct options {
   bool resume = false;           // offer the previous connection's TLS session
   bool barrier = false;          // start messages only when every session is up
   unsigned sources = 1;          // source addresses 127.0.0.1 .. 127.0.0.<sources>
+  std::string log_accepted;      // non-empty: write each acknowledged message's key here
 };
 
 struct totals {
@@ -133,6 +143,8 @@ class client final : public sr::tls::stream {
   void send_txn();
   void fail_session(const char* why);
   void finish_ok();
+  // --log-accepted: remember `<ts> <first rcpt> <queue id>` of the message just acknowledged.
+  void log_accepted(const sr::smtp::reply& r);
 
   blast_shard& _bs;
   unsigned _id;
@@ -227,6 +239,8 @@ class blast_shard {
   std::unique_ptr<sr::tls::context> tls_ctx;
   std::unique_ptr<sr::tls::session_cache> tls_cache;
   std::vector<uint32_t> latencies_us;
+  std::vector<std::string> accepted;   // --log-accepted lines, written by this shard only
+  std::vector<std::string> refused;    // and the final-dot refusals ("452 4.3.1 ...")
   std::atomic<bool> stopping{false};   // time limit or main thread: wind down
   std::atomic<bool> exited{false};
 
@@ -546,8 +560,11 @@ void client::on_reply(const sr::smtp::reply& r) {
           _bs.tot.sent++;
           _bs.tot.last_250_ns.store(now, std::memory_order_relaxed);
           _bs.latencies_us.push_back(uint32_t((now - _t_dot_ns) / 1000));
+          if (!o.log_accepted.empty()) log_accepted(r);
         } else {
           _bs.tot.failed++;
+          if (!o.log_accepted.empty() && r.line_count())
+            _bs.refused.push_back(std::to_string(r.code()) + " " + std::string(r.line(0)));
         }
       }
       if (++_sent < o.messages && !_bs.stopping) {
@@ -563,6 +580,22 @@ void client::on_reply(const sr::smtp::reply& r) {
     default:
       return;
   }
+}
+
+void client::log_accepted(const sr::smtp::reply& r) {
+  // _cmds[1] is "RCPT TO:<addr>\r\n"; the queue id follows "queued as " when the server says.
+  std::string_view rc = _cmds.size() > 1 ? std::string_view(_cmds[1]) : std::string_view();
+  size_t lt = rc.find('<'), gt = rc.rfind('>');
+  rc = lt != rc.npos && gt != rc.npos && gt > lt ? rc.substr(lt + 1, gt - lt - 1) : std::string_view("-");
+  std::string_view last = r.line_count() ? r.line(r.line_count() - 1) : std::string_view();
+  size_t at = last.find("queued as ");
+  std::string_view qid = at == last.npos ? std::string_view("-") : last.substr(at + 10);
+  while (!qid.empty() && (qid.back() == '\r' || qid.back() == '\n' || qid.back() == ' ')) qid.remove_suffix(1);
+  size_t sp = qid.find(' ');
+  if (sp != qid.npos) qid = qid.substr(0, sp);
+  std::string line = std::to_string(_t_dot_ns);
+  line.append(" ").append(rc).append(" ").append(qid.empty() ? "-" : qid);
+  _bs.accepted.push_back(std::move(line));
 }
 
 void client::finish_ok() {
@@ -616,6 +649,7 @@ int usage() {
       "  --barrier             send nothing until every session is up (all concurrent)\n"
       "  --sources K           connect from 127.0.0.1 .. 127.0.0.K (many connections)\n"
       "  --max-connecting N    connects in flight per shard (256)\n"
+      "  --log-accepted FILE   one line per message that got a 250: X-Blast-Ts, first rcpt, queue id\n"
       "  --json                print the result as one JSON object\n"
       "  --quiet               no progress bar\n",
       stderr);
@@ -659,6 +693,7 @@ int main(int argc, char** argv) {
     else if (a == "--sources") o.sources = unsigned(std::clamp(std::atoi(next()), 1, 250));
     else if (a == "--max-connecting") o.max_connecting = unsigned(std::max(1, std::atoi(next())));
     else if (a == "--quiet") o.quiet = true;
+    else if (a == "--log-accepted") o.log_accepted = next();
     else return usage();
   }
   auto ep = sr::parse_endpoint(o.server, &o.addr_len);
@@ -678,6 +713,7 @@ int main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGINT, on_stop_signal);
   sr::set_log_level(sr::log_level::warn);
 
   const std::string message = build_message(o);
@@ -701,6 +737,8 @@ int main(int argc, char** argv) {
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     uint64_t sent = tot.sent, failed = tot.failed;
+    if (g_stop_signal.load())
+      for (auto& s : shards) s->stopping = true;
     if (o.hold_s >= 0) {
       uint64_t est = tot.established;
       if (!hold_announced && est + tot.sessions_failed >= o.connections) {
@@ -747,6 +785,24 @@ int main(int argc, char** argv) {
   double elapsed = double((t_end > t0 ? t_end : mono_ns()) - t0) / 1e9;
   if (tty) std::fputc('\n', stderr);
 
+  if (!o.log_accepted.empty()) {
+    FILE* f = std::fopen(o.log_accepted.c_str(), "w");
+    if (!f) {
+      std::fprintf(stderr, "blast: cannot write %s: %s\n", o.log_accepted.c_str(), std::strerror(errno));
+      return 1;
+    }
+    for (auto& s : shards)
+      for (const auto& l : s->accepted) std::fprintf(f, "%s\n", l.c_str());
+    FILE* g = std::fopen((o.log_accepted + ".refused").c_str(), "w");
+    if (g) {
+      for (auto& s : shards)
+        for (const auto& l : s->refused) std::fprintf(g, "%s\n", l.c_str());
+    }
+    if (std::fclose(f) != 0 || !g || std::fclose(g) != 0) {
+      std::fprintf(stderr, "blast: cannot write %s: %s\n", o.log_accepted.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
   std::vector<uint32_t> lat;
   for (auto& s : shards) lat.insert(lat.end(), s->latencies_us.begin(), s->latencies_us.end());
   std::sort(lat.begin(), lat.end());

@@ -2,10 +2,13 @@
 // exactly while _in_flight; every write covers whole lines (a buffer only ever holds
 // complete records); both buffers are reserved up front (cap + one line) so append() does
 // not allocate until the cap is passed; past it the shard has paused delivery, so _fill
-// grows only by the records of transactions already under way.
+// grows only by the records of transactions already under way. A write a full disk cut
+// short leaves part of a line: the next write of any writer of the file (options::torn)
+// starts with '\n', so the fragment never swallows the next record.
 #include "sealrelay/audit/writer.hh"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -23,8 +26,15 @@ sr::result<log_file> log_file::open(const std::string& path) {
     std::filesystem::create_directories(p.parent_path(), ec);
     if (ec) return sr::error{"audit file " + path + ": cannot create its directory: " + ec.message()};
   }
-  int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  int fd = ::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   if (fd < 0) return sr::error{"audit file " + path + ": " + strerror(errno)};
+  // A file that does not end with a line end (the disk filled in the middle of a line, then
+  // the process stopped): end that line first, so the next record starts a line of its own.
+  struct stat sb;
+  char last = '\n';
+  if (::fstat(fd, &sb) == 0 && sb.st_size > 0 && ::pread(fd, &last, 1, sb.st_size - 1) == 1 && last != '\n' &&
+      ::write(fd, "\n", 1) != 1)
+    SR_WARN("audit file %s ends inside a line and cannot be completed: %s", path.c_str(), strerror(errno));
   return log_file(fd);
 }
 
@@ -108,11 +118,22 @@ void writer::flush() {
   if (!_in_flight && !_fill.empty()) submit();
 }
 
+bool writer::leaves_fragment() const {
+  // Nothing written: only a '\n' we owed and did not write. Else: unless the write stopped
+  // right after a line end.
+  if (_flight_off == 0) return _newline_first;
+  return _flight[_flight_off - 1] != '\n';
+}
+
 void writer::submit() {
   _fill.swap(_flight);   // swapping keeps both reservations: no allocation
   _flight_records = _fill_records;
   _fill_records = 0;
   _flight_off = 0;
+  // A line torn by a full disk ends here, never inside the first record of this write
+  // (rare: the insert may allocate).
+  _newline_first = torn().exchange(false, std::memory_order_relaxed);
+  if (_newline_first) _flight.insert(0, 1, '\n');
   _in_flight = true;
   arm_write();
   update_pressure();
@@ -132,6 +153,9 @@ void writer::on_complete(int res, unsigned) {
   }
   if (res < 0) {
     // The buffer's records are lost; count them rather than retry forever on a full disk.
+    // Part of it written (a short write before this failure) leaves a torn line; a '\n'
+    // we owed and did not write is still owed.
+    if (leaves_fragment()) torn().store(true, std::memory_order_relaxed);
     if (!_error_logged) {
       SR_ERROR("audit: write failed: %s; records are being dropped (/healthz is unhealthy)",
                strerror(-res));
@@ -149,6 +173,7 @@ void writer::on_complete(int res, unsigned) {
       return;
     }
     if (_flight_off < _flight.size()) {  // wrote nothing
+      if (leaves_fragment()) torn().store(true, std::memory_order_relaxed);
       write_failed();
       count_dropped(_flight_records);
     } else {
@@ -200,10 +225,13 @@ void writer::flush_and_wait() {
     io_uring_cq_advance(&ring, n);
   }
   size_t off = 0;
+  bool newline_first = !_fill.empty() && torn().exchange(false, std::memory_order_relaxed);
+  if (newline_first) _fill.insert(0, 1, '\n');
   while (off < _fill.size()) {
     ssize_t w = ::write(_fd, _fill.data() + off, _fill.size() - off);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
+      if (off == 0 ? newline_first : _fill[off - 1] != '\n') torn().store(true, std::memory_order_relaxed);
       SR_ERROR("audit: final write failed: %s", w < 0 ? strerror(errno) : "no progress");
       write_failed();
       count_dropped(_fill_records);

@@ -73,7 +73,7 @@ result<users> users::parse(std::string_view text, const std::string& name) {
     size_t first = line.find_first_not_of(" \t");
     if (first == std::string_view::npos || line[first] == '#') continue;
     auto fail = [&](const std::string& why) {
-      return error(name + ":" + std::to_string(line_no) + ": " + why);
+      return error{name + ":" + std::to_string(line_no) + ": " + why};
     };
     for (char c : line)
       if (uint8_t(c) < 0x20 && c != '\t') return fail("control character");
@@ -113,15 +113,15 @@ result<users> users::parse(std::string_view text, const std::string& name) {
 
 result<users> users::load(const std::string& path) {
   struct stat st{};
-  if (::stat(path.c_str(), &st) != 0) return error(path + ": " + std::strerror(errno));
+  if (::stat(path.c_str(), &st) != 0) return error{path + ": " + std::strerror(errno)};
   if (st.st_mode & (S_IRWXG | S_IRWXO)) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", unsigned(st.st_mode & 07777));
-    return error(path + ": permissions " + mode +
-                 " are too open: a secret must be accessible by its owner only (chmod 600 " + path + ")");
+    return error{path + ": permissions " + mode +
+                 " are too open: a secret must be accessible by its owner only (chmod 600 " + path + ")"};
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) return error(path + ": cannot read");
+  if (!in) return error{path + ": cannot read"};
   std::stringstream ss;
   ss << in.rdbuf();
   return parse(ss.str(), path);

@@ -864,6 +864,30 @@ void read_fallback(loader& l, table_reader& root) {
   r.reject_unknown();
 }
 
+void read_spool(loader& l, table_reader& root) {
+  const toml::table* t = section(root, "spool");
+  if (!t) return;
+  table_reader r(l, *t, "spool");
+  spool_section& s = l.cfg().spool;
+  r.read("encrypt", s.encrypt);
+  if (r.read("key_file", s.key_file) && s.key_file.empty())
+    r.fail("key_file", "must not be empty (leave it out for no key)");
+  r.read_array("previous_keys", [&](const std::string& p, const toml::node& n) {
+    std::string v;
+    if (!r.string_of(n, p, v)) return false;
+    if (v.empty()) {
+      l.fail(line_of(n), p, "must not be empty");
+      return false;
+    }
+    s.previous_keys.push_back(std::move(v));
+    return true;
+  });
+  if (s.encrypt && s.key_file.empty())
+    r.fail("encrypt", "true needs spool.key_file (a file of 32 random bytes, mode 0600, outside "
+                      "server.state_dir)");
+  r.reject_unknown();
+}
+
 void read_audit(loader& l, table_reader& root) {
   const toml::table* t = section(root, "audit");
   if (!t) return;
@@ -1063,6 +1087,7 @@ result<config> parse(std::string_view text, const std::string& name, not_built_m
   read_policies(l, root);
   read_dkim(l, root);
   read_fallback(l, root);
+  read_spool(l, root);
   read_audit(l, root);
   read_admin(l, root);
   root.reject_unknown();

@@ -236,6 +236,12 @@ std::string dump(const config& c) {
   kv(o, "pgp_home", q(c.fallback.pgp_home));
   kv(o, "smime_dir", q(c.fallback.smime_dir));
 
+  o += "\n[spool]\n";
+  kv(o, "encrypt", b(c.spool.encrypt));
+  // Written only when set: an empty key_file is refused ("leave it out for no key").
+  if (!c.spool.key_file.empty()) kv(o, "key_file", q(c.spool.key_file));
+  kv(o, "previous_keys", list(c.spool.previous_keys, [](const std::string& s) { return q(s); }));
+
   o += "\n[audit]\n";
   kv(o, "file", q(c.audit.file));
 

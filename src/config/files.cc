@@ -4,7 +4,8 @@
 // nothing uses is not an error); the CA file whenever it is set (outbound verify, MTA-STS);
 // auth.users_file when it is written. Secrets (the private key, the users file) are refused
 // when group or others may access them, as OpenSSH refuses such a key.
-// Error text: "KEY: what is wrong" (no file prefix: the daemon adds it).
+// Error text: "KEY: what is wrong" (no file prefix: the daemon adds it). read_spool_keys()
+// reads the spool's keys ([spool]) with the same secret-file rule, naming the line too.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "sealrelay/config/config.hh"
 
@@ -71,7 +73,60 @@ status check_one(const char* key, const std::string& path, kind k) {
   return status::success();
 }
 
+// Return whether `path` lies inside `dir` (both resolved as far as they exist).
+bool inside(const std::string& path, const std::string& dir) {
+  std::error_code ec;
+  auto p = std::filesystem::weakly_canonical(std::filesystem::absolute(path, ec), ec);
+  auto d = std::filesystem::weakly_canonical(std::filesystem::absolute(dir, ec), ec);
+  if (ec) return false;
+  auto pi = p.begin();
+  for (auto di = d.begin(); di != d.end(); ++di, ++pi) {
+    if (di->empty() && std::next(di) == d.end()) break;  // a trailing slash
+    if (pi == p.end() || *pi != *di) return false;
+  }
+  return true;
+}
+
+// Read one spool key file: 32 bytes exactly, owner-only, outside state_dir.
+std::optional<std::string> read_key(const std::string& path, const config& cfg,
+                                    std::array<uint8_t, 32>& out) {
+  if (inside(path, cfg.server.state_dir))
+    return path + " lies inside server.state_dir (" + cfg.server.state_dir +
+           "): the key must not sit beside the spool it protects";
+  std::string text;
+  if (auto err = slurp(path, text, true)) return *err;
+  if (text.size() != out.size())
+    return path + " holds " + std::to_string(text.size()) + " bytes; a spool key is exactly 32 "
+           "random bytes (e.g. head -c 32 /dev/urandom > FILE; chmod 600 FILE)";
+  std::memcpy(out.data(), text.data(), out.size());
+  volatile char* v = text.data();
+  for (size_t i = 0; i < text.size(); ++i) v[i] = 0;
+  return std::nullopt;
+}
+
 }  // namespace
+
+result<spool_keys> read_spool_keys(const config& cfg) {
+  spool_keys keys;
+  keys.encrypt = cfg.spool.encrypt;
+  auto fail = [&](const char* key, const std::string& what) {
+    int ln = cfg.line_of(key);
+    return error{std::to_string(ln ? ln : 1) + ": " + key + ": " + what};
+  };
+  if (cfg.spool.encrypt && cfg.spool.key_file.empty())
+    return fail("spool.encrypt", "true needs spool.key_file");
+  if (!cfg.spool.key_file.empty()) {
+    std::array<uint8_t, 32> k{};
+    if (auto err = read_key(cfg.spool.key_file, cfg, k)) return fail("spool.key_file", *err);
+    keys.current = k;
+  }
+  for (const auto& path : cfg.spool.previous_keys) {
+    std::array<uint8_t, 32> k{};
+    if (auto err = read_key(path, cfg, k)) return fail("spool.previous_keys", *err);
+    keys.previous.push_back(k);
+  }
+  return keys;
+}
 
 status check_files(const config& cfg) {
   const listen_entry* tls_listener = nullptr;

@@ -28,6 +28,7 @@
 #include "sealrelay/relay/shard.hh"
 #include "sealrelay/server/auth.hh"
 #include "sealrelay/server/runtime.hh"
+#include "sealrelay/spool/keyring.hh"
 #include "sealrelay/spool/partition.hh"
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/tls/library.hh"
@@ -66,8 +67,22 @@ void raise_fd_limit() {
   }
 }
 
-int list_queue(const sr::config::config& cfg) {
-  auto set = sr::spool::partition::list(cfg.server.state_dir);
+// The spool's keyring from [spool] (files read and checked); error "LINE: KEY: ...".
+sr::result<std::shared_ptr<const sr::spool::keyring>> spool_keyring(const sr::config::config& cfg) {
+  auto keys = sr::config::read_spool_keys(cfg);
+  if (!keys) return sr::error{keys.err()};
+  auto ring = std::make_shared<const sr::spool::keyring>(keys->current ? &*keys->current : nullptr,
+                                                         keys->encrypt, keys->previous);
+  return std::shared_ptr<const sr::spool::keyring>(std::move(ring));
+}
+
+int list_queue(const sr::config::config& cfg, const std::string& config_file) {
+  auto keys = spool_keyring(cfg);
+  if (!keys) {
+    std::fprintf(stderr, "sealrelay: %s:%s\n", config_file.c_str(), keys.err().c_str());
+    return 2;
+  }
+  auto set = sr::spool::partition::list(cfg.server.state_dir, keys.value());
   if (!set) {
     std::fprintf(stderr, "sealrelay: %s\n", set.err().c_str());
     return 1;
@@ -142,7 +157,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   const sr::config::config& cfg = loaded.value();
-  if (list) return list_queue(cfg);
+  if (list) return list_queue(cfg, config_file);
 
   if (auto st = sr::config::check_files(cfg); !st) {
     std::fprintf(stderr, "sealrelay: %s: %s\n", config_file.c_str(), st.err().c_str());
@@ -178,6 +193,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sealrelay: %s:%s\n", config_file.c_str(), st.err().c_str());
     return 2;
   }
+  // Spool keys ([spool]): each 32 bytes, owner-only, outside state_dir.
+  auto spool_keys = spool_keyring(cfg);
+  if (!spool_keys) {
+    std::fprintf(stderr, "sealrelay: %s:%s\n", config_file.c_str(), spool_keys.err().c_str());
+    return 2;
+  }
   // The HTTP injection API: its tokens file must parse now (a refusal is a config error).
   std::unique_ptr<sr::inject::shared_state> http;
   if (!cfg.http.listen.empty()) {
@@ -200,6 +221,7 @@ int main(int argc, char** argv) {
   }
 
   sr::relay::process_state ps(cfg);
+  ps.spool_keys = spool_keys.value();
   // RSA DKIM signatures (~1.5 ms each) run on this pool, off the shards' loops; one
   // worker per two shards, at least two (Ed25519 is signed inline and needs none).
   std::unique_ptr<sr::dkim::sign_pool> dkim_pool;

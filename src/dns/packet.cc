@@ -166,6 +166,16 @@ answer parse_answer(std::span<const uint8_t> wire, std::string_view qname, uint1
       if (owners[i] != cur || ldns_rr_get_type(rr) != qtype ||
           ldns_rr_get_class(rr) != LDNS_RR_CLASS_IN)
         continue;
+      // ldns reads RDLENGTH 0 as a record without fields (RFC 2136's delete form), which no
+      // answer carries: an MX without an exchange read as exchange "" (tests/fuzz/dns_fuzz).
+      // The whole answer is dropped, not just the record, so that a broken MX set never
+      // turns into NODATA and the implicit MX of RFC 5321 §5.1.
+      if (ldns_rr_rd_count(rr) == 0 || (qtype == rrtype::mx && ldns_rr_rd_count(rr) < 2)) {
+        a.records.clear();
+        a.kind = outcome::malformed;
+        a.ttl = 0;
+        return a;
+      }
       a.records.push_back(rr_data(rr, qtype));
       set_ttl = std::min(set_ttl, ldns_rr_ttl(rr));
     }

@@ -86,7 +86,8 @@ int64_t find_record_before(int fd, uint64_t off, uint64_t len, uint64_t window) 
 // (header + payload) or, as the spool's message_location gives it, only its message bytes;
 // then the record is found just before them. Either way the header, the CRC32C of the whole
 // payload, the envelope and the queue id are checked.
-result<spooled> read_record(const wire::handoff& h, uint64_t max_record) {
+result<spooled> read_record(const wire::handoff& h, uint64_t max_record,
+                            const std::shared_ptr<const spool::keyring>& keys) {
   if (h.segment.empty() || h.segment[0] != '/') return error{"segment path is not absolute"};
   if (h.length == 0 || h.length > max_record)
     return error{"record length " + std::to_string(h.length) + " out of range"};
@@ -96,6 +97,44 @@ result<spooled> read_record(const wire::handoff& h, uint64_t max_record) {
     int fd;
     ~closer() { ::close(fd); }
   } close_fd{fd};
+  // A sealed segment (spool encryption at rest): the hand-off names the record itself, which
+  // is read whole, authenticated and opened before anything of it is used.
+  std::byte first[spool::key_record_size];
+  spool::segment_seal seal;
+  if (pread_full(fd, reinterpret_cast<char*>(first), sizeof first, 0))
+    seal = spool::classify_segment(first, keys.get());
+  if (seal.framed) {
+    // A sealed body file: the message is the head's prefix then the body frames, from 0.
+    if (!seal.key)
+      return error{h.segment + ": sealed with key id " + spool::to_hex(seal.id) + ", which is not configured"};
+    spool::record_crypt crypt(keys);
+    auto head = spool::read_framed_head(fd, seal, crypt);
+    if (!head) return error{h.segment + ": " + head.err()};
+    if (head->meta.queue_id != h.queue_id)
+      return error{"record holds queue id " + head->meta.queue_id + ", not " + h.queue_id};
+    if (h.offset != 0 || h.length != head->length()) return error{"the range is not the record's message bytes"};
+    auto text = spool::read_framed_message(fd, seal, crypt, *head);
+    if (!text) return error{h.segment + ": " + text.err()};
+    spooled s;
+    s.meta = std::move(head->meta);
+    s.message = std::move(*text);
+    return s;
+  }
+  if (seal.sealed) {
+    spool::record_crypt crypt(keys);
+    auto r = spool::read_record_at(fd, h.offset, crypt, max_record);
+    if (!r) return error{h.segment + ": " + r.err()};
+    if (r->h.type != spool::record_type::message || (r->h.flags & spool::record_flag_external_body))
+      return error{"no message record at that offset"};
+    spooled s;
+    size_t env_len = 0;
+    if (!spool::decode_envelope(r->payload, s.meta, env_len, r->h.version)) return error{"malformed envelope"};
+    if (s.meta.queue_id != h.queue_id)
+      return error{"record holds queue id " + s.meta.queue_id + ", not " + h.queue_id};
+    if (r->payload.size() - env_len != h.length) return error{"the range is not the record's message bytes"};
+    s.message.assign(reinterpret_cast<const char*>(r->payload.data() + env_len), h.length);
+    return s;
+  }
   uint64_t rec_off = h.offset, rec_len = h.length;
   std::byte head[spool::header_size];
   bool whole = h.length > spool::header_size &&
@@ -352,7 +391,7 @@ wire::result handler::handle(const wire::handoff& h) {
   wire::result res;
   res.request_id = h.request_id;
   res.outcomes.assign(h.rcpts.size(), wire::outcome::failed);
-  auto rec = read_record(h, _opts.max_record);
+  auto rec = read_record(h, _opts.max_record, _opts.spool_keys);
   if (!rec) {
     res.detail = "record " + h.queue_id + " unusable: " + rec.err();
     SR_WARN("fallback: %s", res.detail.c_str());

@@ -45,14 +45,20 @@ result<int> open_listen_socket(const sockaddr_storage& addr, socklen_t len, int 
 }
 
 listener::listener(core::shard& sh, int fd, std::function<void(int)> on_accept)
-    : _shard(sh), _fd(fd), _on_accept(std::move(on_accept)) {}
+    : _shard(sh), _fd(fd), _on_accept(std::move(on_accept)) {
+  // The shard keeps its tick hooks for its lifetime; this one checks that we still exist.
+  std::weak_ptr<bool> alive = _alive;
+  _shard.on_tick([this, alive] {
+    if (!alive.expired()) on_tick();
+  });
+}
 
 listener::~listener() {
   if (_fd >= 0) ::close(_fd);
 }
 
 void listener::arm() {
-  if (_armed || _stopped) return;
+  if (_armed || _stopped || _backing_off) return;
   io_uring_sqe* s = _shard.sqe(this);
   io_uring_prep_multishot_accept(s, _fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
   _armed = true;
@@ -71,6 +77,12 @@ void listener::stop() {
   _fd = -1;
 }
 
+namespace {
+bool out_of_resources(int res) {
+  return res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM;
+}
+}  // namespace
+
 void listener::on_complete(int res, unsigned flags) {
   if (!(flags & IORING_CQE_F_MORE)) _armed = false;
   if (res >= 0) {
@@ -79,10 +91,35 @@ void listener::on_complete(int res, unsigned flags) {
     } else {
       _on_accept(res);
     }
+  } else if (out_of_resources(res) && !_stopped) {
+    ++_resource_failures;
+    ++_unlogged_failures;
+    uint64_t now = _shard.now_ms();
+    if (_last_warn_ms == 0 || now - _last_warn_ms >= 10'000) {
+      SR_WARN("accept: %s: %llu accept(s) failed; pausing %llu ms between tries, new connections wait "
+              "in the listen backlog", strerror(-res), static_cast<unsigned long long>(_unlogged_failures),
+              static_cast<unsigned long long>(backoff_ms));
+      _last_warn_ms = now;
+      _unlogged_failures = 0;
+    }
+    _backing_off = true;
+    _resume_at_ms = now + backoff_ms;
+    if (_armed) {  // a multishot accept that is still armed would fail again at once
+      io_uring_sqe* s = _shard.sqe();
+      io_uring_prep_cancel(s, this, 0);
+      io_uring_sqe_set_data64(s, core::ignore_cqe);
+    }
+    return;
   } else if (res != -ECANCELED && !_stopped) {
     SR_WARN("accept: %s", strerror(-res));
   }
   if (!_armed && !_stopped) arm();
+}
+
+void listener::on_tick() {
+  if (!_backing_off || _stopped || _shard.now_ms() < _resume_at_ms) return;
+  _backing_off = false;
+  if (!_armed) arm();
 }
 
 std::optional<sockaddr_storage> accepted_peer(int fd) {

@@ -6,6 +6,8 @@
 #include "dsn.hh"
 
 #include <cstdio>
+#include <initializer_list>
+#include <unordered_set>
 
 #include "sealrelay/smtp/received.hh"
 
@@ -24,11 +26,48 @@ static std::string sanitize_line(std::string_view s) {
   return out;
 }
 
+// Return `base`, or `base` + "=" + k, whichever no line of `quoted` begins with as a
+// delimiter would ("--" + boundary; parsers match a delimiter line by its start, and some
+// take a bare LF as a line end). RFC 2046 §5.1.1 wants the boundary absent from the parts:
+// the original's header section is the sender's bytes, and `base` is predictable (the queue
+// id is in the 250 reply, the time is the bounce's), so a header line "--<base>--" ended the
+// report early and made what followed look like its own parts (found by tests/fuzz/dsn_fuzz).
+// One pass over the text; at most one candidate per digit prefix of a line is taken, so the
+// search below ends within taken.size() + 1 steps.
+static std::string pick_boundary(const std::string& base, std::initializer_list<std::string_view> quoted) {
+  const std::string mark = "--" + base;
+  std::unordered_set<uint64_t> taken;  // k of base + "=" + k begun by some line; 0: base itself
+  for (std::string_view text : quoted) {
+    for (size_t pos = 0; pos < text.size();) {
+      size_t eol = text.find('\n', pos);
+      if (eol == std::string_view::npos) eol = text.size();
+      std::string_view line = text.substr(pos, eol - pos);
+      pos = eol + 1;
+      if (!line.starts_with(mark)) continue;
+      taken.insert(0);
+      std::string_view rest = line.substr(mark.size());
+      if (rest.empty() || rest[0] != '=') continue;
+      uint64_t k = 0;
+      for (size_t i = 1; i < rest.size() && i <= 9 && rest[i] >= '0' && rest[i] <= '9'; ++i) {
+        k = k * 10 + uint64_t(rest[i] - '0');
+        taken.insert(k);
+      }
+    }
+  }
+  if (!taken.contains(0)) return base;
+  for (uint64_t k = 1;; ++k)
+    if (!taken.contains(k)) return base + "=" + std::to_string(k);
+}
+
 std::string build_dsn(const dsn_input& in) {
-  char boundary[96];
-  std::snprintf(boundary, sizeof boundary, "%.*s.%lld/%.*s", int(in.queue_id.size()),
+  char base[96];
+  std::snprintf(base, sizeof base, "%.*s.%lld/%.*s", int(in.queue_id.size()),
                 in.queue_id.data(), (long long)in.now, int(in.reporting_mta.size()),
                 in.reporting_mta.data());
+  // Every text that can start a line of the DSN and is not ours.
+  const std::string boundary =
+      pick_boundary(base, {in.redacted ? std::string_view() : header_section(in.original_message),
+                           in.reason_text});
   std::string m;
   m += "From: Mail Delivery System <MAILER-DAEMON@";
   m += in.reporting_mta;

@@ -23,6 +23,7 @@
 #include "sealrelay/server/auth.hh"
 #include "sealrelay/server/store.hh"
 #include "sealrelay/spool/store.hh"
+#include "sealrelay/spool/keyring.hh"
 #include "sealrelay/spool/partition.hh"
 #include "sealrelay/sts/cache.hh"
 #include "sealrelay/sts/https_fetcher.hh"
@@ -118,7 +119,8 @@ void shard_root::start_auth() {
 status shard_root::open_spool() {
   const auto& cfg = _ps.cfg;
   spool::recovered_set rec;
-  auto part = spool::partition::open(cfg.server.state_dir, _shard.index(), &rec);
+  auto part = spool::partition::open(cfg.server.state_dir, _shard.index(), &rec,
+                                     spool::default_segment_limit, _ps.spool_keys);
   if (!part) return error{"spool: " + part.err()};
   _store = std::make_unique<spool::store>(_shard, std::move(part.value()), cfg.limits.commit_interval);
   if (!_ps.dkim_keys.empty()) {
@@ -138,7 +140,8 @@ status shard_root::open_spool() {
   for (unsigned other : on_disk.value()) {
     if (other < n || other % n != me) continue;
     size_t before = rec.messages.size();
-    auto adopted = spool::partition::open(cfg.server.state_dir, other, &rec);
+    auto adopted = spool::partition::open(cfg.server.state_dir, other, &rec,
+                                          spool::default_segment_limit, _ps.spool_keys);
     if (!adopted) return error{"spool: " + adopted.err()};
     SR_INFO("spool: partition %u adopted (server.shards = %u): %zu messages to deliver", other, n,
             rec.messages.size() - before);
@@ -169,6 +172,7 @@ status shard_root::start_delivery() {
   if (status s = _resolver->start(); !s) return error{"dns: " + s.err()};
   if (_ps.audit_fd >= 0) {
     audit::writer::options ao;
+    ao.torn = &_ps.audit_torn;
     if (_ps.metrics) {
       ao.dropped_cell = &_ps.metrics->audit_dropped.cell(_shard.index());
       ao.write_errors_cell = &_ps.metrics->audit_write_errors.cell(_shard.index());
@@ -205,6 +209,7 @@ status shard_root::start_delivery() {
   if (_ps.policies) _policy_reader = std::make_unique<policy::reader>(*_ps.policies);
   _agent = std::make_unique<delivery::agent>(_shard, cfg, *_sched, *_resolver, _server->pool(),
                                              _server->buffers(), _audit.get());
+  _agent->spool_reader().set_keys(_ps.spool_keys);  // sealed segments ([spool] keys)
   if (status s = _agent->start(); !s) return s;
   _sched->set_connector(_agent.get());
   if (status s = start_tlsrpt(); !s) return s;

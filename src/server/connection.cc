@@ -74,12 +74,6 @@ void connection::start() {
   start_recv();
 }
 
-void connection::refuse(std::string_view reply) {
-  queue(reply);
-  stream::close();
-  start_recv();  // reads the peer's EOF so the close completes promptly
-}
-
 void connection::on_plain(net::chunk* c, size_t len) {
   _last_input_ms = _shard.now_ms();
   if (_in.size() - _in_head >= max_queued_pieces && !recv_paused()) {
@@ -284,7 +278,8 @@ void connection::maybe_spill() {
   // it; a longer field (a header section past what header_section keeps) is dropped.
   auto signer = _srv.store().signer_for(_headers);
   const size_t field_room = signer ? 4096 + 2 * _headers.text().size() : 0;
-  auto f = spool::body_file::create(_shard, std::move(path), _reserve + (field_room + 4095) / 4096 * 4096);
+  auto f = spool::body_file::create(_shard, std::move(path), _reserve + (field_room + 4095) / 4096 * 4096,
+                                    _srv.store().body_file_keys());
   if (!f) {
     SR_WARN("%s: %s: kept in memory: %s", _peer_ip.c_str(), _queue_id.c_str(), f.err().c_str());
     _no_spill = true;

@@ -35,8 +35,6 @@ class connection final : public tls::stream, inbound::events, store_client {
 
   // Greet (or start the implicit TLS handshake) and start reading.
   void start();
-  // Refuse at connect with `reply` (e.g. "421 4.7.0 ...") and close.
-  void refuse(std::string_view reply);
   // Check deadlines against `now_ms`; times out the session when one has passed.
   void check_deadline(uint64_t now_ms);
   // SIGTERM: close now when idle, else after the current transaction.

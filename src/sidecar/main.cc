@@ -19,6 +19,7 @@
 #include "sealrelay/config/config.hh"
 #include "sealrelay/fallback/audit_event.hh"
 #include "sealrelay/fallback/portal_server.hh"
+#include "sealrelay/spool/keyring.hh"
 #include "sealrelay/tls/context.hh"
 #include "sealrelay/util/log.hh"
 #include "server.hh"
@@ -126,6 +127,13 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // The spool's keys: hand-offs from sealed segments are opened with them.
+  auto spool_keys = sr::config::read_spool_keys(c);
+  if (!spool_keys) {
+    std::fprintf(stderr, "sealrelay-fallback: %s:%s\n", config_file.c_str(), spool_keys.err().c_str());
+    return 2;
+  }
+
   sr::sidecar::server_options so;
   so.socket_path = c.fallback.socket;
   so.handler.outbox_dir = outbox;
@@ -136,6 +144,8 @@ int main(int argc, char** argv) {
   so.handler.smime_dir = c.fallback.smime_dir;
   so.handler.state_dir = c.server.state_dir;
   so.handler.store_spec = c.fallback.store;
+  so.handler.spool_keys = std::make_shared<const sr::spool::keyring>(
+      spool_keys->current ? &*spool_keys->current : nullptr, spool_keys->encrypt, spool_keys->previous);
 
   // The store must open now: a sidecar that cannot reach it would fail every escrow.
   if (auto st = sr::fallback::open_escrow_store(so.handler.store_spec, so.handler.state_dir); !st) {

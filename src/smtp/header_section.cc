@@ -63,8 +63,11 @@ void header_section::feed(std::span<const std::byte> bytes) {
   // One byte past the cap is enough to know the section is too long.
   size_t take = std::min(in.size(), _cap + 1 - std::min(old, _cap + 1));
   _text.append(in.substr(0, take));
-  size_t last = _text.rfind("\r\n");
-  if (last != std::string::npos && last + 2 <= _cap) _end = std::max(_end, last + 2);
+  // The last CRLF that ends within the cap, not the last one: when a single piece runs past
+  // the cap, the lines before it are still the section's (tests/fuzz/headers_fuzz found the
+  // whole piece losing them while the same bytes in two pieces kept them).
+  size_t last = _cap >= 2 ? _text.rfind("\r\n", _cap - 2) : std::string::npos;
+  if (last != std::string::npos) _end = std::max(_end, last + 2);
   if (_text.size() > _cap) {
     _truncated = true;
     _text.resize(_end);
@@ -208,7 +211,12 @@ std::vector<std::string> mailbox_addresses(std::string_view value) {
     // A display name without angle brackets is not an address: "John a@b" keeps "a@b".
     if (a.find(' ') != std::string::npos && a.find('"') == std::string::npos) a = a.substr(a.rfind(' ') + 1);
   }
-  std::erase_if(out, [](const std::string& a) { return a.empty() || a.front() == '@' || a.back() == '@'; });
+  // The route and display-name cuts above can leave a word without '@' ("<a@b:c>" -> "c",
+  // "x@y z" -> "z"): that is no address (found by tests/fuzz/headers_fuzz), so it goes too,
+  // and a From: of nothing else reads as unreadable (refused) rather than as a local name.
+  std::erase_if(out, [](const std::string& a) {
+    return a.empty() || a.front() == '@' || a.back() == '@' || a.find('@') == std::string::npos;
+  });
   return out;
 }
 

@@ -111,10 +111,24 @@ struct parsed_record {
   size_t env_len = 0;
   done_record done;   // type done
   attempts_record attempts;  // type attempts
+  size_t plain_len = 0;      // payload bytes once opened (sealed: without counter and tag)
+};
+
+// How the records of the segment being scanned are stored (keyring.hh).
+struct seal_ctx {
+  segment_seal seg;             // sealed or not, from the segment's first record
+  record_crypt* crypt = nullptr;
+  std::vector<std::byte> scratch;  // sealed payloads are opened here, not in the segment
+  bool fatal = false;           // a record this scan must not skip or cut (see parse_record)
 };
 
 // Check and decode the record at `pos` of `seg`; nullptr when valid, else why not.
-const char* parse_record(std::span<const std::byte> seg, uint64_t pos, parsed_record& out) {
+// A sealed record opened from a copy: the segment buffer keeps its ciphertext, so a resync
+// may parse the same record again. A whole, checksummed record that this segment cannot
+// hold (a sealed record where the KEY record is missing or damaged, a second KEY record)
+// sets sc.fatal: cutting or skipping it would drop mail that a repair could save.
+const char* parse_record(std::span<const std::byte> seg, uint64_t pos, parsed_record& out,
+                         seal_ctx& sc) {
   const uint64_t size = seg.size();
   if (size - pos < header_size) return "incomplete header";
   out.h = decode_header(seg.data() + pos);
@@ -122,6 +136,21 @@ const char* parse_record(std::span<const std::byte> seg, uint64_t pos, parsed_re
   if (out.h.payload_len > size - pos - header_size) return "incomplete record";
   std::span<const std::byte> payload = seg.subspan(pos + header_size, out.h.payload_len);
   if (crc32c(payload.data(), payload.size()) != out.h.crc) return "checksum mismatch";
+  const bool sealed = out.h.flags & record_flag_sealed;
+  if (out.h.type == record_type::key || sealed != sc.seg.sealed) {
+    if (sealed || out.h.type == record_type::key) sc.fatal = true;
+    return out.h.type == record_type::key ? "key record inside a segment"
+           : sealed ? "sealed record in a segment without a valid key record"
+                    : "plaintext record in a sealed segment";
+  }
+  if (sealed) {
+    sc.scratch.assign(payload.begin(), payload.end());
+    std::span<std::byte> plain;
+    if (!sc.crypt->open(sc.seg, out.h, sc.scratch, plain))
+      return "sealed record failed authentication (tampered or damaged)";
+    payload = plain;
+  }
+  out.plain_len = payload.size();
   if (out.h.type == record_type::message) {
     if (!decode_envelope(payload, out.meta, out.env_len, out.h.version)) return "malformed envelope";
     out.meta.external_body = out.h.flags & record_flag_external_body;
@@ -139,7 +168,8 @@ const char* parse_record(std::span<const std::byte> seg, uint64_t pos, parsed_re
 
 // Return the offset of the first valid record after `pos`, or seg.size() when none.
 // A valid record is found by its magic and must pass every check of parse_record().
-uint64_t next_valid_record(std::span<const std::byte> seg, uint64_t pos, parsed_record& tmp) {
+uint64_t next_valid_record(std::span<const std::byte> seg, uint64_t pos, parsed_record& tmp,
+                           seal_ctx& sc) {
   std::byte magic[4];
   for (int i = 0; i < 4; ++i) magic[i] = std::byte((record_magic >> (8 * i)) & 0xFF);
   const auto* base = seg.data();
@@ -147,7 +177,7 @@ uint64_t next_valid_record(std::span<const std::byte> seg, uint64_t pos, parsed_
     const void* hit = ::memmem(base + from, seg.size() - from, magic, sizeof magic);
     if (!hit) break;
     uint64_t at = uint64_t(static_cast<const std::byte*>(hit) - base);
-    if (!parse_record(seg, at, tmp)) return at;
+    if (!parse_record(seg, at, tmp, sc)) return at;
     from = at + 1;
   }
   return seg.size();
@@ -157,7 +187,7 @@ uint64_t next_valid_record(std::span<const std::byte> seg, uint64_t pos, parsed_
 // next valid record and logs the offset; acknowledged records after a bad one are never
 // cut. Only a bad tail (no valid record after it: a torn write) is cut, when `repair`.
 sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, bool repair,
-                        scan_state& st, std::vector<std::byte>& buf) {
+                        scan_state& st, std::vector<std::byte>& buf, record_crypt& crypt) {
   int fd = ::open(path.c_str(), (repair ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (fd < 0 && !repair && errno == ENOENT) return {};  // a live daemon just deleted it
   if (fd < 0) return sys_error("cannot open spool segment", path, errno);
@@ -183,13 +213,29 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
     got += uint64_t(n);
   }
   std::span<const std::byte> seg(buf.data(), size);
+  seal_ctx sc;
+  sc.crypt = &crypt;
+  sc.seg = classify_segment(seg.first(std::min<uint64_t>(size, key_record_size)), crypt.keys());
+  if (sc.seg.sealed && !sc.seg.key) {
+    ::close(fd);
+    return sr::error{"spool segment " + path + " is sealed with key id " + to_hex(sc.seg.id) +
+                     ", which is neither spool.key_file nor one of spool.previous_keys: refusing "
+                     "to start (the segment is left as it is; configure its key)"};
+  }
+  auto refuse = [&](uint64_t at, const char* why) {
+    ::close(fd);
+    return sr::error{"spool segment " + path + ": " + why + " at offset " + std::to_string(at) +
+                     ": refusing to start (the segment is left as it is)"};
+  };
   st.refs[seq];
-  uint64_t pos = 0;
+  uint64_t pos = sc.seg.sealed ? key_record_size : 0;
   const char* tail_why = nullptr;
   parsed_record rec;
   while (pos < size) {
-    if (const char* why = parse_record(seg, pos, rec)) {
-      uint64_t next = next_valid_record(seg, pos, rec);
+    if (const char* why = parse_record(seg, pos, rec, sc)) {
+      if (sc.fatal) return refuse(pos, why);
+      uint64_t next = next_valid_record(seg, pos, rec, sc);
+      if (sc.fatal) return refuse(next, "a sealed or key record where none can be");
       if (next == size) {
         tail_why = why;
         break;
@@ -218,8 +264,9 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
           m.m.length = m.m.meta.body_length;
         } else {
           m.m.segment = path;
-          m.m.offset = pos + header_size + rec.env_len;
-          m.m.length = rec.h.payload_len - rec.env_len;
+          // A sealed record is read back whole (the reader opens it): its offset is the record's.
+          m.m.offset = sc.seg.sealed ? pos : pos + header_size + rec.env_len;
+          m.m.length = rec.plain_len - rec.env_len;
         }
         m.seq = seq;
         m.done.assign(m.m.meta.rcpts.size(), false);
@@ -276,7 +323,8 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
 }
 
 // Scan every segment of a partition directory in sequence order.
-sr::status scan_partition(const std::string& dir, unsigned shard, bool repair, scan_state& st) {
+sr::status scan_partition(const std::string& dir, unsigned shard, bool repair, scan_state& st,
+                          record_crypt& crypt) {
   DIR* d = ::opendir(dir.c_str());
   if (!d) return sys_error("cannot read spool directory", dir, errno);
   std::vector<uint64_t> seqs;
@@ -290,7 +338,7 @@ sr::status scan_partition(const std::string& dir, unsigned shard, bool repair, s
   for (uint64_t seq : seqs) {
     char name[32];
     std::snprintf(name, sizeof name, "seg-%016llX.log", (unsigned long long)seq);
-    sr::status s = scan_segment(dir + "/" + name, seq, shard, repair, st, buf);
+    sr::status s = scan_segment(dir + "/" + name, seq, shard, repair, st, buf, crypt);
     if (!s) return s;
   }
   return {};
@@ -365,6 +413,7 @@ void batch::reset() {
   _entries.clear();
   _done_targets.clear();
   _unlink.clear();
+  _seal.clear();
   _seq = 0;
   _bytes = 0;
   _messages = 0;
@@ -386,8 +435,9 @@ std::string partition::segment_path(uint64_t seq) const {
   return _dir + name;
 }
 
-partition::partition(std::string dir, unsigned shard, uint64_t segment_limit)
-    : _dir(std::move(dir)), _shard(shard), _limit(segment_limit) {}
+partition::partition(std::string dir, unsigned shard, uint64_t segment_limit,
+                     std::shared_ptr<const keyring> keys)
+    : _dir(std::move(dir)), _shard(shard), _limit(segment_limit), _crypt(std::move(keys)) {}
 
 partition::~partition() {
   if (_fd >= 0) ::close(_fd);
@@ -396,7 +446,8 @@ partition::~partition() {
 
 sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_dir,
                                                        unsigned shard, recovered_set* out,
-                                                       uint64_t segment_limit) {
+                                                       uint64_t segment_limit,
+                                                       std::shared_ptr<const keyring> keys) {
   if (shard >= max_shards)
     return sr::error{"spool: shard " + std::to_string(shard) + " exceeds " + std::to_string(max_shards - 1)};
   std::string dir = partition_dir(state_dir, shard);
@@ -413,14 +464,14 @@ sr::result<std::unique_ptr<partition>> partition::open(const std::string& state_
   } else if (ec) {
     return sr::error{"cannot create spool directory " + dir + "/large: " + ec.message()};
   }
-  std::unique_ptr<partition> p(new partition(dir, shard, segment_limit));
+  std::unique_ptr<partition> p(new partition(dir, shard, segment_limit, std::move(keys)));
   p->_dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (p->_dir_fd < 0) return sys_error("cannot open spool directory", dir, errno);
   if (::flock(p->_dir_fd, LOCK_EX | LOCK_NB) != 0)
     return sr::error{"spool directory " + dir + " is in use by another process"};
 
   scan_state st;
-  if (sr::status s = scan_partition(dir, shard, true, st); !s) return sr::error{s.err()};
+  if (sr::status s = scan_partition(dir, shard, true, st, p->_crypt); !s) return sr::error{s.err()};
 
   check_body_files(dir, st);
   for (auto& [seq, refs] : st.refs) p->_segments[seq].refs = std::move(refs);
@@ -484,13 +535,15 @@ sr::result<std::vector<unsigned>> partition::shards_on_disk(const std::string& s
   return shards;
 }
 
-sr::result<recovered_set> partition::list(const std::string& state_dir) {
+sr::result<recovered_set> partition::list(const std::string& state_dir,
+                                          std::shared_ptr<const keyring> keys) {
   recovered_set out;
+  record_crypt crypt(std::move(keys));
   auto shards = shards_on_disk(state_dir);
   if (!shards) return sr::error{shards.err()};
   for (unsigned shard : shards.value()) {
     scan_state st;
-    if (sr::status s = scan_partition(partition_dir(state_dir, shard), shard, false, st); !s)
+    if (sr::status s = scan_partition(partition_dir(state_dir, shard), shard, false, st, crypt); !s)
       return sr::error{s.err()};
     out.discarded_bytes += st.discarded;
     out.records_skipped += st.skipped;
@@ -520,9 +573,10 @@ bool partition::stage(const message_meta& meta, std::span<const iovec> data, voi
   if (!envelope_fits(meta)) return false;
   batch& b = *_staging;
   const size_t start = b._buf.size();
-  b._buf.resize(start + header_size);
+  const size_t pre = seal_prefix();  // sealed: room for the record counter
+  b._buf.resize(start + header_size + pre);
   append_envelope(b._buf, meta);
-  const size_t env_len = b._buf.size() - start - header_size;
+  const size_t env_len = b._buf.size() - start - header_size - pre;
   if (meta.external_body) {
     if (!data.empty()) {
       b._buf.resize(start);
@@ -530,12 +584,46 @@ bool partition::stage(const message_meta& meta, std::span<const iovec> data, voi
     }
     append_external_ref(b._buf, meta.body_offset, meta.body_length);
   }
-  const size_t rec_len = b._buf.size() - start - header_size;  // envelope (+ reference)
+  const size_t rec_len = b._buf.size() - start - header_size;  // (counter +) envelope (+ reference)
   uint64_t body = 0;
   for (const iovec& v : data) body += v.iov_len;
-  if (env_len + body > UINT32_MAX) {
+  if (rec_len + body + (pre ? seal_tag_size : 0) > UINT32_MAX) {
     b._buf.resize(start);
     return false;
+  }
+  if (pre) {
+    // Sealed: the bytes are copied into the batch buffer, where take_batch() encrypts the
+    // record in place once its segment (salt, counter) is known. The buffer is reused from
+    // batch to batch, so a warm shard allocates nothing per message here.
+    const size_t body_at = b._buf.size();
+    b._buf.resize(body_at + body + seal_tag_size);
+    std::byte* out = b._buf.data() + body_at;
+    for (const iovec& v : data) {
+      if (v.iov_len) std::memcpy(out, v.iov_base, v.iov_len);
+      out += v.iov_len;
+    }
+    record_header h;
+    h.type = record_type::message;
+    if (meta.external_body) h.flags = record_flag_external_body;
+    h.payload_len = uint32_t(rec_len + body + seal_tag_size);
+    encode_header(h, b._buf.data() + start);
+    const size_t total = header_size + h.payload_len;
+    if (!b._refs.empty() && b._refs.back().own && b._refs.back().off + b._refs.back().len == start)
+      b._refs.back().len += total;
+    else
+      b._refs.push_back({true, start, nullptr, total});
+    b._seal.push_back(start);
+    batch::entry e{batch::kind::message, {}, uint32_t(meta.rcpts.size()), cookie, b._bytes, body};
+    if (meta.external_body) {
+      e.external = true;
+      e.body_off = meta.body_offset;
+      e.body_len = meta.body_length;
+    }
+    b._bytes += total;
+    std::memcpy(e.id.data(), meta.queue_id.data(), queue_id_len);
+    b._entries.push_back(e);
+    ++b._messages;
+    return true;
   }
   uint32_t crc = crc32c(b._buf.data() + start + header_size, rec_len);
   for (const iovec& v : data) crc = crc32c_extend(crc, v.iov_base, v.iov_len);
@@ -580,7 +668,7 @@ void partition::mark_done(std::string_view queue_id, std::span<const uint32_t> r
   }
   batch& b = *_staging;
   const size_t start = b._buf.size();
-  b._buf.resize(start + header_size);
+  b._buf.resize(start + header_size + seal_prefix());
   append_done(b._buf, queue_id, rcpt_indices);
   finish_small_record(record_type::done, start, queue_id, cookie);
 
@@ -609,11 +697,15 @@ void partition::mark_done(std::string_view queue_id, std::span<const uint32_t> r
 void partition::finish_small_record(record_type type, size_t start, std::string_view queue_id,
                                     void* cookie) {
   batch& b = *_staging;
+  if (seal_prefix()) {
+    b._buf.resize(b._buf.size() + seal_tag_size);
+    b._seal.push_back(start);  // sealed (and checksummed) by take_batch()
+  }
   const size_t len = b._buf.size() - start - header_size;
   record_header h;
   h.type = type;
   h.payload_len = uint32_t(len);
-  h.crc = crc32c(b._buf.data() + start + header_size, len);
+  if (!seal_prefix()) h.crc = crc32c(b._buf.data() + start + header_size, len);
   encode_header(h, b._buf.data() + start);
   if (!b._refs.empty() && b._refs.back().own && b._refs.back().off + b._refs.back().len == start)
     b._refs.back().len += header_size + len;
@@ -634,7 +726,7 @@ void partition::record_attempts(std::string_view queue_id,
   if (it == _live.end()) return;  // finished (or never stored): nothing left to count
   batch& b = *_staging;
   const size_t start = b._buf.size();
-  b._buf.resize(start + header_size);
+  b._buf.resize(start + header_size + seal_prefix());
   append_attempts(b._buf, queue_id, counts);
   finish_small_record(record_type::attempts, start, queue_id, nullptr);
   // The segment holding this record must outlive the message's (else the counts go back).
@@ -643,7 +735,7 @@ void partition::record_attempts(std::string_view queue_id,
 
 batch* partition::take_batch() {
   if (_flight || _staging->_entries.empty()) return nullptr;
-  if (_broken || _fd < 0 || _end >= _limit) {
+  if (_broken || _fd < 0 || _end >= _limit || !_crypt.counter_left(_staging->_seal.size())) {
     if (sr::status s = roll(); !s) {
       // A full segment may keep growing; a broken one must not be written again.
       SR_ERROR("spool: %s", s.err().c_str());
@@ -651,6 +743,17 @@ batch* partition::take_batch() {
     }
   }
   batch& b = *_staging;
+  if (!b.error && !b._seal.empty() && !_crypt.counter_left(b._seal.size())) b.error = EOVERFLOW;
+  // Sealed records are encrypted here, once per record, now that the segment they go to
+  // (its salt and counter) is fixed: a roll above may have changed it since stage().
+  for (size_t at : b._seal) {
+    if (b.error) break;
+    record_header h = decode_header(b._buf.data() + at);
+    if (!_crypt.seal(b._buf.data() + at, h)) {
+      SR_ERROR("spool %s: cannot seal a record (wolfCrypt failed): batch refused", _dir.c_str());
+      b.error = EIO;
+    }
+  }
   b.fd = b.error ? -1 : _fd;
   b.offset = _end;
   b._seq = _active_seq;
@@ -816,13 +919,35 @@ sr::status partition::roll() {
     ::unlink(path.c_str());
     return sys_error("cannot sync spool directory", _dir, e);
   }
+  uint64_t end = 0;
+  if (_crypt.sealing()) {
+    // A sealed segment opens with its KEY record (key id, fresh salt). Not synced here: the
+    // first batch's fdatasync covers it, and without a durable batch nothing needs it.
+    std::byte key[key_record_size];
+    const auto previous = _crypt.save();  // the active segment keeps its salt on failure
+    if (!_crypt.begin_segment(key)) {
+      _crypt.restore(previous);
+      ::close(fd);
+      ::unlink(path.c_str());
+      return sr::error{"cannot start sealed spool segment " + path + ": the RNG failed"};
+    }
+    errno = 0;
+    if (::pwrite(fd, key, sizeof key, 0) != ssize_t(sizeof key)) {
+      int e = errno ? errno : EIO;
+      _crypt.restore(previous);
+      ::close(fd);
+      ::unlink(path.c_str());
+      return sys_error("cannot write spool segment", path, e);
+    }
+    end = sizeof key;
+  }
   if (_fd >= 0) {
     ::close(_fd);
     _reclaim = true;  // the old segment may be deletable now that it is not active
   }
   _fd = fd;
   _active_seq = seq;
-  _end = 0;
+  _end = end;
   _broken = false;
   _segments[seq];
   if (_reclaim) reclaim();
@@ -858,11 +983,42 @@ void partition::reclaim() {
   if (removed && _dir_fd >= 0) ::fsync(_dir_fd);
 }
 
-std::string read_message(const recovered_message& m) {
+std::string read_message(const recovered_message& m, std::shared_ptr<const keyring> keys) {
   int fd = ::open(m.segment.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     SR_WARN("spool: cannot open %s: %s", m.segment.c_str(), std::strerror(errno));
     return {};
+  }
+  std::byte first[key_record_size];
+  segment_seal seal;
+  if (read_full(fd, first, sizeof first, 0)) seal = classify_segment(first, keys.get());
+  if (seal.framed) {  // a sealed body file: opened whole, then the range cut out
+    record_crypt crypt(std::move(keys));
+    std::string why = "its key is not configured", out;
+    if (seal.key) {
+      auto head = read_framed_head(fd, seal, crypt);
+      auto text = head ? read_framed_message(fd, seal, crypt, *head) : sr::result<std::string>(sr::error{head.err()});
+      if (!text) why = text.err();
+      else if (m.offset > text->size() || m.length > text->size() - m.offset) why = "range beyond the message";
+      else out = text->substr(m.offset, m.length), why.clear();
+    }
+    ::close(fd);
+    if (!why.empty()) SR_WARN("spool: cannot read sealed body file %s: %s", m.segment.c_str(), why.c_str());
+    return out;
+  }
+  if (!m.meta.external_body && seal.sealed) {
+    record_crypt crypt(std::move(keys));
+    auto r = read_record_at(fd, m.offset, crypt, UINT32_MAX);
+    ::close(fd);
+    message_meta meta;
+    size_t env_len = 0;
+    if (!r || !decode_envelope(r->payload, meta, env_len, r->h.version) ||
+        r->payload.size() - env_len < m.length) {
+      SR_WARN("spool: cannot read the sealed record at %llu of %s: %s", (unsigned long long)m.offset,
+              m.segment.c_str(), r ? "malformed" : r.err().c_str());
+      return {};
+    }
+    return std::string(reinterpret_cast<const char*>(r->payload.data() + env_len), m.length);
   }
   std::string s(m.length, '\0');
   bool ok = read_full(fd, s.data(), s.size(), m.offset);

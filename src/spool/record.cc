@@ -66,6 +66,17 @@ struct reader {
   }
 };
 
+// A queue id is what partition::next_queue_id() writes: 16 upper-case hex digits. Checked
+// on read, not only its length: the id names the external body file (large/<id>), so a
+// record with a valid CRC but an id like "../../../etc/x" would point recovery, delivery
+// and the sidecar at any file (found by tests/fuzz/spool_fuzz).
+bool queue_id_ok(std::string_view id) {
+  if (id.size() != queue_id_len) return false;
+  for (char c : id)
+    if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'))) return false;
+  return true;
+}
+
 }  // namespace
 
 void encode_header(const record_header& h, std::byte* out) {
@@ -95,12 +106,14 @@ record_header decode_header(const std::byte* in) {
 
 bool header_plausible(const record_header& h) {
   if (h.magic != record_magic || h.reserved != 0) return false;
-  if (h.flags != 0 && !(h.flags == record_flag_external_body && h.version == format_v2 &&
-                        h.type == record_type::message))
-    return false;
-  if (h.version == format_v1) return h.type == record_type::message || h.type == record_type::done;
-  return h.version == format_v2 && (h.type == record_type::message || h.type == record_type::done ||
-                                    h.type == record_type::attempts);
+  if (h.version == format_v1)
+    return h.flags == 0 && (h.type == record_type::message || h.type == record_type::done);
+  if (h.version != format_v2) return false;
+  if (h.type == record_type::key) return h.flags == 0 || h.flags == record_flag_external_body;
+  if (h.flags & ~(record_flag_external_body | record_flag_sealed)) return false;
+  if ((h.flags & record_flag_external_body) && h.type != record_type::message) return false;
+  return h.type == record_type::message || h.type == record_type::done ||
+         h.type == record_type::attempts;
 }
 
 uint32_t payload_crc(std::span<const std::byte> payload) {
@@ -112,7 +125,7 @@ bool payload_crc_ok(const record_header& h, std::span<const std::byte> payload) 
 }
 
 bool envelope_fits(const message_meta& meta) {
-  if (meta.queue_id.size() != queue_id_len || meta.mail_from.size() > max_address_len ||
+  if (!queue_id_ok(meta.queue_id) || meta.mail_from.size() > max_address_len ||
       meta.auth_user.size() > max_address_len || meta.msg_id.size() > max_address_len)
     return false;
   if (meta.rcpts.size() > 0xFFFFFFFFu) return false;
@@ -170,7 +183,7 @@ bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, siz
   meta.rcpts.clear();
   meta.rcpts.reserve(n);
   for (uint64_t i = 0; i < n && r.ok; ++i) meta.rcpts.push_back(r.str(r.get(2)));
-  if (!r.ok || meta.queue_id.size() != queue_id_len || (flags & ~(v2 ? v2_flags : v1_flags)))
+  if (!r.ok || !queue_id_ok(meta.queue_id) || (flags & ~(v2 ? v2_flags : v1_flags)))
     return false;
   envelope_len = r.pos;
   return true;
@@ -202,7 +215,7 @@ bool decode_done(std::span<const std::byte> payload, done_record& out) {
   out.queue_id = r.str(r.get(1));
   uint8_t kind = uint8_t(r.get(1));
   uint64_t n = r.get(4);
-  if (!r.ok || out.queue_id.size() != queue_id_len || (kind != done_all && kind != done_list))
+  if (!r.ok || !queue_id_ok(out.queue_id) || (kind != done_all && kind != done_list))
     return false;
   if (n != (payload.size() - r.pos) / 4 || (payload.size() - r.pos) % 4) return false;
   out.all = kind == done_all;
@@ -228,7 +241,7 @@ bool decode_attempts(std::span<const std::byte> payload, attempts_record& out) {
   reader r{payload};
   out.queue_id = r.str(r.get(1));
   uint64_t n = r.get(4);
-  if (!r.ok || out.queue_id.size() != queue_id_len) return false;
+  if (!r.ok || !queue_id_ok(out.queue_id)) return false;
   if ((payload.size() - r.pos) % 8 || n != (payload.size() - r.pos) / 8) return false;
   out.counts.clear();
   out.counts.reserve(n);

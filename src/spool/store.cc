@@ -3,7 +3,8 @@
 // partition::complete() then fails every message of the batch and cuts the segment
 // back, so nothing after it is ever written behind garbage. DONE and ATTEMPTS records
 // no client waits for ride on the next message batch's fsync; alone, they are written
-// lazy_delay later (under load one fsync in eight was for them alone: issue 11).
+// lazy_delay_ms later (under load one fsync in eight was for them alone: issue 11; a crash
+// inside that window repeats the deliveries it covers: issue 12's drill, store.hh).
 #include "sealrelay/spool/store.hh"
 
 #include <unistd.h>
@@ -15,12 +16,6 @@
 #include "sealrelay/util/duration.hh"
 
 namespace sr::spool {
-
-namespace {
-// How long DONE/ATTEMPTS records wait for a message batch to ride on. A crash inside this
-// window may repeat a delivery (as a crash before any DONE fsync always could).
-constexpr int64_t lazy_delay_ms = 100;
-}  // namespace
 
 store::store(core::shard& sh, std::unique_ptr<spool::partition> part,
                          duration commit_interval)

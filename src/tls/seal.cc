@@ -101,6 +101,55 @@ result<std::vector<uint8_t>> open(const seal_key& key, std::span<const uint8_t> 
   return out;
 }
 
+struct gcm_cipher::impl {
+  gcm g;
+  explicit impl(const seal_key& key) : g(key) {}
+};
+
+result<gcm_cipher> gcm_cipher::make(const seal_key& key) {
+  auto* p = new impl(key);
+  if (p->g.rc != 0) {
+    int rc = p->g.rc;
+    delete p;
+    return error{"AES-GCM key setup failed (" + std::to_string(rc) + ")"};
+  }
+  return gcm_cipher(p);
+}
+
+gcm_cipher::gcm_cipher(gcm_cipher&& o) noexcept : _p(o._p) { o._p = nullptr; }
+
+gcm_cipher& gcm_cipher::operator=(gcm_cipher&& o) noexcept {
+  if (this != &o) {
+    delete _p;
+    _p = o._p;
+    o._p = nullptr;
+  }
+  return *this;
+}
+
+gcm_cipher::~gcm_cipher() { delete _p; }
+
+bool gcm_cipher::encrypt(std::span<uint8_t> data, std::span<const uint8_t, seal_nonce_size> nonce,
+                         std::span<const uint8_t> associated,
+                         std::span<uint8_t, seal_tag_size> tag) {
+  if (!_p || !fits_word32(data.size()) || !fits_word32(associated.size())) return false;
+  // wolfCrypt's GCM accepts out == in.
+  return wc_AesGcmEncrypt(&_p->g.aes, data.data(), data.data(), static_cast<word32>(data.size()),
+                          nonce.data(), seal_nonce_size, tag.data(), seal_tag_size,
+                          associated.data(), static_cast<word32>(associated.size())) == 0;
+}
+
+bool gcm_cipher::decrypt(std::span<uint8_t> data, std::span<const uint8_t, seal_nonce_size> nonce,
+                         std::span<const uint8_t> associated,
+                         std::span<const uint8_t, seal_tag_size> tag) {
+  if (!_p || !fits_word32(data.size()) || !fits_word32(associated.size())) return false;
+  int rc = wc_AesGcmDecrypt(&_p->g.aes, data.data(), data.data(), static_cast<word32>(data.size()),
+                            nonce.data(), seal_nonce_size, tag.data(), seal_tag_size,
+                            associated.data(), static_cast<word32>(associated.size()));
+  if (rc != 0) wipe(data.data(), data.size());
+  return rc == 0;
+}
+
 result<std::vector<uint8_t>> hkdf_sha256(std::span<const uint8_t> secret,
                                          std::span<const uint8_t> salt,
                                          std::span<const uint8_t> info, std::size_t length) {

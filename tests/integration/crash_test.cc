@@ -1,9 +1,15 @@
 // Durability: every message that got a 250 survives kill -9 and a restart (the spool is
 // recovered, a half-received message is not), survives lowering server.shards (the
-// remaining shards adopt the partitions of the others), and SIGTERM drains: an open transaction
+// remaining shards adopt the partitions of the others), a full disk gets 452 4.3.1 and
+// acceptance resumes when space returns, and SIGTERM drains: an open transaction
 // finishes with its 250 while new connections are refused, then the daemon exits 0.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <fstream>
@@ -106,6 +112,67 @@ TEST(Crash, LoweringShardsStrandsNoAcceptedMail) {
   auto q = r.list_queue(&raw);
   ASSERT_TRUE(q) << raw;
   EXPECT_TRUE(q->empty()) << raw;
+}
+
+// The state_dir on a small tmpfs, filled up (tools/drill-faults runs the long version): a
+// message kept in memory (inline record) and one over 128 KiB (body file, which fills the disk
+// in the middle of its body) both get 452 4.3.1; the relay stays up, what it had accepted
+// stays queued, and once the space is back the next message is accepted without a restart.
+TEST(Crash, FullDiskAnswers452AndAcceptsAgainWhenSpaceReturns) {
+  relay_options o;
+  relay r(o);
+  std::filesystem::create_directories(r.state_dir());
+  if (::mount("tmpfs", r.state_dir().c_str(), "tmpfs", 0, "size=4m,mode=0700") != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs on the state_dir (needs root or CAP_SYS_ADMIN): "
+                 << std::strerror(errno);
+  struct unmount {
+    std::string dir;
+    ~unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } guard{r.state_dir().string()};
+  ASSERT_TRUE(r.start()) << r.error();
+  auto send = [&](const std::string& tag, size_t size) -> std::string {
+    raw_client c;
+    if (!open_session(c, r.port())) return "no session";
+    std::string body = "Subject: " + tag + "\r\n\r\n";
+    std::string line(998, 'f');
+    while (body.size() < size) body += line + "\r\n";
+    auto rep = send_message(c, tag + "@sender.test", {"to@far.test"}, body);
+    return rep ? *rep : "no reply";
+  };
+  auto before = send("before", 2000);
+  auto id_before = queued_id(before);
+  ASSERT_TRUE(id_before) << before;
+
+  // Fill every byte that is left.
+  std::string filler = (r.state_dir() / "filler").string();
+  {
+    std::ofstream f(filler, std::ios::binary);
+    std::string mib(1 << 20, '\0');
+    for (int i = 0; i < 16 && f.write(mib.data(), std::streamsize(mib.size())); ++i) f.flush();
+  }
+  auto small = send("small", 2000);
+  EXPECT_EQ(small.substr(0, 10), "452 4.3.1 ") << small;
+  // 64 KiB free: the large message's body file fills it mid-body.
+  ASSERT_EQ(::truncate(filler.c_str(), std::filesystem::file_size(filler) - 64 * 1024), 0);
+  auto large = send("large", 400 * 1024);
+  EXPECT_EQ(large.substr(0, 10), "452 4.3.1 ") << large;
+
+  // The same process (nothing restarts it) accepts again.
+  std::filesystem::remove(filler);
+  auto after = send("after", 2000);
+  auto id_after = queued_id(after);
+  EXPECT_TRUE(id_after) << after << "\n" << r.log();
+  auto large_after = send("large-after", 400 * 1024);
+  EXPECT_TRUE(queued_id(large_after)) << large_after;
+  ASSERT_EQ(r.stop(), 0) << r.log();
+
+  // What got a 250 is queued; what got 452 is not.
+  std::string raw;
+  auto q = r.list_queue(&raw);
+  ASSERT_TRUE(q) << raw;
+  std::set<std::string> froms;
+  for (const auto& m : *q) froms.insert(m.from);
+  EXPECT_EQ(froms, (std::set<std::string>{"before@sender.test", "after@sender.test", "large-after@sender.test"})) << raw;
 }
 
 TEST(Shutdown, SigtermLetsOpenTransactionFinishAndRefusesNewConnections) {

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <fstream>
 
 #include "support/harness.hh"
@@ -376,6 +377,50 @@ TEST(Limits, TotalConnectionCap) {
   EXPECT_TRUE(c3.eof());
 }
 
+// Issue 12 (abuse drill): more clients than the relay's descriptor limit can hold. The
+// connection cap in force is limits.max_connections lowered to RLIMIT_NOFILE minus a
+// reserve (here 256 - 64 = 192), so the clients past it get "421 4.3.2" at once instead of
+// waiting unanswered in the listen backlog while every accept fails with EMFILE (and the
+// relay keeps descriptors for its spool and deliveries: a message still goes through).
+// A burst can still run the relay out of descriptors for a moment (the multishot accept
+// takes a batch of connections from the backlog before the refused ones are closed): the
+// listener then pauses 100 ms (net::listener) and every client is answered all the same.
+TEST(Limits, ConnectionsPastTheDescriptorLimitGet421AndTheRelayStillWorks) {
+  relay_options o = with_limits({"max_conns_per_ip = 0"});  // max_connections: default 20000
+  o.fd_limit = 256;
+  relay r(o);
+  ASSERT_TRUE(r.start()) << r.error();
+  constexpr int n = 300;
+  std::vector<std::unique_ptr<raw_client>> cs;
+  for (int i = 0; i < n; ++i) {
+    cs.push_back(std::make_unique<raw_client>());
+    ASSERT_TRUE(cs.back()->connect(r.port())) << "connect " << i;
+  }
+  int served = 0, refused = 0, silent = 0;
+  raw_client* held = nullptr;  // one served session
+  auto until = clock::now() + 10s;
+  for (auto& c : cs) {
+    auto g = c->read_reply(std::max<std::chrono::milliseconds>(200ms, std::chrono::milliseconds(remaining_ms(until))));
+    if (!g) ++silent;
+    else if (reply_code(*g) == 220 && ++served) held = c.get();
+    else if (starts_with(*g, "421 4.3.2")) ++refused;
+  }
+  EXPECT_EQ(silent, 0) << "clients left unanswered (in the backlog of a relay out of descriptors)";
+  EXPECT_LE(served, 192);
+  EXPECT_GE(served, 150);
+  EXPECT_EQ(served + refused, n);
+  EXPECT_NE(r.log().find("inbound connections are capped at 192"), std::string::npos) << r.log();
+
+  // With the cap reached, the held sessions still send mail: the spool has descriptors.
+  ASSERT_NE(held, nullptr);
+  for (auto [cmd, want] : {std::pair{"EHLO held.example", 250}, {"MAIL FROM:<a@example.org>", 250}, {"RCPT TO:<b@example.net>", 250},
+                           {"DATA", 354}, {"Subject: t\r\n\r\nbody\r\n.", 250}}) {
+    auto rep = held->command(cmd);
+    ASSERT_TRUE(rep) << cmd;
+    EXPECT_EQ(reply_code(*rep), want) << cmd << ": " << *rep;
+  }
+}
+
 // Issue 7: a client that pipelines NOOPs and never reads must not grow the relay's
 // memory. With the junk cap out of the way, only the unsent-output bound holds it: the
 // relay stops reading, the client's writes stall, the relay's RSS stays flat and other
@@ -395,6 +440,46 @@ TEST(Limits, PipelinedNoopsFromAClientThatNeverReadsKeepMemoryBounded) {
   EXPECT_LT(f.sent, 50u << 20) << "the relay read all 50 MB without the client reading a reply";
   EXPECT_LT(after - before, 32 * 1024) << "RSS " << before << " KiB -> " << after << " KiB after "
                                        << f.sent << " bytes of NOOP lines";
+  EXPECT_TRUE(serves_another_client(r.port()));
+}
+
+// The bytes queued in the kernel for the TCP socket from local port `local` to remote port
+// `remote` on 127.0.0.1 (/proc/net/tcp's tx_queue), -1 when the socket is not found.
+long kernel_send_queue(uint16_t local, uint16_t remote) {
+  std::ifstream f("/proc/net/tcp");
+  std::string line;
+  std::getline(f, line);  // header
+  while (std::getline(f, line)) {
+    unsigned sl, lip, lport, rip, rport, st;
+    unsigned long tx, rx;
+    if (std::sscanf(line.c_str(), " %u: %X:%X %X:%X %X %lX:%lX", &sl, &lip, &lport, &rip, &rport, &st, &tx, &rx) == 8 &&
+        lport == local && rport == remote)
+      return long(tx);
+  }
+  return -1;
+}
+
+// Issue 12 (abuse drill): a client that pipelines RCPTs (each answered, none an error) and
+// never reads. The relay's unsent replies are bounded in user space (64 KiB, above), and its
+// kernel send buffer must be too: autotuned, it grew to 3.1 MiB per such connection. The
+// relay's socket is found in /proc/net/tcp and its send queue read once the client's writes
+// have stalled.
+TEST(Limits, AClientThatNeverReadsHoldsABoundedKernelSendBuffer) {
+  relay r;
+  ASSERT_TRUE(r.start()) << r.error();
+  flooder f;
+  ASSERT_TRUE(f.connect(r.port()));
+  const char hello[] = "EHLO deaf.example\r\nMAIL FROM:<deaf@example.org>\r\n";
+  ASSERT_EQ(::send(f.fd, hello, sizeof hello - 1, MSG_NOSIGNAL), ssize_t(sizeof hello - 1));
+  f.flood("RCPT TO:<deaf@example.net>\r\n", 64u << 20, 2s, 60s);
+  EXPECT_FALSE(f.refused) << "closed after " << f.sent << " bytes";
+  sockaddr_in me{};
+  socklen_t len = sizeof me;
+  ASSERT_EQ(::getsockname(f.fd, reinterpret_cast<sockaddr*>(&me), &len), 0);
+  long queued = kernel_send_queue(r.port(), ntohs(me.sin_port));
+  ASSERT_GE(queued, 0) << "the relay's socket is not in /proc/net/tcp";
+  EXPECT_LT(queued, 512 * 1024) << "the relay's kernel send queue holds " << queued << " bytes of unread replies";
+  EXPECT_LT(f.sent, 64u << 20);
   EXPECT_TRUE(serves_another_client(r.port()));
 }
 

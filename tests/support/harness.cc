@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -218,6 +219,10 @@ bool relay::start(std::chrono::milliseconds deadline) {
     // or was killed: SIGTERM lets it stop its sidecar too, as the peers do (peers.cc).
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::chdir(cwd.c_str()) != 0) _exit(126);
+    if (_opts.fd_limit > 0) {
+      rlimit rl{_opts.fd_limit, _opts.fd_limit};
+      if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) _exit(126);
+    }
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
     int lf = ::open(logf.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);

@@ -64,6 +64,9 @@ struct relay_options {
   // runs and no portal listens: a forced domain's failed message stays queued (audit
   // fallback-unavailable). Fallback tests set spawn = true and their portal, store, keys.
   std::string fallback = "spawn = false\nportal_listen = \"\"";
+  // > 0: the daemon's RLIMIT_NOFILE (soft and hard), to reach its descriptor limit with a
+  // few hundred connections.
+  unsigned fd_limit = 0;
 };
 
 // Milliseconds left until `until` (0 when it has passed), for poll().

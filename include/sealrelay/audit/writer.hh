@@ -51,6 +51,11 @@ class writer final : public core::completion {
     std::atomic<uint64_t>* dropped_cell = nullptr;
     std::atomic<uint64_t>* write_errors_cell = nullptr;
     std::atomic<uint64_t>* failing_cell = nullptr;
+    // Shared by every writer of the same file (null: this writer's own). Set when a failed
+    // write (disk full) left part of a line at the end of the file; the next write of any
+    // of them then starts with '\n', so the fragment stays a line of its own instead of
+    // swallowing the next record (tools/drill-faults, disk full: one corrupt line each time).
+    std::atomic<bool>* torn = nullptr;
   };
 
   // Write to `fd` (not owned; a log_file that outlives the writer) from shard `sh`.
@@ -99,6 +104,10 @@ class writer final : public core::completion {
   void write_failed();
   void write_succeeded();
   void update_pressure();
+  // The torn-line flag this writer shares (options::torn) or its own.
+  std::atomic<bool>& torn() { return _opt.torn ? *_opt.torn : _own_torn; }
+  // True when the failed write in flight left the file ending inside a line.
+  bool leaves_fragment() const;
 
   core::shard& _shard;
   int _fd;
@@ -112,6 +121,8 @@ class writer final : public core::completion {
   bool _error_logged = false;   // one log line per run of failing writes
   bool _failing = false;        // the last write failed
   bool _backlogged = false;     // _fill at its cap: pressure reported
+  std::atomic<bool> _own_torn{false};  // options::torn when none is shared
+  bool _newline_first = false;  // _flight starts with a '\n' that ends a torn line
   std::function<void(bool)> _on_pressure;
   uint64_t _records = 0;
   uint64_t _dropped = 0;

@@ -3,10 +3,12 @@
 // name the file, line and key. Keys of later features are validated now, and the values
 // that would need them are refused ("not available in this version", not_built.hh).
 #pragma once
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -163,6 +165,14 @@ struct fallback_section {
   std::string smime_dir = "conf/keys/smime";
 };
 
+// Spool encryption at rest (README "Spool encryption at rest"; docs/config.md [spool]).
+struct spool_section {
+  bool encrypt = false;      // seal new spool segments with key_file (AES-256-GCM)
+  std::string key_file;      // 32 random bytes, mode 0600, outside state_dir; "" = none
+  // Keys segments were sealed with before a rotation: they stay readable, never sealed with.
+  std::vector<std::string> previous_keys;
+};
+
 struct audit_section {
   std::string file = "var/audit.jsonl";
 };
@@ -188,6 +198,7 @@ struct config {
   std::vector<policy_entry> policies;
   std::vector<dkim_entry> dkim;
   fallback_section fallback;
+  spool_section spool;
   audit_section audit;
   admin_section admin;
   // Where each key was written: dotted path ("listen[0].address") -> line. Keys left at
@@ -214,6 +225,17 @@ result<config> parse(std::string_view text, const std::string& name,
                      not_built_mode nb = not_built_mode::refuse);
 // Check that the files the config names can be loaded (certificate, key, CA file).
 status check_files(const config& cfg);
+
+// The spool's keys, read from the files [spool] names.
+struct spool_keys {
+  bool encrypt = false;                          // seal new segments with `current`
+  std::optional<std::array<uint8_t, 32>> current;  // key_file, when set
+  std::vector<std::array<uint8_t, 32>> previous;   // previous_keys, in order
+};
+// Read spool.key_file and spool.previous_keys: each must hold exactly 32 bytes, be
+// accessible by its owner only and lie outside server.state_dir. The error reads
+// "LINE: KEY: what is wrong" (the caller adds the file name).
+result<spool_keys> read_spool_keys(const config& cfg);
 
 const char* to_string(listen_mode m);
 const char* to_string(listen_tls t);

@@ -41,6 +41,7 @@ class signing_intake final : public spool::intake {
   std::string body_file_path(std::string_view queue_id, std::string_view header_section) override {
     return _inner.body_file_path(queue_id, header_section);
   }
+  std::shared_ptr<const spool::keyring> body_file_keys() override { return _inner.body_file_keys(); }
   // A message streamed to a body file is signed on the way: its bytes are hashed as they
   // go to the file, the field computed at the end (same signers, pool and failure rule).
   std::unique_ptr<spool::stream_signer> signer_for(std::string_view header_section) override;

@@ -18,6 +18,7 @@
 #include "sealrelay/fallback/escrow_store.hh"
 #include "sealrelay/fallback/pgp.hh"
 #include "sealrelay/fallback/protocol.hh"
+#include "sealrelay/spool/keyring.hh"
 #include "sealrelay/util/result.hh"
 
 namespace sr::fallback {
@@ -39,6 +40,7 @@ struct handler_options {
   std::string store_spec = "sqlite";  // fallback.store
   std::string state_dir;           // server.state_dir (where the SQLite store lives)
   uint64_t max_record = 256u << 20;   // larger hand-offs are refused as corrupt
+  std::shared_ptr<const spool::keyring> spool_keys;  // opens sealed spool segments ([spool])
 };
 
 class handler {

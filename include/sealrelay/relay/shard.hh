@@ -42,6 +42,7 @@ namespace sr::queue {
 class scheduler;
 }
 namespace sr::spool {
+class keyring;
 struct message_meta;
 struct message_location;
 class store;
@@ -82,6 +83,7 @@ struct process_state {
   server::shared_state inbound;          // caps, drain flag, inbound counters
   queue::shard_mailboxes mail;           // cross-shard messages of the queue
   int audit_fd = -1;                     // audit log (-1: none)
+  std::atomic<bool> audit_torn{false};   // a full disk tore a line of it (audit::writer::options::torn)
   admin::relay_metrics* metrics = nullptr;   // published by each shard on its tick
   policy::registry* policies = nullptr;      // TLS policy table; SIGHUP publishes a new one
   std::atomic<uint64_t> recovered{0};        // messages found in the spools at start
@@ -98,6 +100,8 @@ struct process_state {
   dkim::sign_pool* dkim_pool = nullptr;
   // The HTTP injection API ([http] listen); null when it is off.
   inject::shared_state* http = nullptr;
+  // The spool's keys ([spool]): seal new segments, open sealed ones; null = none.
+  std::shared_ptr<const spool::keyring> spool_keys;
 };
 
 // Return cfg's [[dkim]] entries as the dkim module takes them.

@@ -43,10 +43,19 @@ struct counters {
   std::atomic<uint64_t> tls_failures{0};
 };
 
+// The inbound connection cap in force: limits.max_connections, lowered when the process's
+// descriptor limit (RLIMIT_NOFILE, as raised at start) cannot hold that many. A few
+// descriptors are kept (min(512, fd_limit / 4)) for the relay's own: spool files,
+// deliveries, DNS, the listeners and the HTTP API; without them, a relay full of idle
+// clients could no longer store or deliver a message, and the clients over the limit would
+// wait in the listen backlog unanswered instead of getting "421 4.3.2".
+uint32_t connection_cap(uint64_t max_connections, uint64_t fd_limit);
+
 struct shared_state {
   explicit shared_state(const config::config& c);
   const config::config& cfg;
   unsigned shards = 1;
+  uint32_t max_connections;  // connection_cap(limits.max_connections, RLIMIT_NOFILE at start)
   std::atomic<bool> draining{false};
   net::conn_caps conns{1u << 16};  // open connections, every shard, total and per client address
   counters stats;

@@ -37,6 +37,8 @@ class message_store {
     (void)headers;
     return {};
   }
+  // The keys that body file is sealed with (spool encryption at rest); null: plaintext.
+  virtual std::shared_ptr<const spool::keyring> body_file_keys() { return nullptr; }
   // What must see a streamed message's bytes as they go to its body file (DKIM), or null;
   // its field goes in the prefix of submit_large(), above the Received: header.
   virtual std::unique_ptr<spool::stream_signer> signer_for(const smtp::header_section& headers) {
@@ -63,6 +65,7 @@ class intake_store final : public message_store {
   std::string body_file_path(const std::string& queue_id, const smtp::header_section& headers) override {
     return _in.body_file_path(queue_id, headers.text());
   }
+  std::shared_ptr<const spool::keyring> body_file_keys() override { return _in.body_file_keys(); }
   std::unique_ptr<spool::stream_signer> signer_for(const smtp::header_section& headers) override {
     return _in.signer_for(headers.text());
   }

@@ -7,7 +7,10 @@
 // message (meta.external_body) in the segment, so a record never names bytes that are not
 // durable. Writes go through the shard's io_uring, one at a time; the caller keeps the
 // appended pieces alive until the write's callback. Until keep(), the destructor deletes
-// the file (an aborted or refused message leaves nothing behind).
+// the file (an aborted or refused message leaves nothing behind). With a sealing keyring
+// (spool encryption at rest) the file is sealed in frames (keyring.hh): appends are copied
+// into whole frames, each encrypted once and written with its tag; finish() seals the last
+// frame and writes the KEY and head records at the start.
 #pragma once
 #include <sys/uio.h>
 
@@ -19,6 +22,7 @@
 #include <vector>
 
 #include "sealrelay/core/shard.hh"
+#include "sealrelay/spool/keyring.hh"
 #include "sealrelay/spool/record.hh"
 #include "sealrelay/util/result.hh"
 
@@ -31,9 +35,11 @@ class body_file {
   // maximum) and a prefix of `prefix_len` bytes. The gap is sparse: it costs no disk.
   static uint64_t reserve_for(size_t mail_from_len, std::span<const std::string> rcpts,
                               size_t prefix_len);
-  // Create `path` (exclusively) with `reserve` bytes before the body.
+  // Create `path` (exclusively) with `reserve` bytes before the body; sealed when `keys`
+  // has a sealing key.
   static sr::result<std::unique_ptr<body_file>> create(core::shard& sh, std::string path,
-                                                      uint64_t reserve);
+                                                      uint64_t reserve,
+                                                      std::shared_ptr<const keyring> keys = nullptr);
   ~body_file();
   body_file(const body_file&) = delete;
   body_file& operator=(const body_file&) = delete;
@@ -54,10 +60,14 @@ class body_file {
  private:
   struct op final : core::completion {
     body_file* self = nullptr;
+    uint64_t expect = UINT64_MAX;  // bytes its write must write; UINT64_MAX: a sync
     void on_complete(int res, unsigned flags) override;
   };
   body_file(core::shard& sh, std::string path, int fd, int dir_fd, uint64_t reserve);
-  void on_op(int res);
+  void on_op(op* o, int res);
+  void append_sealed(std::span<const iovec> pieces);
+  void finish_sealed(message_meta& meta, std::span<const iovec> prefix);
+  void fail_later();
 
   core::shard& _shard;
   std::string _path;
@@ -68,12 +78,19 @@ class body_file {
   uint32_t _body_crc = 0;
   bool _keep = false;
   bool _failed = false;
-  // In flight: an append (1 op) or finish (write, fdatasync, directory fsync).
-  op _ops[3];
+  // In flight: an append (1 op) or finish (write, fdatasync, directory fsync; sealed: the
+  // last frame's write first).
+  op _ops[4];
   unsigned _pending = 0;
-  uint64_t _expect = 0;  // bytes the write in flight must write
   std::vector<std::byte> _head;  // finish(): record header + envelope + prefix
   message_meta* _meta = nullptr;
+  // Sealed: frames [0, _frames) are written; _out holds the frames being written, then the
+  // plaintext of the next, partial frame (_part bytes).
+  std::unique_ptr<record_crypt> _crypt;
+  std::vector<std::byte> _out;
+  size_t _sealed_bytes = 0;  // of _out: whole sealed frames (the write in flight)
+  size_t _part = 0;
+  uint64_t _frames = 0;
   std::function<void(bool)> _done;
 };
 

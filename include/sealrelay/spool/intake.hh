@@ -16,6 +16,8 @@
 
 namespace sr::spool {
 
+class keyring;
+
 class intake_client {
  public:
   // The message is durable (ok) or could not be stored (disk full, I/O error).
@@ -58,6 +60,8 @@ class intake {
     (void)header_section;
     return {};
   }
+  // The keys a body file is sealed with (spool encryption at rest); null: plaintext.
+  virtual std::shared_ptr<const keyring> body_file_keys() { return nullptr; }
   // For a message streamed to a body file: what must see its bytes on the way (DKIM
   // signing for the From domain of `header_section`), or null.
   virtual std::unique_ptr<stream_signer> signer_for(std::string_view header_section) {

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "sealrelay/spool/keyring.hh"
 #include "sealrelay/spool/record.hh"
 #include "sealrelay/util/result.hh"
 
@@ -34,11 +35,13 @@ struct recovered_message {
   std::vector<uint32_t> done_rcpts;  // recipient indices already finished (sorted)
   unsigned shard = 0;
   std::string segment;  // segment file path
-  uint64_t offset = 0;  // file offset of the raw message bytes (Received header first)
-  uint64_t length = 0;  // their length
+  uint64_t offset = 0;  // file offset of the raw message bytes (Received header first);
+                        // in a sealed segment, of the record (spool::reader opens it)
+  uint64_t length = 0;  // their length (plaintext)
 };
 
-// Where a message's bytes landed (for the delivery queue to read them back).
+// Where a message's bytes landed (for the delivery queue to read them back); in a sealed
+// segment `offset` is the record's (see recovered_message).
 struct message_location {
   void* cookie;
   std::string segment;
@@ -97,6 +100,7 @@ class batch {
   std::vector<entry> _entries;
   std::vector<uint64_t> _done_targets;  // segments of messages this batch's DONE/ATTEMPTS name
   std::vector<std::array<char, queue_id_len>> _unlink;  // body files to delete once durable
+  std::vector<size_t> _seal;            // offsets in _buf of records take_batch() seals
   uint64_t _bytes = 0;                  // bytes staged so far (record offsets within the batch)
   size_t _messages = 0;                 // message records among _entries
   uint64_t _seq = 0;                    // segment written to
@@ -110,11 +114,15 @@ class partition {
   // record, skip a bad record and resume at the next valid one, cut a torn tail, delete
   // finished segments, start a fresh segment (old segments are never appended to).
   // Recovered messages go to `out` (may be null). Blocking; for start-up only.
+  // `keys` (may be null: no encryption) opens sealed segments and, when it has a sealing
+  // key, seals every new segment; a segment sealed under a key it lacks fails open().
   static sr::result<std::unique_ptr<partition>> open(const std::string& state_dir, unsigned shard,
                                                      recovered_set* out,
-                                                     uint64_t segment_limit = default_segment_limit);
+                                                     uint64_t segment_limit = default_segment_limit,
+                                                     std::shared_ptr<const keyring> keys = nullptr);
   // Scan every partition under `state_dir` read-only (no repair) and return pending messages.
-  static sr::result<recovered_set> list(const std::string& state_dir);
+  static sr::result<recovered_set> list(const std::string& state_dir,
+                                        std::shared_ptr<const keyring> keys = nullptr);
   // Return the shard numbers of the partitions present under `state_dir`, ascending.
   static sr::result<std::vector<unsigned>> shards_on_disk(const std::string& state_dir);
   // Return the directory of one partition: <state_dir>/spool/<shard>.
@@ -162,6 +170,8 @@ class partition {
   bool flush(outcome_list& outcomes);
 
   unsigned shard() const { return _shard; }
+  // The keys this partition seals and opens with (null: none); body files take them too.
+  const std::shared_ptr<const keyring>& keys() const { return _crypt.shared_keys(); }
   const std::string& dir() const { return _dir; }
   // Return the path of the segment new batches go to.
   std::string active_segment() const { return segment_path(_active_seq); }
@@ -194,7 +204,9 @@ class partition {
     bool test_and_set(uint32_t i);
   };
 
-  partition(std::string dir, unsigned shard, uint64_t segment_limit);
+  partition(std::string dir, unsigned shard, uint64_t segment_limit,
+            std::shared_ptr<const keyring> keys);
+  size_t seal_prefix() const { return _crypt.sealing() ? seal_counter_size : 0; }
   std::string segment_path(uint64_t seq) const;
   sr::status roll();
   void reclaim();
@@ -218,9 +230,11 @@ class partition {
   batch* _flight = nullptr;
   uint64_t _id_sec = 0;
   uint32_t _id_counter = 0;
+  record_crypt _crypt;  // seals new segments when its keyring has a sealing key
 };
 
-// Read a recovered message's raw bytes back from its segment ("" on error, logged).
-std::string read_message(const recovered_message& m);
+// Read a recovered message's raw bytes back from its segment ("" on error, logged);
+// `keys` opens a sealed segment.
+std::string read_message(const recovered_message& m, std::shared_ptr<const keyring> keys = nullptr);
 
 }  // namespace sr::spool

@@ -4,6 +4,8 @@
 // prepared until its completion, so evicting a segment from the cache can never close an
 // fd a queued read still names (the fd number could otherwise be reused by the next open
 // and the read would return another message's bytes). One reader per shard thread.
+// Sealed segments (keyring.hh; known by their first record when opened): a read names the
+// record, which is read whole, authenticated and opened; `dst` gets its message bytes.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -14,14 +16,15 @@
 #include <unordered_map>
 
 #include "sealrelay/core/shard.hh"
+#include "sealrelay/spool/keyring.hh"
 
 namespace sr::spool {
 
 // Where a stored message's bytes are: what delivery knows of the spool.
 struct body_ref {
   std::string segment;  // opaque to callers: only the reader opens it
-  uint64_t offset = 0;
-  uint64_t length = 0;
+  uint64_t offset = 0;  // of the bytes; in a sealed segment, of their record
+  uint64_t length = 0;  // bytes wanted (sealed: the first `length` of the message)
 };
 
 class reader {
@@ -29,6 +32,8 @@ class reader {
   // `max_open`: segments kept open between reads (pinned ones stay open beyond it).
   explicit reader(core::shard& sh, size_t max_open = 64);
   ~reader();
+  // Open sealed segments with `keys` (the spool's keyring; null: none can be read).
+  void set_keys(std::shared_ptr<const keyring> keys);
   reader(const reader&) = delete;
   reader& operator=(const reader&) = delete;
 
@@ -44,6 +49,7 @@ class reader {
  private:
   struct segment;
   struct read_op;
+  struct framed_op;
   std::shared_ptr<segment> pin(const std::string& path, int& err);
 
   core::shard& _shard;
@@ -55,6 +61,7 @@ class reader {
     std::list<std::string>::iterator pos;
   };
   std::unordered_map<std::string, cached> _cache;
+  std::shared_ptr<record_crypt> _crypt;  // shared with reads in flight
 };
 
 }  // namespace sr::spool

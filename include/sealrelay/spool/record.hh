@@ -12,6 +12,11 @@
 //     (header, envelope, bytes), so readers that check a record before the bytes (the
 //     fallback sidecar) need nothing new. The body file is fdatasync'd before this record
 //     is written.
+//   KEY payload (v2, flags 0; only ever the first record of a sealed segment): key id (8
+//     bytes) + segment salt (8 bytes); see keyring.hh.
+//   Header flag record_flag_sealed (v2, any type but KEY, only in a sealed segment): the
+//     payload is record counter u32 | AES-256-GCM ciphertext of the payload above | tag (16);
+//     the CRC covers that sealed payload (so torn writes are still told from tampering).
 // All integers are little-endian. Decoders never trust a length without checking it.
 #pragma once
 #include <cstddef>
@@ -34,6 +39,8 @@ inline constexpr uint8_t format_v1 = 0;  // header version byte of v1 records
 inline constexpr uint8_t format_v2 = 2;  // what this build writes
 // Header flag of a v2 MESSAGE record whose bytes are in an external body file (above).
 inline constexpr uint8_t record_flag_external_body = 1;
+// Header flag of a v2 record whose payload is sealed (keyring.hh).
+inline constexpr uint8_t record_flag_sealed = 2;
 // Bytes of an external-body reference after the envelope (offset u64, length u64).
 inline constexpr size_t external_ref_size = 16;
 
@@ -41,6 +48,7 @@ enum class record_type : uint8_t {
   message = 1,   // an accepted message: envelope + raw bytes
   done = 2,      // recipients of an earlier message finished (delivered, bounced, handed off)
   attempts = 3,  // delivery attempts made so far for recipients of an earlier message (v2)
+  key = 4,       // first record of a sealed segment: which key, and the segment's salt (v2)
 };
 
 // What a stored message is (the record's `kind` byte; the audit's `kind`).
@@ -49,7 +57,7 @@ using report::message_kind;
 struct record_header {
   uint32_t magic = record_magic;
   record_type type = record_type::message;
-  uint8_t flags = 0;               // record_flag_external_body (v2 MESSAGE) or 0
+  uint8_t flags = 0;               // record_flag_external_body (v2 MESSAGE), record_flag_sealed
   uint8_t version = format_v2;     // format_v1 (0) or format_v2
   uint8_t reserved = 0;            // must be 0
   uint32_t payload_len = 0;
@@ -105,7 +113,7 @@ uint32_t payload_crc(std::span<const std::byte> payload);
 // spool, such as the fallback sidecar, checks a record it was pointed at this way).
 bool payload_crc_ok(const record_header& h, std::span<const std::byte> payload);
 
-// Check that `meta` fits the format (id length, address lengths); false = cannot be stored.
+// Check that `meta` fits the format (a 16 upper-case hex id, address lengths); false = cannot be stored.
 bool envelope_fits(const message_meta& meta);
 // Append the MESSAGE envelope of `meta` to `out` in format `version` (call envelope_fits
 // first; format_v1 exists for tests that must produce old spools).

@@ -35,6 +35,31 @@ result<std::vector<uint8_t>> seal(const seal_key& key, std::span<const uint8_t> 
 result<std::vector<uint8_t>> open(const seal_key& key, std::span<const uint8_t> sealed,
                                   std::span<const uint8_t> associated);
 
+// A keyed AES-256-GCM context for many messages under one key (the spool's records): the
+// key schedule and GHASH key are computed once, not per message. The caller supplies every
+// nonce and must never repeat one under the key. Not safe to share between threads: one per
+// owner (a spool partition, a reader, the sidecar's handler). Movable.
+class gcm_cipher {
+ public:
+  // Set up `key`; an error only when wolfCrypt refuses it.
+  static result<gcm_cipher> make(const seal_key& key);
+  gcm_cipher(gcm_cipher&&) noexcept;
+  gcm_cipher& operator=(gcm_cipher&&) noexcept;
+  ~gcm_cipher();
+  // Encrypt `data` in place and write its tag; false only when wolfCrypt fails.
+  bool encrypt(std::span<uint8_t> data, std::span<const uint8_t, seal_nonce_size> nonce,
+               std::span<const uint8_t> associated, std::span<uint8_t, seal_tag_size> tag);
+  // Decrypt `data` in place when `tag` authenticates it and `associated`; false otherwise
+  // (then `data` is wiped: no unauthenticated plaintext is left behind).
+  bool decrypt(std::span<uint8_t> data, std::span<const uint8_t, seal_nonce_size> nonce,
+               std::span<const uint8_t> associated, std::span<const uint8_t, seal_tag_size> tag);
+
+ private:
+  struct impl;
+  explicit gcm_cipher(impl* p) : _p(p) {}
+  impl* _p = nullptr;
+};
+
 // Derive `length` bytes with HKDF-SHA256 (RFC 5869) from a secret, a salt and a context.
 result<std::vector<uint8_t>> hkdf_sha256(std::span<const uint8_t> secret,
                                          std::span<const uint8_t> salt,

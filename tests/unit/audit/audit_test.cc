@@ -2,10 +2,12 @@
 // reader decoding every formatted line back to its input, no allocation once warm, and
 // the io_uring writer on real shards writing a real file: two shards' lines whole and
 // counted exactly, a slow disk under a tiny cap keeping every record while delivery on
-// the shard pauses, failed writes counted and reported (failing, metrics), and the
-// shutdown drain.
+// the shard pauses, failed writes counted and reported (failing, metrics), a line torn by
+// a full disk kept apart from the next record, and the shutdown drain.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -513,5 +515,103 @@ TEST(audit_writer, drain_without_the_loop_writes_everything) {
   ASSERT_EQ(lines.size(), 50u);
   for (int i = 0; i < 50; ++i)
     EXPECT_NE(lines[i].find("\"attempt\":" + std::to_string(i + 1) + ","), std::string::npos) << i;
+  std::filesystem::remove_all(dir);
+}
+
+// A full disk cuts a write short inside a line (RLIMIT_FSIZE does it here: the kernel writes up
+// to the limit, then fails with EFBIG, as it fails with ENOSPC on a full disk). The fragment
+// stays a line of its own: the next record, once there is room, starts a new line, through
+// the io_uring writer and through the shutdown drain alike, and a file reopened while it ends
+// inside a line is completed first. (Before: the next record was glued to the fragment, one
+// corrupt line per full-disk episode: tools/drill-faults, disk full.)
+TEST(audit_writer, a_line_torn_by_a_full_disk_does_not_swallow_the_next_record) {
+  std::string dir = temp_dir("torn");
+  std::string path = dir + "/audit.jsonl";
+  auto file = audit::log_file::open(path);
+  ASSERT_TRUE(file);
+  core::shard::options o;
+  o.entries = 64;
+  o.tick_ms = 5;
+  core::shard sh(o);
+  ASSERT_TRUE(sh.init());
+  std::atomic<bool> torn{false};
+  audit::writer::options wo;
+  wo.torn = &torn;
+  audit::writer w(sh, file->fd(), wo);
+  auto record_n = [](unsigned n) {
+    audit::record r = full_record();
+    r.attempt = n;
+    return r;
+  };
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  uint64_t size_before = 0, size_cut = 0;
+  bool torn_after_cut = false;
+  int step = 0;
+  w.append(record_n(1));
+  w.flush();
+  sh.on_tick([&] {
+    if (!w.idle()) return;
+    if (step == 0) {  // the "disk" fills 40 bytes into the next record
+      size_before = std::filesystem::file_size(path);
+      rlimit lim = old;
+      lim.rlim_cur = size_before + 40;
+      ::setrlimit(RLIMIT_FSIZE, &lim);
+      w.append(record_n(2));
+      w.flush();
+    } else if (step == 1) {  // room again
+      ::setrlimit(RLIMIT_FSIZE, &old);
+      size_cut = std::filesystem::file_size(path);
+      torn_after_cut = torn.load();
+      w.append(record_n(3));
+      w.flush();
+    } else {
+      sh.stop();
+    }
+    ++step;
+  });
+  sh.run();
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  EXPECT_EQ(size_cut, size_before + 40) << "the kernel did not cut the write short";
+  EXPECT_TRUE(torn_after_cut);
+  EXPECT_FALSE(torn.load());
+  EXPECT_EQ(w.dropped(), 1u);
+
+  // The shutdown drain (synchronous writes) keeps the rule too.
+  {
+    rlimit lim = old;
+    lim.rlim_cur = std::filesystem::file_size(path) + 25;
+    ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &lim), 0);
+    w.append(record_n(4));
+    w.flush_and_wait();
+    ::setrlimit(RLIMIT_FSIZE, &old);
+    EXPECT_TRUE(torn.load());
+    w.append(record_n(5));
+    w.flush_and_wait();
+    EXPECT_FALSE(torn.load());
+  }
+  ::signal(SIGXFSZ, old_handler);
+
+  // Reopened while the file ends inside a line (the process stopped right after a cut).
+  { std::ofstream(path, std::ios::app) << "{\"ts\":\"cut"; }
+  {
+    auto sink = audit::file_sink::open(path);
+    ASSERT_TRUE(sink);
+    ASSERT_TRUE(sink->append(record_n(6)));
+  }
+  auto lines = read_lines(path);
+  ASSERT_EQ(lines.size(), 7u);
+  // Whole records 1, 3, 5, 6; fragments of 2 and 4 and the "cut" line, each on its own line.
+  const int whole[] = {0, 2, 4, 6};
+  const unsigned attempt[] = {1, 3, 5, 6};
+  for (int i = 0; i < 4; ++i) {
+    const std::string& l = lines[size_t(whole[i])];
+    EXPECT_TRUE(json_check::parse_line(l).has_value()) << l;
+    EXPECT_NE(l.find("\"attempt\":" + std::to_string(attempt[i]) + ","), std::string::npos) << l;
+  }
+  EXPECT_EQ(lines[1].size(), 40u) << lines[1];
+  EXPECT_EQ(lines[3].size(), 25u) << lines[3];
+  EXPECT_EQ(lines[5], "{\"ts\":\"cut");
   std::filesystem::remove_all(dir);
 }

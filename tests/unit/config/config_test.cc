@@ -996,3 +996,76 @@ TEST(config, http_dkim_and_auth_sections) {
                                   "[[dkim]]", "domain = \"A.example\"", "selector = \"t\"", "key_file = \"k\""})),
             "t.toml:8: dkim[1].domain: duplicate of dkim[0] (line 3)");
 }
+
+// [spool]: encrypt needs key_file; every key file is exactly 32 bytes, owner-only and
+// outside state_dir; the errors name the line and key (the daemon adds the file name).
+TEST(config, spool_section_and_its_key_files) {
+  temp_dir dir;
+  ASSERT_FALSE(dir.path().empty());
+  EXPECT_EQ(err_of(with_listener({"[spool]", "encrypt = true"})),
+            "t.toml:4: spool.encrypt: true needs spool.key_file (a file of 32 random bytes, mode "
+            "0600, outside server.state_dir)");
+  EXPECT_EQ(err_of(with_listener({"[spool]", "key_file = \"\""})),
+            "t.toml:4: spool.key_file: must not be empty (leave it out for no key)");
+  EXPECT_EQ(err_of(with_listener({"[spool]", "previous_keys = [\"a\", 3]"})),
+            "t.toml:4: spool.previous_keys[1]: expected a string, got integer");
+  EXPECT_EQ(err_of(with_listener({"[spool]", "encrypt = \"yes\""})),
+            "t.toml:4: spool.encrypt: expected a boolean, got string");
+  EXPECT_EQ(err_of(with_listener({"[spool]", "keyfile = \"k\""})), "t.toml:4: spool.keyfile: unknown key");
+
+  std::string good = dir.write("spool.key", std::string(32, 'k'));
+  std::string old = dir.write("old.key", std::string(32, 'o'));
+  std::string shorter = dir.write("short.key", std::string(31, 'k'));
+  std::string state = dir.path() + "/state";
+  ASSERT_EQ(::mkdir(state.c_str(), 0700), 0);
+  std::string inside = dir.write("state/spool.key", std::string(32, 'i'));
+  for (const auto& p : {good, old, shorter, inside}) ASSERT_EQ(::chmod(p.c_str(), 0600), 0);
+  auto cfg_with = [&](const std::string& key, bool encrypt, const std::string& prev = "") {
+    auto r = parse(with_listener({"[server]", "state_dir = \"" + state + "\"", "[spool]",
+                                  encrypt ? "encrypt = true" : "encrypt = false",
+                                  "key_file = \"" + key + "\"",
+                                  prev.empty() ? "" : "previous_keys = [\"" + prev + "\"]"}),
+                   "t.toml");
+    EXPECT_TRUE(r) << r.err();
+    return *r;
+  };
+  auto k = read_spool_keys(cfg_with(good, true, old));
+  ASSERT_TRUE(k) << k.err();
+  EXPECT_TRUE(k->encrypt);
+  ASSERT_TRUE(k->current);
+  EXPECT_EQ((*k->current)[0], 'k');
+  ASSERT_EQ(k->previous.size(), 1u);
+  EXPECT_EQ(k->previous[0][31], 'o');
+  // key_file without encrypt: read (old segments open), nothing sealed.
+  k = read_spool_keys(cfg_with(good, false));
+  ASSERT_TRUE(k) << k.err();
+  EXPECT_FALSE(k->encrypt);
+  EXPECT_TRUE(k->current);
+  // No [spool] at all: no keys, nothing read.
+  auto plain = parse(with_listener({}), "t.toml");
+  ASSERT_TRUE(plain);
+  k = read_spool_keys(*plain);
+  ASSERT_TRUE(k);
+  EXPECT_FALSE(k->current);
+
+  auto s = read_spool_keys(cfg_with(shorter, true));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "7: spool.key_file: " + shorter + " holds 31 bytes; a spool key is exactly 32 "
+                     "random bytes (e.g. head -c 32 /dev/urandom > FILE; chmod 600 FILE)");
+  ASSERT_EQ(::chmod(good.c_str(), 0640), 0);
+  s = read_spool_keys(cfg_with(good, true));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "7: spool.key_file: " + good + ": permissions 0640 are too open: a secret must "
+                     "be accessible by its owner only (chmod 600 " + good + ")");
+  ASSERT_EQ(::chmod(good.c_str(), 0600), 0);
+  s = read_spool_keys(cfg_with(inside, true));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "7: spool.key_file: " + inside + " lies inside server.state_dir (" + state +
+                     "): the key must not sit beside the spool it protects");
+  s = read_spool_keys(cfg_with(good, true, shorter));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err().substr(0, 24), "8: spool.previous_keys: ");
+  s = read_spool_keys(cfg_with(dir.path() + "/missing.key", false));
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.err(), "7: spool.key_file: cannot read " + dir.path() + "/missing.key: No such file or directory");
+}

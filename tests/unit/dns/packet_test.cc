@@ -173,6 +173,21 @@ TEST(dns_packet, truncated_error_and_foreign_answers) {
   EXPECT_EQ(dns::parse_answer(junk, "example.com.", dns::rrtype::mx, 1, 1).kind, outcome::malformed);
 }
 
+// Found by tests/fuzz/dns_fuzz: RDLENGTH 0 makes ldns build an MX without fields, which
+// read as an exchange "" (a host the resolver would then be asked to look up). Such an
+// answer is dropped as malformed, not read as NODATA (which would mean the implicit MX).
+TEST(dns_packet, mx_with_empty_rdata_is_malformed) {
+  const uint8_t head[] = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0,
+                          7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0, 15, 0, 1};
+  std::vector<uint8_t> wire(std::begin(head), std::end(head));
+  const uint8_t empty_mx[] = {0xc0, 0x0c, 0, 15, 0, 1, 0, 0, 0x0e, 0x10, 0, 0};
+  wire.insert(wire.end(), std::begin(empty_mx), std::end(empty_mx));
+  auto a = dns::parse_answer(wire, "example.com.", dns::rrtype::mx, 86400, 3600);
+  EXPECT_EQ(a.kind, outcome::malformed);
+  EXPECT_TRUE(a.records.empty());
+  EXPECT_EQ(a.ttl, 0u);
+}
+
 TEST(dns_packet, txt_strings_are_joined_and_tlsa_kept_raw) {
   response_spec s;
   s.qname = "_mta-sts.example.com.";

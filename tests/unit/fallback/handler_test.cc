@@ -6,6 +6,7 @@
 // recipient failed), a store that is down (failed, the others unaffected).
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -14,6 +15,7 @@
 
 #include "sealrelay/fallback/escrow.hh"
 #include "sealrelay/fallback/handler.hh"
+#include "sealrelay/spool/partition.hh"
 #include "support/file_io.hh"
 #include "support/cert_files.hh"
 #include "support/gpg_home.hh"
@@ -356,6 +358,66 @@ TEST_F(handler_test, a_handoff_may_name_only_the_message_bytes) {
   auto wrong = ho;
   wrong.queue_id = "FEDCBA9876543210";
   EXPECT_EQ(h.handle(wrong).outcomes, std::vector<outcome>{outcome::failed});
+}
+
+TEST_F(handler_test, a_sealed_segment_is_opened_with_the_spool_keys) {
+  // Spool encryption at rest: the hand-off names the sealed record (as the spool's
+  // message_location does); the handler authenticates and opens it with [spool]'s keys.
+  tls::seal_key key{};
+  for (size_t i = 0; i < key.size(); ++i) key[i] = uint8_t(3 * i + 1);
+  auto keys = std::make_shared<const spool::keyring>(&key, true, std::span<const tls::seal_key>{});
+  std::string state = path("sealed-state");
+  spool::message_location where{};
+  {
+    auto part = spool::partition::open(state, 0, nullptr, spool::default_segment_limit, keys);
+    ASSERT_TRUE(part) << part.err();
+    spool::message_meta meta;
+    meta.queue_id = k_queue_id;
+    meta.received_ms = 1;
+    meta.mail_from = "clinic@src.test";
+    meta.rcpts = k_rcpts;
+    iovec iov{const_cast<char*>(k_message.data()), k_message.size()};
+    ASSERT_TRUE((*part)->stage(meta, std::span<const iovec>(&iov, 1), &iov));
+    spool::partition::outcome_list out;
+    ASSERT_TRUE((*part)->flush(out));
+    ASSERT_EQ((*part)->last_locations().size(), 1u);
+    where = (*part)->last_locations()[0];
+  }
+  EXPECT_EQ(read_file(where.segment).find("HbA1c"), std::string::npos);  // sealed on disk
+  auto ho = handoff({"pgp@dest.test"}, {method::pgp});
+  ho.segment = where.segment;
+  ho.offset = where.offset;
+  ho.length = where.length;
+  auto o = options();
+  o.spool_keys = keys;
+  handler h(o, nullptr);
+  auto r = h.handle(ho);
+  ASSERT_EQ(r.outcomes, std::vector<outcome>{outcome::pgp}) << r.detail;
+  EXPECT_NE(gpg_decrypt(read_file(r.outputs.at(0).path)).find("HbA1c"), std::string::npos);
+
+  handler without(options(), nullptr);  // no key configured: refused, nothing sent
+  r = without.handle(ho);
+  EXPECT_EQ(r.outcomes, std::vector<outcome>{outcome::failed}) << r.detail;
+  EXPECT_NE(r.detail.find("not configured"), std::string::npos) << r.detail;
+  auto shorter = ho;
+  shorter.length -= 1;
+  EXPECT_EQ(h.handle(shorter).outcomes, std::vector<outcome>{outcome::failed});
+  // One flipped ciphertext byte (CRC fixed up, as a forger would): authentication fails.
+  std::string copy = path("seg-sealed-tampered");
+  std::filesystem::copy_file(where.segment, copy, std::filesystem::copy_options::overwrite_existing);
+  std::string raw = read_file(copy);
+  raw[where.offset + spool::header_size + 40] ^= 1;
+  spool::record_header rh = spool::decode_header(reinterpret_cast<const std::byte*>(raw.data() + where.offset));
+  rh.crc = spool::payload_crc(std::as_bytes(std::span(raw.data() + where.offset + spool::header_size, rh.payload_len)));
+  std::byte head[spool::header_size];
+  spool::encode_header(rh, head);
+  std::memcpy(raw.data() + where.offset, head, sizeof head);
+  write_file(copy, raw);
+  auto tampered = ho;
+  tampered.segment = copy;
+  r = h.handle(tampered);
+  EXPECT_EQ(r.outcomes, std::vector<outcome>{outcome::failed});
+  EXPECT_NE(r.detail.find("authentication"), std::string::npos) << r.detail;
 }
 
 TEST_F(handler_test, a_store_that_is_down_fails_only_escrow) {

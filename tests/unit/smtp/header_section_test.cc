@@ -79,6 +79,20 @@ TEST(HeaderSection, CapStopsCollecting) {
   EXPECT_FALSE(h.field("from"));  // past the cap: not seen
 }
 
+// Found by tests/fuzz/headers_fuzz: a piece whose last CRLF straddles the cap kept none of
+// the complete lines before it, while the same bytes in two pieces kept them.
+TEST(HeaderSection, LinesBeforeTheCapKeptWhenOnePieceRunsPastIt) {
+  const std::string text = "A: b\r\nC: yyyyyy\r\nD: e\r\n\r\n";  // 2nd CRLF at 15-16
+  header_section whole(16), split(16);
+  feed(whole, text);
+  feed(split, text.substr(0, 7));
+  feed(split, text.substr(7));
+  EXPECT_TRUE(whole.truncated());
+  EXPECT_EQ(whole.text(), "A: b\r\n");
+  EXPECT_EQ(whole.text(), split.text());
+  EXPECT_EQ(whole.field("a"), "b");
+}
+
 // The record meta inbound SMTP and the HTTP API take from the header section.
 TEST(HeaderSection, MessageIdAndTlsRequired) {
   auto of = [](std::string_view text) {
@@ -109,6 +123,15 @@ TEST(MailboxAddresses, CommonForms) {
   EXPECT_EQ(mailbox_addresses("<@relay.example:c@z.example>"), v{"c@z.example"});
   EXPECT_TRUE(mailbox_addresses("undisclosed-recipients:;").empty());
   EXPECT_TRUE(mailbox_addresses("Just A Name").empty());
+}
+
+// Found by tests/fuzz/headers_fuzz: cutting a route or a display name off must not leave
+// a word without '@' that the submission sender check would then compare as an address.
+TEST(MailboxAddresses, NoAtLeftAfterCutsIsNoAddress) {
+  EXPECT_TRUE(mailbox_addresses("<a@b.example:c>").empty());
+  EXPECT_TRUE(mailbox_addresses("ann@example.org victim").empty());
+  EXPECT_TRUE(mailbox_addresses("\n,@\x06\n\xd9").empty());
+  EXPECT_EQ(mailbox_addresses("x@y.example victim, b@z.example"), std::vector<std::string>{"b@z.example"});
 }
 
 }  // namespace

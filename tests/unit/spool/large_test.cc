@@ -16,6 +16,8 @@
 
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/spool/body_file.hh"
+#include "sealrelay/spool/keyring.hh"
+#include "sealrelay/spool/reader.hh"
 #include "sealrelay/spool/partition.hh"
 #include "sealrelay/spool/record.hh"
 #include "spool/crc32c.hh"
@@ -56,7 +58,7 @@ class large : public ::testing::Test {
   }
 
   std::unique_ptr<partition> open(recovered_set* rs = nullptr) {
-    auto r = partition::open(_state, 0, rs);
+    auto r = partition::open(_state, 0, rs, default_segment_limit, _keys);
     EXPECT_TRUE(r.ok()) << r.err();
     return r.ok() ? std::move(r.value()) : nullptr;
   }
@@ -91,7 +93,8 @@ class large : public ::testing::Test {
     meta.tls = true;
     meta.msg_id = "large.1@sender.example";
     auto f = body_file::create(*_sh, p.body_path(meta.queue_id),
-                               body_file::reserve_for(meta.mail_from.size(), meta.rcpts, prefix.size()));
+                               body_file::reserve_for(meta.mail_from.size(), meta.rcpts, prefix.size()),
+                               _keys);
     EXPECT_TRUE(f.ok()) << (f.ok() ? "" : f.err());
     if (!f.ok()) return meta;
     file = std::move(*f);
@@ -123,6 +126,7 @@ class large : public ::testing::Test {
     return meta;
   }
 
+  std::shared_ptr<const keyring> _keys;  // sealed body files when it has a sealing key
   sr::test::temp_dir _dir{"sr-large-test"};
   std::string _state = _dir.path().string();
   std::unique_ptr<core::shard> _sh;
@@ -150,7 +154,7 @@ TEST(record_flags, external_body_only_on_v2_message_records) {
   h.type = record_type::done;
   EXPECT_FALSE(header_plausible(h));
   h.type = record_type::message;
-  h.flags = 2;  // unknown flag
+  h.flags = 4;  // unknown flag (2 is record_flag_sealed)
   EXPECT_FALSE(header_plausible(h));
   std::vector<std::byte> ref;
   append_external_ref(ref, 4096, 1234);
@@ -343,4 +347,101 @@ TEST_F(large, list_reports_external_messages_at_their_body_file) {
   ASSERT_EQ(l->messages.size(), 1u);
   EXPECT_EQ(l->messages[0].segment, file->path());
   EXPECT_EQ(read_message(l->messages[0]), prefix + body);
+}
+
+// Spool encryption at rest: a sealed body file holds no message text, prefix or address;
+// delivery's 128 KiB windows read back through spool::reader frame by frame (the head read
+// once per file), recovery and read_message() open it, a window beyond the message, a
+// reader without the key and a flipped byte in a frame all fail.
+TEST_F(large, sealed_body_file_reads_back_in_windows_and_refuses_tampering) {
+  tls::seal_key key{};
+  for (size_t i = 0; i < key.size(); ++i) key[i] = uint8_t(7 * i + 3);
+  _keys = std::make_shared<const keyring>(&key, true, std::span<const tls::seal_key>{});
+  const std::string body = big_body(1024 * 1024 + 4097, 5);
+  std::string path;
+  message_meta meta;
+  {
+    auto p = open();
+    ASSERT_TRUE(p);
+    std::unique_ptr<body_file> file;
+    meta = write_large(*p, prefix, body, 200 * 1024 + 3, file);
+    path = file->path();
+    EXPECT_EQ(meta.body_offset, 0u);  // sealed: counted in message bytes
+    ASSERT_TRUE(p->stage(meta, {}, &meta));
+    file->keep();
+    file.reset();
+    partition::outcome_list out;
+    ASSERT_TRUE(p->flush(out));
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_TRUE(out[0].second);
+  }
+  const std::string raw = slurp(path);
+  EXPECT_EQ(raw.find("Subject: large"), std::string::npos);
+  EXPECT_EQ(raw.find(".dot line"), std::string::npos);
+  EXPECT_EQ(raw.find("Received: from client.example"), std::string::npos);
+  EXPECT_EQ(raw.find("a@one.example"), std::string::npos);
+  EXPECT_EQ(raw.find(meta.queue_id), std::string::npos);
+  EXPECT_TRUE(classify_segment(std::as_bytes(std::span(raw.data(), raw.size())), nullptr).framed);
+
+  recovered_set rs;
+  auto p = open(&rs);
+  ASSERT_TRUE(p);
+  ASSERT_EQ(rs.messages.size(), 1u);
+  const auto& r = rs.messages[0];
+  EXPECT_EQ(r.segment, path);
+  EXPECT_EQ(r.meta.rcpts, meta.rcpts);
+  EXPECT_EQ(read_message(r, _keys), prefix + body);
+  EXPECT_EQ(read_message(r), "");  // no key
+
+  // Delivery's windows: every 128 KiB of the message, all queued before the ring runs.
+  const std::string whole = prefix + body;
+  constexpr uint64_t window = 128 * 1024;
+  reader rd(*_sh, 4);
+  rd.set_keys(_keys);
+  reader nokey(*_sh, 4);
+  std::vector<std::string> got;
+  std::vector<int> ok;
+  const size_t n_windows = (whole.size() + window - 1) / window;
+  got.resize(n_windows + 2);
+  ok.assign(n_windows + 2, -1);
+  int finished = 0;
+  auto cb = [&](size_t k) {
+    return [&, k](bool res) {
+      ok[k] = res;
+      if (++finished == int(got.size())) _sh->stop();
+    };
+  };
+  for (size_t k = 0; k < n_windows; ++k) {
+    uint64_t off = k * window, n = std::min<uint64_t>(window, whole.size() - off);
+    got[k].assign(n, '\0');
+    rd.read({path, off, n}, got[k].data(), cb(k));
+  }
+  got[n_windows].assign(10, '\0');
+  rd.read({path, whole.size() - 5, 10}, got[n_windows].data(), cb(n_windows));  // beyond the end
+  got[n_windows + 1].assign(10, '\0');
+  nokey.read({path, 0, 10}, got[n_windows + 1].data(), cb(n_windows + 1));
+  int ticks = 0;
+  _sh->on_tick([&] {
+    if (++ticks > 100) _sh->stop();
+  });
+  _sh->run();
+  ASSERT_EQ(finished, int(got.size()));
+  std::string joined;
+  for (size_t k = 0; k < n_windows; ++k) {
+    EXPECT_EQ(ok[k], 1) << "window " << k;
+    joined += got[k];
+  }
+  EXPECT_TRUE(joined == whole) << "windows differ from the message";
+  EXPECT_EQ(ok[n_windows], 0);
+  EXPECT_EQ(ok[n_windows + 1], 0);
+
+  // One flipped byte in frame 5: that frame no longer opens.
+  std::string tampered = raw;
+  const uint64_t body_start = tampered.size() - ((body.size() / body_frame_size) * body_frame_stored +
+                                                 body.size() % body_frame_size + 16);
+  tampered[body_start + 5 * body_frame_stored + 100] ^= 0x20;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << tampered;
+  EXPECT_EQ(read_message(r, _keys), "");
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << raw;
+  EXPECT_EQ(read_message(r, _keys), whole);
 }

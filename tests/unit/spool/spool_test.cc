@@ -888,3 +888,34 @@ TEST_F(spool, attempts_records_keep_their_segment_until_the_message_is_done) {
   EXPECT_EQ(rs.messages[0].meta.attempts, std::vector<uint32_t>{3});
   EXPECT_TRUE(fs::exists(first_seg));
 }
+
+// Found by tests/fuzz/spool_fuzz: a record whose CRC is right but whose queue id is not 16
+// upper-case hex digits is refused, because the id names the external body file (a "../"
+// id would point recovery and delivery at any file); a writer cannot store one either.
+TEST(spool_record, queue_id_must_be_upper_case_hex) {
+  message_meta meta;
+  meta.queue_id = "6B0AD79A00000001";
+  meta.rcpts = {"bob@example.net"};
+  ASSERT_TRUE(envelope_fits(meta));
+  std::vector<std::byte> good;
+  append_envelope(good, meta);
+  message_meta back;
+  size_t env_len = 0;
+  EXPECT_TRUE(decode_envelope(good, back, env_len));
+  for (std::string id : {"../../../etc/pa", "6b0ad79a00000001", "6B0AD79A0000000G"}) {
+    if (id.size() < queue_id_len) id.resize(queue_id_len, '/');
+    meta.queue_id = id;
+    EXPECT_FALSE(envelope_fits(meta)) << id;
+    std::vector<std::byte> bad;
+    append_envelope(bad, meta);
+    EXPECT_FALSE(decode_envelope(bad, back, env_len)) << id;
+    std::vector<std::byte> done;
+    append_done(done, id, {});
+    done_record d;
+    EXPECT_FALSE(decode_done(done, d)) << id;
+    std::vector<std::byte> att;
+    append_attempts(att, id, {});
+    attempts_record a;
+    EXPECT_FALSE(decode_attempts(att, a)) << id;
+  }
+}
