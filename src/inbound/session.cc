@@ -521,6 +521,13 @@ void session::timeout() {
   close_with(_tmp);
 }
 
+void session::input_overflow() {
+  if (_state == state::closed) return;
+  _tmp.clear();
+  _tmp.append("421 4.7.0 ").append(_hostname).append(" Error: too much pipelined input");
+  close_with(_tmp);
+}
+
 bool session::shutdown() {
   if (_state == state::closed) return true;
   if (_state == state::pre_helo || _state == state::ready || _state == state::tls_pending ||

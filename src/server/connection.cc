@@ -78,7 +78,7 @@ void connection::on_plain(net::chunk* c, size_t len) {
   _last_input_ms = _shard.now_ms();
   if (_in.size() - _in_head >= max_queued_pieces && !recv_paused()) {
     _pool.release(c);
-    _session.timeout();  // a flood while we wait: drop the client
+    _session.input_overflow();  // a flood while we wait: drop the client
     return;
   }
   _in.push_back({c, 0, uint32_t(len)});

@@ -414,6 +414,7 @@ void batch::reset() {
   _done_targets.clear();
   _unlink.clear();
   _seal.clear();
+  _small_plain.clear();
   _seq = 0;
   _bytes = 0;
   _messages = 0;
@@ -714,7 +715,39 @@ void partition::finish_small_record(record_type type, size_t start, std::string_
   b._bytes += header_size + len;
   batch::entry e{batch::kind::done, {}, 0, cookie};
   std::memcpy(e.id.data(), queue_id.data(), queue_id_len);
+  e.body_off = start;  // where the record's bytes are in _buf (carry_records)
+  e.body_len = header_size + len;
   b._entries.push_back(e);
+}
+
+void partition::carry_records(const batch& failed) {
+  // DONE and ATTEMPTS records state what memory already knows (the live index let go of a
+  // delivered message, or counted its attempts): a failed batch must not lose them, else the
+  // disk never learns it and a restart delivers those messages again (tools/drill-faults:
+  // 293 of 405 after a disk-full episode). They go, unchanged, into the next batch; their
+  // clients (if any) have had their answer, so none is named again.
+  // Sealed spool: take_batch() encrypted them in place for the failed segment position, so
+  // they are carried from the plaintext copy it kept, and sealed again for where they land.
+  batch& b = *_staging;
+  const std::vector<std::byte>& from = failed._small_plain.empty() ? failed._buf : failed._small_plain;
+  for (const batch::entry& e : failed._entries) {
+    if (e.k != batch::kind::done || e.body_len == 0) continue;
+    const size_t start = b._buf.size();
+    b._buf.insert(b._buf.end(), from.begin() + ptrdiff_t(e.body_off),
+                  from.begin() + ptrdiff_t(e.body_off + e.body_len));
+    if (seal_prefix()) b._seal.push_back(start);
+    if (!b._refs.empty() && b._refs.back().own && b._refs.back().off + b._refs.back().len == start)
+      b._refs.back().len += e.body_len;
+    else
+      b._refs.push_back({true, start, nullptr, e.body_len});
+    b._bytes += e.body_len;
+    batch::entry c{batch::kind::done, e.id, 0, nullptr};
+    c.body_off = start;
+    c.body_len = e.body_len;
+    b._entries.push_back(c);
+  }
+  b._done_targets.insert(b._done_targets.end(), failed._done_targets.begin(), failed._done_targets.end());
+  b._unlink.insert(b._unlink.end(), failed._unlink.begin(), failed._unlink.end());
 }
 
 void partition::record_attempts(std::string_view queue_id,
@@ -744,6 +777,16 @@ batch* partition::take_batch() {
   }
   batch& b = *_staging;
   if (!b.error && !b._seal.empty() && !_crypt.counter_left(b._seal.size())) b.error = EOVERFLOW;
+  // Should this batch fail, its DONE/ATTEMPTS records are carried into the next one
+  // (carry_records); sealing overwrites them here, so keep their plaintext (a few dozen bytes each).
+  if (!b._seal.empty())
+    for (batch::entry& e : b._entries)
+      if (e.k == batch::kind::done && e.body_len) {
+        const size_t at = b._small_plain.size();
+        b._small_plain.insert(b._small_plain.end(), b._buf.begin() + ptrdiff_t(e.body_off),
+                              b._buf.begin() + ptrdiff_t(e.body_off + e.body_len));
+        e.body_off = at;
+      }
   // Sealed records are encrypted here, once per record, now that the segment they go to
   // (its salt and counter) is fixed: a roll above may have changed it since stage().
   for (size_t at : b._seal) {
@@ -842,8 +885,9 @@ void partition::complete(batch* b, int64_t write_result, int fsync_result,
       outcomes.emplace_back(e.cookie, ok);
     }
   }
-  // Body files of messages whose last DONE is now durable. (A failed DONE keeps the file:
-  // after a restart the message is pending again and is sent again, never lost.)
+  if (!ok) carry_records(*b);
+  // Body files of messages whose last DONE is now durable. (A failed DONE keeps the file
+  // until the carried record is written.)
   if (ok)
     for (const auto& id : b->_unlink) {
       std::string path = body_path(std::string_view(id.data(), id.size()));

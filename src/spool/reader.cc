@@ -37,9 +37,12 @@ struct reader::read_op final : core::completion {
   char* dst;
   uint64_t offset, length, got = 0;
   std::function<void(bool)> done;
-  // Sealed segment: the record is read into `rec` (header, then payload) and opened there.
+  // Sealed segment: the record is read into `rec` and opened there. One read of the header,
+  // the message's length and a guess for the envelope usually takes it whole; a record
+  // with a longer envelope takes a second read for the rest.
   std::shared_ptr<record_crypt> crypt;
   std::vector<std::byte> rec;
+  enum class phase : uint8_t { plain, first, rest } ph = phase::plain;
   char* target = nullptr;  // where the bytes being read go (dst, or rec)
   uint64_t at = 0, want = 0;
 
@@ -53,17 +56,23 @@ struct reader::read_op final : core::completion {
     delete this;  // drops the pin
     cb(ok);
   }
-  // The record header is in: read the payload after it.
-  bool start_payload() {
+  // The first read is in (`got` bytes from the record's start): open the record when it is
+  // all there, else read the rest of it. False when there is no sealed message record.
+  bool first_done() {
+    if (got < header_size) return false;
     record_header h = decode_header(rec.data());
     if (!header_plausible(h) || h.type != record_type::message || !(h.flags & record_flag_sealed) ||
         (h.flags & record_flag_external_body))
       return false;
-    rec.resize(header_size + h.payload_len);
-    target = reinterpret_cast<char*>(rec.data() + header_size);
-    at = offset + header_size;
-    want = h.payload_len;
-    got = 0;
+    const uint64_t total = header_size + uint64_t(h.payload_len);
+    if (got >= total) {
+      rec.resize(total);
+      return open_record() ? (finish(true), true) : (fail_open(), true);
+    }
+    rec.resize(total);
+    target = reinterpret_cast<char*>(rec.data());
+    want = total;
+    ph = phase::rest;
     arm();
     return true;
   }
@@ -72,12 +81,15 @@ struct reader::read_op final : core::completion {
     record_header h = decode_header(rec.data());
     std::span<std::byte> plain;
     if (!crypt->open(seg->seal, h, std::span(rec).subspan(header_size), plain)) return false;
-    message_meta meta;
     size_t env_len = 0;
-    if (!decode_envelope(plain, meta, env_len, h.version) || plain.size() - env_len < length)
-      return false;
+    if (!envelope_size(plain, h.version, env_len) || plain.size() - env_len < length) return false;
     std::memcpy(dst, plain.data() + env_len, length);
     return true;
+  }
+  void fail_open() {
+    SR_ERROR("spool: the sealed record at %llu of %s failed authentication or is malformed: "
+             "not delivered", (unsigned long long)offset, path.c_str());
+    finish(false);
   }
   void on_complete(int res, unsigned) override {
     if (res > 0) {
@@ -87,17 +99,16 @@ struct reader::read_op final : core::completion {
         return;
       }
     }
-    bool ok = got == want;
-    if (ok && crypt && target != reinterpret_cast<char*>(rec.data() + header_size)) {
-      if (start_payload()) return;
+    if (ph == phase::first && res >= 0) {  // at the segment's end (res 0) the guess was long
+      if (first_done()) return;
       SR_ERROR("spool: no sealed message record at %llu of %s", (unsigned long long)offset, path.c_str());
       finish(false);
       return;
     }
-    if (ok && crypt && !open_record()) {
-      SR_ERROR("spool: the sealed record at %llu of %s failed authentication or is malformed: "
-               "not delivered", (unsigned long long)offset, path.c_str());
-      finish(false);
+    bool ok = got == want;
+    if (ok && ph == phase::rest) {
+      if (open_record()) finish(true);
+      else fail_open();
       return;
     }
     if (!ok)
@@ -279,9 +290,11 @@ void reader::read(const body_ref& where, char* dst, std::function<void(bool)> do
   op->want = where.length;
   if (seg->seal.sealed) {
     op->crypt = _crypt;
-    op->rec.resize(header_size);
+    op->ph = read_op::phase::first;
+    // Header, counter, a typical envelope, the message bytes, the tag.
+    op->rec.resize(header_size + sealed_overhead + 1024 + where.length);
     op->target = reinterpret_cast<char*>(op->rec.data());
-    op->want = header_size;
+    op->want = op->rec.size();
   }
   op->seg = std::move(seg);
   if (op->want == 0) {

@@ -189,6 +189,34 @@ bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, siz
   return true;
 }
 
+bool envelope_size(std::span<const std::byte> payload, uint8_t version, size_t& envelope_len) {
+  const bool v2 = version != format_v1;
+  reader r{payload};
+  auto skip = [&](int len_bytes) {
+    uint64_t n = r.get(len_bytes);
+    if (!r.ok || payload.size() - r.pos < n) {
+      r.ok = false;
+      return;
+    }
+    r.pos += n;
+  };
+  skip(1);     // queue id
+  r.get(8);    // received
+  r.get(1);    // flags
+  if (v2) r.get(1);  // kind
+  skip(2);     // mail from
+  if (v2) {
+    skip(2);   // auth user
+    skip(2);   // message id
+  }
+  uint64_t n = r.get(4);
+  if (!r.ok || n > (payload.size() - r.pos) / 2) return false;
+  for (uint64_t i = 0; i < n && r.ok; ++i) skip(2);
+  if (!r.ok) return false;
+  envelope_len = r.pos;
+  return true;
+}
+
 void append_external_ref(std::vector<std::byte>& out, uint64_t offset, uint64_t length) {
   put_u64(out, offset);
   put_u64(out, length);

@@ -22,8 +22,6 @@ store::store(core::shard& sh, std::unique_ptr<spool::partition> part,
     : _shard(sh), _part(std::move(part)), _interval(commit_interval) {
   _timer_op.self = this;
   _lazy_op.self = this;
-  _lazy_ts.tv_sec = lazy_delay_ms / 1000;
-  _lazy_ts.tv_nsec = (lazy_delay_ms % 1000) * 1'000'000;
 }
 
 store::~store() {
@@ -138,10 +136,12 @@ void store::schedule_commit() {
   });
 }
 
-void store::schedule_lazy_commit() {
+void store::schedule_lazy_commit(int64_t delay_ms) {
   // A batch in flight, an armed commit timer or a posted commit takes these records along.
   if (_batch || _timer_armed || _commit_posted || _lazy_armed) return;
   _lazy_armed = true;
+  _lazy_ts.tv_sec = delay_ms / 1000;
+  _lazy_ts.tv_nsec = (delay_ms % 1000) * 1'000'000;
   io_uring_prep_timeout(_shard.sqe(&_lazy_op), &_lazy_ts, 0, 0);
 }
 
@@ -184,6 +184,7 @@ void store::commit_now() {
   if (b->error) {
     _part->complete(b, -b->error, -b->error, _outcomes);
     deliver(_outcomes);
+    if (_part->staged_records() > 0) schedule_lazy_commit(retry_after_failure_ms);  // carried
     return;
   }
   _batch = b;
@@ -211,11 +212,14 @@ void store::finish_batch() {
   if (_write_err || fs < 0)
     SR_ERROR("spool: batch of %llu bytes failed (write %lld, fsync %d): answering 452",
              (unsigned long long)b->size, (long long)wr, fs);
+  const bool failed = _write_err || fs < 0 || wr != int64_t(b->size);
   _part->complete(b, wr, fs, _outcomes);
   _batch = nullptr;
   deliver(_outcomes);
   if (_part->staged_messages() > 0 || !_failed_now.empty()) commit_now();
-  else if (_part->staged_records() > 0) schedule_lazy_commit();
+  // A failed batch's DONE/ATTEMPTS records are carried to the next one (partition): alone,
+  // they are tried again a second later, not in a loop against a full disk.
+  else if (_part->staged_records() > 0) schedule_lazy_commit(failed ? retry_after_failure_ms : lazy_delay_ms);
 }
 
 spool::message_meta* store::find_meta(void* cookie) {

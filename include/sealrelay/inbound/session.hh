@@ -134,6 +134,9 @@ class session {
   void tls_established();
   // Reply "421 4.4.2 ... timeout" and close (the engine's timers decide when).
   void timeout();
+  // Reply "421 4.7.0 ... too much pipelined input" and close: the client sent more than
+  // the engine holds while a message is being stored (the engine decides when).
+  void input_overflow();
   // Reply "421 4.3.2 ... shutting down" and close when not inside a transaction.
   // Returns true when the session closed now, false when it will close after the
   // current transaction ends.

@@ -82,7 +82,8 @@ class batch {
     uint32_t n_rcpts;
     void* cookie;
     uint64_t body_off = 0;  // message bytes: offset from the batch start, and length
-    uint64_t body_len = 0;  // (external: offset and length in the body file)
+    uint64_t body_len = 0;  // (external: offset and length in the body file); DONE/ATTEMPTS:
+                            // the record in _buf (once sealed: in _small_plain)
     bool external = false;  // the bytes are in the partition's body file large/<id>
   };
   // A byte range of the payload: ours (offset into _buf) or the caller's (ptr).
@@ -101,6 +102,7 @@ class batch {
   std::vector<uint64_t> _done_targets;  // segments of messages this batch's DONE/ATTEMPTS name
   std::vector<std::array<char, queue_id_len>> _unlink;  // body files to delete once durable
   std::vector<size_t> _seal;            // offsets in _buf of records take_batch() seals
+  std::vector<std::byte> _small_plain;  // sealed spool: DONE/ATTEMPTS records before sealing
   uint64_t _bytes = 0;                  // bytes staged so far (record offsets within the batch)
   size_t _messages = 0;                 // message records among _entries
   uint64_t _seq = 0;                    // segment written to
@@ -212,6 +214,8 @@ class partition {
   void reclaim();
   void add_ref(uint64_t seg, uint64_t target);
   void finish_small_record(record_type type, size_t start, std::string_view queue_id, void* cookie);
+  // Move the DONE/ATTEMPTS records of a failed batch into the staging one.
+  void carry_records(const batch& failed);
 
   std::string _dir;
   unsigned _shard;

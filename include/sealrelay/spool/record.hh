@@ -124,6 +124,10 @@ void append_envelope(std::vector<std::byte>& out, const message_meta& meta,
 bool decode_envelope(std::span<const std::byte> payload, message_meta& meta, size_t& envelope_len,
                      uint8_t version = format_v2);
 
+// Return in `envelope_len` the length of the envelope at the start of a MESSAGE payload
+// without decoding it (no allocation: the reader's hot path); false when malformed.
+bool envelope_size(std::span<const std::byte> payload, uint8_t version, size_t& envelope_len);
+
 // Append / parse the external-body reference that follows the envelope of a MESSAGE
 // record flagged record_flag_external_body (parse: false unless exactly external_ref_size).
 void append_external_ref(std::vector<std::byte>& out, uint64_t offset, uint64_t length);

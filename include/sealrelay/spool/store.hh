@@ -28,6 +28,8 @@ class store final : public intake {
   // repeated 870 of 3,000 deliveries (tools/drill-faults); at 5 ms, a handful. Under inbound
   // load a message batch nearly always comes sooner, so it costs few fsyncs of their own.
   static constexpr int64_t lazy_delay_ms = 5;
+  // After a failed batch (disk full) its DONE/ATTEMPTS records are tried again this much later.
+  static constexpr int64_t retry_after_failure_ms = 1000;
 
   std::string next_queue_id() override { return _part->next_queue_id(); }
   void submit(spool::message_meta meta, std::span<const iovec> data,
@@ -61,7 +63,7 @@ class store final : public intake {
     void on_complete(int res, unsigned flags) override;
   };
   void schedule_commit();
-  void schedule_lazy_commit();
+  void schedule_lazy_commit(int64_t delay_ms = lazy_delay_ms);
   void commit_now();
   void on_op(op* o, int res);
   void finish_batch();

@@ -15,6 +15,8 @@
 
 #include "sealrelay/fallback/escrow.hh"
 #include "sealrelay/fallback/handler.hh"
+#include "sealrelay/core/shard.hh"
+#include "sealrelay/spool/body_file.hh"
 #include "sealrelay/spool/partition.hh"
 #include "support/file_io.hh"
 #include "support/cert_files.hh"
@@ -418,6 +420,73 @@ TEST_F(handler_test, a_sealed_segment_is_opened_with_the_spool_keys) {
   r = h.handle(tampered);
   EXPECT_EQ(r.outcomes, std::vector<outcome>{outcome::failed});
   EXPECT_NE(r.detail.find("authentication"), std::string::npos) << r.detail;
+}
+
+TEST_F(handler_test, a_sealed_body_file_is_opened_frame_by_frame) {
+  // A large message's sealed body file (framed, keyring.hh): the hand-off names it from 0
+  // in message bytes, as the spool's message_location does.
+  tls::seal_key key{};
+  for (size_t i = 0; i < key.size(); ++i) key[i] = uint8_t(5 * i + 2);
+  auto keys = std::make_shared<const spool::keyring>(&key, true, std::span<const tls::seal_key>{});
+  core::shard::options so;
+  so.entries = 16;
+  core::shard sh(so);
+  ASSERT_TRUE(sh.init());
+  auto drive = [&](const bool& done) {  // the shard's ring by hand, bounded
+    for (int rounds = 0; !done && rounds < 50; ++rounds) {
+      __kernel_timespec ts{.tv_sec = 1, .tv_nsec = 0};
+      io_uring_cqe* cqe = nullptr;
+      io_uring_submit_and_wait_timeout(&sh.ring(), &cqe, 1, &ts, nullptr);
+      unsigned head, n = 0;
+      io_uring_for_each_cqe(&sh.ring(), head, cqe) {
+        ++n;
+        if (cqe->user_data > core::mailbox_cqe)
+          reinterpret_cast<core::completion*>(cqe->user_data)->on_complete(cqe->res, cqe->flags);
+      }
+      io_uring_cq_advance(&sh.ring(), n);
+    }
+  };
+  std::string body = k_message;
+  while (body.size() < 100 * 1024) body += "HbA1c follow-up line\r\n";
+  const std::string prefix = "Received: from clinic by relay\r\n";
+  std::filesystem::create_directories(path("framed"));
+  const std::string file_path = path("framed/" + std::string(k_queue_id));
+  spool::message_meta meta;
+  meta.queue_id = k_queue_id;
+  meta.received_ms = 1;
+  meta.mail_from = "clinic@src.test";
+  meta.rcpts = k_rcpts;
+  {
+    auto f = spool::body_file::create(sh, file_path, spool::body_file::reserve_for(15, k_rcpts, prefix.size()), keys);
+    ASSERT_TRUE(f) << f.err();
+    bool done = false, ok = false;
+    iovec v{body.data(), body.size()};
+    (*f)->append({&v, 1}, [&](bool r) { ok = r, done = true; });
+    drive(done);
+    ASSERT_TRUE(ok);
+    done = ok = false;
+    iovec pv{const_cast<char*>(prefix.data()), prefix.size()};
+    (*f)->finish(meta, {&pv, 1}, [&](bool r) { ok = r, done = true; });
+    drive(done);
+    ASSERT_TRUE(ok);
+    (*f)->keep();
+  }
+  EXPECT_EQ(read_file(file_path).find("HbA1c"), std::string::npos);  // sealed on disk
+  auto ho = handoff({"pgp@dest.test"}, {method::pgp});
+  ho.segment = file_path;
+  ho.offset = 0;
+  ho.length = prefix.size() + body.size();
+  auto o = options();
+  o.spool_keys = keys;
+  handler h(o, nullptr);
+  auto r = h.handle(ho);
+  ASSERT_EQ(r.outcomes, std::vector<outcome>{outcome::pgp}) << r.detail;
+  EXPECT_NE(gpg_decrypt(read_file(r.outputs.at(0).path)).find("HbA1c follow-up line"), std::string::npos);
+  handler without(options(), nullptr);
+  EXPECT_EQ(without.handle(ho).outcomes, std::vector<outcome>{outcome::failed});
+  auto shorter = ho;
+  shorter.length -= 1;
+  EXPECT_EQ(h.handle(shorter).outcomes, std::vector<outcome>{outcome::failed});
 }
 
 TEST_F(handler_test, a_store_that_is_down_fails_only_escrow) {

@@ -491,6 +491,15 @@ TEST(session, timeout_and_input_after_close) {
   EXPECT_EQ(h.rec.log.size(), n);
 }
 
+TEST(session, input_overflow_replies_421_4_7_0_and_closes) {
+  harness h;
+  h.feed("EHLO c\r\n");
+  h.s.input_overflow();
+  EXPECT_EQ(h.replies().back(), "421 4.7.0 relay.test Error: too much pipelined input");
+  EXPECT_TRUE(h.s.closed());
+  EXPECT_EQ(h.rec.log.back(), "CLOSE");
+}
+
 TEST(session, quit_ignores_rest) {
   harness h;
   h.feed("QUIT\r\nNOOP\r\n");

@@ -159,6 +159,8 @@ TEST_F(spool_seal, reader_opens_sealed_records_whole_and_prefix) {
   ASSERT_TRUE(opened) << opened.err();
   auto& part = **opened;
   std::vector<msg> msgs{make(part, 7), make(part, 8)};
+  // A long envelope (the reader's first read guesses 1 KiB for it): a second read.
+  for (int i = 0; i < 200; ++i) msgs[1].meta.rcpts.push_back("recipient" + std::to_string(i) + "@many.example");
   commit(part, msgs);
   auto locs = part.last_locations();
   ASSERT_EQ(locs.size(), 2u);
@@ -348,4 +350,38 @@ TEST_F(spool_seal, records_seal_for_the_segment_they_land_in) {
     EXPECT_EQ(read_message(rs.messages[i], ring(&_k1, true)), all[i].text);
     EXPECT_EQ(rs.messages[i].done_rcpts, (i < 3 ? std::vector<uint32_t>{0} : std::vector<uint32_t>{}));
   }
+}
+
+// DONE and ATTEMPTS records of a failed batch are carried into the next one (partition.cc,
+// carry_records) and sealed again there: after an fdatasync error the next batch goes to a
+// new segment, with a new salt, where their first sealing would not open.
+TEST_F(spool_seal, carried_done_records_are_sealed_again_for_the_segment_they_land_in) {
+  std::vector<msg> msgs;
+  {
+    auto p = open(ring(&_k1, true));
+    ASSERT_TRUE(p) << p.err();
+    for (int i = 0; i < 3; ++i) msgs.push_back(make(**p, i));
+    commit(**p, msgs);
+    const std::string first = (*p)->active_segment();
+    (*p)->mark_done(msgs[1].meta.queue_id);
+    const std::pair<uint32_t, uint32_t> two[] = {{0, 2}};
+    (*p)->record_attempts(msgs[2].meta.queue_id, two);
+    batch* b = (*p)->take_batch();
+    ASSERT_NE(b, nullptr);
+    auto [w, f] = partition::write_and_sync(b);
+    ASSERT_EQ(w, int64_t(b->size));
+    partition::outcome_list out;
+    (*p)->complete(b, w, -EIO, out);  // as if fdatasync failed: cut, and a new segment next
+    ASSERT_TRUE((*p)->flush(out));
+    EXPECT_NE((*p)->active_segment(), first);
+  }
+  recovered_set rs;
+  auto p = open(ring(&_k1, true), &rs);
+  ASSERT_TRUE(p) << p.err();
+  EXPECT_EQ(rs.discarded_bytes, 0u);
+  EXPECT_EQ(rs.records_skipped, 0u);
+  ASSERT_EQ(rs.messages.size(), 2u);  // message 1 is done
+  EXPECT_EQ(rs.messages[0].meta.queue_id, msgs[0].meta.queue_id);
+  EXPECT_EQ(rs.messages[1].meta.queue_id, msgs[2].meta.queue_id);
+  EXPECT_EQ(rs.messages[1].meta.attempts[0], 2u);
 }
