@@ -34,6 +34,8 @@ shard::shard(const options& opt) : _opt(opt) {}
 
 shard::~shard() {
   if (_ring_ok) io_uring_queue_exit(&_ring);
+  // The ring is gone with every operation on it: what only their CQEs would have freed.
+  for (auto& [key, free_fn] : _orphans) free_fn();
   if (_event_fd >= 0) ::close(_event_fd);
   delete _wake_c;
 }

@@ -126,6 +126,7 @@ struct udp_recv_op final : core::completion {
 // A configured server and its connected UDP socket.
 struct server {
   resolver::impl* owner = nullptr;  // null once the resolver is gone (then the CQE frees us)
+  core::shard* sh = nullptr;        // adopted us when the owner went (core::shard::adopt)
   unsigned index = 0;
   sockaddr_storage addr{};
   std::string text;
@@ -238,6 +239,7 @@ void udp_recv_op::on_complete(int res, unsigned) {
   server* s = srv;
   s->armed = false;
   if (!s->owner) {
+    s->sh->disown(s);
     delete s;
     return;
   }
@@ -570,6 +572,8 @@ resolver::impl::~impl() {
     if (s->armed) {
       // The armed recv still points at `s`: let its (cancelled) CQE free it.
       s->owner = nullptr;
+      s->sh = &sh;
+      sh.adopt(s, [s] { delete s; });  // a shard stopped before that CQE frees it
       io_uring_sqe* sqe = sh.sqe();
       io_uring_prep_cancel(sqe, &s->op, 0);
       io_uring_sqe_set_data64(sqe, core::ignore_cqe);

@@ -63,10 +63,13 @@ struct client::poll_op final : core::completion {
   poll_op(client* c, uint64_t g, bool o) : owner(c), gen(g), out(o) {}
   void on_complete(int res, unsigned) override {
     client* c = owner;
+    // Copied before `delete this`: on_poll(out, ...) read the freed member
+    // (heap-use-after-free found by ASan, issue 12).
+    const bool is_out = out;
     bool current = c && c->_gen == gen;
-    if (current) (out ? c->_out_op : c->_in_op) = nullptr;
+    if (current) (is_out ? c->_out_op : c->_in_op) = nullptr;
     delete this;
-    if (current) c->on_poll(out, res);
+    if (current) c->on_poll(is_out, res);
   }
 };
 

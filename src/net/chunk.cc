@@ -19,7 +19,10 @@ chunk_pool::~chunk_pool() {
 
 void chunk_pool::grow(size_t count) {
   if (count == 0) count = 64;
-  auto* slab = static_cast<std::byte*>(std::aligned_alloc(4096, count * _size));
+  // aligned_alloc wants a size that is a multiple of the alignment (C11 7.22.3.1; ASan
+  // refuses anything else, issue 12): a pool of small chunks (16-byte test chunks) rounds up.
+  size_t bytes = (count * _size + 4095) / 4096 * 4096;
+  auto* slab = static_cast<std::byte*>(std::aligned_alloc(4096, bytes));
   auto* headers = new chunk[count];
   _slabs.push_back(slab);
   _headers.push_back(headers);

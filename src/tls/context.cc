@@ -53,13 +53,17 @@ int wire_version(tls_version v) {
 }
 
 // Create a context with the version range applied; nullptr with `err` set on failure.
-WOLFSSL_CTX* make(WOLFSSL_METHOD* method, tls_version min_v, tls_version max_v,
+// Takes the method's factory, not a method: a method made before the range check was
+// never handed to wolfSSL_CTX_new (which owns and frees it, even when it fails) and
+// leaked on a refused range (LeakSanitizer, issue 12).
+WOLFSSL_CTX* make(WOLFSSL_METHOD* (*method_fn)(), tls_version min_v, tls_version max_v,
                   std::string& err) {
   init_once();
   if (min_v > max_v) {
     err = "tls: min_version above max_version";
     return nullptr;
   }
+  WOLFSSL_METHOD* method = method_fn();
   WOLFSSL_CTX* ctx = method ? wolfSSL_CTX_new(method) : nullptr;
   if (!ctx) {
     err = "tls: cannot create wolfSSL context";
@@ -115,7 +119,7 @@ const char* to_string(tls_version v) {
 sr::result<context> context::server(const std::string& cert_file, const std::string& key_file,
                                      tls_version min_version, tls_version max_version) {
   std::string err;
-  WOLFSSL_CTX* ctx = make(wolfSSLv23_server_method(), min_version, max_version, err);
+  WOLFSSL_CTX* ctx = make(wolfSSLv23_server_method, min_version, max_version, err);
   if (!ctx) return sr::error{err};
   context c(ctx, role::server);  // frees ctx on every early return below
   if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != WOLFSSL_SUCCESS)
@@ -141,7 +145,7 @@ sr::result<context> context::server(const std::string& cert_file, const std::str
 sr::result<context> context::client(const std::string& ca_file, tls_version min_version,
                                      tls_version max_version) {
   std::string err;
-  WOLFSSL_CTX* ctx = make(wolfSSLv23_client_method(), min_version, max_version, err);
+  WOLFSSL_CTX* ctx = make(wolfSSLv23_client_method, min_version, max_version, err);
   if (!ctx) return sr::error{err};
   context c(ctx, role::client);
   if (!ca_file.empty() &&

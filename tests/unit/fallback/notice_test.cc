@@ -186,8 +186,11 @@ TEST(EscrowNotice, HeaderInjectionIsRefused) {
     p = params();
     p.msg_id_local = bad;
     EXPECT_FALSE(escrow_notice(p)) << "msg id " << bad;
+    // portal_url is a string_view: the URL must outlive the call (a temporary here was
+    // freed before escrow_notice read it; ASan's heap-use-after-free, issue 12).
+    const std::string portal = "https://portal.example/" + bad;
     p = params();
-    p.portal_url = "https://portal.example/" + bad;
+    p.portal_url = portal;
     EXPECT_FALSE(escrow_notice(p)) << "portal " << bad;
   }
   // Not an address, or a second one / a display name smuggled in.
