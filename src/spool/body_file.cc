@@ -72,6 +72,14 @@ void body_file::fail_later() {
   });
 }
 
+void body_file::drop_written_frames() {
+  // The frames written last are on disk: keep only the partial frame's plaintext.
+  if (!_sealed_bytes) return;
+  std::memmove(_out.data(), _out.data() + _sealed_bytes, _part);
+  _out.resize(_part);
+  _sealed_bytes = 0;
+}
+
 void body_file::append_sealed(std::span<const iovec> pieces) {
   // Copy into frames; each whole frame is sealed in place, once.
   for (const iovec& v : pieces) {
@@ -119,12 +127,7 @@ void body_file::append(std::span<const iovec> pieces, std::function<void(bool)> 
       fail_later();
       return;
     }
-    // The frames written last: keep only the partial frame's plaintext.
-    if (_sealed_bytes) {
-      std::memmove(_out.data(), _out.data() + _sealed_bytes, _part);
-      _out.resize(_part);
-      _sealed_bytes = 0;
-    }
+    drop_written_frames();
     append_sealed(pieces);
     return;
   }
@@ -135,11 +138,7 @@ void body_file::append(std::span<const iovec> pieces, std::function<void(bool)> 
   }
   _done = std::move(done);
   if (_failed || pieces.size() > IOV_MAX || _pending) {
-    _failed = true;
-    _shard.post([this] {
-      auto cb = std::move(_done);
-      cb(false);
-    });
+    fail_later();
     return;
   }
   _ops[0].expect = n;
@@ -154,11 +153,7 @@ void body_file::finish_sealed(message_meta& meta, std::span<const iovec> prefix)
     fail_later();
     return;
   }
-  if (_sealed_bytes) {
-    std::memmove(_out.data(), _out.data() + _sealed_bytes, _part);
-    _out.resize(_part);
-    _sealed_bytes = 0;
-  }
+  drop_written_frames();
   // The last, partial frame.
   size_t last = 0;
   if (_part) {

@@ -65,6 +65,7 @@ class body_file {
   };
   body_file(core::shard& sh, std::string path, int fd, int dir_fd, uint64_t reserve);
   void on_op(op* o, int res);
+  void drop_written_frames();  // after a sealed write: keep only the partial frame
   void append_sealed(std::span<const iovec> pieces);
   void finish_sealed(message_meta& meta, std::span<const iovec> prefix);
   void fail_later();
