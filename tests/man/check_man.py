@@ -4,7 +4,8 @@
   check_man.py options PAGE.scd BINARY [--source MAIN.cc]
       Every option BINARY's usage text prints (BINARY --help, stdout and stderr, whatever
       its exit status) and every option MAIN.cc compares an argument with (a == "--x") must
-      appear in bold (*--x*) on PAGE.scd. Fails naming each one missing.
+      appear in bold (*--x*) on PAGE.scd, and every option in bold in the page's OPTIONS
+      section must be one of them. Fails naming each one missing or stale.
 
   check_man.py lint PAGE...
       Each built page must render without a groff warning (groff -ww -man -z), and, when
@@ -20,6 +21,7 @@ import sys
 # "-c", "--check-config"; not the "-check" inside "sealrelay-check" or "-Blast" in "X-Blast-Ts".
 OPTION_RE = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 PARSED_RE = re.compile(r'\ba == "(--?[A-Za-z][\w-]*)"')
+BOLD_OPTION_RE = re.compile(r"\*(--?[A-Za-z][\w-]*)\*")
 
 
 def usage_options(binary):
@@ -46,7 +48,15 @@ def check_options(page, binary, source):
     missing = sorted(o for o in where if f"*{o}*" not in scd)
     for o in missing:
         print(f"{page}: option {o} ({where[o]}) is not documented (no *{o}* on the page)")
-    if missing:
+    # The other way: an option the page's OPTIONS section names that the program neither
+    # prints nor parses is stale.
+    section = re.search(r"^# OPTIONS\n(.*?)(?=^# )", scd, re.S | re.M)
+    stale = sorted(set(BOLD_OPTION_RE.findall(section.group(1) if section else "")) - set(where))
+    for o in stale:
+        print(f"{page}: OPTIONS documents {o}, which {os.path.basename(binary)} neither prints nor parses")
+    if not section:
+        print(f"{page}: no '# OPTIONS' section")
+    if missing or stale or not section:
         return 1
     print(f"{os.path.basename(page)}: all {len(where)} options documented: {' '.join(sorted(where))}")
     return 0
