@@ -30,6 +30,7 @@ void usage(FILE* out) {
       "  -c FILE                 configuration (default /etc/sealrelay/sealrelay.toml): its\n"
       "                          server.state_dir holds the socket control.sock\n"
       "  --socket PATH           the control socket itself (no config read)\n"
+      "  -h, --help              print this usage and exit 0\n"
       "commands:\n"
       "  list [--json]           queued messages: id, size, age, sender, recipients with their\n"
       "                          state, attempts, last reason and next retry\n"
