@@ -37,6 +37,8 @@
 #include "sealrelay/util/json.hh"
 #include "sealrelay/util/log.hh"
 
+#include "systemd.hh"
+
 namespace {
 
 void usage(FILE* out) {
@@ -292,7 +294,7 @@ int main(int argc, char** argv) {
               cfg.fallback.socket.c_str());
     }
   }
-  // sealrelay-queue: <state_dir>/control.sock, served from on_ready until the end.
+  // sealrelay-queue: <state_dir>/control.sock, bound before the shards start, served until they stopped.
   sr::relay::control_hub control_hub(ps.inbound.shards);
   ps.control = &control_hub;
   std::unique_ptr<sr::control::server> control;
@@ -370,8 +372,15 @@ int main(int argc, char** argv) {
     SR_INFO("sealrelay ready: %u shards, %llu messages recovered from the spool, listening on %s",
             ps.inbound.shards,
             (unsigned long long)ps.recovered.load(), where.c_str());
+    sr::daemon::notify_ready("ready: " + std::to_string(ps.inbound.shards) + " shards, listening on " + where);
   };
+  hooks.on_stop = [] { sr::daemon::notify_stopping(); };
   hooks.on_reload = [&] {
+    sr::daemon::notify_reloading();
+    // READY=1 again however the reload ends (a bad file keeps the running settings).
+    struct reloaded {
+      ~reloaded() { sr::daemon::notify_ready("ready (reloaded)"); }
+    } ready_again;
     // The users file first: it does not depend on the config parsing again.
     if (directory) {
       auto u = sr::auth::users::load(cfg.auth.users_file);
