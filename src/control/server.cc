@@ -57,10 +57,7 @@ sr::status server::start() {
   if (::lstat(path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return sr::error{path + ": exists and is not a socket"};
     // Live (another relay on this state_dir) or stale (a crashed one).
-    int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool live = probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
-    if (probe >= 0) ::close(probe);
-    if (live) return sr::error{path + ": another relay is listening there"};
+    if (live(path)) return sr::error{path + ": another relay is listening there"};
     if (::unlink(path.c_str()) < 0 && errno != ENOENT)
       return sr::error{path + ": cannot remove the stale socket: " + std::strerror(errno)};
   }
@@ -78,6 +75,17 @@ sr::status server::start() {
   if (::listen(_listen_fd, 16) < 0) return sr::error{path + ": listen: " + std::strerror(errno)};
   _thread = std::thread([this] { serve(); });
   return {};
+}
+
+bool server::live(const std::string& path) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof sa.sun_path) return false;
+  std::memcpy(sa.sun_path, path.c_str(), path.size() + 1);
+  int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool up = probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0;
+  if (probe >= 0) ::close(probe);
+  return up;
 }
 
 void server::stop() {

@@ -305,18 +305,25 @@ int main(int argc, char** argv) {
     return std::make_unique<sr::relay::shard_root>(sh, ps);
   };
   {
-    // Bound before the shards start, so it is there once the relay answers SMTP; a request
-    // that comes before every shard is up is answered "starting". A socket another live
-    // relay listens on stops this start (the same state_dir twice).
+    // Bound before the shards start, so it is there once the relay answers SMTP (a request
+    // that comes while a shard is still starting waits for it, 5 s at most). A socket
+    // another live relay listens on stops this start: two relays on one state_dir would
+    // share a spool. Any other failure (a state_dir path too long for a unix socket) costs
+    // only sealrelay-queue: logged, and the relay runs without it.
     sr::control::server::options co;
     co.socket_path = cfg.server.state_dir + "/" + std::string(sr::control::socket_name);
+    if (sr::control::server::live(co.socket_path)) {
+      SR_ERROR("%s: another relay is running on this state_dir (its control socket answers)",
+               co.socket_path.c_str());
+      return 1;
+    }
     co.handler = [&](const sr::control::request& r) {
       return sr::relay::answer_control(control_hub, cfg, ps.spool_keys, r);
     };
     control = std::make_unique<sr::control::server>(std::move(co));
     if (auto s = control->start(); !s) {
-      SR_ERROR("control socket (sealrelay-queue): %s", s.err().c_str());
-      return 1;
+      SR_ERROR("control socket: %s; sealrelay-queue cannot reach this relay", s.err().c_str());
+      control.reset();
     }
   }
   hooks.on_ready = [&] {

@@ -36,10 +36,12 @@ void control_hub::detach(unsigned i) {
   s.h = nullptr;
   s.gone = true;
   s.inbox.clear();
+  s.queued.store(0, std::memory_order_release);
 }
 
 void control_hub::drain(unsigned i) {
   auto& s = *_slots[i];
+  if (s.queued.load(std::memory_order_acquire) == 0) return;
   for (;;) {
     std::shared_ptr<control_call> call;
     handler h;
@@ -48,6 +50,7 @@ void control_hub::drain(unsigned i) {
       if (s.inbox.empty() || !s.h) return;
       call = std::move(s.inbox.front());
       s.inbox.pop_front();
+      s.queued.store(s.inbox.size(), std::memory_order_release);
       h = s.h;
     }
     shard_answer a;
@@ -69,6 +72,7 @@ std::shared_ptr<control_call> control_hub::ask_all(const control::request& req, 
       continue;
     }
     sp->inbox.push_back(call);  // a shard still starting answers once attached
+    sp->queued.store(sp->inbox.size(), std::memory_order_release);
     if (sp->sh) sp->sh->wake();  // under the lock: detach() cannot free the shard meanwhile
   }
   std::unique_lock lk(call->mu);

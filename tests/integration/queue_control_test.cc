@@ -2,8 +2,8 @@
 // real control socket. A fake MX answering 451 keeps mail deferred (retry 1 h, so only the
 // tool makes it move); list, show and stats report it; flush delivers once the MX is back;
 // hold outlives a restart and release delivers; delete is audited and sends a DSN only with
-// --dsn; requeue retries at once with the attempt count reset; the socket is 0600; exit codes
-// 1 and 2; and commands run while a bounded sealrelay-blast load flows, which all arrives.
+// --dsn; requeue retries at once with the attempt count reset; the socket is 0600, a stale
+// one replaced, a live one stops a second relay; exit codes 1 and 2; and commands run while a bounded sealrelay-blast load flows, which all arrives.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -328,6 +328,11 @@ TEST_F(QueueControl, SocketIsOwnerOnlyAndExitCodesSayWhatWentWrong) {
   EXPECT_EQ(run({queue_binary()}).exit_code, 2);
   // --socket names the socket without reading a config.
   EXPECT_EQ(run({queue_binary(), "--socket", sock.string(), "stats"}).exit_code, 0);
+  // A second relay on the same state_dir stops at the live socket (they would share a spool).
+  auto twice = run({relay_binary(), "-c", _relay->config_path().string()}, 20s);
+  EXPECT_EQ(twice.exit_code, 1) << twice.output;
+  EXPECT_TRUE(contains(twice.output, "another relay is running on this state_dir")) << twice.output;
+  EXPECT_EQ(q({"list"}).exit_code, 0);  // the first one's socket is untouched
 
   EXPECT_EQ(_relay->stop(), 0);
   EXPECT_FALSE(std::filesystem::exists(sock));

@@ -33,6 +33,8 @@ class server {
   sr::status start();
   // Stop the thread and remove the socket file (idempotent).
   void stop();
+  // Return whether a server listens on the socket at `path` (a connect succeeds).
+  static bool live(const std::string& path);
 
  private:
   void serve();

@@ -4,6 +4,7 @@
 // a shard's queue), waits a bounded time for their answers, and merges them: a message
 // with recipients in several domains has one job on each owner shard, listed as one entry.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -72,6 +73,9 @@ class control_hub {
     std::mutex mu;
     core::shard* sh = nullptr;  // null until attached and after detach
     bool gone = false;          // detached: requests are no longer queued
+    // inbox.size(), readable without the lock: drain() runs on every wake of the shard (each
+    // cross-shard message), and almost always finds nothing.
+    std::atomic<size_t> queued{0};
     handler h;
     std::deque<std::shared_ptr<control_call>> inbox;
   };
