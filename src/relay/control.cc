@@ -4,6 +4,7 @@
 #include "sealrelay/relay/control.hh"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <map>
 
@@ -31,12 +32,22 @@ void control_hub::attach(unsigned i, core::shard& sh, handler h) {
 
 void control_hub::detach(unsigned i) {
   auto& s = *_slots[i];
-  std::lock_guard lk(s.mu);
-  s.sh = nullptr;
-  s.h = nullptr;
-  s.gone = true;
-  s.inbox.clear();
-  s.queued.store(0, std::memory_order_release);
+  std::deque<std::shared_ptr<control_call>> lost;
+  {
+    std::lock_guard lk(s.mu);
+    s.sh = nullptr;
+    s.h = nullptr;
+    s.gone = true;
+    lost.swap(s.inbox);
+    s.queued.store(0, std::memory_order_release);
+  }
+  // Requests this shard will never answer: counted as answered without a part (reported
+  // missing), so the control thread does not wait its whole timeout while the relay stops.
+  for (auto& call : lost) {
+    std::lock_guard lk(call->mu);
+    ++call->answered;
+    call->cv.notify_all();
+  }
 }
 
 void control_hub::drain(unsigned i) {
