@@ -165,6 +165,26 @@ relay_metrics::relay_metrics(registry& r) {
         "Recipients delivered, by negotiated TLS version (plaintext = no TLS).",
         {{"tls", tls_labels[i]}});
   queue_depth = r.add_gauge("sealrelay_queue_depth", "Messages in the spool not yet final.");
+  queue_oldest_age.reserve(r.shards());
+  for (unsigned s = 0; s < r.shards(); ++s) {
+    std::string shard = std::to_string(s);
+    queue_oldest_age.push_back(r.add_gauge(
+        "sealrelay_queue_oldest_age_seconds",
+        "Age of the oldest message queued on the shard (0: none); rescanned every few seconds.",
+        {{"shard", shard}}));
+  }
+  for (size_t p = 0; p < std::size(policy_labels); ++p)
+    for (size_t s = 0; s < std::size(policy_source_labels); ++s)
+      deliveries_by_policy[p * std::size(policy_source_labels) + s] = r.add_counter(
+          "sealrelay_deliveries_by_policy_total",
+          "Recipients delivered, by effective TLS policy and where it came from.",
+          {{"policy", policy_labels[p]}, {"source", policy_source_labels[s]}});
+  for (size_t i = 0; i < std::size(inbound_tls_labels); ++i)
+    inbound_tls_handshakes[i] = r.add_counter("sealrelay_inbound_tls_handshakes_total",
+                                              "Inbound SMTP TLS handshakes completed, by negotiated version.",
+                                              {{"tls", inbound_tls_labels[i]}});
+  inbound_tls_failures = r.add_counter("sealrelay_inbound_tls_failures_total",
+                                       "Inbound SMTP TLS handshakes that failed.");
   connections_inbound = r.add_gauge("sealrelay_connections", "Open SMTP connections.",
                                     {{"direction", "inbound"}});
   connections_outbound = r.add_gauge("sealrelay_connections", "Open SMTP connections.",

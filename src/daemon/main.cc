@@ -35,6 +35,8 @@
 #include "sealrelay/util/json.hh"
 #include "sealrelay/util/log.hh"
 
+#include "systemd.hh"
+
 namespace {
 
 void usage(FILE* out) {
@@ -349,8 +351,15 @@ int main(int argc, char** argv) {
     SR_INFO("sealrelay ready: %u shards, %llu messages recovered from the spool, listening on %s",
             ps.inbound.shards,
             (unsigned long long)ps.recovered.load(), where.c_str());
+    sr::daemon::notify_ready("ready: " + std::to_string(ps.inbound.shards) + " shards, listening on " + where);
   };
+  hooks.on_stop = [] { sr::daemon::notify_stopping(); };
   hooks.on_reload = [&] {
+    sr::daemon::notify_reloading();
+    // READY=1 again however the reload ends (a bad file keeps the running settings).
+    struct reloaded {
+      ~reloaded() { sr::daemon::notify_ready("ready (reloaded)"); }
+    } ready_again;
     // The users file first: it does not depend on the config parsing again.
     if (directory) {
       auto u = sr::auth::users::load(cfg.auth.users_file);

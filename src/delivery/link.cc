@@ -310,14 +310,19 @@ void link::transaction_done(const outbound::txn_result& r) {
       y.reason = x.where == outbound::stage::connection ? report::reason::connection_lost : report::reason::local;
   }
   if (r.delivered) {
+    // Per recipient, like sealrelay_messages_delivered_total, so the series add up to it.
+    auto& c = _ag.counters();
     if (_info.tls) {
-      ++_ag.counters().tls_deliveries;
-      if (_info.tls_version == "TLSv1.3") ++_ag.counters().tls13;
-      else if (_info.tls_version == "TLSv1.2") ++_ag.counters().tls12;
-      else ++_ag.counters().tls_other;
+      c.tls_deliveries += r.delivered;
+      if (_info.tls_version == "TLSv1.3") c.tls13 += r.delivered;
+      else if (_info.tls_version == "TLSv1.2") c.tls12 += r.delivered;
+      else c.tls_other += r.delivered;
     } else {
-      ++_ag.counters().plain_deliveries;
+      c.plain_deliveries += r.delivered;
     }
+    size_t p = size_t(_info.policy), src = size_t(_info.source);
+    if (p < delivery_counters::policies && src < delivery_counters::policy_sources)
+      c.delivered_by_policy[p * delivery_counters::policy_sources + src] += r.delivered;
   }
   if (_failed_tls) {
     // The failed handshake before this plaintext retry was an attempt of its own

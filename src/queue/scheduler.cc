@@ -49,6 +49,7 @@ domain_state& scheduler::domain_of(const job& j) {
 void scheduler::enqueue(std::unique_ptr<job> j) {
   job* raw = j.get();
   _jobs.emplace(raw, std::move(j));
+  if (raw->received_ms && (_oldest_ms == 0 || raw->received_ms < _oldest_ms)) _oldest_ms = raw->received_ms;
   if (raw->next_attempt_ms > _shard.now_ms()) {
     _deferred.emplace(raw->next_attempt_ms, raw);
     return;
@@ -56,6 +57,17 @@ void scheduler::enqueue(std::unique_ptr<job> j) {
   auto& d = domain_of(*raw);
   d.ready.push_back(raw);
   kick(d);
+}
+
+uint64_t scheduler::oldest_received_ms(uint64_t now_ms) {
+  if (_oldest_scanned == 0 || now_ms >= _oldest_scanned + oldest_rescan_ms) {
+    _oldest_scanned = now_ms ? now_ms : 1;
+    uint64_t oldest = 0;
+    for (const auto& [raw, j] : _jobs)
+      if (j->received_ms && (oldest == 0 || j->received_ms < oldest)) oldest = j->received_ms;
+    _oldest_ms = oldest;
+  }
+  return _jobs.empty() ? 0 : _oldest_ms;
 }
 
 void scheduler::kick(domain_state& d) {

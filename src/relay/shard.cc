@@ -6,7 +6,9 @@
 
 #include "sealrelay/handoff/client.hh"
 
+#include <chrono>
 #include <ctime>
+#include <tuple>
 
 #include "sealrelay/admin/metrics.hh"
 #include "sealrelay/audit/writer.hh"
@@ -418,6 +420,20 @@ void shard_root::publish_metrics() {
   m.messages_bounced.cell(me).store(q.bounced, std::memory_order_relaxed);
   m.messages_dropped.cell(me).store(q.dropped, std::memory_order_relaxed);
   m.queue_depth.set(me, int64_t(_sched->depth()));
+  if (me < m.queue_oldest_age.size()) {
+    uint64_t oldest = _sched->oldest_received_ms(_shard.now_ms());
+    auto now = uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count());
+    m.queue_oldest_age[me].set(me, oldest && now > oldest ? int64_t((now - oldest) / 1000) : 0);
+  }
+  {
+    static_assert(std::size(admin::inbound_tls_labels) == std::tuple_size_v<decltype(server::inbound_tls_counts::by_version)>);
+    const auto& t = _server->tls_counts();
+    for (size_t i = 0; i < t.by_version.size(); ++i)
+      m.inbound_tls_handshakes[i].cell(me).store(t.by_version[i], std::memory_order_relaxed);
+    m.inbound_tls_failures.cell(me).store(t.failed, std::memory_order_relaxed);
+  }
   if (_signing) {
     const auto& d = _signing->stats();
     m.dkim_signed.cell(me).store(d.signed_inline + d.signed_pool, std::memory_order_relaxed);
@@ -444,6 +460,12 @@ void shard_root::publish_metrics() {
   m.deliveries("TLSv1.2").cell(me).store(c.tls12, std::memory_order_relaxed);
   m.deliveries("other").cell(me).store(c.tls_other, std::memory_order_relaxed);
   m.store_tls_failures(me, c.tls_failures_by_reason);
+  static_assert(std::size(admin::policy_labels) == delivery::delivery_counters::policies &&
+                std::size(admin::policy_source_labels) == delivery::delivery_counters::policy_sources);
+  static_assert(size_t(config::tls_policy::exclusive) == 2 &&
+                size_t(report::policy_source::requiretls) == 4);
+  for (size_t i = 0; i < c.delivered_by_policy.size(); ++i)
+    m.deliveries_by_policy[i].cell(me).store(c.delivered_by_policy[i], std::memory_order_relaxed);
   auto r = _resolver->stats();
   m.dns_cache_hits.cell(me).store(r.cache_hits, std::memory_order_relaxed);
   m.dns_cache_misses.cell(me).store(r.cache_misses, std::memory_order_relaxed);

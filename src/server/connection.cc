@@ -88,12 +88,14 @@ void connection::on_plain(net::chunk* c, size_t len) {
 void connection::on_tls_ready() {
   _last_input_ms = _shard.now_ms();
   _srv.shared().stats.tls_handshakes.fetch_add(1, std::memory_order_relaxed);
+  _srv.tls_counts().established(tls()->version());
   if (_implicit_tls) _session.greet();
   else _session.tls_established();
 }
 
 void connection::on_tls_failed() {
   _srv.shared().stats.tls_failures.fetch_add(1, std::memory_order_relaxed);
+  ++_srv.tls_counts().failed;
   SR_INFO("%s: TLS handshake failed: %s (wolfSSL %d)", _peer_ip.c_str(), tls()->failure_reason(),
           tls()->error_code());
   stream::close();  // sends the alert wolfSSL queued

@@ -177,6 +177,7 @@ int run(const config::config& cfg, shared_state& st, const runtime_hooks& hooks)
     for (auto& s : slots) any_exited |= s->state == 2;
     if (any_exited) break;
   }
+  if (hooks.on_stop) hooks.on_stop();
   st.draining = true;
   for (auto& s : slots) s->sh->wake();
   for (auto& t : threads) t.join();

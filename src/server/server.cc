@@ -26,6 +26,15 @@ constexpr unsigned ring_entries = 1024;
 constexpr uint16_t buffer_group = 1;
 }  // namespace
 
+void inbound_tls_counts::established(std::string_view version) {
+  // wolfSSL names TLS 1.0 "TLSv1".
+  static constexpr std::string_view known[] = {"TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"};
+  if (version == "TLSv1.0") version = "TLSv1";
+  size_t i = 0;
+  while (i < std::size(known) && known[i] != version) ++i;
+  ++by_version[i];  // i == 4: anything else
+}
+
 uint32_t connection_cap(uint64_t max_connections, uint64_t fd_limit) {
   const uint64_t reserve = std::min<uint64_t>(512, fd_limit / 4);
   const uint64_t room = fd_limit > reserve ? fd_limit - reserve : 1;

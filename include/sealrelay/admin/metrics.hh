@@ -145,6 +145,15 @@ class registry {
 // Values of the tls label of sealrelay_deliveries_total ("plaintext" = no TLS).
 inline constexpr std::string_view tls_labels[] = {"plaintext", "TLSv1.0", "TLSv1.1",
                                                   "TLSv1.2",   "TLSv1.3", "other"};
+// Values of the tls label of sealrelay_inbound_tls_handshakes_total, in the order of
+// server::inbound_tls_counts::by_version.
+inline constexpr std::string_view inbound_tls_labels[] = {"TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3",
+                                                          "other"};
+// Values of the policy and source labels of sealrelay_deliveries_by_policy_total, in the
+// order of config::tls_policy and report::policy_source.
+inline constexpr std::string_view policy_labels[] = {"opportunistic", "forced", "exclusive"};
+inline constexpr std::string_view policy_source_labels[] = {"default", "config", "mta-sts", "dane",
+                                                            "requiretls"};
 // sealrelay_tls_failures_total has one series per report::reason that is_tls_failure()
 // (labelled with its audit token) and one labelled "other" for the rest.
 
@@ -164,6 +173,15 @@ struct relay_metrics {
   counter messages_bounced;    // sealrelay_messages_bounced_total: per recipient, final
   counter deliveries_by_tls[std::size(tls_labels)];  // sealrelay_deliveries_total{tls}
   gauge queue_depth;           // sealrelay_queue_depth: messages in the spool not yet final
+  // sealrelay_queue_oldest_age_seconds{shard}: one series per shard, written by that shard
+  // only (a sum of ages means nothing: dashboards take max()).
+  std::vector<gauge> queue_oldest_age;
+  // sealrelay_deliveries_by_policy_total{policy,source}: recipients delivered, indexed
+  // [policy * std::size(policy_source_labels) + source].
+  counter deliveries_by_policy[std::size(policy_labels) * std::size(policy_source_labels)];
+  // sealrelay_inbound_tls_handshakes_total{tls}: inbound SMTP TLS sessions established.
+  counter inbound_tls_handshakes[std::size(inbound_tls_labels)];
+  counter inbound_tls_failures;  // sealrelay_inbound_tls_failures_total: inbound handshakes failed
   gauge connections_inbound;   // sealrelay_connections{direction="inbound"}
   gauge connections_outbound;  // sealrelay_connections{direction="outbound"}
   counter dns_cache_hits;      // sealrelay_dns_cache_hits_total

@@ -45,7 +45,11 @@ class link;
 struct delivery_counters {
   std::array<uint64_t, report::reason_count> tls_failures_by_reason{};  // indexed by report::reason
   uint64_t tls_deliveries = 0, plain_deliveries = 0;
-  uint64_t tls13 = 0, tls12 = 0, tls_other = 0;
+  uint64_t tls13 = 0, tls12 = 0, tls_other = 0;  // recipients delivered, by TLS version
+  // Recipients delivered by effective policy and its source, indexed
+  // [config::tls_policy * policy_sources + report::policy_source].
+  static constexpr size_t policies = 3, policy_sources = 5;
+  std::array<uint64_t, policies * policy_sources> delivered_by_policy{};
   uint64_t connections = 0, connect_failures = 0, tls_failures = 0;
   uint64_t fallback_handoffs = 0;  // messages handed to the fallback (forced, TLS failed everywhere)
 };

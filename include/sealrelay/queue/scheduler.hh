@@ -120,6 +120,12 @@ class scheduler {
   bool paused() const { return _paused; }
 
   size_t depth() const { return _jobs.size(); }
+  // Unix ms the oldest queued job was received (0: none). A full scan of the jobs runs at
+  // most every oldest_rescan_ms of `now_ms` (monotonic): in between, an enqueue can only
+  // lower it and a finished job leaves it as it was, so it may overstate the age for that
+  // long. That keeps the cost O(depth) per rescan, not per message.
+  uint64_t oldest_received_ms(uint64_t now_ms);
+  static constexpr uint64_t oldest_rescan_ms = 5000;
   const queue_stats& stats() const { return _stats; }
   // Monotonic ms delay before retry number `attempts` (1 = after the first failure).
   uint64_t retry_delay_ms(unsigned attempts) const;
@@ -149,6 +155,8 @@ class scheduler {
   std::priority_queue<timed, std::vector<timed>, std::greater<timed>> _deferred;
   queue_stats _stats;
   bool _paused = false;
+  uint64_t _oldest_ms = 0;       // see oldest_received_ms()
+  uint64_t _oldest_scanned = 0;  // monotonic ms of the last scan (0: never)
 };
 
 }  // namespace sr::queue

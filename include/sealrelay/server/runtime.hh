@@ -43,6 +43,8 @@ struct runtime_hooks {
   std::function<void()> on_second;
   // Called on the main thread for SIGHUP (re-read what can change at run time).
   std::function<void()> on_reload;
+  // Called on the main thread once SIGTERM/SIGINT (or a shard's exit) starts the drain.
+  std::function<void()> on_stop;
 };
 
 // Returns the process exit code: 0 after a clean drain, 1 when start-up failed.

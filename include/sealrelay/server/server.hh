@@ -4,10 +4,13 @@
 // Process-wide state (connection caps, drain flag, counters) is in `shared_state`,
 // touched only through atomics — never a lock.
 #pragma once
+#include <array>
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "sealrelay/config/config.hh"
@@ -41,6 +44,16 @@ struct counters {
   std::atomic<uint64_t> messages_rejected{0};
   std::atomic<uint64_t> tls_handshakes{0};
   std::atomic<uint64_t> tls_failures{0};
+};
+
+// A shard's own inbound TLS counts (plain fields: only its thread writes them; the relay
+// copies them into /metrics on its tick).
+struct inbound_tls_counts {
+  // Handshakes completed, by version: TLSv1.0, TLSv1.1, TLSv1.2, TLSv1.3, anything else.
+  std::array<uint64_t, 5> by_version{};
+  uint64_t failed = 0;  // handshakes that failed
+  // Count one completed handshake that negotiated `version` ("TLSv1.3").
+  void established(std::string_view version);
 };
 
 // The inbound connection cap in force: limits.max_connections, lowered when the process's
@@ -89,6 +102,8 @@ class shard_server {
   void set_authenticator(authenticator* a) { _auth = a; }
   authenticator* auth() { return _auth; }
   size_t connection_count() const { return _conns.size(); }
+  inbound_tls_counts& tls_counts() { return _tls_counts; }
+  const inbound_tls_counts& tls_counts() const { return _tls_counts; }
   // Called by a connection when it is fully closed (deletes it).
   void on_connection_closed(connection* c);
 
@@ -106,6 +121,7 @@ class shard_server {
   authenticator* _auth = nullptr;
   net::conn_list<connection> _conns;
   bool _draining = false;
+  inbound_tls_counts _tls_counts;
 };
 
 }  // namespace sr::server

@@ -184,6 +184,21 @@ TEST(metrics, relay_families_are_registered_once_each) {
   EXPECT_TRUE(has("\nsealrelay_tls_failures_total{reason=\"other\"} 1\n"));
   EXPECT_TRUE(has("\nsealrelay_audit_dropped_total 0\n"));
   EXPECT_TRUE(has("# TYPE sealrelay_queue_depth gauge\n"));
+  // Added for the dashboards (issue 13): one oldest-age series per shard, each written by
+  // its own shard; deliveries by policy and source; inbound TLS by version.
+  ASSERT_EQ(m.queue_oldest_age.size(), 2u);
+  m.queue_oldest_age[0].set(0, 42);
+  m.queue_oldest_age[1].set(1, 7);
+  m.deliveries_by_policy[1 * std::size(admin::policy_source_labels) + 1].inc(1, 3);  // forced, config
+  m.inbound_tls_handshakes[3].inc(0, 4);                                             // TLSv1.3
+  m.inbound_tls_failures.inc(1);
+  text = reg.render();
+  EXPECT_TRUE(has("\nsealrelay_queue_oldest_age_seconds{shard=\"0\"} 42\n")) << text;
+  EXPECT_TRUE(has("\nsealrelay_queue_oldest_age_seconds{shard=\"1\"} 7\n")) << text;
+  EXPECT_TRUE(has("\nsealrelay_deliveries_by_policy_total{policy=\"forced\",source=\"config\"} 3\n")) << text;
+  EXPECT_TRUE(has("\nsealrelay_deliveries_by_policy_total{policy=\"exclusive\",source=\"dane\"} 0\n")) << text;
+  EXPECT_TRUE(has("\nsealrelay_inbound_tls_handshakes_total{tls=\"TLSv1.3\"} 4\n")) << text;
+  EXPECT_TRUE(has("\nsealrelay_inbound_tls_failures_total 1\n")) << text;
   EXPECT_TRUE(has("# TYPE sealrelay_connections gauge\n"));
   // One HELP and one TYPE per family.
   for (const char* fam : {"sealrelay_deliveries_total", "sealrelay_tls_failures_total",

@@ -295,3 +295,40 @@ TEST(dsn, header_section_without_an_empty_line_keeps_whole_lines) {
   EXPECT_EQ(queue::header_section("A: 1\r\nB: 2\r\nC: cut"), "A: 1\r\nB: 2\r\n");
   EXPECT_EQ(queue::header_section("A: no line end"), "");
 }
+
+// sealrelay_queue_oldest_age_seconds reads this: the oldest received time among queued
+// jobs, lowered at once by an older job, raised only by the next rescan after the oldest
+// job finished (a scan per oldest_rescan_ms, not per message), 0 when the queue is empty.
+TEST(scheduler, oldest_received_follows_enqueue_at_once_and_finish_at_the_next_rescan) {
+  core::shard::options o;
+  core::shard sh(o);
+  if (!sh.init()) GTEST_SKIP() << "io_uring is not available here";
+  auto cfg = make_cfg();
+  queue::home_link link;
+  link.mark_done = [](unsigned, const std::string&, std::vector<uint32_t>) {};
+  queue::scheduler s(sh, cfg, link);
+  recorder conn;
+  s.set_connector(&conn);
+  uint64_t t = 1000;  // monotonic ms, as the caller passes them
+  EXPECT_EQ(s.oldest_received_ms(t), 0u) << "empty queue";
+  s.enqueue(make_job("AAAAAAAAAAAAAAA1", "one.test", {"a@one.test"}, 5'000'000));
+  EXPECT_EQ(s.oldest_received_ms(t + 1), 5'000'000u);
+  s.enqueue(make_job("AAAAAAAAAAAAAAA2", "two.test", {"b@two.test"}, 4'000'000));
+  EXPECT_EQ(s.oldest_received_ms(t + 2), 4'000'000u) << "an older job lowers it without a rescan";
+  s.enqueue(make_job("AAAAAAAAAAAAAAA3", "three.test", {"c@three.test"}, 6'000'000));
+  EXPECT_EQ(s.oldest_received_ms(t + 3), 4'000'000u);
+
+  // Deliver the oldest (two.test): until the next rescan the value stays, then it rises.
+  queue::domain_state* two = nullptr;
+  for (auto* d : conn.opened)
+    if (d->name == "two.test") two = d;
+  ASSERT_NE(two, nullptr);
+  queue::job* j = s.take(*two);
+  ASSERT_NE(j, nullptr);
+  std::vector<queue::rcpt_result> res(1);
+  res[0].outcome = queue::rcpt_outcome::delivered;
+  s.finish(j, res);
+  EXPECT_EQ(s.depth(), 2u);
+  EXPECT_EQ(s.oldest_received_ms(t + 4), 4'000'000u) << "no rescan yet";
+  EXPECT_EQ(s.oldest_received_ms(t + queue::scheduler::oldest_rescan_ms), 5'000'000u);
+}
