@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -73,7 +75,14 @@ sr::status server::start() {
   _bound = true;
   ::chmod(path.c_str(), 0600);
   if (::listen(_listen_fd, 16) < 0) return sr::error{path + ": listen: " + std::strerror(errno)};
+  // The thread takes no signals: the daemon starts it before its runtime blocks SIGTERM,
+  // SIGINT and SIGHUP for sigtimedwait(), and a signal delivered here would kill the process
+  // instead of draining it (Shutdown.SigtermWithIdleSessionsExitsPromptly caught that).
+  sigset_t all, before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &before);
   _thread = std::thread([this] { serve(); });
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
   return {};
 }
 
