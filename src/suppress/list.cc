@@ -3,6 +3,9 @@
 // batches of up to a second's worth), so a lookup never sees a half-built list.
 #include "sealrelay/suppress/list.hh"
 
+#include <pthread.h>
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -27,7 +30,14 @@ result<std::unique_ptr<list>> list::open(const std::string& path) {
   std::unique_ptr<list> l(new list(std::move(s.value())));
   l->_data_version = l->_store->data_version();
   l->publish(std::move(all.value()));
+  // The thread starts with every signal blocked (it inherits the mask): it is created
+  // before the daemon's runtime blocks SIGTERM/SIGHUP for sigtimedwait, and a SIGTERM the
+  // kernel handed to it would kill the relay instead of draining it.
+  sigset_t mask, old;
+  sigfillset(&mask);
+  pthread_sigmask(SIG_BLOCK, &mask, &old);
   l->_thread = std::thread([p = l.get()] { p->run(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return l;
 }
 
