@@ -27,6 +27,7 @@ const char* to_string(outcome o) {
     case outcome::pgp: return "pgp";
     case outcome::smime: return "smime";
     case outcome::dropped: return "dropped";
+    case outcome::deleted: return "deleted";
     case outcome::suppressed: return "suppressed";
   }
   return "deferred";

@@ -18,6 +18,7 @@
 #include "sealrelay/auth/hasher.hh"
 #include "sealrelay/auth/users.hh"
 #include "sealrelay/config/config.hh"
+#include "sealrelay/control/server.hh"
 #include "sealrelay/dkim/pool.hh"
 #include "sealrelay/handoff/client.hh"
 #include "sealrelay/handoff/supervisor.hh"
@@ -25,6 +26,7 @@
 #include "sealrelay/policy/fallback.hh"
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/policy/table.hh"
+#include "sealrelay/relay/control.hh"
 #include "sealrelay/relay/shard.hh"
 #include "sealrelay/suppress/list.hh"
 #include "sealrelay/server/auth.hh"
@@ -307,12 +309,38 @@ int main(int argc, char** argv) {
               cfg.fallback.socket.c_str());
     }
   }
+  // sealrelay-queue: <state_dir>/control.sock, bound before the shards start, served until they stopped.
+  sr::relay::control_hub control_hub(ps.inbound.shards);
+  ps.control = &control_hub;
+  std::unique_ptr<sr::control::server> control;
   std::unique_ptr<sr::admin::server> admin;
   std::atomic<bool> running{false};
   sr::server::runtime_hooks hooks;
   hooks.make_shard = [&](sr::core::shard& sh) -> std::unique_ptr<sr::server::shard_unit> {
     return std::make_unique<sr::relay::shard_root>(sh, ps);
   };
+  {
+    // Bound before the shards start, so it is there once the relay answers SMTP (a request
+    // that comes while a shard is still starting waits for it, 5 s at most). A socket
+    // another live relay listens on stops this start: two relays on one state_dir would
+    // share a spool. Any other failure (a state_dir path too long for a unix socket) costs
+    // only sealrelay-queue: logged, and the relay runs without it.
+    sr::control::server::options co;
+    co.socket_path = cfg.server.state_dir + "/" + std::string(sr::control::socket_name);
+    if (sr::control::server::live(co.socket_path)) {
+      SR_ERROR("%s: another relay is running on this state_dir (its control socket answers)",
+               co.socket_path.c_str());
+      return 1;
+    }
+    co.handler = [&](const sr::control::request& r) {
+      return sr::relay::answer_control(control_hub, cfg, ps.spool_keys, r);
+    };
+    control = std::make_unique<sr::control::server>(std::move(co));
+    if (auto s = control->start(); !s) {
+      SR_ERROR("control socket: %s; sealrelay-queue cannot reach this relay", s.err().c_str());
+      control.reset();
+    }
+  }
   hooks.on_ready = [&] {
     running = true;
     if (!cfg.admin.listen.empty()) {
@@ -409,6 +437,7 @@ int main(int argc, char** argv) {
             n, sr::config::to_string(fresh.value().outbound.default_policy));
   };
   int rc = sr::server::run(cfg, ps.inbound, hooks);
+  if (control) control->stop();
   if (admin) admin->stop();
   if (sidecar_sup) sidecar_sup->stop();
   return rc;

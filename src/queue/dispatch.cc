@@ -45,6 +45,7 @@ std::vector<std::unique_ptr<job>> split_by_domain(spooled_message m, std::span<c
     r.address = std::move(m.rcpts[i]);
     r.index = i;
     if (i < m.attempts.size()) r.attempts = m.attempts[i];  // numbering continues after a restart
+    if (i < m.held.size() && m.held[i]) j->held = true;      // held before a restart
     j->rcpts.push_back(std::move(r));
   }
   for (size_t k = 0; k < jobs.size(); ++k) {
@@ -77,6 +78,7 @@ std::string_view to_string(shard_msg_kind k) {
     case shard_msg_kind::deliver_job: return "deliver-job";
     case shard_msg_kind::mark_done: return "mark-done";
     case shard_msg_kind::record_attempts: return "record-attempts";
+    case shard_msg_kind::record_hold: return "record-hold";
   }
   return "unknown";
 }
@@ -129,6 +131,20 @@ void dispatcher::send_attempts(unsigned home, const std::string& queue_id,
   _boxes.send(_shard, home, std::move(m));
 }
 
+void dispatcher::send_hold(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices,
+                           bool held) {
+  if (home == _shard.index()) {
+    if (_record_hold) _record_hold(queue_id, std::move(indices), held);
+    return;
+  }
+  shard_msg m;
+  m.kind = shard_msg_kind::record_hold;
+  m.queue_id = queue_id;
+  m.indices = std::move(indices);
+  m.held = held;
+  _boxes.send(_shard, home, std::move(m));
+}
+
 void dispatcher::on_message(shard_msg&& m) {
   switch (m.kind) {
     case shard_msg_kind::deliver_job:
@@ -139,6 +155,9 @@ void dispatcher::on_message(shard_msg&& m) {
       return;
     case shard_msg_kind::record_attempts:
       if (_record_attempts) _record_attempts(m.queue_id, std::move(m.counts));
+      return;
+    case shard_msg_kind::record_hold:
+      if (_record_hold) _record_hold(m.queue_id, std::move(m.indices), m.held);
       return;
   }
   SR_WARN("queue: cross-shard message of unknown kind %u ignored", unsigned(m.kind));

@@ -50,6 +50,7 @@ void scheduler::enqueue(std::unique_ptr<job> j) {
   job* raw = j.get();
   _jobs.emplace(raw, std::move(j));
   if (raw->received_ms && (_oldest_ms == 0 || raw->received_ms < _oldest_ms)) _oldest_ms = raw->received_ms;
+  if (raw->held) return;  // held before a restart (HOLD record): waits for release
   if (raw->next_attempt_ms > _shard.now_ms()) {
     _deferred.emplace(raw->next_attempt_ms, raw);
     return;
@@ -100,6 +101,7 @@ job* scheduler::take(domain_state& d) {
     d.ready.pop_front();
     if (_screen && screen_out(j)) continue;  // every recipient suppressed: nothing to send
     ++d.in_progress;
+    j->in_flight = true;
     return j;
   }
   return nullptr;
@@ -127,6 +129,12 @@ bool scheduler::screen_out(job* j) {
 void scheduler::give_back(job* j) {
   auto& d = domain_of(*j);
   --d.in_progress;
+  j->in_flight = false;
+  if (j->delete_after) {
+    delete_now(j, j->delete_after == 2);
+    return;
+  }
+  if (j->held) return;
   d.ready.push_front(j);
 }
 
@@ -165,6 +173,7 @@ void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
 void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   auto& d = domain_of(*j);
   --d.in_progress;
+  j->in_flight = false;
   // Callers that audit pass one result per recipient and have called expire() first: then
   // the results are read where they are (no copy of their strings per delivery).
   std::vector<rcpt_result> own;
@@ -192,6 +201,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
     if (res.outcome == rcpt_outcome::deferred || res.outcome == rcpt_outcome::bounced) {
       if (!res.reply.empty()) r.last_reply = res.reply;
       if (!res.mx.empty()) r.last_mx = res.mx;
+      r.last_reason = res.reason;
     }
     switch (res.outcome) {
       case rcpt_outcome::delivered:
@@ -253,7 +263,12 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   j->body.clear();
   j->body.shrink_to_fit();  // a deferred message waits on disk, not in memory
   j->next_attempt_ms = _shard.now_ms() + retry_delay_ms(attempts);
-  _deferred.emplace(j->next_attempt_ms, j);
+  if (j->delete_after) {
+    // Deleted by the operator during this attempt: what it delivered stays delivered.
+    delete_now(j, j->delete_after == 2);
+  } else if (!j->held) {  // held during this attempt: waits for release
+    _deferred.emplace(j->next_attempt_ms, j);
+  }
   kick(d);
 }
 
@@ -324,14 +339,176 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
 void scheduler::on_tick() {
   uint64_t now = _shard.now_ms();
   std::vector<domain_state*> touched;
-  while (!_deferred.empty() && _deferred.top().first <= now) {
-    job* j = _deferred.top().second;
-    _deferred.pop();
+  while (!_deferred.empty() && _deferred.begin()->first <= now) {
+    job* j = _deferred.begin()->second;
+    _deferred.erase(_deferred.begin());
     auto& d = domain_of(*j);
     d.ready.push_back(j);
     touched.push_back(&d);
   }
   for (auto* d : touched) kick(*d);
+}
+
+const char* to_string(job_state s) {
+  switch (s) {
+    case job_state::ready: return "ready";
+    case job_state::deferred: return "deferred";
+    case job_state::held: return "held";
+    case job_state::active: return "active";
+  }
+  return "unknown";
+}
+
+void scheduler::for_each_job(const std::function<void(const job&, job_state, uint64_t)>& fn) const {
+  const uint64_t now = _shard.now_ms(), wall = unix_ms();
+  for (const auto& [raw, j] : _jobs) {
+    job_state st = j->in_flight ? job_state::active
+                   : j->held    ? job_state::held
+                   : j->next_attempt_ms > now ? job_state::deferred
+                                              : job_state::ready;
+    uint64_t next = st == job_state::deferred ? wall + (j->next_attempt_ms - now) : 0;
+    fn(*j, st, next);
+  }
+}
+
+std::vector<job*> scheduler::select(const job_selector& sel) const {
+  const uint64_t now = _shard.now_ms();
+  std::vector<job*> out;
+  for (const auto& [raw, j] : _jobs) {
+    bool match = sel.all;
+    if (!sel.queue_id.empty()) match = j->queue_id == sel.queue_id;
+    else if (!sel.domain.empty()) match = j->domain == sel.domain;
+    else if (sel.all_deferred) match = !j->held && !j->in_flight && j->next_attempt_ms > now;
+    if (match) out.push_back(raw);
+  }
+  // _jobs is unordered: act in arrival order so that a flush keeps the oldest first.
+  std::sort(out.begin(), out.end(), [](const job* a, const job* b) {
+    return a->received_ms != b->received_ms ? a->received_ms < b->received_ms : a->queue_id < b->queue_id;
+  });
+  return out;
+}
+
+void scheduler::detach(job* j) {
+  auto& d = domain_of(*j);
+  if (auto it = std::find(d.ready.begin(), d.ready.end(), j); it != d.ready.end()) d.ready.erase(it);
+  _deferred.erase({j->next_attempt_ms, j});
+}
+
+void scheduler::make_due(job* j) {
+  j->next_attempt_ms = 0;
+  auto& d = domain_of(*j);
+  d.ready.push_back(j);
+  kick(d);
+}
+
+void scheduler::persist_hold(const job& j, bool held) {
+  if (!_link.record_hold) return;
+  std::vector<uint32_t> idx;
+  idx.reserve(j.rcpts.size());
+  for (const auto& r : j.rcpts) idx.push_back(r.index);
+  _link.record_hold(j.home, j.queue_id, std::move(idx), held);
+}
+
+control_result scheduler::hold(const job_selector& sel) {
+  control_result res;
+  for (job* j : select(sel)) {
+    ++res.matched;
+    if (j->held) continue;
+    j->held = true;
+    persist_hold(*j, true);
+    if (j->in_flight) {
+      ++res.pending;  // finish() / give_back() leave it held
+      continue;
+    }
+    detach(j);
+    ++res.applied;
+  }
+  return res;
+}
+
+control_result scheduler::release(const job_selector& sel) {
+  control_result res;
+  for (job* j : select(sel)) {
+    ++res.matched;
+    if (!j->held) continue;
+    j->held = false;
+    persist_hold(*j, false);
+    ++res.applied;
+    if (!j->in_flight) make_due(j);
+  }
+  return res;
+}
+
+control_result scheduler::flush(const job_selector& sel) {
+  control_result res;
+  const uint64_t now = _shard.now_ms();
+  for (job* j : select(sel)) {
+    ++res.matched;
+    if (j->held || j->in_flight || j->next_attempt_ms <= now) continue;  // already due (or held)
+    detach(j);
+    make_due(j);
+    ++res.applied;
+  }
+  return res;
+}
+
+control_result scheduler::requeue(const job_selector& sel) {
+  control_result res;
+  for (job* j : select(sel)) {
+    ++res.matched;
+    for (auto& r : j->rcpts) r.attempts = 0;
+    if (j->held) {
+      j->held = false;
+      persist_hold(*j, false);
+    }
+    ++res.applied;
+    if (j->in_flight) continue;  // its attempt is running: finish() schedules it
+    detach(j);
+    make_due(j);
+  }
+  return res;
+}
+
+control_result scheduler::remove(const job_selector& sel, bool dsn) {
+  control_result res;
+  for (job* j : select(sel)) {
+    ++res.matched;
+    if (j->in_flight) {
+      j->delete_after = dsn ? 2 : 1;
+      ++res.pending;
+      continue;
+    }
+    detach(j);
+    delete_now(j, dsn);
+    ++res.applied;
+  }
+  return res;
+}
+
+void scheduler::delete_now(job* j, bool dsn) {
+  if (_on_delete) _on_delete(*j);
+  _stats.deleted += j->rcpts.size();
+  std::vector<uint32_t> idx;
+  for (const auto& r : j->rcpts) idx.push_back(r.index);
+  const bool sends_dsn = dsn && !j->mail_from.empty() && j->kind != message_kind::dsn;
+  if (sends_dsn) {
+    std::vector<const job_rcpt*> failed;
+    std::vector<rcpt_result> why;
+    for (const auto& r : j->rcpts) {
+      failed.push_back(&r);
+      rcpt_result w;
+      w.outcome = rcpt_outcome::bounced;
+      w.status = "5.0.0";
+      w.reply = "deleted from the queue by the operator" +
+                (r.last_reply.empty() ? std::string() : "; last error: " + r.last_reply);
+      w.mx = r.last_mx;
+      why.push_back(std::move(w));
+    }
+    bounce(*j, std::move(failed), why, std::move(idx));  // DONE once the DSN is durable
+  } else if (_link.mark_done) {
+    _link.mark_done(j->home, j->queue_id, std::move(idx));
+  }
+  _jobs.erase(j);
 }
 
 }  // namespace sr::queue

@@ -22,6 +22,7 @@
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/queue/job.hh"
 #include "sealrelay/queue/scheduler.hh"
+#include "sealrelay/relay/control.hh"
 #include "sealrelay/server/auth.hh"
 #include "sealrelay/server/store.hh"
 #include "sealrelay/spool/store.hh"
@@ -92,7 +93,9 @@ struct shard_root::suppression_view final : server::recipient_filter, delivery::
 
 shard_root::shard_root(core::shard& sh, process_state& ps) : _shard(sh), _ps(ps) {}
 
-shard_root::~shard_root() = default;
+shard_root::~shard_root() {
+  if (_ps.control) _ps.control->detach(_shard.index());
+}
 
 status shard_root::start() {
   if (status s = open_spool(); !s) return s;
@@ -236,12 +239,19 @@ status shard_root::start_delivery() {
     meta.rcpts = {std::move(rcpt)};
     intake().submit_owned(std::move(meta), std::move(text), std::move(stored));
   };
+  link.record_hold = [this](unsigned home, const std::string& qid, std::vector<uint32_t> idx, bool held) {
+    _dispatch->send_hold(home, qid, std::move(idx), held);
+  };
   _sched = std::make_unique<queue::scheduler>(_shard, cfg, std::move(link));
+  _sched->on_delete([this](const queue::job& j) { audit_deleted(j); });
   _dispatch = std::make_unique<queue::dispatcher>(
       _shard, _ps.mail, *_sched,
       [this](const std::string& qid, std::vector<uint32_t> idx) { _store->mark_done(qid, idx); });
   _dispatch->on_record_attempts([this](const std::string& qid, std::vector<std::pair<uint32_t, uint32_t>> c) {
     _store->record_attempts(qid, c);
+  });
+  _dispatch->on_record_hold([this](const std::string& qid, std::vector<uint32_t> idx, bool held) {
+    _store->record_hold(qid, idx, held);
   });
   if (_ps.policies) _policy_reader = std::make_unique<policy::reader>(*_ps.policies);
   _agent = std::make_unique<delivery::agent>(_shard, cfg, *_sched, *_resolver, _server->pool(),
@@ -286,7 +296,74 @@ status shard_root::start_delivery() {
   }
   if (!recovered.empty()) SR_INFO("queue: %zu recovered messages queued for delivery", recovered.size());
   if (_ps.metrics) _shard.on_tick([this] { publish_metrics(); });
+  if (_ps.control)
+    _ps.control->attach(_shard.index(), _shard,
+                        [this](const control::request& r, shard_answer& out) { on_control(r, out); });
   return {};
+}
+
+void shard_root::on_control(const control::request& r, shard_answer& out) {
+  using control::command;
+  if (r.cmd == command::list || r.cmd == command::stats || r.cmd == command::show) {
+    _sched->for_each_job([&](const queue::job& j, queue::job_state st, uint64_t next) {
+      if (r.cmd == command::show && j.queue_id != r.target) return;
+      job_snapshot s;
+      s.queue_id = j.queue_id;
+      s.domain = j.domain;
+      s.from = j.mail_from;
+      s.msg_id = j.msg_id;
+      s.state = queue::to_string(st);
+      s.home = j.home;
+      s.received_ms = j.received_ms;
+      s.size = j.length;
+      s.next_attempt_ms = next;
+      if (r.cmd == command::show) {
+        s.segment = j.segment;
+        s.offset = j.offset;
+      }
+      for (const auto& x : j.rcpts)
+        s.rcpts.push_back({x.address, x.attempts, x.last_reply,
+                           x.last_reason == report::reason::none ? std::string()
+                                                                 : std::string(report::to_string(x.last_reason))});
+      out.jobs.push_back(std::move(s));
+    });
+    return;
+  }
+  queue::job_selector sel;
+  if (r.all_deferred) sel.all_deferred = true;
+  else if (control::is_queue_id(r.target)) sel.queue_id = r.target;
+  else if (!r.target.empty()) sel.domain = r.target;
+  else sel.all = true;
+  queue::control_result res;
+  switch (r.cmd) {
+    case command::flush: res = _sched->flush(sel); break;
+    case command::hold: res = _sched->hold(sel); break;
+    case command::release: res = _sched->release(sel); break;
+    case command::requeue: res = _sched->requeue(sel); break;
+    case command::remove: res = _sched->remove(sel, r.dsn); break;
+    default: break;
+  }
+  out.matched = res.matched;
+  out.applied = res.applied;
+  out.pending = res.pending;
+}
+
+void shard_root::audit_deleted(const queue::job& j) {
+  SR_INFO("%s: %zu recipients (%s) deleted by the operator", j.queue_id.c_str(), j.rcpts.size(), j.domain.c_str());
+  if (!_audit) return;
+  for (const auto& rc : j.rcpts) {
+    audit::record r;
+    r.queue_id = j.queue_id;
+    if (!j.msg_id.empty()) r.msg_id = j.msg_id;
+    r.kind = j.kind;
+    r.from = j.mail_from;
+    r.rcpt = rc.address;
+    r.domain = j.domain;
+    r.attempt = rc.attempts + 1;
+    r.policy = _ps.cfg.outbound.default_policy;
+    r.outcome = audit::outcome::deleted;
+    _audit->append(r);
+  }
 }
 
 // MTA-STS (src/sts): this shard's policy cache (loaded from state_dir: only the domains
@@ -399,6 +476,7 @@ void shard_root::queue_durable(spool::message_meta& meta, const spool::message_l
     m.kind = queue::message_kind::dsn;
   m.msg_id = std::move(meta.msg_id);
   m.attempts = std::move(meta.attempts);
+  m.held = std::move(meta.held);
   m.queue_id = std::move(meta.queue_id);
   m.home = _shard.index();
   m.segment = loc.segment;

@@ -158,8 +158,9 @@ const char* parse_record(std::span<const std::byte> seg, uint64_t pos, parsed_re
     if (out.meta.external_body &&
         !decode_external_ref(payload.subspan(out.env_len), out.meta.body_offset, out.meta.body_length))
       return "malformed external body reference";
-  } else if (out.h.type == record_type::attempts) {
-    if (!decode_attempts(payload, out.attempts)) return "malformed attempts record";
+  } else if (out.h.type == record_type::attempts || out.h.type == record_type::hold) {
+    if (!decode_attempts(payload, out.attempts))
+      return out.h.type == record_type::hold ? "malformed hold record" : "malformed attempts record";
   } else if (!decode_done(payload, out.done)) {
     return "malformed done record";
   }
@@ -282,6 +283,18 @@ sr::status scan_segment(const std::string& path, uint64_t seq, unsigned shard, b
         auto& m = st.msgs[it->second];
         for (auto [i, n] : a.counts)
           if (i < m.m.meta.attempts.size()) m.m.meta.attempts[i] = std::max(m.m.meta.attempts[i], n);
+        add_unique(st.refs[seq], m.seq);
+      }
+    } else if (rec.h.type == record_type::hold) {
+      // Held by the operator (sealrelay-queue hold/release): the last record wins.
+      const attempts_record& a = rec.attempts;
+      note_id(st, shard, a.queue_id);
+      auto it = st.by_id.find(a.queue_id);
+      if (it != st.by_id.end()) {
+        auto& m = st.msgs[it->second];
+        if (m.m.meta.held.empty()) m.m.meta.held.assign(m.m.meta.rcpts.size(), 0);
+        for (auto [i, h] : a.counts)
+          if (i < m.m.meta.held.size()) m.m.meta.held[i] = h ? 1 : 0;
         add_unique(st.refs[seq], m.seq);
       }
     } else {
@@ -763,6 +776,24 @@ void partition::record_attempts(std::string_view queue_id,
   append_attempts(b._buf, queue_id, counts);
   finish_small_record(record_type::attempts, start, queue_id, nullptr);
   // The segment holding this record must outlive the message's (else the counts go back).
+  b._done_targets.push_back(it->second.seq);
+}
+
+void partition::record_hold(std::string_view queue_id, std::span<const uint32_t> indices, bool held) {
+  if (queue_id.size() != queue_id_len || indices.empty()) return;
+  qid key;
+  std::memcpy(key.data(), queue_id.data(), queue_id_len);
+  auto it = _live.find(key);
+  if (it == _live.end()) return;  // finished meanwhile: nothing left to hold
+  std::vector<std::pair<uint32_t, uint32_t>> marks;
+  marks.reserve(indices.size());
+  for (uint32_t i : indices) marks.emplace_back(i, held ? 1u : 0u);
+  batch& b = *_staging;
+  const size_t start = b._buf.size();
+  b._buf.resize(start + header_size + seal_prefix());
+  append_attempts(b._buf, queue_id, marks);
+  finish_small_record(record_type::hold, start, queue_id, nullptr);
+  // As ATTEMPTS: the segment holding this record must outlive the message's.
   b._done_targets.push_back(it->second.seq);
 }
 

@@ -113,7 +113,7 @@ bool header_plausible(const record_header& h) {
   if (h.flags & ~(record_flag_external_body | record_flag_sealed)) return false;
   if ((h.flags & record_flag_external_body) && h.type != record_type::message) return false;
   return h.type == record_type::message || h.type == record_type::done ||
-         h.type == record_type::attempts;
+         h.type == record_type::attempts || h.type == record_type::hold;
 }
 
 uint32_t payload_crc(std::span<const std::byte> payload) {

@@ -116,6 +116,13 @@ void store::record_attempts(const std::string& queue_id,
   else flush_adopted();
 }
 
+void store::record_hold(const std::string& queue_id, std::span<const uint32_t> indices, bool held) {
+  spool::partition& p = partition_of(queue_id);
+  p.record_hold(queue_id, indices, held);
+  if (&p == _part.get()) schedule_lazy_commit();
+  else flush_adopted();
+}
+
 void store::schedule_commit() {
   if (_batch) return;  // finish_batch() commits what gathered meanwhile
   if (_interval.count() > 0 && !_timer_armed && _failed_now.empty()) {

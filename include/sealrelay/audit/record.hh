@@ -27,15 +27,17 @@ enum class cert_status : uint8_t {
   verified,  // chains to tls.ca_file (or DANE) and names the host
   invalid,   // checked and failed; the record's `reason` says why
 };
-// What became of this recipient on this attempt. suppressed: the address is on the
-// suppression list ([suppression], issue 14); final, no host contacted (mx and ip null).
-enum class outcome : uint8_t { delivered, deferred, bounced, escrowed, pgp, smime, dropped, suppressed };
+// What became of this recipient on this attempt. deleted: the operator deleted it from
+// the queue (sealrelay-queue delete, issue 13); final, no attempt made (mx and ip null).
+// suppressed: the address is on the suppression list ([suppression], issue 14); final, no
+// host contacted (mx and ip null).
+enum class outcome : uint8_t { delivered, deferred, bounced, escrowed, pgp, smime, dropped, deleted, suppressed };
 
 using report::to_string;  // kind, policy_source: their JSON tokens
 // Return the JSON token: "none", "verified", "invalid".
 const char* to_string(cert_status c);
 // Return the JSON token: "delivered", "deferred", "bounced", "escrowed", "pgp", "smime",
-// "dropped", "suppressed".
+// "dropped", "deleted", "suppressed".
 const char* to_string(outcome o);
 
 struct record {

@@ -35,6 +35,7 @@ struct spooled_message {
   bool requiretls = false;        // RFC 8689 (see job.hh)
   bool tls_required_no = false;
   std::vector<uint32_t> attempts;  // per recipient, recovered from the spool (may be empty)
+  std::vector<uint8_t> held;       // per recipient, 1 = held by the operator (HOLD records)
 };
 
 // Return one job per recipient domain, in first-seen order, for the recipients of `m`
@@ -47,6 +48,7 @@ enum class shard_msg_kind : uint8_t {
   deliver_job,  // owner shard: queue `job_to_queue` for delivery
   mark_done,    // home shard: recipients `indices` of `queue_id` are final (DONE record)
   record_attempts,  // home shard: (index, attempts) of pending recipients (ATTEMPTS record)
+  record_hold,      // home shard: recipients `indices` held / released (`held`; HOLD record)
 };
 std::string_view to_string(shard_msg_kind k);
 
@@ -56,6 +58,7 @@ struct shard_msg {
   std::string queue_id;            // mark_done
   std::vector<uint32_t> indices;   // mark_done
   std::vector<std::pair<uint32_t, uint32_t>> counts;  // record_attempts
+  bool held = false;               // record_hold
 };
 
 using shard_mailboxes = core::mailboxes<shard_msg>;
@@ -83,6 +86,11 @@ class dispatcher {
   // Tell `home` how many attempts the pending recipients of `queue_id` have made.
   void send_attempts(unsigned home, const std::string& queue_id,
                      std::vector<std::pair<uint32_t, uint32_t>> counts);
+  // Record held / released recipients at the home shard (set by the composition root).
+  using record_hold_fn = std::function<void(const std::string& queue_id, std::vector<uint32_t> indices, bool held)>;
+  void on_record_hold(record_hold_fn fn) { _record_hold = std::move(fn); }
+  // Tell `home` that recipients `indices` of `queue_id` are held (or released).
+  void send_hold(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices, bool held);
   // Messages held back because a destination ring is full.
   size_t backlog() const { return _boxes.backlog(_shard.index()); }
 
@@ -94,6 +102,7 @@ class dispatcher {
   scheduler& _sched;
   mark_done_fn _mark_done;
   record_attempts_fn _record_attempts;
+  record_hold_fn _record_hold;
 };
 
 }  // namespace sr::queue

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "sealrelay/report/reason.hh"
 #include "sealrelay/spool/record.hh"
 
 namespace sr::queue {
@@ -24,6 +25,7 @@ struct job_rcpt {
   unsigned attempts = 0;   // attempts made so far (recorded in the spool: survives a restart)
   std::string last_reply;  // for the DSN when it finally bounces
   std::string last_mx;
+  report::reason last_reason = report::reason::none;  // our own reason when no reply (list, stats)
 };
 
 struct job {
@@ -42,6 +44,12 @@ struct job {
   bool requiretls = false;       // MAIL FROM ... REQUIRETLS (RFC 8689): verified TLS or bounce
   bool tls_required_no = false;  // "TLS-Required: No" (RFC 8689): MTA-STS and DANE ignored
   std::string body;           // message bytes once loaded (empty while waiting)
+  // Operator control (sealrelay-queue, scheduler.hh): a held job is never taken (Postfix's
+  // hold queue); a job taken by a connection is in flight until finish()/give_back(), and
+  // a delete asked for meanwhile is applied then (delete_after: 1 = delete, 2 = with DSN).
+  bool held = false;
+  bool in_flight = false;
+  uint8_t delete_after = 0;
 };
 
 // Return the lower-cased domain part of an address ("" when there is none).

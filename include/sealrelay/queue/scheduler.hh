@@ -3,13 +3,15 @@
 // connections through a `connector`, each pulling jobs with take() (so one
 // connection carries several messages) and reporting per-recipient results with
 // finish(). Deferred recipients wait on a timer heap (outbound.retry, then every
-// last interval) until outbound.max_queue_age, when they bounce.
+// last interval) until outbound.max_queue_age, when they bounce. The operator's
+// commands (sealrelay-queue: hold, release, flush, requeue, delete) act on jobs here, on
+// the owner shard's thread, and take effect at once.
 #pragma once
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <queue>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -97,11 +99,41 @@ struct home_link {
   // once it is durable (or could not be stored).
   std::function<void(unsigned home, std::string text, std::string rcpt,
                      std::function<void(bool durable)> stored)> spool_dsn;
+  // Recipients `indices` of `queue_id` are held (or released): write a HOLD record at home
+  // so that a restart keeps them held (sealrelay-queue hold/release).
+  std::function<void(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices,
+                     bool held)> record_hold;
+};
+
+// Which jobs an operator command acts on (sealrelay-queue); exactly one field is set.
+struct job_selector {
+  std::string queue_id;       // every job of this message on this shard
+  std::string domain;         // every job of this recipient domain (lower case)
+  bool all_deferred = false;  // every job waiting for its next retry (not held, not in flight)
+  bool all = false;           // every job
+};
+
+// Where a job is, as `sealrelay-queue list` shows it.
+enum class job_state : uint8_t {
+  ready,     // due: waiting for a connection
+  deferred,  // waiting for its next retry
+  held,      // held by the operator: never taken until released
+  active,    // taken by a connection right now
+};
+// Return "ready", "deferred", "held", "active".
+const char* to_string(job_state s);
+
+// What an operator command did on one shard.
+struct control_result {
+  size_t matched = 0;  // jobs the selector named
+  size_t applied = 0;  // jobs changed now
+  size_t pending = 0;  // jobs in flight: applied when their attempt ends (delete, hold)
 };
 
 struct queue_stats {
   uint64_t delivered = 0, deferred = 0, bounced = 0, dropped = 0, dsn_sent = 0;
   uint64_t handed_off = 0;  // recipients the fallback took (escrowed, pgp, smime)
+  uint64_t deleted = 0;     // recipients the operator deleted (sealrelay-queue delete)
   uint64_t suppressed = 0;  // recipients dropped before delivery (suppression list)
 };
 
@@ -138,6 +170,29 @@ class scheduler {
   void pause(bool paused);
   bool paused() const { return _paused; }
 
+  // Operator control (sealrelay-queue), on this shard's thread.
+  // Call fn for every job: its state and the unix ms of its next attempt (0 = due now).
+  void for_each_job(const std::function<void(const job&, job_state, uint64_t next_unix_ms)>& fn) const;
+  // Hold: the jobs leave the ready and retry queues and are never taken until released
+  // (held jobs do not expire while held; on release an expired one bounces at its next
+  // attempt). A job in flight is held when its attempt ends. Recorded at home (record_hold).
+  control_result hold(const job_selector& sel);
+  // Release held jobs: due now.
+  control_result release(const job_selector& sel);
+  // Make waiting jobs due now (held ones stay held).
+  control_result flush(const job_selector& sel);
+  // Postfix's postsuper -r, adapted: release, forget the attempt count (the retry backoff
+  // starts again; the spool keeps the highest count it recorded) and the next-retry time,
+  // due now. The TLS policy is resolved again at every attempt anyway.
+  control_result requeue(const job_selector& sel);
+  // Delete: the recipients become final (DONE at home, so the spool reclaims the message)
+  // and the delete observer audits each one; with `dsn` the sender gets a DSN (status
+  // 5.0.0, not for the null sender), and DONE waits for it to be durable. A job in flight
+  // is deleted when its attempt ends: recipients delivered by it stay delivered.
+  control_result remove(const job_selector& sel, bool dsn);
+  // Called with each job just before it is deleted (its rcpts are the deleted recipients).
+  void on_delete(std::function<void(const job&)> fn) { _on_delete = std::move(fn); }
+
   size_t depth() const { return _jobs.size(); }
   // Unix ms the oldest queued job was received (0: none). A full scan of the jobs runs at
   // most every oldest_rescan_ms of `now_ms` (monotonic): in between, an enqueue can only
@@ -166,6 +221,17 @@ class scheduler {
   // left, and then `j` is gone.
   bool screen_out(job* j);
 
+  // Jobs `sel` names, in a stable order (control commands change the containers).
+  std::vector<job*> select(const job_selector& sel) const;
+  // Take `j` out of the ready or retry queue (it stays in _jobs).
+  void detach(job* j);
+  // Put `j` on its domain's ready queue and open connections for it.
+  void make_due(job* j);
+  // Write HOLD (held) or its release for every recipient of `j` at home.
+  void persist_hold(const job& j, bool held);
+  // Delete `j` now (see remove()); `j` is gone afterwards.
+  void delete_now(job* j, bool dsn);
+
   core::shard& _shard;
   const config::config& _cfg;
   home_link _link;
@@ -175,7 +241,9 @@ class scheduler {
   std::unordered_map<std::string, std::unique_ptr<domain_state>> _domains;
   std::unordered_map<job*, std::unique_ptr<job>> _jobs;
   using timed = std::pair<uint64_t, job*>;
-  std::priority_queue<timed, std::vector<timed>, std::greater<timed>> _deferred;
+  // Ordered by time: a set (not a heap) so that hold, flush and delete can take a job out.
+  std::set<timed> _deferred;
+  std::function<void(const job&)> _on_delete;
   queue_stats _stats;
   bool _paused = false;
   uint64_t _oldest_ms = 0;       // see oldest_received_ms()

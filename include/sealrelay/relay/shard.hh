@@ -11,6 +11,7 @@
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/dkim/signers.hh"
 #include "sealrelay/queue/dispatch.hh"
+#include "sealrelay/queue/job.hh"
 #include "sealrelay/server/runtime.hh"
 #include "sealrelay/server/server.hh"
 
@@ -77,7 +78,14 @@ namespace sr::suppress {
 class list;
 }
 
+namespace sr::control {
+struct request;
+}
+
 namespace sr::relay {
+
+class control_hub;
+struct shard_answer;
 
 // What every shard of the relay shares (built by the daemon before the shards start).
 struct process_state {
@@ -107,6 +115,8 @@ struct process_state {
   std::shared_ptr<const spool::keyring> spool_keys;
   // The suppression list ([suppression] enabled; null when off).
   suppress::list* suppression = nullptr;
+  // sealrelay-queue's requests into the shards (relay/control.hh); null = no control socket.
+  control_hub* control = nullptr;
 };
 
 // Return cfg's [[dkim]] entries as the dkim module takes them.
@@ -144,6 +154,10 @@ class shard_root final : public server::shard_unit {
   void publish_metrics();
   void start_auth();
   void start_suppression();
+  // Answer a sealrelay-queue request from this shard's queue (relay/control.hh).
+  void on_control(const control::request& r, shard_answer& out);
+  // Audit recipients the operator deleted (outcome "deleted").
+  void audit_deleted(const queue::job& j);
 
   core::shard& _shard;
   process_state& _ps;

@@ -156,6 +156,8 @@ class partition {
   // pending, so attempt numbers survive a restart (recovery returns them in meta.attempts).
   void record_attempts(std::string_view queue_id,
                        std::span<const std::pair<uint32_t, uint32_t>> counts);
+  // Stage a HOLD record: recipients `indices` of a live message are held (or released).
+  void record_hold(std::string_view queue_id, std::span<const uint32_t> indices, bool held);
   // Turn everything staged into one batch; null when nothing is staged or one is in flight.
   batch* take_batch();
   // Finish the in-flight batch: write_result = bytes written or -errno, fsync_result = 0 or

@@ -6,6 +6,10 @@
 //     authenticated user and the Message-ID.
 //   DONE payload:     queue id + "all" or a list of finished recipient indices
 //   ATTEMPTS payload: queue id + (recipient index, attempts made) pairs (v2 only)
+//   HOLD payload (v2 only; added by issue 13, sealrelay-queue hold/release): the ATTEMPTS
+//     layout with (recipient index, 1 = held / 0 = released) pairs; the last one wins.
+//     Spools written before it have none and read as before; a build older than it skips
+//     a HOLD record as a bad record (the message is then delivered, not held).
 //   MESSAGE with header flag record_flag_external_body (v2 only): envelope + body offset u64
 //     + body length u64; the message bytes live in the partition's body file
 //     large/<queue id>, which holds at that offset a complete MESSAGE record of its own
@@ -49,6 +53,7 @@ enum class record_type : uint8_t {
   done = 2,      // recipients of an earlier message finished (delivered, bounced, handed off)
   attempts = 3,  // delivery attempts made so far for recipients of an earlier message (v2)
   key = 4,       // first record of a sealed segment: which key, and the segment's salt (v2)
+  hold = 5,      // recipients of an earlier message held or released by the operator (v2)
 };
 
 // What a stored message is (the record's `kind` byte; the audit's `kind`).
@@ -81,6 +86,9 @@ struct message_meta {
   // Attempts made per recipient (index = recipient); filled by recovery, not stored
   // in the MESSAGE record but in later ATTEMPTS records. Empty = none yet.
   std::vector<uint32_t> attempts;
+  // Held recipients (index = recipient, 1 = held), from the last HOLD record of each; filled
+  // by recovery like `attempts`. Empty = none held.
+  std::vector<uint8_t> held;
   // Not in the envelope: set when the message bytes are in the partition's body file
   // (record_flag_external_body); body_offset/body_length say where in it.
   bool external_body = false;
@@ -142,6 +150,8 @@ bool decode_done(std::span<const std::byte> payload, done_record& out);
 // Append an ATTEMPTS payload.
 void append_attempts(std::vector<std::byte>& out, std::string_view queue_id,
                      std::span<const std::pair<uint32_t, uint32_t>> counts);
+// A HOLD payload is an ATTEMPTS payload whose counts are (index, 1 held / 0 released):
+// written with append_attempts, read with decode_attempts.
 // Parse an ATTEMPTS payload; returns false when malformed.
 bool decode_attempts(std::span<const std::byte> payload, attempts_record& out);
 

@@ -54,6 +54,8 @@ class store final : public intake {
   void mark_done(const std::string& queue_id, const std::vector<uint32_t>& indices);
   // Record (recipient index, attempts so far) of a pending message (group commit).
   void record_attempts(const std::string& queue_id, std::span<const std::pair<uint32_t, uint32_t>> counts);
+  // Record that recipients `indices` of `queue_id` are held or released (HOLD record).
+  void record_hold(const std::string& queue_id, std::span<const uint32_t> indices, bool held);
   // Messages found in the spool at start-up, not yet finished (for the queue).
   std::vector<spool::recovered_message> recovered;
 

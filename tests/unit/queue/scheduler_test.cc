@@ -332,3 +332,124 @@ TEST(scheduler, oldest_received_follows_enqueue_at_once_and_finish_at_the_next_r
   EXPECT_EQ(s.oldest_received_ms(t + 4), 4'000'000u) << "no rescan yet";
   EXPECT_EQ(s.oldest_received_ms(t + queue::scheduler::oldest_rescan_ms), 5'000'000u);
 }
+
+// sealrelay-queue's operations (issue 13) on a real scheduler: hold keeps a job from being
+// taken and is recorded at home; flush makes a deferred job due; release makes a held job
+// due; requeue forgets the attempt count; delete makes the recipients final (DONE) and is
+// observed (audit); a delete of a job in flight waits for its attempt to end and keeps
+// what that attempt delivered.
+TEST(scheduler, operator_hold_flush_release_requeue_and_delete) {
+  core::shard::options o;
+  core::shard sh(o);
+  if (!sh.init()) GTEST_SKIP() << "io_uring is not available here";
+  auto cfg = make_cfg();
+  cfg.outbound.retry = {std::chrono::hours(1)};
+  std::vector<std::pair<std::string, std::vector<uint32_t>>> done;
+  std::vector<std::tuple<std::string, std::vector<uint32_t>, bool>> holds;
+  std::vector<std::string> dsn_to;
+  queue::home_link link;
+  link.mark_done = [&](unsigned, const std::string& id, std::vector<uint32_t> idx) { done.emplace_back(id, idx); };
+  link.record_hold = [&](unsigned, const std::string& id, std::vector<uint32_t> idx, bool held) {
+    holds.emplace_back(id, idx, held);
+  };
+  link.spool_dsn = [&](unsigned, std::string, std::string to, std::function<void(bool)> stored) {
+    dsn_to.push_back(to);
+    stored(true);
+  };
+  queue::scheduler s(sh, cfg, link);
+  std::vector<std::string> deleted;
+  s.on_delete([&](const queue::job& j) {
+    for (const auto& r : j.rcpts) deleted.push_back(j.queue_id + " " + r.address);
+  });
+  recorder conn;
+  s.set_connector(&conn);
+  auto state_of = [&](const std::string& id) {
+    std::string st;
+    s.for_each_job([&](const queue::job& j, queue::job_state js, uint64_t) {
+      if (j.queue_id == id) st = queue::to_string(js);
+    });
+    return st;
+  };
+  auto defer_all = [&](queue::domain_state& d) {
+    while (queue::job* j = s.take(d)) {
+      std::vector<queue::rcpt_result> res(j->rcpts.size());
+      for (auto& r : res) r.reply = "451 4.7.1 later";
+      s.finish(j, res);
+    }
+  };
+
+  s.enqueue(make_job("AAAAAAAAAAAAAAA1", "example.net", {"a@example.net", "b@example.net"}, unix_ms()));
+  s.enqueue(make_job("AAAAAAAAAAAAAAA2", "example.net", {"c@example.net"}, unix_ms()));
+  ASSERT_FALSE(conn.opened.empty());
+  queue::domain_state& d = *conn.opened[0];
+  defer_all(d);
+  EXPECT_EQ(state_of("AAAAAAAAAAAAAAA1"), "deferred");
+  EXPECT_EQ(s.take(d), nullptr);  // the next retry is an hour away
+
+  // hold: recorded at home; a flush leaves it alone.
+  queue::job_selector one;
+  one.queue_id = "AAAAAAAAAAAAAAA1";
+  auto r = s.hold(one);
+  EXPECT_EQ(r.matched, 1u);
+  EXPECT_EQ(r.applied, 1u);
+  ASSERT_EQ(holds.size(), 1u);
+  EXPECT_EQ(std::get<1>(holds[0]), (std::vector<uint32_t>{0, 1}));
+  EXPECT_TRUE(std::get<2>(holds[0]));
+  EXPECT_EQ(state_of("AAAAAAAAAAAAAAA1"), "held");
+  queue::job_selector all;
+  all.all = true;
+  r = s.flush(all);
+  EXPECT_EQ(r.matched, 2u);
+  EXPECT_EQ(r.applied, 1u);  // the other one
+  queue::job* j = s.take(d);
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(j->queue_id, "AAAAAAAAAAAAAAA2");
+  EXPECT_EQ(state_of("AAAAAAAAAAAAAAA2"), "active");
+  EXPECT_EQ(s.take(d), nullptr);  // the held one is never taken
+
+  // delete of a job in flight: pending until its attempt ends; nothing final before.
+  queue::job_selector two;
+  two.queue_id = "AAAAAAAAAAAAAAA2";
+  r = s.remove(two, false);
+  EXPECT_EQ(r.pending, 1u);
+  EXPECT_TRUE(deleted.empty());
+  std::vector<queue::rcpt_result> res(1);
+  res[0].reply = "451 4.7.1 later";
+  s.finish(j, res);
+  EXPECT_EQ(deleted, std::vector<std::string>{"AAAAAAAAAAAAAAA2 c@example.net"});
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].first, "AAAAAAAAAAAAAAA2");
+  EXPECT_EQ(s.depth(), 1u);
+
+  // release: due now, taken; requeue forgets the attempts.
+  r = s.release(one);
+  EXPECT_EQ(r.applied, 1u);
+  EXPECT_FALSE(std::get<2>(holds.back()));
+  j = s.take(d);
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(j->rcpts[0].attempts, 1u);
+  s.give_back(j);
+  r = s.requeue(one);
+  EXPECT_EQ(r.applied, 1u);
+  j = s.take(d);
+  ASSERT_NE(j, nullptr);
+  EXPECT_EQ(j->rcpts[0].attempts, 0u);
+  std::vector<queue::rcpt_result> res2(2);
+  res2[0].outcome = queue::rcpt_outcome::delivered;
+  res2[1].reply = "451 4.7.1 later";
+  s.finish(j, res2);
+
+  // delete with a DSN: the sender hears of the deleted recipient only; DONE after the DSN.
+  done.clear();
+  queue::job_selector dom;
+  dom.domain = "example.net";
+  r = s.remove(dom, true);
+  EXPECT_EQ(r.applied, 1u);
+  EXPECT_EQ(dsn_to, std::vector<std::string>{"sender@origin.test"});
+  EXPECT_EQ(deleted.back(), "AAAAAAAAAAAAAAA1 b@example.net");
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].second, std::vector<uint32_t>{1});
+  EXPECT_EQ(s.depth(), 0u);
+  EXPECT_EQ(s.stats().deleted, 2u);
+  EXPECT_EQ(s.remove(dom, false).matched, 0u);
+}

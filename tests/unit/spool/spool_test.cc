@@ -858,6 +858,31 @@ TEST_F(spool, v2_fields_and_attempt_counts_survive_a_restart) {
   EXPECT_STREQ(to_string(message_kind::tlsrpt), "tlsrpt");
 }
 
+// sealrelay-queue hold/release (issue 13): HOLD records, the last one per recipient wins;
+// a spool without them (every spool written before) recovers with nothing held.
+TEST_F(spool, hold_records_survive_a_restart_and_the_last_one_wins) {
+  test_msg m, n;
+  {
+    auto p = open();
+    ASSERT_TRUE(p);
+    m = make_msg(*p, 1, 100, 2, {"a@one.example", "b@two.example", "c@two.example"});
+    n = make_msg(*p, 2, 100, 2, {"d@one.example"});
+    commit(*p, {&m, &n});
+    p->record_hold(m.meta.queue_id, std::vector<uint32_t>{1, 2}, true);
+    p->record_hold(m.meta.queue_id, std::vector<uint32_t>{0}, true);
+    p->record_hold(m.meta.queue_id, std::vector<uint32_t>{0}, false);  // released again
+    partition::outcome_list out;
+    ASSERT_TRUE(p->flush(out));
+  }
+  recovered_set rs;
+  auto p = open(&rs);
+  ASSERT_TRUE(p);
+  ASSERT_EQ(rs.messages.size(), 2u);
+  EXPECT_EQ(rs.messages[0].meta.held, (std::vector<uint8_t>{0, 1, 1}));
+  EXPECT_TRUE(rs.messages[1].meta.held.empty());  // never held
+  EXPECT_EQ(rs.discarded_bytes, 0u);
+}
+
 TEST_F(spool, attempts_records_keep_their_segment_until_the_message_is_done) {
   test_msg m;
   std::string first_seg;
