@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -32,8 +33,28 @@ double sample(const std::string& text, const std::string& series) {
   return v;
 }
 
+std::string queue_binary() {
+  const char* bin = std::getenv("SEALRELAY_QUEUE_BIN");
+  return bin ? bin : "sealrelay-queue";
+}
+
 class Suppression : public ::testing::Test, public world {
  protected:
+  // `sealrelay-queue -c <the relay's config> args...`.
+  run_result queue_tool(std::vector<std::string> args) const {
+    std::vector<std::string> argv = {queue_binary(), "-c", _relay->config_path().string()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run(argv, 20s);
+  }
+  // Poll (up to 5 s) until RCPT TO `rcpt` is answered with a reply starting with `prefix`:
+  // the relay re-reads the list within a second of the operator's change.
+  bool wait_rcpt(const std::string& rcpt, const std::string& prefix) {
+    for (int i = 0; i < 50; ++i) {
+      if (starts_with(rcpt_reply(rcpt), prefix)) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  }
   // The relay with [suppression] action = `action` and /metrics on a free port.
   relay* start(const std::string& action) {
     _metrics_port = free_port();
@@ -139,8 +160,33 @@ TEST_F(Suppression, BadMailboxIsListedAndRefusedAtRcptAlsoAfterARestart) {
   EXPECT_TRUE(starts_with(rcpt_reply("gone@dest.test"), "550 5.1.1")) << _relay->log();
   EXPECT_TRUE(starts_with(rcpt_reply("ok@dest.test"), "250"));
   EXPECT_TRUE(contains(_relay->log(), "suppression: 1 addresses listed")) << _relay->log();
+
+  // The operator's tool: list, add (in any case), remove; the running relay follows.
+  auto listed = queue_tool({"suppress", "list"});
+  EXPECT_EQ(listed.exit_code, 0) << listed.output;
+  EXPECT_TRUE(contains(listed.output, "gone@dest.test")) << listed.output;
+  EXPECT_TRUE(contains(listed.output, "bounce")) << listed.output;
+  EXPECT_TRUE(contains(listed.output, "550 5.1.1")) << listed.output;
+  auto added = queue_tool({"suppress", "add", "Op@Dest.test"});
+  EXPECT_EQ(added.exit_code, 0) << added.output;
+  EXPECT_TRUE(wait_rcpt("op@dest.test", "550 5.1.1")) << rcpt_reply("op@dest.test");
+  auto removed = queue_tool({"suppress", "remove", "gone@dest.test"});
+  EXPECT_EQ(removed.exit_code, 0) << removed.output;
+  EXPECT_TRUE(wait_rcpt("gone@dest.test", "250")) << rcpt_reply("gone@dest.test");
+  EXPECT_EQ(queue_tool({"suppress", "remove", "gone@dest.test"}).exit_code, 1);  // not listed
+  EXPECT_EQ(queue_tool({"suppress", "add", "not-an-address"}).exit_code, 2);
+  auto json = queue_tool({"suppress", "list", "--json"});
+  EXPECT_EQ(json.exit_code, 0);
+  EXPECT_TRUE(contains(json.output, "{\"suppressed\":[{\"added_ms\":")) << json.output;
+  EXPECT_TRUE(contains(json.output, "\"address\":\"op@dest.test\"")) << json.output;
+  EXPECT_FALSE(contains(json.output, "gone@dest.test")) << json.output;
+
   ASSERT_EQ(_relay->stop(), 0) << _relay->log();  // the MX writes a session when it closes
   EXPECT_EQ(offered(*mx, "gone@dest.test"), 1u);
+  // The list is a file: the tool reads it with the relay stopped too.
+  auto stopped = queue_tool({"suppress", "list"});
+  EXPECT_EQ(stopped.exit_code, 0) << stopped.output;
+  EXPECT_TRUE(contains(stopped.output, "op@dest.test  ")) << stopped.output;
 }
 
 TEST_F(Suppression, DropModeAuditsTheDropAndNeverOffersTheAddressToTheMx) {
