@@ -143,6 +143,9 @@ m2 = record(1, envelope(Q2, [b"dave@example.com"]) + body)
 put("spool", "one-message", b"\x02" + m1)
 put("spool", "two-messages-one-done", b"\x02" + m1 + m2 + record(2, done(Q2)))
 put("spool", "partial-done-attempts", b"\x02" + m1 + record(2, done(Q1, [1])) + record(3, attempts(Q1, [(0, 3)])))
+# HOLD records (type 5, issue 13: sealrelay-queue hold/release): the ATTEMPTS layout with
+# (recipient, 1 held / 0 released); the last one wins.
+put("spool", "hold-records", b"\x02" + m1 + record(5, attempts(Q1, [(0, 1), (1, 1)])) + record(5, attempts(Q1, [(1, 0)])))
 put("spool", "v1-record", b"\x02" + record(1, envelope(Q1, [b"bob@example.net"], v2=False) + body, version=0))
 put("spool", "external-body", b"\x02" + record(1, envelope(Q2, [b"x@y.example"]) + struct.pack("<QQ", 0, 4096), flags=1))
 put("spool", "torn-tail", b"\x02" + m1 + m2[: len(m2) // 2])

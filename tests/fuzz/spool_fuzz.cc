@@ -93,6 +93,7 @@ struct seen {
   size_t rcpts;
   std::vector<uint32_t> done;
   std::vector<uint32_t> attempts;
+  std::vector<uint8_t> held;  // HOLD records (issue 13)
   bool operator==(const seen&) const = default;
 };
 
@@ -102,6 +103,8 @@ std::vector<seen> check_set(const spool::recovered_set& set, const std::vector<u
   for (const auto& m : set.messages) {
     CHECK(hex_id(m.meta.queue_id));
     CHECK(m.meta.attempts.size() == m.meta.rcpts.size());
+    CHECK(m.meta.held.empty() || m.meta.held.size() == m.meta.rcpts.size());
+    for (uint8_t h : m.meta.held) CHECK(h <= 1);
     CHECK(m.done_rcpts.size() < m.meta.rcpts.size());   // recovered: at least one pending
     for (size_t i = 0; i < m.done_rcpts.size(); ++i) {
       CHECK(m.done_rcpts[i] < m.meta.rcpts.size());
@@ -114,7 +117,7 @@ std::vector<seen> check_set(const spool::recovered_set& set, const std::vector<u
       CHECK(m.segment == seg);
       CHECK(in_valid_record(img, m.offset, m.length));
     }
-    out.push_back({m.meta.queue_id, m.offset, m.length, m.meta.rcpts.size(), m.done_rcpts, m.meta.attempts});
+    out.push_back({m.meta.queue_id, m.offset, m.length, m.meta.rcpts.size(), m.done_rcpts, m.meta.attempts, m.meta.held});
   }
   return out;
 }

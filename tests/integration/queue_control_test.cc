@@ -233,7 +233,10 @@ TEST_F(QueueControl, HoldOutlivesARestartAndReleaseDelivers) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(good->wait_messages(2)) << _relay->log();
   EXPECT_TRUE(wait_listed(0));
-  (void)b;
+  auto msgs = good->messages();
+  ASSERT_EQ(msgs.size(), 2u);
+  EXPECT_TRUE(contains(msgs[1].data, "Subject: by domain")) << msgs[1].data;
+  EXPECT_TRUE(contains(msgs[1].data, b)) << msgs[1].data;  // its Received: names its queue id
 }
 
 TEST_F(QueueControl, DeleteIsAuditedAndSendsADsnOnlyWithDsn) {
@@ -370,7 +373,8 @@ TEST_F(QueueControl, CommandsRunWhileLoadFlowsAndTheLoadAllArrives) {
   }
   EXPECT_EQ(q({"hold", a}).exit_code, 0);
   EXPECT_EQ(q({"release", a}).exit_code, 0);
-  EXPECT_EQ(q({"flush", "load.test"}).exit_code == 2, false);
+  // Whatever of the load is queued right now is flushed (exit 0), or none is (exit 1).
+  EXPECT_NE(q({"flush", "load.test"}).exit_code, 2);
   load.join();
   size_t sent = 0;
   {
