@@ -144,6 +144,7 @@ void format(const record& r, std::string& out) {
   append_str_field("domain", r.domain, out);
   append_opt_field("mx", r.mx, out);
   append_opt_field("ip", r.ip, out);
+  append_opt_field("source_ip", r.source_ip, out);
   append_key("attempt", out);
   append_uint(r.attempt, out);
   append_key("policy", out);

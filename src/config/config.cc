@@ -750,6 +750,9 @@ void read_policies(loader& l, table_reader& root) {
     r.read("notify_sender", e.notify_sender);
     r.read_enum("min_version", e.min_version, version_names);
     r.read("min_cipher_bits", e.min_cipher_bits, 0, 256);
+    // Checked against the [[pool]] names in cross_check (pools may be written below).
+    if (r.read("pool", e.pool) && e.pool.empty())
+      r.fail("pool", "must not be empty (leave it out for no pool)");
 
     // DESIGN.md §1: these keys belong to the policies that can refuse plaintext; written on
     // any other they would silently do nothing, so they are errors (presence, not value).
@@ -773,6 +776,153 @@ void read_policies(loader& l, table_reader& root) {
           r.fail("domain", "duplicate of policy[" + std::to_string(j) + "] (line " +
                                std::to_string(cfg.policies[j].line) + ")");
     cfg.policies.push_back(std::move(e));
+  });
+}
+
+// Parse an IP literal without a port ("192.0.2.10", "2001:db8::1") into `out` (port 0);
+// false when it is not one.
+bool parse_ip(const std::string& text, pool_address& out) {
+  sockaddr_storage ss{};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (inet_pton(AF_INET, text.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    out.addr_len = sizeof(sockaddr_in);
+    inet_ntop(AF_INET, &v4->sin_addr, buf, sizeof buf);
+  } else if (inet_pton(AF_INET6, text.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    out.addr_len = sizeof(sockaddr_in6);
+    inet_ntop(AF_INET6, &v6->sin6_addr, buf, sizeof buf);
+  } else {
+    return false;
+  }
+  out.addr = ss;
+  out.address = buf;
+  return true;
+}
+
+// A host name for EHLO: what server.hostname accepts.
+bool is_host_name(const std::string& name) {
+  std::string h = name;
+  return !h.empty() && h[0] != '.' && !check_domain(h, false);
+}
+
+// One element of [[pool]] addresses: "ip" or {address = "ip", weight = N, ehlo = "name"}
+// (an inline table's keys are read here, so the schema scan of read_pools() sees only the
+// [[pool]] keys themselves).
+bool read_pool_address(table_reader& r, const std::string& p, const toml::node& n, bool weighted,
+                       pool_address& a) {
+  loader& l = r.owner();
+  auto bad_ip = [&](uint32_t line, const std::string& at, const std::string& text) {
+    l.fail(line, at, "not an IP address: " + quoted(text) + " (an IPv4 or IPv6 literal, no port)");
+    return false;
+  };
+  if (auto* s = n.as_string()) {
+    if (!parse_ip(s->get(), a)) return bad_ip(line_of(n), p, s->get());
+    return true;
+  }
+  auto* t = n.as_table();
+  if (!t) {
+    r.mistyped(n, p, "an address string or a table {address = \"ip\", weight = N, ehlo = \"name\"}");
+    return false;
+  }
+  table_reader e(l, *t, p);
+  bool ok = true;
+  std::string text;
+  if (!e.has("address")) {
+    l.fail(line_of(n), e.path("address"), "missing (each table in addresses needs an address)");
+    ok = false;
+  } else if (e.read("address", text)) {
+    if (!parse_ip(text, a)) ok = bad_ip(e.line_of_key("address"), e.path("address"), text);
+  } else {
+    ok = false;
+  }
+  if (e.has("weight")) {
+    if (!weighted) {
+      e.take("weight");
+      e.fail("weight", "only for selection = \"weighted\" (round-robin ignores weights)");
+      ok = false;
+    } else {
+      ok = e.read("weight", a.weight, 1, 1000) && ok;
+    }
+  }
+  if (e.read("ehlo", a.ehlo) && !is_host_name(a.ehlo)) {
+    e.fail("ehlo", "not a host name: " + quoted(a.ehlo));
+    ok = false;
+  }
+  e.reject_unknown();
+  return ok;
+}
+
+void read_pools(loader& l, table_reader& root) {
+  config& cfg = l.cfg();
+  entries(root, "pool", [&](table_reader& r, size_t) {
+    pool_entry e;
+    e.line = int(r.line());
+    if (!r.has("name")) {
+      l.fail(r.line(), r.path("name"), "missing (every [[pool]] needs a name)");
+      r.take("name");
+    } else if (r.read("name", e.name)) {
+      bool good = !e.name.empty() && e.name.size() <= 64;
+      for (char c : e.name)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_' || c == '.'))
+          good = false;
+      if (!good) {
+        r.fail("name", "expected 1 to 64 letters, digits, '-', '_' or '.', got " + quoted(e.name));
+      } else {
+        for (size_t j = 0; j < cfg.pools.size(); ++j)
+          if (cfg.pools[j].name == e.name)
+            r.fail("name", "duplicate of pool[" + std::to_string(j) + "] (line " +
+                               std::to_string(cfg.pools[j].line) + ")");
+      }
+    }
+    r.read_enum("selection", e.selection,
+                {{"round-robin", pool_selection::round_robin}, {"weighted", pool_selection::weighted}});
+    if (!r.has("addresses")) {
+      l.fail(r.line(), r.path("addresses"), "missing (every [[pool]] needs addresses)");
+      r.take("addresses");
+    } else {
+      std::vector<pool_address> addrs;
+      bool ok = r.read_array("addresses", [&](const std::string& p, const toml::node& n) {
+        pool_address a;
+        if (!read_pool_address(r, p, n, e.selection == pool_selection::weighted, a)) return false;
+        for (const auto& b : addrs)
+          if (b.address == a.address) {
+            l.fail(line_of(n), p, "duplicate address " + quoted(a.address));
+            return false;
+          }
+        addrs.push_back(std::move(a));
+        return true;
+      });
+      if (ok && addrs.empty()) r.fail("addresses", "must not be empty");
+      else if (ok) e.addresses = std::move(addrs);
+    }
+    if (r.read("ehlo", e.ehlo) && !is_host_name(e.ehlo)) r.fail("ehlo", "not a host name: " + quoted(e.ehlo));
+    r.read_array("senders", [&](const std::string& p, const toml::node& n) {
+      std::string d;
+      if (!r.string_of(n, p, d)) return false;
+      if (auto err = check_domain(d, true)) {
+        l.fail(line_of(n), p, *err);
+        return false;
+      }
+      // A sender domain picks one pool: written twice it would be ambiguous.
+      for (size_t j = 0; j < cfg.pools.size(); ++j)
+        for (const auto& o : cfg.pools[j].senders)
+          if (o == d) {
+            l.fail(line_of(n), p, quoted(d) + " is also in pool[" + std::to_string(j) + "].senders (line " +
+                                      std::to_string(cfg.pools[j].line) + ")");
+            return false;
+          }
+      if (std::find(e.senders.begin(), e.senders.end(), d) != e.senders.end()) {
+        l.fail(line_of(n), p, "duplicate " + quoted(d));
+        return false;
+      }
+      e.senders.push_back(std::move(d));
+      return true;
+    });
+    cfg.pools.push_back(std::move(e));
   });
 }
 
@@ -947,6 +1097,15 @@ void cross_check(loader& l, const toml::table& doc) {
         l.fail(uint32_t(ln ? ln : cfg.policies[i].line), key,
                "\"dane\" needs [dane] enabled = true (and a validating resolver in dns.resolvers)");
       }
+  // A [[policy]] pool must name a [[pool]]: mail for that domain would otherwise leave
+  // from an address nobody chose.
+  for (size_t i = 0; i < cfg.policies.size(); ++i) {
+    const std::string& name = cfg.policies[i].pool;
+    if (name.empty() || find_pool(cfg, name)) continue;
+    std::string key = "policy[" + std::to_string(i) + "].pool";
+    int ln = cfg.line_of(key);
+    l.fail(uint32_t(ln ? ln : cfg.policies[i].line), key, "no [[pool]] named " + quoted(name));
+  }
   if (cfg.auth.users_file.empty())
     for (size_t i = 0; i < cfg.listen.size(); ++i)
       if (cfg.listen[i].mode == listen_mode::submission) {
@@ -1096,6 +1255,7 @@ result<config> parse(std::string_view text, const std::string& name, not_built_m
   read_tlsrpt(l, root);
   read_suppression(l, root);
   read_policies(l, root);
+  read_pools(l, root);
   read_dkim(l, root);
   read_fallback(l, root);
   read_spool(l, root);
@@ -1134,6 +1294,48 @@ const route_entry* find_route(const config& cfg, std::string_view domain) {
     }
   }
   return best;
+}
+
+const pool_entry* find_pool(const config& cfg, std::string_view name) {
+  for (const auto& p : cfg.pools)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+namespace {
+// Does `pattern` (exact, ".suffix", or "*" when allowed) cover `domain`, and how specifically
+// (0: no; exact beats every suffix, a longer suffix beats a shorter one, "*" is last)?
+size_t match_rank(std::string_view pattern, std::string_view domain) {
+  if (pattern == domain) return std::string_view::npos;
+  if (pattern == "*") return 1;
+  if (pattern.size() > 1 && pattern[0] == '.' && domain.size() > pattern.size() &&
+      domain.substr(domain.size() - pattern.size()) == pattern)
+    return 1 + pattern.size();
+  return 0;
+}
+}  // namespace
+
+const pool_entry* pool_for(const config& cfg, std::string_view rcpt_domain, std::string_view sender_domain) {
+  // The recipient's [[policy]] entry first: the most specific one rules, as in the policy
+  // table; when it names no pool, the sender's pool applies.
+  const policy_entry* pol = nullptr;
+  size_t best = 0;
+  for (const auto& p : cfg.policies)
+    if (size_t r = match_rank(p.domain, rcpt_domain); r > best) best = r, pol = &p;
+  if (pol && !pol->pool.empty())
+    if (const pool_entry* p = find_pool(cfg, pol->pool)) return p;
+  const pool_entry* by_sender = nullptr;
+  best = 0;
+  for (const auto& p : cfg.pools)
+    for (const auto& s : p.senders)
+      if (size_t r = match_rank(s, sender_domain); r > best) best = r, by_sender = &p;
+  return by_sender;
+}
+
+const std::string& ehlo_name(const config& cfg, const pool_entry& p, const pool_address& a) {
+  if (!a.ehlo.empty()) return a.ehlo;
+  if (!p.ehlo.empty()) return p.ehlo;
+  return cfg.server.hostname;
 }
 
 const dkim_entry* find_dkim(const config& cfg, std::string_view domain) {

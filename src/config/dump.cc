@@ -73,6 +73,14 @@ const char* to_string(dkim_algorithm a) {
   return "?";
 }
 
+const char* to_string(pool_selection s) {
+  switch (s) {
+    case pool_selection::round_robin: return "round-robin";
+    case pool_selection::weighted: return "weighted";
+  }
+  return "?";
+}
+
 namespace {
 
 // A TOML basic string: quotes, backslashes and control characters escaped.
@@ -219,6 +227,23 @@ std::string dump(const config& c) {
     if (p.tls == tls_policy::exclusive) kv(o, "notify_sender", b(p.notify_sender));
     kv(o, "min_version", q(to_string(p.min_version)));
     kv(o, "min_cipher_bits", n(p.min_cipher_bits));
+    if (!p.pool.empty()) kv(o, "pool", q(p.pool));
+  }
+
+  for (const auto& p : c.pools) {
+    o += "\n[[pool]]\n";
+    kv(o, "name", q(p.name));
+    kv(o, "selection", q(to_string(p.selection)));
+    // An address with its own weight or EHLO name is written as an inline table.
+    kv(o, "addresses", list(p.addresses, [&](const pool_address& a) {
+         if (a.ehlo.empty() && (a.weight == 1 || p.selection != pool_selection::weighted)) return q(a.address);
+         std::string t = "{address = " + q(a.address);
+         if (p.selection == pool_selection::weighted) t += ", weight = " + n(a.weight);
+         if (!a.ehlo.empty()) t += ", ehlo = " + q(a.ehlo);
+         return t + "}";
+       }));
+    if (!p.ehlo.empty()) kv(o, "ehlo", q(p.ehlo));
+    kv(o, "senders", list(p.senders, [](const std::string& s) { return q(s); }));
   }
 
   for (const auto& d : c.dkim) {

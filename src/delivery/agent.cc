@@ -18,7 +18,16 @@ namespace sr::delivery {
 
 agent::agent(core::shard& sh, const config::config& cfg, queue::scheduler& sched, dns::resolver& res,
              net::chunk_pool& pool, net::buffer_ring& ring, audit::writer* audit)
-    : _shard(sh), _cfg(cfg), _sched(sched), _res(res), _pool(pool), _ring(ring), _audit(audit), _spool_reader(sh) {}
+    : _shard(sh), _cfg(cfg), _sched(sched), _res(res), _pool(pool), _ring(ring), _audit(audit), _spool_reader(sh) {
+  _sources.reserve(cfg.pools.size());
+  for (const auto& p : cfg.pools) _sources.emplace_back(p);
+}
+
+const config::pool_address* agent::next_source(const config::pool_entry& pool, int family) {
+  for (auto& s : _sources)
+    if (&s.pool() == &pool) return s.next(family);
+  return nullptr;
+}
 
 agent::~agent() = default;
 
@@ -264,6 +273,7 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
     r.domain = j.domain;
     if (!li.mx.empty()) r.mx = li.mx;
     if (!li.ip.empty()) r.ip = li.ip;
+    if (!li.source_ip.empty()) r.source_ip = li.source_ip;
     r.attempt = j.rcpts[i].attempts + 1;
     r.policy = li.policy;
     r.source = li.source;

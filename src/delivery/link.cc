@@ -86,9 +86,10 @@ link::link(agent& ag, attempt& at, queue::domain_state& d, int fd, const target&
       _t(t),
       _try_tls(failed_tls == nullptr),
       _pd(t.policy),
-      _session(outbound::session_params{ag.cfg().server.hostname}, *this, *this) {
+      _session(outbound::session_params{at.ehlo_name()}, *this, *this) {
   _info.mx = t.host;
   _info.ip = t.ip;
+  _info.source_ip = at.local_ip();
   _info.policy = t.policy.tls;
   _info.source = t.policy.source;
   _info.published = t.published;
@@ -631,11 +632,45 @@ void attempt::connect(const target& t, const session_report* plain_retry) {
   }
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);  // no Nagle stall on small writes
+  _source = nullptr;
+  if (_d.pool) {
+    if (std::string err = bind_source(fd, t); !err.empty()) {
+      ::close(fd);
+      ++_ag.counters().connect_failures;
+      SR_DEBUG("%s: connect to %s[%s]: %s", _d.name.c_str(), t.host.c_str(), t.ip.c_str(), err.c_str());
+      _ag.shard().post([this, err] { _walk->on_connect_failed(err); });
+      return;
+    }
+  }
   _connect.fd = fd;
   _connecting = true;
   _connect_since = _ag.shard().now_ms();
   io_uring_prep_connect(_ag.shard().sqe(&_connect), fd, reinterpret_cast<const sockaddr*>(&_target.addr),
                         _target.addr_len);
+}
+
+// Bind `fd` to the next source address of the queue's pool for `t`'s address family, with
+// IP_BIND_ADDRESS_NO_PORT: the port is chosen at connect time, per destination 4-tuple, so
+// many connections share one source address without using up its ephemeral ports at bind.
+// Returns "" when bound, else why not (the walk moves on as after a failed connect).
+std::string attempt::bind_source(int fd, const target& t) {
+  const config::pool_entry& pool = *_d.pool;
+  const config::pool_address* a = _ag.next_source(pool, t.addr.ss_family);
+  if (!a)
+    return "pool " + pool.name + " has no " + (t.addr.ss_family == AF_INET6 ? "IPv6" : "IPv4") +
+           " source address for " + t.ip;
+  int one = 1;
+  // Without it (kernels before 4.2) bind() reserves a port per connection: still correct.
+  setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&a->addr), a->addr_len) != 0)
+    return "bind to source " + a->address + " (pool " + pool.name + "): " + strerror(errno);
+  _source = a;
+  return {};
+}
+
+std::string_view attempt::ehlo_name() const {
+  return _source ? std::string_view(config::ehlo_name(_ag.cfg(), *_d.pool, *_source))
+                 : std::string_view(_ag.cfg().server.hostname);
 }
 
 void attempt::on_connected(int fd, int res) {
@@ -648,13 +683,12 @@ void attempt::on_connected(int fd, int res) {
     _walk->on_connect_failed(strerror(-res));
     return;
   }
+  // Our address on the connection: the audit's source_ip (and TLS-RPT's sending-mta-ip).
   _local_ip.clear();
-  if (_ag.observer()) {
-    sockaddr_storage local{};
-    socklen_t len = sizeof local;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0)
-      _local_ip = address_to_string(reinterpret_cast<const sockaddr*>(&local));
-  }
+  sockaddr_storage local{};
+  socklen_t len = sizeof local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0)
+    _local_ip = address_to_string(reinterpret_cast<const sockaddr*>(&local));
   auto* l = new link(_ag, *this, _d, fd, _target, _plain_retry ? &*_plain_retry : nullptr);
   l->begin();
 }

@@ -128,6 +128,10 @@ class attempt final : policy::resolve_completion, walk_events {
   void on_link_closed(link& l);
   // Cancel a connect that has taken longer than outbound.connect_timeout.
   void check_deadline(uint64_t now_ms);
+  // The EHLO name of the current connection: its pool source address's, else server.hostname.
+  std::string_view ehlo_name() const;
+  // Our address on the current connection ("" when unknown).
+  const std::string& local_ip() const { return _local_ip; }
 
  private:
   // policy::resolve_completion
@@ -144,6 +148,7 @@ class attempt final : policy::resolve_completion, walk_events {
   void done() override;
 
   void on_connected(int fd, int res);
+  std::string bind_source(int fd, const target& t);
   // The TLS-RPT observer for a session that ended for `why`, or null when it must not count.
   session_observer* observer_for(report::reason why) const;
   void restart_under_new_policy();
@@ -160,7 +165,8 @@ class attempt final : policy::resolve_completion, walk_events {
   std::optional<walk> _walk;           // once the policy is known
   policy::effective_policy _configured;  // the config table's policy when the attempt began
   target _target;                      // being connected to
-  std::string _local_ip;               // our address on the current connection (observer only)
+  std::string _local_ip;               // our address on the current connection
+  const config::pool_address* _source = nullptr;  // the pool address it is bound to (null: none)
   std::shared_ptr<const policy::mta_sts_rules> _sts;  // the rules the walk runs under (observer)
   const config::route_entry* _route = nullptr;  // the [[route]] the walk follows, if any
   std::optional<session_report> _plain_retry;  // the handshake a plaintext retry follows

@@ -21,13 +21,16 @@ scheduler::scheduler(core::shard& sh, const config::config& cfg, home_link link)
 
 scheduler::~scheduler() = default;
 
-domain_state& scheduler::domain(const std::string& name, lane l) {
+domain_state& scheduler::domain(const std::string& name, lane l, const config::pool_entry* pool) {
   // A NUL cannot occur in a domain name: a domain's other queues never collide.
   static const char* const suffix[] = {"", "opportunistic", "requiretls", "tls-required-no"};
-  auto& slot = _domains[l == lane::mail ? name : name + std::string(1, '\0') + suffix[size_t(l)]];
+  std::string key = l == lane::mail ? name : name + std::string(1, '\0') + suffix[size_t(l)];
+  if (pool) key += std::string(1, '\0') + "pool=" + pool->name;
+  auto& slot = _domains[key];
   if (!slot) {
     slot = std::make_unique<domain_state>();
     slot->name = name;
+    slot->pool = pool;
     slot->opportunistic_only = l == lane::reports;
     slot->requiretls = l == lane::requiretls;
     slot->tls_required_no = l == lane::tls_required_no;
@@ -39,15 +42,20 @@ domain_state& scheduler::domain_of(const job& j) {
   // Reports, notices and the fallback's re-encrypted mail go out under plain opportunistic
   // policy (a forced domain's PGP copy must not be handed to the fallback again).
   bool report = j.kind != message_kind::message && j.kind != message_kind::dsn;
-  if (report) return domain(j.domain, lane::reports);
+  if (report) return domain(j.domain, lane::reports, j.pool);
   // RFC 8689 §3: with REQUIRETLS, a TLS-Required header field is ignored.
-  if (j.requiretls) return domain(j.domain, lane::requiretls);
-  if (j.tls_required_no) return domain(j.domain, lane::tls_required_no);
-  return domain(j.domain);
+  if (j.requiretls) return domain(j.domain, lane::requiretls, j.pool);
+  if (j.tls_required_no) return domain(j.domain, lane::tls_required_no, j.pool);
+  return domain(j.domain, lane::mail, j.pool);
+}
+
+const config::pool_entry* scheduler::choose_pool(const job& j) const {
+  return config::pool_for(_cfg, j.domain, queue::domain_of(j.mail_from));
 }
 
 void scheduler::enqueue(std::unique_ptr<job> j) {
   job* raw = j.get();
+  raw->pool = choose_pool(*raw);
   _jobs.emplace(raw, std::move(j));
   if (raw->received_ms && (_oldest_ms == 0 || raw->received_ms < _oldest_ms)) _oldest_ms = raw->received_ms;
   if (raw->held) return;  // held before a restart (HOLD record): waits for release

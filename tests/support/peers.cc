@@ -426,6 +426,7 @@ std::vector<mx_message> fake_mx::messages() const {
     mx_message m;
     m.mx = get_str(v, "mx");
     m.conn = static_cast<int>(get_num(v, "conn"));
+    m.peer = get_str(v, "peer");
     m.helo = get_str(v, "helo");
     m.mail_from = get_str(v, "mail_from");
     m.mail_params = get_strs(v, "mail_params");
@@ -452,6 +453,8 @@ std::vector<mx_session> fake_mx::sessions() const {
     mx_session s;
     s.mx = get_str(v, "mx");
     s.conn = static_cast<int>(get_num(v, "conn"));
+    s.peer = get_str(v, "peer");
+    s.helo = get_str(v, "helo");
     s.tls = get_bool(v, "tls");
     s.tls_version = get_str(v, "tls_version");
     s.cipher = get_str(v, "cipher");
@@ -650,6 +653,7 @@ std::vector<audit_line> read_audit(const fs::path& file) {
     a.msg_id = opt("msg_id");
     a.mx = opt("mx");
     a.ip = opt("ip");
+    a.source_ip = opt("source_ip");
     a.tls_version = opt("tls_version");
     a.cipher = opt("cipher");
     a.reason = opt("reason");

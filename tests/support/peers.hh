@@ -81,6 +81,7 @@ struct fake_mx_options {
 struct mx_message {
   std::string mx;                    // "127.0.0.2:2525": which listener took it
   int conn = 0;                      // connection number within the fake MX process
+  std::string peer;                  // the client's address ("127.0.0.3"): the relay's source
   std::string helo;
   std::string mail_from;
   std::vector<std::string> mail_params;   // "SIZE=123", "BODY=8BITMIME"
@@ -102,6 +103,8 @@ struct mx_message {
 struct mx_session {
   std::string mx;
   int conn = 0;
+  std::string peer;                  // the client's address: the relay's source address
+  std::string helo;                  // the last EHLO/HELO argument ("" when none came)
   bool tls = false;
   std::string tls_version;
   std::string cipher;
@@ -284,7 +287,7 @@ class https_host {
 // the line as written, for failure messages.
 struct audit_line {
   std::string ts, queue_id, kind, from, rcpt, domain, policy, policy_source, cert, outcome;
-  std::optional<std::string> msg_id, mx, ip, tls_version, cipher, reason, smtp_reply, bounce_class;
+  std::optional<std::string> msg_id, mx, ip, source_ip, tls_version, cipher, reason, smtp_reply, bounce_class;
   std::string event, detail;  // the fallback sidecar's escrow lines (kind "escrow")
   std::optional<int> cipher_bits;
   int attempt = 0;

@@ -117,6 +117,9 @@ void expect_audit_fields(const audit_line& a) {
   if (a.ip) {
     EXPECT_EQ(a.ip->rfind("127.", 0), 0u);
   }
+  if (a.source_ip) {
+    EXPECT_EQ(a.source_ip->rfind("127.", 0), 0u);
+  }
   if (a.tls) {
     EXPECT_TRUE(a.tls_version.has_value());
     EXPECT_TRUE(a.cipher.has_value());

@@ -301,13 +301,14 @@ class server:
         def loop():
             while True:
                 s, peer = ls.accept()
-                threading.Thread(target=self.handle, args=(s, name), daemon=True).start()
+                threading.Thread(target=self.handle, args=(s, name, peer[0]), daemon=True).start()
 
         threading.Thread(target=loop, daemon=True).start()
 
-    def handle(self, s, mx):
+    def handle(self, s, mx, peer):
         n = self.next_conn()
         sess = session(self, s, mx, n)
+        sess.peer = peer   # the client's address: which source address the relay bound
         try:
             sess.run()
         except (OSError, ssl.SSLError, ConnectionError) as e:
@@ -323,6 +324,7 @@ class session:
         self.raw = sock
         self.stream = sock           # plain socket, then the TLS stream
         self.mx, self.conn = mx, conn
+        self.peer = None
         self.buf = bytearray()  # appended per recv: bytes would copy the whole buffer each time
         self.tls = False
         self.tls_version = self.cipher = None
@@ -585,6 +587,7 @@ class session:
         self.srv.write_line(self.srv.record_fd, {
             "mx": self.mx,
             "conn": self.conn,
+            "peer": self.peer,
             "helo": self.helo,
             "mail_from": self.mail_from,
             "mail_params": self.mail_params,
@@ -609,6 +612,8 @@ class session:
         return {
             "mx": self.mx,
             "conn": self.conn,
+            "peer": self.peer,
+            "helo": self.helo,
             "tls": self.tls,
             "tls_version": self.tls_version,
             "cipher": self.cipher,

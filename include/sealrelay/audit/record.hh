@@ -50,6 +50,7 @@ struct record {
   std::string_view domain;                    // recipient domain
   std::optional<std::string_view> mx;         // MX host tried; null when none was contacted
   std::optional<std::string_view> ip;         // address tried; null when none was contacted
+  std::optional<std::string_view> source_ip;  // our address on that connection (a [[pool]]'s or the kernel's)
   unsigned attempt = 1;                       // 1 for this recipient's first attempt
   config::tls_policy policy = config::tls_policy::opportunistic;  // config::to_string
   policy_source source = policy_source::default_policy;  // JSON "policy_source"

@@ -162,7 +162,32 @@ struct policy_entry {
   bool notify_sender = false;
   tls_version min_version = tls_version::v1_2;
   unsigned min_cipher_bits = 128;
+  std::string pool;                       // [[pool]] name for this domain's mail; "" = none
   int line = 0;                           // where it was written, for later diagnostics
+};
+
+// Source IP pools (issue 14 item 3): the local addresses outbound connections are bound
+// to (IP_BIND_ADDRESS_NO_PORT) and the EHLO name each one sends.
+enum class pool_selection : uint8_t {
+  round_robin,  // each address in turn
+  weighted,     // smooth weighted round-robin over the addresses' weights (deterministic)
+};
+
+struct pool_address {
+  std::string address;        // the IP literal, as inet_ntop writes it ("127.0.0.2", "2001:db8::1")
+  sockaddr_storage addr{};    // port 0
+  socklen_t addr_len = 0;
+  unsigned weight = 1;        // selection = "weighted" only
+  std::string ehlo;           // "" = the pool's ehlo
+};
+
+struct pool_entry {
+  std::string name;
+  std::vector<pool_address> addresses;  // at least one
+  pool_selection selection = pool_selection::round_robin;
+  std::string ehlo;                     // "" = server.hostname
+  std::vector<std::string> senders;     // envelope sender domains: exact or ".suffix"
+  int line = 0;                         // where its [[pool]] header was written
 };
 
 struct fallback_section {
@@ -210,6 +235,7 @@ struct config {
   tlsrpt_section tlsrpt;
   suppression_section suppression;
   std::vector<policy_entry> policies;
+  std::vector<pool_entry> pools;
   std::vector<dkim_entry> dkim;
   fallback_section fallback;
   spool_section spool;
@@ -257,6 +283,7 @@ const char* to_string(tls_policy p);
 const char* to_string(verify_mode v);
 const char* to_string(tls_version v);
 const char* to_string(dkim_algorithm a);
+const char* to_string(pool_selection s);
 
 // Render the effective config (defaults filled in) as TOML that parse() accepts again.
 std::string dump(const config& cfg);
@@ -268,5 +295,18 @@ const route_entry* find_route(const config& cfg, std::string_view domain);
 // Return the [[dkim]] entry for a From: domain (exact match, case-insensitive); null when
 // mail from it is not signed.
 const dkim_entry* find_dkim(const config& cfg, std::string_view domain);
+
+// Return the [[pool]] named `name`, or null.
+const pool_entry* find_pool(const config& cfg, std::string_view name);
+
+// Return the pool a message's connections use: the pool of the most specific [[policy]]
+// for `rcpt_domain` (lower case), else the pool whose `senders` name `sender_domain` (exact,
+// then the longest ".suffix"), else null (the kernel picks the source address). The one
+// place the choice is made: [[shaping]].pool joins it here.
+const pool_entry* pool_for(const config& cfg, std::string_view rcpt_domain, std::string_view sender_domain);
+
+// Return the EHLO name a connection from `a` of pool `p` sends: the address's, the pool's,
+// else server.hostname.
+const std::string& ehlo_name(const config& cfg, const pool_entry& p, const pool_address& a);
 
 }  // namespace sr::config

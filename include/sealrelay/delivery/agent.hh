@@ -25,6 +25,7 @@
 #include "sealrelay/policy/fallback.hh"
 #include "sealrelay/policy/registry.hh"
 #include "sealrelay/delivery/report.hh"
+#include "sealrelay/delivery/source.hh"
 #include "sealrelay/policy/resolver.hh"
 #include "sealrelay/queue/scheduler.hh"
 #include "sealrelay/report/bounce.hh"
@@ -145,6 +146,9 @@ class agent final : public queue::connector, queue::recipient_screen {
   size_t open_links() const { return _links.size(); }
   // Who hears of each session's end (null: nobody; TLS-RPT when enabled).
   void set_session_observer(delivery::session_observer* o) { _observer = o; }
+  // Return the next source address of `pool` for a destination of `family` (this shard's
+  // round-robin or weighted turn), or null when the pool has none of that family.
+  const config::pool_address* next_source(const config::pool_entry& pool, int family);
   delivery::session_observer* observer() const { return _observer; }
 
   // True while fewer than 20 hand-off lines were logged this second (the rest are counted
@@ -191,6 +195,7 @@ class agent final : public queue::connector, queue::recipient_screen {
   policy::unavailable_handoff _unavailable;
   policy::fallback_handoff* _fallback = &_unavailable;
   delivery::session_observer* _observer = nullptr;
+  std::vector<source_picker> _sources;  // one per config pool, in cfg.pools order
   delivery::suppression* _suppression = nullptr;
 };
 

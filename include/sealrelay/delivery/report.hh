@@ -23,6 +23,7 @@ enum class published_policy : uint8_t {
 struct session_report {
   std::string mx;           // host name ("" when none was contacted)
   std::string ip;           // address ("" when none)
+  std::string source_ip;    // our address on the connection: its pool's, or the kernel's ("" when none)
   bool tls = false;
   std::string tls_version, cipher;
   unsigned cipher_bits = 0;

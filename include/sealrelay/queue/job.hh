@@ -9,6 +9,10 @@
 #include "sealrelay/report/reason.hh"
 #include "sealrelay/spool/record.hh"
 
+namespace sr::config {
+struct pool_entry;
+}
+
 namespace sr::queue {
 
 // What a message is (message, dsn, escrow-notice, tlsrpt): the spool's record kind.
@@ -43,6 +47,9 @@ struct job {
   std::string msg_id;         // Message-ID header without <> (audit)
   bool requiretls = false;       // MAIL FROM ... REQUIRETLS (RFC 8689): verified TLS or bounce
   bool tls_required_no = false;  // "TLS-Required: No" (RFC 8689): MTA-STS and DANE ignored
+  // The source IP pool its connections use (scheduler::choose_pool at enqueue); null =
+  // none, the kernel picks the source address. Points into the process's config.
+  const config::pool_entry* pool = nullptr;
   std::string body;           // message bytes once loaded (empty while waiting)
   // Operator control (sealrelay-queue, scheduler.hh): a held job is never taken (Postfix's
   // hold queue); a job taken by a connection is in flight until finish()/give_back(), and

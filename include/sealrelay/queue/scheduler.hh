@@ -48,6 +48,10 @@ struct domain_state {
   // DANE (never the configured [[policy]]).
   bool requiretls = false;
   bool tls_required_no = false;
+  // Source IP pool (issue 14): a connection binds one source address, so the jobs it
+  // carries must share the pool; a domain's mail of two pools waits in two queues, each
+  // with its own outbound.max_conns_per_domain. Null = no pool (the kernel's choice).
+  const config::pool_entry* pool = nullptr;
   std::deque<job*> ready;       // due jobs, oldest first
   unsigned active = 0;          // connections open or opening
   unsigned in_progress = 0;     // jobs taken by connections and not finished
@@ -209,7 +213,11 @@ class scheduler {
   void kick(domain_state& d);
   // Which of a domain's queues (see domain_state).
   enum class lane : uint8_t { mail, reports, requiretls, tls_required_no };
-  domain_state& domain(const std::string& name, lane l = lane::mail);
+  domain_state& domain(const std::string& name, lane l = lane::mail,
+                       const config::pool_entry* pool = nullptr);
+  // Pick the source IP pool of a job: config::pool_for (the recipient's [[policy]], then the
+  // sender domain). The one seam where a later [[shaping]].pool joins the choice.
+  const config::pool_entry* choose_pool(const job& j) const;
   // The domain queue `j` belongs to (its domain, apart for reports and notices, and for
   // REQUIRETLS and TLS-Required: No mail).
   domain_state& domain_of(const job& j);

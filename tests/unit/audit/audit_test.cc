@@ -86,6 +86,7 @@ audit::record full_record() {
   r.cert = audit::cert_status::verified;
   r.outcome = audit::outcome::delivered;
   r.smtp_reply = "250 2.0.0 Ok: queued as 4XyZ";
+  r.source_ip = "192.0.2.99";
   return r;
 }
 
@@ -107,7 +108,7 @@ TEST(audit_format, full_record_is_exact_in_design_order) {
   EXPECT_EQ(format_one(full_record()),
             "{\"ts\":\"2026-11-28T11:02:35.123Z\",\"queue_id\":\"0A1B2C3D\",\"msg_id\":\"abc@example.org\","
             "\"kind\":\"message\",\"from\":\"sender@example.org\",\"rcpt\":\"alice@bank.example\","
-            "\"domain\":\"bank.example\",\"mx\":\"mx1.bank.example\",\"ip\":\"192.0.2.10\",\"attempt\":2,"
+            "\"domain\":\"bank.example\",\"mx\":\"mx1.bank.example\",\"ip\":\"192.0.2.10\",\"source_ip\":\"192.0.2.99\",\"attempt\":2,"
             "\"policy\":\"forced\",\"policy_source\":\"mta-sts\",\"tls\":true,\"tls_version\":\"TLSv1.3\","
             "\"cipher\":\"TLS_AES_256_GCM_SHA384\",\"cipher_bits\":256,\"cert\":\"verified\","
             "\"outcome\":\"delivered\",\"reason\":null,\"smtp_reply\":\"250 2.0.0 Ok: queued as 4XyZ\","
@@ -128,7 +129,7 @@ TEST(audit_format, absent_fields_are_null_and_null_sender_is_empty) {
   r.reason = report::reason::starttls_not_offered;
   EXPECT_EQ(format_one(r),
             "{\"ts\":\"2000-01-01T00:00:00.007Z\",\"queue_id\":\"Q1\",\"msg_id\":null,\"kind\":\"dsn\","
-            "\"from\":\"\",\"rcpt\":\"bob@nomx.example\",\"domain\":\"nomx.example\",\"mx\":null,\"ip\":null,"
+            "\"from\":\"\",\"rcpt\":\"bob@nomx.example\",\"domain\":\"nomx.example\",\"mx\":null,\"ip\":null,\"source_ip\":null,"
             "\"attempt\":1,\"policy\":\"exclusive\",\"policy_source\":\"config\",\"tls\":false,"
             "\"tls_version\":null,\"cipher\":null,\"cipher_bits\":null,\"cert\":\"none\","
             "\"outcome\":\"dropped\",\"reason\":\"starttls-not-offered\",\"smtp_reply\":null,\"bounce_class\":null}\n");
@@ -274,7 +275,7 @@ TEST(audit_format, parsed_line_has_every_field_with_its_type) {
   auto obj = json_check::parse_line(std::string_view(line).substr(0, line.size() - 1));
   ASSERT_TRUE(obj);
   std::vector<std::string> want = {"ts", "queue_id", "msg_id", "kind", "from", "rcpt", "domain",
-                                   "mx", "ip", "attempt", "policy", "policy_source", "tls",
+                                   "mx", "ip", "source_ip", "attempt", "policy", "policy_source", "tls",
                                    "tls_version", "cipher", "cipher_bits", "cert", "outcome",
                                    "reason", "smtp_reply", "bounce_class"};
   EXPECT_EQ(obj->keys, want);

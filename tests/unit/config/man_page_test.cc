@@ -218,6 +218,12 @@ tls = "exclusive"
 [[policy]]
 domain = "opportunistic.example"
 tls = "opportunistic"
+pool = "bulk"
+
+[[pool]]
+name = "bulk"
+addresses = ["127.0.0.2"]
+ehlo = "out.example.org"
 
 [[dkim]]
 domain = "example.org"
