@@ -385,7 +385,7 @@ TEST(audit_writer, two_shards_write_whole_lines_with_an_exact_count) {
   for (const auto& l : lines) {
     auto obj = json_check::parse_line(l);
     ASSERT_TRUE(obj) << l;
-    ASSERT_EQ(obj->keys.size(), 21u);
+    ASSERT_EQ(obj->keys.size(), 22u);
     const std::string& q = obj->fields["queue_id"].text;
     ASSERT_EQ(q[0], 'S');
     int shard = q[1] - '0';
