@@ -2,11 +2,13 @@
 // (DESIGN.md §3 --check-config: "the files it names load"). Certificate and key are checked
 // when a listener terminates TLS or when the file names them explicitly (a default path
 // nothing uses is not an error); the CA file whenever it is set (outbound verify, MTA-STS);
-// auth.users_file when it is written. Secrets (the private key, the users file) are refused
+// auth.users_file when it is written; every [[pool]] address must be bindable here. Secrets (the private key, the users file) are refused
 // when group or others may access them, as OpenSSH refuses such a key.
 // Error text: "KEY: what is wrong" (no file prefix: the daemon adds it). read_spool_keys()
 // reads the spool's keys ([spool]) with the same secret-file rule, naming the line too.
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -156,6 +158,24 @@ status check_files(const config& cfg) {
     std::string key = "dkim[" + std::to_string(i) + "].key_file";
     if (auto s = check_one(key.c_str(), cfg.dkim[i].key_file, kind::pem_secret); !s) return s;
   }
+  // Every [[pool]] address must be one of this host's: bound here as a connection would be
+  // (no port taken), so a typo stops the start instead of deferring that pool's mail.
+  for (size_t i = 0; i < cfg.pools.size(); ++i)
+    for (size_t j = 0; j < cfg.pools[i].addresses.size(); ++j) {
+      const pool_address& a = cfg.pools[i].addresses[j];
+      int fd = ::socket(a.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) continue;  // no such family here: nothing to tell apart
+      int one = 1;
+      setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+      int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&a.addr), a.addr_len);
+      int err = errno;
+      ::close(fd);
+      if (rc == 0) continue;
+      std::string key = "pool[" + std::to_string(i) + "].addresses[" + std::to_string(j) + "]";
+      int line = cfg.line_of("pool[" + std::to_string(i) + "].addresses");
+      return error{where(key.c_str()) + a.address + " is not an address of this host (bind: " +
+                   std::strerror(err) + (line ? "; line " + std::to_string(line) : std::string()) + ")"};
+    }
   return status::success();
 }
 

@@ -94,17 +94,25 @@ TEST_F(Pools, SourceAddressAndEhloFollowThePoolPolicyBeatsSender) {
   EXPECT_EQ(bulk_peers["127.0.0.3"], 2);
 }
 
-TEST_F(Pools, UnknownPoolInAPolicyExitsTwoNamingFileLineKey) {
-  relay_options o = delivery_options("127.0.0.1:9", 9, "", "[[policy]]\ndomain = \"vip.test\"\npool = \"nope\"\n");
-  relay rl(o);  // writes its config, not started
-  const std::string path = rl.config_path().string();
-  for (bool check : {true, false}) {
-    std::vector<std::string> argv = {relay_binary(), "-c", path};
-    if (check) argv.insert(argv.begin() + 1, "--check-config");
-    auto res = run(argv, 30s, rl.dir());
-    EXPECT_EQ(res.exit_code, 2) << res.output;
-    EXPECT_TRUE(contains(res.output, path + ":")) << res.output;
-    EXPECT_TRUE(contains(res.output, ": policy[0].pool: no [[pool]] named \"nope\"")) << res.output;
+TEST_F(Pools, UnknownPoolOrForeignAddressExitsTwo) {
+  // A [[policy]] naming no [[pool]] (FILE:LINE: KEY), and a pool address this host does not
+  // have (192.0.2.10, TEST-NET-1): --check-config and the start both exit 2.
+  const std::pair<std::string, std::string> cases[] = {
+      {"[[policy]]\ndomain = \"vip.test\"\npool = \"nope\"\n", ": policy[0].pool: no [[pool]] named \"nope\""},
+      {"[[pool]]\nname = \"far\"\naddresses = [\"127.0.0.2\", \"192.0.2.10\"]\n",
+       "pool[0].addresses[1]: 192.0.2.10 is not an address of this host"},
+  };
+  for (const auto& [extra, want] : cases) {
+    relay rl(delivery_options("127.0.0.1:9", 9, "", extra));  // writes its config, not started
+    const std::string path = rl.config_path().string();
+    for (bool check : {true, false}) {
+      std::vector<std::string> argv = {relay_binary(), "-c", path};
+      if (check) argv.insert(argv.begin() + 1, "--check-config");
+      auto res = run(argv, 30s, rl.dir());
+      EXPECT_EQ(res.exit_code, 2) << res.output;
+      EXPECT_TRUE(contains(res.output, path + ":")) << res.output;
+      EXPECT_TRUE(contains(res.output, want)) << res.output;
+    }
   }
 }
 

@@ -160,3 +160,23 @@ TEST(pool, errors_name_file_line_and_key) {
   };
   for (const auto& k : cases) EXPECT_EQ(err_of(k.text), k.expected) << k.name << "\n" << k.text;
 }
+
+TEST(pool, check_files_refuses_an_address_this_host_does_not_have) {
+  // 127.0.0.0/8 is all on lo; 192.0.2.0/24 (TEST-NET-1) is on no host.
+  auto ok = parse(doc({"[tls]", "ca_file = \"\"", "[[pool]]", "name = \"a\"", "addresses = [\"127.0.0.2\", \"127.0.0.3\"]"}),
+                  "t.toml");
+  ASSERT_TRUE(ok) << ok.err();
+  ok->listen[0].tls = listen_tls::none;  // no certificate to load: only the pool is checked
+  auto st = check_files(*ok);
+  EXPECT_TRUE(st) << st.err();
+  auto bad = parse(doc({"[tls]", "ca_file = \"\"", "[[pool]]", "name = \"a\"",
+                        "addresses = [\"127.0.0.2\", \"192.0.2.10\"]"}),
+                   "t.toml");
+  ASSERT_TRUE(bad) << bad.err();
+  bad->listen[0].tls = listen_tls::none;
+  auto st2 = check_files(*bad);
+  ASSERT_FALSE(st2);
+  EXPECT_EQ(st2.err(),
+            "pool[0].addresses[1]: 192.0.2.10 is not an address of this host (bind: Cannot assign requested "
+            "address; line 7)");
+}
