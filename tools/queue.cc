@@ -2,6 +2,8 @@
 // (<server.state_dir>/control.sock): list, show, flush, hold, release, delete, requeue,
 // stats. One request per run; the daemon answers with JSON, printed as is with --json or
 // rendered as text. Exit 0 ok, 1 failure (unknown id, relay not running), 2 usage.
+// `suppress add|remove|list` (issue 14) edits <state_dir>/suppression.db itself, with or
+// without the relay running: the relay re-reads the list within a second of a change.
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -17,6 +19,7 @@
 
 #include "sealrelay/config/config.hh"
 #include "sealrelay/control/protocol.hh"
+#include "sealrelay/suppress/store.hh"
 
 namespace {
 
@@ -42,6 +45,9 @@ void usage(FILE* out) {
       "                          delete (audited); the sender gets a DSN only with --dsn\n"
       "  requeue ID              forget attempts and next retry, retry now\n"
       "  stats [--json]          counts by state, domain and reason\n"
+      "  suppress add ADDRESS    put ADDRESS on the suppression list ([suppression])\n"
+      "  suppress remove ADDRESS take ADDRESS off the list\n"
+      "  suppress list [--json]  the listed addresses: when, by whom (bounce, operator), why\n"
       "exit status: 0 ok, 1 failure (unknown id, relay not running), 2 usage\n",
       out);
 }
@@ -244,6 +250,61 @@ void print_action(const json& reply) {
   std::printf("\n");
 }
 
+// `suppress add|remove|list` on the database under `state_dir` (the relay creates it).
+// Exit 0 ok, 1 failure (list off or missing, an address to remove not listed), 2 usage.
+int suppress(const std::vector<std::string>& args, const std::string& state_dir, bool enabled,
+             const std::string& config_file) {
+  namespace sp = sr::suppress;
+  const std::string verb = args.size() > 1 ? args[1] : "";
+  bool as_json = verb == "list" && args.size() == 3 && args[2] == "--json";
+  bool shape_ok = (verb == "list" && (args.size() == 2 || as_json)) ||
+                  ((verb == "add" || verb == "remove") && args.size() == 3);
+  if (!shape_ok) {
+    std::fprintf(stderr, "sealrelay-queue: suppress add ADDRESS | suppress remove ADDRESS | suppress list [--json]\n");
+    usage(stderr);
+    return 2;
+  }
+  std::string address;
+  if (verb != "list") {
+    address = sp::normalize(args[2]);
+    if (address.empty()) {
+      std::fprintf(stderr, "sealrelay-queue: not an address: '%s'\n", args[2].c_str());
+      return 2;
+    }
+  }
+  if (!enabled) return fail("the suppression list is off in " + config_file + " ([suppression] enabled = false)");
+  auto st = sp::store::open(sp::db_path(state_dir), false);
+  if (!st) return fail(st.err() + " (the relay creates it when [suppression] is enabled)");
+  if (verb == "add") {
+    auto n = st.value()->add({{address, int64_t(std::time(nullptr)) * 1000, sp::origin::operator_, "sealrelay-queue"}});
+    if (!n) return fail(n.err());
+    std::printf(*n ? "%s: added\n" : "%s: already listed\n", address.c_str());
+    return 0;
+  }
+  if (verb == "remove") {
+    auto gone = st.value()->remove(address);
+    if (!gone) return fail(gone.err());
+    if (!*gone) return fail(address + ": not listed");
+    std::printf("%s: removed\n", address.c_str());
+    return 0;
+  }
+  auto all = st.value()->list();
+  if (!all) return fail(all.err());
+  if (as_json) {
+    json out = json::array();
+    for (const auto& e : *all)
+      out.push_back({{"address", e.address}, {"added_ms", e.added_ms}, {"source", sp::to_string(e.source)},
+                     {"reason", e.reason}});
+    std::printf("%s\n", json{{"suppressed", out}}.dump().c_str());
+    return 0;
+  }
+  for (const auto& e : *all)
+    std::printf("%s  %s  %s  %s\n", e.address.c_str(), utc(uint64_t(e.added_ms)).c_str(), sp::to_string(e.source),
+                e.reason.c_str());
+  std::printf("-- %zu address%s\n", all->size(), all->size() == 1 ? "" : "es");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -269,6 +330,24 @@ int main(int argc, char** argv) {
     } else {
       rest.push_back(a);
     }
+  }
+  if (!rest.empty() && rest[0] == "suppress") {
+    // The list is a file under state_dir: the config's, or the socket's directory.
+    std::string state_dir;
+    bool enabled = true;
+    if (socket.empty()) {
+      auto cfg = sr::config::load(config_file);
+      if (!cfg) {
+        std::fprintf(stderr, "sealrelay-queue: %s\n", cfg.err().c_str());
+        return 2;
+      }
+      state_dir = cfg->server.state_dir;
+      enabled = cfg->suppression.enabled;
+    } else {
+      size_t slash = socket.rfind('/');
+      state_dir = slash == std::string::npos ? "." : socket.substr(0, slash);
+    }
+    return suppress(rest, state_dir, enabled, config_file);
   }
   auto req = sr::control::parse_args(rest);
   if (!req) {

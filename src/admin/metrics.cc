@@ -242,6 +242,17 @@ relay_metrics::relay_metrics(registry& r) {
   dkim_signed = r.add_counter("sealrelay_dkim_signed_total", "Messages DKIM-signed as they entered the spool.");
   dkim_failed = r.add_counter("sealrelay_dkim_failed_total",
                               "Messages of a [[dkim]] domain whose signing failed (stored unsigned).");
+  for (unsigned i = 0; i < report::bounce_class_count; ++i)
+    bounces_by_class[i] = r.add_counter("sealrelay_bounces_total",
+                                        "Recipients bounced, by bounce class (bad-mailbox, mailbox-full, "
+                                        "policy, dns, tls, other).",
+                                        {{"class", report::to_string(report::bounce_class(i))}});
+  const char* sup_help = "Recipients on the suppression list: refused at RCPT, or dropped before delivery.";
+  suppressed_refused = r.add_counter("sealrelay_suppressed_total", sup_help, {{"action", "refused"}});
+  suppressed_dropped = r.add_counter("sealrelay_suppressed_total", sup_help, {{"action", "dropped"}});
+  suppression_added = r.add_counter("sealrelay_suppression_added_total",
+                                    "Addresses added to the suppression list by bad-mailbox bounces.");
+  suppression_entries = r.add_gauge("sealrelay_suppression_entries", "Addresses on the suppression list.");
 }
 
 const counter& relay_metrics::deliveries(std::string_view tls_version) const {

@@ -28,6 +28,7 @@ const char* to_string(outcome o) {
     case outcome::smime: return "smime";
     case outcome::dropped: return "dropped";
     case outcome::deleted: return "deleted";
+    case outcome::suppressed: return "suppressed";
   }
   return "deferred";
 }
@@ -178,6 +179,14 @@ void format(const record& r, std::string& out) {
     out += '"';
   }
   append_opt_field("smtp_reply", r.smtp_reply, out);
+  append_key("bounce_class", out);
+  if (r.bounce_class) {
+    out += '"';
+    out += report::to_string(*r.bounce_class);  // plain ASCII tokens
+    out += '"';
+  } else {
+    out += "null";
+  }
   out += "}\n";
 }
 

@@ -642,6 +642,16 @@ void read_mta_sts(loader& l, table_reader& root) {
   r.reject_unknown();
 }
 
+void read_suppression(loader& l, table_reader& root) {
+  const toml::table* t = section(root, "suppression");
+  if (!t) return;
+  table_reader r(l, *t, "suppression");
+  r.read("enabled", l.cfg().suppression.enabled);
+  r.read_enum("action", l.cfg().suppression.action,
+              {{"refuse", suppression_action::refuse}, {"drop", suppression_action::drop}});
+  r.reject_unknown();
+}
+
 void read_dane(loader& l, table_reader& root) {
   const toml::table* t = section(root, "dane");
   if (!t) return;
@@ -1243,6 +1253,7 @@ result<config> parse(std::string_view text, const std::string& name, not_built_m
   read_mta_sts(l, root);
   read_dane(l, root);
   read_tlsrpt(l, root);
+  read_suppression(l, root);
   read_policies(l, root);
   read_pools(l, root);
   read_dkim(l, root);

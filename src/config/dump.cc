@@ -204,6 +204,10 @@ std::string dump(const config& c) {
   kv(o, "from", q(c.tlsrpt.from));
   kv(o, "interval", q(c.tlsrpt.interval));
 
+  o += "\n[suppression]\n";
+  kv(o, "enabled", b(c.suppression.enabled));
+  kv(o, "action", q(c.suppression.action == suppression_action::drop ? "drop" : "refuse"));
+
   for (size_t i = 0; i < c.policies.size(); ++i) {
     const policy_entry& p = c.policies[i];
     o += "\n[[policy]]\n";

@@ -28,6 +28,7 @@
 #include "sealrelay/policy/table.hh"
 #include "sealrelay/relay/control.hh"
 #include "sealrelay/relay/shard.hh"
+#include "sealrelay/suppress/list.hh"
 #include "sealrelay/server/auth.hh"
 #include "sealrelay/server/runtime.hh"
 #include "sealrelay/spool/keyring.hh"
@@ -226,6 +227,20 @@ int main(int argc, char** argv) {
 
   sr::relay::process_state ps(cfg);
   ps.spool_keys = spool_keys.value();
+  // The suppression list ([suppression]): loaded before any shard starts, written by its
+  // own thread, stopped after the shards (declared before them here, destroyed after).
+  std::unique_ptr<sr::suppress::list> suppression;
+  if (cfg.suppression.enabled) {
+    auto l = sr::suppress::list::open(sr::suppress::db_path(cfg.server.state_dir));
+    if (!l) {
+      SR_ERROR("suppression: %s", l.err().c_str());
+      return 1;
+    }
+    suppression = std::move(l.value());
+    SR_INFO("suppression: %zu addresses listed (action %s)", suppression->current()->size(),
+            cfg.suppression.action == sr::config::suppression_action::drop ? "drop" : "refuse");
+    ps.suppression = suppression.get();
+  }
   // RSA DKIM signatures (~1.5 ms each) run on this pool, off the shards' loops; one
   // worker per two shards, at least two (Ed25519 is signed inline and needs none).
   std::unique_ptr<sr::dkim::sign_pool> dkim_pool;

@@ -121,8 +121,63 @@ void agent::complete(queue::job* j, std::span<queue::rcpt_result> res, const lin
     return;
   }
   _sched.expire(*j, res);
+  for (size_t i = 0; i < res.size(); ++i) {
+    if (res[i].outcome != queue::rcpt_outcome::bounced) continue;
+    auto cls = bounce_class_of(res[i], li);
+    ++_counters.bounces_by_class[size_t(cls)];
+    // Only a remote's permanent answer lists an address: never an expiry (its last reply was
+    // a 4xx) nor our own give-up.
+    const auto& reply = res[i].reply;
+    if (_suppression && cls == report::bounce_class::bad_mailbox && res[i].reason != report::reason::expired &&
+        reply.size() >= 3 && reply[0] == '5' && std::isdigit((unsigned char)reply[1]) &&
+        std::isdigit((unsigned char)reply[2]))
+      _suppression->add_bounced(j->rcpts[i].address, reply);
+  }
   audit_job(*j, res, li);
   _sched.finish(j, res);
+}
+
+void agent::set_suppression(delivery::suppression* s) {
+  _suppression = s;
+  _sched.set_screen(s ? static_cast<queue::recipient_screen*>(this) : nullptr);
+}
+
+bool agent::suppressed(std::string_view address) { return _suppression && _suppression->suppressed(address); }
+
+void agent::screened(const queue::job& j, std::span<const queue::job_rcpt> removed) {
+  if (!_audit) return;
+  // No host is contacted: the record says which policy would have applied, and nothing else.
+  config::tls_policy pol = _cfg.outbound.default_policy;
+  report::policy_source src = report::policy_source::default_policy;
+  if (_policies) {
+    const auto& p = _policies->lookup(j.domain).policy;
+    pol = p.tls;
+    src = p.source;
+  }
+  for (const auto& rc : removed) {
+    audit::record r;
+    r.queue_id = j.queue_id;
+    if (!j.msg_id.empty()) r.msg_id = j.msg_id;
+    r.kind = j.kind;
+    r.from = j.mail_from;
+    r.rcpt = rc.address;
+    r.domain = j.domain;
+    r.attempt = rc.attempts + 1;
+    r.policy = pol;
+    r.source = src;
+    r.outcome = audit::outcome::suppressed;
+    _audit->append(r);
+  }
+}
+
+report::bounce_class agent::bounce_class_of(const queue::rcpt_result& rr, const link_info& li) {
+  bool remote = rr.reply.size() >= 3 && std::isdigit((unsigned char)rr.reply[0]) &&
+                std::isdigit((unsigned char)rr.reply[1]) && std::isdigit((unsigned char)rr.reply[2]);
+  report::bounce_facts f;
+  f.reason = rr.reason != report::reason::none ? rr.reason : remote ? report::reason::remote_5xx : li.reason;
+  f.status = rr.status;
+  if (remote) f.reply = rr.reply;
+  return report::classify_bounce(f);
 }
 
 void agent::report_session(const link_end& e) {
@@ -251,6 +306,7 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
     if (rr.reply.size() >= 3 && std::isdigit((unsigned char)rr.reply[0]) &&
         std::isdigit((unsigned char)rr.reply[1]) && std::isdigit((unsigned char)rr.reply[2]))
       r.smtp_reply = rr.reply;
+    if (rr.outcome == queue::rcpt_outcome::bounced) r.bounce_class = bounce_class_of(rr, li);
     _audit->append(r);
   }
 }

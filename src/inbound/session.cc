@@ -390,6 +390,13 @@ void session::on_rcpt(std::string_view arg) {
     _ev.send(_out);
     return;
   }
+  if (_ev.recipient_suppressed(p.value.address)) {
+    // 5.1.1 as for an unknown mailbox: the address bounced as one (or the operator said so).
+    _out.clear();
+    _out.append("550 5.1.1 <").append(p.value.address).append(">: Recipient address suppressed\r\n");
+    _ev.send(_out);
+    return;
+  }
   _env.rcpt_to.emplace_back(p.value.address);
   if (_state != state::rcpt) transition(state::rcpt);
   reply("250 2.1.5 Ok");

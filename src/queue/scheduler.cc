@@ -104,12 +104,34 @@ void scheduler::unpark(domain_state& d, idle_waiter* w) {
 }
 
 job* scheduler::take(domain_state& d) {
-  if (d.ready.empty() || _paused) return nullptr;
-  job* j = d.ready.front();
-  d.ready.pop_front();
-  ++d.in_progress;
-  j->in_flight = true;
-  return j;
+  while (!d.ready.empty() && !_paused) {
+    job* j = d.ready.front();
+    d.ready.pop_front();
+    if (_screen && screen_out(j)) continue;  // every recipient suppressed: nothing to send
+    ++d.in_progress;
+    j->in_flight = true;
+    return j;
+  }
+  return nullptr;
+}
+
+bool scheduler::screen_out(job* j) {
+  std::vector<job_rcpt> removed;
+  for (const auto& r : j->rcpts)
+    if (_screen->suppressed(r.address)) removed.push_back(r);
+  if (removed.empty()) return false;
+  _screen->screened(*j, removed);
+  _stats.suppressed += removed.size();
+  std::vector<uint32_t> done;
+  done.reserve(removed.size());
+  for (const auto& r : removed) done.push_back(r.index);
+  if (_link.mark_done) _link.mark_done(j->home, j->queue_id, std::move(done));
+  std::erase_if(j->rcpts, [&](const job_rcpt& r) {
+    return std::any_of(removed.begin(), removed.end(), [&](const job_rcpt& x) { return x.index == r.index; });
+  });
+  if (!j->rcpts.empty()) return false;
+  _jobs.erase(j);
+  return true;
 }
 
 void scheduler::give_back(job* j) {

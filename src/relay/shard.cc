@@ -29,6 +29,7 @@
 #include "sealrelay/spool/keyring.hh"
 #include "sealrelay/spool/partition.hh"
 #include "sealrelay/sts/cache.hh"
+#include "sealrelay/suppress/list.hh"
 #include "sealrelay/sts/https_fetcher.hh"
 #include "sealrelay/sts/resolver.hh"
 #include "sealrelay/tls/context.hh"
@@ -67,6 +68,29 @@ status check_dkim(const config::config& cfg) {
   return {};
 }
 
+// One shard's suppression list (issue 14): lookups in the snapshot (suppress::reader, no
+// lock), additions handed to the list's writer thread, and this shard's counts for /metrics.
+struct shard_root::suppression_view final : server::recipient_filter, delivery::suppression {
+  suppression_view(suppress::list& l, bool refuse_at_rcpt) : list(l), rd(l), refuse_at_rcpt(refuse_at_rcpt) {}
+  bool refuse(std::string_view address) override {
+    if (!refuse_at_rcpt || !rd.suppressed(address)) return false;
+    ++refused;
+    return true;
+  }
+  bool suppressed(std::string_view address) override {
+    if (!rd.suppressed(address)) return false;
+    ++dropped;
+    return true;
+  }
+  void add_bounced(std::string_view address, std::string_view reply) override {
+    if (!rd.suppressed(address)) list.add_async(address, reply);
+  }
+  suppress::list& list;
+  suppress::reader rd;
+  bool refuse_at_rcpt;
+  uint64_t refused = 0, dropped = 0;
+};
+
 shard_root::shard_root(core::shard& sh, process_state& ps) : _shard(sh), _ps(ps) {}
 
 shard_root::~shard_root() {
@@ -77,6 +101,7 @@ status shard_root::start() {
   if (status s = open_spool(); !s) return s;
   _server = std::make_unique<server::shard_server>(_shard, _ps.inbound, *_inbound_store);
   if (status s = _server->prepare(); !s) return s;
+  start_suppression();
   if (status s = start_delivery(); !s) return s;
   start_auth();
   if (status s = _server->listen(); !s) return s;
@@ -87,6 +112,16 @@ status shard_root::start() {
     if (status s = _http->start(); !s) return s;
   }
   return {};
+}
+
+// The suppression list ([suppression]): action "refuse" answers RCPT with 550 5.1.1 on
+// every listener; with either action the agent drops listed recipients before delivery
+// (mail queued before its address was listed, the HTTP API's) and lists bad-mailbox bounces.
+void shard_root::start_suppression() {
+  if (!_ps.suppression) return;
+  bool refuse = _ps.cfg.suppression.action == config::suppression_action::refuse;
+  _suppression = std::make_unique<suppression_view>(*_ps.suppression, refuse);
+  _server->set_recipient_filter(_suppression.get());
 }
 
 // Submission AUTH: this shard's brake and its view of the users; every outcome becomes one
@@ -224,6 +259,7 @@ status shard_root::start_delivery() {
   _agent->spool_reader().set_keys(_ps.spool_keys);  // sealed segments ([spool] keys)
   if (status s = _agent->start(); !s) return s;
   _sched->set_connector(_agent.get());
+  if (_suppression) _agent->set_suppression(_suppression.get());
   if (status s = start_tlsrpt(); !s) return s;
   if (_ps.sidecar) {
     handoff::client::options ho;
@@ -538,6 +574,17 @@ void shard_root::publish_metrics() {
   m.deliveries("TLSv1.2").cell(me).store(c.tls12, std::memory_order_relaxed);
   m.deliveries("other").cell(me).store(c.tls_other, std::memory_order_relaxed);
   m.store_tls_failures(me, c.tls_failures_by_reason);
+  static_assert(std::tuple_size_v<decltype(c.bounces_by_class)> == std::extent_v<decltype(admin::relay_metrics::bounces_by_class)>);
+  for (size_t i = 0; i < c.bounces_by_class.size(); ++i)
+    m.bounces_by_class[i].cell(me).store(c.bounces_by_class[i], std::memory_order_relaxed);
+  if (_suppression) {
+    m.suppressed_refused.cell(me).store(_suppression->refused, std::memory_order_relaxed);
+    m.suppressed_dropped.cell(me).store(_suppression->dropped, std::memory_order_relaxed);
+    if (me == 0) {
+      m.suppression_entries.set(0, int64_t(_ps.suppression->current()->size()));
+      m.suppression_added.cell(0).store(_ps.suppression->added_by_bounces(), std::memory_order_relaxed);
+    }
+  }
   static_assert(std::size(admin::policy_labels) == delivery::delivery_counters::policies &&
                 std::size(admin::policy_source_labels) == delivery::delivery_counters::policy_sources);
   static_assert(size_t(config::tls_policy::exclusive) == 2 &&

@@ -468,6 +468,11 @@ bool connection::sender_allowed(std::string_view address) {
   return _auth_user && auth::sender_allowed(*_auth_user, address);
 }
 
+bool connection::recipient_suppressed(std::string_view address) {
+  auto* f = _srv.filter();
+  return f && f->refuse(address);
+}
+
 void connection::release_message() {
   for (auto* c : _held) _pool.release(c);
   _held.clear();

@@ -72,6 +72,7 @@ class connection final : public tls::stream, inbound::events, store_client {
   void close() override;
   void check_auth(std::string_view user, std::string_view password) override;
   bool sender_allowed(std::string_view address) override;
+  bool recipient_suppressed(std::string_view address) override;
   // store_client
   void on_stored(bool ok) override;
 

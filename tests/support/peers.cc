@@ -658,6 +658,7 @@ std::vector<audit_line> read_audit(const fs::path& file) {
     a.cipher = opt("cipher");
     a.reason = opt("reason");
     a.smtp_reply = opt("smtp_reply");
+    a.bounce_class = opt("bounce_class");
     a.event = get_str(v, "event");
     a.detail = get_str(v, "detail");
     if (auto* f = field(v, "cipher_bits"); f && f->k == jvalue::kind::number) a.cipher_bits = int(f->n);

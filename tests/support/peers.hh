@@ -287,7 +287,7 @@ class https_host {
 // the line as written, for failure messages.
 struct audit_line {
   std::string ts, queue_id, kind, from, rcpt, domain, policy, policy_source, cert, outcome;
-  std::optional<std::string> msg_id, mx, ip, source_ip, tls_version, cipher, reason, smtp_reply;
+  std::optional<std::string> msg_id, mx, ip, source_ip, tls_version, cipher, reason, smtp_reply, bounce_class;
   std::string event, detail;  // the fallback sidecar's escrow lines (kind "escrow")
   std::optional<int> cipher_bits;
   int attempt = 0;

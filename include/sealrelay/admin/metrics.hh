@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "sealrelay/report/bounce.hh"
 #include "sealrelay/report/reason.hh"
 
 namespace sr::admin {
@@ -207,6 +208,13 @@ struct relay_metrics {
   gauge http_connections;      // sealrelay_http_connections: open HTTP API connections
   counter dkim_signed;         // sealrelay_dkim_signed_total: messages DKIM-signed at intake
   counter dkim_failed;         // sealrelay_dkim_failed_total: signing failed, stored unsigned
+  // sealrelay_bounces_total{class}: recipients bounced, by report::bounce_class (its token).
+  counter bounces_by_class[report::bounce_class_count];
+  // sealrelay_suppressed_total{action}: recipients on the suppression list refused at RCPT
+  // ("refused") or dropped before delivery ("dropped").
+  counter suppressed_refused, suppressed_dropped;
+  counter suppression_added;   // sealrelay_suppression_added_total: addresses the bounces added
+  gauge suppression_entries;   // sealrelay_suppression_entries: addresses on the list
 
   // Return the deliveries counter for a negotiated version ("TLSv1.3"; "" = plaintext).
   const counter& deliveries(std::string_view tls_version) const;

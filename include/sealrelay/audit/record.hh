@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "sealrelay/config/config.hh"
+#include "sealrelay/report/bounce.hh"
 #include "sealrelay/report/message_kind.hh"
 #include "sealrelay/report/policy_source.hh"
 #include "sealrelay/report/reason.hh"
@@ -28,13 +29,15 @@ enum class cert_status : uint8_t {
 };
 // What became of this recipient on this attempt. deleted: the operator deleted it from
 // the queue (sealrelay-queue delete, issue 13); final, no attempt made (mx and ip null).
-enum class outcome : uint8_t { delivered, deferred, bounced, escrowed, pgp, smime, dropped, deleted };
+// suppressed: the address is on the suppression list ([suppression], issue 14); final, no
+// host contacted (mx and ip null).
+enum class outcome : uint8_t { delivered, deferred, bounced, escrowed, pgp, smime, dropped, deleted, suppressed };
 
 using report::to_string;  // kind, policy_source: their JSON tokens
 // Return the JSON token: "none", "verified", "invalid".
 const char* to_string(cert_status c);
 // Return the JSON token: "delivered", "deferred", "bounced", "escrowed", "pgp", "smime",
-// "dropped", "deleted".
+// "dropped", "deleted", "suppressed".
 const char* to_string(outcome o);
 
 struct record {
@@ -59,6 +62,8 @@ struct record {
   audit::outcome outcome = audit::outcome::delivered;
   report::reason reason = report::reason::none;  // its token; null when none
   std::optional<std::string_view> smtp_reply;   // the remote's last reply line, if any
+  // Why a bounced recipient bounced (report/bounce.hh: "bad-mailbox", ...); null otherwise.
+  std::optional<report::bounce_class> bounce_class;
 };
 
 // Longest input taken from one string field; longer values are cut at a UTF-8 boundary,

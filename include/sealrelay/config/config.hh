@@ -140,6 +140,19 @@ struct tlsrpt_section {
   duration interval = std::chrono::hours(24);  // one report per domain per interval
 };
 
+// The suppression list (issue 14, src/suppress): addresses that bounced as bad mailboxes
+// (added automatically) or that the operator added (sealrelay-queue suppress), stored in
+// <state_dir>/suppression.db. Off by default: a relay that starts refusing recipients on
+// its own is an opt-in for bulk senders, not a surprise after an upgrade.
+enum class suppression_action : uint8_t {
+  refuse,  // RCPT answered "550 5.1.1 <addr>: Recipient address suppressed"
+  drop,    // accepted, then dropped before delivery with an audit record (outcome "suppressed")
+};
+struct suppression_section {
+  bool enabled = false;
+  suppression_action action = suppression_action::refuse;
+};
+
 struct policy_entry {
   std::string domain;                     // exact or ".suffix"
   tls_policy tls = tls_policy::forced;
@@ -220,6 +233,7 @@ struct config {
   mta_sts_section mta_sts;
   dane_section dane;
   tlsrpt_section tlsrpt;
+  suppression_section suppression;
   std::vector<policy_entry> policies;
   std::vector<pool_entry> pools;
   std::vector<dkim_entry> dkim;

@@ -28,6 +28,7 @@
 #include "sealrelay/delivery/source.hh"
 #include "sealrelay/policy/resolver.hh"
 #include "sealrelay/queue/scheduler.hh"
+#include "sealrelay/report/bounce.hh"
 #include "sealrelay/report/policy_source.hh"
 #include "sealrelay/report/reason.hh"
 #include "sealrelay/spool/reader.hh"
@@ -53,6 +54,21 @@ struct delivery_counters {
   std::array<uint64_t, policies * policy_sources> delivered_by_policy{};
   uint64_t connections = 0, connect_failures = 0, tls_failures = 0;
   uint64_t fallback_handoffs = 0;  // messages handed to the fallback (forced, TLS failed everywhere)
+  // Recipients bounced, by report::bounce_class (sealrelay_bounces_total{class}).
+  std::array<uint64_t, report::bounce_class_count> bounces_by_class{};
+};
+
+// The suppression list as delivery uses it (issue 14); the relay wires src/suppress in.
+// Called on the agent's shard only.
+class suppression {
+ public:
+  // Return whether mail to `address` must not be delivered.
+  virtual bool suppressed(std::string_view address) = 0;
+  // `address` hard-bounced as a bad mailbox (`reply`: the MX's answer): list it.
+  virtual void add_bounced(std::string_view address, std::string_view reply) = 0;
+
+ protected:
+  ~suppression() = default;
 };
 
 // What the end of one outbound session tells a session_observer beyond its report.
@@ -75,7 +91,7 @@ class session_observer {
   ~session_observer() = default;
 };
 
-class agent final : public queue::connector {
+class agent final : public queue::connector, queue::recipient_screen {
  public:
   agent(core::shard& sh, const config::config& cfg, queue::scheduler& sched, dns::resolver& res,
         net::chunk_pool& pool, net::buffer_ring& ring, audit::writer* audit);
@@ -105,6 +121,11 @@ class agent final : public queue::connector {
   void hand_off(queue::job* j, const policy::effective_policy& p, const session_report& li);
   // Write one audit record per recipient of `j` for this attempt.
   void audit_job(const queue::job& j, std::span<const queue::rcpt_result> res, const session_report& li);
+  // The suppression list (null: none): recipients on it are dropped before delivery (audit
+  // outcome "suppressed"), and bad-mailbox hard bounces are added to it.
+  void set_suppression(delivery::suppression* s);
+  // Return the bounce class of a bounced result of an attempt over `li` (report/bounce.hh).
+  static report::bounce_class bounce_class_of(const queue::rcpt_result& r, const session_report& li);
 
   core::shard& shard() { return _shard; }
   const config::config& cfg() const { return _cfg; }
@@ -149,6 +170,9 @@ class agent final : public queue::connector {
  private:
   struct handoff_op;
   void on_tick();
+  // queue::recipient_screen
+  bool suppressed(std::string_view address) override;
+  void screened(const queue::job& j, std::span<const queue::job_rcpt> removed) override;
 
   core::shard& _shard;
   const config::config& _cfg;
@@ -172,6 +196,7 @@ class agent final : public queue::connector {
   policy::fallback_handoff* _fallback = &_unavailable;
   delivery::session_observer* _observer = nullptr;
   std::vector<source_picker> _sources;  // one per config pool, in cfg.pools order
+  delivery::suppression* _suppression = nullptr;
 };
 
 // What an audit record needs to know about the link that carried an attempt.

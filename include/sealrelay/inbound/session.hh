@@ -84,6 +84,12 @@ class events {
     (void)address;
     return false;
   }
+  // Whether `address` (without <>) is on the suppression list with action "refuse": then
+  // RCPT is answered "550 5.1.1 <address>: Recipient address suppressed" (issue 14).
+  virtual bool recipient_suppressed(std::string_view address) {
+    (void)address;
+    return false;
+  }
 };
 
 class session {

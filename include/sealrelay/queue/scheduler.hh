@@ -14,6 +14,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -65,6 +66,21 @@ struct rcpt_result {
   std::string status;           // enhanced status code for DSNs ("5.1.1", "4.4.1")
   report::reason reason = report::reason::none;  // when not a remote reply (null_mx, connect_failed)
   bool notify_sender = false;   // dropped: send the sender a DSN anyway (policy notify_sender)
+};
+
+// The suppression list as the scheduler sees it (issue 14): every recipient is checked
+// just before its job goes to a connection, so an address listed while its mail waited
+// is never delivered to either.
+class recipient_screen {
+ public:
+  // Return whether mail to `address` must not be delivered.
+  virtual bool suppressed(std::string_view address) = 0;
+  // `removed` (recipients of `j`) were taken out as suppressed; they are final (DONE goes
+  // home, no DSN). Called before `j` changes or is freed.
+  virtual void screened(const job& j, std::span<const job_rcpt> removed) = 0;
+
+ protected:
+  ~recipient_screen() = default;
 };
 
 class connector {
@@ -122,6 +138,7 @@ struct queue_stats {
   uint64_t delivered = 0, deferred = 0, bounced = 0, dropped = 0, dsn_sent = 0;
   uint64_t handed_off = 0;  // recipients the fallback took (escrowed, pgp, smime)
   uint64_t deleted = 0;     // recipients the operator deleted (sealrelay-queue delete)
+  uint64_t suppressed = 0;  // recipients dropped before delivery (suppression list)
 };
 
 class scheduler {
@@ -129,6 +146,8 @@ class scheduler {
   scheduler(core::shard& sh, const config::config& cfg, home_link link);
   ~scheduler();
   void set_connector(connector* c) { _conn = c; }
+  // Check recipients against the suppression list before delivery (null: none).
+  void set_screen(recipient_screen* s) { _screen = s; }
   // How a bounce reads the original message back when the job no longer holds it
   // (deferred jobs drop their bytes; give-ups never load them): into j->body, then done(ok).
   using body_loader = std::function<void(job* j, std::function<void(bool ok)> done)>;
@@ -206,6 +225,9 @@ class scheduler {
   // once the DSN is durable, so the original is never reclaimed before its bounce exists.
   void bounce(job& j, std::vector<const job_rcpt*> failed, std::span<const rcpt_result> why,
               std::vector<uint32_t> finish_after);
+  // Take `j`'s suppressed recipients out (final, audited by the screen); true when none is
+  // left, and then `j` is gone.
+  bool screen_out(job* j);
 
   // Jobs `sel` names, in a stable order (control commands change the containers).
   std::vector<job*> select(const job_selector& sel) const;
@@ -222,6 +244,7 @@ class scheduler {
   const config::config& _cfg;
   home_link _link;
   connector* _conn = nullptr;
+  recipient_screen* _screen = nullptr;
   body_loader _load;
   std::unordered_map<std::string, std::unique_ptr<domain_state>> _domains;
   std::unordered_map<job*, std::unique_ptr<job>> _jobs;

@@ -74,6 +74,9 @@ namespace sr::inject {
 struct shared_state;
 class shard_server;
 }
+namespace sr::suppress {
+class list;
+}
 
 namespace sr::control {
 struct request;
@@ -110,6 +113,8 @@ struct process_state {
   inject::shared_state* http = nullptr;
   // The spool's keys ([spool]): seal new segments, open sealed ones; null = none.
   std::shared_ptr<const spool::keyring> spool_keys;
+  // The suppression list ([suppression] enabled; null when off).
+  suppress::list* suppression = nullptr;
   // sealrelay-queue's requests into the shards (relay/control.hh); null = no control socket.
   control_hub* control = nullptr;
 };
@@ -148,6 +153,7 @@ class shard_root final : public server::shard_unit {
                      std::span<const uint32_t> done);
   void publish_metrics();
   void start_auth();
+  void start_suppression();
   // Answer a sealrelay-queue request from this shard's queue (relay/control.hh).
   void on_control(const control::request& r, shard_answer& out);
   // Audit recipients the operator deleted (outcome "deleted").
@@ -158,6 +164,10 @@ class shard_root final : public server::shard_unit {
   // Declaration order is construction order; destruction runs backwards, so users go
   // before what they use (the agent before the scheduler, the server before the store).
   std::unique_ptr<spool::store> _store;
+  // This shard's view of the suppression list (null when off): refuses RCPTs for the server,
+  // screens and lists recipients for the agent; declared before both, so it outlives them.
+  struct suppression_view;
+  std::unique_ptr<suppression_view> _suppression;
   std::unique_ptr<server::authenticator> _auth;  // submission AUTH; outlives the server's connections
   // DKIM signing in front of _store (null without [[dkim]]): every producer of this shard's
   // mail (inbound SMTP, the HTTP API, DSNs, TLS-RPT, the sidecar's mails) submits through intake().

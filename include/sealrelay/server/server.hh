@@ -74,6 +74,17 @@ struct shared_state {
   counters stats;
 };
 
+// Recipients refused at RCPT (issue 14: the suppression list, action "refuse"); the relay
+// implements it over src/suppress. Called on the server's shard only.
+class recipient_filter {
+ public:
+  // Return whether RCPT TO `address` must be refused as suppressed.
+  virtual bool refuse(std::string_view address) = 0;
+
+ protected:
+  ~recipient_filter() = default;
+};
+
 class shard_server {
  public:
   // `store` takes the accepted messages; it must outlive this server.
@@ -101,6 +112,9 @@ class shard_server {
   // server; set before listen().
   void set_authenticator(authenticator* a) { _auth = a; }
   authenticator* auth() { return _auth; }
+  // Who decides which recipients are refused as suppressed (null: none); set before listen().
+  void set_recipient_filter(recipient_filter* f) { _filter = f; }
+  recipient_filter* filter() { return _filter; }
   size_t connection_count() const { return _conns.size(); }
   inbound_tls_counts& tls_counts() { return _tls_counts; }
   const inbound_tls_counts& tls_counts() const { return _tls_counts; }
@@ -119,6 +133,7 @@ class shard_server {
   std::unique_ptr<tls::context> _tls_ctx;
   std::vector<std::unique_ptr<listener_info>> _listeners;
   authenticator* _auth = nullptr;
+  recipient_filter* _filter = nullptr;
   net::conn_list<connection> _conns;
   bool _draining = false;
   inbound_tls_counts _tls_counts;

@@ -111,7 +111,8 @@ TEST(audit_format, full_record_is_exact_in_design_order) {
             "\"domain\":\"bank.example\",\"mx\":\"mx1.bank.example\",\"ip\":\"192.0.2.10\",\"source_ip\":\"192.0.2.99\",\"attempt\":2,"
             "\"policy\":\"forced\",\"policy_source\":\"mta-sts\",\"tls\":true,\"tls_version\":\"TLSv1.3\","
             "\"cipher\":\"TLS_AES_256_GCM_SHA384\",\"cipher_bits\":256,\"cert\":\"verified\","
-            "\"outcome\":\"delivered\",\"reason\":null,\"smtp_reply\":\"250 2.0.0 Ok: queued as 4XyZ\"}\n");
+            "\"outcome\":\"delivered\",\"reason\":null,\"smtp_reply\":\"250 2.0.0 Ok: queued as 4XyZ\","
+            "\"bounce_class\":null}\n");
 }
 
 TEST(audit_format, absent_fields_are_null_and_null_sender_is_empty) {
@@ -131,7 +132,32 @@ TEST(audit_format, absent_fields_are_null_and_null_sender_is_empty) {
             "\"from\":\"\",\"rcpt\":\"bob@nomx.example\",\"domain\":\"nomx.example\",\"mx\":null,\"ip\":null,\"source_ip\":null,"
             "\"attempt\":1,\"policy\":\"exclusive\",\"policy_source\":\"config\",\"tls\":false,"
             "\"tls_version\":null,\"cipher\":null,\"cipher_bits\":null,\"cert\":\"none\","
-            "\"outcome\":\"dropped\",\"reason\":\"starttls-not-offered\",\"smtp_reply\":null}\n");
+            "\"outcome\":\"dropped\",\"reason\":\"starttls-not-offered\",\"smtp_reply\":null,\"bounce_class\":null}\n");
+}
+
+TEST(audit_format, bounced_record_carries_its_class_and_suppressed_its_outcome) {
+  audit::record r;
+  r.ts_ms = 946684800007;
+  r.queue_id = "Q2";
+  r.rcpt = "gone@example.net";
+  r.domain = "example.net";
+  r.outcome = audit::outcome::bounced;
+  r.reason = report::reason::remote_5xx;
+  r.smtp_reply = "550 5.1.1 User unknown";
+  r.bounce_class = report::bounce_class::bad_mailbox;
+  std::string line = format_one(r);
+  EXPECT_NE(line.find("\"outcome\":\"bounced\",\"reason\":\"remote-5xx\",\"smtp_reply\":\"550 5.1.1 User unknown\","
+                      "\"bounce_class\":\"bad-mailbox\"}\n"),
+            std::string::npos)
+      << line;
+  r.outcome = audit::outcome::suppressed;
+  r.reason = report::reason::none;
+  r.smtp_reply.reset();
+  r.bounce_class.reset();
+  line = format_one(r);
+  EXPECT_NE(line.find("\"outcome\":\"suppressed\",\"reason\":null,\"smtp_reply\":null,\"bounce_class\":null}\n"),
+            std::string::npos)
+      << line;
 }
 
 TEST(audit_format, every_enum_token) {
@@ -251,7 +277,7 @@ TEST(audit_format, parsed_line_has_every_field_with_its_type) {
   std::vector<std::string> want = {"ts", "queue_id", "msg_id", "kind", "from", "rcpt", "domain",
                                    "mx", "ip", "source_ip", "attempt", "policy", "policy_source", "tls",
                                    "tls_version", "cipher", "cipher_bits", "cert", "outcome",
-                                   "reason", "smtp_reply"};
+                                   "reason", "smtp_reply", "bounce_class"};
   EXPECT_EQ(obj->keys, want);
   EXPECT_EQ(obj->fields["attempt"].type, json_check::value::number);
   EXPECT_EQ(obj->fields["cipher_bits"].text, "256");
@@ -359,7 +385,7 @@ TEST(audit_writer, two_shards_write_whole_lines_with_an_exact_count) {
   for (const auto& l : lines) {
     auto obj = json_check::parse_line(l);
     ASSERT_TRUE(obj) << l;
-    ASSERT_EQ(obj->keys.size(), 21u);
+    ASSERT_EQ(obj->keys.size(), 22u);
     const std::string& q = obj->fields["queue_id"].text;
     ASSERT_EQ(q[0], 'S');
     int shard = q[1] - '0';
