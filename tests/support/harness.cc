@@ -203,6 +203,15 @@ void relay::write_config() {
   std::ofstream(config_path()) << c.str();
 }
 
+namespace {
+// How many times the daemon said it was ready (once per run in the log).
+size_t count_ready_lines(const std::string& log) {
+  size_t n = 0;
+  for (size_t at = log.find("sealrelay ready:"); at != std::string::npos; at = log.find("sealrelay ready:", at + 1)) ++n;
+  return n;
+}
+}  // namespace
+
 bool relay::start(std::chrono::milliseconds deadline) {
   _error.clear();
   std::string bin = relay_binary();
@@ -212,6 +221,7 @@ bool relay::start(std::chrono::milliseconds deadline) {
   }
   std::string cfg = config_path().string();
   std::string logf = (dir() / "sealrelay.log").string();
+  const size_t ready_before = count_ready_lines(log());
   std::string cwd = dir().string();
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -267,7 +277,25 @@ bool relay::start(std::chrono::milliseconds deadline) {
       std::this_thread::sleep_for(20ms);   // polling for readiness, not an assertion
     }
   }
-  return true;
+  // A 220 comes from the first shard that listens; the others may still be starting (and
+  // opening files: a test that floods the relay at once with a low descriptor limit made a
+  // later shard fail its start-up). Ready means the daemon's "sealrelay ready" line, logged
+  // once every shard listens; the log keeps earlier runs, so count this run's.
+  for (;;) {
+    if (count_ready_lines(log()) > ready_before) return true;
+    int status = 0;
+    if (::waitpid(_pid, &status, WNOHANG) == _pid) {
+      _pid = -1;
+      _error = "sealrelay exited with code " + std::to_string(decode_status(status)) +
+               " before it was ready; log:\n" + log();
+      return false;
+    }
+    if (clock::now() >= until) {
+      _error = "sealrelay answered but never logged \"sealrelay ready\"; log:\n" + log();
+      return false;
+    }
+    std::this_thread::sleep_for(10ms);   // polling for readiness, not an assertion
+  }
 }
 
 void relay::signal(int sig) {
