@@ -16,6 +16,18 @@
 
 namespace sr::delivery {
 
+audit::record job_record(const queue::job& j, const queue::job_rcpt& rc) {
+  audit::record r;
+  r.queue_id = j.queue_id;
+  if (!j.msg_id.empty()) r.msg_id = j.msg_id;
+  r.kind = j.kind;
+  r.from = j.mail_from;
+  r.rcpt = rc.address;
+  r.domain = j.domain;
+  r.attempt = rc.attempts + 1;
+  return r;
+}
+
 agent::agent(core::shard& sh, const config::config& cfg, queue::scheduler& sched, dns::resolver& res,
              net::chunk_pool& pool, net::buffer_ring& ring, audit::writer* audit)
     : _shard(sh), _cfg(cfg), _sched(sched), _res(res), _pool(pool), _ring(ring), _audit(audit), _spool_reader(sh) {
@@ -155,14 +167,7 @@ void agent::screened(const queue::job& j, std::span<const queue::job_rcpt> remov
     src = p.source;
   }
   for (const auto& rc : removed) {
-    audit::record r;
-    r.queue_id = j.queue_id;
-    if (!j.msg_id.empty()) r.msg_id = j.msg_id;
-    r.kind = j.kind;
-    r.from = j.mail_from;
-    r.rcpt = rc.address;
-    r.domain = j.domain;
-    r.attempt = rc.attempts + 1;
+    audit::record r = job_record(j, rc);
     r.policy = pol;
     r.source = src;
     r.outcome = audit::outcome::suppressed;
@@ -264,17 +269,10 @@ void agent::audit_job(const queue::job& j, std::span<const queue::rcpt_result> r
   if (!_audit) return;
   for (size_t i = 0; i < j.rcpts.size() && i < res.size(); ++i) {
     const auto& rr = res[i];
-    audit::record r;
-    r.queue_id = j.queue_id;
-    if (!j.msg_id.empty()) r.msg_id = j.msg_id;
-    r.kind = j.kind;
-    r.from = j.mail_from;
-    r.rcpt = j.rcpts[i].address;
-    r.domain = j.domain;
+    audit::record r = job_record(j, j.rcpts[i]);
     if (!li.mx.empty()) r.mx = li.mx;
     if (!li.ip.empty()) r.ip = li.ip;
     if (!li.source_ip.empty()) r.source_ip = li.source_ip;
-    r.attempt = j.rcpts[i].attempts + 1;
     r.policy = li.policy;
     r.source = li.source;
     r.tls = li.tls;

@@ -352,14 +352,7 @@ void shard_root::audit_deleted(const queue::job& j) {
   SR_INFO("%s: %zu recipients (%s) deleted by the operator", j.queue_id.c_str(), j.rcpts.size(), j.domain.c_str());
   if (!_audit) return;
   for (const auto& rc : j.rcpts) {
-    audit::record r;
-    r.queue_id = j.queue_id;
-    if (!j.msg_id.empty()) r.msg_id = j.msg_id;
-    r.kind = j.kind;
-    r.from = j.mail_from;
-    r.rcpt = rc.address;
-    r.domain = j.domain;
-    r.attempt = rc.attempts + 1;
+    audit::record r = delivery::job_record(j, rc);
     r.policy = _ps.cfg.outbound.default_policy;
     r.outcome = audit::outcome::deleted;
     _audit->append(r);

@@ -91,6 +91,10 @@ class session_observer {
   ~session_observer() = default;
 };
 
+// The fields every audit record about recipient `rc` of `j` carries (queue id, Message-ID,
+// kind, sender, recipient, domain, this attempt's number); the caller adds the rest.
+audit::record job_record(const queue::job& j, const queue::job_rcpt& rc);
+
 class agent final : public queue::connector, queue::recipient_screen {
  public:
   agent(core::shard& sh, const config::config& cfg, queue::scheduler& sched, dns::resolver& res,
