@@ -451,6 +451,12 @@ void link::wake() {
   flush();
 }
 
+void link::retire() {
+  _parked = false;
+  _session.quit();
+  flush();
+}
+
 void link::closed(const outbound::close_info& info) {
   close_kind = info.kind;
   close_reason = info.reason;

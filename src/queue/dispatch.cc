@@ -95,7 +95,8 @@ void dispatcher::dispatch(spooled_message m, std::span<const uint32_t> done) {
 }
 
 void dispatcher::send_job(std::unique_ptr<job> j) {
-  send_job_to(owner_shard(j->domain, _boxes.shards()), std::move(j));
+  unsigned owner = owner_shard(j->domain, _boxes.shards());  // before j moves (argument order)
+  send_job_to(owner, std::move(j));
 }
 
 void dispatcher::send_job_to(unsigned owner, std::unique_ptr<job> j) {

@@ -174,23 +174,36 @@ void scheduler::kick(domain_state& d) {
   // Open another connection while more jobs can go now than connections about to take one
   // (opening, or between transactions). Under a message rate only the tokens there are can
   // go, and a connection of another queue of the site may be the one to take them.
+  // (Another domain's idle connection cannot carry this one's mail: only this queue's
+  // count as free; several queues of a site may so open a connection for the same token,
+  // within max_connections and the connection rate.)
   while (!d.ready.empty() && d.active < d.max_conns && s.active < s.max_connections) {
     unsigned free_conns = d.active > d.in_progress ? d.active - d.in_progress : 0;
-    uint64_t can_go = d.ready.size();
-    if (s.messages.limited()) {
-      free_conns = s.active > s.in_progress ? s.active - s.in_progress : 0;
-      can_go = std::min<uint64_t>(can_go, s.messages.whole(now));
-    }
+    uint64_t can_go = std::min<uint64_t>(d.ready.size(), s.messages.whole(now));
     if (can_go <= free_conns) break;
     if (!s.connections.available(now)) break;
+    if (s.active >= s.max_connections) break;
     s.connections.take(now);
     ++d.active;
     ++s.active;
     _conn->open(d);
   }
+  // The site's connections are all open, and idle ones of another domain hold slots this
+  // one needs: close one (as Postfix's connection cache gives up a cached connection).
+  if (!d.ready.empty() && d.active == 0 && s.active >= s.max_connections) retire_idle(s, d);
   // Ready jobs left behind by a limit that time lifts (a token, a connection slot): the
   // tick kicks this site again.
   if (!d.ready.empty() && (s.entry || s.messages.limited())) wait_on(s);
+}
+
+void scheduler::retire_idle(site_state& s, const domain_state& need) {
+  for (domain_state* o : s.domains)
+    if (o != &need && o->ready.empty() && !o->idle.empty()) {
+      idle_waiter* w = o->idle.front();
+      o->idle.pop_front();
+      w->retire();  // its connection_closed() frees the slot and kicks the site
+      return;
+    }
 }
 
 void scheduler::wait_on(site_state& s) {
@@ -208,8 +221,10 @@ void scheduler::kick_site(site_state& s) {
     kick(d);
     if (!s.messages.available(now)) {
       // Out of tokens: the next kick starts after this queue, so every domain of a shared
-      // site gets its turn.
+      // site gets its turn; the queues not reached (or this one, emptied by the last
+      // token) may still hold ready jobs, so the next tick comes back.
       s.next_domain = (s.next_domain + k + 1) % n;
+      wait_on(s);
       return;
     }
   }

@@ -40,6 +40,9 @@ class idle_waiter {
  public:
   // A job became ready: call take() now.
   virtual void wake() = 0;
+  // Close: another domain of the same [[shaping]] destination needs the connection slot
+  // (the waiter is already off the idle list).
+  virtual void retire() = 0;
 
  protected:
   ~idle_waiter() = default;
@@ -278,6 +281,8 @@ class scheduler {
   site_state& site_for(const std::string& domain, const config::shaping_entry* e);
   // Kick the site's queues that have ready jobs, round-robin, while it can send.
   void kick_site(site_state& s);
+  // Close one idle connection of another queue of `s` (one with nothing ready) for `need`.
+  void retire_idle(site_state& s, const domain_state& need);
   // Put `s` on the per-tick list (it has ready jobs it cannot send now).
   void wait_on(site_state& s);
   // Lower `s`'s rate when `reply` matches a back-off rule (once per call).
