@@ -622,7 +622,7 @@ void shard_root::publish_metrics() {
   for (size_t i = 0; i < c.bounces_by_class.size(); ++i)
     m.bounces_by_class[i].cell(me).store(c.bounces_by_class[i], std::memory_order_relaxed);
   {
-    auto sites = _sched->shaping_snapshot();
+    const auto& sites = _sched->shaping_metrics();
     for (size_t i = 0; i < sites.size() && i < m.shaping_backoffs.size(); ++i) {
       m.shaping_backoffs[i].cell(me).store(sites[i].backoffs, std::memory_order_relaxed);
       m.shaping_rate[i].set(me, int64_t(sites[i].rate_per_hour));
