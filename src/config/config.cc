@@ -582,6 +582,21 @@ void read_dns(loader& l, table_reader& root) {
   r.reject_unknown();
 }
 
+// A retry schedule: a non-empty array of durations > 0 (`empty_hint` says what to write
+// instead of an empty one).
+void read_retry(table_reader& r, std::vector<duration>& out, const char* empty_hint) {
+  std::vector<duration> retry;
+  if (!r.read_array("retry", [&](const std::string& p, const toml::node& n) {
+        duration d{};
+        if (!r.duration_of(n, p, d, duration(1), no_max)) return false;
+        retry.push_back(d);
+        return true;
+      }))
+    return;
+  if (retry.empty()) r.fail("retry", std::string("must not be empty (") + empty_hint + ")");
+  else out = std::move(retry);
+}
+
 void read_outbound(loader& l, table_reader& root) {
   outbound_section& s = l.cfg().outbound;
   const toml::table* t = section(root, "outbound");
@@ -592,18 +607,7 @@ void read_outbound(loader& l, table_reader& root) {
   r.read_duration("connect_timeout", s.connect_timeout, duration(1));
   r.read("max_conns_per_domain", s.max_conns_per_domain, 1, u32_max);
   r.read("messages_per_conn", s.messages_per_conn, 1, u32_max);
-  std::vector<duration> retry;
-  if (r.read_array("retry", [&](const std::string& p, const toml::node& n) {
-        duration d{};
-        if (!r.duration_of(n, p, d, duration(1), no_max)) return false;
-        retry.push_back(d);
-        return true;
-      })) {
-    if (retry.empty())
-      r.fail("retry", "must not be empty (at least one interval, e.g. [\"5m\"])");
-    else
-      s.retry = std::move(retry);
-  }
+  read_retry(r, s.retry, "at least one interval, e.g. [\"5m\"]");
   r.read_duration("max_queue_age", s.max_queue_age, duration(1));
   r.read("backoff_defaults", s.backoff_defaults);
   r.reject_unknown();
@@ -984,16 +988,7 @@ void read_shaping(loader& l, table_reader& root) {
     r.read("max_messages_per_conn", e.max_messages_per_conn, 1, u32_max);
     read_rate(r, "max_message_rate", e.max_message_rate);
     read_rate(r, "max_connection_rate", e.max_connection_rate);
-    std::vector<duration> retry;
-    if (r.read_array("retry", [&](const std::string& p, const toml::node& n) {
-          duration d{};
-          if (!r.duration_of(n, p, d, duration(1), no_max)) return false;
-          retry.push_back(d);
-          return true;
-        })) {
-      if (retry.empty()) r.fail("retry", "must not be empty (leave it out for outbound.retry)");
-      else e.retry = std::move(retry);
-    }
+    read_retry(r, e.retry, "leave it out for outbound.retry");
     // Checked against the [[pool]] names in cross_check.
     if (r.read("pool", e.pool) && e.pool.empty()) r.fail("pool", "must not be empty (leave it out for no pool)");
     cfg.shaping.push_back(std::move(e));

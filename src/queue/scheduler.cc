@@ -17,6 +17,7 @@ namespace sr::queue {
 scheduler::scheduler(core::shard& sh, const config::config& cfg, home_link link)
     : _shard(sh), _cfg(cfg), _link(std::move(link)) {
   _shard.on_tick([this] { on_tick(); });
+  set_shards(1);
 }
 
 scheduler::~scheduler() = default;
@@ -57,8 +58,7 @@ site_state& scheduler::site_for(const std::string& domain, const config::shaping
     s.entry = e;
     s.name = shared ? e->name : domain;
     s.domain = shared ? std::string() : domain;
-    s.metric = _cfg.shaping.size();  // "default"
-    if (shared) s.metric = size_t(e - _cfg.shaping.data());
+    s.metric = e ? size_t(e - _cfg.shaping.data()) : _cfg.shaping.size();  // else "default"
     // Unshaped: no limit over the domain's queues together, each keeps its own as before.
     s.max_connections = e && e->max_connections ? e->max_connections
                         : e ? std::max(1u, _cfg.outbound.max_conns_per_domain)
@@ -186,6 +186,7 @@ void scheduler::kick(domain_state& d) {
     s.connections.take(now);
     ++d.active;
     ++s.active;
+    ++metric(s).connections;
     _conn->open(d);
   }
   // The site's connections are all open, and idle ones of another domain hold slots this
@@ -309,6 +310,7 @@ void scheduler::connection_closed(domain_state& d) {
   bool site_was_full = s.active >= s.max_connections;
   --d.active;
   --s.active;
+  --metric(s).connections;
   kick(d);
   // A slot of a shared site is free: another of its domains may be waiting for it.
   if (site_was_full && s.domains.size() > 1) kick_site(s);
@@ -534,8 +536,9 @@ void scheduler::check_backoff(site_state& s, const std::string& domain, std::str
   s.backoff_rate = after;
   s.backoff_until_ms = std::max(s.backoff_until_ms, until);
   s.backoff_lowered_ms = now;
-  ++s.backoffs;
+  ++metric(s).backoffs;
   s.messages.set_rate(after, now);
+  if (s.entry && s.entry->domain != "*") metric(s).rate_per_hour = per_hour(after);
   if (!was) _backed_off.push_back(&s);
   SR_INFO("shaping: %s: back-off (%s): %llu/h -> %llu/h for %s after \"%.*s\"", s.name.c_str(), rule->label.c_str(),
           (unsigned long long)per_hour(was || s.configured_rate > 0 ? before : 0), (unsigned long long)per_hour(after),
@@ -560,6 +563,7 @@ void scheduler::refresh_rate(site_state& s, uint64_t now) {
   s.backoff_until_ms = 0;
   s.backoff_rate = 0;
   s.messages.set_rate(s.configured_rate, now);
+  if (s.entry && s.entry->domain != "*") metric(s).rate_per_hour = per_hour(s.configured_rate);
   SR_INFO("shaping: %s: back-off over, %llu/h again", s.name.c_str(), (unsigned long long)per_hour(s.configured_rate));
   if (_on_shaping) {
     shaping_event ev;
@@ -571,19 +575,27 @@ void scheduler::refresh_rate(site_state& s, uint64_t now) {
   }
 }
 
-std::vector<shaping_stats> scheduler::shaping_snapshot() {
-  std::vector<shaping_stats> out(_cfg.shaping.size() + 1);
-  for (auto& [key, s] : _sites) {
-    shaping_stats& o = out[s->metric];
-    o.backoffs += s->backoffs;
-    o.connections += s->active;
-    if (s->metric < _cfg.shaping.size()) o.rate_per_hour = per_hour(s->messages.rate());
+shaping_stats& scheduler::metric(const site_state& s) { return _metrics[s.metric]; }
+
+void scheduler::set_shards(unsigned n) {
+  _shards = n ? n : 1;
+  // One series per [[shaping]] entry, then "default". A shared entry's rate is reported by
+  // the one shard that owns it (a scrape sums the shards): its configured rate until a
+  // back-off changes it.
+  _metrics.assign(_cfg.shaping.size() + 1, shaping_stats{});
+  for (size_t i = 0; i < _cfg.shaping.size(); ++i) {
+    const auto& e = _cfg.shaping[i];
+    if (e.domain != "*" && owner_shard("shaping:" + e.name, _shards) == _shard.index())
+      _metrics[i].rate_per_hour = per_hour(e.max_message_rate.per_second());
   }
-  return out;
 }
 
 void scheduler::on_tick() {
   uint64_t now = _shard.now_ms();
+  if (now >= _mx_pruned_ms + 60'000) {  // MX answers past their hour: forget them
+    _mx_pruned_ms = now;
+    std::erase_if(_mx_sites, [now](const auto& kv) { return kv.second.until_ms <= now; });
+  }
   if (!_backed_off.empty())
     std::erase_if(_backed_off, [&](site_state* s) {
       refresh_rate(*s, now);

@@ -124,6 +124,17 @@ void shard_root::start_suppression() {
   _server->set_recipient_filter(_suppression.get());
 }
 
+// Start an audit line that is no recipient record (kind "auth", "shaping"): `line` becomes
+// {"ts":"<now>","kind":"<kind>" and the caller adds its fields and "}\n".
+static void begin_event_line(std::string& line, const char* kind) {
+  line.clear();
+  line += "{\"ts\":\"";
+  audit::append_timestamp(audit::now_unix_ms(), line);
+  line += "\",\"kind\":\"";
+  line += kind;
+  line += "\"";
+}
+
 // Submission AUTH: this shard's brake and its view of the users; every outcome becomes one
 // audit line (kind "auth", never the password) and a count in /metrics.
 void shard_root::start_auth() {
@@ -136,10 +147,8 @@ void shard_root::start_auth() {
   _auth = std::make_unique<server::authenticator>(_shard, *_ps.hasher, *_ps.users, lo);
   _auth->on_event([this, line = std::string()](const server::auth_event& e) mutable {
     if (!_audit) return;
-    line.clear();
-    line += "{\"ts\":\"";
-    audit::append_timestamp(audit::now_unix_ms(), line);
-    line += "\",\"kind\":\"auth\",\"outcome\":\"";
+    begin_event_line(line, "auth");
+    line += ",\"outcome\":\"";
     line += server::to_string(e.outcome);
     line += "\",\"user\":";
     audit::append_json_string(e.user, line);
@@ -175,10 +184,8 @@ void shard_root::start_shaping() {
     });
   _sched->on_shaping([this, line = std::string()](const queue::shaping_event& e) mutable {
     if (!_audit) return;
-    line.clear();
-    line += "{\"ts\":\"";
-    audit::append_timestamp(audit::now_unix_ms(), line);
-    line += "\",\"kind\":\"shaping\",\"event\":\"";
+    begin_event_line(line, "shaping");
+    line += ",\"event\":\"";
     line += e.restore ? "restore" : "backoff";
     line += "\",\"destination\":";
     audit::append_json_string(e.destination, line);
@@ -622,7 +629,7 @@ void shard_root::publish_metrics() {
   for (size_t i = 0; i < c.bounces_by_class.size(); ++i)
     m.bounces_by_class[i].cell(me).store(c.bounces_by_class[i], std::memory_order_relaxed);
   {
-    auto sites = _sched->shaping_snapshot();
+    const auto& sites = _sched->shaping_metrics();
     for (size_t i = 0; i < sites.size() && i < m.shaping_backoffs.size(); ++i) {
       m.shaping_backoffs[i].cell(me).store(sites[i].backoffs, std::memory_order_relaxed);
       m.shaping_rate[i].set(me, int64_t(sites[i].rate_per_hour));

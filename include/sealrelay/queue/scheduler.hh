@@ -188,7 +188,7 @@ class scheduler {
   ~scheduler();
   void set_connector(connector* c) { _conn = c; }
   // How many shards there are (where a [[shaping]] entry lives: owner_shard()).
-  void set_shards(unsigned n) { _shards = n ? n : 1; }
+  void set_shards(unsigned n);
   // Check recipients against the suppression list before delivery (null: none).
   void set_screen(recipient_screen* s) { _screen = s; }
   // How a bounce reads the original message back when the job no longer holds it
@@ -208,8 +208,10 @@ class scheduler {
   void set_mx_lookup(mx_lookup fn) { _mx_lookup = std::move(fn); }
   // Called for every back-off change (the audit line).
   void on_shaping(std::function<void(const shaping_event&)> fn) { _on_shaping = std::move(fn); }
-  // Per metric series: cfg.shaping in order, then "default" (unshaped and "*" domains).
-  std::vector<shaping_stats> shaping_snapshot();
+  // Per metric series: cfg.shaping in order (a "*" entry sums its domains' connections and
+  // back-offs, with no rate), then "default" (unshaped domains);
+  // kept up to date as connections open and close and rates change (no scan).
+  const std::vector<shaping_stats>& shaping_metrics() const { return _metrics; }
   // Turn the deferred results of a job past outbound.max_queue_age into bounces (status
   // 4.4.7, reason "expired"), so that the audit of this attempt shows the final outcome.
   void expire(const job& j, std::span<rcpt_result> results) const;
@@ -333,6 +335,9 @@ class scheduler {
   mx_lookup _mx_lookup;
   std::function<void(const shaping_event&)> _on_shaping;
   std::unique_ptr<backoff_rules> _rules;
+  std::vector<shaping_stats> _metrics;  // see shaping_metrics()
+  uint64_t _mx_pruned_ms = 0;
+  shaping_stats& metric(const site_state& s);
   std::unordered_map<job*, std::unique_ptr<job>> _jobs;
   using timed = std::pair<uint64_t, job*>;
   // Ordered by time: a set (not a heap) so that hold, flush and delete can take a job out.

@@ -58,7 +58,6 @@ struct site_state {
   double configured_rate = 0;          // per second; 0 = no limit
   double backoff_rate = 0;
   uint64_t backoff_until_ms = 0, backoff_lowered_ms = 0;
-  uint64_t backoffs = 0;               // back-offs started (metrics)
   // Messages taken in the current and the previous minute: the rate an unshaped site
   // delivered at, which a back-off lowers.
   uint64_t minute_start_ms = 0;
