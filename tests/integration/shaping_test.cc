@@ -643,5 +643,42 @@ TEST_F(Shaping, ConfigErrorsNameFileLineAndKey) {
   }
 }
 
+// conf/examples/healthcare-marketing.toml, the worked example of docs/config.md: every key
+// in it loads. It names documentation addresses (RFC 5737) and the Debian package's paths,
+// which --check-config reads (the certificate and key) or binds (the pool addresses): those
+// are mapped to this machine's (loopback addresses, the test certificate, a temp dir), the
+// rest is checked as written. docs/config.md must show the file verbatim.
+TEST_F(Shaping, HealthcareExampleLoadsAndIsTheOneInTheDocs) {
+  const fs::path example = source_root() / "conf" / "examples" / "healthcare-marketing.toml";
+  std::string text = read_file(example);
+  ASSERT_FALSE(text.empty()) << example;
+  EXPECT_TRUE(contains(read_file(source_root() / "docs" / "config.md"), text))
+      << "docs/config.md does not show " << example << " verbatim";
+  temp_dir dir;
+  fs::path key = dir.path() / "relay.key";
+  fs::copy_file(source_root() / "tests" / "certs" / "server.key", key);
+  fs::permissions(key, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+  const std::pair<std::string, std::string> map[] = {
+      {"203.0.113.10", "127.0.0.31"},
+      {"203.0.113.11", "127.0.0.32"},
+      {"203.0.113.20", "127.0.0.33"},
+      {"10.20.0.5:25", "127.0.0.1:" + std::to_string(free_port())},
+      {"/etc/sealrelay/tls/relay.crt", (source_root() / "tests" / "certs" / "server.crt").string()},
+      {"/etc/sealrelay/tls/relay.key", key.string()},
+      {"/var/lib/sealrelay", (dir.path() / "var").string()},
+      {"/var/log/sealrelay/audit.jsonl", (dir.path() / "audit.jsonl").string()},
+  };
+  for (const auto& [from, to] : map) {
+    size_t at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << from << " is no longer in the example: update this test";
+    for (; at != std::string::npos; at = text.find(from, at + to.size())) text.replace(at, from.size(), to);
+  }
+  const fs::path mapped = dir.path() / "healthcare-marketing.toml";
+  std::ofstream(mapped) << text;
+  auto res = run({relay_binary(), "--check-config", "-c", mapped.string()}, 30s, dir.path());
+  EXPECT_EQ(res.exit_code, 0) << res.output;
+  EXPECT_TRUE(contains(res.output, ": ok")) << res.output;
+}
+
 }  // namespace
 }  // namespace sr::integ
