@@ -70,13 +70,14 @@ int transactions(const mx_session& s) {
   }));
 }
 
-// An audit timestamp ("2026-12-07T15:36:35.123Z") in unix seconds; 0 when malformed.
+// An RFC 3339 UTC timestamp ("2026-12-07T15:36:35.123Z", milliseconds optional) in unix
+// seconds; 0 when malformed.
 double unix_seconds(const std::string& ts) {
   std::tm tm{};
   int ms = 0;
-  if (std::sscanf(ts.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                  &tm.tm_min, &tm.tm_sec, &ms) != 7)
-    return 0;
+  int got = std::sscanf(ts.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d.%3d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                        &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms);
+  if (got < 6 || ts.empty() || ts.back() != 'Z') return 0;
   tm.tm_year -= 1900;
   tm.tm_mon -= 1;
   return double(timegm(&tm)) + ms / 1000.0;
