@@ -453,6 +453,10 @@ void session::message_refused(std::string_view line) {
   if (_state != state::wait_result) return;
   reset_transaction();
   transition(state::ready);
+  if (line.substr(0, 3) == "421") {
+    close_with(line);  // 421: the server closes the channel (RFC 5321 §3.8)
+    return;
+  }
   reply(line);
   maybe_shutdown();
 }

@@ -416,6 +416,13 @@ void connection::end_message(const inbound::envelope& env) {
       return;
     }
   }
+  if (auto* script = _srv.script()) {
+    if (std::string why = script->end_message(*_li.entry, env); !why.empty()) {
+      release_message();
+      _session.message_refused(why);  // nothing was stored; a 421 closes the session
+      return;
+    }
+  }
   _awaiting_store = true;
   hold();
   if (_spill) {

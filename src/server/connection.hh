@@ -43,6 +43,7 @@ class connection final : public tls::stream, inbound::events, store_client {
   const std::string& peer_ip() const { return _peer_ip; }
   unsigned ip_slot() const { return _ip_slot; }
   void set_ip_slot(unsigned s) { _ip_slot = s; }
+  const listener_info& listener() const { return _li; }
 
   connection* prev = nullptr;  // shard_server's intrusive list
   connection* next = nullptr;

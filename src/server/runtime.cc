@@ -19,8 +19,10 @@ namespace {
 // The sink's unit: the inbound server over a store it owns.
 class inbound_unit final : public shard_unit {
  public:
-  inbound_unit(core::shard& sh, shared_state& st, std::unique_ptr<message_store> store)
-      : _store(std::move(store)), _srv(sh, st, *_store) {}
+  inbound_unit(core::shard& sh, shared_state& st, std::unique_ptr<message_store> store, peer_script* script)
+      : _store(std::move(store)), _srv(sh, st, *_store) {
+    _srv.set_peer_script(script);
+  }
   status start() override {
     if (status s = _srv.prepare(); !s) return s;
     return _srv.listen();
@@ -55,7 +57,7 @@ void shard_thread(const config::config& cfg, shared_state& st, const runtime_hoo
   if (hooks.make_shard) {
     unit = hooks.make_shard(sh);
   } else if (auto store = hooks.make_store(sh)) {
-    unit = inbound_only(sh, st, std::move(store));
+    unit = inbound_only(sh, st, std::move(store), hooks.script);
   } else {
     SR_ERROR("start-up failed: cannot open the store");
   }
@@ -96,8 +98,9 @@ void shard_thread(const config::config& cfg, shared_state& st, const runtime_hoo
 
 }  // namespace
 
-std::unique_ptr<shard_unit> inbound_only(core::shard& sh, shared_state& st, std::unique_ptr<message_store> store) {
-  return std::make_unique<inbound_unit>(sh, st, std::move(store));
+std::unique_ptr<shard_unit> inbound_only(core::shard& sh, shared_state& st, std::unique_ptr<message_store> store,
+                                         peer_script* script) {
+  return std::make_unique<inbound_unit>(sh, st, std::move(store), script);
 }
 
 int run(const config::config& cfg, shared_state& st, const runtime_hooks& hooks) {

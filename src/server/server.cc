@@ -122,6 +122,8 @@ void shard_server::on_accept(listener_info& li, int fd) {
     std::string ip = address_to_string(reinterpret_cast<const sockaddr*>(&peer));
     SR_INFO("%s: refused, %u connections from this address", ip.c_str(), per_ip - 1);
     refusal = "421 4.7.0 " + host + " Error: too many connections from " + ip + "\r\n";
+  } else if (_script) {
+    refusal = _script->admit(*li.entry);
   }
   if (!refusal.empty()) {
     // A refused client costs one send and one close, here and now: no session, and its
@@ -150,6 +152,7 @@ void shard_server::on_accept(listener_info& li, int fd) {
 
 void shard_server::on_connection_closed(connection* c) {
   _conns.erase(c);
+  if (_script) _script->closed(*c->listener().entry);
   _st.conns.remove(c->ip_slot());
   delete c;
 }

@@ -8,7 +8,10 @@
 #   mta-sts.dN.test             A <addr>              when dN publishes, else NXDOMAIN
 #   anything else               NXDOMAIN
 # dN publishes MTA-STS when int((N+1)*F) > int(N*F): the fraction F spread evenly over
-# 0..K-1 (tools/bench-relay uses the same rule). UDP only (answers are small), answers
+# 0..K-1 (tools/bench-relay uses the same rule).
+# --providers P instead of one <mx> (tools/bench-shaping): dN.test is hosted by provider
+# NN = N mod P: MX 10 mx1.providerNN.test, MX 20 mx2.providerNN.test (NN two digits), and
+# both hosts have A <provider-base> + NN (127.0.1.1 for provider00): one address each. UDP only (answers are small), answers
 # carry QR RD RA, the query's ID and question, and an SOA for negative answers.
 # Prints "ready PORT" once bound; exits 0 on SIGTERM. Python 3.11 standard library only.
 import argparse
@@ -39,6 +42,8 @@ class synth:
         self.addr = ipaddress.ip_address(o.addr).packed
         self.ttl = o.ttl
         self.domain_re = re.compile(r"(_mta-sts\.|mta-sts\.)?d([0-9]+)\.test")
+        self.provider_re = re.compile(r"mx[12]\.provider([0-9]{2})\.test")
+        self.provider_base = int(ipaddress.ip_address(o.provider_base))
         self.soa = self.rr(encode_name("test"), T_SOA,
                            encode_name("ns.test") + encode_name("hostmaster.test") +
                            struct.pack(">IIIII", 1, 3600, 600, 86400, self.ttl))
@@ -53,7 +58,15 @@ class synth:
     def answer(self, name, qtype):
         """(rcode, [answer rdata records with owner = the question name pointer])."""
         q = b"\xc0\x0c"   # the question's name
-        if name == self.mx:
+        if self.o.providers:
+            pm = self.provider_re.fullmatch(name)
+            if pm:
+                nn = int(pm.group(1))
+                if nn >= self.o.providers:
+                    return NXDOMAIN, []
+                addr = ipaddress.ip_address(self.provider_base + nn).packed
+                return NOERROR, [self.rr(q, T_A, addr)] if qtype == T_A else []
+        elif name == self.mx:
             return NOERROR, [self.rr(q, T_A, self.addr)] if qtype == T_A else []
         m = self.domain_re.fullmatch(name)
         if not m:
@@ -63,7 +76,13 @@ class synth:
             return NXDOMAIN, []
         prefix = m.group(1)
         if prefix is None:
-            return NOERROR, [self.rr(q, T_MX, struct.pack(">H", 10) + encode_name(self.mx))] if qtype == T_MX else []
+            if qtype != T_MX:
+                return NOERROR, []
+            if self.o.providers:
+                host = "provider%02d.test" % (n % self.o.providers)
+                return NOERROR, [self.rr(q, T_MX, struct.pack(">H", 10) + encode_name("mx1." + host)),
+                                 self.rr(q, T_MX, struct.pack(">H", 20) + encode_name("mx2." + host))]
+            return NOERROR, [self.rr(q, T_MX, struct.pack(">H", 10) + encode_name(self.mx))]
         if not self.publishes(n):
             return NXDOMAIN, []
         if prefix == "_mta-sts.":
@@ -104,9 +123,16 @@ def main(argv=None):
     p.add_argument("--mx", default="mx.mx.test", help="every domain's MX host")
     p.add_argument("--addr", default="127.0.0.1", help="the address of the MX host and of mta-sts.<domain>")
     p.add_argument("--ttl", type=int, default=86400, help="TTL of every answer (and the negative TTL)")
+    p.add_argument("--providers", type=int, default=0,
+                   help="P (1-100): dN.test's MX hosts are mx1/mx2.providerNN.test, NN = N mod P (instead of --mx)")
+    p.add_argument("--provider-base", default="127.0.1.1", help="the address of provider00's MX hosts; NN adds NN")
     o = p.parse_args(argv)
+    if not 0 <= o.providers <= 100:
+        p.error("--providers takes 0..100")
+    last = ipaddress.ip_address(int(ipaddress.ip_address(o.provider_base)) + max(o.providers - 1, 0))
     host, _, port = o.listen.rpartition(":")
-    if not ipaddress.ip_address(host.strip("[]")).is_loopback or not ipaddress.ip_address(o.addr).is_loopback:
+    if (not ipaddress.ip_address(host.strip("[]")).is_loopback or not ipaddress.ip_address(o.addr).is_loopback or
+            not ipaddress.ip_address(o.provider_base).is_loopback or not last.is_loopback):
         p.error("loopback addresses only")
     s = synth(o)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)

@@ -131,7 +131,7 @@ class session {
   void message_result(std::string_view queue_id);
   // Refuse the message of end_message() with `reply` (a complete line without CRLF, e.g.
   // "553 5.7.1 ..." when its From: is not the user's) instead of storing it. May be
-  // called from inside end_message().
+  // called from inside end_message(). A "421" reply also closes the session.
   void message_refused(std::string_view reply);
   // The outcome of check_auth(); ignored unless the session waits for it. May be called
   // from inside check_auth().

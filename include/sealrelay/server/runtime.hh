@@ -29,14 +29,18 @@ class shard_unit {
   virtual void finish() {}
 };
 
-// Build a unit that serves inbound SMTP into `store` and nothing else.
-std::unique_ptr<shard_unit> inbound_only(core::shard& sh, shared_state& st, std::unique_ptr<message_store> store);
+// Build a unit that serves inbound SMTP into `store` and nothing else (`script`, if any,
+// may refuse connections and messages: sealrelay-sink's throttling options).
+std::unique_ptr<shard_unit> inbound_only(core::shard& sh, shared_state& st, std::unique_ptr<message_store> store,
+                                         peer_script* script = nullptr);
 
 struct runtime_hooks {
   // Build shard `index`'s unit on its own thread; null = start-up failure (logged).
   std::function<std::unique_ptr<shard_unit>(core::shard&)> make_shard;
   // Without make_shard: build the shard's store (the unit is then inbound_only()).
   std::function<std::unique_ptr<message_store>(core::shard&)> make_store;
+  // Without make_shard: the scripted peer every shard's server consults (null: none).
+  peer_script* script = nullptr;
   // Called on the main thread once every shard listens.
   std::function<void()> on_ready;
   // Called on the main thread every second while running (progress, stats).

@@ -85,6 +85,25 @@ class recipient_filter {
   ~recipient_filter() = default;
 };
 
+// A scripted peer (sealrelay-sink --max-conns, --defer-every, --record): sees every
+// connection and message per listener and may refuse them with a 4xx, as a throttling
+// mailbox provider does. The relay has none. Called on the server's shard only (with
+// several shards, on each: the implementation synchronises its own counts).
+class peer_script {
+ public:
+  // A client connected on `li`: return a greeting refusal (a complete "421 ...\r\n"
+  // line; the connection is then closed) or "" to serve it. Each served one gets closed().
+  virtual std::string admit(const config::listen_entry& li) = 0;
+  // A connection admit() served on `li` has closed.
+  virtual void closed(const config::listen_entry& li) = 0;
+  // The final dot of `env`'s message on `li`: return a refusal (a line without CRLF; a
+  // "421" one also closes the connection) or "" to store the message.
+  virtual std::string end_message(const config::listen_entry& li, const inbound::envelope& env) = 0;
+
+ protected:
+  ~peer_script() = default;
+};
+
 class shard_server {
  public:
   // `store` takes the accepted messages; it must outlive this server.
@@ -115,6 +134,9 @@ class shard_server {
   // Who decides which recipients are refused as suppressed (null: none); set before listen().
   void set_recipient_filter(recipient_filter* f) { _filter = f; }
   recipient_filter* filter() { return _filter; }
+  // The scripted peer's hooks (null: serve everyone, store everything); set before listen().
+  void set_peer_script(peer_script* p) { _script = p; }
+  peer_script* script() { return _script; }
   size_t connection_count() const { return _conns.size(); }
   inbound_tls_counts& tls_counts() { return _tls_counts; }
   const inbound_tls_counts& tls_counts() const { return _tls_counts; }
@@ -134,6 +156,7 @@ class shard_server {
   std::vector<std::unique_ptr<listener_info>> _listeners;
   authenticator* _auth = nullptr;
   recipient_filter* _filter = nullptr;
+  peer_script* _script = nullptr;
   net::conn_list<connection> _conns;
   bool _draining = false;
   inbound_tls_counts _tls_counts;

@@ -285,6 +285,32 @@ TEST(submission, refused_message_gets_the_engines_reply) {
   EXPECT_EQ(l.back(), "250 2.0.0 Ok");
 }
 
+// A 421 refusal (a throttling peer: sealrelay-sink --defer-every) closes the channel, as
+// RFC 5321 §3.8 says of 421: nothing after it is answered.
+TEST(submission, refused_with_421_closes_the_session) {
+  struct deferring : engine {
+    void end_message(const envelope& e) override {
+      engine::end_message(e);
+      s->message_refused("421 4.7.0 Try again later, closing connection");
+    }
+  };
+  deferring ev;
+  session s(submission_params(), ev);
+  ev.s = &s;
+  s.greet();
+  std::string in = "EHLO c\r\nAUTH PLAIN " + plain_alice + "\r\n";
+  s.feed(std::span<std::byte>(reinterpret_cast<std::byte*>(in.data()), in.size()));
+  s.auth_result(answer::ok);
+  ev.take();
+  in = "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@far.example>\r\nDATA\r\nFrom: x@y\r\n\r\nhi\r\n.\r\nNOOP\r\n";
+  s.feed(std::span<std::byte>(reinterpret_cast<std::byte*>(in.data()), in.size()));
+  auto l = ev.take();
+  ASSERT_FALSE(l.empty());
+  EXPECT_EQ(l.back(), "421 4.7.0 Try again later, closing connection");
+  EXPECT_TRUE(ev.closed);
+  EXPECT_TRUE(s.closed());
+}
+
 TEST(submission, relay_listener_offers_no_auth) {
   session_params p;
   p.hostname = "relay.test";
