@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cmath>
 #include <ctime>
 #include <fstream>
@@ -191,6 +192,8 @@ std::vector<std::string> submit_all(const relay& r, const std::vector<outgoing>&
 
 // A measured rate (per second) must be within 10% of the configured `want` (issue 14).
 void expect_rate_within_10pct(double got, double want, const std::string& what) {
+  std::printf("  %s: measured %.3f/s, configured %.3f/s (%+.1f%%)\n", what.c_str(), got, want,
+              (got / want - 1) * 100);
   EXPECT_GE(got, want * 0.9) << what << ": measured " << got << "/s, configured " << want << "/s";
   EXPECT_LE(got, want * 1.1) << what << ": measured " << got << "/s, configured " << want << "/s";
 }
