@@ -131,7 +131,7 @@ TEST(Monitoring, DashboardAndAlertsNameOnlyExposedMetrics) {
   EXPECT_GE(sample(text, "sealrelay_queue_oldest_age_seconds{"), 1) << text;
   EXPECT_LT(sample(text, "sealrelay_queue_oldest_age_seconds{"), 3600) << text;
   EXPECT_EQ(sample(text, "sealrelay_queue_depth "), 1) << text;
-  EXPECT_EQ(sample(text, "sealrelay_shaping_message_rate{destination=\"partners\"}"), 100) << text;
+  EXPECT_EQ(sample(text, "sealrelay_shaping_message_rate_per_hour{destination=\"partners\"}"), 360000) << text;
   EXPECT_GE(sample(text, "sealrelay_shaping_connections{destination=\"partners\"}"), 0) << text;
   EXPECT_EQ(sample(text, "sealrelay_shaping_backoffs_total{destination=\"partners\"}"), 0) << text;
 

@@ -480,13 +480,13 @@ TEST_F(Shaping, EntryPoolPicksTheSourceAddressPolicyPoolWins) {
 }
 
 TEST_F(Shaping, MetricsShowEachDestinationsRate) {
-  // sealrelay_shaping_message_rate is msgs/s allowed now (0 = no limit).
+  // sealrelay_shaping_message_rate_per_hour is what a destination may take now (0 = no limit).
   auto& t = traffic();
   ASSERT_TRAFFIC(t);
   const std::string& m = t.metrics_early;
-  EXPECT_EQ(sample(m, "sealrelay_shaping_message_rate{destination=\"rate\"}"), 2) << m;
-  EXPECT_EQ(sample(m, "sealrelay_shaping_message_rate{destination=\"prov\"}"), 2) << m;
-  EXPECT_EQ(sample(m, "sealrelay_shaping_message_rate{destination=\"conc\"}"), 0) << m;
+  EXPECT_EQ(sample(m, "sealrelay_shaping_message_rate_per_hour{destination=\"rate\"}"), 7200) << m;
+  EXPECT_EQ(sample(m, "sealrelay_shaping_message_rate_per_hour{destination=\"prov\"}"), 7200) << m;
+  EXPECT_EQ(sample(m, "sealrelay_shaping_message_rate_per_hour{destination=\"conc\"}"), 0) << m;
   EXPECT_EQ(sample(m, "sealrelay_shaping_backoffs_total{destination=\"rate\"}"), 0) << m;
   double conc = sample(m, "sealrelay_shaping_connections{destination=\"conc\"}");
   EXPECT_GE(conc, 0) << m;
@@ -527,10 +527,10 @@ duration = "6s"
   ASSERT_EQ(submit_all(*r, out).size(), out.size());
 
   std::string m;
-  EXPECT_TRUE(wait_sample(admin, "sealrelay_shaping_message_rate{destination=\"bo\"}", 2, 10s, &m)) << m;
+  EXPECT_TRUE(wait_sample(admin, "sealrelay_shaping_message_rate_per_hour{destination=\"bo\"}", 7200, 10s, &m)) << m;
   EXPECT_EQ(sample(m, "sealrelay_shaping_backoffs_total{destination=\"bo\"}"), 1) << m;
   ASSERT_TRUE(mx->wait_messages(out.size(), 40s)) << r->log();
-  EXPECT_TRUE(wait_sample(admin, "sealrelay_shaping_message_rate{destination=\"bo\"}", 4, 10s, &m)) << m;
+  EXPECT_TRUE(wait_sample(admin, "sealrelay_shaping_message_rate_per_hour{destination=\"bo\"}", 14400, 10s, &m)) << m;
 
   auto ev = shaping_events(*r);
   ASSERT_EQ(ev.size(), 2u) << dump_events(ev) << dump_audit(*r);
