@@ -283,7 +283,7 @@ class shared_run : public world {
   fake_mx *rate = nullptr, *prov1 = nullptr, *prov2 = nullptr, *fast = nullptr, *conn = nullptr,
           *conc = nullptr, *retry = nullptr, *pool = nullptr;
   std::map<std::string, std::string> qid;   // retry/ctl/pool test recipients -> queue id
-  std::string metrics_early;                 // /metrics once every message is queued
+  std::string metrics_early;                 // /metrics while the shaped mail flows
   uint16_t admin = 0;
 
   void run() {
@@ -328,7 +328,10 @@ class shared_run : public world {
                                            "a@plainpool.test"};
     for (size_t i = 0; i < out.size(); ++i)
       if (tracked.count(out[i].rcpt)) qid[out[i].rcpt] = ids[i];
-    metrics_early = admin_get(admin, "/metrics");
+    // The gauges of a destination are published once its shard has its first job: poll
+    // while the shaped mail flows (up to 5 s of its ~20).
+    wait_sample(admin, "sealrelay_shaping_message_rate_per_hour{destination=\"prov\"}", 7200, 5s, &metrics_early);
+    wait_sample(admin, "sealrelay_shaping_message_rate_per_hour{destination=\"rate\"}", 7200, 5s, &metrics_early);
 
     // Everything arrives within ~20 s; the deadlines are 3x that.
     bool all = rate->wait_messages(40, 60s) && prov1->wait_messages(20, 60s) && prov2->wait_messages(20, 60s) &&
