@@ -278,4 +278,20 @@ void relay_metrics::store_tls_failures(unsigned shard,
   tls_failures_by_reason[0].cell(shard).store(other, std::memory_order_relaxed);
 }
 
+void relay_metrics::add_shaping(registry& r, std::span<const std::string> destinations) {
+  for (const auto& d : destinations) {
+    shaping_backoffs.push_back(r.add_counter("sealrelay_shaping_backoffs_total",
+                                             "Back-offs started: a reply matched a back-off rule and the "
+                                             "destination's message rate was lowered.",
+                                             {{"destination", d}}));
+    shaping_rate.push_back(r.add_gauge("sealrelay_shaping_message_rate_per_hour",
+                                       "Messages per hour the destination may take now, after any back-off "
+                                       "(0: no limit).",
+                                       {{"destination", d}}));
+    shaping_connections.push_back(r.add_gauge("sealrelay_shaping_connections",
+                                              "Open outbound connections to the destination.",
+                                              {{"destination", d}}));
+  }
+}
+
 }  // namespace sr::admin

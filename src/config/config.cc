@@ -15,9 +15,12 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <initializer_list>
 #include <limits>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -579,6 +582,21 @@ void read_dns(loader& l, table_reader& root) {
   r.reject_unknown();
 }
 
+// A retry schedule: a non-empty array of durations > 0 (`empty_hint` says what to write
+// instead of an empty one).
+void read_retry(table_reader& r, std::vector<duration>& out, const char* empty_hint) {
+  std::vector<duration> retry;
+  if (!r.read_array("retry", [&](const std::string& p, const toml::node& n) {
+        duration d{};
+        if (!r.duration_of(n, p, d, duration(1), no_max)) return false;
+        retry.push_back(d);
+        return true;
+      }))
+    return;
+  if (retry.empty()) r.fail("retry", std::string("must not be empty (") + empty_hint + ")");
+  else out = std::move(retry);
+}
+
 void read_outbound(loader& l, table_reader& root) {
   outbound_section& s = l.cfg().outbound;
   const toml::table* t = section(root, "outbound");
@@ -589,19 +607,9 @@ void read_outbound(loader& l, table_reader& root) {
   r.read_duration("connect_timeout", s.connect_timeout, duration(1));
   r.read("max_conns_per_domain", s.max_conns_per_domain, 1, u32_max);
   r.read("messages_per_conn", s.messages_per_conn, 1, u32_max);
-  std::vector<duration> retry;
-  if (r.read_array("retry", [&](const std::string& p, const toml::node& n) {
-        duration d{};
-        if (!r.duration_of(n, p, d, duration(1), no_max)) return false;
-        retry.push_back(d);
-        return true;
-      })) {
-    if (retry.empty())
-      r.fail("retry", "must not be empty (at least one interval, e.g. [\"5m\"])");
-    else
-      s.retry = std::move(retry);
-  }
+  read_retry(r, s.retry, "at least one interval, e.g. [\"5m\"]");
   r.read_duration("max_queue_age", s.max_queue_age, duration(1));
+  r.read("backoff_defaults", s.backoff_defaults);
   r.reject_unknown();
 }
 
@@ -855,6 +863,16 @@ bool read_pool_address(table_reader& r, const std::string& p, const toml::node& 
   return ok;
 }
 
+// A [[pool]] or [[shaping]] name: 1 to 64 letters, digits, '-', '_' or '.' (a metrics label).
+bool is_label(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char c : name)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+          c == '.'))
+      return false;
+  return true;
+}
+
 void read_pools(loader& l, table_reader& root) {
   config& cfg = l.cfg();
   entries(root, "pool", [&](table_reader& r, size_t) {
@@ -864,12 +882,7 @@ void read_pools(loader& l, table_reader& root) {
       l.fail(r.line(), r.path("name"), "missing (every [[pool]] needs a name)");
       r.take("name");
     } else if (r.read("name", e.name)) {
-      bool good = !e.name.empty() && e.name.size() <= 64;
-      for (char c : e.name)
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-              c == '_' || c == '.'))
-          good = false;
-      if (!good) {
+      if (!is_label(e.name)) {
         r.fail("name", "expected 1 to 64 letters, digits, '-', '_' or '.', got " + quoted(e.name));
       } else {
         for (size_t j = 0; j < cfg.pools.size(); ++j)
@@ -923,6 +936,95 @@ void read_pools(loader& l, table_reader& root) {
       return true;
     });
     cfg.pools.push_back(std::move(e));
+  });
+}
+
+bool read_rate(table_reader& r, std::string_view key, rate_limit& out) {
+  std::string text;
+  if (!r.read(key, text)) return false;
+  auto v = parse_rate(text);
+  if (!v) {
+    r.fail(key, "bad rate " + quoted(text) + " (a number > 0, \"/\" and s, min or h, e.g. \"5000/h\")");
+    return false;
+  }
+  out = *v;
+  return true;
+}
+
+void read_shaping(loader& l, table_reader& root) {
+  config& cfg = l.cfg();
+  entries(root, "shaping", [&](table_reader& r, size_t) {
+    shaping_entry e;
+    e.line = int(r.line());
+    bool has_domain = r.has("domain"), has_mx = r.has("mx");
+    if (has_domain == has_mx) {
+      l.fail(r.line(), r.path(has_domain ? "mx" : "domain"),
+             has_domain ? "domain and mx together (an entry matches by one of them)"
+                        : "missing (every [[shaping]] needs a domain or an mx host pattern)");
+      r.take("domain");
+      r.take("mx");
+    } else if (has_domain && r.read("domain", e.domain)) {
+      if (auto err = check_domain(e.domain, true)) r.fail("domain", *err);
+    } else if (has_mx && r.read("mx", e.mx)) {
+      // "*.google.com" = any host below google.com (kept as ".google.com"); else one host.
+      std::string h = e.mx.starts_with("*.") ? e.mx.substr(1) : e.mx;
+      if (auto err = check_domain(h, false)) r.fail("mx", *err + " (an MX host name, or \"*.\" and a domain)");
+      else e.mx = h;
+    }
+    if (r.read("name", e.name)) {
+      if (!is_label(e.name)) r.fail("name", "expected 1 to 64 letters, digits, '-', '_' or '.', got " + quoted(e.name));
+    } else if (!r.has("name")) {
+      e.name = !e.domain.empty() ? e.domain : (e.mx.starts_with(".") ? "*" + e.mx : e.mx);
+    }
+    if (!e.name.empty())
+      for (size_t j = 0; j < cfg.shaping.size(); ++j) {
+        const shaping_entry& o = cfg.shaping[j];
+        bool same_match = (!e.domain.empty() && o.domain == e.domain) || (!e.mx.empty() && o.mx == e.mx);
+        if (o.name == e.name || same_match)
+          r.fail(r.has("name") && o.name == e.name ? "name" : (e.domain.empty() ? "mx" : "domain"),
+                 "duplicate of shaping[" + std::to_string(j) + "] (line " + std::to_string(o.line) + ")");
+      }
+    r.read("max_connections", e.max_connections, 1, u32_max);
+    r.read("max_messages_per_conn", e.max_messages_per_conn, 1, u32_max);
+    read_rate(r, "max_message_rate", e.max_message_rate);
+    read_rate(r, "max_connection_rate", e.max_connection_rate);
+    read_retry(r, e.retry, "leave it out for outbound.retry");
+    // Checked against the [[pool]] names in cross_check.
+    if (r.read("pool", e.pool) && e.pool.empty()) r.fail("pool", "must not be empty (leave it out for no pool)");
+    cfg.shaping.push_back(std::move(e));
+  });
+}
+
+void read_backoff(loader& l, table_reader& root) {
+  config& cfg = l.cfg();
+  entries(root, "backoff", [&](table_reader& r, size_t i) {
+    backoff_rule e;
+    e.line = int(r.line());
+    e.label = "backoff[" + std::to_string(i) + "]";
+    if (!r.has("match")) {
+      l.fail(r.line(), r.path("match"), "missing (every [[backoff]] needs a match pattern)");
+      r.take("match");
+    } else if (r.read("match", e.match)) {
+      if (e.match.empty()) {
+        r.fail("match", "must not be empty");
+      } else {
+        try {
+          std::regex re(e.match, std::regex::ECMAScript | std::regex::icase);
+        } catch (const std::regex_error& x) {
+          r.fail("match", "bad regular expression " + quoted(e.match) + ": " + x.what());
+        }
+      }
+    }
+    if (const toml::node* n = r.take("factor")) {
+      std::optional<double> f;
+      if (auto* d = n->as_floating_point()) f = d->get();
+      else if (auto* k = n->as_integer()) f = double(k->get());
+      if (!f) r.mistyped(*n, r.path("factor"), "a number");
+      else if (!(*f > 0 && *f < 1)) r.fail("factor", "must be between 0 and 1 (exclusive), e.g. 0.5 to halve the rate");
+      else e.factor = *f;
+    }
+    r.read_duration("duration", e.lasts, std::chrono::seconds(1));
+    cfg.backoff.push_back(std::move(e));
   });
 }
 
@@ -1106,6 +1208,13 @@ void cross_check(loader& l, const toml::table& doc) {
     int ln = cfg.line_of(key);
     l.fail(uint32_t(ln ? ln : cfg.policies[i].line), key, "no [[pool]] named " + quoted(name));
   }
+  for (size_t i = 0; i < cfg.shaping.size(); ++i) {
+    const std::string& name = cfg.shaping[i].pool;
+    if (name.empty() || find_pool(cfg, name)) continue;
+    std::string key = "shaping[" + std::to_string(i) + "].pool";
+    int ln = cfg.line_of(key);
+    l.fail(uint32_t(ln ? ln : cfg.shaping[i].line), key, "no [[pool]] named " + quoted(name));
+  }
   if (cfg.auth.users_file.empty())
     for (size_t i = 0; i < cfg.listen.size(); ++i)
       if (cfg.listen[i].mode == listen_mode::submission) {
@@ -1256,6 +1365,8 @@ result<config> parse(std::string_view text, const std::string& name, not_built_m
   read_suppression(l, root);
   read_policies(l, root);
   read_pools(l, root);
+  read_shaping(l, root);
+  read_backoff(l, root);
   read_dkim(l, root);
   read_fallback(l, root);
   read_spool(l, root);
@@ -1315,7 +1426,8 @@ size_t match_rank(std::string_view pattern, std::string_view domain) {
 }
 }  // namespace
 
-const pool_entry* pool_for(const config& cfg, std::string_view rcpt_domain, std::string_view sender_domain) {
+const pool_entry* pool_for(const config& cfg, std::string_view rcpt_domain, std::string_view sender_domain,
+                          const shaping_entry* shaping) {
   // The recipient's [[policy]] entry first: the most specific one rules, as in the policy
   // table; when it names no pool, the sender's pool applies.
   const policy_entry* pol = nullptr;
@@ -1324,12 +1436,63 @@ const pool_entry* pool_for(const config& cfg, std::string_view rcpt_domain, std:
     if (size_t r = match_rank(p.domain, rcpt_domain); r > best) best = r, pol = &p;
   if (pol && !pol->pool.empty())
     if (const pool_entry* p = find_pool(cfg, pol->pool)) return p;
+  if (shaping && !shaping->pool.empty())
+    if (const pool_entry* p = find_pool(cfg, shaping->pool)) return p;
   const pool_entry* by_sender = nullptr;
   best = 0;
   for (const auto& p : cfg.pools)
     for (const auto& s : p.senders)
       if (size_t r = match_rank(s, sender_domain); r > best) best = r, by_sender = &p;
   return by_sender;
+}
+
+const shaping_entry* shaping_for_domain(const config& cfg, std::string_view domain, bool star) {
+  const shaping_entry* best = nullptr;
+  size_t rank = 0;
+  for (const auto& e : cfg.shaping) {
+    if (e.domain.empty() || (e.domain == "*" && !star)) continue;
+    if (size_t r = match_rank(e.domain, domain); r > rank) rank = r, best = &e;
+  }
+  return best;
+}
+
+const shaping_entry* shaping_for_mx(const config& cfg, std::string_view host) {
+  const shaping_entry* best = nullptr;
+  size_t rank = 0;
+  for (const auto& e : cfg.shaping)
+    if (!e.mx.empty())
+      if (size_t r = match_rank(e.mx, host); r > rank) rank = r, best = &e;
+  return best;
+}
+
+bool has_mx_shaping(const config& cfg) {
+  return std::any_of(cfg.shaping.begin(), cfg.shaping.end(), [](const shaping_entry& e) { return !e.mx.empty(); });
+}
+
+std::optional<rate_limit> parse_rate(std::string_view text) {
+  size_t slash = text.find('/');
+  if (slash == std::string_view::npos || slash == 0) return std::nullopt;
+  std::string num(text.substr(0, slash));
+  std::string_view unit = text.substr(slash + 1);
+  for (char c : num)
+    if (!((c >= '0' && c <= '9') || c == '.')) return std::nullopt;
+  char* end = nullptr;
+  double v = std::strtod(num.c_str(), &end);
+  if (!end || *end || !(v > 0) || v > 1e9) return std::nullopt;
+  rate_limit r;
+  r.count = v;
+  if (unit == "s" || unit == "sec") r.per = std::chrono::seconds(1);
+  else if (unit == "min" || unit == "m") r.per = std::chrono::minutes(1);
+  else if (unit == "h" || unit == "hour") r.per = std::chrono::hours(1);
+  else return std::nullopt;
+  return r;
+}
+
+std::string format_rate(const rate_limit& r) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.10g", r.count);
+  const char* unit = r.per == std::chrono::hours(1) ? "h" : r.per == std::chrono::minutes(1) ? "min" : "s";
+  return std::string(buf) + "/" + unit;
 }
 
 const std::string& ehlo_name(const config& cfg, const pool_entry& p, const pool_address& a) {

@@ -183,6 +183,7 @@ std::string dump(const config& c) {
   kv(o, "messages_per_conn", n(c.outbound.messages_per_conn));
   kv(o, "retry", list(c.outbound.retry, [](duration d) { return q(d); }));
   kv(o, "max_queue_age", q(c.outbound.max_queue_age));
+  kv(o, "backoff_defaults", b(c.outbound.backoff_defaults));
 
   for (const auto& r : c.routes) {
     o += "\n[[route]]\n";
@@ -244,6 +245,35 @@ std::string dump(const config& c) {
        }));
     if (!p.ehlo.empty()) kv(o, "ehlo", q(p.ehlo));
     kv(o, "senders", list(p.senders, [](const std::string& s) { return q(s); }));
+  }
+
+  for (size_t i = 0; i < c.shaping.size(); ++i) {
+    const shaping_entry& e = c.shaping[i];
+    o += "\n[[shaping]]\n";
+    // A default name ("*.google.com") is no valid name to write: it follows from the match.
+    if (!c.line_of("shaping[" + std::to_string(i) + "].name")) o += "# ";
+    kv(o, "name", q(e.name));
+    if (!e.domain.empty()) kv(o, "domain", q(e.domain));
+    else kv(o, "mx", q(e.mx.starts_with(".") ? "*" + e.mx : e.mx));
+    // Unset limits are the [outbound] ones: written as comments with the value in force.
+    if (!e.max_connections) o += "# ";
+    kv(o, "max_connections", n(e.max_connections ? e.max_connections : c.outbound.max_conns_per_domain));
+    if (!e.max_messages_per_conn) o += "# ";
+    kv(o, "max_messages_per_conn", n(e.max_messages_per_conn ? e.max_messages_per_conn : c.outbound.messages_per_conn));
+    if (e.max_message_rate.limited()) kv(o, "max_message_rate", q(format_rate(e.max_message_rate)));
+    if (e.max_connection_rate.limited()) kv(o, "max_connection_rate", q(format_rate(e.max_connection_rate)));
+    if (e.retry.empty()) o += "# ";
+    kv(o, "retry", list(e.retry.empty() ? c.outbound.retry : e.retry, [](duration d) { return q(d); }));
+    if (!e.pool.empty()) kv(o, "pool", q(e.pool));
+  }
+
+  for (const auto& r : c.backoff) {
+    o += "\n[[backoff]]\n";
+    kv(o, "match", q(r.match));
+    char f[32];
+    std::snprintf(f, sizeof f, "%.10g", r.factor);
+    kv(o, "factor", std::string(f).find_first_of(".e") == std::string::npos ? std::string(f) + ".0" : f);
+    kv(o, "duration", q(r.lasts));
   }
 
   for (const auto& d : c.dkim) {

@@ -279,8 +279,14 @@ int main(int argc, char** argv) {
   }
   // Metrics: every family registered now, published by the shards, served by the
   // admin thread (/metrics, /healthz) when admin.listen is set.
-  sr::admin::registry registry(ps.inbound.shards);
+  sr::admin::registry registry(ps.inbound.shards, 1024 + 3 * unsigned(cfg.shaping.size() + 1));
   sr::admin::relay_metrics metrics(registry);
+  {
+    std::vector<std::string> destinations;
+    for (const auto& e : cfg.shaping) destinations.push_back(e.name);
+    destinations.push_back("default");
+    metrics.add_shaping(registry, destinations);
+  }
   ps.metrics = &metrics;
   // The fallback sidecar: linked to when a forced policy needs it; spawned and supervised
   // here unless fallback.spawn = false (the operator runs it).

@@ -354,7 +354,7 @@ void link::next_job() {
   // A SIGHUP that changed this domain's policy ends the connection before its next job:
   // mail queued now goes out under the new policy, never over a session the old one
   // allowed (a plaintext connection kept open across a switch to forced, say).
-  if (_session.transactions() >= std::max(1u, _ag.cfg().outbound.messages_per_conn) ||
+  if (_session.transactions() >= _d.messages_per_conn ||
       _ag.shard().now_ms() == 0 || policy_changed()) {
     _session.quit();
     return;
@@ -448,6 +448,12 @@ void link::send_job() {
 void link::wake() {
   _parked = false;
   next_job();
+  flush();
+}
+
+void link::retire() {
+  _parked = false;
+  _session.quit();
   flush();
 }
 
@@ -758,7 +764,7 @@ void attempt::give_up(report::reason reason, const std::string& reply, bool perm
   }
   // Every ready job of the domain shares this destination's fate for now.
   std::vector<queue::job*> jobs;
-  while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
+  while (queue::job* j = _ag.sched().take_unmetered(_d)) jobs.push_back(j);
   for (queue::job* j : jobs) {
     std::vector<queue::rcpt_result> res(j->rcpts.size());
     for (auto& r : res) {
@@ -783,7 +789,7 @@ void attempt::fall_back(const session_report& li) {
   }
   const policy::effective_policy& pol = _walk->policy();
   std::vector<queue::job*> jobs;
-  while (queue::job* j = _ag.sched().take(_d)) jobs.push_back(j);
+  while (queue::job* j = _ag.sched().take_unmetered(_d)) jobs.push_back(j);
   if (pol.requiretls) {
     // RFC 8689 §4.2.1: no MX qualified (none vouched for by MTA-STS or DANE, a certificate
     // that did not verify, no REQUIRETLS offered): the message bounces (5.7.30) with a

@@ -63,6 +63,7 @@ class link final : public tls::stream, outbound::events, outbound::tls_decider, 
   outbound::decision<outbound::tls_action> on_secure_ehlo(bool requiretls_offered) override;
   // queue::idle_waiter
   void wake() override;
+  void retire() override;
 
   void next_job();
   void send_job();

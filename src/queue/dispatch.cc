@@ -95,7 +95,11 @@ void dispatcher::dispatch(spooled_message m, std::span<const uint32_t> done) {
 }
 
 void dispatcher::send_job(std::unique_ptr<job> j) {
-  unsigned owner = owner_shard(j->domain, _boxes.shards());
+  unsigned owner = owner_shard(j->domain, _boxes.shards());  // before j moves (argument order)
+  send_job_to(owner, std::move(j));
+}
+
+void dispatcher::send_job_to(unsigned owner, std::unique_ptr<job> j) {
   if (owner == _shard.index()) {
     _sched.enqueue(std::move(j));
     return;

@@ -17,15 +17,18 @@ namespace sr::queue {
 scheduler::scheduler(core::shard& sh, const config::config& cfg, home_link link)
     : _shard(sh), _cfg(cfg), _link(std::move(link)) {
   _shard.on_tick([this] { on_tick(); });
+  set_shards(1);
 }
 
 scheduler::~scheduler() = default;
 
-domain_state& scheduler::domain(const std::string& name, lane l, const config::pool_entry* pool) {
+domain_state& scheduler::domain(const std::string& name, lane l, const config::pool_entry* pool,
+                                const config::shaping_entry* shaping) {
   // A NUL cannot occur in a domain name: a domain's other queues never collide.
   static const char* const suffix[] = {"", "opportunistic", "requiretls", "tls-required-no"};
   std::string key = l == lane::mail ? name : name + std::string(1, '\0') + suffix[size_t(l)];
   if (pool) key += std::string(1, '\0') + "pool=" + pool->name;
+  if (shaping) key += std::string(1, '\0') + "shaping=" + shaping->name;
   auto& slot = _domains[key];
   if (!slot) {
     slot = std::make_unique<domain_state>();
@@ -34,6 +37,40 @@ domain_state& scheduler::domain(const std::string& name, lane l, const config::p
     slot->opportunistic_only = l == lane::reports;
     slot->requiretls = l == lane::requiretls;
     slot->tls_required_no = l == lane::tls_required_no;
+    site_state& s = site_for(name, shaping);
+    slot->site = &s;
+    slot->max_conns = s.entry && s.entry->max_connections ? s.entry->max_connections
+                                                          : std::max(1u, _cfg.outbound.max_conns_per_domain);
+    slot->messages_per_conn = s.messages_per_conn;
+    s.domains.push_back(slot.get());
+  }
+  return *slot;
+}
+
+site_state& scheduler::site_for(const std::string& domain, const config::shaping_entry* e) {
+  // An entry is one site, except "*": each domain its own (as unshaped domains are).
+  bool shared = e && e->domain != "*";
+  std::string key = shared ? e->name : std::string(1, '\0') + domain;
+  auto& slot = _sites[key];
+  if (!slot) {
+    slot = std::make_unique<site_state>();
+    site_state& s = *slot;
+    s.entry = e;
+    s.name = shared ? e->name : domain;
+    s.domain = shared ? std::string() : domain;
+    s.metric = e ? size_t(e - _cfg.shaping.data()) : _cfg.shaping.size();  // else "default"
+    // Unshaped: no limit over the domain's queues together, each keeps its own as before.
+    s.max_connections = e && e->max_connections ? e->max_connections
+                        : e ? std::max(1u, _cfg.outbound.max_conns_per_domain)
+                            : UINT32_MAX;
+    s.messages_per_conn = std::max(1u, e && e->max_messages_per_conn ? e->max_messages_per_conn
+                                                                     : _cfg.outbound.messages_per_conn);
+    s.retry = e && !e->retry.empty() ? &e->retry : &_cfg.outbound.retry;
+    uint64_t now = _shard.now_ms();
+    s.configured_rate = e ? e->max_message_rate.per_second() : 0;
+    s.messages.set_rate(s.configured_rate, now);
+    s.connections.set_rate(e ? e->max_connection_rate.per_second() : 0, now);
+    s.minute_start_ms = now;
   }
   return *slot;
 }
@@ -42,18 +79,62 @@ domain_state& scheduler::domain_of(const job& j) {
   // Reports, notices and the fallback's re-encrypted mail go out under plain opportunistic
   // policy (a forced domain's PGP copy must not be handed to the fallback again).
   bool report = j.kind != message_kind::message && j.kind != message_kind::dsn;
-  if (report) return domain(j.domain, lane::reports, j.pool);
+  if (report) return domain(j.domain, lane::reports, j.pool, j.shaping);
   // RFC 8689 §3: with REQUIRETLS, a TLS-Required header field is ignored.
-  if (j.requiretls) return domain(j.domain, lane::requiretls, j.pool);
-  if (j.tls_required_no) return domain(j.domain, lane::tls_required_no, j.pool);
-  return domain(j.domain, lane::mail, j.pool);
+  if (j.requiretls) return domain(j.domain, lane::requiretls, j.pool, j.shaping);
+  if (j.tls_required_no) return domain(j.domain, lane::tls_required_no, j.pool, j.shaping);
+  return domain(j.domain, lane::mail, j.pool, j.shaping);
 }
 
 const config::pool_entry* scheduler::choose_pool(const job& j) const {
-  return config::pool_for(_cfg, j.domain, queue::domain_of(j.mail_from));
+  return config::pool_for(_cfg, j.domain, queue::domain_of(j.mail_from), j.shaping);
+}
+
+bool scheduler::place(std::unique_ptr<job>& j) {
+  if (!j->shaping_known) {
+    const config::shaping_entry* e = config::shaping_for_domain(_cfg, j->domain, false);
+    if (!e && _mx_lookup && config::has_mx_shaping(_cfg) && !config::find_route(_cfg, j->domain)) {
+      auto it = _mx_sites.find(j->domain);
+      if (it == _mx_sites.end() || it->second.until_ms <= _shard.now_ms()) {
+        auto& waiting = _resolving[j->domain];
+        waiting.push_back(std::move(j));
+        if (waiting.size() == 1) {
+          std::string d = waiting.back()->domain;
+          _mx_lookup(d, [this, d](bool ok, std::vector<std::string> hosts) { mx_known(d, ok, hosts); });
+        }
+        return false;
+      }
+      e = it->second.entry;
+    }
+    if (!e) e = config::shaping_for_domain(_cfg, j->domain, true);
+    j->shaping = e;
+    j->shaping_known = true;
+  }
+  if (j->shaping && j->shaping->domain != "*" && _shards > 1 && _link.forward_job) {
+    unsigned owner = owner_shard("shaping:" + j->shaping->name, _shards);
+    if (owner != _shard.index()) {
+      _link.forward_job(owner, std::move(j));
+      return false;
+    }
+  }
+  return true;
+}
+
+void scheduler::mx_known(const std::string& domain, bool ok, const std::vector<std::string>& hosts) {
+  const config::shaping_entry* e = nullptr;
+  for (const auto& h : hosts)  // in preference order: the first host that matches decides
+    if ((e = config::shaping_for_mx(_cfg, h))) break;
+  // An answer holds an hour; a failed lookup a minute (meanwhile the domain is unshaped).
+  _mx_sites[domain] = {e, _shard.now_ms() + (ok ? 3'600'000 : 60'000)};
+  auto it = _resolving.find(domain);
+  if (it == _resolving.end()) return;
+  auto jobs = std::move(it->second);
+  _resolving.erase(it);
+  for (auto& j : jobs) enqueue(std::move(j));
 }
 
 void scheduler::enqueue(std::unique_ptr<job> j) {
+  if (!place(j)) return;
   job* raw = j.get();
   raw->pool = choose_pool(*raw);
   _jobs.emplace(raw, std::move(j));
@@ -81,20 +162,72 @@ uint64_t scheduler::oldest_received_ms(uint64_t now_ms) {
 
 void scheduler::kick(domain_state& d) {
   if (!_conn || _paused) return;
-  // Idle connections first: they are already through TCP, EHLO and TLS.
-  while (!d.ready.empty() && !d.idle.empty()) {
+  site_state& s = *d.site;
+  const uint64_t now = _shard.now_ms();
+  // Idle connections first: they are already through TCP, EHLO and TLS. Each wake() takes
+  // a job (and a message token) at once, or parks again.
+  while (!d.ready.empty() && !d.idle.empty() && s.messages.available(now)) {
     idle_waiter* w = d.idle.front();
     d.idle.pop_front();
     w->wake();
   }
-  unsigned max_conns = std::max(1u, _cfg.outbound.max_conns_per_domain);
-  // Open another connection while more jobs are ready than connections about to take
-  // one (opening, or between transactions).
-  while (!d.ready.empty() && d.active < max_conns) {
+  // Open another connection while more jobs can go now than connections about to take one
+  // (opening, or between transactions). Under a message rate only the tokens there are can
+  // go, and a connection of another queue of the site may be the one to take them.
+  // (Another domain's idle connection cannot carry this one's mail: only this queue's
+  // count as free; several queues of a site may so open a connection for the same token,
+  // within max_connections and the connection rate.)
+  while (!d.ready.empty() && d.active < d.max_conns && s.active < s.max_connections) {
     unsigned free_conns = d.active > d.in_progress ? d.active - d.in_progress : 0;
-    if (d.ready.size() <= free_conns) break;
+    uint64_t can_go = std::min<uint64_t>(d.ready.size(), s.messages.whole(now));
+    if (can_go <= free_conns) break;
+    if (!s.connections.available(now)) break;
+    if (s.active >= s.max_connections) break;
+    s.connections.take(now);
     ++d.active;
+    ++s.active;
+    ++metric(s).connections;
     _conn->open(d);
+  }
+  // The site's connections are all open, and idle ones of another domain hold slots this
+  // one needs: close one (as Postfix's connection cache gives up a cached connection).
+  if (!d.ready.empty() && d.active == 0 && s.active >= s.max_connections) retire_idle(s, d);
+  // Ready jobs left behind by a limit that time lifts (a token, a connection slot): the
+  // tick kicks this site again.
+  if (!d.ready.empty() && (s.entry || s.messages.limited())) wait_on(s);
+}
+
+void scheduler::retire_idle(site_state& s, const domain_state& need) {
+  for (domain_state* o : s.domains)
+    if (o != &need && o->ready.empty() && !o->idle.empty()) {
+      idle_waiter* w = o->idle.front();
+      o->idle.pop_front();
+      w->retire();  // its connection_closed() frees the slot and kicks the site
+      return;
+    }
+}
+
+void scheduler::wait_on(site_state& s) {
+  if (s.waiting) return;
+  s.waiting = true;
+  _waiting.push_back(&s);
+}
+
+void scheduler::kick_site(site_state& s) {
+  const size_t n = s.domains.size();
+  const uint64_t now = _shard.now_ms();
+  for (size_t k = 0; k < n; ++k) {
+    domain_state& d = *s.domains[(s.next_domain + k) % n];
+    if (d.ready.empty()) continue;
+    kick(d);
+    if (!s.messages.available(now)) {
+      // Out of tokens: the next kick starts after this queue, so every domain of a shared
+      // site gets its turn; the queues not reached (or this one, emptied by the last
+      // token) may still hold ready jobs, so the next tick comes back.
+      s.next_domain = (s.next_domain + k + 1) % n;
+      wait_on(s);
+      return;
+    }
   }
 }
 
@@ -104,12 +237,35 @@ void scheduler::unpark(domain_state& d, idle_waiter* w) {
 }
 
 job* scheduler::take(domain_state& d) {
+  site_state& s = *d.site;
+  const uint64_t now = _shard.now_ms();
   while (!d.ready.empty() && !_paused) {
+    if (!s.messages.available(now)) {
+      wait_on(s);
+      return nullptr;
+    }
     job* j = d.ready.front();
     d.ready.pop_front();
     if (_screen && screen_out(j)) continue;  // every recipient suppressed: nothing to send
+    s.messages.take(now);
+    s.count_message(now);
+    ++s.in_progress;
     ++d.in_progress;
     j->in_flight = true;
+    return j;
+  }
+  return nullptr;
+}
+
+job* scheduler::take_unmetered(domain_state& d) {
+  while (!d.ready.empty() && !_paused) {
+    job* j = d.ready.front();
+    d.ready.pop_front();
+    if (_screen && screen_out(j)) continue;
+    ++d.site->in_progress;
+    ++d.in_progress;
+    j->in_flight = true;
+    j->unmetered = true;
     return j;
   }
   return nullptr;
@@ -137,6 +293,9 @@ bool scheduler::screen_out(job* j) {
 void scheduler::give_back(job* j) {
   auto& d = domain_of(*j);
   --d.in_progress;
+  --d.site->in_progress;
+  if (!j->unmetered) d.site->messages.refund();  // it never went out: its token is still due
+  j->unmetered = false;
   j->in_flight = false;
   if (j->delete_after) {
     delete_now(j, j->delete_after == 2);
@@ -147,8 +306,14 @@ void scheduler::give_back(job* j) {
 }
 
 void scheduler::connection_closed(domain_state& d) {
+  site_state& s = *d.site;
+  bool site_was_full = s.active >= s.max_connections;
   --d.active;
+  --s.active;
+  --metric(s).connections;
   kick(d);
+  // A slot of a shared site is free: another of its domains may be waiting for it.
+  if (site_was_full && s.domains.size() > 1) kick_site(s);
 }
 
 void scheduler::pause(bool paused) {
@@ -161,8 +326,8 @@ void scheduler::pause(bool paused) {
   for (auto* d : ready) kick(*d);
 }
 
-uint64_t scheduler::retry_delay_ms(unsigned attempts) const {
-  const auto& r = _cfg.outbound.retry;
+uint64_t scheduler::retry_delay_ms(unsigned attempts, const std::vector<duration>* schedule) const {
+  const auto& r = schedule ? *schedule : _cfg.outbound.retry;
   if (r.empty()) return 60'000;
   size_t i = attempts == 0 ? 0 : std::min<size_t>(attempts - 1, r.size() - 1);
   return uint64_t(r[i].count());
@@ -181,7 +346,16 @@ void scheduler::expire(const job& j, std::span<rcpt_result> results) const {
 void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   auto& d = domain_of(*j);
   --d.in_progress;
+  --d.site->in_progress;
+  j->unmetered = false;
   j->in_flight = false;
+  if (_rules || !_cfg.backoff.empty() || _cfg.outbound.backoff_defaults)
+    for (const auto& r : given)
+      if (r.outcome == rcpt_outcome::deferred || r.outcome == rcpt_outcome::bounced)
+        if (!r.reply.empty() && (r.reply[0] == '4' || r.reply[0] == '5')) {
+          check_backoff(*d.site, j->domain, r.reply);
+          break;  // one reply per transaction: the rest of its recipients say the same
+        }
   // Callers that audit pass one result per recipient and have called expire() first: then
   // the results are read where they are (no copy of their strings per delivery).
   std::vector<rcpt_result> own;
@@ -270,7 +444,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   j->rcpts = std::move(remaining);
   j->body.clear();
   j->body.shrink_to_fit();  // a deferred message waits on disk, not in memory
-  j->next_attempt_ms = _shard.now_ms() + retry_delay_ms(attempts);
+  j->next_attempt_ms = _shard.now_ms() + retry_delay_ms(attempts, d.site->retry);
   if (j->delete_after) {
     // Deleted by the operator during this attempt: what it delivered stays delivered.
     delete_now(j, j->delete_after == 2);
@@ -344,8 +518,97 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
   });
 }
 
+void scheduler::check_backoff(site_state& s, const std::string& domain, std::string_view reply) {
+  if (!_rules) _rules = std::make_unique<backoff_rules>(_cfg);
+  const config::backoff_rule* rule = _rules->match(reply);
+  if (!rule) return;
+  const uint64_t now = _shard.now_ms();
+  const uint64_t until = now + uint64_t(rule->lasts.count());
+  const bool was = s.backed_off(now);
+  // Many connections see the same deferral at once: within a minute of the last lowering a
+  // match only extends it; later, the lowered rate was still too high: lower again.
+  if (was && now < s.backoff_lowered_ms + 60'000) {
+    s.backoff_until_ms = std::max(s.backoff_until_ms, until);
+    return;
+  }
+  double before = was ? s.backoff_rate : (s.configured_rate > 0 ? s.configured_rate : s.observed_rate(now));
+  double after = std::max(1.0 / 60.0, before * rule->factor);
+  s.backoff_rate = after;
+  s.backoff_until_ms = std::max(s.backoff_until_ms, until);
+  s.backoff_lowered_ms = now;
+  ++metric(s).backoffs;
+  s.messages.set_rate(after, now);
+  if (s.entry && s.entry->domain != "*") metric(s).rate_per_hour = per_hour(after);
+  if (!was) _backed_off.push_back(&s);
+  SR_INFO("shaping: %s: back-off (%s): %llu/h -> %llu/h for %s after \"%.*s\"", s.name.c_str(), rule->label.c_str(),
+          (unsigned long long)per_hour(was || s.configured_rate > 0 ? before : 0), (unsigned long long)per_hour(after),
+          format_duration(rule->lasts).c_str(), int(std::min<size_t>(reply.size(), 200)), reply.data());
+  if (_on_shaping) {
+    shaping_event ev;
+    ev.destination = s.name;
+    ev.domain = domain;
+    ev.rule = rule->label;
+    ev.reply = std::string(reply);
+    ev.rate_per_hour = per_hour(after);
+    // An unshaped site had no limit before its first back-off.
+    ev.previous_rate_per_hour = was || s.configured_rate > 0 ? per_hour(before) : 0;
+    ev.until_unix_ms = unix_ms() + (s.backoff_until_ms - now);
+    _on_shaping(ev);
+  }
+}
+
+void scheduler::refresh_rate(site_state& s, uint64_t now) {
+  if (s.backoff_until_ms == 0 || s.backoff_until_ms > now) return;
+  uint64_t before = per_hour(s.backoff_rate);
+  s.backoff_until_ms = 0;
+  s.backoff_rate = 0;
+  s.messages.set_rate(s.configured_rate, now);
+  if (s.entry && s.entry->domain != "*") metric(s).rate_per_hour = per_hour(s.configured_rate);
+  SR_INFO("shaping: %s: back-off over, %llu/h again", s.name.c_str(), (unsigned long long)per_hour(s.configured_rate));
+  if (_on_shaping) {
+    shaping_event ev;
+    ev.restore = true;
+    ev.destination = s.name;
+    ev.rate_per_hour = per_hour(s.configured_rate);
+    ev.previous_rate_per_hour = before;
+    _on_shaping(ev);
+  }
+}
+
+shaping_stats& scheduler::metric(const site_state& s) { return _metrics[s.metric]; }
+
+void scheduler::set_shards(unsigned n) {
+  _shards = n ? n : 1;
+  // One series per [[shaping]] entry, then "default". A shared entry's rate is reported by
+  // the one shard that owns it (a scrape sums the shards): its configured rate until a
+  // back-off changes it.
+  _metrics.assign(_cfg.shaping.size() + 1, shaping_stats{});
+  for (size_t i = 0; i < _cfg.shaping.size(); ++i) {
+    const auto& e = _cfg.shaping[i];
+    if (e.domain != "*" && owner_shard("shaping:" + e.name, _shards) == _shard.index())
+      _metrics[i].rate_per_hour = per_hour(e.max_message_rate.per_second());
+  }
+}
+
 void scheduler::on_tick() {
   uint64_t now = _shard.now_ms();
+  if (now >= _mx_pruned_ms + 60'000) {  // MX answers past their hour: forget them
+    _mx_pruned_ms = now;
+    std::erase_if(_mx_sites, [now](const auto& kv) { return kv.second.until_ms <= now; });
+  }
+  if (!_backed_off.empty())
+    std::erase_if(_backed_off, [&](site_state* s) {
+      refresh_rate(*s, now);
+      return s->backoff_until_ms == 0;
+    });
+  if (!_waiting.empty()) {
+    // Sites whose ready jobs waited for a token or a connection slot: kick them; those
+    // that still wait put themselves back on the list.
+    std::vector<site_state*> waiting;
+    waiting.swap(_waiting);
+    for (site_state* s : waiting) s->waiting = false;
+    for (site_state* s : waiting) kick_site(*s);
+  }
   std::vector<domain_state*> touched;
   while (!_deferred.empty() && _deferred.begin()->first <= now) {
     job* j = _deferred.begin()->second;

@@ -124,6 +124,17 @@ void shard_root::start_suppression() {
   _server->set_recipient_filter(_suppression.get());
 }
 
+// Start an audit line that is no recipient record (kind "auth", "shaping"): `line` becomes
+// {"ts":"<now>","kind":"<kind>" and the caller adds its fields and "}\n".
+static void begin_event_line(std::string& line, const char* kind) {
+  line.clear();
+  line += "{\"ts\":\"";
+  audit::append_timestamp(audit::now_unix_ms(), line);
+  line += "\",\"kind\":\"";
+  line += kind;
+  line += "\"";
+}
+
 // Submission AUTH: this shard's brake and its view of the users; every outcome becomes one
 // audit line (kind "auth", never the password) and a count in /metrics.
 void shard_root::start_auth() {
@@ -136,10 +147,8 @@ void shard_root::start_auth() {
   _auth = std::make_unique<server::authenticator>(_shard, *_ps.hasher, *_ps.users, lo);
   _auth->on_event([this, line = std::string()](const server::auth_event& e) mutable {
     if (!_audit) return;
-    line.clear();
-    line += "{\"ts\":\"";
-    audit::append_timestamp(audit::now_unix_ms(), line);
-    line += "\",\"kind\":\"auth\",\"outcome\":\"";
+    begin_event_line(line, "auth");
+    line += ",\"outcome\":\"";
     line += server::to_string(e.outcome);
     line += "\",\"user\":";
     audit::append_json_string(e.user, line);
@@ -154,6 +163,50 @@ void shard_root::start_auth() {
     _audit->append_line(line);
   });
   _server->set_authenticator(_auth.get());
+}
+
+// Shaping (issue 14): [[shaping]] mx entries need each domain's MX hosts (this shard's
+// resolver, its cache shared with delivery); every back-off change is one audit line
+// (kind "shaping").
+void shard_root::start_shaping() {
+  if (config::has_mx_shaping(_ps.cfg))
+    _sched->set_mx_lookup([this](const std::string& domain, std::function<void(bool, std::vector<std::string>)> done) {
+      _resolver->lookup_mx(domain, [done = std::move(done)](const dns::mx_result& r) {
+        std::vector<std::string> hosts;
+        for (const auto& h : r.hosts) {
+          std::string n = h.name;
+          for (auto& c : n) c = char(std::tolower(static_cast<unsigned char>(c)));
+          while (!n.empty() && n.back() == '.') n.pop_back();
+          hosts.push_back(std::move(n));
+        }
+        done(r.status != dns::status::temp_fail, std::move(hosts));
+      });
+    });
+  _sched->on_shaping([this, line = std::string()](const queue::shaping_event& e) mutable {
+    if (!_audit) return;
+    begin_event_line(line, "shaping");
+    line += ",\"event\":\"";
+    line += e.restore ? "restore" : "backoff";
+    line += "\",\"destination\":";
+    audit::append_json_string(e.destination, line);
+    if (!e.restore) {
+      line += ",\"domain\":";
+      audit::append_json_string(e.domain, line);
+      line += ",\"rule\":";
+      audit::append_json_string(e.rule, line);
+      line += ",\"reply\":";
+      audit::append_json_string(e.reply, line);
+    }
+    line += ",\"rate_per_hour\":" + std::to_string(e.rate_per_hour);
+    line += ",\"previous_rate_per_hour\":" + std::to_string(e.previous_rate_per_hour);
+    if (!e.restore) {
+      line += ",\"until\":\"";
+      audit::append_timestamp(int64_t(e.until_unix_ms), line);
+      line += "\"";
+    }
+    line += "}\n";
+    _audit->append_line(line);
+  });
 }
 
 status shard_root::open_spool() {
@@ -242,7 +295,12 @@ status shard_root::start_delivery() {
   link.record_hold = [this](unsigned home, const std::string& qid, std::vector<uint32_t> idx, bool held) {
     _dispatch->send_hold(home, qid, std::move(idx), held);
   };
+  link.forward_job = [this](unsigned owner, std::unique_ptr<queue::job> j) {
+    _dispatch->send_job_to(owner, std::move(j));
+  };
   _sched = std::make_unique<queue::scheduler>(_shard, cfg, std::move(link));
+  _sched->set_shards(_ps.inbound.shards);
+  start_shaping();
   _sched->on_delete([this](const queue::job& j) { audit_deleted(j); });
   _dispatch = std::make_unique<queue::dispatcher>(
       _shard, _ps.mail, *_sched,
@@ -570,6 +628,14 @@ void shard_root::publish_metrics() {
   static_assert(std::tuple_size_v<decltype(c.bounces_by_class)> == std::extent_v<decltype(admin::relay_metrics::bounces_by_class)>);
   for (size_t i = 0; i < c.bounces_by_class.size(); ++i)
     m.bounces_by_class[i].cell(me).store(c.bounces_by_class[i], std::memory_order_relaxed);
+  {
+    const auto& sites = _sched->shaping_metrics();
+    for (size_t i = 0; i < sites.size() && i < m.shaping_backoffs.size(); ++i) {
+      m.shaping_backoffs[i].cell(me).store(sites[i].backoffs, std::memory_order_relaxed);
+      m.shaping_rate[i].set(me, int64_t(sites[i].rate_per_hour));
+      m.shaping_connections[i].set(me, int64_t(sites[i].connections));
+    }
+  }
   if (_suppression) {
     m.suppressed_refused.cell(me).store(_suppression->refused, std::memory_order_relaxed);
     m.suppressed_dropped.cell(me).store(_suppression->dropped, std::memory_order_relaxed);

@@ -215,6 +215,14 @@ struct relay_metrics {
   counter suppressed_refused, suppressed_dropped;
   counter suppression_added;   // sealrelay_suppression_added_total: addresses the bounces added
   gauge suppression_entries;   // sealrelay_suppression_entries: addresses on the list
+  // Shaping (issue 14), one series per destination: the [[shaping]] names (a domain = "*"
+  // entry sums its domains), then "default" (unshaped domains), in that order
+  // (queue::shaping_stats).
+  std::vector<counter> shaping_backoffs;   // sealrelay_shaping_backoffs_total{destination}
+  std::vector<gauge> shaping_rate;         // sealrelay_shaping_message_rate_per_hour{destination}
+  std::vector<gauge> shaping_connections;  // sealrelay_shaping_connections{destination}
+  // Register the shaping series for `destinations` (start-up, before r.seal()).
+  void add_shaping(registry& r, std::span<const std::string> destinations);
 
   // Return the deliveries counter for a negotiated version ("TLSv1.3"; "" = plaintext).
   const counter& deliveries(std::string_view tls_version) const;

@@ -111,6 +111,9 @@ struct outbound_section {
                               std::chrono::minutes(15), std::chrono::hours(1),
                               std::chrono::hours(4)};
   duration max_queue_age = std::chrono::hours(24 * 5);
+  // The built-in back-off rules (queue/backoff.cc: the large providers' published deferral
+  // replies) apply after the [[backoff]] ones.
+  bool backoff_defaults = true;
 };
 
 struct route_entry {
@@ -190,6 +193,46 @@ struct pool_entry {
   int line = 0;                         // where its [[pool]] header was written
 };
 
+// A rate limit as written: `count` per `per` ("5000/h"). count 0 = no limit.
+struct rate_limit {
+  double count = 0;
+  duration per = std::chrono::seconds(1);
+  bool limited() const { return count > 0; }
+  double per_second() const { return per.count() > 0 ? count * 1000.0 / double(per.count()) : 0; }
+};
+// Parse "N/s", "N/min", "N/h" (N > 0, decimals allowed; also "N/sec", "N/m", "N/hour");
+// nullopt when malformed.
+std::optional<rate_limit> parse_rate(std::string_view text);
+// "5000/h" again (parse_rate(format_rate(r)) == r).
+std::string format_rate(const rate_limit& r);
+
+// Per-destination shaping (issue 14 item 1, queue/shaping.hh): one entry is one destination
+// with one set of token buckets and one connection count, shared by every recipient domain
+// it matches (by domain, or by MX host so that a provider's domains share its limits),
+// except `domain = "*"`, which gives each domain its own.
+struct shaping_entry {
+  std::string name;                    // label (metrics, audit); default: the domain or mx text
+  std::string domain;                  // exact, ".suffix" or "*"; "" when `mx` is set
+  std::string mx;                      // lower case: an exact host, or ".suffix" (written "*.suffix")
+  unsigned max_connections = 0;        // 0 = outbound.max_conns_per_domain
+  unsigned max_messages_per_conn = 0;  // 0 = outbound.messages_per_conn
+  rate_limit max_message_rate;         // message transactions (one message to one domain)
+  rate_limit max_connection_rate;      // connections opened
+  std::vector<duration> retry;         // empty = outbound.retry
+  std::string pool;                    // [[pool]] name; "" = none
+  int line = 0;
+};
+
+// An adaptive back-off rule (issue 14 item 2): a remote reply matching `match` lowers its
+// destination's message rate by `factor` for `lasts`.
+struct backoff_rule {
+  std::string match;                   // ECMAScript regex, case-insensitive, searched in the reply
+  double factor = 0.5;                 // 0 < factor < 1
+  duration lasts = std::chrono::minutes(30);  // key "duration"
+  std::string label;                   // "backoff[0]" or "builtin:<name>" (audit)
+  int line = 0;
+};
+
 struct fallback_section {
   bool spawn = true;
   std::string socket = "var/fallback.sock";
@@ -236,6 +279,8 @@ struct config {
   suppression_section suppression;
   std::vector<policy_entry> policies;
   std::vector<pool_entry> pools;
+  std::vector<shaping_entry> shaping;
+  std::vector<backoff_rule> backoff;      // the operator's, in file order
   std::vector<dkim_entry> dkim;
   fallback_section fallback;
   spool_section spool;
@@ -302,8 +347,19 @@ const pool_entry* find_pool(const config& cfg, std::string_view name);
 // Return the pool a message's connections use: the pool of the most specific [[policy]]
 // for `rcpt_domain` (lower case), else the pool whose `senders` name `sender_domain` (exact,
 // then the longest ".suffix"), else null (the kernel picks the source address). The one
-// place the choice is made: [[shaping]].pool joins it here.
-const pool_entry* pool_for(const config& cfg, std::string_view rcpt_domain, std::string_view sender_domain);
+// place the choice is made. `shaping`: the destination's [[shaping]] entry, whose pool comes
+// after the [[policy]]'s and before the sender's.
+const pool_entry* pool_for(const config& cfg, std::string_view rcpt_domain, std::string_view sender_domain,
+                          const shaping_entry* shaping = nullptr);
+
+// The [[shaping]] entry a recipient domain (lower case) takes by name: exact, then the
+// longest ".suffix"; "*" only when `star` (it comes after the MX entries). Null: none.
+const shaping_entry* shaping_for_domain(const config& cfg, std::string_view domain, bool star);
+// The [[shaping]] mx entry matching MX host `host` (lower case, no trailing dot): exact, then
+// the longest suffix. Null: none.
+const shaping_entry* shaping_for_mx(const config& cfg, std::string_view host);
+// Does any [[shaping]] entry match by MX host (then a domain's MX must be looked up)?
+bool has_mx_shaping(const config& cfg);
 
 // Return the EHLO name a connection from `a` of pool `p` sends: the address's, the pool's,
 // else server.hostname.

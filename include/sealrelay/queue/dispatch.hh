@@ -77,6 +77,8 @@ class dispatcher {
   void dispatch(spooled_message m, std::span<const uint32_t> done = {});
   // Queue `j` on its owner shard.
   void send_job(std::unique_ptr<job> j);
+  // Queue `j` on shard `owner` (where its [[shaping]] destination lives).
+  void send_job_to(unsigned owner, std::unique_ptr<job> j);
   // Tell `home` that recipients `indices` of `queue_id` are final.
   void send_done(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices);
   // Record attempt counts at the home shard (set by the composition root).

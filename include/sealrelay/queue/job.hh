@@ -1,5 +1,6 @@
 // A delivery job: the recipients of one spooled message that share one domain,
-// owned by that domain's shard (hash(domain) % shards). The message bytes stay in
+// owned by that domain's shard (hash(domain) % shards), or by the shard of its [[shaping]]
+// destination (scheduler.hh: a provider's limits live on one shard). The message bytes stay in
 // the home shard's spool segment; the owner reads them back when it sends.
 #pragma once
 #include <cstdint>
@@ -11,6 +12,7 @@
 
 namespace sr::config {
 struct pool_entry;
+struct shaping_entry;
 }
 
 namespace sr::queue {
@@ -50,12 +52,17 @@ struct job {
   // The source IP pool its connections use (scheduler::choose_pool at enqueue); null =
   // none, the kernel picks the source address. Points into the process's config.
   const config::pool_entry* pool = nullptr;
+  // Its [[shaping]] destination (null: none), once `shaping_known` (scheduler::enqueue may
+  // first look up the domain's MX hosts). Not spooled: found again after a restart.
+  const config::shaping_entry* shaping = nullptr;
+  bool shaping_known = false;
   std::string body;           // message bytes once loaded (empty while waiting)
   // Operator control (sealrelay-queue, scheduler.hh): a held job is never taken (Postfix's
   // hold queue); a job taken by a connection is in flight until finish()/give_back(), and
   // a delete asked for meanwhile is applied then (delete_after: 1 = delete, 2 = with DSN).
   bool held = false;
   bool in_flight = false;
+  bool unmetered = false;  // taken by take_unmetered (no message token to give back)
   uint8_t delete_after = 0;
 };
 

@@ -2,7 +2,15 @@
 // Jobs wait per domain; the scheduler opens up to outbound.max_conns_per_domain
 // connections through a `connector`, each pulling jobs with take() (so one
 // connection carries several messages) and reporting per-recipient results with
-// finish(). Deferred recipients wait on a timer heap (outbound.retry, then every
+// finish().
+// Shaping (issue 14, shaping.hh): every domain queue belongs to a site, its destination.
+// A [[shaping]] entry is one site whatever domains it matches (by name, or by MX host, so
+// a provider's domains share its limits) and lives on one shard, owner_shard("shaping:" +
+// name): a job whose entry is owned elsewhere moves there (home_link::forward_job), so its
+// token buckets are touched by one thread only. take() hands out a job only with a message
+// token, kick() opens a connection only with a connection token and under the site's
+// max_connections; sites that wait are kicked again at each tick. A remote reply matching a
+// back-off rule lowers the site's message rate for a while (audited through on_shaping). Deferred recipients wait on a timer heap (outbound.retry, then every
 // last interval) until outbound.max_queue_age, when they bounce. The operator's
 // commands (sealrelay-queue: hold, release, flush, requeue, delete) act on jobs here, on
 // the owner shard's thread, and take effect at once.
@@ -21,6 +29,7 @@
 #include "sealrelay/config/config.hh"
 #include "sealrelay/core/shard.hh"
 #include "sealrelay/queue/job.hh"
+#include "sealrelay/queue/shaping.hh"
 #include "sealrelay/report/reason.hh"
 
 namespace sr::queue {
@@ -31,6 +40,9 @@ class idle_waiter {
  public:
   // A job became ready: call take() now.
   virtual void wake() = 0;
+  // Close: another domain of the same [[shaping]] destination needs the connection slot
+  // (the waiter is already off the idle list).
+  virtual void retire() = 0;
 
  protected:
   ~idle_waiter() = default;
@@ -52,6 +64,9 @@ struct domain_state {
   // carries must share the pool; a domain's mail of two pools waits in two queues, each
   // with its own outbound.max_conns_per_domain. Null = no pool (the kernel's choice).
   const config::pool_entry* pool = nullptr;
+  site_state* site = nullptr;   // its destination (never null once created)
+  unsigned max_conns = 16;      // connections of this queue (the site's max_connections)
+  unsigned messages_per_conn = 100;  // transactions per connection (the site's)
   std::deque<job*> ready;       // due jobs, oldest first
   unsigned active = 0;          // connections open or opening
   unsigned in_progress = 0;     // jobs taken by connections and not finished
@@ -107,6 +122,32 @@ struct home_link {
   // so that a restart keeps them held (sealrelay-queue hold/release).
   std::function<void(unsigned home, const std::string& queue_id, std::vector<uint32_t> indices,
                      bool held)> record_hold;
+  // Queue `j` on shard `owner` instead (its [[shaping]] destination lives there).
+  std::function<void(unsigned owner, std::unique_ptr<job> j)> forward_job;
+};
+
+// The MX host names of a domain (lower case, no trailing dot), for [[shaping]] mx entries;
+// ok = false when the lookup failed (the domain is then unshaped for a minute).
+using mx_lookup = std::function<void(const std::string& domain,
+                                     std::function<void(bool ok, std::vector<std::string> hosts)> done)>;
+
+// A back-off started or ended (issue 14 item 2): one audit line.
+struct shaping_event {
+  bool restore = false;          // false: "backoff", true: "restore"
+  std::string destination;       // the site's name
+  std::string domain;            // the domain whose reply matched ("" for a restore)
+  std::string rule;              // the rule's label ("backoff[0]", "builtin:gmail-4.7.28")
+  std::string reply;             // the reply that matched
+  uint64_t rate_per_hour = 0;    // the rate now (0 = no limit)
+  uint64_t previous_rate_per_hour = 0;
+  uint64_t until_unix_ms = 0;    // backoff: when the configured rate returns
+};
+
+// One destination as /metrics shows it (the series index of site_state::metric).
+struct shaping_stats {
+  uint64_t backoffs = 0;         // back-offs started
+  uint64_t rate_per_hour = 0;    // the message rate allowed now (0 = no limit)
+  uint64_t connections = 0;      // open connections
 };
 
 // Which jobs an operator command acts on (sealrelay-queue); exactly one field is set.
@@ -146,6 +187,8 @@ class scheduler {
   scheduler(core::shard& sh, const config::config& cfg, home_link link);
   ~scheduler();
   void set_connector(connector* c) { _conn = c; }
+  // How many shards there are (where a [[shaping]] entry lives: owner_shard()).
+  void set_shards(unsigned n);
   // Check recipients against the suppression list before delivery (null: none).
   void set_screen(recipient_screen* s) { _screen = s; }
   // How a bounce reads the original message back when the job no longer holds it
@@ -155,8 +198,20 @@ class scheduler {
 
   // Accept a job on its owner shard.
   void enqueue(std::unique_ptr<job> j);
-  // Next job for a connection of `d`, or null when none is due.
+  // Next job for a connection of `d`, or null when none is due or its site has no message
+  // token now (the connection parks; a tick wakes it when a token is there).
   job* take(domain_state& d);
+  // Next job of `d` whatever the shaping (a failed attempt defers or hands off every ready
+  // job of its domain: no message goes to the destination, so no token is due).
+  job* take_unmetered(domain_state& d);
+  // Look up MX hosts for [[shaping]] mx entries (unset: mx entries never match).
+  void set_mx_lookup(mx_lookup fn) { _mx_lookup = std::move(fn); }
+  // Called for every back-off change (the audit line).
+  void on_shaping(std::function<void(const shaping_event&)> fn) { _on_shaping = std::move(fn); }
+  // Per metric series: cfg.shaping in order (a "*" entry sums its domains' connections and
+  // back-offs, with no rate), then "default" (unshaped domains);
+  // kept up to date as connections open and close and rates change (no scan).
+  const std::vector<shaping_stats>& shaping_metrics() const { return _metrics; }
   // Turn the deferred results of a job past outbound.max_queue_age into bounces (status
   // 4.4.7, reason "expired"), so that the audit of this attempt shows the final outcome.
   void expire(const job& j, std::span<rcpt_result> results) const;
@@ -206,18 +261,36 @@ class scheduler {
   static constexpr uint64_t oldest_rescan_ms = 5000;
   const queue_stats& stats() const { return _stats; }
   // Monotonic ms delay before retry number `attempts` (1 = after the first failure).
-  uint64_t retry_delay_ms(unsigned attempts) const;
+  uint64_t retry_delay_ms(unsigned attempts, const std::vector<duration>* schedule = nullptr) const;
 
  private:
   void on_tick();
   void kick(domain_state& d);
   // Which of a domain's queues (see domain_state).
   enum class lane : uint8_t { mail, reports, requiretls, tls_required_no };
-  domain_state& domain(const std::string& name, lane l = lane::mail,
-                       const config::pool_entry* pool = nullptr);
+  domain_state& domain(const std::string& name, lane l, const config::pool_entry* pool,
+                       const config::shaping_entry* shaping);
   // Pick the source IP pool of a job: config::pool_for (the recipient's [[policy]], then the
-  // sender domain). The one seam where a later [[shaping]].pool joins the choice.
+  // job's [[shaping]] entry, then the sender domain).
   const config::pool_entry* choose_pool(const job& j) const;
+  // Find `j`'s [[shaping]] entry (j->shaping_known), or start the MX lookup it needs (the
+  // job waits in _resolving: false). Then move it to the entry's shard when that is
+  // another one (false: gone). True: queue it here.
+  bool place(std::unique_ptr<job>& j);
+  // The MX answer for `domain` arrived: place the jobs that waited for it.
+  void mx_known(const std::string& domain, bool ok, const std::vector<std::string>& hosts);
+  // The site of a new domain queue.
+  site_state& site_for(const std::string& domain, const config::shaping_entry* e);
+  // Kick the site's queues that have ready jobs, round-robin, while it can send.
+  void kick_site(site_state& s);
+  // Close one idle connection of another queue of `s` (one with nothing ready) for `need`.
+  void retire_idle(site_state& s, const domain_state& need);
+  // Put `s` on the per-tick list (it has ready jobs it cannot send now).
+  void wait_on(site_state& s);
+  // Lower `s`'s rate when `reply` matches a back-off rule (once per call).
+  void check_backoff(site_state& s, const std::string& domain, std::string_view reply);
+  // The rate `s` is allowed now (per second, 0 = none), after an ended back-off is undone.
+  void refresh_rate(site_state& s, uint64_t now);
   // The domain queue `j` belongs to (its domain, apart for reports and notices, and for
   // REQUIRETLS and TLS-Required: No mail).
   domain_state& domain_of(const job& j);
@@ -244,9 +317,27 @@ class scheduler {
   const config::config& _cfg;
   home_link _link;
   connector* _conn = nullptr;
+  unsigned _shards = 1;
   recipient_screen* _screen = nullptr;
   body_loader _load;
   std::unordered_map<std::string, std::unique_ptr<domain_state>> _domains;
+  std::unordered_map<std::string, std::unique_ptr<site_state>> _sites;
+  std::vector<site_state*> _waiting;   // sites with ready jobs they could not send (tick)
+  std::vector<site_state*> _backed_off;  // sites under a back-off (tick checks the end)
+  // [[shaping]] mx entries: the entry each domain's MX hosts matched (null: none) and until
+  // when that answer holds (monotonic ms); jobs waiting for a lookup in flight.
+  struct mx_answer {
+    const config::shaping_entry* entry = nullptr;
+    uint64_t until_ms = 0;
+  };
+  std::unordered_map<std::string, mx_answer> _mx_sites;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<job>>> _resolving;
+  mx_lookup _mx_lookup;
+  std::function<void(const shaping_event&)> _on_shaping;
+  std::unique_ptr<backoff_rules> _rules;
+  std::vector<shaping_stats> _metrics;  // see shaping_metrics()
+  uint64_t _mx_pruned_ms = 0;
+  shaping_stats& metric(const site_state& s);
   std::unordered_map<job*, std::unique_ptr<job>> _jobs;
   using timed = std::pair<uint64_t, job*>;
   // Ordered by time: a set (not a heap) so that hold, flush and delete can take a job out.

@@ -153,6 +153,7 @@ class shard_root final : public server::shard_unit {
                      std::span<const uint32_t> done);
   void publish_metrics();
   void start_auth();
+  void start_shaping();
   void start_suppression();
   // Answer a sealrelay-queue request from this shard's queue (relay/control.hh).
   void on_control(const control::request& r, shard_answer& out);

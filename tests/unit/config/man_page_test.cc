@@ -225,6 +225,27 @@ name = "bulk"
 addresses = ["127.0.0.2"]
 ehlo = "out.example.org"
 
+[[shaping]]
+name = "google"
+mx = "*.google.com"
+max_connections = 20
+max_messages_per_conn = 50
+max_message_rate = "5000/h"
+max_connection_rate = "100/min"
+retry = ["1m"]
+pool = "bulk"
+
+[[shaping]]
+domain = "*"
+
+[[backoff]]
+match = "^421 4\\.7\\.28"
+factor = 0.5
+duration = "30m"
+
+[[backoff]]
+match = "rate limited"
+
 [[dkim]]
 domain = "example.org"
 selector = "s1"
