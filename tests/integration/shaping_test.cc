@@ -496,6 +496,44 @@ TEST_F(Shaping, MetricsShowEachDestinationsRate) {
   EXPECT_LE(conc, 2) << m;
 }
 
+// domain = "*" is the exception to "one entry, one destination": each domain it matches
+// gets its own buckets with the entry's limits. Two domains on the same MX host, 4/s each:
+// each gets 4/s (one shared bucket would give each 2/s). A bucket starts full, so each
+// domain's first four go at once: the rate is measured from the fourth message on.
+TEST_F(Shaping, StarEntryGivesEachDomainItsOwnBuckets) {
+  ASSERT_NE(_port, 0);
+  ASSERT_TRUE(start_dns("s1.test MX 10 mx.star.test\ns2.test MX 10 mx.star.test\nmx.star.test A 127.0.0.2\n"));
+  fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}, .cert = ""});
+  ASSERT_TRUE(mx);
+  uint16_t admin = free_port();
+  _admin_listen = "127.0.0.1:" + std::to_string(admin);
+  relay* r = start_relay("[[shaping]]\ndomain = \"*\"\nmax_message_rate = \"4/s\"\n");
+  ASSERT_TRUE(r);
+  std::vector<outgoing> out;
+  for (int i = 0; i < 16; ++i) {
+    out.push_back({"news@bulk.test", "a" + std::to_string(i) + "@s1.test"});
+    out.push_back({"news@bulk.test", "b" + std::to_string(i) + "@s2.test"});
+  }
+  ASSERT_EQ(submit_all(*r, out).size(), out.size());
+  // The entry's series (named "*", its default name) sum its domains' connections.
+  std::string m;
+  bool seen = false;
+  for (auto until = clock::now() + 3s; !seen && clock::now() < until;) {
+    m = admin_get(admin, "/metrics");
+    seen = sample(m, "sealrelay_shaping_connections{destination=\"*\"}") >= 1;
+    if (!seen) std::this_thread::sleep_for(100ms);   // polling the endpoint
+  }
+  EXPECT_TRUE(seen) << m;
+  ASSERT_TRUE(mx->wait_messages(out.size(), 30s)) << r->log();
+  for (const char* d : {"s1.test", "s2.test"}) {
+    auto ts = times_of(mx->messages(), d);
+    ASSERT_EQ(ts.size(), 16u) << d;
+    std::sort(ts.begin(), ts.end());
+    ts.erase(ts.begin(), ts.begin() + 3);
+    expect_rate_within_10pct(rate_of(ts), 4.0, std::string(d) + " under domain = \"*\" (4/s each)");
+  }
+}
+
 // ------------------------------------------------------------------------- back-off
 
 // bo.test at 4/s; the MX answers trigger@bo.test once with Gmail's 421 4.7.28. The rule
