@@ -4,7 +4,8 @@
 // [[policy]], and keeps one message queued; its /metrics scrape then shows the metrics
 // added for the dashboard counting what happened (deliveries by policy and source, inbound
 // TLS by version, the oldest queued message's age), and tests/tools/check_monitoring.py
-// finds every metric name, label and label value of every panel and rule in it. A copy of
+// finds every metric name, label and label value of every panel and rule in it (a [[shaping]]
+// entry makes the per-destination shaping series exist). A copy of
 // the dashboard with one name misspelt must fail the same check, naming it.
 #include <gtest/gtest.h>
 
@@ -82,7 +83,10 @@ TEST(Monitoring, DashboardAndAlertsNameOnlyExposedMetrics) {
                                        route_to("plain.test", "127.0.0.2", port) +
                                        route_to("parked.test", "127.0.0.3", port) +
                                        "[[policy]]\ndomain = \"forced.test\"\ntls = \"forced\"\n"
-                                       "verify = \"none\"\nfallback = [\"defer\"]\n");
+                                       "verify = \"none\"\nfallback = [\"defer\"]\n"
+                                       // The shaping series (issue 14) exist per [[shaping]] entry.
+                                       "[[shaping]]\nname = \"partners\"\ndomain = \"forced.test\"\n"
+                                       "max_message_rate = \"100/s\"\n");
   o.listeners = {listener{.tls = "starttls"}};
   uint16_t admin = free_port();
   o.admin_listen = "127.0.0.1:" + std::to_string(admin);
@@ -127,6 +131,9 @@ TEST(Monitoring, DashboardAndAlertsNameOnlyExposedMetrics) {
   EXPECT_GE(sample(text, "sealrelay_queue_oldest_age_seconds{"), 1) << text;
   EXPECT_LT(sample(text, "sealrelay_queue_oldest_age_seconds{"), 3600) << text;
   EXPECT_EQ(sample(text, "sealrelay_queue_depth "), 1) << text;
+  EXPECT_EQ(sample(text, "sealrelay_shaping_message_rate_per_hour{destination=\"partners\"}"), 360000) << text;
+  EXPECT_GE(sample(text, "sealrelay_shaping_connections{destination=\"partners\"}"), 0) << text;
+  EXPECT_EQ(sample(text, "sealrelay_shaping_backoffs_total{destination=\"partners\"}"), 0) << text;
 
   sr::test::temp_dir tmp{"sr-monitoring"};
   fs::path scrape = tmp.path() / "metrics.txt";

@@ -141,6 +141,31 @@ TEST(Peers, FakeMxPerRecipientAndDotReplies) {
   EXPECT_EQ(m.reply, 451);
 }
 
+TEST(Peers, FakeMxMultiLineReplyAndSessionTimes) {
+  // A rule's "\n" makes a multi-line reply (Gmail's 421-4.7.28 ...); each session records
+  // when it was accepted and when QUIT came, so tests can count concurrent connections.
+  fake_mx mx({.hosts = {"127.0.0.1"}, .cert = "", .rcpt_replies = {"slow@dst.test=421:4.7.28 first line\\n4.7.28 last linex1"},
+              .delays = {"dot=0.3"}});
+  ASSERT_TRUE(mx.start()) << mx.error();
+  raw_client c;
+  ASSERT_TRUE(c.connect(mx.port()));   // raw_client speaks to 127.0.0.1
+  ASSERT_EQ(reply_code(c.read_reply().value_or("")), 220);
+  ASSERT_EQ(reply_code(c.command("EHLO relay.test").value_or("")), 250);
+  ASSERT_EQ(reply_code(c.command("MAIL FROM:<a@src.test>").value_or("")), 250);
+  EXPECT_EQ(c.command("RCPT TO:<slow@dst.test>").value_or(""), "421-4.7.28 first line\r\n421 4.7.28 last line\r\n");
+  EXPECT_EQ(reply_code(c.command("RCPT TO:<slow@dst.test>").value_or("")), 250);   // x1: used up
+  EXPECT_EQ(reply_code(c.command("DATA").value_or("")), 354);
+  EXPECT_EQ(reply_code(c.command("hi\r\n.").value_or("")), 250);   // after the 0.3 s delay
+  EXPECT_EQ(reply_code(c.command("QUIT").value_or("")), 221);
+  ASSERT_TRUE(mx.wait_sessions(1)) << mx.log();
+  auto s = mx.sessions().at(0);
+  auto m = mx.messages().at(0);
+  EXPECT_GT(s.opened, 1.6e9);
+  EXPECT_LE(s.opened, m.ts - 0.3);     // accepted before the delayed dot reply
+  EXPECT_GE(s.closed, m.ts);           // QUIT came after the message
+  EXPECT_LT(s.closed - s.opened, 10.0);
+}
+
 TEST(Peers, FakeMxStripsStartTlsAfterFirstConnection) {
   fake_mx mx({.strip_starttls_after = 1});
   ASSERT_TRUE(mx.start()) << mx.error();

@@ -465,6 +465,8 @@ std::vector<mx_session> fake_mx::sessions() const {
     s.starttls_injection = get_bool(v, "starttls_injection");
     s.commands = get_strs(v, "commands");
     s.events = get_strs(v, "events");
+    s.opened = get_num(v, "opened");
+    s.closed = get_num(v, "closed");
     out.push_back(std::move(s));
   }
   return out;

@@ -115,6 +115,8 @@ struct mx_session {
   bool starttls_injection = false;   // plaintext followed STARTTLS in the same read (discarded)
   std::vector<std::string> commands; // every command line in order; "TLS " prefix once encrypted
   std::vector<std::string> events;
+  double opened = 0;                 // unix seconds: when the fake MX accepted the connection
+  double closed = 0;                 // when QUIT arrived (before the 221), else when it ended
   // True when some command before TLS starts with `verb` (e.g. "MAIL": sent in plaintext).
   bool plaintext_command(std::string_view verb) const;
 };

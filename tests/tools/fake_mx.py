@@ -69,6 +69,13 @@ class rcpt_rule(reply_rule):
         self.address = addr.strip("<>").lower()
 
 
+def reply_lines(code, text):
+    """CODE TEXT as sent: a literal backslash-n in TEXT (as a rule gives it) splits it into
+    the lines of a multi-line reply, "CODE-first\r\n...CODE last\r\n" (Gmail's 421-4.7.28)."""
+    lines = text.split("\\n")
+    return "".join(f"{code}-{l}\r\n" for l in lines[:-1]) + f"{code} {lines[-1]}\r\n"
+
+
 def default_text(code):
     c = int(code)
     if c >= 500:
@@ -301,14 +308,16 @@ class server:
         def loop():
             while True:
                 s, peer = ls.accept()
-                threading.Thread(target=self.handle, args=(s, name, peer[0]), daemon=True).start()
+                opened = time.time()   # taken here, not in the thread: a thread may start late
+                threading.Thread(target=self.handle, args=(s, name, peer[0], opened), daemon=True).start()
 
         threading.Thread(target=loop, daemon=True).start()
 
-    def handle(self, s, mx, peer):
+    def handle(self, s, mx, peer, opened):
         n = self.next_conn()
         sess = session(self, s, mx, n)
         sess.peer = peer   # the client's address: which source address the relay bound
+        sess.opened = opened
         try:
             sess.run()
         except (OSError, ssl.SSLError, ConnectionError) as e:
@@ -325,6 +334,8 @@ class session:
         self.stream = sock           # plain socket, then the TLS stream
         self.mx, self.conn = mx, conn
         self.peer = None
+        self.opened = None           # accept() returned (unix seconds)
+        self.closed = None           # QUIT arrived, else the connection ended (unix seconds)
         self.buf = bytearray()  # appended per recv: bytes would copy the whole buffer each time
         self.tls = False
         self.tls_version = self.cipher = None
@@ -365,7 +376,7 @@ class session:
         if lines:
             out = "".join(f"{code}-{l}\r\n" for l in lines[:-1]) + f"{code} {lines[-1]}\r\n"
         else:
-            out = f"{code} {text}\r\n"
+            out = reply_lines(code, text)
         self.send(out)
         return int(code)
 
@@ -447,6 +458,10 @@ class session:
             verb, _, arg = line.partition(" ")
             verb = verb.upper()
             if verb == "QUIT":
+                # The client counts the connection closed once it has our 221: stamping
+                # before we send it keeps "closed" before any connection the client opens
+                # next (tests compute concurrent connections from opened/closed).
+                self.closed = time.time()
                 self.reply("quit", 221, "2.0.0 Bye")
                 return
             if refused:
@@ -562,7 +577,7 @@ class session:
                     code, text = got
                     if code == "close":
                         raise ConnectionAbortedError("closed by rule")
-                    self.send(f"{code} {text or default_text(code)}\r\n")
+                    self.send(reply_lines(code, text or default_text(code)))
                     if int(code) == 250:
                         self.rcpts.append(addr)
                     return
@@ -624,6 +639,8 @@ class session:
             "starttls_injection": self.injection,
             "commands": self.commands,
             "events": self.events,
+            "opened": self.opened,
+            "closed": self.closed if self.closed is not None else time.time(),
             "ts": time.time(),
         }
 
@@ -658,7 +675,8 @@ def main(argv=None):
     p.add_argument("--strip-starttls-after", type=int, metavar="N",
                    help="advertise STARTTLS on the first N connections only (downgrade)")
     p.add_argument("--reply", action="append", type=reply_rule, default=[], metavar="STAGE=CODE[:TEXT][xN]",
-                   help=f"override a reply; stages: {', '.join(STAGES)}; CODE 'close' drops the connection")
+                   help=f"override a reply; stages: {', '.join(STAGES)}; CODE 'close' drops the connection; "
+                        "a literal \\n in TEXT starts another line of a multi-line reply")
     p.add_argument("--rcpt-reply", action="append", type=rcpt_rule, default=[], metavar="ADDR=CODE[:TEXT][xN]",
                    help="override the RCPT reply for one address")
     p.add_argument("--delay", action="append", type=parse_delay, default=[], metavar="STAGE=SECONDS",
