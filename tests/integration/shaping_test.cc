@@ -204,6 +204,8 @@ void expect_rate_within_10pct(double got, double want, const std::string& what) 
 //   rate.test       127.0.0.2   domain entry, 120/min                       (40 messages)
 //   one/two.test    127.0.0.3/4 mx = "*.prov.test", 120/min, one bucket     (20 + 20)
 //   fast.test       127.0.0.5   no entry: must not wait for the shaped ones (20)
+//   routed.test     127.0.0.5   a [[route]] there; its MX (mx9.prov.test) would match the
+//                               prov entry, but a routed domain matches domain entries only (20)
 //   conn.test       127.0.0.6   120 connections/min, 1 message each          (40)
 //   conc.test       127.0.0.7   2 connections at most, 3 messages each       (30, 0.2 s per dot)
 //   retry/ctl.test  127.0.0.8   451 twice; retry.test's entry retries after 3 s, ctl.test
@@ -214,6 +216,7 @@ const char* const shared_zone =
     "one.test MX 10 mx1.prov.test\ntwo.test MX 10 mx2.prov.test\n"
     "mx1.prov.test A 127.0.0.3\nmx2.prov.test A 127.0.0.4\n"
     "fast.test MX 10 mx.fast.test\nmx.fast.test A 127.0.0.5\n"
+    "routed.test MX 10 mx9.prov.test\nmx9.prov.test A 127.0.0.3\n"
     "conn.test MX 10 mx.conn.test\nmx.conn.test A 127.0.0.6\n"
     "conc.test MX 10 mx.conc.test\nmx.conc.test A 127.0.0.7\n"
     "retry.test MX 10 mx.retry.test\nctl.test MX 10 mx.retry.test\nmx.retry.test A 127.0.0.8\n"
@@ -304,7 +307,8 @@ class shared_run : public world {
     admin = free_port();
     _admin_listen = "127.0.0.1:" + std::to_string(admin);
     // Shaped messages wait up to ~20 s in the queue: max_queue_age well above that.
-    if (!start_relay(shared_toml, "max_queue_age = \"5m\"\n")) return fail("relay");
+    if (!start_relay(shared_toml + route_to("routed.test", "127.0.0.5", _port), "max_queue_age = \"5m\"\n"))
+      return fail("relay");
 
     // Interleaved, so each destination's messages are all queued within the submission
     // (~1-2 s), long before its bucket lets the last of them go.
@@ -316,6 +320,7 @@ class shared_run : public world {
       out.push_back({from, "c" + std::to_string(i) + "@conn.test"});
       if (i < 30) out.push_back({from, "k" + std::to_string(i) + "@conc.test"});
       if (i < 20) out.push_back({from, "f" + std::to_string(i) + "@fast.test"});
+      if (i < 20) out.push_back({from, "d" + std::to_string(i) + "@routed.test"});
     }
     out.push_back({from, "r@retry.test"});
     out.push_back({from, "r@ctl.test"});
@@ -335,7 +340,7 @@ class shared_run : public world {
 
     // Everything arrives within ~20 s; the deadlines are 3x that.
     bool all = rate->wait_messages(40, 60s) && prov1->wait_messages(20, 60s) && prov2->wait_messages(20, 60s) &&
-               fast->wait_messages(20, 30s) && conn->wait_messages(40, 60s) && conc->wait_messages(30, 60s) &&
+               fast->wait_messages(40, 30s) && conn->wait_messages(40, 60s) && conc->wait_messages(30, 60s) &&
                retry->wait_messages(2, 30s) && pool->wait_messages(3, 30s);
     if (!all) return fail("not every message arrived");
     // Sessions are written when they close: stop the relay so that the last ones close,
@@ -404,7 +409,7 @@ TEST_F(Shaping, UnshapedDomainIsNotSlowedByShapedOnes) {
   // shaped destinations are half done (~10 s), and in a fraction of their time.
   auto& t = traffic();
   ASSERT_TRAFFIC(t);
-  auto fast = times_of(t.fast->messages());
+  auto fast = times_of(t.fast->messages(), "fast.test");
   auto rate = times_of(t.rate->messages());
   ASSERT_EQ(fast.size(), 20u);
   ASSERT_EQ(rate.size(), 40u);
@@ -412,6 +417,21 @@ TEST_F(Shaping, UnshapedDomainIsNotSlowedByShapedOnes) {
   std::sort(rate.begin(), rate.end());
   EXPECT_LT(fast.back(), rate[19]) << "the last fast.test message came after rate.test's 20th";
   EXPECT_LT(fast.back() - fast.front(), (rate.back() - rate.front()) / 4);
+}
+
+TEST_F(Shaping, RoutedDomainMatchesDomainEntriesOnly) {
+  // routed.test's MX host is under *.prov.test, but it goes by its [[route]]: no MX lookup,
+  // no prov bucket. Its mail arrives unslowed (and prov's rate stays 2/s for one.test and
+  // two.test alone: MxPatternSharesOneBucketAcrossDomains).
+  auto& t = traffic();
+  ASSERT_TRAFFIC(t);
+  auto routed = times_of(t.fast->messages(), "routed.test");
+  auto rate = times_of(t.rate->messages());
+  ASSERT_EQ(routed.size(), 20u);
+  ASSERT_EQ(rate.size(), 40u);
+  std::sort(routed.begin(), routed.end());
+  std::sort(rate.begin(), rate.end());
+  EXPECT_LT(routed.back(), rate[19]) << "the last routed.test message came after rate.test's 20th";
 }
 
 TEST_F(Shaping, MaxConnectionsAndMessagesPerConnection) {
