@@ -204,6 +204,8 @@ void expect_rate_within_10pct(double got, double want, const std::string& what) 
 //   rate.test       127.0.0.2   domain entry, 120/min                       (40 messages)
 //   one/two.test    127.0.0.3/4 mx = "*.prov.test", 120/min, one bucket     (20 + 20)
 //   fast.test       127.0.0.5   no entry: must not wait for the shaped ones (20)
+//   routed.test     127.0.0.5   a [[route]] there; its MX (mx9.prov.test) would match the
+//                               prov entry, but a routed domain matches domain entries only (20)
 //   conn.test       127.0.0.6   120 connections/min, 1 message each          (40)
 //   conc.test       127.0.0.7   2 connections at most, 3 messages each       (30, 0.2 s per dot)
 //   retry/ctl.test  127.0.0.8   451 twice; retry.test's entry retries after 3 s, ctl.test
@@ -214,6 +216,7 @@ const char* const shared_zone =
     "one.test MX 10 mx1.prov.test\ntwo.test MX 10 mx2.prov.test\n"
     "mx1.prov.test A 127.0.0.3\nmx2.prov.test A 127.0.0.4\n"
     "fast.test MX 10 mx.fast.test\nmx.fast.test A 127.0.0.5\n"
+    "routed.test MX 10 mx9.prov.test\nmx9.prov.test A 127.0.0.3\n"
     "conn.test MX 10 mx.conn.test\nmx.conn.test A 127.0.0.6\n"
     "conc.test MX 10 mx.conc.test\nmx.conc.test A 127.0.0.7\n"
     "retry.test MX 10 mx.retry.test\nctl.test MX 10 mx.retry.test\nmx.retry.test A 127.0.0.8\n"
@@ -304,7 +307,8 @@ class shared_run : public world {
     admin = free_port();
     _admin_listen = "127.0.0.1:" + std::to_string(admin);
     // Shaped messages wait up to ~20 s in the queue: max_queue_age well above that.
-    if (!start_relay(shared_toml, "max_queue_age = \"5m\"\n")) return fail("relay");
+    if (!start_relay(shared_toml + route_to("routed.test", "127.0.0.5", _port), "max_queue_age = \"5m\"\n"))
+      return fail("relay");
 
     // Interleaved, so each destination's messages are all queued within the submission
     // (~1-2 s), long before its bucket lets the last of them go.
@@ -316,6 +320,7 @@ class shared_run : public world {
       out.push_back({from, "c" + std::to_string(i) + "@conn.test"});
       if (i < 30) out.push_back({from, "k" + std::to_string(i) + "@conc.test"});
       if (i < 20) out.push_back({from, "f" + std::to_string(i) + "@fast.test"});
+      if (i < 20) out.push_back({from, "d" + std::to_string(i) + "@routed.test"});
     }
     out.push_back({from, "r@retry.test"});
     out.push_back({from, "r@ctl.test"});
@@ -335,7 +340,7 @@ class shared_run : public world {
 
     // Everything arrives within ~20 s; the deadlines are 3x that.
     bool all = rate->wait_messages(40, 60s) && prov1->wait_messages(20, 60s) && prov2->wait_messages(20, 60s) &&
-               fast->wait_messages(20, 30s) && conn->wait_messages(40, 60s) && conc->wait_messages(30, 60s) &&
+               fast->wait_messages(40, 30s) && conn->wait_messages(40, 60s) && conc->wait_messages(30, 60s) &&
                retry->wait_messages(2, 30s) && pool->wait_messages(3, 30s);
     if (!all) return fail("not every message arrived");
     // Sessions are written when they close: stop the relay so that the last ones close,
@@ -404,7 +409,7 @@ TEST_F(Shaping, UnshapedDomainIsNotSlowedByShapedOnes) {
   // shaped destinations are half done (~10 s), and in a fraction of their time.
   auto& t = traffic();
   ASSERT_TRAFFIC(t);
-  auto fast = times_of(t.fast->messages());
+  auto fast = times_of(t.fast->messages(), "fast.test");
   auto rate = times_of(t.rate->messages());
   ASSERT_EQ(fast.size(), 20u);
   ASSERT_EQ(rate.size(), 40u);
@@ -412,6 +417,21 @@ TEST_F(Shaping, UnshapedDomainIsNotSlowedByShapedOnes) {
   std::sort(rate.begin(), rate.end());
   EXPECT_LT(fast.back(), rate[19]) << "the last fast.test message came after rate.test's 20th";
   EXPECT_LT(fast.back() - fast.front(), (rate.back() - rate.front()) / 4);
+}
+
+TEST_F(Shaping, RoutedDomainMatchesDomainEntriesOnly) {
+  // routed.test's MX host is under *.prov.test, but it goes by its [[route]]: no MX lookup,
+  // no prov bucket. Its mail arrives unslowed (and prov's rate stays 2/s for one.test and
+  // two.test alone: MxPatternSharesOneBucketAcrossDomains).
+  auto& t = traffic();
+  ASSERT_TRAFFIC(t);
+  auto routed = times_of(t.fast->messages(), "routed.test");
+  auto rate = times_of(t.rate->messages());
+  ASSERT_EQ(routed.size(), 20u);
+  ASSERT_EQ(rate.size(), 40u);
+  std::sort(routed.begin(), routed.end());
+  std::sort(rate.begin(), rate.end());
+  EXPECT_LT(routed.back(), rate[19]) << "the last routed.test message came after rate.test's 20th";
 }
 
 TEST_F(Shaping, MaxConnectionsAndMessagesPerConnection) {
@@ -616,38 +636,56 @@ const char* const gmail_421 =
     "4.7.28  https://support.google.com/mail/?p=UnsolicitedRateLimitError to\\n"
     "4.7.28 review our Bulk Email Senders Guidelines. a1-20020a05 - gsmtpx1";
 
+// The built-in rules need no [[backoff]] entry: Gmail's multi-line 421-4.7.28 lowers the
+// shaped gm.test (10/s) and, from the rate it delivered at, the unshaped plain.test (whose
+// line says there was no limit before: previous_rate_per_hour 0). With
+// outbound.backoff_defaults = false the same replies lower nothing.
 TEST_F(Shaping, BuiltinRulesCatchGmailsDeferralUnlessBackoffDefaultsIsOff) {
   ASSERT_NE(_port, 0);
-  ASSERT_TRUE(start_dns("gm.test MX 10 mx.gm.test\nmx.gm.test A 127.0.0.2\n"));
-  fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}, .cert = "",
-                          .rcpt_replies = {std::string("first@gm.test=") + gmail_421,
-                                           std::string("second@gm.test=") + gmail_421}});
+  ASSERT_TRUE(start_dns("gm.test MX 10 mx.gm.test\nplain.test MX 10 mx.gm.test\nmx.gm.test A 127.0.0.2\n"));
+  std::vector<std::string> rules;
+  for (const char* a : {"on@gm.test", "on@plain.test", "off@gm.test", "off@plain.test"})
+    rules.push_back(std::string(a) + "=" + gmail_421);
+  fake_mx* mx = start_mx({.hosts = {"127.0.0.2"}, .cert = "", .rcpt_replies = rules});
   ASSERT_TRUE(mx);
   const std::string entry = "[[shaping]]\nname = \"gmail\"\ndomain = \"gm.test\"\nmax_message_rate = \"10/s\"\n";
   for (bool defaults : {true, false}) {
     SCOPED_TRACE(defaults ? "backoff_defaults = true" : "backoff_defaults = false");
     relay* r = start_relay(entry, std::string("backoff_defaults = ") + (defaults ? "true" : "false") + "\n");
     ASSERT_TRUE(r);
-    std::string rcpt = defaults ? "first@gm.test" : "second@gm.test";
-    auto ids = submit_all(*r, {{"news@bulk.test", rcpt}});
-    ASSERT_EQ(ids.size(), 1u);
-    // Deferred by the 421, delivered on the retry a second later.
-    auto lines = wait_audit(*r, 2, [&](const audit_line& a) { return a.queue_id == ids[0]; });
-    ASSERT_EQ(lines.size(), 2u) << dump_audit(*r);
-    EXPECT_EQ(lines[0].outcome, "deferred") << lines[0].raw;
-    EXPECT_EQ(lines[1].outcome, "delivered") << lines[1].raw;
+    const std::string who = defaults ? "on@" : "off@";
+    auto ids = submit_all(*r, {{"news@bulk.test", who + "gm.test"}, {"news@bulk.test", who + "plain.test"}});
+    ASSERT_EQ(ids.size(), 2u);
+    // Each deferred by the 421, delivered on the retry a second later.
+    for (const auto& id : ids) {
+      auto lines = wait_audit(*r, 2, [&](const audit_line& a) { return a.queue_id == id; });
+      ASSERT_EQ(lines.size(), 2u) << dump_audit(*r);
+      EXPECT_EQ(lines[0].outcome, "deferred") << lines[0].raw;
+      EXPECT_EQ(lines[1].outcome, "delivered") << lines[1].raw;
+    }
     auto ev = shaping_events(*r);
-    if (defaults) {
-      ASSERT_EQ(ev.size(), 1u) << dump_audit(*r);
-      EXPECT_EQ(ev[0].event, "backoff") << ev[0].raw;
-      EXPECT_EQ(ev[0].destination, "gmail") << ev[0].raw;
-      EXPECT_TRUE(starts_with(ev[0].rule, "builtin:")) << ev[0].raw;
-      EXPECT_TRUE(contains(ev[0].reply, "4.7.28")) << ev[0].raw;
-      EXPECT_EQ(ev[0].previous_rate_per_hour, 36000) << ev[0].raw;
-      EXPECT_GT(ev[0].rate_per_hour, 0) << ev[0].raw;
-      EXPECT_LT(ev[0].rate_per_hour, 36000) << ev[0].raw;
-    } else {
+    if (!defaults) {
       EXPECT_TRUE(ev.empty()) << dump_events(ev);
+      _relay->stop();
+      continue;
+    }
+    ASSERT_EQ(ev.size(), 2u) << dump_audit(*r);
+    for (const auto& e : ev) {
+      EXPECT_EQ(e.event, "backoff") << e.raw;
+      EXPECT_EQ(e.rule, "builtin:gmail-4.7.28") << e.raw;
+      EXPECT_TRUE(starts_with(e.reply, "421")) << e.raw;
+      EXPECT_TRUE(contains(e.reply, "unusual rate of")) << e.raw;
+      EXPECT_TRUE(contains(e.reply, "Bulk Email Senders Guidelines")) << "every line of the reply: " << e.raw;
+      if (e.domain == "gm.test") {
+        EXPECT_EQ(e.destination, "gmail") << e.raw;
+        EXPECT_EQ(e.previous_rate_per_hour, 36000) << e.raw;
+        EXPECT_EQ(e.rate_per_hour, 18000) << e.raw;   // the built-in factor: 0.5
+      } else {
+        EXPECT_EQ(e.domain, "plain.test") << e.raw;
+        EXPECT_EQ(e.destination, "plain.test") << e.raw;   // an unshaped domain is its own destination
+        EXPECT_EQ(e.previous_rate_per_hour, 0) << e.raw;
+        EXPECT_GE(e.rate_per_hour, 60) << "never below 1/min: " << e.raw;
+      }
     }
     _relay->stop();
   }
