@@ -972,7 +972,11 @@ void read_shaping(loader& l, table_reader& root) {
       else e.mx = h;
     }
     if (r.read("name", e.name)) {
-      if (!is_label(e.name)) r.fail("name", "expected 1 to 64 letters, digits, '-', '_' or '.', got " + quoted(e.name));
+      // '*' too: the default names ("*", "*.google.com") may be written out as well.
+      std::string plain = e.name;
+      std::replace(plain.begin(), plain.end(), '*', '_');
+      if (!is_label(plain))
+        r.fail("name", "expected 1 to 64 letters, digits, '-', '_', '.' or '*', got " + quoted(e.name));
     } else if (!r.has("name")) {
       e.name = !e.domain.empty() ? e.domain : (e.mx.starts_with(".") ? "*" + e.mx : e.mx);
     }
