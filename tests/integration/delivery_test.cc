@@ -135,14 +135,6 @@ TEST(Delivery, RawPipelinedBatchGetsRepliesInOrder) {
   EXPECT_EQ(reply_code(tail[1]), 221) << tail[1];
 }
 
-// GET `path` from the admin endpoint: the whole response ("" when nothing answered).
-std::string admin_get(uint16_t port, const std::string& path) {
-  raw_client c;
-  if (!c.connect(port, 2s)) return {};
-  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  return c.read_for(1s);
-}
-
 // Every attempt is audited (HIPAA): when the audit file refuses writes (here /dev/full,
 // ENOSPC), /healthz turns unhealthy and the failed writes are counted in /metrics.
 // (Before: /healthz stayed "ok" while records were silently lost.)

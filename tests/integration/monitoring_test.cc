@@ -26,13 +26,6 @@ namespace fs = std::filesystem;
 namespace sr::integ {
 namespace {
 
-std::string admin_get(uint16_t port, const std::string& path) {
-  raw_client c;
-  if (!c.connect(port, 2s)) return {};
-  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  return c.read_for(1s);
-}
-
 // The sum of every sample whose line starts with `series` ("name{a=\"b\"}", "name{" for
 // every series of a family, "name " for one without labels); -1 when there is none.
 double sample(const std::string& text, const std::string& series) {

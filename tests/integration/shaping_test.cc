@@ -131,30 +131,12 @@ std::string dump_events(const std::vector<shaping_event>& ev) {
   return s;
 }
 
-// GET `path` from the admin endpoint ("" when it does not answer).
-std::string admin_get(uint16_t port, const std::string& path) {
-  raw_client c;
-  if (!c.connect(port, 2s)) return {};
-  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  return c.read_for(1s);
-}
-
-// The value of one series ("name{label=\"v\"}") in a /metrics text; -1 when absent.
-double sample(const std::string& text, const std::string& series) {
-  size_t at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  at += series.size() + 2;
-  double v = -1;
-  std::from_chars(text.data() + at, text.data() + text.size(), v);
-  return v;
-}
-
 // Poll /metrics (100 ms apart, up to `deadline`) until `series` equals `want`.
 bool wait_sample(uint16_t port, const std::string& series, double want, std::chrono::milliseconds deadline,
                  std::string* last) {
   for (auto until = clock::now() + deadline; clock::now() < until;) {
     *last = admin_get(port, "/metrics");
-    if (std::fabs(sample(*last, series) - want) < 1e-6) return true;
+    if (std::fabs(metric_sample(*last, series) - want) < 1e-6) return true;
     std::this_thread::sleep_for(100ms);   // polling the endpoint, not an assertion
   }
   return false;
@@ -507,11 +489,11 @@ TEST_F(Shaping, MetricsShowEachDestinationsRate) {
   auto& t = traffic();
   ASSERT_TRAFFIC(t);
   const std::string& m = t.metrics_early;
-  EXPECT_EQ(sample(m, "sealrelay_shaping_message_rate_per_hour{destination=\"rate\"}"), 7200) << m;
-  EXPECT_EQ(sample(m, "sealrelay_shaping_message_rate_per_hour{destination=\"prov\"}"), 7200) << m;
-  EXPECT_EQ(sample(m, "sealrelay_shaping_message_rate_per_hour{destination=\"conc\"}"), 0) << m;
-  EXPECT_EQ(sample(m, "sealrelay_shaping_backoffs_total{destination=\"rate\"}"), 0) << m;
-  double conc = sample(m, "sealrelay_shaping_connections{destination=\"conc\"}");
+  EXPECT_EQ(metric_sample(m, "sealrelay_shaping_message_rate_per_hour{destination=\"rate\"}"), 7200) << m;
+  EXPECT_EQ(metric_sample(m, "sealrelay_shaping_message_rate_per_hour{destination=\"prov\"}"), 7200) << m;
+  EXPECT_EQ(metric_sample(m, "sealrelay_shaping_message_rate_per_hour{destination=\"conc\"}"), 0) << m;
+  EXPECT_EQ(metric_sample(m, "sealrelay_shaping_backoffs_total{destination=\"rate\"}"), 0) << m;
+  double conc = metric_sample(m, "sealrelay_shaping_connections{destination=\"conc\"}");
   EXPECT_GE(conc, 0) << m;
   EXPECT_LE(conc, 2) << m;
 }
@@ -540,7 +522,7 @@ TEST_F(Shaping, StarEntryGivesEachDomainItsOwnBuckets) {
   bool seen = false;
   for (auto until = clock::now() + 3s; !seen && clock::now() < until;) {
     m = admin_get(admin, "/metrics");
-    seen = sample(m, "sealrelay_shaping_connections{destination=\"*\"}") >= 1;
+    seen = metric_sample(m, "sealrelay_shaping_connections{destination=\"*\"}") >= 1;
     if (!seen) std::this_thread::sleep_for(100ms);   // polling the endpoint
   }
   EXPECT_TRUE(seen) << m;
@@ -589,7 +571,7 @@ duration = "6s"
 
   std::string m;
   EXPECT_TRUE(wait_sample(admin, "sealrelay_shaping_message_rate_per_hour{destination=\"bo\"}", 7200, 10s, &m)) << m;
-  EXPECT_EQ(sample(m, "sealrelay_shaping_backoffs_total{destination=\"bo\"}"), 1) << m;
+  EXPECT_EQ(metric_sample(m, "sealrelay_shaping_backoffs_total{destination=\"bo\"}"), 1) << m;
   ASSERT_TRUE(mx->wait_messages(out.size(), 40s)) << r->log();
   EXPECT_TRUE(wait_sample(admin, "sealrelay_shaping_message_rate_per_hour{destination=\"bo\"}", 14400, 10s, &m)) << m;
 

@@ -23,16 +23,6 @@ const char* const zone =
     "sender.test MX 10 mx.sender.test\n"
     "mx.sender.test A 127.0.0.3\n";
 
-// The value of one series in a /metrics text; -1 when absent.
-double sample(const std::string& text, const std::string& series) {
-  size_t at = text.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  at += series.size() + 2;
-  double v = -1;
-  std::from_chars(text.data() + at, text.data() + text.size(), v);
-  return v;
-}
-
 std::string queue_binary() {
   const char* bin = std::getenv("SEALRELAY_QUEUE_BIN");
   return bin ? bin : "sealrelay-queue";
@@ -69,7 +59,7 @@ class Suppression : public ::testing::Test, public world {
   bool wait_metric(const std::string& series, double want, std::string* last) const {
     for (int i = 0; i < 100; ++i) {
       *last = metrics();
-      if (sample(*last, series) >= want) return true;
+      if (metric_sample(*last, series) >= want) return true;
       std::this_thread::sleep_for(100ms);
     }
     return false;
@@ -119,12 +109,12 @@ class Suppression : public ::testing::Test, public world {
     }
     std::string m;
     ASSERT_TRUE(wait_metric("sealrelay_suppression_entries", 1, &m)) << m;
-    EXPECT_EQ(sample(m, "sealrelay_suppression_entries"), 1) << m;
+    EXPECT_EQ(metric_sample(m, "sealrelay_suppression_entries"), 1) << m;
     ASSERT_TRUE(wait_metric("sealrelay_bounces_total{class=\"mailbox-full\"}", 1, &m)) << m;
-    EXPECT_EQ(sample(m, "sealrelay_bounces_total{class=\"bad-mailbox\"}"), 1) << m;
-    EXPECT_EQ(sample(m, "sealrelay_bounces_total{class=\"mailbox-full\"}"), 1) << m;
-    EXPECT_EQ(sample(m, "sealrelay_bounces_total{class=\"policy\"}"), 0) << m;
-    EXPECT_EQ(sample(m, "sealrelay_suppression_added_total"), 1) << m;
+    EXPECT_EQ(metric_sample(m, "sealrelay_bounces_total{class=\"bad-mailbox\"}"), 1) << m;
+    EXPECT_EQ(metric_sample(m, "sealrelay_bounces_total{class=\"mailbox-full\"}"), 1) << m;
+    EXPECT_EQ(metric_sample(m, "sealrelay_bounces_total{class=\"policy\"}"), 0) << m;
+    EXPECT_EQ(metric_sample(m, "sealrelay_suppression_added_total"), 1) << m;
   }
 
   uint16_t _metrics_port = 0;
@@ -152,7 +142,7 @@ TEST_F(Suppression, BadMailboxIsListedAndRefusedAtRcptAlsoAfterARestart) {
   EXPECT_TRUE(starts_with(rcpt_reply("full@dest.test"), "250")) << "a full mailbox is not suppressed";
   std::string m;
   EXPECT_TRUE(wait_metric("sealrelay_suppressed_total{action=\"refused\"}", 2, &m)) << m;
-  EXPECT_EQ(sample(m, "sealrelay_suppressed_total{action=\"refused\"}"), 2) << m;
+  EXPECT_EQ(metric_sample(m, "sealrelay_suppressed_total{action=\"refused\"}"), 2) << m;
 
   // The list is on disk: a restart keeps it.
   ASSERT_EQ(_relay->stop(), 0) << _relay->log();

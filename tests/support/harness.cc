@@ -19,6 +19,7 @@
 #include <wolfssl/ssl.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -683,6 +684,22 @@ std::optional<std::string> send_message(raw_client& c, std::string_view from,
   data += ".\r\n";
   if (!c.send(data)) return std::nullopt;
   return c.read_reply(30s);
+}
+
+std::string admin_get(uint16_t port, const std::string& path) {
+  raw_client c;
+  if (!c.connect(port, 2s)) return {};
+  c.send("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  return c.read_for(1s);
+}
+
+double metric_sample(const std::string& text, const std::string& series) {
+  size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  at += series.size() + 2;
+  double v = -1;
+  std::from_chars(text.data() + at, text.data() + text.size(), v);
+  return v;
 }
 
 }  // namespace sr::integ

@@ -229,4 +229,11 @@ std::optional<std::string> send_message(raw_client& c, std::string_view from,
                                         const std::vector<std::string>& rcpts,
                                         std::string_view body);
 
+// GET `path` from the relay's admin endpoint on `port` (HTTP/1.1, Connection: close): the
+// whole response, headers included ("" when nothing answered within 2 s).
+std::string admin_get(uint16_t port, const std::string& path);
+// The value of one series ("name{label=\"v\"}", or a name without labels) in a /metrics
+// text; -1 when it is absent.
+double metric_sample(const std::string& text, const std::string& series);
+
 }  // namespace sr::integ
