@@ -4,6 +4,7 @@
 // toml++ is used header-only with TOML_EXCEPTIONS=0 and never leaves this file.
 #include "sealrelay/config/config.hh"
 #include "not_built.hh"
+#include "sealrelay/util/text.hh"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -1461,11 +1462,18 @@ const shaping_entry* shaping_for_domain(const config& cfg, std::string_view doma
 }
 
 const shaping_entry* shaping_for_mx(const config& cfg, std::string_view host) {
+  // A host name as DNS gives it: any case, maybe with the root's trailing dot.
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
   const shaping_entry* best = nullptr;
   size_t rank = 0;
-  for (const auto& e : cfg.shaping)
-    if (!e.mx.empty())
-      if (size_t r = match_rank(e.mx, host); r > rank) rank = r, best = &e;
+  for (const auto& e : cfg.shaping) {
+    if (e.mx.empty()) continue;
+    size_t r = 0;
+    if (iequals(host, e.mx)) r = std::string_view::npos;  // exact beats every suffix
+    else if (e.mx[0] == '.' && host.size() > e.mx.size() && iequals(host.substr(host.size() - e.mx.size()), e.mx))
+      r = 1 + e.mx.size();
+    if (r > rank) rank = r, best = &e;
+  }
   return best;
 }
 

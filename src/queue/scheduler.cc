@@ -18,6 +18,7 @@ scheduler::scheduler(core::shard& sh, const config::config& cfg, home_link link)
     : _shard(sh), _cfg(cfg), _link(std::move(link)) {
   _shard.on_tick([this] { on_tick(); });
   set_shards(1);
+  _rules = std::make_unique<backoff_rules>(_cfg);
 }
 
 scheduler::~scheduler() = default;
@@ -39,8 +40,7 @@ domain_state& scheduler::domain(const std::string& name, lane l, const config::p
     slot->tls_required_no = l == lane::tls_required_no;
     site_state& s = site_for(name, shaping);
     slot->site = &s;
-    slot->max_conns = s.entry && s.entry->max_connections ? s.entry->max_connections
-                                                          : std::max(1u, _cfg.outbound.max_conns_per_domain);
+    slot->max_conns = s.entry ? s.max_connections : std::max(1u, _cfg.outbound.max_conns_per_domain);
     slot->messages_per_conn = s.messages_per_conn;
     s.domains.push_back(slot.get());
   }
@@ -49,7 +49,7 @@ domain_state& scheduler::domain(const std::string& name, lane l, const config::p
 
 site_state& scheduler::site_for(const std::string& domain, const config::shaping_entry* e) {
   // An entry is one site, except "*": each domain its own (as unshaped domains are).
-  bool shared = e && e->domain != "*";
+  bool shared = e && e->shared();
   std::string key = shared ? e->name : std::string(1, '\0') + domain;
   auto& slot = _sites[key];
   if (!slot) {
@@ -57,7 +57,6 @@ site_state& scheduler::site_for(const std::string& domain, const config::shaping
     site_state& s = *slot;
     s.entry = e;
     s.name = shared ? e->name : domain;
-    s.domain = shared ? std::string() : domain;
     s.metric = e ? size_t(e - _cfg.shaping.data()) : _cfg.shaping.size();  // else "default"
     // Unshaped: no limit over the domain's queues together, each keeps its own as before.
     s.max_connections = e && e->max_connections ? e->max_connections
@@ -110,7 +109,7 @@ bool scheduler::place(std::unique_ptr<job>& j) {
     j->shaping = e;
     j->shaping_known = true;
   }
-  if (j->shaping && j->shaping->domain != "*" && _shards > 1 && _link.forward_job) {
+  if (j->shaping && j->shaping->shared() && _shards > 1 && _link.forward_job) {
     unsigned owner = owner_shard("shaping:" + j->shaping->name, _shards);
     if (owner != _shard.index()) {
       _link.forward_job(owner, std::move(j));
@@ -182,7 +181,6 @@ void scheduler::kick(domain_state& d) {
     uint64_t can_go = std::min<uint64_t>(d.ready.size(), s.messages.whole(now));
     if (can_go <= free_conns) break;
     if (!s.connections.available(now)) break;
-    if (s.active >= s.max_connections) break;
     s.connections.take(now);
     ++d.active;
     ++s.active;
@@ -256,36 +254,29 @@ void scheduler::unpark(domain_state& d, idle_waiter* w) {
   if (it != d.idle.end()) d.idle.erase(it);
 }
 
-job* scheduler::take(domain_state& d) {
+job* scheduler::take(domain_state& d) { return take_job(d, true); }
+
+job* scheduler::take_unmetered(domain_state& d) { return take_job(d, false); }
+
+job* scheduler::take_job(domain_state& d, bool metered) {
   site_state& s = *d.site;
   const uint64_t now = _shard.now_ms();
   while (!d.ready.empty() && !_paused) {
-    if (!s.messages.available(now)) {
+    if (metered && !s.messages.available(now)) {
       wait_on(s);
       return nullptr;
     }
     job* j = d.ready.front();
     d.ready.pop_front();
     if (_screen && screen_out(j)) continue;  // every recipient suppressed: nothing to send
-    s.messages.take(now);
-    s.count_message(now);
+    if (metered) {
+      s.messages.take(now);
+      s.count_message(now);
+    }
     ++s.in_progress;
     ++d.in_progress;
     j->in_flight = true;
-    return j;
-  }
-  return nullptr;
-}
-
-job* scheduler::take_unmetered(domain_state& d) {
-  while (!d.ready.empty() && !_paused) {
-    job* j = d.ready.front();
-    d.ready.pop_front();
-    if (_screen && screen_out(j)) continue;
-    ++d.site->in_progress;
-    ++d.in_progress;
-    j->in_flight = true;
-    j->unmetered = true;
+    j->unmetered = !metered;
     return j;
   }
   return nullptr;
@@ -375,7 +366,7 @@ void scheduler::finish(job* j, std::span<const rcpt_result> given) {
   --d.site->in_progress;
   j->unmetered = false;
   j->in_flight = false;
-  if (_rules || !_cfg.backoff.empty() || _cfg.outbound.backoff_defaults)
+  if (!_rules->empty())
     for (const auto& r : given)
       if (r.outcome == rcpt_outcome::deferred || r.outcome == rcpt_outcome::bounced)
         if (!r.reply.empty() && (r.reply[0] == '4' || r.reply[0] == '5')) {
@@ -545,7 +536,6 @@ void scheduler::bounce(job& j, std::vector<const job_rcpt*> failed, std::span<co
 }
 
 void scheduler::check_backoff(site_state& s, const std::string& domain, std::string_view reply) {
-  if (!_rules) _rules = std::make_unique<backoff_rules>(_cfg);
   const config::backoff_rule* rule = _rules->match(reply);
   if (!rule) return;
   const uint64_t now = _shard.now_ms();
@@ -564,7 +554,7 @@ void scheduler::check_backoff(site_state& s, const std::string& domain, std::str
   s.backoff_lowered_ms = now;
   ++metric(s).backoffs;
   s.messages.set_rate(after, now);
-  if (s.entry && s.entry->domain != "*") metric(s).rate_per_hour = per_hour(after);
+  publish_rate(s);
   if (!was) _backed_off.push_back(&s);
   SR_INFO("shaping: %s: back-off (%s): %llu/h -> %llu/h for %s after \"%.*s\"", s.name.c_str(), rule->label.c_str(),
           (unsigned long long)per_hour(was || s.configured_rate > 0 ? before : 0), (unsigned long long)per_hour(after),
@@ -589,7 +579,7 @@ void scheduler::refresh_rate(site_state& s, uint64_t now) {
   s.backoff_until_ms = 0;
   s.backoff_rate = 0;
   s.messages.set_rate(s.configured_rate, now);
-  if (s.entry && s.entry->domain != "*") metric(s).rate_per_hour = per_hour(s.configured_rate);
+  publish_rate(s);
   SR_INFO("shaping: %s: back-off over, %llu/h again", s.name.c_str(), (unsigned long long)per_hour(s.configured_rate));
   if (_on_shaping) {
     shaping_event ev;
@@ -603,6 +593,11 @@ void scheduler::refresh_rate(site_state& s, uint64_t now) {
 
 shaping_stats& scheduler::metric(const site_state& s) { return _metrics[s.metric]; }
 
+void scheduler::publish_rate(const site_state& s) {
+  // A "*" entry's and the unshaped domains' series have no one rate (0).
+  if (s.entry && s.entry->shared()) metric(s).rate_per_hour = per_hour(s.messages.rate());
+}
+
 void scheduler::set_shards(unsigned n) {
   _shards = n ? n : 1;
   // One series per [[shaping]] entry, then "default". A shared entry's rate is reported by
@@ -611,7 +606,7 @@ void scheduler::set_shards(unsigned n) {
   _metrics.assign(_cfg.shaping.size() + 1, shaping_stats{});
   for (size_t i = 0; i < _cfg.shaping.size(); ++i) {
     const auto& e = _cfg.shaping[i];
-    if (e.domain != "*" && owner_shard("shaping:" + e.name, _shards) == _shard.index())
+    if (e.shared() && owner_shard("shaping:" + e.name, _shards) == _shard.index())
       _metrics[i].rate_per_hour = per_hour(e.max_message_rate.per_second());
   }
 }

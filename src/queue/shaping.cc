@@ -41,18 +41,15 @@ void token_bucket::refund() {
   if (_rate > 0) _tokens = std::min(_capacity, _tokens + 1);
 }
 
-void site_state::count_message(uint64_t now_ms) {
-  if (now_ms >= minute_start_ms + 60'000) {
-    last_minute = now_ms >= minute_start_ms + 120'000 ? 0 : this_minute;
-    this_minute = 0;
-    minute_start_ms = now_ms;
-  }
-  ++this_minute;
+void site_state::roll_minute(uint64_t now_ms) {
+  if (now_ms < minute_start_ms + 60'000) return;
+  last_minute = now_ms >= minute_start_ms + 120'000 ? 0 : this_minute;
+  this_minute = 0;
+  minute_start_ms = now_ms;
 }
 
 double site_state::observed_rate(uint64_t now_ms) {
-  count_message(now_ms);
-  --this_minute;  // count_message rolled the window; this call is no message
+  roll_minute(now_ms);
   // The busier of the last full minute and the current one so far, scaled to a minute.
   double elapsed = std::max<double>(1.0, double(now_ms - minute_start_ms) / 1000.0);
   double current = double(this_minute) / std::min(60.0, elapsed);

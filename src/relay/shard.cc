@@ -173,12 +173,7 @@ void shard_root::start_shaping() {
     _sched->set_mx_lookup([this](const std::string& domain, std::function<void(bool, std::vector<std::string>)> done) {
       _resolver->lookup_mx(domain, [done = std::move(done)](const dns::mx_result& r) {
         std::vector<std::string> hosts;
-        for (const auto& h : r.hosts) {
-          std::string n = h.name;
-          for (auto& c : n) c = char(std::tolower(static_cast<unsigned char>(c)));
-          while (!n.empty() && n.back() == '.') n.pop_back();
-          hosts.push_back(std::move(n));
-        }
+        for (const auto& h : r.hosts) hosts.push_back(h.name);  // config::shaping_for_mx ignores case
         done(r.status != dns::status::temp_fail, std::move(hosts));
       });
     });

@@ -221,6 +221,9 @@ struct shaping_entry {
   std::vector<duration> retry;         // empty = outbound.retry
   std::string pool;                    // [[pool]] name; "" = none
   int line = 0;
+  // One destination for every domain it matches (all but domain = "*", whose domains each
+  // get their own buckets).
+  bool shared() const { return domain != "*"; }
 };
 
 // An adaptive back-off rule (issue 14 item 2): a remote reply matching `match` lowers its
@@ -355,8 +358,8 @@ const pool_entry* pool_for(const config& cfg, std::string_view rcpt_domain, std:
 // The [[shaping]] entry a recipient domain (lower case) takes by name: exact, then the
 // longest ".suffix"; "*" only when `star` (it comes after the MX entries). Null: none.
 const shaping_entry* shaping_for_domain(const config& cfg, std::string_view domain, bool star);
-// The [[shaping]] mx entry matching MX host `host` (lower case, no trailing dot): exact, then
-// the longest suffix. Null: none.
+// The [[shaping]] mx entry matching MX host `host` (case-insensitive, a trailing dot
+// ignored): exact, then the longest suffix. Null: none.
 const shaping_entry* shaping_for_mx(const config& cfg, std::string_view host);
 // Does any [[shaping]] entry match by MX host (then a domain's MX must be looked up)?
 bool has_mx_shaping(const config& cfg);

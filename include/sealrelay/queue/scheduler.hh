@@ -126,8 +126,8 @@ struct home_link {
   std::function<void(unsigned owner, std::unique_ptr<job> j)> forward_job;
 };
 
-// The MX host names of a domain (lower case, no trailing dot), for [[shaping]] mx entries;
-// ok = false when the lookup failed (the domain is then unshaped for a minute).
+// The MX host names of a domain, in preference order, for [[shaping]] mx entries (matched
+// without regard to case); ok = false when the lookup failed (the domain is then unshaped for a minute).
 using mx_lookup = std::function<void(const std::string& domain,
                                      std::function<void(bool ok, std::vector<std::string> hosts)> done)>;
 
@@ -281,6 +281,10 @@ class scheduler {
   void mx_known(const std::string& domain, bool ok, const std::vector<std::string>& hosts);
   // The site of a new domain queue.
   site_state& site_for(const std::string& domain, const config::shaping_entry* e);
+  // take() (metered: a message token per job) and take_unmetered().
+  job* take_job(domain_state& d, bool metered);
+  // Show `s`'s message rate now in its metric series (shared entries only).
+  void publish_rate(const site_state& s);
   // Kick the site's queues that have ready jobs, round-robin, while it can send.
   void kick_site(site_state& s);
   // Close one idle connection of another queue of `s` (one with nothing ready) for `need`.

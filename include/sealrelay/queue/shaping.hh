@@ -42,7 +42,6 @@ class token_bucket {
 struct site_state {
   const config::shaping_entry* entry = nullptr;  // null: an unshaped domain (back-off only)
   std::string name;         // the entry's name, or the domain
-  std::string domain;       // the domain for an unshaped or "*" site ("" for a shared entry)
   size_t metric = 0;        // index of its metric series (entries in order, then "default")
   unsigned max_connections = 0;   // over all its domain queues; UINT_MAX = per queue only
   unsigned messages_per_conn = 1;
@@ -64,7 +63,12 @@ struct site_state {
   uint32_t this_minute = 0, last_minute = 0;
 
   // Count one message transaction taken now.
-  void count_message(uint64_t now_ms);
+  void count_message(uint64_t now_ms) {
+    roll_minute(now_ms);
+    ++this_minute;
+  }
+  // Start a new minute when the current one is over.
+  void roll_minute(uint64_t now_ms);
   // Messages per second delivered over the last minute (at least 1/min).
   double observed_rate(uint64_t now_ms);
   bool backed_off(uint64_t now_ms) const { return backoff_until_ms > now_ms; }

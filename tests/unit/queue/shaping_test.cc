@@ -93,5 +93,22 @@ TEST(Backoff, OperatorRulesComeFirstAndDefaultsCanBeOff) {
   EXPECT_FALSE(rules.match("421 4.7.28 unusual rate of unsolicited mail"));  // built-ins off
 }
 
+TEST(ShapingMatch, MxHostsMatchWithoutRegardToCaseOrTheRootDot) {
+  auto cfg = config::parse(
+      "[[listen]]\naddress = \"127.0.0.1:2525\"\n"
+      "[[shaping]]\nname = \"google\"\nmx = \"*.google.com\"\n"
+      "[[shaping]]\nname = \"one\"\nmx = \"mx1.google.com\"\n",
+      "t.toml");
+  ASSERT_TRUE(cfg) << cfg.err();
+  const config::shaping_entry* e = config::shaping_for_mx(cfg.value(), "ASPMX.L.Google.COM.");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->name, "google");
+  e = config::shaping_for_mx(cfg.value(), "MX1.google.com");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->name, "one");  // the exact host beats the suffix
+  EXPECT_FALSE(config::shaping_for_mx(cfg.value(), "google.com"));  // "*." needs a label below
+  EXPECT_FALSE(config::shaping_for_mx(cfg.value(), "mx.notgoogle.com"));
+}
+
 }  // namespace
 }  // namespace sr::queue
